@@ -1,0 +1,122 @@
+"""The only place that talks to orbax: train state + data-iterator state, async saves, preemption, resume.
+
+Layout: ``WORKDIR/checkpoints/<step>/{state, data_iter, _CHECKPOINT_METADATA, ...}``. Orbax writes each step
+into a temporary directory and renames it only when complete, so a save interrupted half-way is never
+listed as a step (``latest_step`` ignores it) and stale temporaries are cleaned up on the next start.
+
+Preemption (SIGTERM from a TPU maintenance event or ``kill``, SIGINT from Ctrl-C, a Colab disconnect):
+``PreemptionWatcher`` turns the signal into a flag; the loop saves a checkpoint at the current step,
+waits for it to be written and exits cleanly. In multi-process runs the decision must be taken by all
+processes at the same step, so there it is delegated to orbax's ``reached_preemption`` (the JAX
+coordination service's preemption sync point).
+"""
+from __future__ import annotations
+
+import signal
+import threading
+from typing import Any
+
+import grain
+import jax
+import orbax.checkpoint as ocp
+from absl import logging
+from etils import epath
+
+
+class CheckpointError(RuntimeError):
+  """A checkpoint exists but cannot be read back."""
+
+
+class Checkpointer:
+  """A thin wrapper over ``ocp.CheckpointManager`` that saves {state, data_iter} together."""
+
+  def __init__(self, workdir: str | epath.Path, *, max_to_keep: int = 3, async_save: bool = True):
+    self.directory = epath.Path(workdir) / "checkpoints"
+    self.manager = ocp.CheckpointManager(
+        self.directory,
+        options=ocp.CheckpointManagerOptions(
+            max_to_keep=max_to_keep,
+            enable_async_checkpointing=async_save,
+            create=True,
+            cleanup_tmp_directories=True,
+        ),
+        item_names=("state", "data_iter"),
+    )
+
+  def latest_step(self) -> int | None:
+    return self.manager.latest_step()
+
+  def save(self, step: int, state: Any, data_iter: Any, *, force: bool = False) -> bool:
+    args = {"state": ocp.args.StandardSave(state)}
+    if data_iter is not None:
+      args["data_iter"] = grain.checkpoint.CheckpointSave(data_iter)
+    return self.manager.save(step, args=ocp.args.Composite(**args), force=force)
+
+  def restore(self, abstract_state: Any, data_iter: Any, step: int | None = None) -> tuple[Any, int] | None:
+    """Restores the latest (or given) step into ``abstract_state``'s shardings; ``None`` if there is none.
+
+    ``abstract_state`` is a tree of ``jax.ShapeDtypeStruct(shape, dtype, sharding=...)``: orbax reads each
+    array straight into that sharding, so a run saved on 8 devices resumes on 1 and vice versa.
+    ``data_iter`` (a grain iterator) is restored in place.
+    """
+    step = self.latest_step() if step is None else step
+    if step is None:
+      return None
+    args = {"state": ocp.args.StandardRestore(abstract_state)}
+    if data_iter is not None:
+      args["data_iter"] = grain.checkpoint.CheckpointRestore(data_iter)
+    try:
+      restored = self.manager.restore(step, args=ocp.args.Composite(**args))
+    except Exception as e:  # orbax raises many types (ValueError, FileNotFoundError, tensorstore errors...).
+      raise CheckpointError(
+          f"The checkpoint at {self.directory / str(step)} cannot be restored: {type(e).__name__}: {e}\n"
+          f"If it is corrupt, delete that step directory to resume from the previous checkpoint "
+          f"(steps present: {list(self.manager.all_steps())}), or use a new --workdir to start afresh. "
+          f"If the model/optimizer config changed since it was written, the saved state no longer fits.") from e
+    return restored["state"], step
+
+  def wait(self) -> None:
+    self.manager.wait_until_finished()
+
+  def close(self) -> None:
+    self.manager.wait_until_finished()
+    self.manager.close()
+
+
+class PreemptionWatcher:
+  """Turns SIGTERM / SIGINT into a flag the training loop polls once per step.
+
+  A second SIGINT while the final checkpoint is being written restores the default handler, so Ctrl-C
+  twice still kills a stuck run.
+  """
+
+  SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+  def __init__(self, manager: ocp.CheckpointManager | None = None):
+    self._event = threading.Event()
+    self._manager = manager
+    self._previous = {}
+    self.signal_name: str | None = None
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      for sig in self.SIGNALS:
+        self._previous[sig] = signal.signal(sig, self._handle)
+    return self
+
+  def __exit__(self, *exc):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+    self._previous.clear()
+
+  def _handle(self, signum, frame):
+    del frame
+    self.signal_name = signal.Signals(signum).name
+    logging.warning("Received %s: will save a checkpoint at the current step and exit.", self.signal_name)
+    self._event.set()
+    signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))
+
+  def reached(self, step: int) -> bool:
+    if jax.process_count() > 1 and self._manager is not None:
+      return bool(self._manager.reached_preemption(step))
+    return self._event.is_set()

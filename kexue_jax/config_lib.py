@@ -1,0 +1,113 @@
+"""Config helpers: the keys every training config has, ``parse_arg`` for ``:arg`` strings, validation.
+
+A config file is plain Python with ``get_config(arg=None) -> ml_collections.ConfigDict``; it usually starts
+from :func:`base_config` and overrides what it needs. Configs are locked by ``config_flags``, so a
+``--config.x.y=v`` override of a key that does not exist is an error naming the key.
+"""
+from __future__ import annotations
+
+import ast
+from typing import Any
+
+import ml_collections
+
+
+def parse_arg(arg: str | None, **spec: Any) -> ml_collections.ConfigDict:
+  """big_vision-style ``"runlocal,variant=ntk,steps=100"`` -> ConfigDict over the defaults in ``spec``.
+
+  A bare word sets a boolean default to True; ``k=v`` is parsed as a Python literal when it can be (else
+  kept as a string) and must name a key of ``spec``.
+  """
+  out = ml_collections.ConfigDict(dict(spec))
+  for part in filter(None, (p.strip() for p in (arg or "").split(","))):
+    key, eq, value = part.partition("=")
+    if key not in spec:
+      raise ValueError(f"unknown config argument {key!r} in {arg!r}; this config accepts {sorted(spec)}.")
+    if not eq:
+      if not isinstance(spec[key], bool):
+        raise ValueError(f"config argument {key!r} needs a value ({key}=...).")
+      out[key] = True
+      continue
+    try:
+      parsed = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+      parsed = value
+    default = spec[key]
+    if isinstance(default, bool):
+      out[key] = bool(parsed)
+    elif default is None:
+      out[key] = parsed
+    else:
+      out[key] = type(default)(parsed)
+  return out
+
+
+# Top-level keys the loop reads; anything else at the top level is a mistake (caught by `validate`).
+TOP_LEVEL_KEYS = (
+    "seed", "num_train_steps", "batch_size", "log_every_steps", "eval_every_steps", "checkpoint_every_steps",
+    "max_checkpoints_to_keep", "async_checkpointing", "num_eval_batches", "microbatches", "stop_on_nonfinite",
+    "progress_bar", "mesh", "logical_axis_rules", "model", "task", "data", "optimizer", "distributed_init",
+    "study",
+)
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Every key the training loop reads, with defaults. Configs override; studies may add under ``study``."""
+  from kexue_jax import optim  # pylint: disable=g-import-not-at-top
+  from kexue_jax import sharding  # pylint: disable=g-import-not-at-top
+  from kexue_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.num_train_steps = 1000
+  c.batch_size = 32                # global batch, split over mesh data x fsdp
+  c.microbatches = 1               # gradient accumulation: the batch is processed in this many slices
+  c.log_every_steps = 50
+  c.eval_every_steps = 500         # 0 = only at the end
+  c.num_eval_batches = 8
+  c.checkpoint_every_steps = 500   # 0 = only at the end (and on preemption)
+  c.max_checkpoints_to_keep = 3
+  c.async_checkpointing = True
+  c.stop_on_nonfinite = True       # NaN/Inf loss or gradients stops the run (unless the optimizer skips them)
+  c.progress_bar = True
+  c.distributed_init = False       # call jax.distributed.initialize() (multi-host TPU pods / GPU clusters)
+
+  c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1})
+  c.logical_axis_rules = [list(r) for r in sharding.DEFAULT_RULES]
+
+  c.task = ml_collections.ConfigDict({"name": "lm"})
+  c.model = ml_collections.ConfigDict({"name": "transformer_lm", "dtype": "auto", "param_dtype": "float32"})
+  c.data = pipeline.default_data_config()
+  c.optimizer = optim.default_optimizer_config()
+  c.study = ml_collections.ConfigDict()  # free-form, for experiment drivers (never read by the loop)
+  return c
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Cheap checks before any compute; each error says what to change."""
+  unknown = sorted(set(config.keys()) - set(TOP_LEVEL_KEYS))
+  if unknown:
+    raise ValueError(f"unknown top-level config keys {unknown}; known keys are {list(TOP_LEVEL_KEYS)} "
+                     "(study-specific values belong under config.study).")
+  missing = [k for k in ("seed", "num_train_steps", "batch_size", "mesh", "model", "task", "data", "optimizer")
+             if k not in config]
+  if missing:
+    raise ValueError(f"config is missing required keys {missing}; start from kexue_jax.config_lib.base_config().")
+  for key in ("num_train_steps", "batch_size", "log_every_steps", "microbatches"):
+    if key in config and int(config[key]) < 1:
+      raise ValueError(f"config.{key} must be >= 1, got {config[key]}.")
+  for key in ("eval_every_steps", "checkpoint_every_steps"):
+    if key in config and int(config[key]) < 0:
+      raise ValueError(f"config.{key} must be >= 0 (0 = only at the end), got {config[key]}.")
+  if config.batch_size % config.get("microbatches", 1):
+    raise ValueError(f"config.batch_size={config.batch_size} is not divisible by "
+                     f"config.microbatches={config.microbatches}.")
+
+
+def to_dict(config: Any) -> Any:
+  """ConfigDict -> plain JSON-able dict (tuples become lists)."""
+  if isinstance(config, ml_collections.ConfigDict):
+    return {k: to_dict(v) for k, v in config.items()}
+  if isinstance(config, (list, tuple)):
+    return [to_dict(v) for v in config]
+  return config

@@ -1,0 +1,80 @@
+"""Built-in offline TFDS builders (array_record) and their preparation.
+
+`BUILTINS` names the datasets kexue_jax can make without a network:
+`python_stdlib_text` (byte-level Python stdlib or any local glob) and
+`mnist1d`. `prepared_builder` prepares one on first use, under a file lock, so
+two processes preparing the same dataset at once do not collide (TFDS writes to
+a temporary directory and renames it, but the second rename would fail).
+"""
+import contextlib
+import fcntl
+import os
+
+import tensorflow_datasets as tfds
+
+from kexue_jax.data.builders import mnist1d
+from kexue_jax.data.builders import text_files
+
+BUILTINS = ("python_stdlib_text", "mnist1d")
+FILE_FORMAT = "array_record"
+
+
+def default_data_dir() -> str:
+  """`$KEXUE_DATA_DIR`, else `~/.cache/kexue_jax/tfds`."""
+  return os.environ.get("KEXUE_DATA_DIR") or os.path.expanduser(
+      "~/.cache/kexue_jax/tfds")
+
+
+def make_builder(name: str, data_dir: str | None = None, *,
+                 glob: str | None = None) -> tfds.core.DatasetBuilder:
+  """An (unprepared) builder of a built-in dataset.
+
+  Args:
+    name: one of `BUILTINS`.
+    data_dir: where datasets live; None = `default_data_dir()`.
+    glob: `python_stdlib_text` only: a glob of local text files to use
+      instead of the standard library.
+  """
+  data_dir = data_dir or default_data_dir()
+  kw = dict(data_dir=data_dir, file_format=FILE_FORMAT)
+  if name == "python_stdlib_text":
+    if glob:
+      return text_files.PythonStdlibText(
+          config=text_files.glob_config(glob), **kw)
+    return text_files.PythonStdlibText(**kw)  # Default: the stdlib config.
+  if glob:
+    raise ValueError(f"`glob` is only for python_stdlib_text, not {name!r}.")
+  if name == "mnist1d":
+    return mnist1d.Mnist1d(**kw)
+  raise ValueError(f"Unknown built-in dataset {name!r}; built-ins: {BUILTINS}.")
+
+
+@contextlib.contextmanager
+def _file_lock(path: str):
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, "a") as f:
+    fcntl.flock(f, fcntl.LOCK_EX)
+    try:
+      yield
+    finally:
+      fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def prepared_builder(name: str, data_dir: str | None = None, *,
+                     glob: str | None = None) -> tfds.core.DatasetBuilder:
+  """`make_builder(...)`, prepared on first use (idempotent, process-safe)."""
+  builder = make_builder(name, data_dir, glob=glob)
+  if builder.is_prepared():
+    return builder
+  # One lock per dataset directory (name/config/version), kept outside it.
+  rel = os.path.relpath(os.fspath(builder.data_path), builder.data_dir_root)
+  lock = os.path.join(builder.data_dir_root, ".locks",
+                      rel.replace(os.sep, "-") + ".lock")
+  with _file_lock(lock):
+    builder = make_builder(name, data_dir, glob=glob)  # Re-read after waiting.
+    if not builder.is_prepared():
+      builder.download_and_prepare(
+          download_config=tfds.download.DownloadConfig(
+              try_download_gcs=False))
+      builder = make_builder(name, data_dir, glob=glob)
+  return builder

@@ -1,0 +1,154 @@
+"""Optimizer + learning-rate schedule from an `ml_collections.ConfigDict`.
+
+    tx, lr_fn = make_optimizer(config.optim, num_train_steps)
+
+The chain, outermost first:
+    MultiSteps(k)            if grad_accum_steps > 1 (not for tiger: see below)
+      skip_nonfinite         if skip_nonfinite (whole step skipped, counted)
+        clip_by_global_norm  if clip_grad_norm
+        <optimizer>          lion | adamw | tiger | sgd, decay masked by decay_mask
+
+`lr_fn(step)` is the schedule in optimizer updates (what to log as "lr"); with
+accumulation one update = grad_accum_steps micro-batches. Weight decay is
+applied to matrices only (`masks.decay_mask`), embeddings per `decay_embeddings`.
+
+Tiger accumulates in its momentum (no extra buffer, Su's rule), so for tiger
+`grad_accum_steps` goes to `tiger(accum_steps=k)` instead of MultiSteps; gradient
+clipping then acts on each micro-batch gradient rather than on their mean.
+"""
+import functools
+import math
+
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from kexue_jax.optim import guard
+from kexue_jax.optim import lion as lion_lib
+from kexue_jax.optim import masks
+from kexue_jax.optim import tiger as tiger_lib
+
+OPTIMIZERS = ("lion", "adamw", "tiger", "sgd")
+SCHEDULES = ("cosine", "constant", "linear", "rsqrt")
+
+
+def default_optimizer_config() -> ml_collections.ConfigDict:
+  """All keys `make_optimizer` reads, with Lion defaults.
+
+  Lion: lr 3e-4 and λ 0.1 (lr·λ = 3e-5 per step, the strength of AdamW at
+  lr 1e-3 / λ 0.03; the automl README's rule: Lion lr 3-10x smaller, λ 3-10x
+  larger than AdamW's). b1/b2 are shared by lion and adamw (give adamw
+  b2=0.999 yourself); tiger reads `beta` (Su's 0.965) and `rms_lr_scaling`.
+  Embeddings are decayed by default: under sign updates the decay is what
+  bounds rarely-updated rows (|θ| <= 1/λ, https://kexue.fm/archives/9736).
+  """
+  c = ml_collections.ConfigDict()
+  c.name = "lion"                # lion | adamw | tiger | sgd
+  c.learning_rate = 3e-4         # peak lr
+  c.b1 = 0.9                     # lion, adamw
+  c.b2 = 0.99                    # lion, adamw
+  c.beta = 0.965                 # tiger's β
+  c.rms_lr_scaling = False       # tiger: Su's parameter-RMS lr
+  c.eps = 1e-8                   # adamw
+  c.momentum = 0.9               # sgd (0 = plain SGD)
+  c.weight_decay = 0.1           # λ (lion/adamw/tiger decoupled; sgd: L2 added to grads)
+  c.schedule = "cosine"          # cosine | constant | linear | rsqrt (after warmup)
+  c.warmup_steps = 1000          # linear 0 -> peak
+  c.min_lr_ratio = 0.1           # final (cosine/linear) or floor (rsqrt) lr / peak
+  c.clip_grad_norm = 1.0         # 0 or None = off
+  c.decay_embeddings = True
+  c.skip_nonfinite = False
+  c.grad_accum_steps = 1         # 1 = off
+  c.mu_dtype = None              # None (param dtype) or "bfloat16"
+  return c
+
+
+def make_schedule(peak: float, num_train_steps: int, schedule: str = "cosine",
+                  warmup_steps: int = 0, min_lr_ratio: float = 0.0):
+  """Linear warmup 0 -> peak over `warmup_steps`, then (step t >= w):
+      cosine    end + (peak - end)·(1 + cos(π (t - w)/(T - w)))/2, end = r·peak
+      linear    peak + (end - peak)·(t - w)/(T - w)
+      constant  peak
+      rsqrt     max(peak·sqrt(max(w, 1) / max(t, w, 1)), r·peak)
+  with T = num_train_steps, r = min_lr_ratio; cosine/linear stay at end past T.
+  """
+  lion_lib.check_choice("schedule", schedule, SCHEDULES)
+  if warmup_steps < 0 or warmup_steps > num_train_steps:
+    raise ValueError(f"warmup_steps={warmup_steps} must be in [0, num_train_steps"
+                     f"={num_train_steps}]; set e.g. config.optim.warmup_steps="
+                     f"{num_train_steps // 10} (or 0 for a smoke run).")
+  if not 0.0 <= min_lr_ratio <= 1.0:
+    raise ValueError(f"min_lr_ratio={min_lr_ratio} must be in [0, 1].")
+  end = peak * min_lr_ratio
+  decay_steps = max(num_train_steps - warmup_steps, 1)
+  if schedule == "cosine":
+    main = optax.cosine_decay_schedule(peak, decay_steps, alpha=min_lr_ratio)
+  elif schedule == "linear":
+    main = optax.linear_schedule(peak, end, decay_steps)
+  elif schedule == "constant":
+    main = optax.constant_schedule(peak)
+  else:
+    tau = max(warmup_steps, 1)
+
+    def main(s):  # s counts from the end of warmup
+      t = jnp.maximum(s + warmup_steps, tau).astype(jnp.float32)
+      return jnp.maximum(peak * jnp.sqrt(tau / t), end)
+  if warmup_steps == 0:
+    return main
+  warm = optax.linear_schedule(0.0, peak, warmup_steps)
+  return optax.join_schedules([warm, main], [warmup_steps])
+
+
+def make_optimizer(opt_cfg: ml_collections.ConfigDict, num_train_steps: int):
+  """Returns (tx, lr_schedule_fn) from a config like `default_optimizer_config()`.
+
+  Missing keys take the defaults; unknown keys, names and schedules raise
+  ValueError listing the valid ones.
+  """
+  defaults = default_optimizer_config()
+  unknown = sorted(set(opt_cfg.keys()) - set(defaults.keys()))
+  if unknown:
+    raise ValueError(f"unknown optimizer config keys {unknown}; valid keys: "
+                     f"{sorted(defaults.keys())}.")
+  c = defaults
+  c.update(dict(opt_cfg.items()))
+  lion_lib.check_choice("optimizer name", c.name, OPTIMIZERS)
+  lion_lib.check_choice("schedule", c.schedule, SCHEDULES)
+  if not isinstance(num_train_steps, int) or num_train_steps < 1:
+    raise ValueError(f"num_train_steps={num_train_steps!r} must be an int >= 1.")
+  k = 1 if c.grad_accum_steps is None else int(c.grad_accum_steps)
+  if k < 1:
+    raise ValueError(f"grad_accum_steps={c.grad_accum_steps} must be >= 1.")
+  lion_lib.check_nonneg("learning_rate", c.learning_rate)
+  lr_fn = make_schedule(c.learning_rate, num_train_steps, c.schedule,
+                        c.warmup_steps, c.min_lr_ratio)
+  mask = functools.partial(masks.decay_mask,
+                           decay_embeddings=bool(c.decay_embeddings))
+  mu_dtype = lion_lib.canonical_mu_dtype(c.mu_dtype)
+
+  if c.name == "lion":
+    tx = lion_lib.lion(lr_fn, b1=c.b1, b2=c.b2, mu_dtype=mu_dtype,
+                       weight_decay=c.weight_decay, mask=mask)
+  elif c.name == "adamw":
+    tx = optax.adamw(lr_fn, b1=c.b1, b2=c.b2, eps=c.eps, mu_dtype=mu_dtype,
+                     weight_decay=c.weight_decay, mask=mask)
+  elif c.name == "tiger":
+    tx = tiger_lib.tiger(lr_fn, beta=c.beta, weight_decay=c.weight_decay,
+                         mask=mask, mu_dtype=mu_dtype, accum_steps=k,
+                         rms_lr_scaling=bool(c.rms_lr_scaling))
+  else:  # sgd
+    momentum = c.momentum or None
+    tx = optax.chain(optax.add_decayed_weights(c.weight_decay, mask),
+                     optax.sgd(lr_fn, momentum=momentum,
+                               accumulator_dtype=mu_dtype))
+
+  if c.clip_grad_norm:
+    if not c.clip_grad_norm > 0 or math.isnan(c.clip_grad_norm):
+      raise ValueError(f"clip_grad_norm={c.clip_grad_norm} must be > 0 (or 0/None"
+                       " for no clipping).")
+    tx = optax.chain(optax.clip_by_global_norm(c.clip_grad_norm), tx)
+  if c.skip_nonfinite:
+    tx = guard.skip_nonfinite(tx)
+  if k > 1 and c.name != "tiger":
+    tx = optax.MultiSteps(tx, every_k_schedule=k).gradient_transformation()
+  return tx, lr_fn

@@ -1,0 +1,20 @@
+"""Task registry: ``config.task.name`` -> a task object (see ``tasks/base.py`` for the interface)."""
+from __future__ import annotations
+
+from typing import Callable
+
+import ml_collections
+
+from kexue_jax.tasks import base
+from kexue_jax.tasks import lm
+
+TASKS: dict[str, Callable[[ml_collections.ConfigDict], base.Task]] = {
+    "lm": lm.LMTask,
+}
+
+
+def get_task(config: ml_collections.ConfigDict) -> base.Task:
+  name = config.task.name
+  if name not in TASKS:
+    raise ValueError(f"unknown task.name {name!r}; available tasks: {sorted(TASKS)}.")
+  return TASKS[name](config)

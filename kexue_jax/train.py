@@ -1,0 +1,280 @@
+"""The training loop, readable top to bottom.
+
+    mesh -> task -> data -> optimizer -> sharded train state (restored or initialised in place)
+         -> compiled train/eval steps -> for step: train_step / log / eval / checkpoint / preemption
+
+This is the only place that calls ``jax.jit`` with shardings. It knows nothing about any study: a task
+(``kexue_jax/tasks``) supplies ``init / loss / evaluate`` and the loop does the rest.
+
+The train state is a plain pytree ``{'step', 'params', 'opt_state', 'extra'}`` (``extra`` = non-parameter
+variable collections such as BatchNorm statistics). Every random number in a step comes from
+``fold_in(key(seed), step)`` with ``jax_threefry_partitionable``, so results do not depend on the mesh or on
+restarts, and a resumed run continues exactly where the interrupted one stopped.
+"""
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+from etils import epath
+
+from kexue_jax import checkpoint as ckpt_lib
+from kexue_jax import config_lib
+from kexue_jax import metrics as metrics_lib
+from kexue_jax import optim
+from kexue_jax import sharding
+from kexue_jax import tasks
+from kexue_jax.data import pipeline
+
+
+class NonFiniteError(FloatingPointError):
+  """The loss or the gradients became NaN/Inf."""
+
+
+def _write_config(config: ml_collections.ConfigDict, workdir: epath.Path) -> None:
+  if jax.process_index() != 0:
+    return
+  tmp = workdir / "config.json.tmp"
+  tmp.write_text(json.dumps(config_lib.to_dict(config), indent=2, sort_keys=True, default=str))
+  tmp.replace(workdir / "config.json")
+
+
+def _peek_batch_spec(data_iter, global_batch_size: int) -> dict[str, jax.ShapeDtypeStruct]:
+  """Global shapes of one batch, without consuming it (the iterator state is put back)."""
+  state = data_iter.get_state()
+  local = next(data_iter)
+  data_iter.set_state(state)
+  scale = global_batch_size // np.asarray(jax.tree.leaves(local)[0]).shape[0]
+  return jax.tree.map(lambda a: jax.ShapeDtypeStruct((a.shape[0] * scale,) + a.shape[1:], a.dtype), local)
+
+
+def _split_microbatches(batch, k: int):
+  """[B, ...] -> [k, B/k, ...] taking every k-th example, so each device keeps an equal share of each slice."""
+  return jax.tree.map(lambda x: x.reshape((x.shape[0] // k, k) + x.shape[1:]).swapaxes(0, 1), batch)
+
+
+def make_train_step(task, tx, lr_schedule, *, rng, microbatches: int, guard_nonfinite: bool):
+  """Returns ``train_step(state, batch) -> (state, metrics)`` (pure; jitted by the caller)."""
+
+  def loss_fn(params, extra, batch, step_rng):
+    loss, aux = task.loss({"params": params, **extra}, batch, step_rng)
+    return loss, aux
+
+  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+
+  def train_step(state, batch):
+    step_rng = jax.random.fold_in(rng, state["step"])
+    if microbatches == 1:
+      (loss, aux), grads = grad_fn(state["params"], state["extra"], batch, step_rng)
+      extra, task_metrics = aux["mutable"] or state["extra"], aux["metrics"]
+    else:
+      # Gradient accumulation: mean of the slices' gradients == gradient of the mean loss.
+      def body(carry, xs):
+        grads_acc, extra = carry
+        i, mb = xs
+        (loss, aux), g = grad_fn(state["params"], extra, mb, jax.random.fold_in(step_rng, i))
+        grads_acc = jax.tree.map(lambda a, b: a + b / microbatches, grads_acc, g)
+        return (grads_acc, aux["mutable"] or extra), (loss, aux["metrics"])
+
+      zeros = jax.tree.map(jnp.zeros_like, state["params"])
+      (grads, extra), (losses, mets) = jax.lax.scan(
+          body, (zeros, state["extra"]), (jnp.arange(microbatches), _split_microbatches(batch, microbatches)))
+      loss, task_metrics = losses.mean(), jax.tree.map(jnp.mean, mets)
+
+    grad_norm = optax.global_norm(grads)
+    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+    params = optax.apply_updates(state["params"], updates)
+    new_state = {"step": state["step"] + 1, "params": params, "opt_state": opt_state, "extra": extra}
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    if guard_nonfinite:
+      # A non-finite step leaves the state untouched, so the loop can stop with the last good state.
+      keep = {k: v for k, v in state.items() if k != "step"}
+      new_state.update(jax.tree.map(lambda n, o: jnp.where(finite, n, o), {k: new_state[k] for k in keep}, keep))
+    return new_state, {"loss": loss, "grad_norm": grad_norm, "learning_rate": lr_schedule(state["step"]),
+                       "finite": finite, **task_metrics}
+
+  return train_step
+
+
+def evaluate(eval_step, state, eval_batches, batch_sh) -> dict[str, float]:
+  """Exact averages over all eval batches: sums and counts are accumulated, then divided."""
+  totals: dict[str, list[float]] = {}
+  for host_batch in eval_batches:
+    out = jax.device_get(eval_step(state, sharding.shard_host_batch(host_batch, batch_sh)))
+    for name, (s, c) in out.items():
+      acc = totals.setdefault(name, [0.0, 0.0])
+      acc[0] += float(s)
+      acc[1] += float(c)
+  return {name: s / max(c, 1e-12) for name, (s, c) in totals.items()}
+
+
+def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None) -> dict[str, Any]:
+  """Trains ``config`` in ``workdir`` (resuming from its latest checkpoint) and returns a summary dict.
+
+  ``devices`` restricts the mesh to a subset of ``jax.devices()`` (tests use it to compare meshes).
+  """
+  t_start = time.time()
+  jax.config.update("jax_threefry_partitionable", True)
+  config_lib.validate(config)
+  workdir = epath.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  _write_config(config, workdir)
+
+  # ---------------------------------------------------------------- Mesh and logical-axis rules.
+  mesh = sharding.make_mesh(config.mesh, devices)
+  rules = sharding.normalize_rules(config.logical_axis_rules)
+  sharding.check_batch_size(config.batch_size, mesh)
+  sharding.check_batch_size(config.batch_size // config.microbatches, mesh, "config.batch_size / microbatches")
+  batch_sh, repl = sharding.batch_sharding(mesh), sharding.replicated(mesh)
+
+  # ---------------------------------------------------------------- Task, data, optimizer.
+  task = tasks.get_task(config)
+  train_iter = pipeline.make_train_iter(config.data, seed=config.seed, global_batch_size=config.batch_size)
+  batch_spec = _peek_batch_spec(train_iter, config.batch_size)
+  tx, lr_schedule = optim.make_optimizer(config.optimizer, config.num_train_steps)
+  init_rng, train_rng = jax.random.split(jax.random.key(config.seed))
+
+  # ---------------------------------------------------------------- Sharded train state.
+  def init_model(rng):
+    variables = task.init(rng, {k: jnp.zeros(s.shape, s.dtype) for k, s in batch_spec.items()})
+    extra = {k: v for k, v in variables.items() if k != "params"}
+    return {"step": jnp.zeros((), jnp.int32), "params": variables["params"], "extra": extra}
+
+  # Initialisation runs outside the mesh/rules context: there `unbox` would apply activation constraints to
+  # flax DenseGeneral's flattened kernels (rank mismatch). Placement comes from `out_shardings` instead.
+  abstract_boxed = jax.eval_shape(init_model, init_rng)
+  model_sh = sharding.logical_shardings(abstract_boxed, mesh, rules)
+  abstract_model = nn.unbox(abstract_boxed)
+  abstract_opt = jax.eval_shape(tx.init, abstract_model["params"])
+  state_sh = {**model_sh, "opt_state": sharding.follow_params(abstract_opt, abstract_model["params"],
+                                                              model_sh["params"], mesh)}
+  abstract_state = jax.tree.map(lambda a, sh: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh),
+                                {**abstract_model, "opt_state": abstract_opt}, state_sh)
+
+  def init_state(rng):
+    state = nn.unbox(init_model(rng))
+    return {**state, "opt_state": tx.init(state["params"])}
+
+  checkpointer = ckpt_lib.Checkpointer(workdir, max_to_keep=config.max_checkpoints_to_keep,
+                                       async_save=config.async_checkpointing)
+  restored = checkpointer.restore(abstract_state, train_iter)
+  if restored is not None:
+    state, start_step = restored
+    logging.info("Resumed from %s at step %d.", checkpointer.directory, start_step)
+  else:
+    state = jax.jit(init_state, out_shardings=state_sh)(init_rng)
+    start_step = 0
+  num_params = sum(int(np.prod(a.shape)) for a in jax.tree.leaves(abstract_model["params"]))
+
+  # ---------------------------------------------------------------- Compiled steps.
+  optimizer_skips = bool(config.optimizer.get("skip_nonfinite", False))
+  train_step = make_train_step(task, tx, lr_schedule, rng=train_rng, microbatches=config.microbatches,
+                               guard_nonfinite=config.stop_on_nonfinite and not optimizer_skips)
+  with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+    train_step = jax.jit(train_step, in_shardings=(state_sh, batch_sh), out_shardings=(state_sh, repl),
+                         donate_argnums=(0,)).lower(abstract_state, batch_spec).compile()
+    eval_step = jax.jit(lambda s, b: task.evaluate({"params": s["params"], **s["extra"]}, b),
+                        in_shardings=(state_sh, batch_sh), out_shardings=repl)
+  step_flops = metrics_lib.compiled_flops(train_step)
+  peak_flops = metrics_lib.peak_flops_per_device()
+  units_per_step = config.batch_size * task.units_per_example(batch_spec)
+  eval_batches = list(pipeline.make_eval_iter(config.data, split=config.data.eval_split,
+                                              global_batch_size=config.batch_size,
+                                              num_batches=config.num_eval_batches))
+
+  def run_eval(step):
+    with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+      result = {f"eval/{k}": v for k, v in evaluate(eval_step, state, eval_batches, batch_sh).items()}
+    writer.write(step, result)
+    return result
+
+  # ---------------------------------------------------------------- The loop.
+  writer = metrics_lib.MetricWriter(workdir, resume_step=start_step)
+  progress = metrics_lib.Progress(config.num_train_steps, start_step, enabled=config.progress_bar)
+  total = config.num_train_steps
+  window: list[dict[str, Any]] = []
+  pending = None  # (step, device metrics) of the step in flight: fetched after the next one is dispatched
+  last_train, last_eval, preempted = {}, {}, None
+  t_window, steps_in_window = time.perf_counter(), 0
+
+  def consume(step_and_metrics):
+    step, m = step_and_metrics
+    m = jax.device_get(m)
+    if not m.pop("finite") and config.stop_on_nonfinite and not optimizer_skips:
+      checkpointer.wait()
+      raise NonFiniteError(
+          f"Non-finite loss or gradient norm at step {step} (loss={float(m['loss'])}, "
+          f"grad_norm={float(m['grad_norm'])}). That step did not change the state; the last checkpoint "
+          f"(step {checkpointer.latest_step()}) in {checkpointer.directory} is intact. Lower "
+          f"optimizer.learning_rate, set optimizer.clip_grad_norm, or set optimizer.skip_nonfinite=True "
+          f"to skip such steps.")
+    window.append(m)
+
+  with ckpt_lib.PreemptionWatcher(checkpointer.manager) as watcher:
+    for step in range(start_step + 1, total + 1):
+      host_batch = next(train_iter)
+      with jax.profiler.StepTraceAnnotation("train", step_num=step):
+        state, step_metrics = train_step(state, sharding.shard_host_batch(host_batch, batch_sh))
+      if pending is not None:
+        consume(pending)
+      pending = (step, step_metrics)
+      steps_in_window += 1
+
+      is_last = step == total
+      do_log = step % config.log_every_steps == 0 or is_last
+      do_eval = (config.eval_every_steps and step % config.eval_every_steps == 0) or is_last
+      do_ckpt = (config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0) or is_last
+      stop = watcher.reached(step)
+      if do_log or do_eval or do_ckpt or stop:
+        consume(pending)
+        pending = None
+      if do_log:
+        dt = time.perf_counter() - t_window
+        last_train = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
+        m_last = window[-1]
+        steps_per_sec = steps_in_window / dt
+        rec = {**{f"train/{k}": v for k, v in last_train.items() if k != "learning_rate"},
+               "learning_rate": float(m_last["learning_rate"]), "steps_per_sec": steps_per_sec,
+               "units_per_sec": units_per_step * steps_per_sec, "wall_time": time.time() - t_start}
+        if step_flops is not None:
+          rec["mfu"] = step_flops * steps_per_sec / peak_flops
+        if optimizer_skips:
+          rec["skipped_steps"] = int(optim.num_skipped_steps(state["opt_state"]))
+        writer.write(step, rec)
+        progress.update(step, {"loss": last_train["loss"], "steps/s": steps_per_sec})
+        window, t_window, steps_in_window = [], time.perf_counter(), 0
+      if do_eval:
+        last_eval = run_eval(step)
+      if do_ckpt or stop:
+        checkpointer.save(step, state, train_iter, force=True)
+      if stop:
+        preempted = watcher.signal_name or "preemption"
+        break
+
+  if pending is not None:
+    consume(pending)
+  checkpointer.close()
+  writer.close()
+  progress.close()
+
+  final_step = int(jax.device_get(state["step"]))
+  result = {"step": final_step, "train": last_train, "eval": last_eval, "preempted": preempted,
+            "num_params": num_params, "wall_time_s": time.time() - t_start, "workdir": str(workdir)}
+  lines = {"status": f"stopped by {preempted} (rerun the same command to resume)" if preempted else "finished",
+           "step": f"{final_step} / {total}", "parameters": f"{num_params:,}",
+           "mesh": dict(mesh.shape), "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}"}
+  lines.update({f"train {k}": v for k, v in last_train.items() if k in ("loss", "accuracy")})
+  lines.update({k: v for k, v in last_eval.items()})
+  lines.update({"wall time": f"{result['wall_time_s']:.1f} s", "metrics": str(writer.path),
+                "checkpoints": str(checkpointer.directory), "config": str(workdir / "config.json")})
+  if jax.process_index() == 0:
+    print(metrics_lib.summary(lines), flush=True)
+  return result
