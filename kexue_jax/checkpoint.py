@@ -18,6 +18,7 @@ from typing import Any
 
 import grain
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
@@ -120,3 +121,30 @@ class PreemptionWatcher:
     if jax.process_count() > 1 and self._manager is not None:
       return bool(self._manager.reached_preemption(step))
     return self._event.is_set()
+
+
+def load_state(workdir: str | epath.Path, step: int | None = None) -> tuple[dict[str, Any], int]:
+  """Reads a run's saved train state as host numpy arrays, without knowing its structure in advance.
+
+  For study drivers and notebooks that evaluate a finished run (e.g. the same parameters under another
+  position method): ``state['params']`` feeds ``model.apply({'params': ...}, ...)`` directly.
+  """
+  directory = epath.Path(workdir) / "checkpoints"
+  if not directory.exists():
+    raise FileNotFoundError(f"no checkpoints in {directory}: train the run first (python -m kexue_jax.main "
+                            f"--config ... --workdir {workdir}).")
+  if step is None:
+    steps = sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit())
+    if not steps:
+      raise FileNotFoundError(f"{directory} holds no finished checkpoint.")
+    step = steps[-1]
+  path = directory / str(step) / "state"
+  try:
+    with ocp.StandardCheckpointer() as checkpointer:
+      metadata = checkpointer.metadata(path).item_metadata
+      target = jax.tree.map(lambda m: np.zeros(m.shape, m.dtype), metadata,
+                            is_leaf=lambda m: hasattr(m, "shape") and hasattr(m, "dtype"))
+      state = checkpointer.restore(path, target)
+  except Exception as e:  # noqa: BLE001 - orbax/tensorstore raise many types
+    raise CheckpointError(f"The checkpoint at {path} cannot be read: {type(e).__name__}: {e}") from e
+  return jax.tree.map(np.asarray, state), step

@@ -33,6 +33,14 @@ def _attention_configs(kw: dict[str, Any]) -> None:
   if "attention" not in kw and "layer_attention" not in kw:
     return
   from kexue_jax.nn import attention as attn_lib  # pylint: disable=g-import-not-at-top
+  from kexue_jax.nn import positions as pos_lib  # pylint: disable=g-import-not-at-top
+
+  def make(fields):
+    fields = dict(fields)
+    if isinstance(fields.get("scaling"), dict):  # RoPE scaling (PI/NTK/YaRN...) given as a dict
+      fields["scaling"] = pos_lib.RopeScaling(**fields["scaling"])
+    return attn_lib.AttentionConfig(**fields)
+
   base = dict(kw.pop("attention", None) or {})
   layers = kw.pop("layer_attention", None)
   try:
@@ -40,9 +48,9 @@ def _attention_configs(kw: dict[str, Any]) -> None:
       if len(layers) != kw.get("num_layers", len(layers)):
         raise ValueError(f"model.layer_attention has {len(layers)} entries but model.num_layers="
                          f"{kw.get('num_layers')}; give one dict of overrides per layer.")
-      kw["attention"] = tuple(attn_lib.AttentionConfig(**{**base, **dict(o or {})}) for o in layers)
+      kw["attention"] = tuple(make({**base, **dict(o or {})}) for o in layers)
     else:
-      kw["attention"] = attn_lib.AttentionConfig(**base)
+      kw["attention"] = make(base)
   except TypeError as e:
     raise ValueError(f"bad model.attention field: {e}. Valid fields: "
                      f"{sorted(attn_lib.AttentionConfig.__dataclass_fields__)}") from e

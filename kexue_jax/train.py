@@ -243,7 +243,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None) -> dic
         steps_per_sec = steps_in_window / dt
         rec = {**{f"train/{k}": v for k, v in last_train.items() if k != "learning_rate"},
                "learning_rate": float(m_last["learning_rate"]), "steps_per_sec": steps_per_sec,
-               "units_per_sec": units_per_step * steps_per_sec, "wall_time": time.time() - t_start}
+               f"{task.unit}_per_sec": units_per_step * steps_per_sec, "wall_time": time.time() - t_start}
         if step_flops is not None:
           rec["mfu"] = step_flops * steps_per_sec / peak_flops
         if optimizer_skips:
@@ -261,6 +261,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None) -> dic
 
   if pending is not None:
     consume(pending)
+  if start_step == total and not last_eval:  # a finished run started again: report its evaluation
+    last_eval = run_eval(total)
   checkpointer.close()
   writer.close()
   progress.close()

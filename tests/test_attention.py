@@ -191,41 +191,56 @@ DECODE_CASES = [
 ]
 
 
-@pytest.mark.parametrize("cfg", DECODE_CASES, ids=lambda c: repr(c)[16:90])
-def test_decode_equals_prefill(cfg):
-  """Token-by-token cached decoding == one parallel pass, batch 2, ragged rows."""
+@pytest.fixture(scope="module")
+def decode_setup():
   B, L, Dm = 2, 7, 12
   x = jax.random.normal(jax.random.key(3), (B, L, Dm))
-  valid = np.ones((B, L), bool)
-  valid[1, 4:] = False                                  # row 1 has 4 real tokens
-  model = A.MultiHeadAttention(num_heads=2, head_dim=8,
-                               config=cfg)
-  params = model.init(jax.random.key(0), x)["params"]
-  prefill = model.apply({"params": params}, x, padding_mask_BL=valid)
+  params = jax.jit(A.MultiHeadAttention(num_heads=2, head_dim=8).init)(
+      jax.random.key(0), x)["params"]       # parameter shapes do not depend on the config
+  return x, params
 
-  dec = A.MultiHeadAttention(num_heads=2, head_dim=8, config=cfg, decode=True)
-  cache = dec.init(jax.random.key(0), x)["cache"]
+
+def _decode_all(cfg, params, x, **per_token):
+  """Decode x token by token through the cache (jitted step); returns (B, L, D)."""
+  dec = A.MultiHeadAttention(num_heads=params["query"]["kernel"].value.shape[1],
+                             head_dim=params["query"]["kernel"].value.shape[2],
+                             config=cfg, decode=True)
+  first = {k: v for k, v in per_token.items()}
+  cache = jax.jit(lambda x: dec.apply({"params": params}, x, mutable=["cache"],
+                                      **first)[1]["cache"])(x)
+  step = jax.jit(lambda cache, x_t, kw: dec.apply(
+      {"params": params, "cache": cache}, x_t, mutable=["cache"], **kw))
   outs = []
-  for t in range(L):
-    y, mut = dec.apply({"params": params, "cache": cache}, x[:, t:t + 1],
-                       padding_mask_BL=valid[:, t:t + 1], mutable=["cache"])
+  for t in range(x.shape[1]):
+    y, mut = step(cache, x[:, t:t + 1], {k: v[:, t:t + 1] for k, v in per_token.items()})
     cache = mut["cache"]
     outs.append(y)
-  decoded = jnp.concatenate(outs, axis=1)
+  return jnp.concatenate(outs, axis=1)
+
+
+@pytest.mark.parametrize("cfg", DECODE_CASES, ids=lambda c: repr(c)[16:90])
+def test_decode_equals_prefill(cfg, decode_setup):
+  """Token-by-token cached decoding == one parallel pass, batch 2, ragged rows."""
+  x, params = decode_setup
+  valid = np.ones(x.shape[:2], bool)
+  valid[1, 4:] = False                                  # row 1 has 4 real tokens
+  model = A.MultiHeadAttention(num_heads=2, head_dim=8, config=cfg)
+  prefill = jax.jit(model.apply)({"params": params}, x, padding_mask_BL=valid)
+  decoded = _decode_all(cfg, params, x, padding_mask_BL=valid)
   np.testing.assert_allclose(np.asarray(decoded)[valid], np.asarray(prefill)[valid],
                              atol=ATOL, rtol=RTOL)
 
 
-def test_decode_chunked_prefill_then_steps():
+def test_decode_chunked_prefill_then_steps(decode_setup):
+  """A 4-token chunk written into the cache at once, then single steps."""
+  x, params = decode_setup
   cfg = C(position="rerope", rerope_window=2)
-  x = jax.random.normal(jax.random.key(4), (2, 6, 8))
-  model = A.MultiHeadAttention(2, 4, cfg)
-  params = model.init(jax.random.key(0), x)["params"]
-  full = model.apply({"params": params}, x)
-  dec = A.MultiHeadAttention(2, 4, cfg, decode=True)
-  cache = dec.init(jax.random.key(0), x)["cache"]
-  y1, mut = dec.apply({"params": params, "cache": cache}, x[:, :4], mutable=["cache"])
-  y2, _ = dec.apply({"params": params, "cache": mut["cache"]}, x[:, 4:5], mutable=["cache"])
+  full = jax.jit(A.MultiHeadAttention(2, 8, cfg).apply)({"params": params}, x)
+  dec = A.MultiHeadAttention(2, 8, cfg, decode=True)
+  apply = jax.jit(lambda c, x: dec.apply({"params": params, "cache": c}, x, mutable=["cache"]))
+  cache = jax.jit(lambda x: dec.apply({"params": params}, x, mutable=["cache"])[1]["cache"])(x)
+  y1, mut = apply(cache, x[:, :4])
+  y2, _ = apply(mut["cache"], x[:, 4:5])
   np.testing.assert_allclose(np.asarray(y1), np.asarray(full[:, :4]), atol=ATOL, rtol=RTOL)
   np.testing.assert_allclose(np.asarray(y2), np.asarray(full[:, 4:5]), atol=ATOL, rtol=RTOL)
 
@@ -297,3 +312,58 @@ def test_blockwise_rejects_unsupported_masks():
   cfg = C(position="rerope", rerope_window=2, rerope_impl="blockwise", window=4)
   with pytest.raises(ValueError, match="blockwise"):
     A.attend(*_qkv(0), config=cfg)
+
+
+@pytest.mark.parametrize("position", ["rope2d", "rope_tie"])
+def test_decode_equals_prefill_2d_positions(position):
+  """Mixed text + image sequence (RoPE-Tie layout), decoded token by token."""
+  from kexue_jax.nn.positions import rope_tie_positions
+  cfg = C(position=position)
+  pos = rope_tie_positions([("text", 2), ("image", 2, 2), ("text", 2)])     # (8, 2)
+  pos_B = np.stack([pos, pos + 3.0])
+  x = jax.random.normal(jax.random.key(8), (2, 8, 8))
+  model = A.MultiHeadAttention(num_heads=1, head_dim=8, config=cfg)
+  params = jax.jit(model.init)(jax.random.key(0), x, positions_BL=pos_B)["params"]
+  prefill = jax.jit(model.apply)({"params": params}, x, positions_BL=pos_B)
+  decoded = _decode_all(cfg, params, x, positions_BL=pos_B)
+  np.testing.assert_allclose(np.asarray(decoded), np.asarray(prefill), atol=ATOL, rtol=RTOL)
+
+
+def test_segment_ids_equal_separate_sequences():
+  """Packing two documents with restarted positions == running them apart."""
+  x = jax.random.normal(jax.random.key(9), (1, 7, 8))
+  seg = np.array([[0, 0, 0, 0, 1, 1, 1]])
+  pos = np.array([[0, 1, 2, 3, 0, 1, 2]])
+  for cfg in (C(), C(position="rerope", rerope_window=2), C(logn="train", logn_base_length=4)):
+    m = A.MultiHeadAttention(2, 4, cfg)
+    params = m.init(jax.random.key(0), x)
+    packed = m.apply(params, x, positions_BL=pos, segment_ids_BL=seg)
+    first = m.apply(params, x[:, :4])
+    second = m.apply(params, x[:, 4:])
+    np.testing.assert_allclose(np.asarray(packed),
+                               np.asarray(jnp.concatenate([first, second], 1)),
+                               atol=ATOL, rtol=RTOL)
+
+
+def test_module_blockwise_equals_two_matrix():
+  x = jax.random.normal(jax.random.key(10), (2, 21, 8))
+  base = C(position="leaky_rerope", rerope_window=4, leaky_k=8.0, block_size=8)
+  m = A.MultiHeadAttention(2, 4, base)
+  params = m.init(jax.random.key(0), x)
+  two = m.apply(params, x)
+  blockwise = A.MultiHeadAttention(2, 4, dataclasses.replace(base, rerope_impl="blockwise"))
+  np.testing.assert_allclose(np.asarray(blockwise.apply(params, x)), np.asarray(two),
+                             atol=ATOL, rtol=RTOL)
+
+
+@pytest.mark.slow
+def test_blockwise_gradients_equal_two_matrix():
+  """Training with inverse-Leaky ReRoPE (k = 1/16) can use the blockwise path."""
+  q, k, v = (jnp.asarray(a) for a in _qkv(12, L=37))
+  cfg = C(position="leaky_rerope", rerope_window=5, leaky_k=1 / 16, block_size=8)
+  def grads(impl):
+    loss = lambda q, k, v: jnp.sum(jnp.sin(A.attend(
+        q, k, v, config=dataclasses.replace(cfg, rerope_impl=impl))))
+    return jax.jit(jax.grad(loss, argnums=(0, 1, 2)))(q, k, v)
+  for a, b in zip(grads("two_matrix"), grads("blockwise")):
+    np.testing.assert_allclose(np.asarray(b), np.asarray(a), atol=1e-5, rtol=1e-5)

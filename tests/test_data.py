@@ -173,7 +173,10 @@ def test_concurrent_preparation(tmp_path):
 # LM iterators.
 
 
-def test_train_batches_are_windows_of_documents(lm_cfg, corpus):
+@pytest.mark.parametrize("max_in_memory_bytes", [2**30, 0])
+def test_train_batches_are_windows_of_documents(lm_cfg, corpus,
+                                                max_in_memory_bytes):
+  lm_cfg.max_in_memory_bytes = max_in_memory_bytes  # In RAM / from source.
   it = data.make_train_iter(lm_cfg, seed=0, global_batch_size=8,
                             process_index=0, process_count=1)
   train_docs = [t for _, t in corpus[1]["train"]]
@@ -251,7 +254,9 @@ def reference_eval_windows(docs, seq_len):
   return np.stack(out).astype(np.int32)
 
 
-def test_eval_windows_deterministic_finite(lm_cfg, corpus):
+@pytest.mark.parametrize("max_in_memory_bytes", [2**30, 0])
+def test_eval_windows_deterministic_finite(lm_cfg, corpus, max_in_memory_bytes):
+  lm_cfg.max_in_memory_bytes = max_in_memory_bytes  # In RAM / from source.
   ref = reference_eval_windows(corpus[1]["validation"], SEQ_LEN)
   ev = data.make_eval_iter(lm_cfg, split="validation", global_batch_size=4,
                            process_index=0, process_count=1)
@@ -334,6 +339,14 @@ def test_mnist1d_classification_batches(data_dir, mnist1d_reference):
 
 # ---------------------------------------------------------------------------
 # Errors.
+
+
+def test_default_data_dir(monkeypatch):
+  monkeypatch.setenv("KEXUE_DATA_DIR", "/some/where")
+  assert data.default_data_dir() == "/some/where"
+  monkeypatch.delenv("KEXUE_DATA_DIR")
+  assert data.default_data_dir() == os.path.expanduser(
+      "~/.cache/kexue_jax/tfds")
 
 
 def test_unknown_name_lists_builtins(data_dir):

@@ -114,6 +114,7 @@ def test_gau_parameter_shapes():
   assert total == 3 * D * E + D * S + 2 * S
 
 
+@pytest.mark.slow
 def test_gau_decode_squared_relu_equals_full():
   x = _x(B=2)[:, :6]
   full = GatedAttentionUnit(expansion_dim=E, key_dim=S, normalization="squared_relu")

@@ -512,3 +512,27 @@ def test_scale_by_lion_validation_and_no_params_error():
   tx0 = optim.lion(1e-3, weight_decay=0.0)
   u, _ = tx0.update(p, tx0.init(p))
   assert jax.tree.structure(u) == jax.tree.structure(p)
+
+
+def test_schedule_coupling_infers_peak_from_constant_lr():
+  """wd_coupling="schedule" with a constant lr: η_t/η_peak = 1, so the decay is
+  the raw λ per step, i.e. the same as wd_coupling="none"."""
+  params = make_params(22)
+  g = grad_seq(params, 1, seed=23)[0]
+  a = optim.lion(0.01, weight_decay=0.2, wd_coupling="schedule")
+  b = optim.lion(0.01, weight_decay=0.2, wd_coupling="none")
+  ua, _ = a.update(g, a.init(params), params)
+  ub, _ = b.update(g, b.init(params), params)
+  jax.tree.map(np.testing.assert_array_equal, ua, ub)
+  np.testing.assert_allclose(  # zero-gradient leaf: only the decay, λ·θ
+      ua["block"]["norm"]["scale"], -0.2 * params["block"]["norm"]["scale"],
+      rtol=1e-6)
+
+
+def test_decay_mask_patterns():
+  params = make_params(24)
+  m = optim.decay_mask(params, exclude_pattern=r"layers/1")
+  assert m["layers"][1] == {"w": False, "b": False}
+  assert m["layers"][0]["w"] and m["embed"]["embedding"]
+  with pytest.raises(ValueError, match="regular expression"):
+    optim.decay_mask(params, exclude_pattern="(")

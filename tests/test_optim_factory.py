@@ -18,7 +18,7 @@ KEYS = {"name", "learning_rate", "b1", "b2", "beta", "rms_lr_scaling", "eps",
 
 def cfg(**kw):
   c = optim.default_optimizer_config()
-  c.warmup_steps = 0  # the default 1000 exceeds these tests' step counts
+  c.warmup_steps = 0  # the default (100) exceeds these tests' step counts
   c.update(kw)
   return c
 

@@ -1,5 +1,4 @@
 """Tiger vs a float64 NumPy transcription of Su's rule (kexue.fm/archives/9512)."""
-import functools
 import math
 
 import jax

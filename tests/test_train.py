@@ -45,7 +45,7 @@ def test_same_loss_on_every_mesh(tmp_path):
   }
   traj = {}
   for name, (mesh, devices) in runs.items():
-    c = tiny(steps=10)
+    c = tiny(steps=10, **{"model.dropout_rate": 0.1})  # dropout masks must not depend on the mesh either
     c.mesh.update(mesh)
     train.run(c, str(tmp_path / name), devices=devices)
     traj[name] = losses(tmp_path / name)
@@ -188,3 +188,21 @@ def test_sigterm_saves_and_resume_matches_uninterrupted(tmp_path):
   assert saved and saved[-1] < 200, saved  # stopped early, with a checkpoint at the step it reached
   subprocess.run(cmd, cwd=REPO, env=env, check=True, capture_output=True, timeout=600)
   np.testing.assert_array_equal(losses(tmp_path / "ref"), losses(tmp_path / "int"))
+
+
+def test_microbatches_equal_one_big_batch(tmp_path):
+  one = train.run(tiny(steps=4, batch_size=16), str(tmp_path / "one"))
+  two = train.run(tiny(steps=4, batch_size=16, microbatches=2), str(tmp_path / "two"))
+  np.testing.assert_allclose(losses(tmp_path / "two"), losses(tmp_path / "one"), rtol=1e-5)
+  np.testing.assert_allclose(two["eval"]["eval/loss"], one["eval"]["eval/loss"], rtol=1e-5)
+
+
+def test_optimizer_guard_skips_and_counts(tmp_path):
+  c = tiny(steps=5)
+  c.optimizer.update(dict(learning_rate=float("inf"), warmup_steps=0, schedule="constant", skip_nonfinite=True))
+  train.run(c, str(tmp_path))
+  recs = [r for r in metrics_lib.read_metrics(tmp_path) if "skipped_steps" in r]
+  # Logged after steps 1..5. Step 1's gradients are finite (its update sends the parameters to +-inf),
+  # so the count is 0 after it; steps 2..5 see non-finite gradients and are skipped one by one.
+  assert [r["skipped_steps"] for r in recs] == [0, 1, 2, 3, 4]
+  assert recs[-1]["step"] == 5

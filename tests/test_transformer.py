@@ -1,6 +1,4 @@
 """TransformerLM / TransformerEncoder against a NumPy float64 transcription, plus properties."""
-import dataclasses
-import math
 
 import flax.linen as nn
 import jax
@@ -235,7 +233,8 @@ def test_decode_equals_full_forward(block, norm):
 
 
 @pytest.mark.parametrize("block,dets", [
-    ("mha", (False,)), ("gau", (True,)),
+    ("mha", (False,)),
+    pytest.param("gau", (True,), marks=pytest.mark.slow),
     pytest.param("mha", (True,), marks=pytest.mark.slow),
     pytest.param("gau", (False,), marks=pytest.mark.slow)])
 def test_remat_matches_no_remat(block, dets):
@@ -361,3 +360,18 @@ def test_hwfa_configs():
               norm_type="rmsnorm_noscale", gau_normalization="softmax")
   tok = _tokens(L=10)
   assert model.apply(model.init(jax.random.key(0), tok), tok).shape == (2, 10, V)
+
+
+def _assert_all_partitioned(params):
+  leaves = jax.tree.leaves(params, is_leaf=lambda x: isinstance(x, nn.LogicallyPartitioned))
+  for leaf in leaves:
+    assert isinstance(leaf, nn.LogicallyPartitioned), f"unannotated parameter {leaf.shape}"
+    assert len(leaf.names) == leaf.value.ndim
+
+
+def test_every_parameter_has_logical_axis_names():
+  tok = _tokens()
+  for kw in (dict(block="mha", tie_embedding=False, norm_type="layernorm"),
+             dict(block="gau", norm="post", norm_type="rmsnorm")):
+    shapes = jax.eval_shape(lambda: _lm(**kw).init(jax.random.key(0), tok))
+    _assert_all_partitioned(shapes["params"])

@@ -128,6 +128,7 @@ def test_resnet18_parameter_count():
   assert "batch_stats" in shapes
 
 
+@pytest.mark.slow
 def test_resnet_tiny_shapes_and_batchnorm_modes():
   model = resnet.ResNet(num_classes=5, stage_sizes=(1, 1), widths=(4, 8))
   x = jax.random.normal(jax.random.key(0), (4, 8, 8, 3))
@@ -161,6 +162,7 @@ def _vit(**kw):
   return vit.ViT(**base)
 
 
+@pytest.mark.slow
 def test_vit_shapes_and_cls_pool():
   x = jax.random.normal(jax.random.key(0), (2, 8, 6, 3))
   model = _vit(pool="cls", num_layers=1)
@@ -252,3 +254,13 @@ def test_classifier_head_masked_mean_pool():
                              rtol=1e-5, atol=1e-6)
   with pytest.raises(ValueError, match="pooling"):
     heads.ClassifierHead(num_classes=4, pool="max").apply(v, h)
+
+
+def test_every_vision_parameter_has_logical_axis_names():
+  from tests.test_transformer import _assert_all_partitioned
+  for model, x in [(cnn.CNN1D(channels=(4,), strides=(1,)), jnp.zeros((2, 40))),
+                   (resnet.ResNet(stage_sizes=(1, 1), widths=(4, 8)), jnp.zeros((2, 8, 8, 3))),
+                   (_vit(pool="cls", num_layers=1), jnp.zeros((2, 8, 8, 3))),
+                   (heads.ProjectionMLP(8, 4), jnp.zeros((2, 5)))]:
+    shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), x))
+    _assert_all_partitioned(shapes["params"])

@@ -14,7 +14,6 @@ BatchNorm uses batch statistics and updates the 'batch_stats' collection when
 from typing import Any, Sequence
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
 from kexue_jax.nn import layers

@@ -27,7 +27,6 @@ works in a GAU; "squared_relu" supports position "rope" / "none".
 decode=True keeps a KV cache ('cache' collection: un-rotated K, V, positions, validity,
 index) exactly like `MultiHeadAttention`.
 """
-import dataclasses
 import math
 from typing import Any
 

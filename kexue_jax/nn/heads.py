@@ -14,7 +14,6 @@ tokens where padding_mask_BL is True) and applies dropout + Dense -> float32 log
 from typing import Any
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
 from kexue_jax.nn import layers

@@ -14,7 +14,6 @@ bias, BN scale+bias, linear with bias). BatchNorm running statistics live in the
 from typing import Any, Sequence
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
 from kexue_jax.nn import layers

@@ -17,17 +17,17 @@ or a tuple with one config per layer (e.g. from `hwfa_attention`).
 Output logits are float32: tied (x E^T with the input embedding E) or untied
 (a separate [embed, vocab] Dense).
 
-Initialisation (layers.py, rope_variants_gau.md §4.3/§5): truncated normal with
-true std gain/sqrt(fan_in) for every matrix and gain/sqrt(embed_dim) for the
-embedding table, gain = num_layers^(-1/init_order). Default init_order=None
-(gain 1, LeCun); GAU-α uses init_order=3 over its GAU layers, RoFormerV2 2.
+Initialisation (layers.py, rope_variants_gau.md §4.3/§5, kexue.fm/archives/8620,
+8978): truncated normal with true std gain/sqrt(fan_in) for the MLP and GAU matrices
+and gain/sqrt(embed_dim) for the embedding table, gain = num_layers^(-1/init_order).
+Default init_order=None (gain 1, i.e. LeCun); GAU-α uses init_order=3 over its GAU
+layers, RoFormerV2 2. The MHA projections use attention.py's own init (LeCun truncated
+normal, gain 1). Norm scales start at 1, biases at 0. The untied head uses gain 1.
 """
 import dataclasses
-import math
-from typing import Any, Sequence
+from typing import Any, ClassVar
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
 from kexue_jax.nn import layers
@@ -144,7 +144,7 @@ class _Stack(nn.Module):
   embed_norm: bool | None = None   # None: True for post-norm (RoFormerV2 / GAU-α), else False
   init_order: float | None = None
 
-  causal: bool = True              # overridden by the subclasses
+  causal: ClassVar[bool] = True      # not a field: fixed by the subclass
 
   def _configs(self):
     cfgs = per_layer_configs(self.attention, self.num_layers)
@@ -222,7 +222,7 @@ class TransformerLM(_Stack):
   length dummy batch, then call one token at a time with mutable=['cache'] and
   explicit positions_BL).
   """
-  causal: bool = True
+  causal: ClassVar[bool] = True
 
   def __call__(self, tokens_BL, *, positions_BL=None, padding_mask_BL=None,
                deterministic=True):
@@ -241,7 +241,7 @@ class TransformerEncoder(_Stack):
   padding_mask_BL False at dropped ones -- both give the same outputs at kept
   tokens (tested).
   """
-  causal: bool = False
+  causal: ClassVar[bool] = False
 
   def __call__(self, tokens_BL, *, positions_BL=None, padding_mask_BL=None,
                deterministic=True, return_hidden=False):
@@ -252,7 +252,12 @@ class TransformerEncoder(_Stack):
 
 
 def hwfa_window(num_layers: int, train_length: int, alpha: float = 0.75) -> int:
-  """Largest window w with (w-1)(L-1)+1 <= alpha N (kexue.fm/archives/9603; L=24, N=512 -> 16)."""
+  """Largest window w with (w-1)(L-1)+1 <= alpha N (kexue.fm/archives/9603).
+
+  Su's constraint for HWFA window layers. For L=24, N=512 this gives 17; Su's own
+  run used w=16 ((w-1)(L-1)+1 = 346 ~ 0.68 N), so pass the window explicitly to
+  reproduce it.
+  """
   if num_layers < 2:
     return train_length
   return max(1, int((alpha * train_length - 1) // (num_layers - 1)) + 1)

@@ -24,9 +24,12 @@ import ml_collections
 import optax
 
 from kexue_jax.optim import guard
-from kexue_jax.optim import lion as lion_lib
 from kexue_jax.optim import masks
-from kexue_jax.optim import tiger as tiger_lib
+from kexue_jax.optim.lion import canonical_mu_dtype
+from kexue_jax.optim.lion import check_choice
+from kexue_jax.optim.lion import check_nonneg
+from kexue_jax.optim.lion import lion
+from kexue_jax.optim.tiger import tiger
 
 OPTIMIZERS = ("lion", "adamw", "tiger", "sgd")
 SCHEDULES = ("cosine", "constant", "linear", "rsqrt")
@@ -38,8 +41,11 @@ def default_optimizer_config() -> ml_collections.ConfigDict:
   Lion: lr 3e-4 and λ 0.1 (lr·λ = 3e-5 per step, the strength of AdamW at
   lr 1e-3 / λ 0.03; the automl README's rule: Lion lr 3-10x smaller, λ 3-10x
   larger than AdamW's). b1/b2 are shared by lion and adamw (give adamw
-  b2=0.999 yourself); tiger reads `beta` (Su's 0.965) and `rms_lr_scaling`.
-  Embeddings are decayed by default: under sign updates the decay is what
+  b2=0.999 yourself); tiger reads `beta` (Su's 0.965) and `rms_lr_scaling`
+  instead of b1/b2 (Su's own λ is 0.01 and his lr 1e-3..2e-3 with the RMS
+  scaling: set them when switching to tiger). Warmup 100 steps, cosine to
+  0.1·peak and global-norm clipping at 1.0 are the usual LM settings; the Lion
+  authors keep the schedule and clipping of the AdamW baseline. Embeddings are decayed by default: under sign updates the decay is what
   bounds rarely-updated rows (|θ| <= 1/λ, https://kexue.fm/archives/9736).
   """
   c = ml_collections.ConfigDict()
@@ -53,7 +59,7 @@ def default_optimizer_config() -> ml_collections.ConfigDict:
   c.momentum = 0.9               # sgd (0 = plain SGD)
   c.weight_decay = 0.1           # λ (lion/adamw/tiger decoupled; sgd: L2 added to grads)
   c.schedule = "cosine"          # cosine | constant | linear | rsqrt (after warmup)
-  c.warmup_steps = 1000          # linear 0 -> peak
+  c.warmup_steps = 100           # linear 0 -> peak (must be <= num_train_steps)
   c.min_lr_ratio = 0.1           # final (cosine/linear) or floor (rsqrt) lr / peak
   c.clip_grad_norm = 1.0         # 0 or None = off
   c.decay_embeddings = True
@@ -72,7 +78,7 @@ def make_schedule(peak: float, num_train_steps: int, schedule: str = "cosine",
       rsqrt     max(peak·sqrt(max(w, 1) / max(t, w, 1)), r·peak)
   with T = num_train_steps, r = min_lr_ratio; cosine/linear stay at end past T.
   """
-  lion_lib.check_choice("schedule", schedule, SCHEDULES)
+  check_choice("schedule", schedule, SCHEDULES)
   if warmup_steps < 0 or warmup_steps > num_train_steps:
     raise ValueError(f"warmup_steps={warmup_steps} must be in [0, num_train_steps"
                      f"={num_train_steps}]; set e.g. config.optim.warmup_steps="
@@ -112,28 +118,28 @@ def make_optimizer(opt_cfg: ml_collections.ConfigDict, num_train_steps: int):
                      f"{sorted(defaults.keys())}.")
   c = defaults
   c.update(dict(opt_cfg.items()))
-  lion_lib.check_choice("optimizer name", c.name, OPTIMIZERS)
-  lion_lib.check_choice("schedule", c.schedule, SCHEDULES)
+  check_choice("optimizer name", c.name, OPTIMIZERS)
+  check_choice("schedule", c.schedule, SCHEDULES)
   if not isinstance(num_train_steps, int) or num_train_steps < 1:
     raise ValueError(f"num_train_steps={num_train_steps!r} must be an int >= 1.")
   k = 1 if c.grad_accum_steps is None else int(c.grad_accum_steps)
   if k < 1:
     raise ValueError(f"grad_accum_steps={c.grad_accum_steps} must be >= 1.")
-  lion_lib.check_nonneg("learning_rate", c.learning_rate)
+  check_nonneg("learning_rate", c.learning_rate)
   lr_fn = make_schedule(c.learning_rate, num_train_steps, c.schedule,
                         c.warmup_steps, c.min_lr_ratio)
   mask = functools.partial(masks.decay_mask,
                            decay_embeddings=bool(c.decay_embeddings))
-  mu_dtype = lion_lib.canonical_mu_dtype(c.mu_dtype)
+  mu_dtype = canonical_mu_dtype(c.mu_dtype)
 
   if c.name == "lion":
-    tx = lion_lib.lion(lr_fn, b1=c.b1, b2=c.b2, mu_dtype=mu_dtype,
+    tx = lion(lr_fn, b1=c.b1, b2=c.b2, mu_dtype=mu_dtype,
                        weight_decay=c.weight_decay, mask=mask)
   elif c.name == "adamw":
     tx = optax.adamw(lr_fn, b1=c.b1, b2=c.b2, eps=c.eps, mu_dtype=mu_dtype,
                      weight_decay=c.weight_decay, mask=mask)
   elif c.name == "tiger":
-    tx = tiger_lib.tiger(lr_fn, beta=c.beta, weight_decay=c.weight_decay,
+    tx = tiger(lr_fn, beta=c.beta, weight_decay=c.weight_decay,
                          mask=mask, mu_dtype=mu_dtype, accum_steps=k,
                          rms_lr_scaling=bool(c.rms_lr_scaling))
   else:  # sgd

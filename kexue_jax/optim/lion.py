@@ -176,6 +176,14 @@ def ema(g, m, b):
   return (1 - b) * g + b * m  # optax.tree.update_moment's expression
 
 
+def lion_leaf(g, m, b1, b2, cdt, **direction_kw):
+  """(direction u_t, new momentum m_t), both in the compute dtype `cdt`."""
+  g32, m32 = g.astype(cdt), m.astype(cdt)
+  m_new = ema(g32, m32, b2)
+  c = blend(g32, m32, m_new if fold_blend(b2, m.dtype, cdt) else None, b1, b2)
+  return lion_direction(c, g32, **direction_kw), m_new
+
+
 # --------------------------------------------------------------- transforms
 def scale_by_lion(
     b1: jax.typing.ArrayLike = 0.9,
@@ -198,6 +206,8 @@ def scale_by_lion(
   if cautious_eps <= 0:
     raise ValueError(f"cautious_eps={cautious_eps!r} must be > 0.")
   mu_dtype = canonical_mu_dtype(mu_dtype)
+  direction_kw = dict(mode=mode, smooth_beta=smooth_beta, cautious=cautious,
+                      cautious_eps=cautious_eps)
 
   def init_fn(params):
     mu = optax.tree.zeros_like(params, dtype=mu_dtype)
@@ -216,12 +226,7 @@ def scale_by_lion(
         m_out.append(m)
         continue
       cdt = compute_dtype(g.dtype, m.dtype)
-      g32, m32 = g.astype(cdt), m.astype(cdt)
-      m_new = ema(g32, m32, b2)
-      c = blend(g32, m32, m_new if fold_blend(b2, m.dtype, cdt) else None,
-                b1, b2)
-      u = lion_direction(c, g32, mode=mode, smooth_beta=smooth_beta,
-                         cautious=cautious, cautious_eps=cautious_eps)
+      u, m_new = lion_leaf(g, m, b1, b2, cdt, **direction_kw)
       u_out.append(u.astype(g.dtype if p is None else p.dtype))
       m_out.append(m_new.astype(m.dtype))
     return (treedef.unflatten(u_out),
@@ -282,6 +287,8 @@ def lion(
     raise ValueError(f"cautious_eps={cautious_eps!r} must be > 0.")
   mu_dtype = canonical_mu_dtype(mu_dtype)
   mask = resolve_mask(mask, weight_decay_mask)
+  direction_kw = dict(mode=mode, smooth_beta=smooth_beta, cautious=cautious,
+                      cautious_eps=cautious_eps)
 
   peak = None
   if wd_coupling == "schedule":
@@ -344,12 +351,7 @@ def lion(
         continue
       decay = bool(decay) and p is not None
       cdt = compute_dtype(g.dtype, m.dtype, *([p.dtype] if decay else []))
-      g32, m32 = g.astype(cdt), m.astype(cdt)
-      m_new = ema(g32, m32, b2)
-      c = blend(g32, m32, m_new if fold_blend(b2, m.dtype, cdt) else None,
-                b1, b2)
-      u = lion_direction(c, g32, mode=mode, smooth_beta=smooth_beta,
-                         cautious=cautious, cautious_eps=cautious_eps)
+      u, m_new = lion_leaf(g, m, b1, b2, cdt, **direction_kw)
       if not decay:
         u = neg_lr * u
       elif wd_coupling == "lr":

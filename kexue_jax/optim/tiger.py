@@ -40,8 +40,13 @@ import jax.numpy as jnp
 import optax
 
 from kexue_jax.optim import guard
-from kexue_jax.optim import lion as lion_lib
 from kexue_jax.optim import masks
+from kexue_jax.optim.lion import canonical_mu_dtype
+from kexue_jax.optim.lion import check_beta
+from kexue_jax.optim.lion import check_nonneg
+from kexue_jax.optim.lion import compute_dtype
+from kexue_jax.optim.lion import full_mask
+from kexue_jax.optim.lion import resolve_mask
 
 
 class TigerState(NamedTuple):
@@ -80,14 +85,14 @@ def tiger(
     weight_decay_mask: alias of `mask`.
     skip_nonfinite: skip steps with non-finite gradients (see guard.py).
   """
-  lion_lib.check_beta("beta", beta)
-  lion_lib.check_nonneg("learning_rate", learning_rate)
-  lion_lib.check_nonneg("weight_decay", weight_decay)
+  check_beta("beta", beta)
+  check_nonneg("learning_rate", learning_rate)
+  check_nonneg("weight_decay", weight_decay)
   if not isinstance(accum_steps, int) or accum_steps < 1:
     raise ValueError(f"accum_steps={accum_steps!r} must be an int >= 1 "
                      "(1 = no accumulation).")
-  mu_dtype = lion_lib.canonical_mu_dtype(mu_dtype)
-  mask = lion_lib.resolve_mask(mask, weight_decay_mask)
+  mu_dtype = canonical_mu_dtype(mu_dtype)
+  mask = resolve_mask(mask, weight_decay_mask)
   masks.is_embedding("", embedding_pattern)  # validates the regex
   k = accum_steps
   no_decay = isinstance(weight_decay, (int, float)) and weight_decay == 0.0
@@ -124,7 +129,7 @@ def tiger(
       d_leaves = [True] * n
     else:
       d_leaves = treedef.flatten_up_to(
-          lion_lib.full_mask(mask, params, is_leaf=is_none))
+          full_mask(mask, params, is_leaf=is_none))
     kinds = (treedef.flatten_up_to(
         masks.param_kinds(params, embedding_pattern)) if rms_lr_scaling
              else [None] * n)
@@ -137,7 +142,7 @@ def tiger(
         m_out.append(m)
         continue
       decay = bool(decay) and p is not None
-      cdt = lion_lib.compute_dtype(
+      cdt = compute_dtype(
           g.dtype, m.dtype, *([p.dtype] if p is not None else []))
       m_new = b1 * m.astype(cdt) + gw * g.astype(cdt)
       u = jnp.sign(m_new)

@@ -24,6 +24,8 @@ Variables = dict[str, Any]
 class Task(Protocol):
   """Pure functions of one objective (see module docstring)."""
 
+  unit: str  # what units_per_example counts ("tokens", "examples"): metrics report `<unit>_per_sec`
+
   def init(self, rng: jax.Array, batch: Batch) -> Variables:
     ...
 

@@ -20,6 +20,8 @@ from kexue_jax import models
 class LMTask:
   """Next-token prediction with any causal model returning float32 ``logits_BLV``."""
 
+  unit = "tokens"  # throughput is reported as tokens_per_sec
+
   def __init__(self, config: ml_collections.ConfigDict):
     self.model = models.build_model(config.model)
 

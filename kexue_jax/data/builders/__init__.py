@@ -4,7 +4,8 @@
 `python_stdlib_text` (byte-level Python stdlib or any local glob) and
 `mnist1d`. `prepared_builder` prepares one on first use, under a file lock, so
 two processes preparing the same dataset at once do not collide (TFDS writes to
-a temporary directory and renames it, but the second rename would fail).
+a temporary directory and renames it, but the second rename would fail). Builds
+are deterministic, so hosts with separate disks each prepare the same copy.
 """
 import contextlib
 import fcntl
@@ -73,8 +74,15 @@ def prepared_builder(name: str, data_dir: str | None = None, *,
   with _file_lock(lock):
     builder = make_builder(name, data_dir, glob=glob)  # Re-read after waiting.
     if not builder.is_prepared():
-      builder.download_and_prepare(
-          download_config=tfds.download.DownloadConfig(
-              try_download_gcs=False))
+      try:
+        builder.download_and_prepare(
+            download_config=tfds.download.DownloadConfig(
+                try_download_gcs=False))
+      except FileExistsError:
+        # Another host on a shared filesystem without working flock won the
+        # final rename; its copy is identical (builds are deterministic).
+        pass
       builder = make_builder(name, data_dir, glob=glob)
+      if not builder.is_prepared():
+        raise RuntimeError(f"Preparing {name!r} in {builder.data_dir} failed.")
   return builder

@@ -22,7 +22,8 @@ The config name carries the Python version (stdlib) or a hash of the glob plus
 a fingerprint of the matched files (relative path, size, mtime), so corpora
 from different Pythons or changed files never share a directory.
 
-Records are written in sorted path order (`disable_shuffling=True`), so index
+Features: `text` (the file's bytes) and `path` (its relative path; a data
+source returns it as UTF-8 bytes). Records are written in sorted path order (`disable_shuffling=True`), so index
 order is the file order. Preparation reads the files once: no TF, no Beam.
 """
 import dataclasses

@@ -1,0 +1,111 @@
+r"""Shared body of the length-extrapolation configs (issue #5, kexue.fm/archives/9603 ... 9948).
+
+Each pre-training-time variant is its own file in this folder (``rope.py``, ``rope_logn.py``, ``hwfa.py``,
+``inv_leaky.py``, ``kna.py``, ``cosa.py``, ``hwfa2.py``); they all call :func:`make_config` here. The
+inference-time methods (PI, NTK, YaRN, log-n dagger, ReRoPE, Leaky ReRoPE, windows) are not training configs:
+``experiments/length_extrapolation/methods.py`` applies them to the finished checkpoints of ``rope`` and
+``rope_logn``.
+
+Su's setup (research note §1): single-head attention, Post-Norm, causal LM, per-token accuracy, trained at
+N = 512 and tested at 4096 (8x). Ours (``scale=default``): byte-level LM on the built-in Python-stdlib corpus,
+N = L_train = 128, tested at 128/256/512/1024. ``scale=full`` is Su's scale (N = 512, a 24-layer GAU of ~90M
+parameters, bf16, FSDP-sharded) for an accelerator, on a TFDS catalog text dataset prepared as array_record.
+
+Arguments (comma-separated, big_vision style), shared by every file of the folder:
+  scale=default|tiny|full   model/data size (``runlocal`` = tiny: a few steps, for tests)
+  steps=N                   training steps (0 = the scale's default)
+  norm=post|pre             residual norm placement (Su: post)
+  heads=1                   attention heads (Su: single head); head_dim is kept
+  block=mha|gau             attention+FFN blocks or GAU blocks (Su: GAU; default mha, gau for full)
+  logn                      (kna / cosa only) add log-n pre-training
+"""
+import math
+
+from kexue_jax import config_lib
+
+# Model/data size per scale. default: ~0.7M parameters, 4 layers -- the size the issue asks for.
+SCALES = {
+    "tiny": dict(train_length=16, num_layers=2, embed_dim=32, head_dim=16, mlp_dim=64, batch_size=8,
+                 steps=4, warmup=1),
+    "default": dict(train_length=128, num_layers=4, embed_dim=128, head_dim=64, mlp_dim=512, batch_size=32,
+                    steps=1200, warmup=60),
+    "full": dict(train_length=512, num_layers=24, embed_dim=768, head_dim=128, mlp_dim=1536, batch_size=256,
+                 steps=30000, warmup=0),
+}
+# Test lengths are 1x, 2x, 4x, 8x the training length; PI/NTK/YaRN use the extension factor k = 8.
+EXTENSION = 8
+
+
+def parse(arg):
+  a = config_lib.parse_arg(arg, runlocal=False, scale="default", steps=0, norm="post", heads=1,
+                           block="auto", logn=False)
+  if a.runlocal:
+    a.scale = "tiny"
+  if a.scale not in SCALES:
+    raise ValueError(f"scale={a.scale!r}; use one of {sorted(SCALES)}.")
+  return a
+
+
+def make_config(variant: str, arg=None, *, attention=None, layer_attention=None, extra_study=None):
+  """The config of one pre-training variant.
+
+  attention: dict of AttentionConfig fields (RoPE + causal are the defaults).
+  layer_attention: callable (num_layers, train_length) -> list of per-layer override dicts (HWFA, HWFA2).
+  """
+  a = parse(arg)
+  s = dict(SCALES[a.scale])
+  n = s["train_length"]
+  c = config_lib.base_config()
+  c.num_train_steps = a.steps or s["steps"]
+  c.batch_size = s["batch_size"]
+  c.log_every_steps = max(1, min(50, c.num_train_steps))
+  c.eval_every_steps = 0
+  c.checkpoint_every_steps = 0 if a.scale != "full" else 2000
+  c.max_checkpoints_to_keep = 1
+  c.num_eval_batches = 2 if a.scale == "tiny" else 8
+  c.progress_bar = False
+
+  c.data.seq_len = n
+  if a.scale == "full":
+    # Any TFDS catalog text dataset with long documents, prepared as array_record (nothing is downloaded).
+    c.data.name = "pg19"
+    c.data.text_key = "book_text"
+    c.mesh.data, c.mesh.fsdp = 1, -1
+
+  attn = dict(position="rope", causal=True, logn_base_length=n)
+  attn.update(attention or {})
+  c.model = dict(
+      name="transformer_lm", vocab_size=256, num_layers=s["num_layers"], embed_dim=s["embed_dim"],
+      num_heads=a.heads, head_dim=s["head_dim"], mlp_dim=s["mlp_dim"], dropout_rate=0.0,
+      norm=a.norm, block=a.block if a.block != "auto" else ("gau" if a.scale == "full" else "mha"),
+      norm_type="rmsnorm" if a.norm == "post" else "layernorm",
+      attention=attn,
+      dtype="bfloat16" if a.scale == "full" else "float32", param_dtype="float32",
+      remat=a.scale == "full")
+  if c.model.block == "gau":
+    c.model.gau_normalization = "softmax"  # the AttentionConfig's logn decides the scaling, as in Su's runs
+  if layer_attention is not None:
+    c.model.layer_attention = layer_attention(s["num_layers"], n)
+
+  c.optimizer.name = "adamw"
+  c.optimizer.learning_rate = 2e-3 if a.scale != "full" else 5e-4
+  c.optimizer.b2 = 0.98
+  c.optimizer.weight_decay = 0.01
+  c.optimizer.warmup_steps = s["warmup"] if a.scale != "full" else 1000
+  c.optimizer.schedule = "cosine"
+
+  c.study = dict(variant=variant, scale=a.scale, train_length=n, extension=EXTENSION,
+                 test_lengths=[n * m for m in (1, 2, 4, 8)], logn_pretrained=attn.get("logn") == "train",
+                 **(extra_study or {}))
+  return c
+
+
+def hwfa_window(num_layers: int, train_length: int, alpha: float = 0.75) -> int:
+  """Largest w with (w-1)(L-1)+1 <= alpha N (9603); same rule as nn.transformer.hwfa_window."""
+  if num_layers < 2:
+    return train_length
+  return max(1, int((alpha * train_length - 1) // (num_layers - 1)) + 1)
+
+
+def log2i(x):
+  return int(round(math.log2(x)))

@@ -1,0 +1,26 @@
+r"""HWFA, hybrid window-full attention (kexue.fm/archives/9603).
+
+Layers 1..L-1: sliding-window causal attention (0 <= i-j < w) with RoPE; layer L: full attention, NoPE,
+log-n scaled queries (log_N n). w is the largest window with (w-1)(L-1)+1 <= 3/4 N (Su: L=24, N=512 -> 16;
+here L=4, N=128 -> 32). Inference is unchanged at any length.
+"""
+import importlib.util
+import os
+
+_spec = importlib.util.spec_from_file_location(
+    "_length_extrapolation_common", os.path.join(os.path.dirname(os.path.abspath(__file__)), "_common.py"))
+common = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(common)
+
+
+def _layers(num_layers, n):
+  w = common.hwfa_window(num_layers, n)
+  win = dict(position="rope", window=w, logn="none")
+  full = dict(position="none", window=None, logn="train", logn_base_length=n)
+  return [win] * (num_layers - 1) + [full]
+
+
+def get_config(arg=None):
+  c = common.make_config("hwfa", arg, layer_attention=_layers)
+  c.study.hwfa_window = common.hwfa_window(c.model.num_layers, c.study.train_length)
+  return c

@@ -1,0 +1,23 @@
+r"""Inverse Leaky ReRoPE (kexue.fm/archives/9728): train with Leaky ReRoPE of leak k = 1/16, infer with RoPE.
+
+Training relative position (i >= j):  f(r) = r for r < w,  w + 16 (r - w) otherwise,
+so the positions seen in training reach w + 16 (N-1-w) >= 8N (k = 1/(2 x extension)). w = N/4 (Su: 128 at
+N = 512; here 32). Pre-trained with log-n, as Su's "InvLeaky ReRoPE-w128-log n". Evaluated with plain RoPE.
+"""
+import importlib.util
+import os
+
+_spec = importlib.util.spec_from_file_location(
+    "_length_extrapolation_common", os.path.join(os.path.dirname(os.path.abspath(__file__)), "_common.py"))
+common = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(common)
+
+
+def get_config(arg=None):
+  a = common.parse(arg)
+  n = common.SCALES[a.scale]["train_length"]
+  k = 1.0 / (2 * common.EXTENSION)
+  return common.make_config(
+      "inv_leaky", arg,
+      attention=dict(position="leaky_rerope", rerope_window=max(1, n // 4), leaky_k=k, logn="train"),
+      extra_study=dict(inv_leaky_window=max(1, n // 4), inv_leaky_k=k))
