@@ -66,9 +66,27 @@ def _transformer_encoder(**kw):
   return transformer.TransformerEncoder(**kw)
 
 
+def _mlp(**kw):
+  from kexue_jax.nn import mlp  # pylint: disable=g-import-not-at-top
+  return mlp.MLP(**kw)
+
+
+def _cnn1d(**kw):
+  from kexue_jax.nn import cnn  # pylint: disable=g-import-not-at-top
+  return cnn.CNN1D(**kw)
+
+
+def _vit(**kw):
+  from kexue_jax.nn import vit  # pylint: disable=g-import-not-at-top
+  return vit.ViT(**kw)
+
+
 MODELS: dict[str, Callable[..., Any]] = {
     "transformer_lm": _transformer_lm,
     "transformer_encoder": _transformer_encoder,
+    "mlp": _mlp,
+    "cnn1d": _cnn1d,
+    "vit": _vit,
 }
 
 

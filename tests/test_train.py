@@ -93,6 +93,11 @@ def test_restart_resumes_exactly(tmp_path):
   out_resumed = train.run(c, str(resumed))
   np.testing.assert_array_equal(losses(full), losses(resumed))
   assert out_full["eval"] == out_resumed["eval"]
+  # The final states are bit-identical (checkpoint.load_state reads them back as numpy).
+  from kexue_jax import checkpoint
+  (state_full, step_full), (state_res, step_res) = checkpoint.load_state(full), checkpoint.load_state(resumed)
+  assert step_full == step_res == 6
+  jax.tree.map(np.testing.assert_array_equal, state_full, state_res)
 
 
 def test_restore_onto_another_mesh(tmp_path):

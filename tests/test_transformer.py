@@ -375,3 +375,37 @@ def test_every_parameter_has_logical_axis_names():
              dict(block="gau", norm="post", norm_type="rmsnorm")):
     shapes = jax.eval_shape(lambda: _lm(**kw).init(jax.random.key(0), tok))
     _assert_all_partitioned(shapes["params"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("block,final_rerope", [("mha", True), ("gau", False)])
+def test_hwfa_decode_equals_full_forward(block, final_rerope):
+  """Window layers, a NoPE/log-n or ReRoPE full layer: cached decoding == parallel pass."""
+  L = 10
+  tok = _tokens(L=L)
+  kw = dict(num_layers=3, block=block, gau_normalization="softmax",
+            attention=tfm.hwfa_attention(3, 3, 8, final_rerope=final_rerope, rerope_window=4))
+  full = _lm(**kw)
+  params = full.init(jax.random.key(0), tok)["params"]
+  want = full.apply({"params": params}, tok)
+  dec = _lm(decode=True, **kw)
+  cache = dec.init(jax.random.key(0), tok)["cache"]
+  got = []
+  for i in range(L):
+    logits, upd = dec.apply({"params": params, "cache": cache}, tok[:, i:i + 1],
+                            positions_BL=jnp.full((2, 1), i), mutable=["cache"])
+    cache = upd["cache"]
+    got.append(logits)
+  np.testing.assert_allclose(jnp.concatenate(got, axis=1), want, rtol=1e-4, atol=1e-4)
+
+
+def test_initialiser_statistics():
+  """True std of the truncated-normal initialisers is gain / sqrt(fan) (truncation corrected)."""
+  from kexue_jax.nn import layers
+  gain = layers.depth_gain(24, 3)
+  assert gain == pytest.approx(24 ** (-1 / 3))
+  w = np.asarray(layers.kernel_init(gain)(jax.random.key(0), (256, 512)))
+  np.testing.assert_allclose(w.std(), gain / 16.0, rtol=0.02)
+  e = np.asarray(layers.embed_init(64, gain)(jax.random.key(1), (1000, 64)))
+  np.testing.assert_allclose(e.std(), gain / 8.0, rtol=0.02)
+  assert np.abs(e).max() <= 2 * gain / 8.0 / 0.8796 + 1e-6   # truncated at 2 sigma

@@ -34,9 +34,9 @@ def default_data_config() -> ml_collections.ConfigDict:
   """Every data key, with defaults (the byte-level stdlib LM)."""
   return ml_collections.ConfigDict(dict(
       name="python_stdlib_text",  # Built-in (builders.BUILTINS) or TFDS name.
-      data_dir=None,              # None: builders.default_data_dir() for
+      data_dir=ml_collections.config_dict.placeholder(str),  # None: builders.default_data_dir() for
                                   # built-ins, TFDS's default for the catalog.
-      glob=None,                  # python_stdlib_text on your own files.
+      glob=ml_collections.config_dict.placeholder(str),      # python_stdlib_text on your own files.
       train_split="train",
       eval_split="validation",
       preprocess="lm_windows",    # A key of preprocess.PREPROCESS.
@@ -44,7 +44,7 @@ def default_data_config() -> ml_collections.ConfigDict:
       text_key="text",            # lm_windows: the feature holding the text.
       max_in_memory_bytes=2**30,  # lm_windows: keep a corpus this small in
                                   # RAM, else read documents per window.
-      num_eval_batches=None,      # None: the whole eval split.
+      num_eval_batches=ml_collections.config_dict.placeholder(int),  # None: the whole eval split.
       num_workers=0,              # grain worker processes (0: in-process).
       num_threads=4,              # grain.ReadOptions threads.
       prefetch=64,                # grain.ReadOptions prefetch buffer size.

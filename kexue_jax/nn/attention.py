@@ -49,7 +49,7 @@ class AttentionConfig:
   position: one of POSITIONS. "leaky_rerope" uses leaky_k (k < 1 is the
     training-time inverse-Leaky form, kexue.fm/archives/9728).
   scaling: positions.RopeScaling (PI / NTK-old/aware/fixed/mixed / dynamic / YaRN),
-    applies to every RoPE-based method.
+    applies to "rope", "rerope" and "leaky_rerope" (not to xPos / 2D / RoPE-Tie).
   logn: "none" | "train" (q * log_{L_train} n) | "retrofit" (q * max(1, log_{L_train} n));
     logn_base_length = L_train.
   qk_norm: "none" | "kna" | "qna" | "cosa"; CosA uses lambda = cosa_scale * log n with
@@ -345,10 +345,11 @@ def _scores(q, k, q_pos, k_pos, c, length):
 class Projection(nn.Module):
   """``y = einsum(x, W) (+ b)`` with a multi-axis kernel created directly in its final shape.
 
-  Hand-written instead of ``nn.DenseGeneral`` because DenseGeneral initialises a flattened 2-D kernel
-  and reshapes it; under a mesh + logical-rules context (the training loop) flax unboxes that flat
-  kernel against the 3 logical names and fails with a rank mismatch. LeCun-normal over the contracted
-  axes, as DenseGeneral would give.
+  Hand-written instead of ``nn.DenseGeneral`` because DenseGeneral initialises a
+  flattened 2-D kernel and reshapes it; under a mesh + logical-rules context (the
+  training loop) flax unboxes that flat kernel against the 3 logical names and
+  fails with a rank mismatch. LeCun-normal over the contracted axes, as
+  DenseGeneral would give.
   """
   shape_in: tuple[int, ...]     # the contracted (input) dims of the kernel
   shape_out: tuple[int, ...]
@@ -367,8 +368,8 @@ class Projection(nn.Module):
     x, kernel = nn.dtypes.promote_dtype(x, kernel, dtype=self.dtype)
     y = jnp.tensordot(x, kernel, axes=(tuple(range(x.ndim - n_in, x.ndim)), tuple(range(n_in))))
     if self.use_bias:
-      bias = self.param("bias", nn.with_logical_partitioning(nn.initializers.zeros_init(), self.names[n_in:]),
-                        self.shape_out, self.param_dtype)
+      bias_init = nn.with_logical_partitioning(nn.initializers.zeros_init(), self.names[n_in:])
+      bias = self.param("bias", bias_init, self.shape_out, self.param_dtype)
       y = y + jnp.asarray(bias, self.dtype)
     return y
 
@@ -382,7 +383,9 @@ class MultiHeadAttention(nn.Module):
   a full-length input (the cache length); then call with one (or a few)
   tokens per step. Keys are stored un-rotated so that ReRoPE (which rotates
   every key relative to the current query), dynamic NTK (frequencies depend
-  on the length) and every other method share one cache layout.
+  on the length) and every other method share one cache layout. The price is
+  re-rotating the cached keys at every step, O(S H D) elementwise work next
+  to the O(S H D) attention itself.
   """
   num_heads: int
   head_dim: int

@@ -21,10 +21,25 @@ k = `factor`, d = number of rotated dims, beta = base^(2/d):
   "ntk_fixed"    theta_p * k^(-2(p+1)/d)  (kexue.fm/archives/9706: n/(lambda (beta lambda)^(m-1)))
   "ntk_mixed"    theta_p * exp(-a (p+1)^b),  a (d/2)^b = log k   (9706; b=1 -> fixed, b=0 -> PI)
   "dynamic_ntk"  base' = base * (k L/L_train - (k-1))^(d/(d-2)) if L > L_train  (emozilla; 9948)
-  "yarn"         theta_p * (gamma_p + (1-gamma_p)/k), gamma_p = clip((r_p-alpha)/(beta-alpha), 0, 1),
-                 r_p = L_train theta_p / (2 pi)  (rotations done in training; YaRN / NTK-by-parts,
-                 Su's form in kexue.fm/archives/9948), plus logits x (0.1 ln k + 1)^2
-                 (`yarn_attention_factor`).
+  "yarn"         theta_p * (gamma_p + (1-gamma_p)/k),
+                 gamma_p = clip((r_p - alpha)/(beta - alpha), 0, 1),
+                 r_p = L_train theta_p / (2 pi)  (rotations done in training; YaRN /
+                 NTK-by-parts, Su's form in kexue.fm/archives/9948), plus logits x
+                 (0.1 ln k + 1)^2 (`yarn_attention_factor`). Note: the jquesnelle/yarn
+                 code ramps linearly over *dimension indices* between floor/ceil of
+                 dim(beta) and dim(alpha); this continuous ramp in r is Su's statement.
+
+Also here: `apply_rope_2d` (images, kexue.fm/archives/8397), `apply_rope_tie`
++ `rope_tie_positions` (mixed text + image sequences, kexue.fm/archives/10040),
+`apply_xpos`, `alibi_slopes`, `rerope_relative_position` (ReRoPE / Leaky /
+inverse-Leaky map) and `logn_factor` (log-n query scaling).
+
+Multimodal layout: RoPE-Tie (post 17), because (i) it is the one variant of
+the series read in full (the RoPE-TV follow-up, 10352, is known only second
+hand), (ii) text tokens at (n, n) reduce *exactly* to RoPE-1D, so a text
+model's weights keep working, and (iii) the gap before and after an image is
+the same (w+1, h+1), so text on both sides of an image keeps its relative
+geometry. Image patches keep 2D relativity inside the image.
 
 Angles are always computed in float32; outputs keep the input dtype.
 """

@@ -72,6 +72,8 @@ def rerope_attention_blockwise(q_BLHD, k_BSHD, v_BSHD, *, q_positions_BL, k_posi
   rope = functools.partial(pos_lib.apply_rope, **attn_lib._rope_kwargs(c, length))  # pylint: disable=protected-access
   q_near, k_near = rope(q_BLHD, q_pos), rope(k_BSHD, k_pos)
   q_past, q_fut, k_far = attn_lib.rerope_far_rotations(q_BLHD, k_BSHD, q_pos, k_pos, c, length)
+  if c.causal:
+    q_fut = q_past          # never used when causal; skip carrying a third copy
 
   # Pad to whole blocks: padded queries repeat the last position (dropped at
   # the end); padded keys repeat the last position and are invalid.
@@ -94,28 +96,27 @@ def rerope_attention_blockwise(q_BLHD, k_BSHD, v_BSHD, *, q_positions_BL, k_posi
 
   def one_q_block(args):
     qn, qpa, qf, qpos, qmin, qmax = args
-    rel = qpos[:, None, :, None] - kp_b[:, :, None, None, :]          # (nk, B, 1, bq, bk)
 
     def body(j, carry):
-      m, l, acc = carry
       kn, kf, vb = K[0][j], K[1][j], K[2][j]
-      r = rel[j]
-      mask = kv_b[j][:, None, None, :]
-      if c.causal:
-        mask = mask & (r >= 0)
-      near = lambda: dot(qn, kn)
-      past = lambda: dot(qpa, kf)
-      fut = lambda: dot(qf, kf)
-      def mixed():
-        s = jnp.where(r >= w, past(), near())
+      near = lambda r: dot(qn, kn)
+      past = lambda r: dot(qpa, kf)
+      fut = lambda r: dot(qf, kf)
+      def mixed(r):
+        s = jnp.where(r >= w, past(r), near(r))
         if not c.causal:
-          s = jnp.where(r <= -w, fut(), s)
+          s = jnp.where(r <= -w, fut(r), s)
         return s
 
       def update(score_fn):
         def f(carry):
+          # Everything per tile lives inside the branch, so skipped tiles cost nothing.
           m, l, acc = carry
-          s = jnp.where(mask, score_fn(), _NEG)
+          r = qpos[:, None, :, None] - kp_b[j][:, None, None, :]     # (B, 1, bq, bk)
+          mask = kv_b[j][:, None, None, :]
+          if c.causal:
+            mask = mask & (r >= 0)
+          s = jnp.where(mask, score_fn(r), _NEG)
           m_new = jnp.maximum(m, s.max(-1))
           corr = jnp.exp(m - m_new)
           p = jnp.exp(s - m_new[..., None]) * mask
@@ -127,12 +128,12 @@ def rerope_attention_blockwise(q_BLHD, k_BSHD, v_BSHD, *, q_positions_BL, k_posi
 
       rmin, rmax = qmin - k_max[j], qmax - k_min[j]
       cat = jnp.where(rmin >= w, 2,                                    # past only
-            jnp.where((rmax > -w) & (rmin > -w) & (rmax < w), 1,      # near only
+            jnp.where((rmin > -w) & (rmax < w), 1,                     # near only
             jnp.where(rmax <= -w, 3, 4)))                              # future / mixed
       if c.causal:
         cat = jnp.where(rmax < 0, 0, cat)                              # fully masked: skip
       branches = [lambda cr: cr, update(near), update(past), update(fut), update(mixed)]
-      return jax.lax.switch(cat, branches, (m, l, acc))
+      return jax.lax.switch(cat, branches, carry)
 
     init = (jnp.full((B, H, bq), _NEG, jnp.float32), jnp.zeros((B, H, bq), jnp.float32),
             jnp.zeros((B, H, bq, Dv), jnp.float32))

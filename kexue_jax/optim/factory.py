@@ -65,7 +65,7 @@ def default_optimizer_config() -> ml_collections.ConfigDict:
   c.decay_embeddings = True
   c.skip_nonfinite = False
   c.grad_accum_steps = 1         # 1 = off
-  c.mu_dtype = None              # None (param dtype) or "bfloat16"
+  c.mu_dtype = ml_collections.config_dict.placeholder(str)  # None (param dtype) or "bfloat16"
   return c
 
 

@@ -6,10 +6,12 @@ from typing import Callable
 import ml_collections
 
 from kexue_jax.tasks import base
+from kexue_jax.tasks import classify
 from kexue_jax.tasks import lm
 
 TASKS: dict[str, Callable[[ml_collections.ConfigDict], base.Task]] = {
     "lm": lm.LMTask,
+    "classify": classify.ClassifyTask,
 }
 
 

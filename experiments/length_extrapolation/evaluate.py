@@ -1,0 +1,152 @@
+"""Test sets and evaluation of one trained checkpoint under an inference-time method.
+
+Test sets (held-out `test` split of the built-in byte-level corpus, fixed order, no randomness but the seeded
+segment lengths):
+  non-repeated  contiguous windows of L + 1 bytes (stride L inside each document, as the engine's eval
+                windows), `num` of them taken evenly spaced over the whole split.
+  repeated      for each non-repeated window, its first s bytes tiled to L + 1 bytes ("重复", 9603). For
+                L > N, s ~ U{N, ..., L/2} (seeded), so every copy sits at least N tokens back -- farther than
+                any distance seen in training (<= N-1): copying needs long-range retrieval beyond L_train.
+                For L = N (the copy check), s ~ U{N/4, ..., N/2}, i.e. copies within the trained range.
+                `copy_acc` is the accuracy on the targets at positions >= s (the predictable copies).
+  growing       the last N targets of a long document, scored with C = N, 2N, 4N, 8N tokens of context
+                (Su's later protocol, 9948 / bojone/rerope eval_loss.py): "longer context, lower loss".
+
+Metrics per window: next-token accuracy (Su's metric) and cross-entropy (nats/byte). Per-window values are
+kept so that methods can be compared *paired* on the same windows (report.py).
+"""
+from __future__ import annotations
+
+import functools
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from kexue_jax import models
+from kexue_jax.data import pipeline
+from kexue_jax.data import preprocess
+
+DATASET = "python_stdlib_text"
+
+
+@functools.lru_cache(maxsize=4)
+def documents(split: str, name: str = DATASET) -> preprocess.Documents:
+  return preprocess.Documents(pipeline.get_data_source(name, split))
+
+
+def _evenly(n_total: int, num: int) -> np.ndarray:
+  if n_total < num:
+    raise ValueError(f"only {n_total} test windows available, {num} requested; lower the number of windows.")
+  return np.unique(np.linspace(0, n_total - 1, num).round().astype(np.int64))
+
+
+def nonrepeated_set(docs, length: int, num: int) -> np.ndarray:
+  """int32[num, length + 1] contiguous held-out windows."""
+  windows = preprocess.eval_windows(docs.lengths, length)
+  idx = _evenly(len(windows), num)
+  return np.stack([docs.window(int(d), int(s), length + 1) for d, s in windows[idx]]).astype(np.int32)
+
+
+def segment_lengths(length: int, train_length: int, num: int, seed: int = 0) -> np.ndarray:
+  """Segment length s per repeated sample (see module docstring)."""
+  rng = np.random.default_rng(seed + length)
+  if length <= train_length:
+    lo, hi = max(1, train_length // 4), max(1, train_length // 2)
+  else:
+    lo, hi = train_length, max(train_length, length // 2)
+  return rng.integers(lo, hi + 1, size=num)
+
+
+def repeated_set(nonrep_BT: np.ndarray, train_length: int, seed: int = 0):
+  """(int32[num, L + 1] tiled segments, int64[num] segment lengths)."""
+  num, t = nonrep_BT.shape
+  seg = segment_lengths(t - 1, train_length, num, seed)
+  out = np.stack([np.resize(row[:s], t) for row, s in zip(nonrep_BT, seg)]).astype(np.int32)
+  return out, seg
+
+
+def growing_set(docs, train_length: int, max_mult: int, num: int) -> np.ndarray:
+  """int32[num, max_mult * N + 1]: the last max_mult * N + 1 bytes of `num` long documents."""
+  need = max_mult * train_length + 1
+  long_docs = np.flatnonzero(docs.lengths >= need)
+  idx = _evenly(len(long_docs), num)
+  return np.stack([docs.window(int(d), int(docs.lengths[d]) - need, need) for d in long_docs[idx]]
+                  ).astype(np.int32)
+
+
+_STATS_FNS: dict[str, object] = {}
+
+
+def _stats_fn(model_cfg: dict):
+  """A jitted (params, tokens_BT) -> (ce_BL, correct_BL) for this model config (cached by its JSON)."""
+  key = json.dumps(model_cfg, sort_keys=True, default=str)
+  if key not in _STATS_FNS:
+    if len(_STATS_FNS) > 16:
+      _STATS_FNS.clear()
+    model = models.build_model(model_cfg)
+
+    @jax.jit
+    def stats(params, tokens_BT):
+      logits_BLV = model.apply({"params": params}, tokens_BT[:, :-1])
+      targets_BL = tokens_BT[:, 1:]
+      ce_BL = optax.softmax_cross_entropy_with_integer_labels(logits_BLV.astype(jnp.float32), targets_BL)
+      correct_BL = (jnp.argmax(logits_BLV, -1) == targets_BL).astype(jnp.float32)
+      return ce_BL, correct_BL
+
+    _STATS_FNS[key] = stats
+  return _STATS_FNS[key]
+
+
+def token_stats(model_cfg: dict, params, tokens_BT: np.ndarray, chunk: int = 0):
+  """(ce, correct) float32[B, L] for every target, in chunks of `chunk` windows (0 = all at once)."""
+  fn = _stats_fn(model_cfg)
+  chunk = chunk or len(tokens_BT)
+  ces, cors = [], []
+  for i in range(0, len(tokens_BT), chunk):
+    ce, cor = jax.device_get(fn(params, jnp.asarray(tokens_BT[i:i + chunk])))
+    ces.append(np.asarray(ce))
+    cors.append(np.asarray(cor))
+  return np.concatenate(ces), np.concatenate(cors)
+
+
+def _r(x, nd=4):
+  return [round(float(v), nd) for v in np.asarray(x)]
+
+
+def evaluate_length(model_cfg, params, nonrep_BT, rep_BT, seg):
+  """Per-window accuracy/loss on both sets at one length; repeated also over the copy targets only."""
+  both = np.concatenate([nonrep_BT, rep_BT])
+  ce, cor = token_stats(model_cfg, params, both, chunk=len(nonrep_BT))
+  n = len(nonrep_BT)
+  pos = np.arange(1, both.shape[1])[None, :]   # position of each target token
+  copy_mask = pos >= np.asarray(seg)[:, None]
+  return {
+      "nonrep": {"acc": _r(cor[:n].mean(1)), "loss": _r(ce[:n].mean(1))},
+      "rep": {"acc": _r(cor[n:].mean(1)), "loss": _r(ce[n:].mean(1)),
+              "copy_acc": _r((cor[n:] * copy_mask).sum(1) / np.maximum(copy_mask.sum(1), 1))},
+  }
+
+
+def evaluate_growing(model_cfg, params, long_BT, train_length: int, mults=(1, 2, 4, 8)):
+  """Loss/accuracy on the same final N targets with C = m N tokens of context."""
+  out = {}
+  for m in mults:
+    ctx = long_BT[:, -(m * train_length + 1):]
+    ce, cor = token_stats(model_cfg, params, ctx)
+    out[str(m * train_length)] = {"loss": _r(ce[:, -train_length:].mean(1)),
+                                  "acc": _r(cor[:, -train_length:].mean(1))}
+  return out
+
+
+def ngram_baselines(train_docs, nonrep_BT: np.ndarray) -> dict[str, float]:
+  """Accuracy of the unigram (most frequent byte) and bigram (argmax next byte | previous byte) predictors,
+  counted on the training split, on the targets of the given windows."""
+  buf = np.asarray(train_docs.buffer, np.int64)
+  uni = np.bincount(buf, minlength=256)
+  bi = np.bincount(buf[:-1] * 256 + buf[1:], minlength=256 * 256).reshape(256, 256)
+  prev, targ = nonrep_BT[:, :-1].astype(np.int64), nonrep_BT[:, 1:].astype(np.int64)
+  return {"unigram_acc": float(np.mean(targ == np.argmax(uni))),
+          "bigram_acc": float(np.mean(np.argmax(bi, 1)[prev] == targ))}

@@ -1,0 +1,227 @@
+r"""Length-extrapolation study (issue #5): trains what is needed, evaluates every method, writes REPORT.md.
+
+  python -m experiments.length_extrapolation.run --workdir /tmp/le            # default CPU study
+  python -m experiments.length_extrapolation.run --workdir /tmp/le --scale tiny --variants rope,hwfa
+
+Steps (each reuses what the workdir already holds, so an interrupted study resumes):
+  1. train each pre-training variant (configs/length_extrapolation/<variant>.py) with kexue_jax.train.run in
+     WORKDIR/<variant>; a run whose final checkpoint exists is not retrained;
+  2. evaluate every method of methods.py on its checkpoint: non-repeated and repeated test sets at 1x, 2x,
+     4x, 8x the training length (non-core methods at 1x and 8x), and the growing-context protocol;
+     per-method results are cached in WORKDIR/eval/;
+  3. the baseline's copy check at several training steps (repeated vs non-repeated at L_train);
+  4. results.json (small, committable) and REPORT.md + PNG plots in --out (default: this folder).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import sys
+import time
+
+import jax
+import numpy as np
+
+from experiments.length_extrapolation import evaluate
+from experiments.length_extrapolation import methods as methods_lib
+from experiments.length_extrapolation import report
+from kexue_jax import checkpoint as ckpt_lib
+from kexue_jax import config_lib
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+CONFIG_DIR = os.path.join(REPO, "configs", "length_extrapolation")
+
+# variant -> (config file, extra config argument)
+VARIANTS = {
+    "rope": ("rope.py", ""), "rope_logn": ("rope_logn.py", ""), "hwfa": ("hwfa.py", ""),
+    "inv_leaky": ("inv_leaky.py", ""), "kna": ("kna.py", ""), "cosa": ("cosa.py", ""),
+    "hwfa2": ("hwfa2.py", ""), "kna_logn": ("kna.py", "logn"), "cosa_logn": ("cosa.py", "logn"),
+}
+DEFAULT_VARIANTS = "rope,rope_logn,hwfa,inv_leaky,kna,cosa,hwfa2"
+# Test-set sizes: windows at 8x (more at shorter lengths, equal tokens per length), growing-context docs.
+DEFAULT_WINDOWS = {"tiny": 8, "default": 16, "full": 64}
+COPY_CHECKPOINTS = 4  # the baseline also keeps checkpoints at 1/4, 2/4, 3/4 of training (copy check vs steps)
+
+
+def load_config(variant: str, scale: str, steps: int = 0):
+  fname, extra = VARIANTS[variant]
+  path = os.path.join(CONFIG_DIR, fname)
+  spec = importlib.util.spec_from_file_location(f"le_cfg_{variant}", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  arg = ",".join(filter(None, [f"scale={scale}", extra, f"steps={steps}" if steps else ""]))
+  return module.get_config(arg), f"configs/length_extrapolation/{fname}:{arg}"
+
+
+def train_variant(variant, scale, workdir, steps=0, log=print):
+  """Trains (or reuses) one variant; returns its summary dict (also cached in WORKDIR/<variant>/summary.json)."""
+  config, cfg_arg = load_config(variant, scale, steps)
+  if variant == "rope":
+    config.checkpoint_every_steps = max(1, config.num_train_steps // COPY_CHECKPOINTS)
+    config.max_checkpoints_to_keep = COPY_CHECKPOINTS + 1
+  wd = os.path.join(workdir, variant)
+  summary_path = os.path.join(wd, "summary.json")
+  if os.path.exists(summary_path):
+    summary = json.load(open(summary_path))
+    if summary.get("step") == config.num_train_steps:
+      log(f"[train] {variant}: reusing finished run in {wd}")
+      return summary, config
+  from kexue_jax import train  # pylint: disable=g-import-not-at-top
+  log(f"[train] {variant}: {config.num_train_steps} steps, batch {config.batch_size}, seq {config.data.seq_len}")
+  t0 = time.time()
+  out = train.run(config, wd)
+  summary = {"variant": variant, "step": out["step"], "num_params": out["num_params"],
+             "wall_time_s": round(time.time() - t0, 1), "train": out["train"], "eval": out["eval"],
+             "config_arg": cfg_arg, "batch_size": config.batch_size, "seq_len": config.data.seq_len,
+             "tokens": config.num_train_steps * config.batch_size * config.data.seq_len}
+  with open(summary_path, "w") as f:
+    json.dump(summary, f, indent=1)
+  log(f"[train] {variant}: done in {summary['wall_time_s']:.0f} s, train acc {out['train'].get('accuracy')}")
+  return summary, config
+
+
+def _saved_steps(workdir):
+  d = os.path.join(workdir, "checkpoints")
+  return sorted(int(p) for p in os.listdir(d) if p.isdigit()) if os.path.isdir(d) else []
+
+
+def run_study(workdir: str, scale: str = "default", variants=None, steps: int = 0, windows: int = 0,
+              out_dir: str | None = None, log=print) -> dict:
+  t_start = time.time()
+  variants = tuple(variants or DEFAULT_VARIANTS.split(","))
+  unknown = [v for v in variants if v not in VARIANTS]
+  if unknown:
+    raise ValueError(f"unknown variants {unknown}; choose from {sorted(VARIANTS)}")
+  os.makedirs(workdir, exist_ok=True)
+  out_dir = out_dir or HERE
+
+  # 1. Training.
+  runs, configs = {}, {}
+  t_train = time.time()
+  for v in variants:
+    runs[v], configs[v] = train_variant(v, scale, workdir, steps, log)
+  t_train = time.time() - t_train
+
+  # 2. Test sets.
+  t_eval = time.time()
+  n = int(configs[variants[0]].data.seq_len)
+  ext = methods_lib.EXTENSION
+  lengths = [n * m for m in (1, 2, 4, ext)]
+  n8 = windows or DEFAULT_WINDOWS[scale]
+  docs = evaluate.documents("test")
+  sets = {}
+  for length in lengths:
+    nonrep = evaluate.nonrepeated_set(docs, length, n8 * (ext * n // length))
+    rep, seg = evaluate.repeated_set(nonrep, n)
+    sets[length] = (nonrep, rep, seg)
+  long_bt = evaluate.growing_set(docs, n, ext, n8)
+  baselines = evaluate.ngram_baselines(evaluate.documents("train"), sets[n][0])
+  log(f"[eval] unigram acc {baselines['unigram_acc']:.4f}, bigram acc {baselines['bigram_acc']:.4f} "
+      f"(from the training split, on the {len(sets[n][0])} non-repeated windows at L_train)")
+
+  # 3. Methods.
+  eval_dir = os.path.join(workdir, "eval")
+  os.makedirs(eval_dir, exist_ok=True)
+  params_cache = {}
+  all_m = methods_lib.all_methods(n, variants)
+  results = {}
+  for i, m in enumerate(all_m):
+    cache = os.path.join(eval_dir, m.name.replace("/", "__") + ".json")
+    model_cfg = methods_lib.model_config(config_lib.to_dict(configs[m.ckpt].model), m, n)
+    key = json.dumps(model_cfg, sort_keys=True, default=str) + f"|{n8}|{runs[m.ckpt]['step']}"
+    if os.path.exists(cache):
+      cached = json.load(open(cache))
+      if cached.get("key") == key:
+        results[m.name] = cached["result"]
+        continue
+    if m.ckpt not in params_cache:
+      params_cache[m.ckpt] = ckpt_lib.load_state(os.path.join(workdir, m.ckpt))[0]["params"]
+    params = params_cache[m.ckpt]
+    t0 = time.time()
+    res = {"ckpt": m.ckpt, "core": m.core, "note": m.note, "attention": m.attention,
+           "layer_fn": m.layer_fn.__name__ if m.layer_fn else None, "by_length": {}}
+    for length in (lengths if m.core else [n, n * ext]):
+      nonrep, rep, seg = sets[length]
+      res["by_length"][str(length)] = evaluate.evaluate_length(model_cfg, params, nonrep, rep, seg)
+    if m.core:
+      res["growing"] = evaluate.evaluate_growing(model_cfg, params, long_bt, n, mults=(1, 2, 4, ext))
+    res["eval_time_s"] = round(time.time() - t0, 1)
+    results[m.name] = res
+    with open(cache, "w") as f:
+      json.dump({"key": key, "result": res}, f)
+    r1 = np.mean(res["by_length"][str(n)]["nonrep"]["acc"])
+    r8 = np.mean(res["by_length"][str(n * ext)]["nonrep"]["acc"])
+    log(f"[eval] {i + 1}/{len(all_m)} {m.name}: acc {r1:.4f} @{n}, {r8:.4f} @{n * ext} "
+        f"({res['eval_time_s']:.0f} s)")
+
+  # 4. Copy check vs training steps (baseline at L_train: repeated vs non-repeated).
+  copy_curve = []
+  if "rope" in variants:
+    wd = os.path.join(workdir, "rope")
+    base = next(m for m in all_m if m.name == "rope")
+    model_cfg = methods_lib.model_config(config_lib.to_dict(configs["rope"].model), base, n)
+    nonrep, rep, seg = sets[n]
+    for step in _saved_steps(wd):
+      params = ckpt_lib.load_state(wd, step)[0]["params"]
+      r = evaluate.evaluate_length(model_cfg, params, nonrep, rep, seg)
+      copy_curve.append({"step": step, "nonrep_acc": float(np.mean(r["nonrep"]["acc"])),
+                         "rep_acc": float(np.mean(r["rep"]["acc"])),
+                         "rep_copy_acc": float(np.mean(r["rep"]["copy_acc"]))})
+  t_eval = time.time() - t_eval
+
+  cfg0 = configs[variants[0]]
+  out = {
+      "meta": {
+          "scale": scale, "train_length": n, "test_lengths": lengths, "extension": ext,
+          "variants": list(variants), "windows_at_8x": n8,
+          "windows": {str(L): int(len(sets[L][0])) for L in lengths}, "growing_docs": int(len(long_bt)),
+          "steps": int(cfg0.num_train_steps), "batch_size": int(cfg0.batch_size),
+          "model": {k: v for k, v in config_lib.to_dict(cfg0.model).items() if k != "layer_attention"},
+          "optimizer": dict(config_lib.to_dict(cfg0.optimizer)),
+          "train_wall_s": round(sum(r["wall_time_s"] for r in runs.values()), 1),
+          "train_wall_this_invocation_s": round(t_train, 1),
+          "eval_wall_s": round(t_eval, 1), "total_wall_s": round(time.time() - t_start, 1),
+          "hardware": f"{jax.device_count()} x {jax.devices()[0].device_kind}, {os.cpu_count()} CPU cores, "
+                      f"{platform.processor() or platform.machine()}",
+          "jax": jax.__version__, "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+          "command": "python -m experiments.length_extrapolation.run " + " ".join(sys.argv[1:]),
+          "train_commands": {v: f"python -m kexue_jax.main --config {runs[v]['config_arg']} --workdir "
+                                f"WORKDIR/{v}" for v in variants},
+          "segment_rule": "L > N: s ~ U{N..L/2}; L = N: s ~ U{N/4..N/2}",
+      },
+      "baselines": baselines,
+      "runs": runs,
+      "copy_vs_steps": copy_curve,
+      "methods": results,
+  }
+  with open(os.path.join(workdir, "results.json"), "w") as f:
+    json.dump(out, f)
+  os.makedirs(out_dir, exist_ok=True)
+  with open(os.path.join(out_dir, "results.json"), "w") as f:
+    json.dump(out, f, separators=(",", ":"))
+  report.write_report(out, out_dir)
+  log(f"[done] total {out['meta']['total_wall_s']:.0f} s (train {t_train:.0f} s, eval {t_eval:.0f} s); "
+      f"report in {out_dir}/REPORT.md")
+  return out
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("--workdir", required=True)
+  p.add_argument("--scale", default="default", choices=["tiny", "default", "full"])
+  p.add_argument("--variants", default=DEFAULT_VARIANTS,
+                 help=f"comma-separated subset of {sorted(VARIANTS)} (default: {DEFAULT_VARIANTS})")
+  p.add_argument("--steps", type=int, default=0, help="training steps (0 = the scale's default)")
+  p.add_argument("--windows", type=int, default=0, help="test windows at 8x (0 = the scale's default)")
+  p.add_argument("--out", default=None, help="where results.json, REPORT.md and the PNGs go (default: here)")
+  a = p.parse_args(argv)
+  run_study(a.workdir, a.scale, a.variants.split(","), a.steps, a.windows, a.out,
+            log=lambda s: print(s, flush=True))
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,168 @@
+r"""R-Drop study (issue #7): trains every run on MNIST-1D, then writes REPORT.md, plots and results.json.
+
+  python -m experiments.rdrop.run --workdir /tmp/kexue/rdrop                 # the default study
+  python -m experiments.rdrop.run --workdir /tmp/kexue/rdrop --dry_run       # the plan and its time estimate
+  python -m experiments.rdrop.run --workdir /tmp/kexue/rdrop --report_only   # report from finished runs
+
+Every run is `kexue_jax.train.run` on configs/rdrop/mnist1d.py with one argument string (printed in the
+report, so any run can be repeated by hand with `python -m kexue_jax.main`). A run whose WORKDIR/runs/<name>/
+record.json exists is reused, so an interrupted study resumes. Parts (`--parts`):
+
+  supervised  models x dropout {0.1, 0.3} x alpha {0 (plain dropout, one pass), 1, 4}, 1000 training examples
+  data        the same models with all 4000 training examples, dropout 0.3, alpha {0, 4}
+  alpha       MLP, 1000 examples, dropout 0.3, alpha {16, 64} (with the supervised part: the alpha sweep)
+  semi        the first 40 (1%) / 200 (5%) training examples labelled, dropout 0.3: labelled-only plain,
+              labelled-only R-Drop (alpha 4), and R-Drop + KL-only term on the other examples (alpha = beta = 4)
+
+each with `--seeds` seeds (default 5: the report's accuracy verdicts need 5).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+CONFIG = os.path.join(REPO, "configs", "rdrop", "mnist1d.py")
+PARTS = ("supervised", "data", "alpha", "semi")
+
+# Measured wall seconds per run (train.run in one process, 3000 steps, 2-core CPU shared with other jobs;
+# see README.md). Used only for the --dry_run estimate; the report records the real times.
+EST_SECONDS = {("mlp", False): 10.0, ("mlp", True): 14.0, ("cnn", False): 30.0, ("cnn", True): 45.0}
+
+
+def run_arg(model: str, alpha: float, dropout: float, *, train_size: int = 1000, labelled: int = 0,
+            unlabelled: bool = True, seed: int = 0, steps: int = 0) -> str:
+  """The configs/rdrop/mnist1d.py argument string of one run (alpha 0 = plain single-pass dropout)."""
+  parts = [f"model={model}", f"alpha={alpha:g}", f"dropout={dropout:g}",
+           f"passes={'single' if alpha == 0 else 'duplicate'}"]
+  parts += [f"labelled={labelled}", f"unlabelled={unlabelled}"] if labelled else [f"train_size={train_size}"]
+  parts += [f"seed={seed}"] + ([f"steps={steps}"] if steps else [])
+  return ",".join(parts)
+
+
+def plan(seeds: int, parts=PARTS, models=("mlp", "cnn"), semi_models=("mlp",), steps: int = 0) -> list[dict]:
+  """The study's runs: dicts of the run's fields (report.py's record keys) plus `arg`."""
+  specs = []
+
+  def add(model, alpha, dropout, train_size=1000, labelled=0, unlabelled=False):
+    for seed in range(seeds):
+      specs.append(dict(model=model, alpha=float(alpha), dropout=float(dropout),
+                        train_size=labelled or train_size, labelled=labelled, unlabelled=unlabelled, seed=seed,
+                        arg=run_arg(model, alpha, dropout, train_size=train_size, labelled=labelled,
+                                    unlabelled=unlabelled, seed=seed, steps=steps)))
+
+  for model in models:
+    if "supervised" in parts:
+      for dropout in (0.1, 0.3):
+        for alpha in (0, 1, 4):
+          add(model, alpha, dropout)
+    if "data" in parts:
+      for alpha in (0, 4):
+        add(model, alpha, 0.3, train_size=4000)
+  if "alpha" in parts:
+    for alpha in (16, 64):
+      add("mlp", alpha, 0.3)
+  if "semi" in parts:
+    for model in semi_models:
+      for labelled in (40, 200):
+        add(model, 0, 0.3, labelled=labelled, unlabelled=False)
+        add(model, 4, 0.3, labelled=labelled, unlabelled=False)
+        add(model, 4, 0.3, labelled=labelled, unlabelled=True)
+  names = [s["arg"] for s in specs]
+  assert len(names) == len(set(names)), "duplicate runs in the plan"
+  return specs
+
+
+def run_name(arg: str) -> str:
+  return arg.replace(",", "_").replace("=", "")
+
+
+def estimate_seconds(specs) -> float:
+  return sum(EST_SECONDS[(s["model"], bool(s["labelled"] and s["unlabelled"]))] for s in specs)
+
+
+def load_config(arg: str):
+  spec = importlib.util.spec_from_file_location("rdrop_mnist1d_config", CONFIG)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
+
+
+def train_one(spec: dict, workdir: str, log=print) -> dict:
+  """Trains (or reuses) one run; returns its record (also WORKDIR/runs/<name>/record.json)."""
+  wd = os.path.join(workdir, "runs", run_name(spec["arg"]))
+  path = os.path.join(wd, "record.json")
+  if os.path.exists(path):
+    with open(path) as f:
+      return json.load(f)
+  from kexue_jax import train  # pylint: disable=g-import-not-at-top
+  config = load_config(spec["arg"])
+  config.progress_bar = False
+  t0 = time.time()
+  out = train.run(config, wd)
+  record = {k: v for k, v in spec.items() if k != "arg"}
+  record.update(name=run_name(spec["arg"]), wall_time_s=round(time.time() - t0, 2), step=out["step"],
+                eval={k.split("/", 1)[1]: v for k, v in out["eval"].items()}, train=out["train"],
+                num_params=out["num_params"],
+                command=f"python -m kexue_jax.main --config configs/rdrop/mnist1d.py:{spec['arg']} --workdir {wd}")
+  with open(path + ".tmp", "w") as f:
+    json.dump(record, f, indent=1, sort_keys=True)
+  os.replace(path + ".tmp", path)
+  log(f"[rdrop] {record['name']}: acc {record['eval']['accuracy']:.3f}, "
+      f"KL(P̄‖P0) {record['eval']['consistency_kl']:.4f}, {record['wall_time_s']:.1f} s")
+  return record
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("--workdir", required=True, help="run directories (reused when present)")
+  p.add_argument("--out", default=HERE, help="where REPORT.md, plots and results.json go")
+  p.add_argument("--seeds", type=int, default=5)
+  p.add_argument("--parts", default=",".join(PARTS))
+  p.add_argument("--models", default="mlp,cnn")
+  p.add_argument("--semi_models", default="mlp")
+  p.add_argument("--steps", type=int, default=0, help="override training steps (0: the config's 3000)")
+  p.add_argument("--dry_run", action="store_true", help="print the plan and the time estimate only")
+  p.add_argument("--report_only", action="store_true", help="report from the runs already in --workdir")
+  a = p.parse_args(argv)
+  parts = tuple(x for x in a.parts.split(",") if x)
+  unknown = set(parts) - set(PARTS)
+  if unknown:
+    p.error(f"unknown --parts {sorted(unknown)}; choose from {PARTS}")
+  specs = plan(a.seeds, parts, tuple(a.models.split(",")), tuple(a.semi_models.split(",")), a.steps)
+  est = estimate_seconds(specs)
+  print(f"[rdrop] {len(specs)} runs, estimated {est / 60:.0f} min at the measured per-run times")
+  if a.dry_run:
+    for s in specs:
+      print("  ", s["arg"])
+    return
+  os.environ.setdefault("KEXUE_DATA_DIR", os.path.join(a.workdir, "tfds"))
+  t0 = time.time()
+  records = []
+  for i, spec in enumerate(specs):
+    path = os.path.join(a.workdir, "runs", run_name(spec["arg"]), "record.json")
+    if a.report_only and not os.path.exists(path):
+      continue
+    print(f"[rdrop] run {i + 1}/{len(specs)}: {spec['arg']}", flush=True)
+    records.append(train_one(spec, a.workdir))
+  from experiments.rdrop import report  # pylint: disable=g-import-not-at-top
+  os.makedirs(a.out, exist_ok=True)
+  with open(os.path.join(a.out, "results.json"), "w") as f:
+    json.dump(records, f, indent=1, sort_keys=True)
+  cmd = "python -m experiments.rdrop.run " + " ".join(argv if argv is not None else __import__("sys").argv[1:])
+  meta = {"summary": f"Study wall time this invocation: {(time.time() - t0) / 60:.1f} min "
+                     f"(runs reused from the workdir cost nothing); sum of per-run times "
+                     f"{sum(r['wall_time_s'] for r in records) / 60:.1f} min.",
+          "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}",
+          "commands": [cmd]}
+  path = report.write_report(records, a.out, meta=meta)
+  print(f"[rdrop] wrote {path}")
+
+
+if __name__ == "__main__":
+  main()
