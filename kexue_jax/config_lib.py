@@ -46,7 +46,7 @@ def parse_arg(arg: str | None, **spec: Any) -> ml_collections.ConfigDict:
 TOP_LEVEL_KEYS = (
     "seed", "num_train_steps", "batch_size", "log_every_steps", "eval_every_steps", "checkpoint_every_steps",
     "max_checkpoints_to_keep", "async_checkpointing", "num_eval_batches", "microbatches", "stop_on_nonfinite",
-    "progress_bar", "mesh", "logical_axis_rules", "model", "task", "data", "optimizer", "distributed_init",
+    "progress_bar", "mesh", "mesh_preset", "logical_axis_rules", "model", "task", "data", "optimizer", "distributed_init",
     "study",
 )
 
@@ -72,7 +72,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.progress_bar = True
   c.distributed_init = False       # call jax.distributed.initialize() (multi-host TPU pods / GPU clusters)
 
-  c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1})
+  c.mesh = ml_collections.ConfigDict(dict(sharding.DEFAULT_MESH))
+  c.mesh_preset = "auto"           # "auto": a mesh left at its default becomes the topology's preset
   c.logical_axis_rules = [list(r) for r in sharding.DEFAULT_RULES]
 
   c.task = ml_collections.ConfigDict({"name": "lm"})

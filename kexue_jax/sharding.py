@@ -63,6 +63,50 @@ def mesh_shape(mesh_cfg: Mapping[str, int], num_devices: int) -> tuple[int, ...]
   return tuple(sizes)
 
 
+DEFAULT_MESH = {"data": -1, "fsdp": 1, "tensor": 1}
+
+# Presets used when a config leaves `mesh` at DEFAULT_MESH (and `mesh_preset="auto"`), by topology.
+# One process: data parallelism over every local device -- for the model sizes of our studies (<= ~100M
+# parameters) replicated weights fit on every listed chip (v2: 8 GiB/core, v3: 16, v4: 32, v5e: 16), and
+# pure DP needs one all-reduce per step. Several processes (pods, multi-host GPU): FSDP inside a host
+# (fast ICI/NVLink) and DP across hosts (slower DCN): data = #processes, fsdp = devices per process.
+MESH_PRESETS = {
+    "cpu": ("CPU (any number of devices)", {"data": -1, "fsdp": 1, "tensor": 1}),
+    "gpu": ("one GPU or one host of GPUs", {"data": -1, "fsdp": 1, "tensor": 1}),
+    "tpu": ("one TPU host: v2-8 / v3-8 (8 cores), v4-8 (4 chips), v5e-8, v6e-8 (8 chips)",
+            {"data": -1, "fsdp": 1, "tensor": 1}),
+    "multihost": ("several processes (TPU pod slice, multi-host GPU)", None),  # computed below
+}
+
+
+def preset_name(devices: Sequence[Any]) -> str:
+  if len({getattr(d, "process_index", 0) for d in devices}) > 1:
+    return "multihost"
+  platform = devices[0].platform
+  return platform if platform in MESH_PRESETS else "cpu"
+
+
+def auto_mesh_config(devices: Sequence[Any]) -> dict[str, int]:
+  """The preset mesh for these devices (see MESH_PRESETS)."""
+  name = preset_name(devices)
+  if name == "multihost":
+    num_processes = len({d.process_index for d in devices})
+    return {"data": num_processes, "fsdp": len(devices) // num_processes, "tensor": 1}
+  return dict(MESH_PRESETS[name][1])
+
+
+def resolve_mesh_config(mesh_cfg: Mapping[str, int], preset: str, devices: Sequence[Any]) -> dict[str, int]:
+  """``mesh_preset="auto"`` replaces a mesh left at its default by the topology's preset; ``"none"``
+  keeps the config's mesh as it is."""
+  mesh = {a: int(mesh_cfg.get(a, 1)) for a in mesh_cfg}
+  if preset == "none":
+    return mesh
+  if preset != "auto":
+    raise ValueError(f"config.mesh_preset={preset!r}; use 'auto' (topology preset when config.mesh is "
+                     f"left at {DEFAULT_MESH}) or 'none'.")
+  return auto_mesh_config(devices) if mesh == DEFAULT_MESH else mesh
+
+
 def make_mesh(mesh_cfg: Mapping[str, int], devices: Sequence[jax.Device] | None = None) -> Mesh:
   """Builds the ``('data', 'fsdp', 'tensor')`` mesh with Auto axis types."""
   devices = list(jax.devices() if devices is None else devices)

@@ -129,7 +129,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None) -> dic
   _write_config(config, workdir)
 
   # ---------------------------------------------------------------- Mesh and logical-axis rules.
-  mesh = sharding.make_mesh(config.mesh, devices)
+  mesh_cfg = sharding.resolve_mesh_config(config.mesh, config.get("mesh_preset", "auto"),
+                                          devices or jax.devices())
+  mesh = sharding.make_mesh(mesh_cfg, devices)
   rules = sharding.normalize_rules(config.logical_axis_rules)
   sharding.check_batch_size(config.batch_size, mesh)
   sharding.check_batch_size(config.batch_size // config.microbatches, mesh, "config.batch_size / microbatches")

@@ -131,8 +131,8 @@ def test_rerope_relative_form_equals_two_matrix():
                C(position="leaky_rerope", rerope_window=3, leaky_k=4.0, causal=False),
                C(position="leaky_rerope", rerope_window=2, leaky_k=0.5,
                  rope_convention="interleaved")):
-    two = A.attend(q, k, v, config=dataclasses.replace(base, rerope_impl="two_matrix"))
-    rel = A.attend(q, k, v, config=dataclasses.replace(base, rerope_impl="relative"))
+    two = _jit_attend(q, k, v, config=dataclasses.replace(base, rerope_impl="two_matrix"))
+    rel = _jit_attend(q, k, v, config=dataclasses.replace(base, rerope_impl="relative"))
     np.testing.assert_allclose(np.asarray(rel), np.asarray(two), atol=ATOL, rtol=RTOL)
 
 
@@ -144,10 +144,10 @@ def test_dropped_tokens_equal_masked_columns():
   for cfg in (C(), C(position="rerope", rerope_window=2), C(window=3),
               C(position="alibi"), C(logn="train", logn_base_length=4)):
     valid = np.isin(np.arange(8), keep)[None]
-    masked = A.attend(q, k, v, config=cfg, q_positions_BL=pos, k_positions_BS=pos,
-                      k_valid_BS=valid)
-    dropped = A.attend(q[:, keep], k[:, keep], v[:, keep], config=cfg,
-                       q_positions_BL=pos[:, keep], k_positions_BS=pos[:, keep])
+    masked = _jit_attend(q, k, v, config=cfg, q_positions_BL=pos, k_positions_BS=pos,
+                         k_valid_BS=valid)
+    dropped = _jit_attend(q[:, keep], k[:, keep], v[:, keep], config=cfg,
+                          q_positions_BL=pos[:, keep], k_positions_BS=pos[:, keep])
     np.testing.assert_allclose(np.asarray(dropped), np.asarray(masked)[:, keep],
                                atol=ATOL, rtol=RTOL)
 
@@ -256,6 +256,7 @@ def test_decode_chunked_prefill_then_steps(decode_setup):
     (dict(logn="always"), "Unknown logn"),
     (dict(leaky_k=0.0), "leaky_k must be > 0"),
     (dict(rope_convention="neox"), "Unknown rope_convention"),
+    (dict(impl="flash"), "Unknown impl"),
 ])
 def test_config_errors(kwargs, match):
   with pytest.raises(ValueError, match=match):
@@ -282,7 +283,7 @@ BLOCKWISE_CASES = [
     (1, 50, 3, 16, 7, 16, False, "leaky_rerope", 4.0, "none"),
     pytest.param((2, 64, 1, 8, 64, 16, True, "rerope", 16.0, "retrofit"),   # w >= n
                  marks=pytest.mark.slow),
-    (2, 33, 2, 8, 3, 4, False, "rerope", 16.0, "train"),
+    pytest.param((2, 33, 2, 8, 3, 4, False, "rerope", 16.0, "train"), marks=pytest.mark.slow),
     (1, 40, 2, 8, 6, 8, True, "leaky_rerope", 0.25, "none"),     # inverse-Leaky
     pytest.param((3, 29, 2, 12, 9, 32, True, "rerope", 16.0, "none"),       # one block > n
                  marks=pytest.mark.slow),
@@ -308,10 +309,12 @@ def test_blockwise_equals_two_matrix(case):
     np.testing.assert_allclose(np.asarray(blockwise), want, atol=ATOL, rtol=RTOL)
 
 
-def test_blockwise_rejects_unsupported_masks():
-  cfg = C(position="rerope", rerope_window=2, rerope_impl="blockwise", window=4)
+def test_blockwise_rejects_unsupported_inputs():
+  cfg = C(position="rerope", rerope_window=2, rerope_impl="blockwise")
   with pytest.raises(ValueError, match="blockwise"):
-    A.attend(*_qkv(0), config=cfg)
+    A.attend(*_qkv(0), config=cfg, mask_BLS=np.ones((2, 7, 7), bool))
+  with pytest.raises(ValueError, match="blockwise"):
+    A.attend(*_qkv(0), config=C(position="alibi", impl="blockwise"))
 
 
 @pytest.mark.parametrize("position", ["rope2d", "rope_tie"])
@@ -331,15 +334,15 @@ def test_decode_equals_prefill_2d_positions(position):
 
 def test_segment_ids_equal_separate_sequences():
   """Packing two documents with restarted positions == running them apart."""
-  x = jax.random.normal(jax.random.key(9), (1, 7, 8))
-  seg = np.array([[0, 0, 0, 0, 1, 1, 1]])
-  pos = np.array([[0, 1, 2, 3, 0, 1, 2]])
+  x = jax.random.normal(jax.random.key(9), (1, 8, 8))
+  seg = np.array([[0, 0, 0, 0, 1, 1, 1, 1]])
+  pos = np.array([[0, 1, 2, 3, 0, 1, 2, 3]])
+  params = jax.jit(A.MultiHeadAttention(2, 4).init)(jax.random.key(0), x)
   for cfg in (C(), C(position="rerope", rerope_window=2), C(logn="train", logn_base_length=4)):
-    m = A.MultiHeadAttention(2, 4, cfg)
-    params = m.init(jax.random.key(0), x)
-    packed = m.apply(params, x, positions_BL=pos, segment_ids_BL=seg)
-    first = m.apply(params, x[:, :4])
-    second = m.apply(params, x[:, 4:])
+    apply = jax.jit(A.MultiHeadAttention(2, 4, cfg).apply)
+    packed = apply(params, x, positions_BL=pos, segment_ids_BL=seg)
+    first = apply(params, x[:, :4])
+    second = apply(params, x[:, 4:])
     np.testing.assert_allclose(np.asarray(packed),
                                np.asarray(jnp.concatenate([first, second], 1)),
                                atol=ATOL, rtol=RTOL)
@@ -349,10 +352,11 @@ def test_module_blockwise_equals_two_matrix():
   x = jax.random.normal(jax.random.key(10), (2, 21, 8))
   base = C(position="leaky_rerope", rerope_window=4, leaky_k=8.0, block_size=8)
   m = A.MultiHeadAttention(2, 4, base)
-  params = m.init(jax.random.key(0), x)
-  two = m.apply(params, x)
-  blockwise = A.MultiHeadAttention(2, 4, dataclasses.replace(base, rerope_impl="blockwise"))
-  np.testing.assert_allclose(np.asarray(blockwise.apply(params, x)), np.asarray(two),
+  params = jax.jit(m.init)(jax.random.key(0), x)
+  two = jax.jit(m.apply)(params, x)
+  blockwise = A.MultiHeadAttention(2, 4, dataclasses.replace(base, rerope_impl="blockwise"),
+                                   dropout_rate=0.1)   # deterministic: dropout is off
+  np.testing.assert_allclose(np.asarray(jax.jit(blockwise.apply)(params, x)), np.asarray(two),
                              atol=ATOL, rtol=RTOL)
 
 
@@ -367,3 +371,23 @@ def test_blockwise_gradients_equal_two_matrix():
     return jax.jit(jax.grad(loss, argnums=(0, 1, 2)))(q, k, v)
   for a, b in zip(grads("two_matrix"), grads("blockwise")):
     np.testing.assert_allclose(np.asarray(b), np.asarray(a), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("cfg", [
+    pytest.param(C(causal=False), marks=pytest.mark.slow),
+    pytest.param(C(position="none", logn="train", logn_base_length=8), marks=pytest.mark.slow),
+    C(window=6, lambda_first_tokens=3),
+    C(position="leaky_rerope", rerope_window=3, leaky_k=4.0, window=9, causal=False),
+], ids=lambda c: repr(c)[16:90])
+def test_impl_blockwise_equals_dense(cfg):
+  """The tiled path (skipping causal and out-of-window tiles) == dense attention."""
+  q, k, v = _qkv(13, L=45)
+  rng = np.random.default_rng(13)
+  valid = rng.random((2, 45)) > 0.2
+  valid[:, 0] = True
+  pos = np.cumsum(rng.integers(1, 3, size=(2, 45)), axis=1).astype(np.float32)
+  kw = dict(q_positions_BL=pos, k_positions_BS=pos, k_valid_BS=valid)
+  cfg = dataclasses.replace(cfg, block_size=8)
+  dense = _jit_attend(q, k, v, config=cfg, **kw)
+  tiled = _jit_attend(q, k, v, config=dataclasses.replace(cfg, impl="blockwise"), **kw)
+  np.testing.assert_allclose(np.asarray(tiled), np.asarray(dense), atol=1e-5, rtol=1e-5)

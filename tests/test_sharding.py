@@ -74,3 +74,40 @@ def test_parse_arg():
   assert config_lib.parse_arg(None, runlocal=False).runlocal is False
   with pytest.raises(ValueError, match="unknown config argument 'nope'"):
     config_lib.parse_arg("nope", runlocal=False)
+
+
+class FakeDevice:
+  def __init__(self, platform, device_kind="", process_index=0):
+    self.platform, self.device_kind, self.process_index = platform, device_kind, process_index
+
+
+@pytest.mark.parametrize("devices, expected", [
+    ([FakeDevice("cpu")] * 8, {"data": -1, "fsdp": 1, "tensor": 1}),
+    ([FakeDevice("gpu", "NVIDIA H100")], {"data": -1, "fsdp": 1, "tensor": 1}),
+    ([FakeDevice("tpu", "TPU v3")] * 8, {"data": -1, "fsdp": 1, "tensor": 1}),
+    ([FakeDevice("tpu", "TPU v5 lite")] * 8, {"data": -1, "fsdp": 1, "tensor": 1}),
+    # A v4-32 slice: 4 hosts x 4 chips -> DP across hosts, FSDP within a host.
+    ([FakeDevice("tpu", "TPU v4", p) for p in range(4) for _ in range(4)], {"data": 4, "fsdp": 4, "tensor": 1}),
+])
+def test_mesh_presets_for_mocked_topologies(devices, expected):
+  assert sharding.resolve_mesh_config(dict(sharding.DEFAULT_MESH), "auto", devices) == expected
+  # The resolved mesh always fits the device count.
+  assert sharding.mesh_shape(expected, len(devices))
+
+
+def test_explicit_mesh_is_kept():
+  devices = [FakeDevice("tpu", "TPU v4", p) for p in range(4) for _ in range(4)]
+  assert sharding.resolve_mesh_config({"data": 16, "fsdp": 1, "tensor": 1}, "auto", devices) == {
+      "data": 16, "fsdp": 1, "tensor": 1}
+  assert sharding.resolve_mesh_config(dict(sharding.DEFAULT_MESH), "none", devices) == sharding.DEFAULT_MESH
+  with pytest.raises(ValueError, match="mesh_preset"):
+    sharding.resolve_mesh_config(dict(sharding.DEFAULT_MESH), "fastest", devices)
+
+
+@pytest.mark.parametrize("platform, dtype", [("cpu", jnp.float32), ("gpu", jnp.bfloat16), ("tpu", jnp.bfloat16)])
+def test_precision_defaults_per_platform(platform, dtype):
+  from kexue_jax import models
+  assert models.resolve_dtype("auto", platform=platform) == dtype
+  assert models.resolve_dtype("float32", platform=platform) == jnp.float32  # overridable
+  cfg = config_lib.base_config()
+  assert cfg.model.param_dtype == "float32" and cfg.model.dtype == "auto"  # params/optimizer state stay f32

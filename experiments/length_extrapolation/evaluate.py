@@ -33,8 +33,9 @@ DATASET = "python_stdlib_text"
 
 
 @functools.lru_cache(maxsize=4)
-def documents(split: str, name: str = DATASET) -> preprocess.Documents:
-  return preprocess.Documents(pipeline.get_data_source(name, split))
+def documents(split: str, name: str = DATASET, text_key: str = "text") -> preprocess.Documents:
+  """All documents of a split (the built-in corpus by default; any TFDS text dataset prepared as array_record)."""
+  return preprocess.Documents(pipeline.get_data_source(name, split), text_key)
 
 
 def _evenly(n_total: int, num: int) -> np.ndarray:
@@ -101,43 +102,48 @@ def _stats_fn(model_cfg: dict):
 
 
 def token_stats(model_cfg: dict, params, tokens_BT: np.ndarray, chunk: int = 0):
-  """(ce, correct) float32[B, L] for every target, in chunks of `chunk` windows (0 = all at once)."""
+  """(ce, correct) float32[B, L] for every target, in calls of exactly `chunk` windows (0 = all at once).
+
+  The last call is padded with dummy windows, so every call has the same shape (one compilation).
+  """
   fn = _stats_fn(model_cfg)
-  chunk = chunk or len(tokens_BT)
+  b = len(tokens_BT)
+  chunk = chunk or b
+  pad = (-b) % chunk
+  if pad:
+    tokens_BT = np.concatenate([tokens_BT, np.zeros((pad, tokens_BT.shape[1]), tokens_BT.dtype)])
   ces, cors = [], []
   for i in range(0, len(tokens_BT), chunk):
     ce, cor = jax.device_get(fn(params, jnp.asarray(tokens_BT[i:i + chunk])))
     ces.append(np.asarray(ce))
     cors.append(np.asarray(cor))
-  return np.concatenate(ces), np.concatenate(cors)
+  return np.concatenate(ces)[:b], np.concatenate(cors)[:b]
 
 
 def _r(x, nd=4):
   return [round(float(v), nd) for v in np.asarray(x)]
 
 
-def evaluate_length(model_cfg, params, nonrep_BT, rep_BT, seg):
-  """Per-window accuracy/loss on both sets at one length; repeated also over the copy targets only."""
-  both = np.concatenate([nonrep_BT, rep_BT])
-  ce, cor = token_stats(model_cfg, params, both, chunk=len(nonrep_BT))
-  n = len(nonrep_BT)
-  pos = np.arange(1, both.shape[1])[None, :]   # position of each target token
+def evaluate_length(model_cfg, params, nonrep_BT, rep_BT, seg, growing_BT=None, train_length=None):
+  """Per-window accuracy/loss on both sets at one length (repeated also over the copy targets only) and,
+  if `growing_BT` (long documents cut to this length) is given, on their last `train_length` targets.
+
+  All windows go through the model in equal-size calls of len(nonrep_BT) windows: one compilation per length.
+  """
+  parts = [nonrep_BT, rep_BT] + ([growing_BT] if growing_BT is not None else [])
+  ce, cor = token_stats(model_cfg, params, np.concatenate(parts), chunk=len(nonrep_BT))
+  n, r = len(nonrep_BT), len(rep_BT)
+  pos = np.arange(1, nonrep_BT.shape[1])[None, :]   # position of each target token
   copy_mask = pos >= np.asarray(seg)[:, None]
-  return {
+  rep_cor = cor[n:n + r]
+  out = {
       "nonrep": {"acc": _r(cor[:n].mean(1)), "loss": _r(ce[:n].mean(1))},
-      "rep": {"acc": _r(cor[n:].mean(1)), "loss": _r(ce[n:].mean(1)),
-              "copy_acc": _r((cor[n:] * copy_mask).sum(1) / np.maximum(copy_mask.sum(1), 1))},
+      "rep": {"acc": _r(rep_cor.mean(1)), "loss": _r(ce[n:n + r].mean(1)),
+              "copy_acc": _r((rep_cor * copy_mask).sum(1) / np.maximum(copy_mask.sum(1), 1))},
   }
-
-
-def evaluate_growing(model_cfg, params, long_BT, train_length: int, mults=(1, 2, 4, 8)):
-  """Loss/accuracy on the same final N targets with C = m N tokens of context."""
-  out = {}
-  for m in mults:
-    ctx = long_BT[:, -(m * train_length + 1):]
-    ce, cor = token_stats(model_cfg, params, ctx)
-    out[str(m * train_length)] = {"loss": _r(ce[:, -train_length:].mean(1)),
-                                  "acc": _r(cor[:, -train_length:].mean(1))}
+  if growing_BT is not None:
+    t = train_length
+    out["growing"] = {"loss": _r(ce[n + r:, -t:].mean(1)), "acc": _r(cor[n + r:, -t:].mean(1))}
   return out
 
 

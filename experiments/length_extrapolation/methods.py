@@ -55,20 +55,17 @@ def all_methods(n: int, variants: tuple[str, ...]) -> list[Method]:
     add("logn†", "rope", dict(logn=lt), core=True)
     add("pi", "rope", scaling("pi", n), core=True)
     add("ntk_old", "rope", scaling("ntk_old", n), core=True)
-    add("ntk_aware", "rope", scaling("ntk_aware", n))
     add("ntk_fixed", "rope", scaling("ntk_fixed", n))
     add("ntk_mixed", "rope", scaling("ntk_mixed", n, mixed_b=0.625), core=True)
-    add("ntk_mixed_b0.75", "rope", scaling("ntk_mixed", n, mixed_b=0.75))
     add("ntk_fixed+logn†", "rope", dict(logn=lt, **scaling("ntk_fixed", n)))
-    add("ntk_mixed+logn†", "rope", dict(logn=lt, **scaling("ntk_mixed", n)), core=True)
+    add("ntk_mixed+logn†", "rope", dict(logn=lt, **scaling("ntk_mixed", n)))
     add("dynamic_ntk", "rope", scaling("dynamic_ntk", n), core=True)
     add("yarn", "rope", scaling("yarn", n), core=True)
     for w in rerope_windows(n):
-      add(f"rerope_w{w}", "rope", dict(position="rerope", rerope_window=w), core=w in (w4, w2, n))
-      add(f"rerope_w{w}+logn†", "rope", dict(position="rerope", rerope_window=w, logn=lt), core=w == w4)
-    for k in (8, 16):
-      add(f"leaky_w{w4}_k{k}", "rope", dict(position="leaky_rerope", rerope_window=w4, leaky_k=float(k)),
-          core=k == 16)
+      add(f"rerope_w{w}", "rope", dict(position="rerope", rerope_window=w), core=w in (w4, n))
+      if w in (w4, w2):
+        add(f"rerope_w{w}+logn†", "rope", dict(position="rerope", rerope_window=w, logn=lt))
+    add(f"leaky_w{w4}_k16", "rope", dict(position="leaky_rerope", rerope_window=w4, leaky_k=16.0), core=True)
     add("window", "rope", dict(window=n), core=True, note="sliding window = N")
     add("lambda", "rope", dict(window=n, lambda_first_tokens=4), core=True, note="window N + first 4 tokens")
 
@@ -79,14 +76,12 @@ def all_methods(n: int, variants: tuple[str, ...]) -> list[Method]:
     add(p + "ntk_old", "rope_logn", scaling("ntk_old", n))
     add(p + "ntk_fixed", "rope_logn", scaling("ntk_fixed", n))
     add(p + "ntk_mixed", "rope_logn", scaling("ntk_mixed", n), core=True)
-    add(p + "dynamic_ntk", "rope_logn", scaling("dynamic_ntk", n))
-    add(p + "yarn", "rope_logn", scaling("yarn", n), core=True)
+    add(p + "yarn", "rope_logn", scaling("yarn", n))
     for w in rerope_windows(n):
-      add(f"{p}rerope_w{w}", "rope_logn", dict(position="rerope", rerope_window=w), core=w in (w4, w2))
-    for w in (w4, w2):
-      for k in (8, 16, 32, 64):
-        add(f"{p}leaky_w{w}_k{k}", "rope_logn", dict(position="leaky_rerope", rerope_window=w,
-                                                      leaky_k=float(k)), core=(w, k) == (w4, 16))
+      add(f"{p}rerope_w{w}", "rope_logn", dict(position="rerope", rerope_window=w), core=w == w4)
+    for w, k in ((w4, 16), (w4, 64), (w2, 8), (w2, 16)):
+      add(f"{p}leaky_w{w}_k{k}", "rope_logn", dict(position="leaky_rerope", rerope_window=w, leaky_k=float(k)),
+          core=(w, k) == (w4, 16))
     add(p + "window", "rope_logn", dict(window=n))
 
   if "hwfa" in variants:

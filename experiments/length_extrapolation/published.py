@@ -93,7 +93,7 @@ SU_LLAMA_LOSS = {
     "ReRoPE": (1.4996, 1.4267, 1.4001),
 }
 
-# Our method name -> Su's row. Windows scale with the training length: ours at N=128 = Su's at 512 / 4.
+# Our method name -> Su's row, for names without a window (windows are handled by `su_row`).
 OURS_TO_SU = {
     "rope": "Baseline",
     "logn/rope": "Baseline-log n",
@@ -117,14 +117,27 @@ OURS_TO_SU = {
     "cosa": "CosA",
     "cosa_logn": "CosA-log n",
     "kna/yarn": "KNA-YaRN",
-    "kna/rerope_w32": "KNA-ReRoPE",
     "cosa/yarn": "CosA-YaRN",
-    "cosa/rerope_w32": "CosA-ReRoPE",
 }
-for _w_ours, _w_su in ((16, 64), (32, 128), (64, 256), (96, 384), (128, 512)):
-  OURS_TO_SU[f"rerope_w{_w_ours}"] = f"ReRoPE-w{_w_su}"
-  OURS_TO_SU[f"rerope_w{_w_ours}+logn†"] = f"ReRoPE-w{_w_su}-log n†"
-  OURS_TO_SU[f"logn/rerope_w{_w_ours}"] = f"ReRoPE-w{_w_su}-log n"
-for _w_ours, _w_su in ((32, 128), (64, 256)):
-  for _k in (8, 16, 32, 64):
-    OURS_TO_SU[f"logn/leaky_w{_w_ours}_k{_k}"] = f"Leaky ReRoPE-w{_w_su}-k{_k}-log n"
+
+
+def su_row(name: str, n: int) -> str | None:
+  """Su's row for our method `name` at training length n. Windows scale with the training length:
+  our w at N = n is Su's w * 512 / n (so at N = 128, our rerope_w32 is Su's ReRoPE-w128)."""
+  if name in OURS_TO_SU:
+    return OURS_TO_SU[name]
+  import re  # pylint: disable=g-import-not-at-top
+  m = re.fullmatch(r"(logn/)?(rerope|leaky)_w(\d+)(?:_k(\d+))?(\+logn†)?", name)
+  if m:
+    logn, kind, w, k, dagger = m.groups()
+    w_su = int(w) * 512 / n
+    if w_su != int(w_su):
+      return None
+    w_su = int(w_su)
+    suffix = "-log n" if logn else "-log n†" if dagger else ""
+    row = f"ReRoPE-w{w_su}{suffix}" if kind == "rerope" else f"Leaky ReRoPE-w{w_su}-k{k}{suffix}"
+    return row if row in SU else None
+  m = re.fullmatch(r"(kna|cosa)/rerope_w(\d+)", name)
+  if m and int(m.group(2)) == n // 4:   # Su's 9859 ReRoPE is (inferred) w = 128 = N/4
+    return {"kna": "KNA-ReRoPE", "cosa": "CosA-ReRoPE"}[m.group(1)]
+  return None

@@ -292,7 +292,7 @@ def su_table(R: Results, names) -> list[str]:
   lines = [f"| method | Su's row | ours {n} (train) | ours {L8} repeated | ours {L8} non-repeated | "
            "Su 512 (train) | Su 4096 repeated | Su 4096 non-repeated |", "|---|---|---|---|---|---|---|---|"]
   for nm in names:
-    row = published.OURS_TO_SU.get(nm, "")
+    row = published.su_row(nm, n) or ""
     su = published.SU.get(row)
     def f(v, se=None):
       return "–" if v is None else f"{v:.2f}" + (f" ± {se:.2f}" if se is not None else "")
@@ -338,27 +338,30 @@ def growing_table(R: Results) -> list[str]:
   return lines
 
 
+def _style(i):
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  return dict(color=plt.get_cmap("tab20")(i % 20), marker="os^vDP*X"[i % 8], ms=4,
+              ls=("-", "--", ":")[(i // 8) % 3], lw=1.4)
+
+
 def _plot(R: Results, names, path, which="nonrep", title=""):
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   lens = R.meta["test_lengths"]
-  fig, ax = plt.subplots(figsize=(7.5, 4.8))
-  for nm in names:
-    ys = [R.mean(nm, L, which) for L in lens]
-    es = [R.se(nm, L, which) or 0.0 for L in lens]
-    pts = [(L, y, e) for L, y, e in zip(lens, ys, es) if y is not None]
+  fig, ax = plt.subplots(figsize=(8, 5))
+  for i, nm in enumerate(names):
+    pts = [(L, R.mean(nm, L, which)) for L in lens if R.mean(nm, L, which) is not None]
     if not pts:
       continue
-    ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], marker="o", ms=3,
-                capsize=2, label=nm)
+    ax.plot([p[0] for p in pts], [p[1] for p in pts], **_style(i), label=nm)
   ax.set_xscale("log", base=2)
   ax.set_xticks(lens)
   ax.set_xticklabels([str(L) for L in lens])
   ax.axvline(R.n, color="gray", ls=":", lw=1)
   ax.set_xlabel("test length (tokens); dotted = L_train")
   ax.set_ylabel(f"next-token accuracy (%), {'repeated' if which == 'rep' else 'non-repeated'} set")
-  ax.set_title(title)
+  ax.set_title(title + " (± SE in the tables)")
   ax.legend(fontsize=7, ncol=2)
   ax.grid(alpha=0.3)
   fig.tight_layout()
@@ -372,11 +375,11 @@ def _plot_growing(R, path):
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   ctxs = [R.n * k for k in (1, 2, 4, R.ext)]
   fig, ax = plt.subplots(figsize=(7.5, 4.8))
-  for nm in [k for k in R.m if "growing" in R.m[k]]:
+  for i, nm in enumerate([k for k in R.m if "growing" in R.m[k]]):
     ys = [R.growing(nm, c) for c in ctxs]
     if any(y is None for y in ys):
       continue
-    ax.plot(ctxs, [y.mean() for y in ys], marker="o", ms=3, label=nm)
+    ax.plot(ctxs, [y.mean() for y in ys], **_style(i), label=nm)
   ax.set_xscale("log", base=2)
   ax.set_yscale("log")
   ax.set_xticks(ctxs)

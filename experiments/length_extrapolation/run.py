@@ -2,6 +2,7 @@ r"""Length-extrapolation study (issue #5): trains what is needed, evaluates ever
 
   python -m experiments.length_extrapolation.run --workdir /tmp/le            # default CPU study
   python -m experiments.length_extrapolation.run --workdir /tmp/le --scale tiny --variants rope,hwfa
+  python -m experiments.length_extrapolation.run --workdir /tmp/le --report_only   # REPORT.md from results.json
 
 Steps (each reuses what the workdir already holds, so an interrupted study resumes):
   1. train each pre-training variant (configs/length_extrapolation/<variant>.py) with kexue_jax.train.run in
@@ -90,8 +91,12 @@ def _saved_steps(workdir):
 
 
 def run_study(workdir: str, scale: str = "default", variants=None, steps: int = 0, windows: int = 0,
-              out_dir: str | None = None, log=print) -> dict:
+              out_dir: str | None = None, log=print, methods=None, mults=(1, 2, 4, 8)) -> dict:
+  """The whole study; `methods` (names) and `mults` (test lengths / N, must include 1 and the extension)
+  restrict it (for smoke tests)."""
   t_start = time.time()
+  if not jax.config.jax_compilation_cache_dir:  # reruns of the same study reuse compiled programs
+    jax.config.update("jax_compilation_cache_dir", os.path.join(os.path.abspath(workdir), "jax_cache"))
   variants = tuple(variants or DEFAULT_VARIANTS.split(","))
   unknown = [v for v in variants if v not in VARIANTS]
   if unknown:
@@ -110,16 +115,19 @@ def run_study(workdir: str, scale: str = "default", variants=None, steps: int = 
   t_eval = time.time()
   n = int(configs[variants[0]].data.seq_len)
   ext = methods_lib.EXTENSION
-  lengths = [n * m for m in (1, 2, 4, ext)]
+  lengths = [n * m for m in mults]
   n8 = windows or DEFAULT_WINDOWS[scale]
-  docs = evaluate.documents("test")
+  data = configs[variants[0]].data
+  docs = evaluate.documents("test", data.name, data.text_key)
   sets = {}
   for length in lengths:
     nonrep = evaluate.nonrepeated_set(docs, length, n8 * (ext * n // length))
     rep, seg = evaluate.repeated_set(nonrep, n)
     sets[length] = (nonrep, rep, seg)
-  long_bt = evaluate.growing_set(docs, n, ext, n8)
-  baselines = evaluate.ngram_baselines(evaluate.documents("train"), sets[n][0])
+  long_bt = evaluate.growing_set(docs, n, max(mults), n8)
+  # n-gram references from the training split (its first 2% for a large catalog dataset such as pg19).
+  train_split = "train" if data.name == evaluate.DATASET else "train[:2%]"
+  baselines = evaluate.ngram_baselines(evaluate.documents(train_split, data.name, data.text_key), sets[n][0])
   log(f"[eval] unigram acc {baselines['unigram_acc']:.4f}, bigram acc {baselines['bigram_acc']:.4f} "
       f"(from the training split, on the {len(sets[n][0])} non-repeated windows at L_train)")
 
@@ -128,6 +136,8 @@ def run_study(workdir: str, scale: str = "default", variants=None, steps: int = 
   os.makedirs(eval_dir, exist_ok=True)
   params_cache = {}
   all_m = methods_lib.all_methods(n, variants)
+  if methods:
+    all_m = [m for m in all_m if m.name in set(methods)]
   results = {}
   for i, m in enumerate(all_m):
     cache = os.path.join(eval_dir, m.name.replace("/", "__") + ".json")
@@ -144,11 +154,17 @@ def run_study(workdir: str, scale: str = "default", variants=None, steps: int = 
     t0 = time.time()
     res = {"ckpt": m.ckpt, "core": m.core, "note": m.note, "attention": m.attention,
            "layer_fn": m.layer_fn.__name__ if m.layer_fn else None, "by_length": {}}
-    for length in (lengths if m.core else [n, n * ext]):
-      nonrep, rep, seg = sets[length]
-      res["by_length"][str(length)] = evaluate.evaluate_length(model_cfg, params, nonrep, rep, seg)
-    if m.core:
-      res["growing"] = evaluate.evaluate_growing(model_cfg, params, long_bt, n, mults=(1, 2, 4, ext))
+    try:
+      for length in (lengths if m.core else [n, n * ext]):
+        nonrep, rep, seg = sets[length]
+        grow = long_bt[:, -(length + 1):] if m.core else None
+        r = evaluate.evaluate_length(model_cfg, params, nonrep, rep, seg, grow, n)
+        if "growing" in r:
+          res.setdefault("growing", {})[str(length)] = r.pop("growing")
+        res["by_length"][str(length)] = r
+    except Exception as e:  # noqa: BLE001 - one broken method must not lose the rest of the study
+      log(f"[eval] {m.name}: FAILED {type(e).__name__}: {e}")
+      continue
     res["eval_time_s"] = round(time.time() - t0, 1)
     results[m.name] = res
     with open(cache, "w") as f:
@@ -162,7 +178,7 @@ def run_study(workdir: str, scale: str = "default", variants=None, steps: int = 
   copy_curve = []
   if "rope" in variants:
     wd = os.path.join(workdir, "rope")
-    base = next(m for m in all_m if m.name == "rope")
+    base = methods_lib.Method("rope", "rope")
     model_cfg = methods_lib.model_config(config_lib.to_dict(configs["rope"].model), base, n)
     nonrep, rep, seg = sets[n]
     for step in _saved_steps(wd):
@@ -218,7 +234,19 @@ def main(argv=None):
   p.add_argument("--steps", type=int, default=0, help="training steps (0 = the scale's default)")
   p.add_argument("--windows", type=int, default=0, help="test windows at 8x (0 = the scale's default)")
   p.add_argument("--out", default=None, help="where results.json, REPORT.md and the PNGs go (default: here)")
+  p.add_argument("--report_only", action="store_true",
+                 help="only regenerate REPORT.md and the plots from WORKDIR/results.json")
   a = p.parse_args(argv)
+  if a.report_only:
+    with open(os.path.join(a.workdir, "results.json")) as f:
+      res = json.load(f)
+    out_dir = a.out or HERE
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "results.json"), "w") as f:
+      json.dump(res, f, separators=(",", ":"))
+    report.write_report(res, out_dir)
+    print(f"[report] {out_dir}/REPORT.md")
+    return
   run_study(a.workdir, a.scale, a.variants.split(","), a.steps, a.windows, a.out,
             log=lambda s: print(s, flush=True))
 

@@ -390,8 +390,10 @@ def make_plots(records, out_dir: str) -> list[str]:
     axes[0].set(xlabel="α", ylabel="test accuracy %", title="accuracy vs α (α=0: plain dropout)")
     axes[1].set(xlabel="α", ylabel="KL(P̄‖P0)", yscale="log", title="consistency gap vs α")
     axes[2].set(xlabel="α", ylabel="final train CE (dropout on)", title="training fit vs α")
+    ticks = sorted({k[5] for k in acc if k[2] == 0})
     for ax in axes:
       ax.set_xscale("symlog", linthresh=1.0)
+      ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
       ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     fig.tight_layout()

@@ -8,13 +8,16 @@ Every run is `kexue_jax.train.run` on configs/rdrop/mnist1d.py with one argument
 report, so any run can be repeated by hand with `python -m kexue_jax.main`). A run whose WORKDIR/runs/<name>/
 record.json exists is reused, so an interrupted study resumes. Parts (`--parts`):
 
-  supervised  models x dropout {0.1, 0.3} x alpha {0 (plain dropout, one pass), 1, 4}, 1000 training examples
-  data        the same models with all 4000 training examples, dropout 0.3, alpha {0, 4}
+  supervised  MLP: dropout {0.1, 0.3} x alpha {0 (plain dropout, one pass), 1, 4}; CNN: dropout 0.3 x
+              alpha {0, 4} (`--full_grid`: the CNN gets the MLP's grid); 1000 training examples
+  data        each model with all 4000 training examples, dropout 0.3, alpha {0, 4}
   alpha       MLP, 1000 examples, dropout 0.3, alpha {16, 64} (with the supervised part: the alpha sweep)
-  semi        the first 40 (1%) / 200 (5%) training examples labelled, dropout 0.3: labelled-only plain,
-              labelled-only R-Drop (alpha 4), and R-Drop + KL-only term on the other examples (alpha = beta = 4)
+  semi        (`--semi_models`, default MLP) the first 40 (1%) / 200 (5%) training examples labelled, dropout
+              0.3: labelled-only plain, labelled-only R-Drop (alpha 4), and R-Drop + the KL-only term on the
+              other 3960 / 3800 examples (alpha = beta = 4)
 
-each with `--seeds` seeds (default 5: the report's accuracy verdicts need 5).
+each with `--seeds` seeds (default 5: the report's accuracy verdicts need 5). Default: 100 runs, estimated
+~29 min on the 2-core CPU shared with other jobs (EST_SECONDS; README.md).
 """
 from __future__ import annotations
 
@@ -32,7 +35,11 @@ PARTS = ("supervised", "data", "alpha", "semi")
 
 # Measured wall seconds per run (train.run in one process, 3000 steps, 2-core CPU shared with other jobs;
 # see README.md). Used only for the --dry_run estimate; the report records the real times.
-EST_SECONDS = {("mlp", False): 10.0, ("mlp", True): 14.0, ("cnn", False): 30.0, ("cnn", True): 45.0}
+# Measured 2026-11-22 with 2000 steps, load average 4-5 on 2 cores: MLP 11.8-16.6 s, MLP semi 14.3 s, CNN 32.2 s,
+# CNN semi (40 labels) 51.7 s.
+EST_SECONDS = {("mlp", False): 14.0, ("mlp", True): 15.0, ("cnn", False): 32.0, ("cnn", True): 52.0}
+# Supervised grid per model: (dropout rates, alphas).
+GRID = {"mlp": ((0.1, 0.3), (0, 1, 4)), "cnn": ((0.3,), (0, 4))}
 
 
 def run_arg(model: str, alpha: float, dropout: float, *, train_size: int = 1000, labelled: int = 0,
@@ -45,7 +52,8 @@ def run_arg(model: str, alpha: float, dropout: float, *, train_size: int = 1000,
   return ",".join(parts)
 
 
-def plan(seeds: int, parts=PARTS, models=("mlp", "cnn"), semi_models=("mlp",), steps: int = 0) -> list[dict]:
+def plan(seeds: int, parts=PARTS, models=("mlp", "cnn"), semi_models=("mlp",), steps: int = 0,
+         full_grid: bool = False) -> list[dict]:
   """The study's runs: dicts of the run's fields (report.py's record keys) plus `arg`."""
   specs = []
 
@@ -58,8 +66,9 @@ def plan(seeds: int, parts=PARTS, models=("mlp", "cnn"), semi_models=("mlp",), s
 
   for model in models:
     if "supervised" in parts:
-      for dropout in (0.1, 0.3):
-        for alpha in (0, 1, 4):
+      dropouts, alphas = GRID["mlp" if full_grid else model]
+      for dropout in dropouts:
+        for alpha in alphas:
           add(model, alpha, dropout)
     if "data" in parts:
       for alpha in (0, 4):
@@ -126,6 +135,7 @@ def main(argv=None):
   p.add_argument("--parts", default=",".join(PARTS))
   p.add_argument("--models", default="mlp,cnn")
   p.add_argument("--semi_models", default="mlp")
+  p.add_argument("--full_grid", action="store_true", help="every model gets the MLP's supervised grid")
   p.add_argument("--steps", type=int, default=0, help="override training steps (0: the config's 3000)")
   p.add_argument("--dry_run", action="store_true", help="print the plan and the time estimate only")
   p.add_argument("--report_only", action="store_true", help="report from the runs already in --workdir")
@@ -134,7 +144,8 @@ def main(argv=None):
   unknown = set(parts) - set(PARTS)
   if unknown:
     p.error(f"unknown --parts {sorted(unknown)}; choose from {PARTS}")
-  specs = plan(a.seeds, parts, tuple(a.models.split(",")), tuple(a.semi_models.split(",")), a.steps)
+  specs = plan(a.seeds, parts, tuple(x for x in a.models.split(",") if x),
+               tuple(x for x in a.semi_models.split(",") if x), a.steps, a.full_grid)
   est = estimate_seconds(specs)
   print(f"[rdrop] {len(specs)} runs, estimated {est / 60:.0f} min at the measured per-run times")
   if a.dry_run:

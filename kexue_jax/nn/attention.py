@@ -40,6 +40,7 @@ TWO_D = ("rope2d", "rope_tie")
 QK_NORMS = ("none", "kna", "qna", "cosa")
 LOGN = ("none", "train", "retrofit")
 REROPE_IMPLS = ("auto", "two_matrix", "relative", "blockwise")
+IMPLS = ("dense", "blockwise")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +61,11 @@ class AttentionConfig:
   rerope_impl: "auto" (relative form for one query, two matrices otherwise),
     "two_matrix", "relative" (one score matrix, keys re-rotated per query),
     "blockwise" (online softmax over tiles, rerope_blockwise.py).
+  impl: "dense" (n x n scores) | "blockwise" (tiled online softmax, memory
+    O(n block), skips causal / out-of-window tiles) for positions "rope",
+    "none", "rerope", "leaky_rerope" with causal/bidirectional, key padding,
+    sliding window and Lambda masks (no dropout, segment ids or extra mask).
+    block_size: the tile size.
   """
   position: str = "rope"
   rope_base: float = 10000.0
@@ -75,6 +81,7 @@ class AttentionConfig:
   rerope_window: int = 512
   leaky_k: float = 16.0
   rerope_impl: str = "auto"
+  impl: str = "dense"
   block_size: int = 256
   lambda_first_tokens: int = 0
   xpos_scale_base: float = 512.0
@@ -87,6 +94,7 @@ class AttentionConfig:
     check("qk_norm", self.qk_norm, QK_NORMS)
     check("logn mode", self.logn, LOGN)
     check("rerope_impl", self.rerope_impl, REROPE_IMPLS)
+    check("impl", self.impl, IMPLS)
     check("rope_convention", self.rope_convention, pos_lib.CONVENTIONS)
     if self.window is not None and self.window < 1:
       raise ValueError(f"window must be >= 1 (or None for full attention), got {self.window}.")
@@ -252,6 +260,7 @@ def attend(q_BLHD, k_BSHD, v_BSHD, *, config: AttentionConfig = AttentionConfig(
                      "(B, L, H, D), (B, S, H, D), (B, S, H, Dv).")
   if c.position in ("rope", "rerope", "leaky_rerope", "xpos", "rope_tie"):
     pos_lib.rotary_dims(D, c.rotary_fraction)  # validates even head_dim
+  explicit_order = q_order_BL is not None or k_order_BS is not None
   q_pos = _default_positions(q_positions_BL, B, L, c)
   k_pos = _default_positions(k_positions_BS, B, S, c)
   if q_order_BL is None:
@@ -286,12 +295,16 @@ def attend(q_BLHD, k_BSHD, v_BSHD, *, config: AttentionConfig = AttentionConfig(
   if c.scaling is not None and c.scaling.kind == "dynamic_ntk":
     length = jnp.maximum(float(S), jnp.max(k_pos) + 1.0)
 
-  if c.is_rerope and c.rerope_impl == "blockwise":
+  if c.impl == "blockwise" or (c.is_rerope and c.rerope_impl == "blockwise"):
     from kexue_jax.nn import rerope_blockwise  # pylint: disable=g-import-not-at-top
-    if c.window or mask_BLS is not None or q_segment_ids_BL is not None or dropout_rate:
-      raise ValueError("rerope_impl='blockwise' supports causal/bidirectional + key padding "
-                       "only (no window, extra mask, segment ids or dropout); use 'two_matrix'.")
-    return rerope_blockwise.rerope_attention_blockwise(
+    dropout = dropout_rng is not None and dropout_rate > 0.0
+    if (mask_BLS is not None or q_segment_ids_BL is not None or dropout or explicit_order
+        or c.position not in rerope_blockwise.BLOCKWISE_POSITIONS):
+      raise ValueError(
+          "blockwise attention supports positions 'rope', 'none', 'rerope', 'leaky_rerope' "
+          "with causal/bidirectional, key padding, window and Lambda masks only (no extra "
+          "mask, orders, segment ids or dropout); use impl='dense' / rerope_impl='two_matrix'.")
+    return rerope_blockwise.blockwise_attention(
         q_BLHD, k_BSHD, v_BSHD, q_positions_BL=q_pos, k_positions_BS=k_pos,
         k_valid_BS=k_valid_BS, config=c, length=length)
 

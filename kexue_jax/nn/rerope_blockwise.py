@@ -1,4 +1,4 @@
-"""Blockwise (flash-style) ReRoPE / Leaky ReRoPE with an online softmax.
+"""Blockwise (flash-style) attention with an online softmax, built for ReRoPE.
 
 ReRoPE's logits (https://kexue.fm/archives/9708) are
 
@@ -13,11 +13,15 @@ kexue.fm/archives/9948, with tiled attention only the tiles that straddle
 attention. Here each (query block, key block) tile is classified from the
 min/max positions of the two blocks (over the whole batch) into
 
-    skip (causal, all j > i) | near | past | future | mixed
+    skip (causal, all j > i; or entirely outside a sliding window / Lambda band)
+    | near | past | future | mixed
 
 and `lax.switch` runs only that branch; scores are merged with the online
 softmax (running max m, normaliser l, accumulator), so memory is
 O(B H block^2) per tile plus O(n d) for the rotated q/k copies, never O(n^2).
+The same kernel serves plain RoPE and NoPE (every live tile is "near"), so
+`AttentionConfig(impl="blockwise")` gives a memory-light path for those too,
+and a sliding window then costs O(n w) instead of O(n^2).
 The loop is a `lax.map` over query blocks with a `lax.fori_loop` over key
 blocks: plain jnp/lax, so it runs on CPU/GPU/TPU; a Pallas kernel could
 replace the tile body later.
@@ -49,29 +53,48 @@ def _blocks(x, block):
   return jnp.moveaxis(x.reshape((B, N // block, block) + x.shape[2:]), 1, 0)
 
 
-def rerope_attention_blockwise(q_BLHD, k_BSHD, v_BSHD, *, q_positions_BL, k_positions_BS,
-                               config, k_valid_BS=None, length=None, block_size=None):
-  """ReRoPE/Leaky ReRoPE attention; q already carries its logit scale.
+BLOCKWISE_POSITIONS = ("rope", "none", "rerope", "leaky_rerope")
 
-  Masks: causal (by positions) when config.causal, and key padding. Returns
-  (B, L, H, Dv) in v's dtype; equals attention.rerope_scores_two_matrix +
-  softmax to float32 rounding.
+
+def blockwise_attention(q_BLHD, k_BSHD, v_BSHD, *, q_positions_BL, k_positions_BS,
+                        config, k_valid_BS=None, length=None, block_size=None):
+  """Tiled attention with online softmax; q already carries its logit scale.
+
+  Position methods: "rope", "none" (every live tile is "near": one matmul) and
+  "rerope" / "leaky_rerope" (near / past / future / mixed tiles, see above).
+  Masks: causal (by positions), sliding window and Lambda-mask (tiles entirely
+  outside the band are skipped), key padding. Returns (B, L, H, Dv) in v's
+  dtype; equals the dense path (attention.attend) to float32 rounding.
   """
   c = config
-  if not c.is_rerope:
-    raise ValueError(f"blockwise attention is for rerope/leaky_rerope, got {c.position!r}.")
+  if c.position not in BLOCKWISE_POSITIONS:
+    raise ValueError(f"blockwise attention supports positions {BLOCKWISE_POSITIONS}, "
+                     f"got {c.position!r}; use the dense path.")
   B, L, H, D = q_BLHD.shape
   S = k_BSHD.shape[1]
   blk = block_size or c.block_size
   bq, bk = min(blk, L), min(blk, S)
-  w = float(c.rerope_window)
+  # A ReRoPE window beyond every distance makes every tile "near" (plain RoPE).
+  w = float(c.rerope_window) if c.is_rerope else float("inf")
+  win = float(c.window) if c.window is not None else float("inf")
+  first = float(c.lambda_first_tokens)
   q_pos = jnp.asarray(q_positions_BL, jnp.float32)
   k_pos = jnp.asarray(k_positions_BS, jnp.float32)
   k_valid = jnp.ones((B, S), bool) if k_valid_BS is None else jnp.asarray(k_valid_BS, bool)
 
-  rope = functools.partial(pos_lib.apply_rope, **attn_lib._rope_kwargs(c, length))  # pylint: disable=protected-access
-  q_near, k_near = rope(q_BLHD, q_pos), rope(k_BSHD, k_pos)
-  q_past, q_fut, k_far = attn_lib.rerope_far_rotations(q_BLHD, k_BSHD, q_pos, k_pos, c, length)
+  if c.position == "none":
+    q_near, k_near = q_BLHD, k_BSHD
+    q_past = q_fut = q_near
+    k_far = k_near
+  else:
+    rope = functools.partial(pos_lib.apply_rope, **attn_lib._rope_kwargs(c, length))  # pylint: disable=protected-access
+    q_near, k_near = rope(q_BLHD, q_pos), rope(k_BSHD, k_pos)
+    if c.is_rerope:
+      q_past, q_fut, k_far = attn_lib.rerope_far_rotations(
+          q_BLHD, k_BSHD, q_pos, k_pos, c, length)
+    else:
+      q_past = q_fut = q_near
+      k_far = k_near
   if c.causal:
     q_fut = q_past          # never used when causal; skip carrying a third copy
 
@@ -116,6 +139,11 @@ def rerope_attention_blockwise(q_BLHD, k_BSHD, v_BSHD, *, q_positions_BL, k_posi
           mask = kv_b[j][:, None, None, :]
           if c.causal:
             mask = mask & (r >= 0)
+          if c.window is not None:
+            band = (r < win) if c.causal else (jnp.abs(r) < win)
+            if first:
+              band = band | (kp_b[j] < first)[:, None, None, :]
+            mask = mask & band
           s = jnp.where(mask, score_fn(r), _NEG)
           m_new = jnp.maximum(m, s.max(-1))
           corr = jnp.exp(m - m_new)
@@ -130,8 +158,13 @@ def rerope_attention_blockwise(q_BLHD, k_BSHD, v_BSHD, *, q_positions_BL, k_posi
       cat = jnp.where(rmin >= w, 2,                                    # past only
             jnp.where((rmin > -w) & (rmax < w), 1,                     # near only
             jnp.where(rmax <= -w, 3, 4)))                              # future / mixed
-      if c.causal:
-        cat = jnp.where(rmax < 0, 0, cat)                              # fully masked: skip
+      dead = (rmax < 0) if c.causal else jnp.array(False)              # all j after i
+      if c.window is not None:                                         # all outside the band
+        outside = (rmin >= win) if c.causal else ((rmin >= win) | (rmax <= -win))
+        if first:
+          outside = outside & (k_min[j] >= first)
+        dead = dead | outside
+      cat = jnp.where(dead, 0, cat)                                    # fully masked: skip
       branches = [lambda cr: cr, update(near), update(past), update(fut), update(mixed)]
       return jax.lax.switch(cat, branches, carry)
 
@@ -144,3 +177,11 @@ def rerope_attention_blockwise(q_BLHD, k_BSHD, v_BSHD, *, q_positions_BL, k_posi
   out = jax.lax.map(one_q_block, (Q[0], Q[1], Q[2], qp_b, q_min, q_max))  # (nq, B, bq, H, Dv)
   out = jnp.moveaxis(out, 0, 1).reshape(B, nq * bq, H, Dv)[:, :L]
   return out.astype(v_BSHD.dtype)
+
+
+def rerope_attention_blockwise(q_BLHD, k_BSHD, v_BSHD, **kwargs):
+  """ReRoPE / Leaky ReRoPE through `blockwise_attention` (kept for its name)."""
+  if not kwargs["config"].is_rerope:
+    raise ValueError("rerope_attention_blockwise is for rerope/leaky_rerope, got "
+                     f"{kwargs['config'].position!r}.")
+  return blockwise_attention(q_BLHD, k_BSHD, v_BSHD, **kwargs)

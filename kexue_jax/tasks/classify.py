@@ -30,7 +30,7 @@ and B unlabelled examples (one optimizer), which is the same objective up to the
 Two passes in one jitted step (`task.passes`):
   "duplicate"   one forward pass on [x; x] (2B rows, one dropout key): Su's implementation. Dropout draws an
                 independent mask per element, so rows i and B + i get independent masks. BatchNorm sees the
-                duplicated batch (same statistics as x when dropout precedes no BN).
+                duplicated batch (for a BN layer with no dropout before it, [x; x] has the statistics of x).
   "split_keys"  two forward passes on x with keys split from the step key (BatchNorm: statistics per pass;
                 the updated running statistics are those of the second pass).
   "single"      one pass, plain dropout (alpha must be 0, no unlabelled data): the usual baseline.
@@ -273,18 +273,21 @@ class ClassifyTask:
     logits0_BK, _ = self._apply(variables, inputs, train=False, dropout=False)
     keys = jax.random.split(jax.random.key(self.eval_seed), self.mc_passes)
 
-    def one_pass(carry, k):
-      logits_BK, _ = self._apply(variables, inputs, train=False, dropout=True, rng=k)
-      return carry + jax.nn.softmax(logits_BK, axis=-1), logits_BK
+    def one_pass(carry, i):  # one scan body (compiles once): sum of probabilities, logits of passes 0 and 1
+      probs_sum_BK, za_BK, zb_BK = carry
+      logits_BK, _ = self._apply(variables, inputs, train=False, dropout=True, rng=keys[i])
+      za_BK = jnp.where(i == 0, logits_BK, za_BK)
+      zb_BK = jnp.where(i == 1, logits_BK, zb_BK)
+      return (probs_sum_BK + jax.nn.softmax(logits_BK, axis=-1), za_BK, zb_BK), None
 
-    probs_sum_BK, first_two = jax.lax.scan(one_pass, jnp.zeros_like(logits0_BK), keys[:2])
-    probs_sum_BK, _ = jax.lax.scan(lambda c, k: (one_pass(c, k)[0], None), probs_sum_BK, keys[2:])
+    zeros_BK = jnp.zeros_like(logits0_BK)
+    (probs_sum_BK, za_BK, zb_BK), _ = jax.lax.scan(one_pass, (zeros_BK, zeros_BK, zeros_BK),
+                                                   jnp.arange(self.mc_passes))
     n = jnp.asarray(labels_B.shape[0], jnp.float32)
     ce = cross_entropy_B(logits0_BK, labels_B)
     correct = (jnp.argmax(logits0_BK, -1) == labels_B).astype(jnp.float32)
     out = {"loss": (jnp.sum(ce), n), "accuracy": (jnp.sum(correct), n)}
-    out.update(consistency_sums(logits0_BK, probs_sum_BK / self.mc_passes, first_two[0], first_two[1],
-                                labels_B))
+    out.update(consistency_sums(logits0_BK, probs_sum_BK / self.mc_passes, za_BK, zb_BK, labels_B))
     return out
 
   def units_per_example(self, batch) -> int:

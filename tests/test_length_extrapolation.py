@@ -1,0 +1,246 @@
+"""Length-extrapolation study (issue #5): test sets, methods, the report generator, and a driver smoke test."""
+import copy
+import os
+
+import numpy as np
+import pytest
+
+from experiments.length_extrapolation import evaluate
+from experiments.length_extrapolation import methods as methods_lib
+from experiments.length_extrapolation import published
+from experiments.length_extrapolation import report
+from experiments.length_extrapolation import run as run_lib
+
+
+# ---------------------------------------------------------------------------- test sets
+
+
+def test_repeated_set_tiles_a_segment_beyond_train_length():
+  rng = np.random.default_rng(0)
+  n, length = 16, 128
+  nonrep = rng.integers(0, 256, size=(12, length + 1)).astype(np.int32)
+  rep, seg = evaluate.repeated_set(nonrep, n)
+  assert rep.shape == nonrep.shape
+  # L > N: every segment is at least N long (copies need distances >= N) and at most L/2 (>= 2 copies).
+  assert seg.min() >= n and seg.max() <= length // 2
+  for row, src, s in zip(rep, nonrep, seg):
+    np.testing.assert_array_equal(row[:s], src[:s])                # the first copy is the held-out text
+    np.testing.assert_array_equal(row[s:], row[:-s])               # then the text repeats with period s
+  # L = N: segments within the trained range, N/4..N/2.
+  rep1, seg1 = evaluate.repeated_set(nonrep[:, :n + 1], n)
+  assert seg1.min() >= n // 4 and seg1.max() <= n // 2
+  np.testing.assert_array_equal(rep1[0, seg1[0]:], rep1[0, :-seg1[0]])
+
+
+class _Docs:
+  def __init__(self, texts):
+    self.buffer = np.concatenate([np.frombuffer(t, np.uint8) for t in texts])
+    self.lengths = np.array([len(t) for t in texts])
+    self.offsets = np.concatenate([[0], np.cumsum(self.lengths)])
+
+  def window(self, doc, start, length):
+    b = int(self.offsets[doc]) + start
+    return self.buffer[b:b + length].astype(np.int32)
+
+
+def test_nonrepeated_and_growing_sets_are_document_bytes():
+  texts = [bytes(range(i, i + 100)) for i in range(5)] + [bytes([i % 251 for i in range(300)])]
+  docs = _Docs(texts)
+  win = evaluate.nonrepeated_set(docs, 20, 6)
+  assert win.shape == (6, 21)
+  for w in win:  # each window is a contiguous slice of some document
+    assert any(w.tobytes() == np.frombuffer(t, np.uint8)[s:s + 21].astype(np.int32).tobytes()
+               for t in texts for s in range(0, len(t) - 20))
+  grow = evaluate.growing_set(docs, 16, 8, 1)   # only the 300-byte document has 8*16+1 bytes
+  np.testing.assert_array_equal(grow[0], (np.arange(300) % 251)[-129:])
+
+
+def test_ngram_baselines_match_hand_counts():
+  # Training text "abababac": unigram argmax 'a'; bigram a->b, b->a, c->(none: argmax 0).
+  train = _Docs([b"abababac"])
+  test = np.frombuffer(b"abab", np.uint8).astype(np.int32)[None]
+  out = evaluate.ngram_baselines(train, test)
+  assert out["unigram_acc"] == pytest.approx(1 / 3)   # targets b, a, b: only 'a' right
+  assert out["bigram_acc"] == pytest.approx(1.0)      # a->b, b->a, a->b
+
+
+# ---------------------------------------------------------------------------- methods
+
+
+def test_methods_change_only_what_they_should():
+  n = 128
+  ms = {m.name: m for m in methods_lib.all_methods(n, ("rope", "rope_logn", "hwfa2", "inv_leaky"))}
+  base = dict(name="transformer_lm", num_layers=4, attention=dict(position="rope", logn_base_length=n))
+  assert methods_lib.model_config(base, ms["rope"], n)["attention"] == base["attention"]
+  pi = methods_lib.model_config(base, ms["pi"], n)["attention"]
+  assert pi["scaling"] == dict(kind="pi", factor=8.0, train_length=n)
+  rr = methods_lib.model_config(base, ms["rerope_w32+logn†"], n)["attention"]
+  assert (rr["position"], rr["rerope_window"], rr["logn"]) == ("rerope", 32, "retrofit")
+  assert methods_lib.model_config(base, ms["inv_leaky"], n)["attention"]["position"] == "rope"
+  # HWFA2: only the full (window None) layers switch to ReRoPE with w = N/2.
+  win, full = dict(position="rope", window=64), dict(position="rope", window=None, logn="train")
+  h = dict(base, layer_attention=[win, full, full, win])
+  out = methods_lib.model_config(h, ms["hwfa2+rerope"], n)["layer_attention"]
+  assert [l["position"] for l in out] == ["rope", "rerope", "rerope", "rope"]
+  assert out[1]["rerope_window"] == 64 and out[0]["window"] == 64
+  assert h["layer_attention"][1]["position"] == "rope"  # the trained config is not mutated
+  assert methods_lib.rerope_windows(512) == [64, 128, 256, 384, 512]
+
+
+def test_published_mapping_points_at_transcribed_rows():
+  assert all(row in published.SU for row in published.OURS_TO_SU.values())
+  assert published.SU["Baseline"] == (49.41, 24.17, 23.16)
+  assert published.SU["ReRoPE-w512"][2] == 8.25
+  # Windows scale with N: at N = 128 our w = Su's w / 4; at N = 16 w = 16 is Su's w = 512.
+  assert published.su_row("rerope_w128", 128) == "ReRoPE-w512"
+  assert published.su_row("logn/leaky_w64_k8", 128) == "Leaky ReRoPE-w256-k8-log n"
+  assert published.su_row("rerope_w32+logn†", 128) == "ReRoPE-w128-log n†"
+  assert published.su_row("rerope_w16", 16) == "ReRoPE-w512"
+  assert published.su_row("rerope_w16", 128) == "ReRoPE-w64"
+  assert published.su_row("kna/rerope_w32", 128) == "KNA-ReRoPE"
+  assert published.su_row("window", 128) is None
+  names = {m.name for m in methods_lib.all_methods(128, tuple(run_lib.VARIANTS))}
+  mapped = [k for k in names if published.su_row(k, 128)]
+  assert len(mapped) >= 30  # most of Su's rows have a counterpart that the study runs
+
+
+def test_configs_build_every_variant():
+  from kexue_jax import models
+  for v in run_lib.VARIANTS:
+    for scale in ("tiny", "default", "full"):
+      c, arg = run_lib.load_config(v, scale)
+      assert c.study.variant == v and c.study.scale == scale
+      models.build_model(c.model)  # every attention / per-layer config is valid
+  c, _ = run_lib.load_config("hwfa", "default")
+  la = c.model.layer_attention
+  assert [l["window"] for l in la] == [32, 32, 32, None] and la[-1]["position"] == "none"
+  c, _ = run_lib.load_config("inv_leaky", "default")
+  assert c.model.attention.leaky_k == pytest.approx(1 / 16) and c.model.attention.rerope_window == 32
+  c, _ = run_lib.load_config("rope", "full")
+  assert c.data.seq_len == 512 and c.model.block == "gau" and c.model.num_layers == 24
+
+
+# ---------------------------------------------------------------------------- report generator
+
+
+def _synthetic(good: bool, n=128, windows=40, seed=0):
+  """A results dict in run.py's format where Su's orderings hold (good) or are reversed (bad)."""
+  rng = np.random.default_rng(seed)
+  lens = [n, 2 * n, 4 * n, 8 * n]
+  noise = lambda k: rng.normal(0, 0.01, size=k)
+  base = 0.55
+  # accuracy at 8n (fractions); 1x accuracy is `base` for everything except where noted.
+  acc8 = {"rope": 0.25, "pi": 0.15, "ntk_old": 0.40, "ntk_fixed": 0.41, "ntk_mixed": 0.42, "yarn": 0.48,
+          "rerope_w16": 0.50, "rerope_w32": 0.545, "rerope_w64": 0.55, "rerope_w96": 0.54, "rerope_w128": 0.08,
+          "window": 0.45, "lambda": 0.50, "logn/rope": 0.26, "logn/ntk_mixed": 0.47,
+          "ntk_mixed+logn†": 0.44, "rerope_w64+logn†": 0.552, "logn/rerope_w64": 0.555,
+          "logn/rerope_w32": 0.55, "logn/leaky_w32_k16": 0.551, "logn/leaky_w64_k16": 0.55,
+          "logn/leaky_w64_k8": 0.50, "hwfa": 0.535, "inv_leaky": 0.54, "hwfa2": 0.30, "hwfa2+rerope": 0.556,
+          "kna": 0.50, "cosa": 0.49, "dynamic_ntk": 0.45}
+  if not good:  # reverse the orderings the checklist tests
+    acc8 = {k: 0.20 for k in acc8}
+    acc8.update({"rope": 0.50, "pi": 0.53, "rerope_w128": 0.52, "ntk_old": 0.45, "ntk_mixed": 0.45})
+  methods = {}
+  for name, a8 in acc8.items():
+    ckpt = "rope_logn" if name.startswith("logn/") else name if name in ("hwfa", "inv_leaky", "kna", "cosa") \
+        else "hwfa2" if name.startswith("hwfa2") else "rope"
+    a1 = base - (0.02 if name in ("pi", "ntk_old", "ntk_mixed", "yarn") else 0.0)
+    by = {}
+    for L in lens:
+      a = a1 + (a8 - a1) * np.log2(L / n) / 3
+      k = windows
+      by[str(L)] = {"nonrep": {"acc": list(a + noise(k)), "loss": list(2.0 - a + noise(k))},
+                    "rep": {"acc": list(a + (0.25 if good else 0.0) + noise(k)), "loss": list(1.5 - a + noise(k)),
+                            "copy_acc": list(a + 0.3 + noise(k))}}
+    if name == "dynamic_ntk":
+      by[str(n)] = copy.deepcopy(methods["rope"]["by_length"][str(n)])
+    grow = {str(L): {"loss": list((1.6 - (0.05 if good else -0.5) * np.log2(L / n)
+                                   if "rerope" in name else 1.6 + (2.0 if good else -0.1) * np.log2(L / n))
+                                  + noise(8)), "acc": list(0.5 + noise(8))} for L in lens}
+    methods[name] = {"ckpt": ckpt, "core": True, "note": "", "attention": {}, "by_length": by, "growing": grow}
+  return {
+      "meta": {"scale": "default", "train_length": n, "test_lengths": lens, "extension": 8, "variants": [],
+               "windows_at_8x": windows, "windows": {str(L): windows for L in lens}, "growing_docs": 8,
+               "steps": 10, "batch_size": 16, "model": {"num_layers": 4}, "optimizer": {},
+               "train_wall_s": 1.0, "eval_wall_s": 1.0, "total_wall_s": 2.0, "hardware": "test", "jax": "x",
+               "date_utc": "now", "command": "cmd", "train_commands": {"rope": "train rope"},
+               "segment_rule": "rule"},
+      "baselines": {"unigram_acc": 0.17, "bigram_acc": 0.33},
+      "runs": {"rope": {"step": 10, "num_params": 1000, "tokens": 100, "wall_time_s": 1.0,
+                        "train": {"accuracy": 0.5}, "config_arg": "x"}},
+      "copy_vs_steps": [{"step": 5, "nonrep_acc": 0.4, "rep_acc": 0.5, "rep_copy_acc": 0.6}],
+      "methods": methods,
+  }
+
+
+def _status(claims, cid):
+  return next(c["status"] for c in claims if c["id"] == cid)
+
+
+def test_checklist_holds_on_good_and_fails_on_reversed_results():
+  good = report.claims(report.Results(_synthetic(True)))
+  bad = report.claims(report.Results(_synthetic(False)))
+  for cid in ("0a", "0b", "1a", "2", "3a", "5b", "5b'", "6b", "7b", "8b", "11b-kna", "12a", "13c", "14a", "14b",
+              "15a"):
+    assert _status(good, cid) == report.HOLDS, (cid, next(c for c in good if c["id"] == cid))
+  for cid in ("0a", "1a", "2", "3a", "5b", "6b", "8b", "14a", "14b"):
+    assert _status(bad, cid) == report.FAILS, (cid, next(c for c in bad if c["id"] == cid))
+  assert _status(good, "15b") == report.UNTESTED
+
+
+def test_paired_se_is_the_se_of_differences():
+  res = _synthetic(True)
+  R = report.Results(res)
+  a = np.array(res["methods"]["yarn"]["by_length"]["1024"]["nonrep"]["acc"]) * 100
+  b = np.array(res["methods"]["rope"]["by_length"]["1024"]["nonrep"]["acc"]) * 100
+  d, se = R.paired("yarn", "rope", 1024)
+  assert d == pytest.approx((a - b).mean())
+  assert se == pytest.approx((a - b).std(ddof=1) / np.sqrt(len(a)))
+
+
+def test_report_has_published_numbers_and_plots(tmp_path):
+  text = report.write_report(_synthetic(True), str(tmp_path))
+  assert (tmp_path / "REPORT.md").read_text() == text
+  for su in ("49.41", "23.16", "85.12", "8.25", "48.15"):  # Su's numbers sit beside ours
+    assert su in text
+  assert "| rerope_w128 | ReRoPE-w512 |" in text
+  assert "✅ holds" in text
+  for png in ("acc_vs_length_rope.png", "acc_vs_length_pretrained.png", "growing_context.png",
+              "copy_vs_steps.png"):
+    assert (tmp_path / png).stat().st_size > 1000
+  bad = report.write_report(_synthetic(False), str(tmp_path / "bad"))
+  assert "❌ does not hold" in bad and "Claims that do not hold" in bad
+
+
+# ---------------------------------------------------------------------------- driver smoke test
+
+
+def test_driver_smoke_tiny(tmp_path):
+  out = run_lib.run_study(str(tmp_path / "wd"), "tiny", variants=("rope",), methods=("rope", "rerope_w4"),
+                          mults=(1, 8), windows=8, out_dir=str(tmp_path / "out"), log=lambda s: None)
+  assert set(out["methods"]) == {"rope", "rerope_w4"}
+  r = out["methods"]["rerope_w4"]["by_length"]
+  assert set(r) == {"16", "128"}
+  assert len(r["128"]["nonrep"]["acc"]) == 8 and len(r["16"]["nonrep"]["acc"]) == 64
+  assert all(0.0 <= a <= 1.0 for a in r["128"]["rep"]["acc"])
+  # ReRoPE with w < N changes scores only for i - j >= w: at L = N = 16 with w = 4 it differs from RoPE,
+  # but the RoPE method evaluated twice is deterministic.
+  assert out["runs"]["rope"]["step"] == 4
+  assert [c["step"] for c in out["copy_vs_steps"]] == [1, 2, 3, 4]
+  assert os.path.exists(tmp_path / "out" / "REPORT.md")
+  assert os.path.getsize(tmp_path / "out" / "results.json") < 1_000_000
+  # A second invocation reuses the finished run and the cached evaluations.
+  again = run_lib.run_study(str(tmp_path / "wd"), "tiny", variants=("rope",), methods=("rope", "rerope_w4"),
+                            mults=(1, 8), windows=8, out_dir=str(tmp_path / "out"), log=lambda s: None)
+  assert again["methods"]["rope"] == out["methods"]["rope"]
+
+
+def test_report_only_regenerates_from_results_json(tmp_path):
+  import json
+  wd, out = tmp_path / "wd", tmp_path / "out"
+  wd.mkdir()
+  out.mkdir()
+  (wd / "results.json").write_text(json.dumps(_synthetic(True)))
+  run_lib.main(["--workdir", str(wd), "--report_only", "--out", str(out)])
+  assert "Claim checklist" in (out / "REPORT.md").read_text()
+  assert json.loads((out / "results.json").read_text())["meta"]["train_length"] == 128

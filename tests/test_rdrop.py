@@ -1,0 +1,445 @@
+"""R-Drop (issue #7): the loss against NumPy float64, independent masks, gradients through both passes, the
+semi-supervised term, the consistency diagnostic, the data views, the report generator, smoke runs."""
+import dataclasses
+import glob
+import os
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import load_config
+from experiments.rdrop import report
+from experiments.rdrop import run as study
+from kexue_jax import tasks
+from kexue_jax.data import pipeline
+from kexue_jax.nn import cnn as cnn_lib
+from kexue_jax.tasks import classify
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+# ------------------------------------------------------------------------------ NumPy float64 references.
+
+
+def np_log_softmax(z):
+  z = z - z.max(-1, keepdims=True)
+  return z - np.log(np.exp(z).sum(-1, keepdims=True))
+
+
+def np_kl(zp, zq):
+  """KL(P || Q) = sum_k p_k log(p_k / q_k), written directly."""
+  p, q = np.exp(np_log_softmax(zp)), np.exp(np_log_softmax(zq))
+  return (p * np.log(p / q)).sum(-1)
+
+
+def np_ce(z, y):
+  return -np_log_softmax(z)[np.arange(len(y)), y]
+
+
+def np_paper_loss(z1, z2, y, alpha):
+  """Per-example L_i = CE1 + CE2 + alpha/2 [KL(P1||P2) + KL(P2||P1)] (paper; Su's article)."""
+  return np_ce(z1, y) + np_ce(z2, y) + alpha / 2 * (np_kl(z1, z2) + np_kl(z2, z1))
+
+
+def np_su_code_loss(z1, z2, y, alpha):
+  """Su's Keras code: mean(CE over the 2B duplicated rows) + alpha/4 mean(KL12 + KL21)."""
+  return np.mean(np.concatenate([np_ce(z1, y), np_ce(z2, y)])) + alpha / 4 * np.mean(np_kl(z1, z2) + np_kl(z2, z1))
+
+
+@pytest.fixture
+def fixed_logits():
+  rng = np.random.default_rng(0)
+  z1 = rng.normal(size=(6, 5)) * 2.0
+  z2 = z1 + rng.normal(size=(6, 5))
+  y = rng.integers(0, 5, size=6)
+  return z1, z2, y
+
+
+# ------------------------------------------------------------------------------------------------ The loss.
+
+
+@pytest.mark.parametrize("alpha", [0.0, 1.0, 4.0])
+def test_loss_matches_numpy(fixed_logits, alpha):
+  z1, z2, y = fixed_logits
+  loss, parts = classify.rdrop_loss(jnp.asarray(z1, jnp.float32), jnp.asarray(z2, jnp.float32), jnp.asarray(y),
+                                    alpha)
+  ref = np.mean(np_paper_loss(z1, z2, y, alpha)) / 2  # ours = 1/2 the paper's loss
+  np.testing.assert_allclose(float(loss), ref, rtol=1e-6)
+  np.testing.assert_allclose(float(loss), np_su_code_loss(z1, z2, y, alpha), rtol=1e-6)
+  np.testing.assert_allclose(float(parts["ce"]), np.mean(np_ce(z1, y) + np_ce(z2, y)) / 2, rtol=1e-6)
+  np.testing.assert_allclose(float(parts["kl"]), np.mean(np_kl(z1, z2) + np_kl(z2, z1)) / 2, rtol=1e-5)
+
+
+def test_kl_pieces_match_numpy(fixed_logits):
+  z1, z2, _ = fixed_logits
+  np.testing.assert_allclose(classify.kl_B(jnp.asarray(z1), jnp.asarray(z2)), np_kl(z1, z2), rtol=1e-5)
+  np.testing.assert_allclose(classify.symmetric_kl_B(jnp.asarray(z1), jnp.asarray(z2)),
+                             (np_kl(z1, z2) + np_kl(z2, z1)) / 2, rtol=1e-5)
+  np.testing.assert_allclose(classify.symmetric_kl_B(jnp.asarray(z1), jnp.asarray(z1)), 0.0, atol=1e-7)
+
+
+def test_loss_gradient_flows_into_both_logits(fixed_logits):
+  """d loss / d z1 and d z2 against central finite differences of the float64 reference."""
+  z1, z2, y = fixed_logits
+  alpha = 4.0
+  g1, g2 = jax.grad(lambda a, b: classify.rdrop_loss(a, b, jnp.asarray(y), alpha)[0], argnums=(0, 1))(
+      jnp.asarray(z1, jnp.float32), jnp.asarray(z2, jnp.float32))
+  f = lambda a, b: np.mean(np_paper_loss(a, b, y, alpha)) / 2
+  h = 1e-6
+  for g, which in ((g1, 0), (g2, 1)):
+    num = np.zeros_like(z1)
+    for idx in np.ndindex(z1.shape):
+      e = np.zeros_like(z1)
+      e[idx] = h
+      args_p, args_m = [z1, z2], [z1, z2]
+      args_p[which], args_m[which] = args_p[which] + e, args_m[which] - e
+      num[idx] = (f(*args_p) - f(*args_m)) / (2 * h)
+    np.testing.assert_allclose(np.asarray(g), num, atol=2e-6)
+    assert np.abs(num).max() > 1e-2
+  # The KL part's gradient is not zero: alpha changes the gradient of both passes.
+  g1_ce = jax.grad(lambda a: classify.rdrop_loss(a, jnp.asarray(z2, jnp.float32), jnp.asarray(y), 0.0)[0])(
+      jnp.asarray(z1, jnp.float32))
+  assert np.abs(np.asarray(g1 - g1_ce)).max() > 1e-2
+
+
+# ---------------------------------------------------------------------------------------------- Two passes.
+
+
+def _dropout_apply(rate):
+  drop = nn.Dropout(rate)
+  return lambda x, r: (drop.apply({}, x, deterministic=False, rngs={"dropout": r}), {})
+
+
+@pytest.mark.parametrize("passes", ["duplicate", "split_keys"])
+def test_two_passes_draw_independent_masks(passes):
+  p, b, d = 0.3, 4, 8192
+  z1, z2, _ = classify.two_pass_logits(_dropout_apply(p), jnp.ones((b, d)), jax.random.key(3), passes)
+  m1, m2 = np.asarray(z1) != 0, np.asarray(z2) != 0
+  for m in (m1, m2):
+    np.testing.assert_allclose(m.mean(), 1 - p, atol=4 * np.sqrt(p * (1 - p) / m.size))
+  # Independent masks agree on a unit with probability p^2 + (1-p)^2 (identical masks: 1).
+  agree, expected = (m1 == m2).mean(), p ** 2 + (1 - p) ** 2
+  np.testing.assert_allclose(agree, expected, atol=4 * np.sqrt(expected * (1 - expected) / m1.size))
+  # Joint frequencies factorise: P(both kept) = (1-p)^2.
+  np.testing.assert_allclose((m1 & m2).mean(), (1 - p) ** 2, atol=0.01)
+
+
+def _mlp_config(dropout=0.3, alpha=4.0, passes="duplicate", **data):
+  c = load_config("configs/rdrop/mnist1d.py", f"runlocal,dropout={dropout},alpha={alpha},passes={passes}")
+  c.model.hidden_dims = (16, 16)
+  for k, v in data.items():
+    c.data[k] = v
+  return c
+
+
+def _batch(b=8, unlabelled=False, seed=0):
+  rng = np.random.default_rng(seed)
+  out = {"x": jnp.asarray(rng.normal(size=(b, 40)), jnp.float32), "label": jnp.asarray(rng.integers(0, 10, b))}
+  if unlabelled:
+    out["x_unlabelled"] = jnp.asarray(rng.normal(size=(b, 40)), jnp.float32)
+  return out
+
+
+def test_two_pass_forms_agree():
+  """duplicate and split_keys: identical without dropout; equal in distribution with it (loss terms over 256
+  keys agree within 4 standard errors)."""
+  batch = _batch()
+  t_dup = tasks.get_task(_mlp_config(dropout=0.0))
+  t_split = tasks.get_task(_mlp_config(dropout=0.0, passes="split_keys"))
+  v = t_dup.init(jax.random.key(0), batch)
+  grad = lambda t: jax.grad(lambda p: t.loss({"params": p}, batch, jax.random.key(1))[0])(v["params"])
+  for a, b in zip(jax.tree.leaves(grad(t_dup)), jax.tree.leaves(grad(t_split))):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+  t_dup = tasks.get_task(_mlp_config(dropout=0.5))
+  t_split = tasks.get_task(_mlp_config(dropout=0.5, passes="split_keys"))
+  keys = jax.random.split(jax.random.key(7), 256)
+  terms = lambda t: jax.vmap(lambda k: t.loss(v, batch, k)[1]["metrics"])(keys)
+  m_dup, m_split = terms(t_dup), terms(t_split)
+  for name in ("ce", "kl"):
+    a, b = np.asarray(m_dup[name], np.float64), np.asarray(m_split[name], np.float64)
+    se = np.sqrt(a.var() / len(a) + b.var() / len(b))
+    assert abs(a.mean() - b.mean()) < 4 * se, (name, a.mean(), b.mean(), se)
+    assert a.std() > 0  # dropout is on
+
+
+@pytest.mark.parametrize("passes", ["duplicate", "split_keys"])
+def test_parameter_gradient_flows_through_both_passes(passes):
+  """grad L(z1(w), z2(w)) = grad via z1 (z2 held fixed) + grad via z2 (z1 held fixed), both non-zero."""
+  task = tasks.get_task(_mlp_config(passes=passes))
+  batch, rng = _batch(), jax.random.key(5)
+  v = task.init(jax.random.key(0), batch)
+  full = jax.grad(lambda p: task.loss({"params": p}, batch, rng)[0])(v["params"])
+
+  def partial_grad(stop):
+    def f(p):
+      apply_fn = lambda x, r: task._apply({"params": p}, x, train=True, dropout=True, rng=r)  # pylint: disable=protected-access
+      z1, z2, _ = classify.two_pass_logits(apply_fn, batch["x"], rng, passes)
+      z1, z2 = (jax.lax.stop_gradient(z1), z2) if stop == 1 else (z1, jax.lax.stop_gradient(z2))
+      return classify.rdrop_loss(z1, z2, batch["label"], task.alpha)[0]
+    return jax.grad(f)(v["params"])
+
+  via_z1, via_z2 = partial_grad(2), partial_grad(1)
+  for g, a, b in zip(jax.tree.leaves(full), jax.tree.leaves(via_z1), jax.tree.leaves(via_z2)):
+    np.testing.assert_allclose(g, a + b, rtol=1e-4, atol=1e-6)
+  norm = lambda t: float(np.sqrt(sum(np.sum(np.square(x)) for x in jax.tree.leaves(t))))
+  assert norm(via_z1) > 1e-3 and norm(via_z2) > 1e-3
+  assert norm(jax.tree.map(lambda a, b: a - b, via_z1, via_z2)) > 1e-4  # different masks, different grads
+
+
+# ---------------------------------------------------------------------------------------- Semi-supervised.
+
+
+def test_semi_supervised_loss_adds_kl_on_unlabelled():
+  task = tasks.get_task(_mlp_config())
+  task.beta = 2.0
+  batch, rng = _batch(unlabelled=True), jax.random.key(9)
+  v = task.init(jax.random.key(0), batch)
+  loss, aux = task.loss(v, batch, rng)
+  # Reference from the same forward pass: the duplicated batch is [x; x_u; x; x_u].
+  x_all = jnp.concatenate([batch["x"], batch["x_unlabelled"]] * 2)
+  logits, _ = task.model.apply(v, x_all, train=True, rngs={"dropout": rng})
+  z = np.asarray(logits, np.float64)
+  b, y = 8, np.asarray(batch["label"])
+  z1, z2, u1, u2 = z[:b], z[2 * b:3 * b], z[b:2 * b], z[3 * b:]
+  kl_u = np.mean(np_kl(u1, u2) + np_kl(u2, u1)) / 2
+  ref = np.mean(np_paper_loss(z1, z2, y, task.alpha)) / 2 + task.beta / 2 * kl_u
+  np.testing.assert_allclose(float(aux["metrics"]["kl_unlabelled"]), kl_u, rtol=1e-4)
+  np.testing.assert_allclose(float(loss), ref, rtol=1e-5)
+  # The unlabelled inputs get gradient through the KL term alone (labels never touch them).
+  g = jax.grad(lambda xu: task.loss(v, {**batch, "x_unlabelled": xu}, rng)[0])(batch["x_unlabelled"])
+  assert float(jnp.abs(g).max()) > 0
+
+
+def test_single_pass_is_plain_dropout_and_rejects_alpha():
+  task = tasks.get_task(_mlp_config(alpha=0.0, passes="single"))
+  batch = _batch()
+  v = task.init(jax.random.key(0), batch)
+  loss, aux = task.loss(v, batch, jax.random.key(2))
+  logits, _ = task.model.apply(v, batch["x"], train=True, rngs={"dropout": jax.random.key(2)})
+  np.testing.assert_allclose(float(loss), np.mean(np_ce(np.asarray(logits, np.float64), np.asarray(batch["label"]))),
+                             rtol=1e-5)
+  assert set(aux["metrics"]) == {"ce", "accuracy"}
+  with pytest.raises(ValueError, match="rdrop_alpha=0"):
+    tasks.get_task(_mlp_config(alpha=4.0, passes="single"))
+
+
+# ------------------------------------------------------------------------------------ Consistency diagnostic.
+
+
+def test_consistency_sums_match_numpy():
+  rng = np.random.default_rng(1)
+  z0, za, zb = (rng.normal(size=(7, 4)) * 2 for _ in range(3))
+  pbar = np.exp(np_log_softmax(rng.normal(size=(7, 4)) * 2))
+  y = rng.integers(0, 4, 7)
+  out = classify.consistency_sums(*(jnp.asarray(a, jnp.float32) for a in (z0, pbar, za, zb)), jnp.asarray(y))
+  p0 = np.exp(np_log_softmax(z0))
+  ref = {"consistency_kl": (pbar * np.log(pbar / p0)).sum(-1),
+         "consistency_disagree": (pbar.argmax(-1) != z0.argmax(-1)).astype(float),
+         "mc_accuracy": (pbar.argmax(-1) == y).astype(float),
+         "mc_loss": -np.log(pbar[np.arange(7), y]),
+         "dropout_kl": (np_kl(za, zb) + np_kl(zb, za)) / 2}
+  assert set(out) == set(ref)
+  for k, v in ref.items():
+    np.testing.assert_allclose(float(out[k][0]), v.sum(), rtol=1e-5, atol=1e-6, err_msg=k)
+    assert float(out[k][1]) == 7
+
+
+def test_evaluate_monte_carlo():
+  batch = _batch(16)
+  for dropout in (0.0, 0.5):
+    task = tasks.get_task(_mlp_config(dropout=dropout))
+    task.mc_passes = 5
+    v = task.init(jax.random.key(0), batch)
+    out = {k: float(s) / float(c) for k, (s, c) in jax.jit(task.evaluate)(v, batch).items()}
+    logits, _ = task.model.apply(v, batch["x"])
+    z = np.asarray(logits, np.float64)
+    np.testing.assert_allclose(out["loss"], np.mean(np_ce(z, np.asarray(batch["label"]))), rtol=1e-5)
+    if dropout == 0:  # every pass is the deterministic one
+      assert out["consistency_kl"] == pytest.approx(0, abs=1e-6) and out["consistency_disagree"] == 0
+      assert out["mc_accuracy"] == out["accuracy"] and out["dropout_kl"] == pytest.approx(0, abs=1e-6)
+    else:
+      assert out["consistency_kl"] > 1e-4 and out["dropout_kl"] > 1e-3
+      # Pbar is the mean of 5 dropout passes: check it by hand with the same keys.
+      keys = jax.random.split(jax.random.key(task.eval_seed), 5)
+      probs = np.mean([np.exp(np_log_softmax(np.asarray(task.model.apply(
+          v, batch["x"], dropout=True, rngs={"dropout": k})[0], np.float64))) for k in keys], axis=0)
+      np.testing.assert_allclose(out["consistency_kl"], np.mean((probs * np.log(probs / np.exp(np_log_softmax(z)))).sum(-1)),
+                                 rtol=1e-3)
+
+
+# ---------------------------------------------------------------------------------------------- Data views.
+
+
+class _FakeSource:
+  def __init__(self, n):
+    self.x = np.arange(n, dtype=np.float32)[:, None] * np.ones((1, 3), np.float32)
+
+  def __len__(self):
+    return len(self.x)
+
+  def __getitem__(self, i):
+    return {"x": self.x[i], "label": np.int64(i % 10)}
+
+
+def test_semi_view_splits_labelled_and_unlabelled():
+  cfg = _mlp_config(num_labelled=6).data
+  ds = classify.classification_semi(_FakeSource(20), cfg, train=True, seed=3)
+  first = [ds[i] for i in range(6 * 4)]
+  lab = [int(e["x"][0]) for e in first]
+  unl = [int(ds[i]["x_unlabelled"][0]) for i in range(14 * 2)]
+  for epoch in range(4):  # every labelled epoch is a permutation of the first 6 examples
+    assert sorted(lab[6 * epoch:6 * epoch + 6]) == list(range(6))
+  assert lab[:6] != lab[6:12]  # reshuffled per epoch
+  assert sorted(unl[:14]) == list(range(6, 20)) and sorted(unl[14:]) == list(range(6, 20))
+  assert all(int(e["label"]) == int(e["x"][0]) % 10 for e in first)
+  again = classify.classification_semi(_FakeSource(20), cfg, train=True, seed=3)
+  assert [int(again[i]["x"][0]) for i in range(24)] == lab  # a pure function of (seed, index)
+  ev = classify.classification_semi(_FakeSource(20), cfg, train=False, seed=0)
+  assert len(ev) == 20 and "x_unlabelled" not in ev[0]
+
+
+def test_inmemory_view_matches_classification():
+  src = _FakeSource(12)
+  cfg = _mlp_config().data
+  ev = classify.classification_inmemory(src, cfg, train=False, seed=0)
+  for i in range(12):
+    np.testing.assert_array_equal(ev[i]["x"], src[i]["x"])
+    assert int(ev[i]["label"]) == i % 10
+  tr = classify.classification_inmemory(src, cfg, train=True, seed=0)
+  assert sorted(int(tr[i]["x"][0]) for i in range(12, 24)) == list(range(12))
+
+
+def test_text_bytes_view():
+  src = [{"sentence": b"a good film", "label": 1}, {"sentence": "bad", "label": 0}]
+  cfg = _mlp_config(seq_len=8, text_key="sentence").data
+  ev = classify.text_bytes(src, cfg, train=False, seed=0)
+  np.testing.assert_array_equal(ev[0]["tokens"], [classify.CLS_ID] + list(b"a good "))
+  np.testing.assert_array_equal(ev[1]["tokens"], [classify.CLS_ID] + list(b"bad") + [classify.PAD_ID] * 4)
+  assert [int(ev[i]["label"]) for i in range(2)] == [1, 0]
+  tr = classify.text_bytes(src, cfg, train=True, seed=0)
+  assert sorted(int(tr[i]["label"]) for i in range(2, 4)) == [0, 1]
+
+
+def test_text_and_standin_views():
+  toks = classify.bytes_to_tokens("hé", 6)
+  np.testing.assert_array_equal(toks, [classify.CLS_ID, 104, 195, 169, classify.PAD_ID, classify.PAD_ID])
+  assert len(classify.bytes_to_tokens(b"x" * 100, 8)) == 8
+  ex = {"x": np.linspace(-1, 1, 40).astype(np.float32), "label": 3}
+  img = classify._StandinImages((8, 8, 3))(ex)  # pylint: disable=protected-access
+  assert img["x"].shape == (8, 8, 3) and img["x"].dtype == np.float32 and int(img["label"]) == 3
+  tok = classify._StandinTokens(48)(ex)  # pylint: disable=protected-access
+  assert tok["tokens"].shape == (48,) and tok["tokens"][0] == classify.CLS_ID
+  assert tok["tokens"][1:41].max() <= 255 and (tok["tokens"][41:] == classify.PAD_ID).all()
+
+
+# ---------------------------------------------------------------------------------------------- The report.
+
+
+def _records(acc_rdrop, kl_rdrop, semi_acc, seeds=5, std=0.002):
+  rng = np.random.default_rng(0)
+  out = []
+  def add(model, alpha, dropout, n=1000, labelled=0, unlabelled=False, acc=0.5, kl=0.1, ce=0.5):
+    for s in range(seeds):
+      e = rng.normal(size=3) * std
+      out.append(dict(model=model, alpha=alpha, dropout=dropout, train_size=labelled or n, labelled=labelled,
+                      unlabelled=unlabelled, seed=s, wall_time_s=10.0, command="python -m ...",
+                      eval=dict(accuracy=acc + e[0], consistency_kl=kl + e[1] / 10, consistency_disagree=0.05,
+                                mc_accuracy=acc, mc_loss=1.0, dropout_kl=0.2, loss=1.0),
+                      train=dict(ce=ce + e[2], accuracy=0.9)))
+  for p in (0.1, 0.3):
+    add("mlp", 0.0, p, acc=0.50, kl=0.10)
+    add("mlp", 4.0, p, acc=acc_rdrop + (0.02 if p == 0.3 else 0.0), kl=kl_rdrop)
+  add("mlp", 64.0, 0.3, acc=0.40, kl=0.001, ce=1.5)
+  add("mlp", 0.0, 0.3, labelled=40, acc=0.25)
+  add("mlp", 4.0, 0.3, labelled=40, acc=0.26)
+  add("mlp", 4.0, 0.3, labelled=40, unlabelled=True, acc=semi_acc)
+  return out
+
+
+def test_report_marks_claims_that_hold_and_fail(tmp_path):
+  good = dict((text.split(":")[0], v) for text, v, _ in report.check_claims(_records(0.53, 0.02, 0.30)))
+  verdicts = [v for _, v, _ in report.check_claims(_records(0.53, 0.02, 0.30))]
+  assert verdicts == [report.HOLDS] * 5, good
+  # R-Drop worse in accuracy, larger consistency gap, semi worse: those claims fail.
+  bad = [v for _, v, _ in report.check_claims(_records(0.45, 0.2, 0.20))]
+  assert bad[0] == report.FAILS and bad[1] == report.FAILS and bad[3] == report.FAILS
+  # Differences inside the seed spread are "no difference": accuracy claim holds (not worse), semi fails.
+  noisy = [v for _, v, _ in report.check_claims(_records(0.505, 0.02, 0.265, std=0.05))]
+  assert noisy[1] == report.HOLDS and noisy[3] == report.FAILS
+  # Fewer than 5 seeds: accuracy claims are inconclusive, the consistency claim still needs only 3.
+  few = [v for _, v, _ in report.check_claims(_records(0.53, 0.02, 0.30, seeds=3))]
+  assert few[0] == report.HOLDS and few[1] == few[3] == report.UNKNOWN
+  path = report.write_report(_records(0.53, 0.02, 0.30), str(tmp_path), meta={"commands": ["python -m x"]})
+  text = open(path).read()
+  assert "✅ holds" in text and "Significance rule" in text and "62.69" in text and "python -m x" in text
+  assert os.path.exists(tmp_path / "fig_supervised.png") and os.path.exists(tmp_path / "fig_semi.png")
+  text_bad = report.render(_records(0.45, 0.2, 0.20))
+  assert "❌ fails" in text_bad and "▼" in text_bad
+
+
+def test_study_plan():
+  specs = study.plan(5)
+  assert len({s["arg"] for s in specs}) == len(specs) == 100
+  assert sum(s["model"] == "cnn" for s in specs) == 20
+  assert len(study.plan(5, full_grid=True, semi_models=("mlp", "cnn"))) == 100 + 20 + 30
+  assert {s["alpha"] for s in specs} == {0.0, 1.0, 4.0, 16.0, 64.0}
+  semi = [s for s in specs if s["labelled"]]
+  assert {s["labelled"] for s in semi} == {40, 200} and len(semi) == 30
+  c = study.load_config(semi[-1]["arg"])
+  assert c.data.preprocess == "classification_semi" and c.data.num_labelled == 200
+  c = study.load_config(study.run_arg("mlp", 0, 0.1, seed=2))
+  assert c.task.passes == "single" and c.seed == 2 and c.data.train_split == "train[:1000]"
+  assert study.estimate_seconds(specs) > 0
+
+
+# ------------------------------------------------------------------------------------------------- Smoke.
+
+RDROP_CONFIGS = sorted(os.path.relpath(p, REPO) for p in glob.glob(os.path.join(REPO, "configs", "rdrop", "*.py"))
+                       if not os.path.basename(p).startswith("_"))
+VARIANTS = [(p, "runlocal") for p in RDROP_CONFIGS] + [
+    ("configs/rdrop/mnist1d.py", "runlocal,labelled=40"),
+    ("configs/rdrop/mnist1d.py", "runlocal,model=cnn")]
+# Compiling the Transformer / ViT stand-ins takes ~10-25 s on a loaded 2-core CPU: those run with --runslow here,
+# and tests/test_configs.py trains every config (these included) for 2 steps through train.run anyway.
+SMOKE = [pytest.param(p, a, marks=[pytest.mark.slow] if "mnist1d" not in p else []) for p, a in VARIANTS]
+
+
+def _setup(path, arg):
+  c = load_config(path, arg)
+  if c.model.name == "cnn1d" and "dropout_rate" not in {f.name for f in dataclasses.fields(cnn_lib.CNN1D)}:
+    pytest.skip("CNN1D has no dropout_rate yet")
+  task = tasks.get_task(c)
+  batch = jax.tree.map(jnp.asarray, next(pipeline.make_train_iter(c.data, seed=0, global_batch_size=c.batch_size)))
+  eval_batch = jax.tree.map(jnp.asarray, next(iter(pipeline.make_eval_iter(
+      c.data, split=c.data.eval_split, global_batch_size=c.batch_size, num_batches=1))))
+  return c, task, batch, eval_batch
+
+
+@pytest.mark.parametrize("path,arg", VARIANTS)
+def test_rdrop_config_builds(path, arg):
+  """Every rdrop config at runlocal: config, task and data build; init / loss / evaluate trace (no compile)."""
+  c, task, batch, eval_batch = _setup(path, arg)
+  assert batch["label"].shape == (c.batch_size,)
+  v = jax.eval_shape(task.init, jax.random.key(0), batch)
+  loss, aux = jax.eval_shape(lambda v: task.loss(v, batch, jax.random.key(1)), v)
+  assert loss.shape == () and ("kl" in aux["metrics"]) == (c.task.passes != "single")
+  assert ("kl_unlabelled" in aux["metrics"]) == ("x_unlabelled" in batch)
+  out = jax.eval_shape(lambda v: task.evaluate(v, eval_batch), v)
+  assert {"accuracy", "loss", "consistency_kl", "consistency_disagree", "mc_accuracy"} <= set(out)
+
+
+@pytest.mark.parametrize("path,arg", SMOKE)
+def test_rdrop_config_smoke(path, arg):
+  """One compiled loss/grad and one evaluation of every rdrop config at runlocal are finite."""
+  c, task, batch, eval_batch = _setup(path, arg)
+  v = jax.jit(task.init)(jax.random.key(0), batch)
+  (loss, aux), g = jax.jit(jax.value_and_grad(
+      lambda p: task.loss({**v, "params": p}, batch, jax.random.key(1)), has_aux=True))(v["params"])
+  assert np.isfinite(float(loss)) and all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(g))
+  assert all(np.isfinite(float(m)) for m in aux["metrics"].values())
+  out = jax.jit(task.evaluate)(v, eval_batch)
+  assert all(np.isfinite(float(s)) and float(n) == c.batch_size for s, n in out.values())
