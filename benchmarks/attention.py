@@ -25,9 +25,16 @@ from kexue_jax.nn import attention as A
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def methods(window, block):
+def methods(window, block, pallas=False):
   C = A.AttentionConfig
   rerope = C(position="rerope", rerope_window=window, block_size=block)
+  # --pallas: the Pallas ReRoPE kernel (kexue_jax/nn/pallas_rerope.py); meant for a GPU/TPU,
+  # on CPU it runs in the (slow) Pallas interpreter. "blockwise" in the name = tiled group.
+  extra = {} if not pallas else {
+      "ReRoPE Pallas kernel (blockwise)": dataclasses.replace(rerope, kernel="pallas_rerope"),
+      "Leaky ReRoPE Pallas kernel (blockwise, k=16)": C(
+          position="leaky_rerope", rerope_window=window, leaky_k=16.0, block_size=block,
+          kernel="pallas_rerope")}
   return {
       "RoPE (dense)": C(),
       "ReRoPE two-matrix": dataclasses.replace(rerope, rerope_impl="two_matrix"),
@@ -41,7 +48,7 @@ def methods(window, block):
                                                 block_size=block),
       "HWFA full layer (NoPE + log n)": C(position="none", logn="train", logn_base_length=512),
       "KNA (key norm) + RoPE": C(qk_norm="kna"),
-  }
+  } | extra
 
 
 def compile_fn(fn, args):
@@ -79,6 +86,7 @@ def main():
   ap.add_argument("--dense_max", type=int, default=8192,
                   help="skip the O(n^2)-memory methods above this length")
   ap.add_argument("--out", default=HERE)
+  ap.add_argument("--pallas", action="store_true", help="add the Pallas ReRoPE kernel rows")
   args = ap.parse_args()
   lengths = [int(x) for x in args.lengths.split(",")]
   table = {}
@@ -88,7 +96,7 @@ def main():
     q, k, v = (jax.random.normal(kk, (1, n, args.heads, args.head_dim), jnp.float32)
                for kk in jax.random.split(key, 3))
     compiled, temps = {}, {}
-    for name, cfg in methods(args.window, args.block).items():
+    for name, cfg in methods(args.window, args.block, args.pallas).items():
       if "blockwise" not in name and n > args.dense_max:
         continue
       fn = lambda q, k, v, cfg=cfg: A.attend(q, k, v, config=cfg)
@@ -121,7 +129,7 @@ def _fmt(table, name, n, base):
 
 
 def write_markdown(table, lengths, args, total):
-  names = list(methods(args.window, args.block))
+  names = list(methods(args.window, args.block, args.pallas))
   base = names[0]
   dev = jax.devices()[0]
   lines = [
@@ -207,7 +215,7 @@ def plot(table, lengths, args):
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-  for name in methods(args.window, args.block):
+  for name in methods(args.window, args.block, args.pallas):
     ns = [n for n in lengths if (name, n) in table]
     axes[0].plot(ns, [table[(name, n)][0] * 1e3 for n in ns], marker="o", label=name)
     axes[1].plot(ns, [max(table[(name, n)][1], 1) / 2**20 for n in ns], marker="o", label=name)

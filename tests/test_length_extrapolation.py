@@ -169,6 +169,12 @@ def _synthetic(good: bool, n=128, windows=40, seed=0):
       "runs": {"rope": {"step": 10, "num_params": 1000, "tokens": 100, "wall_time_s": 1.0,
                         "train": {"accuracy": 0.5}, "config_arg": "x"}},
       "copy_vs_steps": [{"step": 5, "nonrep_acc": 0.4, "rep_acc": 0.5, "rep_copy_acc": 0.6}],
+      "copy_probe": {"arg": "heads=4", "summary": {"num_params": 10, "tokens": 5, "wall_time_s": 1.0},
+                     "curve": [{"step": 5, "nonrep_acc": 0.4, "rep_acc": 0.55 if good else 0.38,
+                                "rep_copy_acc": 0.6, "nonrep_acc_8x": 0.3, "rep_acc_8x": 0.35,
+                                "rep_copy_acc_8x": 0.4}]},
+      "invocations": [{"command": "cmd", "date_utc": "now", "total_wall_s": 60.0,
+                       "train_wall_this_invocation_s": 30.0, "eval_wall_s": 30.0}],
       "methods": methods,
   }
 
@@ -183,7 +189,8 @@ def test_checklist_holds_on_good_and_fails_on_reversed_results():
   for cid in ("0a", "0b", "1a", "2", "3a", "5b", "5b'", "6b", "7b", "8b", "11b-kna", "12a", "13c", "14a", "14b",
               "15a"):
     assert _status(good, cid) == report.HOLDS, (cid, next(c for c in good if c["id"] == cid))
-  for cid in ("0a", "1a", "2", "3a", "5b", "6b", "8b", "14a", "14b"):
+  assert _status(good, "0c") == report.HOLDS
+  for cid in ("0a", "0c", "1a", "2", "3a", "5b", "6b", "8b", "14a", "14b"):
     assert _status(bad, cid) == report.FAILS, (cid, next(c for c in bad if c["id"] == cid))
   assert _status(good, "15b") == report.UNTESTED
 
@@ -205,6 +212,7 @@ def test_report_has_published_numbers_and_plots(tmp_path):
     assert su in text
   assert "| rerope_w128 | ReRoPE-w512 |" in text
   assert "✅ holds" in text
+  assert "## Copy probe: `rope.py:heads=4`" in text and "invocation `cmd`" in text
   for png in ("acc_vs_length_rope.png", "acc_vs_length_pretrained.png", "growing_context.png",
               "copy_vs_steps.png"):
     assert (tmp_path / png).stat().st_size > 1000

@@ -33,7 +33,7 @@ def get_config(arg=None):
       mlp_dim=256 if arg.runlocal else 512,
       dropout_rate=0.0,
       norm="pre",
-      attention=dict(position="rope", causal=True),
+      attention=dict(position="rope", causal=True, kernel="xla"),  # kernel="auto": splash/cuDNN
       dtype="auto",
       param_dtype="float32",
       remat=False,

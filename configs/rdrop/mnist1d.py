@@ -2,7 +2,7 @@ r"""R-Drop on MNIST-1D (offline): an MLP or a 1D CNN with dropout, supervised or
 
   python -m kexue_jax.main --config configs/rdrop/mnist1d.py --workdir /tmp/kexue/rdrop_mlp
   python -m kexue_jax.main --config configs/rdrop/mnist1d.py:model=cnn,alpha=0,passes=single --workdir ...
-  python -m kexue_jax.main --config configs/rdrop/mnist1d.py:labelled=40 --workdir ...      # 1% labels + KL
+  python -m kexue_jax.main --config configs/rdrop/mnist1d.py:labelled=40,alpha=0 --workdir ...  # 1% labels + KL
   python -m kexue_jax.main --config configs/rdrop/mnist1d.py:runlocal --workdir /tmp/kexue/rdrop_local
 
 Arguments (comma-separated):
@@ -16,6 +16,8 @@ Arguments (comma-separated):
   labelled=0      >0: semi-supervised, the first N examples labelled (Su: the first 1%; 40 = 1%, 200 = 5%).
   unlabelled=True with labelled>0: the other 4000 - N examples are unlabelled inputs with the KL term only;
                   False: labelled-only training on the N examples (the baseline).
+  beta=4.0        weight of the unlabelled KL term (used with unlabelled data; same scale as alpha). Su's
+                  setup: alpha=0 (plain CE on labelled batches) + the KL term on unlabelled ones.
   steps=2000      training steps (80 epochs of 1000 examples at batch 40). seed=0.
 
 Batch 40: divides the 1000 test examples exactly (25 evaluation batches) and any 8-device mesh.
@@ -25,7 +27,8 @@ from kexue_jax import config_lib
 
 def get_config(arg=None):
   arg = config_lib.parse_arg(arg, runlocal=False, model="mlp", alpha=4.0, dropout=0.3, passes="duplicate",
-                             train_size=1000, labelled=0, unlabelled=True, steps=2000, seed=0)
+                             train_size=1000, labelled=0, unlabelled=True, beta=4.0, steps=2000,
+                             seed=0)
   c = config_lib.base_config()
   c.seed = arg.seed
   c.num_train_steps = 4 if arg.runlocal else arg.steps
@@ -51,7 +54,7 @@ def get_config(arg=None):
   elif arg.train_size:
     c.data.train_split = f"train[:{arg.train_size}]"
 
-  c.task = dict(name="classify", rdrop_alpha=arg.alpha, passes=arg.passes, unlabelled_alpha=None,
+  c.task = dict(name="classify", rdrop_alpha=arg.alpha, passes=arg.passes, unlabelled_alpha=arg.beta,
                 mc_passes=2 if arg.runlocal else 20, eval_seed=0)
 
   if arg.model == "mlp":

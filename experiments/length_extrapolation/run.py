@@ -48,23 +48,23 @@ DEFAULT_WINDOWS = {"tiny": 8, "default": 16, "full": 64}
 COPY_CHECKPOINTS = 4  # the baseline also keeps checkpoints at 1/4, 2/4, 3/4 of training (copy check vs steps)
 
 
-def load_config(variant: str, scale: str, steps: int = 0):
+def load_config(variant: str, scale: str, steps: int = 0, extra_arg: str = ""):
   fname, extra = VARIANTS[variant]
   path = os.path.join(CONFIG_DIR, fname)
   spec = importlib.util.spec_from_file_location(f"le_cfg_{variant}", path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  arg = ",".join(filter(None, [f"scale={scale}", extra, f"steps={steps}" if steps else ""]))
+  arg = ",".join(filter(None, [f"scale={scale}", extra, f"steps={steps}" if steps else "", extra_arg]))
   return module.get_config(arg), f"configs/length_extrapolation/{fname}:{arg}"
 
 
-def train_variant(variant, scale, workdir, steps=0, log=print):
-  """Trains (or reuses) one variant; returns its summary dict (also cached in WORKDIR/<variant>/summary.json)."""
-  config, cfg_arg = load_config(variant, scale, steps)
+def train_variant(variant, scale, workdir, steps=0, log=print, extra_arg="", name=None, keep=COPY_CHECKPOINTS):
+  """Trains (or reuses) one variant; returns its summary dict (also cached in WORKDIR/<name>/summary.json)."""
+  config, cfg_arg = load_config(variant, scale, steps, extra_arg)
   if variant == "rope":
-    config.checkpoint_every_steps = max(1, config.num_train_steps // COPY_CHECKPOINTS)
-    config.max_checkpoints_to_keep = COPY_CHECKPOINTS + 1
-  wd = os.path.join(workdir, variant)
+    config.checkpoint_every_steps = max(1, config.num_train_steps // keep)
+    config.max_checkpoints_to_keep = keep + 1
+  wd = os.path.join(workdir, name or variant)
   summary_path = os.path.join(wd, "summary.json")
   if os.path.exists(summary_path):
     summary = json.load(open(summary_path))
@@ -85,15 +85,26 @@ def train_variant(variant, scale, workdir, steps=0, log=print):
   return summary, config
 
 
+def _speed(workdir) -> dict:
+  """Median and max training steps/s over the logged windows (the machine may be shared)."""
+  path = os.path.join(workdir, "metrics.jsonl")
+  if not os.path.exists(path):
+    return {}
+  sps = [r["steps_per_sec"] for r in map(json.loads, open(path)) if "steps_per_sec" in r]
+  return {"steps_per_sec_median": float(np.median(sps)), "steps_per_sec_max": float(np.max(sps))} if sps else {}
+
+
 def _saved_steps(workdir):
   d = os.path.join(workdir, "checkpoints")
   return sorted(int(p) for p in os.listdir(d) if p.isdigit()) if os.path.isdir(d) else []
 
 
 def run_study(workdir: str, scale: str = "default", variants=None, steps: int = 0, windows: int = 0,
-              out_dir: str | None = None, log=print, methods=None, mults=(1, 2, 4, 8)) -> dict:
+              out_dir: str | None = None, log=print, methods=None, mults=(1, 2, 4, 8), copy_probe: str = "",
+              copy_probe_checkpoints: int = 6) -> dict:
   """The whole study; `methods` (names) and `mults` (test lengths / N, must include 1 and the extension)
-  restrict it (for smoke tests)."""
+  restrict it (for smoke tests). `copy_probe` (a config argument for rope.py, e.g. "heads=4,norm=pre,
+  steps=3000") additionally trains that baseline and measures its copy gap vs steps (at 1x and 8x)."""
   t_start = time.time()
   if not jax.config.jax_compilation_cache_dir:  # reruns of the same study reuse compiled programs
     jax.config.update("jax_compilation_cache_dir", os.path.join(os.path.abspath(workdir), "jax_cache"))
@@ -109,6 +120,7 @@ def run_study(workdir: str, scale: str = "default", variants=None, steps: int = 
   t_train = time.time()
   for v in variants:
     runs[v], configs[v] = train_variant(v, scale, workdir, steps, log)
+    runs[v].update(_speed(os.path.join(workdir, v)))
   t_train = time.time() - t_train
 
   # 2. Test sets.
@@ -187,6 +199,27 @@ def run_study(workdir: str, scale: str = "default", variants=None, steps: int = 
       copy_curve.append({"step": step, "nonrep_acc": float(np.mean(r["nonrep"]["acc"])),
                          "rep_acc": float(np.mean(r["rep"]["acc"])),
                          "rep_copy_acc": float(np.mean(r["rep"]["copy_acc"]))})
+  # 5. Optional copy probe: another baseline architecture/budget, copy gap vs steps.
+  probe = None
+  if copy_probe:
+    pname = "copy_probe__" + "".join(ch if ch.isalnum() else "_" for ch in copy_probe)
+    psum, pcfg = train_variant("rope", scale, workdir, steps, log, extra_arg=copy_probe, name=pname,
+                               keep=copy_probe_checkpoints)
+    pwd = os.path.join(workdir, pname)
+    model_cfg = methods_lib.model_config(config_lib.to_dict(pcfg.model), methods_lib.Method("rope", "rope"), n)
+    curve = []
+    for step in _saved_steps(pwd):
+      params = ckpt_lib.load_state(pwd, step)[0]["params"]
+      row = {"step": step}
+      for length, tag in ((n, ""), (n * ext, "_8x")):
+        nonrep, rep, seg = sets[length]
+        r = evaluate.evaluate_length(model_cfg, params, nonrep, rep, seg)
+        row.update({f"nonrep_acc{tag}": float(np.mean(r["nonrep"]["acc"])),
+                    f"rep_acc{tag}": float(np.mean(r["rep"]["acc"])),
+                    f"rep_copy_acc{tag}": float(np.mean(r["rep"]["copy_acc"]))})
+      curve.append(row)
+      log(f"[probe] step {step}: {row}")
+    probe = {"arg": copy_probe, "summary": psum, "curve": curve}
   t_eval = time.time() - t_eval
 
   cfg0 = configs[variants[0]]
@@ -212,8 +245,14 @@ def run_study(workdir: str, scale: str = "default", variants=None, steps: int = 
       "baselines": baselines,
       "runs": runs,
       "copy_vs_steps": copy_curve,
+      "copy_probe": probe,
       "methods": results,
   }
+  prev = os.path.join(workdir, "results.json")
+  invocations = json.load(open(prev)).get("invocations", []) if os.path.exists(prev) else []
+  invocations.append({k: out["meta"][k] for k in ("command", "date_utc", "total_wall_s",
+                                                  "train_wall_this_invocation_s", "eval_wall_s")})
+  out["invocations"] = invocations
   with open(os.path.join(workdir, "results.json"), "w") as f:
     json.dump(out, f)
   os.makedirs(out_dir, exist_ok=True)
@@ -233,6 +272,9 @@ def main(argv=None):
                  help=f"comma-separated subset of {sorted(VARIANTS)} (default: {DEFAULT_VARIANTS})")
   p.add_argument("--steps", type=int, default=0, help="training steps (0 = the scale's default)")
   p.add_argument("--windows", type=int, default=0, help="test windows at 8x (0 = the scale's default)")
+  p.add_argument("--copy_probe", default="",
+                 help='also train rope.py with this argument (e.g. "heads=4,norm=pre,steps=3000") and measure '
+                      'its copy gap vs steps')
   p.add_argument("--out", default=None, help="where results.json, REPORT.md and the PNGs go (default: here)")
   p.add_argument("--report_only", action="store_true",
                  help="only regenerate REPORT.md and the plots from WORKDIR/results.json")
@@ -248,7 +290,7 @@ def main(argv=None):
     print(f"[report] {out_dir}/REPORT.md")
     return
   run_study(a.workdir, a.scale, a.variants.split(","), a.steps, a.windows, a.out,
-            log=lambda s: print(s, flush=True))
+            log=lambda s: print(s, flush=True), copy_probe=a.copy_probe)
 
 
 if __name__ == "__main__":

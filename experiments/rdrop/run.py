@@ -3,6 +3,8 @@ r"""R-Drop study (issue #7): trains every run on MNIST-1D, then writes REPORT.md
   python -m experiments.rdrop.run --workdir /tmp/kexue/rdrop                 # the default study
   python -m experiments.rdrop.run --workdir /tmp/kexue/rdrop --dry_run       # the plan and its time estimate
   python -m experiments.rdrop.run --workdir /tmp/kexue/rdrop --report_only   # report from finished runs
+  python -m experiments.rdrop.run --workdir W --shard 0/2 & python -m experiments.rdrop.run --workdir W --shard 1/2
+                                                   # two processes (then --report_only)
 
 Every run is `kexue_jax.train.run` on configs/rdrop/mnist1d.py with one argument string (printed in the
 report, so any run can be repeated by hand with `python -m kexue_jax.main`). A run whose WORKDIR/runs/<name>/
@@ -13,8 +15,9 @@ record.json exists is reused, so an interrupted study resumes. Parts (`--parts`)
   data        each model with all 4000 training examples, dropout 0.3, alpha {0, 4}
   alpha       MLP, 1000 examples, dropout 0.3, alpha {16, 64} (with the supervised part: the alpha sweep)
   semi        (`--semi_models`, default MLP) the first 40 (1%) / 200 (5%) training examples labelled, dropout
-              0.3: labelled-only plain, labelled-only R-Drop (alpha 4), and R-Drop + the KL-only term on the
-              other 3960 / 3800 examples (alpha = beta = 4)
+              0.3: labelled-only plain (alpha 0); Su's semi-supervised setup, plain CE on the labelled examples
+              plus the KL-only term (beta 4) on the other 3960 / 3800; and, to separate the two effects,
+              labelled-only R-Drop (alpha 4)
 
 each with `--seeds` seeds (default 5: the report's accuracy verdicts need 5). Default: 100 runs, estimated
 ~29 min on the 2-core CPU shared with other jobs (EST_SECONDS; README.md).
@@ -26,6 +29,7 @@ import importlib.util
 import json
 import os
 import platform
+import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -44,9 +48,10 @@ GRID = {"mlp": ((0.1, 0.3), (0, 1, 4)), "cnn": ((0.3,), (0, 4))}
 
 def run_arg(model: str, alpha: float, dropout: float, *, train_size: int = 1000, labelled: int = 0,
             unlabelled: bool = True, seed: int = 0, steps: int = 0) -> str:
-  """The configs/rdrop/mnist1d.py argument string of one run (alpha 0 = plain single-pass dropout)."""
-  parts = [f"model={model}", f"alpha={alpha:g}", f"dropout={dropout:g}",
-           f"passes={'single' if alpha == 0 else 'duplicate'}"]
+  """The configs/rdrop/mnist1d.py argument string of one run (alpha 0 = plain single-pass dropout; with
+  unlabelled data the KL term on it has weight beta = 4, the config's default)."""
+  two = alpha != 0 or (labelled and unlabelled)  # the unlabelled KL term needs two passes even at alpha 0
+  parts = [f"model={model}", f"alpha={alpha:g}", f"dropout={dropout:g}", f"passes={'duplicate' if two else 'single'}"]
   parts += [f"labelled={labelled}", f"unlabelled={unlabelled}"] if labelled else [f"train_size={train_size}"]
   parts += [f"seed={seed}"] + ([f"steps={steps}"] if steps else [])
   return ",".join(parts)
@@ -81,7 +86,7 @@ def plan(seeds: int, parts=PARTS, models=("mlp", "cnn"), semi_models=("mlp",), s
       for labelled in (40, 200):
         add(model, 0, 0.3, labelled=labelled, unlabelled=False)
         add(model, 4, 0.3, labelled=labelled, unlabelled=False)
-        add(model, 4, 0.3, labelled=labelled, unlabelled=True)
+        add(model, 0, 0.3, labelled=labelled, unlabelled=True)
   names = [s["arg"] for s in specs]
   assert len(names) == len(set(names)), "duplicate runs in the plan"
   return specs
@@ -113,17 +118,24 @@ def train_one(spec: dict, workdir: str, log=print) -> dict:
   config = load_config(spec["arg"])
   config.progress_bar = False
   t0 = time.time()
-  out = train.run(config, wd)
   record = {k: v for k, v in spec.items() if k != "arg"}
-  record.update(name=run_name(spec["arg"]), wall_time_s=round(time.time() - t0, 2), step=out["step"],
-                eval={k.split("/", 1)[1]: v for k, v in out["eval"].items()}, train=out["train"],
-                num_params=out["num_params"],
+  record.update(name=run_name(spec["arg"]),
                 command=f"python -m kexue_jax.main --config configs/rdrop/mnist1d.py:{spec['arg']} --workdir {wd}")
+  try:
+    out = train.run(config, wd)
+  except train.NonFiniteError as e:  # a diverged run is a result (e.g. a huge alpha), not a crash of the study
+    record.update(wall_time_s=round(time.time() - t0, 2), step=None, eval={}, train={}, error=str(e))
+  else:
+    record.update(wall_time_s=round(time.time() - t0, 2), step=out["step"], num_params=out["num_params"],
+                  eval={k.split("/", 1)[1]: v for k, v in out["eval"].items()}, train=out["train"])
   with open(path + ".tmp", "w") as f:
     json.dump(record, f, indent=1, sort_keys=True)
   os.replace(path + ".tmp", path)
-  log(f"[rdrop] {record['name']}: acc {record['eval']['accuracy']:.3f}, "
-      f"KL(P̄‖P0) {record['eval']['consistency_kl']:.4f}, {record['wall_time_s']:.1f} s")
+  if "error" in record:
+    log(f"[rdrop] {record['name']}: FAILED ({record['error'][:120]})")
+  else:
+    log(f"[rdrop] {record['name']}: acc {record['eval']['accuracy']:.3f}, "
+        f"KL(P̄‖P0) {record['eval']['consistency_kl']:.4f}, {record['wall_time_s']:.1f} s")
   return record
 
 
@@ -136,9 +148,11 @@ def main(argv=None):
   p.add_argument("--models", default="mlp,cnn")
   p.add_argument("--semi_models", default="mlp")
   p.add_argument("--full_grid", action="store_true", help="every model gets the MLP's supervised grid")
-  p.add_argument("--steps", type=int, default=0, help="override training steps (0: the config's 3000)")
+  p.add_argument("--steps", type=int, default=0, help="override training steps (0: the config's 2000)")
   p.add_argument("--dry_run", action="store_true", help="print the plan and the time estimate only")
   p.add_argument("--report_only", action="store_true", help="report from the runs already in --workdir")
+  p.add_argument("--shard", default="0/1", help="i/n: train only runs i, i+n, ... and write no report "
+                 "(several processes on one machine; then --report_only)")
   a = p.parse_args(argv)
   parts = tuple(x for x in a.parts.split(",") if x)
   unknown = set(parts) - set(PARTS)
@@ -148,11 +162,16 @@ def main(argv=None):
                tuple(x for x in a.semi_models.split(",") if x), a.steps, a.full_grid)
   est = estimate_seconds(specs)
   print(f"[rdrop] {len(specs)} runs, estimated {est / 60:.0f} min at the measured per-run times")
+  shard, num_shards = (int(x) for x in a.shard.split("/"))
   if a.dry_run:
     for s in specs:
       print("  ", s["arg"])
     return
-  os.environ.setdefault("KEXUE_DATA_DIR", os.path.join(a.workdir, "tfds"))
+  if num_shards > 1:
+    for spec in specs[shard::num_shards]:
+      print(f"[rdrop] shard {shard}/{num_shards}: {spec['arg']}", flush=True)
+      train_one(spec, a.workdir)
+    return
   t0 = time.time()
   records = []
   for i, spec in enumerate(specs):
@@ -165,7 +184,7 @@ def main(argv=None):
   os.makedirs(a.out, exist_ok=True)
   with open(os.path.join(a.out, "results.json"), "w") as f:
     json.dump(records, f, indent=1, sort_keys=True)
-  cmd = "python -m experiments.rdrop.run " + " ".join(argv if argv is not None else __import__("sys").argv[1:])
+  cmd = "python -m experiments.rdrop.run " + " ".join(argv if argv is not None else sys.argv[1:])
   meta = {"summary": f"Study wall time this invocation: {(time.time() - t0) / 60:.1f} min "
                      f"(runs reused from the workdir cost nothing); sum of per-run times "
                      f"{sum(r['wall_time_s'] for r in records) / 60:.1f} min.",

@@ -41,6 +41,7 @@ QK_NORMS = ("none", "kna", "qna", "cosa")
 LOGN = ("none", "train", "retrofit")
 REROPE_IMPLS = ("auto", "two_matrix", "relative", "blockwise")
 IMPLS = ("dense", "blockwise")
+KERNELS = ("xla", "auto", "splash", "cudnn", "pallas_rerope")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +67,9 @@ class AttentionConfig:
     "none", "rerope", "leaky_rerope" with causal/bidirectional, key padding,
     sliding window and Lambda masks (no dropout, segment ids or extra mask).
     block_size: the tile size.
+  kernel: "xla" (the paths above) | "auto" | "splash" | "cudnn" | "pallas_rerope":
+    fast kernels where the config is expressible, else XLA with a one-line
+    log (fast_attention.py; "auto" = XLA on CPU).
   """
   position: str = "rope"
   rope_base: float = 10000.0
@@ -85,6 +89,7 @@ class AttentionConfig:
   block_size: int = 256
   lambda_first_tokens: int = 0
   xpos_scale_base: float = 512.0
+  kernel: str = "xla"
 
   def __post_init__(self):
     def check(name, value, allowed):
@@ -95,6 +100,7 @@ class AttentionConfig:
     check("logn mode", self.logn, LOGN)
     check("rerope_impl", self.rerope_impl, REROPE_IMPLS)
     check("impl", self.impl, IMPLS)
+    check("kernel", self.kernel, KERNELS)
     check("rope_convention", self.rope_convention, pos_lib.CONVENTIONS)
     if self.window is not None and self.window < 1:
       raise ValueError(f"window must be >= 1 (or None for full attention), got {self.window}.")
@@ -294,6 +300,16 @@ def attend(q_BLHD, k_BSHD, v_BSHD, *, config: AttentionConfig = AttentionConfig(
   length = None
   if c.scaling is not None and c.scaling.kind == "dynamic_ntk":
     length = jnp.maximum(float(S), jnp.max(k_pos) + 1.0)
+
+  if c.kernel != "xla":  # fast kernels (TPU splash, cuDNN, Pallas ReRoPE); None = not expressible
+    from kexue_jax.nn import fast_attention  # pylint: disable=g-import-not-at-top
+    out = fast_attention.fast_attend(
+        q_BLHD, k_BSHD, v_BSHD, config=c, q_positions_BL=q_pos, k_positions_BS=k_pos,
+        k_valid_BS=k_valid_BS, q_segment_ids_BL=q_segment_ids_BL,
+        k_segment_ids_BS=k_segment_ids_BS, length=length, extra=fast_attention.extras(
+            mask_BLS, dropout_rng, dropout_rate, explicit_order))
+    if out is not None:
+      return out
 
   if c.impl == "blockwise" or (c.is_rerope and c.rerope_impl == "blockwise"):
     from kexue_jax.nn import rerope_blockwise  # pylint: disable=g-import-not-at-top

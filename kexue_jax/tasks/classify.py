@@ -23,9 +23,10 @@ stopped), as in the paper and Su's code.
 
 Semi-supervised mode (Su's extension, bojone/r-drop `sentiment_ssl.py`): when the batch also holds unlabelled
 inputs (`x_unlabelled` / `tokens_unlabelled`), they get the KL term only, with their own weight beta
-(`task.unlabelled_alpha`):  L += (beta / 2) * mean_unlabelled kl. Su alternated a labelled step and an
-unlabelled step with a second Adam at half the learning rate; we take one joint step on a batch of B labelled
-and B unlabelled examples (one optimizer), which is the same objective up to the relative step sizes.
+(`task.unlabelled_alpha`):  L += (beta / 2) * mean_unlabelled kl. beta = 4 is exactly Su's unlabelled loss
+mean(KL12 + KL21) = 2 kl. Su alternated a labelled step (plain CE, i.e. alpha = 0) and an unlabelled step with a
+second Adam at half the learning rate; we take one joint step on a batch of B labelled and B unlabelled
+examples (one optimizer), which is the same objective up to the relative step sizes.
 
 Two passes in one jitted step (`task.passes`):
   "duplicate"   one forward pass on [x; x] (2B rows, one dropout key): Su's implementation. Dropout draws an
