@@ -90,14 +90,22 @@ def make_train_step(task, tx, lr_schedule, *, rng, microbatches: int, guard_nonf
       loss, task_metrics = losses.mean(), jax.tree.map(jnp.mean, mets)
 
     grad_norm = optax.global_norm(grads)
-    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
-    params = optax.apply_updates(state["params"], updates)
-    new_state = {"step": state["step"] + 1, "params": params, "opt_state": opt_state, "extra": extra}
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+
+    def apply_update(_):
+      updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+      return optax.apply_updates(state["params"], updates), opt_state, extra
+
+    def keep_state(_):
+      return state["params"], state["opt_state"], state["extra"]
+
     if guard_nonfinite:
       # A non-finite step leaves the state untouched, so the loop can stop with the last good state.
-      keep = {k: v for k, v in state.items() if k != "step"}
-      new_state.update(jax.tree.map(lambda n, o: jnp.where(finite, n, o), {k: new_state[k] for k in keep}, keep))
+      # `cond` (not a `where` over the whole state) so that a finite step costs no extra memory pass.
+      params, opt_state, extra = jax.lax.cond(finite, apply_update, keep_state, None)
+    else:
+      params, opt_state, extra = apply_update(None)
+    new_state = {"step": state["step"] + 1, "params": params, "opt_state": opt_state, "extra": extra}
     return new_state, {"loss": loss, "grad_norm": grad_norm, "learning_rate": lr_schedule(state["step"]),
                        "finite": finite, **task_metrics}
 

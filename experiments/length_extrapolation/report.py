@@ -378,7 +378,8 @@ def _plot(R: Results, names, path, which="nonrep", title=""):
   ax.set_xlabel("test length (tokens); dotted = L_train")
   ax.set_ylabel(f"next-token accuracy (%), {'repeated' if which == 'rep' else 'non-repeated'} set")
   ax.set_title(title + " (± SE in the tables)")
-  ax.legend(fontsize=7, ncol=2)
+  if ax.get_legend_handles_labels()[0]:
+    ax.legend(fontsize=7, ncol=2)
   ax.grid(alpha=0.3)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
@@ -403,7 +404,8 @@ def _plot_growing(R, path):
   ax.set_xlabel(f"context length C (the same last {R.n} tokens are scored)")
   ax.set_ylabel("loss (nats/byte)")
   ax.set_title("Growing-context protocol (9948 / bojone/rerope eval_loss.py)")
-  ax.legend(fontsize=7, ncol=2)
+  if ax.get_legend_handles_labels()[0]:
+    ax.legend(fontsize=7, ncol=2)
   ax.grid(alpha=0.3)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
@@ -605,11 +607,13 @@ HYPOTHESES = {
     "4a": "one seed per checkpoint: log-n vs no-log-n compares two training runs, so seed noise can dominate; "
           "test: 3 seeds of each.",
     "4b": "as 4a (seed noise between two checkpoints); test: 3 seeds of each.",
-    "5a": "short training leaves the attention at distance w less well trained than at Su's scale; test: more steps.",
+    "5a": "without log n the 8x context spreads attention over more keys (9431's second mismatch, entropy); "
+          "compare the +logn† row, which restores it. Test: the log n rows (in the tables), more steps.",
     "5b": "as 5a; test: more steps / N = 512.",
     "5c": "the repeated set needs copying beyond L_train; if the model barely copies (see 0a), ReRoPE cannot show "
           "its advantage. Test: a model that copies (longer/deeper training).",
-    "6a": "small w at N = 128 is only 16 tokens; test: N = 512 where w = N/8 is 64.",
+    "6a": "small windows (w = N/8 = 16 bytes at N = 128) clamp distances a byte-level model still resolves "
+          "finely, and without log n small w also loses more. Test: N = 512 (w = N/8 = 64), the log n rows.",
     "6b": "Su's collapse comes from every far token sitting at the single distance N-1..N never trained with "
           "enough weight; a byte-level model whose attention is mostly local may simply ignore far tokens, so "
           "clamping them to distance N hurts less. Test: N = 512 and Su's scale (the `full` configs).",
@@ -619,18 +623,29 @@ HYPOTHESES = {
     "8a": "windowed layers with w = 32 at N = 128 lose context the baseline uses; test: more layers (Su: 24).",
     "8b": "with 4 layers the window stack reaches only ~3/4 N, and the single NoPE log-n layer must carry all "
           "long-range information; test: more layers.",
-    "9": "single-seed differences of under a point; test: 3 seeds.",
-    "10a": "as 8a.", "10b": "as 8b; test: more layers/steps.", "10c": "as 6b.",
+    "9": "at N = 128 InvLeaky's training map sends distances 32..127 to 32..1552 in steps of 16, so most "
+         "positions met at 8x inference are in-between values never trained, and its L_train accuracy already "
+         "pays for the mismatch (see the tax column). Su's N = 512 has 4x more far distances per sequence. "
+         "Test: N = 512, or leak 1/8 instead of 1/16.",
+    "10a": "as 8a.",
+    "10b": "HWFA is unusually strong here (its 8x accuracy exceeds its own L_train accuracy: with 3 window "
+           "layers the model is effectively local, which suits byte-level code), while HWFA2's full layers are "
+           "trained with RoPE and switched to ReRoPE only at inference, a train/test mismatch HWFA's NoPE layer "
+           "does not have. Test: Su's depth (more window layers) and scale.",
+    "10c": "as 6b.",
     "11a": "normalised attention converges differently in short training; test: more steps.",
     "11b": "KeyNorm's benefit (a better-trained cosine, 9859) needs more training than we give; test: more steps.",
-    "12a": "YaRN's ramp thresholds (alpha=1, beta=32 rotations) are tuned for LLaMA at N = 4096; at N = 128 "
-           "few dimensions fall in the interpolated band. Test: tune alpha/beta for N = 128.",
+    "12a": "YaRN's ramp (alpha = 1, beta = 32 rotations over the training length) is tuned for N = 4096; at "
+           "N = 128 even the fastest dimension turns only N / 2 pi ~ 20 times, so no dimension is left "
+           "un-interpolated and YaRN acts like partial PI plus a (0.1 ln 8 + 1)^2 temperature: its tax at "
+           "L_train is large (13a). Test: YaRN with alpha/beta scaled by N / 4096.",
     "12b": "as 12a.",
     "13a": "the model may use mostly high-frequency (local) dimensions that NTK barely changes; test: more steps.",
     "13b": "at w = N/2 ReRoPE clamps half of the in-range distances, which is itself a tax at L = N.",
     "13c": "dynamic NTK should equal RoPE exactly at L <= N; a difference means an implementation issue.",
-    "14a": "a small model gains little from context beyond N on byte-level code; test: the repeated variant "
-           "of the protocol, or more training.",
+    "14a": "the model does not copy (0a), so extra far context cannot help it, and every far token added "
+           "(all at the clamped distance w) dilutes attention. Test: a model that copies (copy probe / more "
+           "tokens), then rerun the protocol.",
     "14b": "see 1a.",
     "15a": "attention sinks are an emergent property of large, long-trained models (9948); a tiny model may not "
            "have one. Test: more training, inspect attention to the first tokens.",

@@ -75,6 +75,8 @@ def train_variant(variant, scale, workdir, steps=0, log=print, extra_arg="", nam
   log(f"[train] {variant}: {config.num_train_steps} steps, batch {config.batch_size}, seq {config.data.seq_len}")
   t0 = time.time()
   out = train.run(config, wd)
+  if out.get("preempted"):  # SIGTERM/SIGINT: the loop saved a checkpoint; rerun the same command to resume
+    raise SystemExit(f"[train] {variant}: stopped by {out['preempted']} at step {out['step']}; rerun to resume.")
   summary = {"variant": variant, "step": out["step"], "num_params": out["num_params"],
              "wall_time_s": round(time.time() - t0, 1), "train": out["train"], "eval": out["eval"],
              "config_arg": cfg_arg, "batch_size": config.batch_size, "seq_len": config.data.seq_len,
@@ -249,7 +251,14 @@ def run_study(workdir: str, scale: str = "default", variants=None, steps: int = 
       "methods": results,
   }
   prev = os.path.join(workdir, "results.json")
-  invocations = json.load(open(prev)).get("invocations", []) if os.path.exists(prev) else []
+  invocations = []
+  if os.path.exists(prev):  # earlier invocations of this study (older results.json files hold only their meta)
+    old = json.load(open(prev))
+    invocations = old.get("invocations") or [
+        {"command": old["meta"]["command"], "date_utc": old["meta"]["date_utc"],
+         "total_wall_s": old["meta"]["total_wall_s"],
+         "train_wall_this_invocation_s": old["meta"]["train_wall_this_invocation_s"],
+         "eval_wall_s": old["meta"]["eval_wall_s"]}]
   invocations.append({k: out["meta"][k] for k in ("command", "date_utc", "total_wall_s",
                                                   "train_wall_this_invocation_s", "eval_wall_s")})
   out["invocations"] = invocations

@@ -10,6 +10,12 @@ kNN / linear probes consume.
 
 BatchNorm uses batch statistics and updates the 'batch_stats' collection when
 `train=True` (apply with `mutable=['batch_stats']`), running averages otherwise.
+
+Dropout (R-Drop, kexue.fm/archives/8496): with `dropout_rate` p > 0, each stage's
+output is h <- Dropout_p(h) (elementwise; survivors scaled by 1/(1-p)). It is on
+iff `dropout` (default: `train`), so Monte-Carlo dropout at evaluation time is
+`train=False, dropout=True` (BatchNorm keeps its running averages). p = 0 (the
+default) leaves the module exactly as before.
 """
 from typing import Any, Sequence
 
@@ -45,6 +51,7 @@ class CNN1D(nn.Module):
     num_classes: output classes; None -> logits is None (feature extractor only).
     channels / strides: one entry per conv stage.
     kernel_size: conv width.
+    dropout_rate: dropout after each stage (0 = none).
   Returns:
     (logits_BK float32 or None, features_BC float32)
   """
@@ -54,9 +61,11 @@ class CNN1D(nn.Module):
   kernel_size: int = 5
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
+  dropout_rate: float = 0.0
 
   @nn.compact
-  def __call__(self, x, *, train: bool = False):
+  def __call__(self, x, *, train: bool = False, dropout: bool | None = None):
+    dropout = train if dropout is None else dropout
     if len(self.channels) != len(self.strides):
       raise ValueError(f"channels {self.channels} and strides {self.strides} differ in length")
     h_BLC = x[..., None] if x.ndim == 2 else x
@@ -70,6 +79,8 @@ class CNN1D(nn.Module):
       h_BLC = batch_norm(train, dtype=self.dtype, param_dtype=self.param_dtype,
                          name=f"bn{i}")(h_BLC)
       h_BLC = nn.relu(h_BLC)
+      if self.dropout_rate:
+        h_BLC = nn.Dropout(self.dropout_rate)(h_BLC, deterministic=not dropout)
     features_BC = jnp.mean(h_BLC.astype(jnp.float32), axis=1)
     if self.num_classes is None:
       return None, features_BC
