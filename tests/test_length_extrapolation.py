@@ -212,7 +212,7 @@ def test_report_has_published_numbers_and_plots(tmp_path):
     assert su in text
   assert "| rerope_w128 | ReRoPE-w512 |" in text
   assert "✅ holds" in text
-  assert "## Copy probe: `rope.py:heads=4`" in text and "invocation `cmd`" in text
+  assert "## Copy probe: `rope.py:heads=4`" in text and "`cmd` at now: 60 s" in text
   for png in ("acc_vs_length_rope.png", "acc_vs_length_pretrained.png", "growing_context.png",
               "copy_vs_steps.png"):
     assert (tmp_path / png).stat().st_size > 1000
