@@ -7,6 +7,8 @@ from :func:`base_config` and overrides what it needs. Configs are locked by ``co
 from __future__ import annotations
 
 import ast
+import importlib.util
+import os
 from typing import Any
 
 import ml_collections
@@ -40,6 +42,20 @@ def parse_arg(arg: str | None, **spec: Any) -> ml_collections.ConfigDict:
     else:
       out[key] = type(default)(parsed)
   return out
+
+
+def load_sibling(config_file: str, name: str):
+  """Imports ``name`` (e.g. ``"_common.py"``) from the folder of ``config_file``.
+
+  Config files are loaded by path (``--config configs/x/y.py``), not as a package, so fragments shared by
+  a study's configs are imported by path too.
+  """
+  path = os.path.join(os.path.dirname(os.path.abspath(config_file)), name)
+  spec = importlib.util.spec_from_file_location(f"_kexue_config_{os.path.splitext(name)[0]}_{abs(hash(path))}",
+                                                path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
 
 
 # Top-level keys the loop reads; anything else at the top level is a mistake (caught by `validate`).

@@ -3,13 +3,9 @@ r"""Cosine attention, CosA (kexue.fm/archives/9859): a_ij = lambda cos(q_i, k_j)
 Without `logn`: n fixed to N/2 (a constant temperature); with `logn` (Su's "CosA-log n"): n = i + 1 per query.
 RoPE stays on. Inference is unchanged.
 """
-import importlib.util
-import os
+from kexue_jax import config_lib
 
-_spec = importlib.util.spec_from_file_location(
-    "_length_extrapolation_common", os.path.join(os.path.dirname(os.path.abspath(__file__)), "_common.py"))
-common = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(common)
+common = config_lib.load_sibling(__file__, "_common.py")
 
 
 def get_config(arg=None):

@@ -4,13 +4,9 @@ Layers 1..L-1: sliding-window causal attention (0 <= i-j < w) with RoPE; layer L
 log-n scaled queries (log_N n). w is the largest window with (w-1)(L-1)+1 <= 3/4 N (Su: L=24, N=512 -> 16;
 here L=4, N=128 -> 32). Inference is unchanged at any length.
 """
-import importlib.util
-import os
+from kexue_jax import config_lib
 
-_spec = importlib.util.spec_from_file_location(
-    "_length_extrapolation_common", os.path.join(os.path.dirname(os.path.abspath(__file__)), "_common.py"))
-common = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(common)
+common = config_lib.load_sibling(__file__, "_common.py")
 
 
 def _layers(num_layers, n):

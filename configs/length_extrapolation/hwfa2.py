@@ -4,13 +4,9 @@ Training: window-RoPE layers with a larger window w~ (Su's heuristic 2-4 x N/L; 
 and two full-attention RoPE layers (log-n) in the middle, at L//3 and 2L//3 (Su's best: w64-f2). At inference
 only the full layers switch to ReRoPE with window N/2 (done by the driver: method "hwfa2_rerope").
 """
-import importlib.util
-import os
+from kexue_jax import config_lib
 
-_spec = importlib.util.spec_from_file_location(
-    "_length_extrapolation_common", os.path.join(os.path.dirname(os.path.abspath(__file__)), "_common.py"))
-common = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(common)
+common = config_lib.load_sibling(__file__, "_common.py")
 
 
 def window(num_layers, n):

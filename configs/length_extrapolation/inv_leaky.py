@@ -4,13 +4,9 @@ Training relative position (i >= j):  f(r) = r for r < w,  w + 16 (r - w) otherw
 so the positions seen in training reach w + 16 (N-1-w) >= 8N (k = 1/(2 x extension)). w = N/4 (Su: 128 at
 N = 512; here 32). Pre-trained with log-n, as Su's "InvLeaky ReRoPE-w128-log n". Evaluated with plain RoPE.
 """
-import importlib.util
-import os
+from kexue_jax import config_lib
 
-_spec = importlib.util.spec_from_file_location(
-    "_length_extrapolation_common", os.path.join(os.path.dirname(os.path.abspath(__file__)), "_common.py"))
-common = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(common)
+common = config_lib.load_sibling(__file__, "_common.py")
 
 
 def get_config(arg=None):

@@ -4,13 +4,9 @@ r"""KeyNorm attention, KNA (kexue.fm/archives/9859): keys L2-normalised, no 1/sq
 
 RoPE stays on. Inference is unchanged. `kna.py:logn` is Su's "KNA-log n".
 """
-import importlib.util
-import os
+from kexue_jax import config_lib
 
-_spec = importlib.util.spec_from_file_location(
-    "_length_extrapolation_common", os.path.join(os.path.dirname(os.path.abspath(__file__)), "_common.py"))
-common = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(common)
+common = config_lib.load_sibling(__file__, "_common.py")
 
 
 def get_config(arg=None):

@@ -6,13 +6,9 @@ log-n dagger, ReRoPE, Leaky ReRoPE, sliding window, Lambda-mask) is evaluated on
   python -m kexue_jax.main --config configs/length_extrapolation/rope.py --workdir /tmp/le/rope
   python -m kexue_jax.main --config configs/length_extrapolation/rope.py:norm=pre,heads=4 --workdir ...
 """
-import importlib.util
-import os
+from kexue_jax import config_lib
 
-_spec = importlib.util.spec_from_file_location(
-    "_length_extrapolation_common", os.path.join(os.path.dirname(os.path.abspath(__file__)), "_common.py"))
-common = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(common)
+common = config_lib.load_sibling(__file__, "_common.py")
 
 
 def get_config(arg=None):

@@ -4,13 +4,9 @@ r"""RoPE + log-n pre-training (checkpoint (b), kexue.fm/archives/8823): queries 
 
 The "-log n" rows of Su's tables (NTK-log n, ReRoPE-log n, Leaky ReRoPE-log n) are evaluated on this checkpoint.
 """
-import importlib.util
-import os
+from kexue_jax import config_lib
 
-_spec = importlib.util.spec_from_file_location(
-    "_length_extrapolation_common", os.path.join(os.path.dirname(os.path.abspath(__file__)), "_common.py"))
-common = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(common)
+common = config_lib.load_sibling(__file__, "_common.py")
 
 
 def get_config(arg=None):
