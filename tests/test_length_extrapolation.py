@@ -107,7 +107,7 @@ def test_published_mapping_points_at_transcribed_rows():
 def test_configs_build_every_variant():
   from kexue_jax import models
   for v in run_lib.VARIANTS:
-    for scale in ("tiny", "default", "full"):
+    for scale in ("tiny", "default", "medium", "full"):
       c, arg = run_lib.load_config(v, scale)
       assert c.study.variant == v and c.study.scale == scale
       models.build_model(c.model)  # every attention / per-layer config is valid
@@ -118,6 +118,8 @@ def test_configs_build_every_variant():
   assert c.model.attention.leaky_k == pytest.approx(1 / 16) and c.model.attention.rerope_window == 32
   c, _ = run_lib.load_config("rope", "full")
   assert c.data.seq_len == 512 and c.model.block == "gau" and c.model.num_layers == 24
+  c, _ = run_lib.load_config("rope", "medium")  # the notebook's study: Su's N on the built-in corpus
+  assert (c.data.seq_len, c.data.name, c.model.dtype, c.model.norm) == (512, "python_stdlib_text", "auto", "post")
 
 
 # ---------------------------------------------------------------------------- report generator

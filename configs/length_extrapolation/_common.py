@@ -8,11 +8,13 @@ inference-time methods (PI, NTK, YaRN, log-n dagger, ReRoPE, Leaky ReRoPE, windo
 
 Su's setup (research note §1): single-head attention, Post-Norm, causal LM, per-token accuracy, trained at
 N = 512 and tested at 4096 (8x). Ours (``scale=default``): byte-level LM on the built-in Python-stdlib corpus,
-N = L_train = 128, tested at 128/256/512/1024. ``scale=full`` is Su's scale (N = 512, a 24-layer GAU of ~90M
+N = L_train = 128, tested at 128/256/512/1024. ``scale=medium`` trains at Su's N = 512 on the same built-in
+corpus (an 8-layer, 19M-parameter model, bf16 on an accelerator): the Colab TPU notebook's study, minutes on 8
+TPU cores, nothing to download. ``scale=full`` is Su's scale (N = 512, a 24-layer GAU of ~90M
 parameters, bf16, FSDP-sharded) for an accelerator, on a TFDS catalog text dataset prepared as array_record.
 
 Arguments (comma-separated, big_vision style), shared by every file of the folder:
-  scale=default|tiny|full   model/data size (``runlocal`` = tiny: a few steps, for tests)
+  scale=default|tiny|medium|full   model/data size (``runlocal`` = tiny: a few steps, for tests)
   steps=N                   training steps (0 = the scale's default)
   norm=post|pre             residual norm placement (Su: post)
   heads=1                   attention heads (Su: single head); head_dim is kept
@@ -31,6 +33,8 @@ SCALES = {
                  steps=4, warmup=1),
     "default": dict(train_length=128, num_layers=4, embed_dim=128, head_dim=64, mlp_dim=256, batch_size=16,
                     steps=1200, warmup=60),
+    "medium": dict(train_length=512, num_layers=8, embed_dim=512, head_dim=128, mlp_dim=2048, batch_size=64,
+                   steps=4000, warmup=200),
     "full": dict(train_length=512, num_layers=24, embed_dim=768, head_dim=128, mlp_dim=1536, batch_size=256,
                  steps=30000, warmup=0),
 }
@@ -62,10 +66,11 @@ def make_config(variant: str, arg=None, *, attention=None, layer_attention=None,
   c.batch_size = s["batch_size"]
   c.log_every_steps = max(1, min(50, c.num_train_steps))
   c.eval_every_steps = 0
-  c.checkpoint_every_steps = 0 if a.scale != "full" else 2000
+  accelerator_scale = a.scale in ("medium", "full")
+  c.checkpoint_every_steps = {"medium": 500, "full": 2000}.get(a.scale, 0)
   c.max_checkpoints_to_keep = 1
   c.num_eval_batches = 2 if a.scale == "tiny" else 8
-  c.progress_bar = False
+  c.progress_bar = accelerator_scale  # the CPU study logs one line per variant instead
 
   c.data.seq_len = n
   if a.scale == "full":
@@ -75,6 +80,8 @@ def make_config(variant: str, arg=None, *, attention=None, layer_attention=None,
     c.mesh.data, c.mesh.fsdp = 1, -1
 
   attn = dict(position="rope", causal=True, logn_base_length=n)
+  if accelerator_scale:  # TPU splash / GPU cuDNN where the method is expressible, else XLA (one log line)
+    attn["kernel"] = "auto"
   attn.update(attention or {})
   c.model = dict(
       name="transformer_lm", vocab_size=256, num_layers=s["num_layers"], embed_dim=s["embed_dim"],
@@ -82,7 +89,8 @@ def make_config(variant: str, arg=None, *, attention=None, layer_attention=None,
       norm=a.norm, block=a.block if a.block != "auto" else ("gau" if a.scale == "full" else "mha"),
       norm_type="rmsnorm" if a.norm == "post" else "layernorm",
       attention=attn,
-      dtype="bfloat16" if a.scale == "full" else "float32", param_dtype="float32",
+      # medium: "auto" = bf16 compute on TPU/GPU, float32 on CPU (models.resolve_dtype).
+      dtype={"full": "bfloat16", "medium": "auto"}.get(a.scale, "float32"), param_dtype="float32",
       remat=a.scale == "full")
   if c.model.block == "gau":
     c.model.gau_normalization = "softmax"  # the AttentionConfig's logn decides the scaling, as in Su's runs
@@ -90,7 +98,7 @@ def make_config(variant: str, arg=None, *, attention=None, layer_attention=None,
     c.model.layer_attention = layer_attention(s["num_layers"], n)
 
   c.optimizer.name = "adamw"
-  c.optimizer.learning_rate = 2e-3 if a.scale != "full" else 5e-4
+  c.optimizer.learning_rate = {"medium": 1e-3, "full": 5e-4}.get(a.scale, 2e-3)
   c.optimizer.b2 = 0.98
   c.optimizer.weight_decay = 0.01
   c.optimizer.warmup_steps = s["warmup"] if a.scale != "full" else 1000

@@ -355,17 +355,30 @@ def growing_table(R: Results) -> list[str]:
 
 
 def _style(i):
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  return dict(color=plt.get_cmap("tab20")(i % 20), marker="os^vDP*X"[i % 8], ms=4,
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  return dict(color=matplotlib.colormaps["tab20"](i % 20), marker="os^vDP*X"[i % 8], ms=4,
               ls=("-", "--", ":")[(i // 8) % 3], lw=1.4)
 
 
+def _axes(figsize):
+  """A (figure, axes) pair drawn off-screen: a bare `Figure` renders to PNG without pyplot, so writing the
+  report leaves the caller's matplotlib backend (e.g. a notebook's inline backend) alone."""
+  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
+  fig = Figure(figsize=figsize)
+  return fig, fig.subplots()
+
+
+def _finish(fig, ax, path, legend_size=7, ncol=2):
+  if ax.get_legend_handles_labels()[0]:
+    ax.legend(fontsize=legend_size, ncol=ncol)
+  ax.grid(alpha=0.3)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+
+
 def _plot(R: Results, names, path, which="nonrep", title=""):
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   lens = R.meta["test_lengths"]
-  fig, ax = plt.subplots(figsize=(8, 5))
+  fig, ax = _axes((8, 5))
   for i, nm in enumerate(names):
     pts = [(L, R.mean(nm, L, which)) for L in lens if R.mean(nm, L, which) is not None]
     if not pts:
@@ -378,20 +391,12 @@ def _plot(R: Results, names, path, which="nonrep", title=""):
   ax.set_xlabel("test length (tokens); dotted = L_train")
   ax.set_ylabel(f"next-token accuracy (%), {'repeated' if which == 'rep' else 'non-repeated'} set")
   ax.set_title(title + " (± SE in the tables)")
-  if ax.get_legend_handles_labels()[0]:
-    ax.legend(fontsize=7, ncol=2)
-  ax.grid(alpha=0.3)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  _finish(fig, ax, path)
 
 
 def _plot_growing(R, path):
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   ctxs = [R.n * k for k in (1, 2, 4, R.ext)]
-  fig, ax = plt.subplots(figsize=(7.5, 4.8))
+  fig, ax = _axes((7.5, 4.8))
   for i, nm in enumerate([k for k in R.m if "growing" in R.m[k]]):
     ys = [R.growing(nm, c) for c in ctxs]
     if any(y is None for y in ys):
@@ -404,22 +409,14 @@ def _plot_growing(R, path):
   ax.set_xlabel(f"context length C (the same last {R.n} tokens are scored)")
   ax.set_ylabel("loss (nats/byte)")
   ax.set_title("Growing-context protocol (9948 / bojone/rerope eval_loss.py)")
-  if ax.get_legend_handles_labels()[0]:
-    ax.legend(fontsize=7, ncol=2)
-  ax.grid(alpha=0.3)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  _finish(fig, ax, path)
 
 
 def _plot_copy(R, path):
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   cc = R.res.get("copy_vs_steps") or []
   if not cc:
     return False
-  fig, ax = plt.subplots(figsize=(6, 4))
+  fig, ax = _axes((6, 4))
   steps = [c["step"] for c in cc]
   ax.plot(steps, [100 * c["nonrep_acc"] for c in cc], marker="o", label="non-repeated")
   ax.plot(steps, [100 * c["rep_acc"] for c in cc], marker="o", label="repeated (all targets)")
@@ -427,11 +424,7 @@ def _plot_copy(R, path):
   ax.set_xlabel("training step (baseline RoPE)")
   ax.set_ylabel(f"accuracy (%) at L = L_train = {R.n}")
   ax.set_title("Copy check: does the baseline copy within L_train?")
-  ax.legend(fontsize=8)
-  ax.grid(alpha=0.3)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  _finish(fig, ax, path, legend_size=8, ncol=1)
   return True
 
 

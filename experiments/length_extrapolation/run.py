@@ -44,7 +44,7 @@ VARIANTS = {
 }
 DEFAULT_VARIANTS = "rope,rope_logn,hwfa,inv_leaky,kna,cosa,hwfa2"
 # Test-set sizes: windows at 8x (more at shorter lengths, equal tokens per length), growing-context docs.
-DEFAULT_WINDOWS = {"tiny": 8, "default": 16, "full": 64}
+DEFAULT_WINDOWS = {"tiny": 8, "default": 16, "medium": 32, "full": 64}
 COPY_CHECKPOINTS = 4  # the baseline also keeps checkpoints at 1/4, 2/4, 3/4 of training (copy check vs steps)
 
 
@@ -61,8 +61,9 @@ def load_config(variant: str, scale: str, steps: int = 0, extra_arg: str = ""):
 def train_variant(variant, scale, workdir, steps=0, log=print, extra_arg="", name=None, keep=COPY_CHECKPOINTS):
   """Trains (or reuses) one variant; returns its summary dict (also cached in WORKDIR/<name>/summary.json)."""
   config, cfg_arg = load_config(variant, scale, steps, extra_arg)
-  if variant == "rope":
-    config.checkpoint_every_steps = max(1, config.num_train_steps // keep)
+  if variant == "rope":  # the copy check reads the last keep + 1 checkpoints (at least every steps / keep)
+    every = max(1, config.num_train_steps // keep)
+    config.checkpoint_every_steps = min(config.checkpoint_every_steps or every, every)
     config.max_checkpoints_to_keep = keep + 1
   wd = os.path.join(workdir, name or variant)
   summary_path = os.path.join(wd, "summary.json")
@@ -276,7 +277,7 @@ def run_study(workdir: str, scale: str = "default", variants=None, steps: int = 
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--workdir", required=True)
-  p.add_argument("--scale", default="default", choices=["tiny", "default", "full"])
+  p.add_argument("--scale", default="default", choices=sorted(DEFAULT_WINDOWS))
   p.add_argument("--variants", default=DEFAULT_VARIANTS,
                  help=f"comma-separated subset of {sorted(VARIANTS)} (default: {DEFAULT_VARIANTS})")
   p.add_argument("--steps", type=int, default=0, help="training steps (0 = the scale's default)")
