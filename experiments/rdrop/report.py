@@ -408,6 +408,7 @@ def make_plots(records, out_dir: str) -> list[str]:
     for ax in axes:
       ax.set_xscale("symlog", linthresh=1.0)
       ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+      ax.set_xlim(-0.3, max(ticks) * 1.15)
       ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     fig.tight_layout()

@@ -3,8 +3,10 @@ r"""R-Drop study (issue #7): trains every run on MNIST-1D, then writes REPORT.md
   python -m experiments.rdrop.run --workdir /tmp/kexue/rdrop                 # the default study
   python -m experiments.rdrop.run --workdir /tmp/kexue/rdrop --dry_run       # the plan and its time estimate
   python -m experiments.rdrop.run --workdir /tmp/kexue/rdrop --report_only   # report from finished runs
-  python -m experiments.rdrop.run --workdir W --shard 0/2 & python -m experiments.rdrop.run --workdir W --shard 1/2
-                                                   # two processes (then --report_only)
+  python -m experiments.rdrop.run --workdir W --processes 1                  # one training process
+
+Runs are trained by `--processes` (default 2) subprocesses, `--shard i/n` each; the report is written when
+they are done.
 
 Every run is `kexue_jax.train.run` on configs/rdrop/mnist1d.py with one argument string (printed in the
 report, so any run can be repeated by hand with `python -m kexue_jax.main`). A run whose WORKDIR/runs/<name>/
@@ -19,8 +21,8 @@ record.json exists is reused, so an interrupted study resumes. Parts (`--parts`)
               plus the KL-only term (beta 4) on the other 3960 / 3800; and, to separate the two effects,
               labelled-only R-Drop (alpha 4)
 
-each with `--seeds` seeds (default 5: the report's accuracy verdicts need 5). Default: 95 runs, estimated
-~30 min on the 2-core CPU shared with other jobs (EST_SECONDS; README.md).
+each with `--seeds` seeds (default 5: the report's accuracy verdicts need 5). Default: 95 runs, measured
+25.3 min of wall-clock time with 2 processes on the 2-core CPU while other jobs shared it (load ~10).
 """
 from __future__ import annotations
 
@@ -29,8 +31,11 @@ import importlib.util
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
+
+import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -38,7 +43,7 @@ CONFIG = os.path.join(REPO, "configs", "rdrop", "mnist1d.py")
 PARTS = ("supervised", "data", "alpha", "semi")
 
 # Measured wall seconds per run (train.run in one process, 2000 steps, 2-core CPU shared with other jobs, load
-# average 4-5; README.md), by model and kind: "single" = plain dropout (alpha 0, one pass), "two" = R-Drop (two
+# average 4-5), by model and kind: "single" = plain dropout (alpha 0, one pass), "two" = R-Drop (two
 # passes), "semi" = two passes over labelled + unlabelled rows. Used only for the --dry_run estimate; the report
 # records the real times. MLP: 11.8 / 13.3-16.6 / 14.3 s; CNN: 29.5 / 44.2 / 51.7 s (the CNN semi run was
 # measured before CNN1D had dropout).
@@ -118,13 +123,17 @@ def train_one(spec: dict, workdir: str, log=print) -> dict:
   path = os.path.join(wd, "record.json")
   if os.path.exists(path):
     with open(path) as f:
-      return json.load(f)
+      record = json.load(f)
+    if "finished_unix" not in record:  # written before runs were timestamped: the file's mtime is its end
+      record["finished_unix"] = round(os.path.getmtime(path), 1)
+      record["started_unix"] = round(record["finished_unix"] - record["wall_time_s"], 1)
+    return record
   from kexue_jax import train  # pylint: disable=g-import-not-at-top
   config = load_config(spec["arg"])
   config.progress_bar = False
   t0 = time.time()
   record = {k: v for k, v in spec.items() if k != "arg"}
-  record.update(name=run_name(spec["arg"]),
+  record.update(name=run_name(spec["arg"]), started_unix=round(t0, 1),
                 command=f"python -m kexue_jax.main --config configs/rdrop/mnist1d.py:{spec['arg']} --workdir {wd}")
   try:
     out = train.run(config, wd)
@@ -133,6 +142,8 @@ def train_one(spec: dict, workdir: str, log=print) -> dict:
   else:
     record.update(wall_time_s=round(time.time() - t0, 2), step=out["step"], num_params=out["num_params"],
                   eval={k.split("/", 1)[1]: v for k, v in out["eval"].items()}, train=out["train"])
+  # The machine may be shared: the 1-minute load average at the end of the run says how much (2 = both cores).
+  record.update(finished_unix=round(time.time(), 1), load_avg_1min=round(os.getloadavg()[0], 2))
   with open(path + ".tmp", "w") as f:
     json.dump(record, f, indent=1, sort_keys=True)
   os.replace(path + ".tmp", path)
@@ -142,6 +153,25 @@ def train_one(spec: dict, workdir: str, log=print) -> dict:
     log(f"[rdrop] {record['name']}: acc {record['eval']['accuracy']:.3f}, "
         f"KL(P̄‖P0) {record['eval']['consistency_kl']:.4f}, {record['wall_time_s']:.1f} s")
   return record
+
+
+def study_time_summary(records, invocation_s: float, report_only: bool) -> str:
+  """How long the runs took: their wall-clock span (first start to last finish, so parallel processes count
+  once), the sum of per-run times, and the machine's load while they ran."""
+  total = sum(r["wall_time_s"] for r in records)
+  out = f"Sum of per-run times {total / 60:.1f} min"
+  timed = [r for r in records if "started_unix" in r]  # every record read through train_one has it
+  if timed:
+    span = max(r["finished_unix"] for r in timed) - min(r["started_unix"] for r in timed)
+    out += f"; the runs trained within a {span / 60:.1f}-min wall-clock span (first start to last end)"
+    loads = [r["load_avg_1min"] for r in timed if "load_avg_1min" in r]
+    if loads:
+      out += (f"; 1-min load average at the end of the {len(loads)} runs that recorded it: median "
+              f"{np.median(loads):.1f}, max {max(loads):.1f} ({os.cpu_count()} cores: above that, other jobs "
+              "shared the machine)")
+  if not report_only:
+    out += f". This invocation: {invocation_s / 60:.1f} min (runs reused from the workdir cost nothing)"
+  return out + "."
 
 
 def main(argv=None):
@@ -156,8 +186,10 @@ def main(argv=None):
   p.add_argument("--steps", type=int, default=0, help="override training steps (0: the config's 2000)")
   p.add_argument("--dry_run", action="store_true", help="print the plan and the time estimate only")
   p.add_argument("--report_only", action="store_true", help="report from the runs already in --workdir")
+  p.add_argument("--processes", type=int, default=2, help="train in this many processes (one per CPU core: "
+                 "a small model does not use two cores well), then write the report")
   p.add_argument("--shard", default="0/1", help="i/n: train only runs i, i+n, ... and write no report "
-                 "(several processes on one machine; then --report_only)")
+                 "(used by --processes; or by hand across machines, then --report_only)")
   a = p.parse_args(argv)
   parts = tuple(x for x in a.parts.split(",") if x)
   unknown = set(parts) - set(PARTS)
@@ -178,6 +210,14 @@ def main(argv=None):
       train_one(spec, a.workdir)
     return
   t0 = time.time()
+  if a.processes > 1 and not a.report_only:  # shards in subprocesses; the records they write are read below
+    base = [sys.executable, "-m", "experiments.rdrop.run"] + [x for x in (argv if argv is not None else sys.argv[1:])
+                                                           if not x.startswith("--processes")]
+    procs = [subprocess.Popen(base + [f"--shard={i}/{a.processes}"], cwd=REPO) for i in range(a.processes)]
+    failed = [i for i, pr in enumerate(procs) if pr.wait() != 0]
+    if failed:
+      raise SystemExit(f"[rdrop] shard(s) {failed} failed (see their output above); rerun the same command to "
+                       "resume: finished runs are reused.")
   records = []
   for i, spec in enumerate(specs):
     path = os.path.join(a.workdir, "runs", run_name(spec["arg"]), "record.json")
@@ -189,10 +229,10 @@ def main(argv=None):
   os.makedirs(a.out, exist_ok=True)
   with open(os.path.join(a.out, "results.json"), "w") as f:
     json.dump(records, f, indent=1, sort_keys=True)
-  cmd = "python -m experiments.rdrop.run " + " ".join(argv if argv is not None else sys.argv[1:])
-  meta = {"summary": f"Study wall time this invocation: {(time.time() - t0) / 60:.1f} min "
-                     f"(runs reused from the workdir cost nothing); sum of per-run times "
-                     f"{sum(r['wall_time_s'] for r in records) / 60:.1f} min.",
+  # The command that reproduces this report from scratch (with --report_only it is the same minus that flag).
+  cmd = "python -m experiments.rdrop.run " + " ".join(x for x in (argv if argv is not None else sys.argv[1:])
+                                                       if x != "--report_only")
+  meta = {"summary": study_time_summary(records, time.time() - t0, a.report_only),
           "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}",
           "commands": [cmd]}
   path = report.write_report(records, a.out, meta=meta)
