@@ -409,3 +409,21 @@ def test_initialiser_statistics():
   e = np.asarray(layers.embed_init(64, gain)(jax.random.key(1), (1000, 64)))
   np.testing.assert_allclose(e.std(), gain / 8.0, rtol=0.02)
   assert np.abs(e).max() <= 2 * gain / 8.0 / 0.8796 + 1e-6   # truncated at 2 sigma
+
+
+def test_depth_gain_reaches_the_attention_projections():
+  """With init_order set, q/k/v/out kernels get true std gain/sqrt(fan_in), fan_in = the contracted dims
+  (embed for q/k/v, heads*kv for out), like the MLP; gain 1 (the default) is LeCun."""
+  from kexue_jax.nn import layers
+  def kernels(init_order):
+    model = tfm.TransformerLM(vocab_size=64, num_layers=8, embed_dim=256, num_heads=4, head_dim=64,
+                              mlp_dim=512, init_order=init_order)
+    params = model.init(jax.random.key(0), jnp.zeros((1, 4), jnp.int32))["params"]
+    attn = nn.unbox(params)["block0"]["attn"]
+    return {k: np.asarray(attn[k]["kernel"]) for k in ("query", "key", "value", "out")}
+  for order in (None, 2):
+    gain = layers.depth_gain(8, order)
+    for name, w in kernels(order).items():
+      fan_in = 256 if name != "out" else 4 * 64
+      np.testing.assert_allclose(w.std(), gain / np.sqrt(fan_in), rtol=0.03, err_msg=f"{name} {order}")
+  assert layers.depth_gain(8, 2) == pytest.approx(8 ** -0.5)

@@ -377,21 +377,24 @@ class Projection(nn.Module):
   Hand-written instead of ``nn.DenseGeneral`` because DenseGeneral initialises a
   flattened 2-D kernel and reshapes it; under a mesh + logical-rules context (the
   training loop) flax unboxes that flat kernel against the 3 logical names and
-  fails with a rank mismatch. LeCun-normal over the contracted axes, as
-  DenseGeneral would give.
+  fails with a rank mismatch. Truncated normal with true std gain/sqrt(fan_in)
+  over the contracted axes (gain 1 = LeCun normal, as DenseGeneral would give;
+  layers.kernel_init's rule for 2-D kernels).
   """
   shape_in: tuple[int, ...]     # the contracted (input) dims of the kernel
   shape_out: tuple[int, ...]
   names: tuple[str, ...]        # logical names of all kernel axes
   use_bias: bool = False
+  gain: float = 1.0
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x):
     n_in, n_out = len(self.shape_in), len(self.shape_out)
-    init = nn.initializers.lecun_normal(in_axis=tuple(range(n_in)),
-                                        out_axis=tuple(range(n_in, n_in + n_out)))
+    init = nn.initializers.variance_scaling(self.gain ** 2, "fan_in", "truncated_normal",
+                                            in_axis=tuple(range(n_in)),
+                                            out_axis=tuple(range(n_in, n_in + n_out)))
     kernel = self.param("kernel", nn.with_logical_partitioning(init, self.names),
                         self.shape_in + self.shape_out, self.param_dtype)
     x, kernel = nn.dtypes.promote_dtype(x, kernel, dtype=self.dtype)
@@ -424,6 +427,7 @@ class MultiHeadAttention(nn.Module):
   param_dtype: Any = jnp.float32
   use_bias: bool = False
   decode: bool = False
+  gain: float = 1.0  # init std gain/sqrt(fan_in) of the four projections (transformer.py's depth gain)
 
   @nn.compact
   def __call__(self, x_BLD, *, positions_BL=None, padding_mask_BL=None, segment_ids_BL=None,
@@ -435,7 +439,7 @@ class MultiHeadAttention(nn.Module):
     H, Dh = self.num_heads, self.head_dim
     dense = functools.partial(
         Projection, shape_in=(Dm,), shape_out=(H, Dh), names=("embed", "heads", "kv"),
-        use_bias=self.use_bias, dtype=self.dtype, param_dtype=self.param_dtype)
+        use_bias=self.use_bias, gain=self.gain, dtype=self.dtype, param_dtype=self.param_dtype)
     names = ("batch", "length", "heads", "kv")
     q = nn.with_logical_constraint(dense(name="query")(x_BLD), names)
     k = nn.with_logical_constraint(dense(name="key")(x_BLD), names)
@@ -464,8 +468,8 @@ class MultiHeadAttention(nn.Module):
                  dropout_rate=self.dropout_rate, **kwargs)
     out = nn.with_logical_constraint(out, names)
     return Projection(shape_in=(H, Dh), shape_out=(Dm,), names=("heads", "kv", "embed"),
-                      use_bias=self.use_bias, dtype=self.dtype, param_dtype=self.param_dtype,
-                      name="out")(out)
+                      use_bias=self.use_bias, gain=self.gain, dtype=self.dtype,
+                      param_dtype=self.param_dtype, name="out")(out)
 
   def _cache(self, k_BLHD, v_BLHD, positions, k_valid_BL):
     """Write this chunk into the cache; return all cached keys and attend kwargs."""

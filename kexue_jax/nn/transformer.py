@@ -21,8 +21,8 @@ Initialisation (layers.py, rope_variants_gau.md §4.3/§5, kexue.fm/archives/862
 8978): truncated normal with true std gain/sqrt(fan_in) for the MLP and GAU matrices
 and gain/sqrt(embed_dim) for the embedding table, gain = num_layers^(-1/init_order).
 Default init_order=None (gain 1, i.e. LeCun); GAU-α uses init_order=3 over its GAU
-layers, RoFormerV2 2. The MHA projections use attention.py's own init (LeCun truncated
-normal, gain 1). Norm scales start at 1, biases at 0. The untied head uses gain 1.
+layers, RoFormerV2 2; the MHA projections (attention.Projection) get the same gain.
+Norm scales start at 1, biases at 0. The untied head uses gain 1.
 """
 import dataclasses
 from typing import Any, ClassVar
@@ -94,7 +94,7 @@ class Block(nn.Module):
           num_heads=self.num_heads, head_dim=self.head_dim, config=self.attention,
           dropout_rate=self.attention_dropout_rate, dtype=self.dtype,
           param_dtype=self.param_dtype, use_bias=self.use_bias, decode=self.decode,
-          name="attn")
+          gain=self.gain, name="attn")
       x_BLD = self._sublayer(
           lambda h: attn(h, positions_BL=positions_BL, padding_mask_BL=padding_mask_BL,
                          deterministic=deterministic), "norm_attn", x_BLD, deterministic)
