@@ -12,6 +12,8 @@ coordination service's preemption sync point).
 """
 from __future__ import annotations
 
+import contextlib
+import logging as pylogging
 import signal
 import threading
 from typing import Any
@@ -123,6 +125,28 @@ class PreemptionWatcher:
     return self._event.is_set()
 
 
+class _DropMessage(pylogging.Filter):
+  def __init__(self, text: str):
+    super().__init__()
+    self.text = text
+
+  def filter(self, record):
+    return self.text not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet_item_metadata_warning():
+  """Reading one item of a CheckpointManager step with a StandardCheckpointer makes orbax warn that the item
+  folder has no step-level `_CHECKPOINT_METADATA` (it lives one level up); the read itself is complete."""
+  f = _DropMessage("Metadata file does not exist")
+  logger = pylogging.getLogger("absl")
+  logger.addFilter(f)
+  try:
+    yield
+  finally:
+    logger.removeFilter(f)
+
+
 def load_state(workdir: str | epath.Path, step: int | None = None) -> tuple[dict[str, Any], int]:
   """Reads a run's saved train state as host numpy arrays, without knowing its structure in advance.
 
@@ -140,7 +164,7 @@ def load_state(workdir: str | epath.Path, step: int | None = None) -> tuple[dict
     step = steps[-1]
   path = directory / str(step) / "state"
   try:
-    with ocp.StandardCheckpointer() as checkpointer:
+    with _quiet_item_metadata_warning(), ocp.StandardCheckpointer() as checkpointer:
       metadata = checkpointer.metadata(path).item_metadata
       target = jax.tree.map(lambda m: np.zeros(m.shape, m.dtype), metadata,
                             is_leaf=lambda m: hasattr(m, "shape") and hasattr(m, "dtype"))
@@ -148,3 +172,42 @@ def load_state(workdir: str | epath.Path, step: int | None = None) -> tuple[dict
   except Exception as e:  # noqa: BLE001 - orbax/tensorstore raise many types
     raise CheckpointError(f"The checkpoint at {path} cannot be read: {type(e).__name__}: {e}") from e
   return jax.tree.map(np.asarray, state), step
+
+
+def _under(key: str, prefix: str) -> bool:
+  return not prefix or key == prefix or key.startswith(prefix + "/")
+
+
+def load_params_mapped(target_params: Any, workdir: str | epath.Path, *, step: int | None = None,
+                       mapping=(("", ""),)) -> dict[str, Any]:
+  """Parameters of another run's checkpoint, renamed into the structure of ``target_params``.
+
+  ``mapping`` is a sequence of ``(src_prefix, dst_prefix)`` pairs of '/'-joined parameter paths ("" = the
+  whole tree): every leaf of ``target_params`` under ``dst_prefix`` is read from the same relative path under
+  ``src_prefix`` in the source run (extra source leaves are ignored; a missing one or a shape mismatch is an
+  error). Returns a nested dict holding only the mapped leaves, as host NumPy arrays in the target dtype.
+  ``target_params`` may be abstract (``jax.ShapeDtypeStruct`` leaves). This is what ``config.init_from``
+  does at the start of a run (fine-tuning from a pre-training run).
+  """
+  from flax import traverse_util  # pylint: disable=g-import-not-at-top
+  state, step = load_state(workdir, step)
+  flat_src = traverse_util.flatten_dict(state["params"], sep="/")
+  flat_dst = traverse_util.flatten_dict(target_params, sep="/")
+  loaded = {}
+  for src_prefix, dst_prefix in mapping:
+    keys = [k for k in flat_dst if _under(k, dst_prefix)]
+    if not keys:
+      raise ValueError(f"init_from mapping {(src_prefix, dst_prefix)}: no parameter under {dst_prefix!r} in "
+                       f"this model (top-level: {sorted({k.split('/')[0] for k in flat_dst})}).")
+    for k in keys:
+      rel = k[len(dst_prefix):].lstrip("/")
+      sk = "/".join(p for p in (src_prefix, rel) if p)
+      if sk not in flat_src:
+        raise ValueError(f"init_from: {workdir} (step {step}) has no parameter {sk!r} for {k!r} (mapping "
+                         f"{(src_prefix, dst_prefix)}); its top-level keys are "
+                         f"{sorted({s.split('/')[0] for s in flat_src})}.")
+      if tuple(flat_src[sk].shape) != tuple(flat_dst[k].shape):
+        raise ValueError(f"init_from: {sk!r} has shape {flat_src[sk].shape} in {workdir} but {k!r} needs "
+                         f"{tuple(flat_dst[k].shape)}: the model configs differ.")
+      loaded[k] = np.asarray(flat_src[sk], dtype=flat_dst[k].dtype)
+  return traverse_util.unflatten_dict(loaded, sep="/")

@@ -63,7 +63,7 @@ TOP_LEVEL_KEYS = (
     "seed", "num_train_steps", "batch_size", "log_every_steps", "eval_every_steps", "checkpoint_every_steps",
     "max_checkpoints_to_keep", "async_checkpointing", "num_eval_batches", "microbatches", "stop_on_nonfinite",
     "progress_bar", "mesh", "mesh_preset", "logical_axis_rules", "model", "task", "data", "optimizer", "distributed_init",
-    "study",
+    "study", "init_from",
 )
 
 
@@ -97,6 +97,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.data = pipeline.default_data_config()
   c.optimizer = optim.default_optimizer_config()
   c.study = ml_collections.ConfigDict()  # free-form, for experiment drivers (never read by the loop)
+  # Start a fresh run from another run's parameters (fine-tuning): mapping = ((src_prefix, dst_prefix), ...)
+  # of '/'-joined parameter paths, "" = everything (train._init_from, checkpoint.load_params_mapped).
+  c.init_from = ml_collections.ConfigDict({"workdir": ml_collections.config_dict.placeholder(str),
+                                           "step": ml_collections.config_dict.placeholder(int),
+                                           "mapping": (("", ""),)})
   return c
 
 

@@ -81,12 +81,18 @@ def _vit(**kw):
   return vit.ViT(**kw)
 
 
+def _resnet(**kw):
+  from kexue_jax.nn import resnet  # pylint: disable=g-import-not-at-top
+  return resnet.ResNet(**kw)
+
+
 MODELS: dict[str, Callable[..., Any]] = {
     "transformer_lm": _transformer_lm,
     "transformer_encoder": _transformer_encoder,
     "mlp": _mlp,
     "cnn1d": _cnn1d,
     "vit": _vit,
+    "resnet": _resnet,
 }
 
 

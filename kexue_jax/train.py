@@ -91,6 +91,9 @@ def make_train_step(task, tx, lr_schedule, *, rng, microbatches: int, guard_nonf
 
     grad_norm = optax.global_norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    # Optional per-group gradient norms: a task may declare `grad_norm_groups = {name: (top-level param keys)}`.
+    group_norms = {f"grad_norm/{name}": optax.global_norm({k: grads[k] for k in keys if k in grads})
+                   for name, keys in (getattr(task, "grad_norm_groups", None) or {}).items()}
 
     def apply_update(_):
       updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
@@ -107,9 +110,35 @@ def make_train_step(task, tx, lr_schedule, *, rng, microbatches: int, guard_nonf
       params, opt_state, extra = apply_update(None)
     new_state = {"step": state["step"] + 1, "params": params, "opt_state": opt_state, "extra": extra}
     return new_state, {"loss": loss, "grad_norm": grad_norm, "learning_rate": lr_schedule(state["step"]),
-                       "finite": finite, **task_metrics}
+                       "finite": finite, **group_norms, **task_metrics}
 
   return train_step
+
+
+def _init_from(state, init_cfg, task, tx, abstract_params, state_sh):
+  """``config.init_from``: a fresh run starts from another run's parameters (fine-tuning).
+
+  ``init_cfg = {workdir, step (None = latest), mapping: ((src_prefix, dst_prefix), ...)}`` (see
+  ``checkpoint.load_params_mapped``); parameters outside the mapping keep their initialisation. A task may
+  define ``adapt_init_params(loaded) -> loaded`` (e.g. an embedding correction). The optimizer state is
+  initialised for the new parameters. A resumed run restores its own checkpoint instead.
+  """
+  from flax import traverse_util  # pylint: disable=g-import-not-at-top
+  loaded = ckpt_lib.load_params_mapped(abstract_params, init_cfg.workdir, step=init_cfg.get("step"),
+                                       mapping=init_cfg.get("mapping") or (("", ""),))
+  adapt = getattr(task, "adapt_init_params", None)
+  if adapt is not None:
+    loaded = adapt(loaded)
+  flat = traverse_util.flatten_dict(state["params"], sep="/")
+  flat_sh = traverse_util.flatten_dict(state_sh["params"], sep="/")
+  flat_loaded = traverse_util.flatten_dict(loaded, sep="/")
+  for k, v in flat_loaded.items():
+    v = np.asarray(v, flat[k].dtype)
+    flat[k] = jax.make_array_from_callback(v.shape, flat_sh[k], lambda idx, v=v: v[idx])
+  params = traverse_util.unflatten_dict(flat, sep="/")
+  logging.info("Initialised %d of %d parameter arrays from %s.", len(flat_loaded), len(flat), init_cfg.workdir)
+  return {**state, "params": params,
+          "opt_state": jax.jit(tx.init, out_shardings=state_sh["opt_state"])(params)}
 
 
 def evaluate(eval_step, state, eval_batches, batch_sh) -> dict[str, float]:
@@ -182,6 +211,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None) -> dic
   else:
     state = jax.jit(init_state, out_shardings=state_sh)(init_rng)
     start_step = 0
+    if config.get("init_from") and config.init_from.get("workdir"):
+      state = _init_from(state, config.init_from, task, tx, abstract_model["params"], state_sh)
   num_params = sum(int(np.prod(a.shape)) for a in jax.tree.leaves(abstract_model["params"]))
 
   # ---------------------------------------------------------------- Compiled steps.

@@ -100,6 +100,11 @@ def _catalog_builder(name: str, data_dir: str | None):
 
 
 def _check_split(builder, name, split):
+  for part in split.split("+"):  # 'validation+test': a union of splits
+    _check_one_split(builder, name, part.strip())
+
+
+def _check_one_split(builder, name, split):
   base = split.split("[")[0]
   if base not in builder.info.splits:
     raise ValueError(

@@ -8,6 +8,16 @@ The chain, outermost first:
         clip_by_global_norm  if clip_grad_norm
         <optimizer>          lion | adamw | tiger | sgd, decay masked by decay_mask
 
+Parameter groups (optional key `param_groups`, not in the defaults): a list of
+dicts `{"pattern": regex, <overrides>}` or `{"pattern": regex, "frozen": True}`.
+A parameter whose "/"-joined path (`masks.path_str`, e.g. "predictor/fc0/kernel")
+matches a group's pattern (first match wins) gets that group's optimizer: the
+same optimizer rebuilt with the overrides (any of GROUP_KEYS, e.g. its own
+`learning_rate` or `schedule="constant"`), or `optax.set_to_zero()` when frozen
+(no update and no weight decay: the parameter stays at its initial value).
+The rest get the main config (`optax.multi_transform`). Clipping, skipping and
+accumulation wrap all groups together; `lr_fn` is the main group's schedule.
+
 `lr_fn(step)` is the schedule in optimizer updates (what to log as "lr"); with
 accumulation one update = grad_accum_steps micro-batches. Weight decay is
 applied to matrices only (`masks.decay_mask`), embeddings per `decay_embeddings`.
@@ -18,6 +28,9 @@ clipping then acts on each micro-batch gradient rather than on their mean.
 """
 import functools
 import math
+import re
+
+import jax
 
 import jax.numpy as jnp
 import ml_collections
@@ -33,6 +46,10 @@ from kexue_jax.optim.tiger import tiger
 
 OPTIMIZERS = ("lion", "adamw", "tiger", "sgd")
 SCHEDULES = ("cosine", "constant", "linear", "rsqrt")
+OPTIONAL_KEYS = ("param_groups",)
+# Keys a parameter group may override (the rest act on the whole chain or pick the optimizer).
+GROUP_KEYS = ("learning_rate", "schedule", "warmup_steps", "min_lr_ratio", "weight_decay", "momentum", "b1",
+              "b2", "beta", "eps", "rms_lr_scaling", "decay_embeddings")
 
 
 def default_optimizer_config() -> ml_collections.ConfigDict:
@@ -109,15 +126,16 @@ def make_optimizer(opt_cfg: ml_collections.ConfigDict, num_train_steps: int):
   """Returns (tx, lr_schedule_fn) from a config like `default_optimizer_config()`.
 
   Missing keys take the defaults; unknown keys, names and schedules raise
-  ValueError listing the valid ones.
+  ValueError listing the valid ones. `param_groups`: see the module docstring.
   """
   defaults = default_optimizer_config()
-  unknown = sorted(set(opt_cfg.keys()) - set(defaults.keys()))
+  unknown = sorted(set(opt_cfg.keys()) - set(defaults.keys()) - set(OPTIONAL_KEYS))
   if unknown:
     raise ValueError(f"unknown optimizer config keys {unknown}; valid keys: "
-                     f"{sorted(defaults.keys())}.")
+                     f"{sorted(defaults.keys()) + list(OPTIONAL_KEYS)}.")
+  groups = opt_cfg.get("param_groups", None) or []
   c = defaults
-  c.update(dict(opt_cfg.items()))
+  c.update({k: v for k, v in opt_cfg.items() if k not in OPTIONAL_KEYS})
   check_choice("optimizer name", c.name, OPTIMIZERS)
   check_choice("schedule", c.schedule, SCHEDULES)
   if not isinstance(num_train_steps, int) or num_train_steps < 1:
@@ -125,6 +143,25 @@ def make_optimizer(opt_cfg: ml_collections.ConfigDict, num_train_steps: int):
   k = 1 if c.grad_accum_steps is None else int(c.grad_accum_steps)
   if k < 1:
     raise ValueError(f"grad_accum_steps={c.grad_accum_steps} must be >= 1.")
+  tx, lr_fn = _core_optimizer(c, num_train_steps, k)
+  if groups:
+    tx = _grouped(tx, c, groups, num_train_steps, k)
+
+  if c.clip_grad_norm:
+    if not c.clip_grad_norm > 0 or math.isnan(c.clip_grad_norm):
+      raise ValueError(f"clip_grad_norm={c.clip_grad_norm} must be > 0 (or 0/None"
+                       " for no clipping).")
+    tx = optax.chain(optax.clip_by_global_norm(c.clip_grad_norm), tx)
+  if c.skip_nonfinite:
+    tx = guard.skip_nonfinite(tx)
+  if k > 1 and c.name != "tiger":
+    tx = optax.MultiSteps(tx, every_k_schedule=k).gradient_transformation()
+  return tx, lr_fn
+
+
+def _core_optimizer(c: ml_collections.ConfigDict, num_train_steps: int, k: int):
+  """The optimizer itself (weight decay included) and its schedule, from a resolved config."""
+  check_choice("schedule", c.schedule, SCHEDULES)
   check_nonneg("learning_rate", c.learning_rate)
   lr_fn = make_schedule(c.learning_rate, num_train_steps, c.schedule,
                         c.warmup_steps, c.min_lr_ratio)
@@ -147,14 +184,41 @@ def make_optimizer(opt_cfg: ml_collections.ConfigDict, num_train_steps: int):
     tx = optax.chain(optax.add_decayed_weights(c.weight_decay, mask),
                      optax.sgd(lr_fn, momentum=momentum,
                                accumulator_dtype=mu_dtype))
-
-  if c.clip_grad_norm:
-    if not c.clip_grad_norm > 0 or math.isnan(c.clip_grad_norm):
-      raise ValueError(f"clip_grad_norm={c.clip_grad_norm} must be > 0 (or 0/None"
-                       " for no clipping).")
-    tx = optax.chain(optax.clip_by_global_norm(c.clip_grad_norm), tx)
-  if c.skip_nonfinite:
-    tx = guard.skip_nonfinite(tx)
-  if k > 1 and c.name != "tiger":
-    tx = optax.MultiSteps(tx, every_k_schedule=k).gradient_transformation()
   return tx, lr_fn
+
+
+def _grouped(main_tx, c: ml_collections.ConfigDict, groups, num_train_steps: int, k: int):
+  """optax.multi_transform over the parameter groups (module docstring)."""
+  transforms, patterns = {"main": main_tx}, []
+  for i, group in enumerate(groups):
+    g = dict(group.to_dict() if isinstance(group, ml_collections.ConfigDict) else group)
+    if "pattern" not in g:
+      raise ValueError(f"optimizer.param_groups[{i}] = {g} needs a 'pattern' (a regex on parameter paths "
+                       "such as 'predictor/fc0/kernel').")
+    try:
+      rx = re.compile(g.pop("pattern"))
+    except re.error as e:
+      raise ValueError(f"optimizer.param_groups[{i}]: invalid pattern: {e}") from e
+    frozen = bool(g.pop("frozen", False))
+    bad = sorted(set(g) - set(GROUP_KEYS))
+    if bad:
+      raise ValueError(f"optimizer.param_groups[{i}] has keys {bad} a group cannot set; allowed: "
+                       f"{['pattern', 'frozen'] + list(GROUP_KEYS)}.")
+    if frozen and g:
+      raise ValueError(f"optimizer.param_groups[{i}] is frozen; it takes no other keys, got {sorted(g)}.")
+    name = f"group{i}"
+    if frozen:
+      transforms[name] = optax.set_to_zero()
+    else:
+      gc = ml_collections.ConfigDict(c.to_dict())
+      gc.update(g)
+      transforms[name] = _core_optimizer(gc, num_train_steps, k)[0]
+    patterns.append((rx, name))
+
+  def labels(params):
+    def label(path, _):
+      p = masks.path_str(path)
+      return next((name for rx, name in patterns if rx.search(p)), "main")
+    return jax.tree_util.tree_map_with_path(label, params)
+
+  return optax.multi_transform(transforms, labels)

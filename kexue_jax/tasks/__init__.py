@@ -8,10 +8,15 @@ import ml_collections
 from kexue_jax.tasks import base
 from kexue_jax.tasks import classify
 from kexue_jax.tasks import lm
+from kexue_jax.tasks import simsiam
+from kexue_jax.tasks import mlm
 
 TASKS: dict[str, Callable[[ml_collections.ConfigDict], base.Task]] = {
     "lm": lm.LMTask,
     "classify": classify.ClassifyTask,
+    "simsiam": simsiam.SimSiamTask,
+    "mlm": mlm.MLMTask,
+    "droptoken_classify": mlm.DropTokenClassifyTask,
 }
 
 

@@ -10,6 +10,10 @@ A task is built from the config and offers three pure functions::
 updated non-parameter collections (e.g. BatchNorm statistics), which the loop carries in the train state.
 ``evaluate`` returns *sums and counts* so the loop can average exactly over any number of batches and
 devices. Parameters may carry logical-axis annotations (``nn.with_logical_partitioning``).
+Optional: ``adapt_init_params(loaded) -> loaded`` transforms the parameters a fresh run loads through
+``config.init_from`` (e.g. tasks/mlm.py's embedding correction; see ``train._init_from``).
+Optional: ``grad_norm_groups = {name: (top-level param keys, ...)}`` makes the loop log the gradient norm of
+each group as ``grad_norm/<name>`` (tasks/simsiam.py: predictor vs encoder).
 """
 from __future__ import annotations
 

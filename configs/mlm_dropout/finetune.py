@@ -1,0 +1,55 @@
+r"""Fine-tuning on the stdlib package-of-origin task, from a pre-training run or from scratch (issue #8).
+
+  python -m kexue_jax.main --config configs/mlm_dropout/finetune.py:init=/tmp/kexue/mlm_pretrain --workdir W
+  python -m kexue_jax.main --config configs/mlm_dropout/finetune.py:init=/tmp/kexue/mlm_pretrain,correction=0.15 ...
+  python -m kexue_jax.main --config configs/mlm_dropout/finetune.py:init=/tmp/kexue/mlm_pretrain,drop=0.15 ...
+  python -m kexue_jax.main --config configs/mlm_dropout/finetune.py --workdir W          # from scratch
+  python -m kexue_jax.main --config configs/mlm_dropout/finetune.py:runlocal --workdir W
+
+Task (`stdlib_packages`, kexue_jax/tasks/mlm.py): [CLS] + 63 bytes of a file of one of 9 top-level packages
+(_common.CLASSES), label = the package. Training windows come from the `train` split, class-balanced;
+evaluation: 64 windows per class from the `validation+test` files (576 windows; majority baseline 1/9). Files
+never cross splits. The [CLS] state feeds a linear head; dropout 0.1 in the encoder.
+
+Arguments:
+  init=""          workdir of a configs/mlm_dropout/pretrain.py run (its params/encoder initialise the encoder);
+                   "" = random initialisation.
+  correction=0.0   Su's embedding correction ratio r (0.15 for BERT's masking); needs init.
+  drop=0.0         DropToken ratio p during training (inference uses all tokens).
+  steps=150, batch=32, lr=3e-4, dropout=0.1, seq_len=64 (as in the pre-training), seed=0, runlocal.
+"""
+from kexue_jax import config_lib
+
+
+def get_config(arg=None):
+  arg = config_lib.parse_arg(arg, runlocal=False, init="", correction=0.0, drop=0.0, steps=150, batch=32,
+                             lr=3e-4, dropout=0.1, seq_len=64, seed=0)
+  common = config_lib.load_sibling(__file__, "_common.py")
+  c = config_lib.base_config()
+  c.seed = arg.seed
+  c.num_train_steps = 4 if arg.runlocal else arg.steps
+  c.batch_size = 16 if arg.runlocal else arg.batch
+  c.log_every_steps = 2 if arg.runlocal else 50
+  c.eval_every_steps = 0
+  c.checkpoint_every_steps = 0
+  c.max_checkpoints_to_keep = 1
+  c.num_eval_batches = 2 if arg.runlocal else None   # None: all 576 evaluation windows
+  c.progress_bar = not arg.runlocal
+
+  c.data.name = "python_stdlib_text"
+  c.data.preprocess = "stdlib_packages"
+  c.data.train_split = "train"
+  c.data.eval_split = "validation+test"
+  c.data.seq_len = 32 if arg.runlocal else arg.seq_len
+  c.data.classes = common.CLASSES
+  c.data.eval_per_class = 4 if arg.runlocal else 64
+
+  c.task = dict(name="droptoken_classify", num_classes=len(common.CLASSES), drop_token=arg.drop,
+                head_dropout_rate=arg.dropout, correction_r=arg.correction, mask_frac=0.8, random_frac=0.1)
+  c.model = common.encoder("local" if arg.runlocal else "small", dropout=arg.dropout)
+  if arg.init:
+    c.init_from.workdir = arg.init
+    c.init_from.mapping = (("encoder", "encoder"),)
+  common.adamw(c, lr=arg.lr, warmup=1 if arg.runlocal else max(1, arg.steps // 10))
+  c.study = dict(arg=arg.to_dict())
+  return c

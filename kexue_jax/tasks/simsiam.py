@@ -1,0 +1,252 @@
+r"""SimSiam (Chen & He, arXiv 2011.10566) and Su's dynamics ablations (https://kexue.fm/archives/7980).
+
+The network
+-----------
+    h = f_backbone(x)                    backbone features (what kNN / linear probes read)
+    z = g(h)                             projector: [Dense(no bias) - BN - ReLU] x (L - 1) - Dense(no bias)
+                                         - BN(no affine)                          (nn/heads.ProjectionMLP)
+    p = q(z)                             predictor: Dense(no bias) - BN - ReLU - Dense(bias), bottleneck
+                                         hidden = d/4                              (nn/heads.PredictionMLP)
+
+Parameters live in three top-level subtrees, ``backbone``, ``projector``, ``predictor``: the optimizer's
+``param_groups`` select the predictor by the path pattern ``^predictor/`` (frozen predictor, constant-lr
+predictor), and the loop logs the gradient norms of the groups in ``grad_norm_groups``
+(``predictor`` and ``encoder`` = backbone + projector, Su's fast and slow variables).
+
+The loss
+--------
+Two views x1 = T1(x), x2 = T2(x) (kexue_jax/data/augment.py, drawn inside the jitted step from the step
+key), each through the network in its own forward pass (as the official code: BatchNorm statistics per
+view), and with D(p, z) = - <p/||p||, z/||z||>:
+
+    L = 1/2 D(p1, sg(z2)) + 1/2 D(p2, sg(z1))          (Eq. 4; sg = stop-gradient = lax.stop_gradient)
+
+averaged over the batch; min L = -1. The switches (``config.task``):
+
+  stop_gradient=False   sg removed: the targets z2, z1 also carry gradient (the paper's collapse, Fig. 2).
+  predictor='none'      q = identity (p = z): Table 1a.
+  (predictor frozen / own constant lr: optimizer param_groups, see configs/simsiam/.)
+  target='mean_view'    Su's open question (§A.5.6 of the research note): the target of both branches is the
+                        representation of the *averaged augmentation*, z_bar = g(f(x_bar)) with
+                        x_bar = (1/K) sum_k T_k(x) (K = ``target_views`` fresh views):
+                        L = 1/2 D(p1, sg(z_bar)) + 1/2 D(p2, sg(z_bar)); stop_gradient and predictor
+                        switch as above.
+
+Monitors (``aux['metrics']``, every step): ``loss``; ``z_std`` = collapse_std(z1) (compare 1/sqrt(d));
+``z_erank`` = effective_rank(z1); the same for the backbone features (``h_std``, ``h_erank``) and for the
+predictions (``p_std``); see kexue_jax/evals/ssl.py. The loop adds ``grad_norm/predictor`` and
+``grad_norm/encoder``.
+
+BatchNorm synchronisation
+-------------------------
+BatchNorm computes its batch statistics with ``jnp.mean`` over the batch axis. The step is one ``jax.jit``
+over the *global* batch, sharded over the mesh's data axes, so GSPMD turns that mean into a mean over the
+global batch (an all-reduce across the data-parallel devices): the statistics are synchronised across
+devices by construction (SyncBN), with no ``axis_name``. tests/test_simsiam.py checks that an 8-device
+data-parallel loss, gradient and BN update equal the single-device ones on the same global batch (and differ
+from per-device statistics). The running averages are carried in the train state (``aux['mutable']``).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from kexue_jax import models
+from kexue_jax.data import augment
+from kexue_jax.evals import ssl
+from kexue_jax.nn import heads
+
+PREDICTORS = ("mlp", "none")
+TARGETS = ("view", "mean_view")
+
+
+# ---------------------------------------------------------------------------------------------- The loss.
+
+
+def negative_cosine_B(p_BD, z_BD, eps: float = 1e-8):
+  """D(p, z) = -<p/||p||, z/||z||> per example (float32), with ||.|| floored at eps (ssl.l2_normalize: a
+  zero vector, e.g. a predictor output whose ReLU units are all off, gets a finite gradient)."""
+  return -jnp.sum(ssl.l2_normalize(p_BD.astype(jnp.float32), eps=eps) *
+                  ssl.l2_normalize(z_BD.astype(jnp.float32), eps=eps), axis=-1)
+
+
+def simsiam_loss(p1_BD, p2_BD, t1_BD, t2_BD, *, stop_gradient: bool = True):
+  """L = 1/2 mean D(p1, sg(t2)) + 1/2 mean D(p2, sg(t1)); t = z of the views (or z_bar, module docstring)."""
+  if stop_gradient:
+    t1_BD, t2_BD = jax.lax.stop_gradient(t1_BD), jax.lax.stop_gradient(t2_BD)
+  return 0.5 * jnp.mean(negative_cosine_B(p1_BD, t2_BD)) + 0.5 * jnp.mean(negative_cosine_B(p2_BD, t1_BD))
+
+
+def su_toy_dynamics(stop_gradient: bool, *, phi0: float = 0.6, theta0: float = 0.1, dt: float = 1e-3,
+                    steps: int = 20_000):
+  """Su's scalar toy model (kexue.fm/archives/7980): Euler steps of the gradient flow of
+
+      l(phi, theta) = 1/2 (phi * theta - sg(theta))^2,
+
+  phi = predictor, theta = encoder, the second theta = the target branch. With stop-gradient
+  dphi/dt = -(phi theta - theta) theta, dtheta/dt = -(phi theta - theta) phi, so theta^2 - phi^2 is conserved
+  and (phi, theta) -> (1, sqrt(theta0^2 + 1 - phi0^2)) = (1, sqrt(0.65)); the full gradient adds
+  +(phi theta - theta) to dtheta/dt and theta -> 0 (collapse). Uses jax.grad through lax.stop_gradient (so it
+  exercises the same mechanism as the loss). Returns (phi, theta) trajectories, float32[steps + 1] each.
+  """
+  def loss(w):
+    phi, theta = w[0], w[1]
+    target = jax.lax.stop_gradient(theta) if stop_gradient else theta
+    return 0.5 * (phi * theta - target) ** 2
+
+  def step(w, _):
+    w = w - dt * jax.grad(loss)(w)
+    return w, w
+
+  w0 = jnp.array([phi0, theta0], jnp.float32)
+  _, traj = jax.lax.scan(step, w0, None, length=steps)
+  traj = jnp.concatenate([w0[None], traj])
+  return traj[:, 0], traj[:, 1]
+
+
+# ---------------------------------------------------------------------------------------------- The network.
+
+
+class SimSiamNet(nn.Module):
+  """backbone -> projector -> predictor; returns (h_BF, z_BD, p_BD) (p = z without a predictor)."""
+  backbone: nn.Module
+  proj_hidden_dim: int = 2048
+  proj_dim: int = 2048
+  proj_layers: int = 3
+  pred_hidden_dim: int = 512
+  use_predictor: bool = True
+
+  def setup(self):
+    self.projector = heads.ProjectionMLP(self.proj_hidden_dim, self.proj_dim, num_layers=self.proj_layers)
+    if self.use_predictor:
+      self.predictor = heads.PredictionMLP(self.pred_hidden_dim, self.proj_dim)
+
+  def encode(self, x, *, train: bool = False):
+    _, h_BF = self.backbone(x, train=train)
+    return h_BF, self.projector(h_BF, train=train)
+
+  def __call__(self, x, *, train: bool = False):
+    h_BF, z_BD = self.encode(x, train=train)
+    p_BD = self.predictor(z_BD, train=train) if self.use_predictor else z_BD
+    return h_BF, z_BD, p_BD
+
+
+def build_network(config: ml_collections.ConfigDict) -> SimSiamNet:
+  t = config.task
+  backbone = models.build_model(config.model)
+  if getattr(backbone, "num_classes", None) is not None:
+    raise ValueError("the SimSiam backbone must be a feature extractor: set config.model.num_classes=None.")
+  return SimSiamNet(backbone=backbone, proj_hidden_dim=int(t.proj_hidden_dim), proj_dim=int(t.proj_dim),
+                    proj_layers=int(t.get("proj_layers", 2)), pred_hidden_dim=int(t.pred_hidden_dim),
+                    use_predictor=t.get("predictor", "mlp") == "mlp")
+
+
+# ---------------------------------------------------------------------------------------------- The task.
+
+
+class SimSiamTask:
+  """Self-supervised SimSiam on batches {"x", ["label"]} (labels are ignored by the loss).
+
+  config.task: name="simsiam", views ('mnist1d' | 'cifar', kexue_jax.data.augment.VIEWS), augment (dict of
+  keyword arguments of the view function), normalize (None or (mean, std) per channel, applied after
+  augmentation), proj_hidden_dim, proj_dim, proj_layers, pred_hidden_dim, predictor ('mlp' | 'none'),
+  stop_gradient, target ('view' | 'mean_view'), target_views (K), eval_seed.
+  """
+
+  unit = "examples"
+
+  def __init__(self, config: ml_collections.ConfigDict):
+    t = config.task
+    self.views_name = t.get("views", "mnist1d")
+    if self.views_name not in augment.VIEWS:
+      raise ValueError(f"unknown task.views {self.views_name!r}; expected one of {sorted(augment.VIEWS)}.")
+    self.predictor = t.get("predictor", "mlp")
+    if self.predictor not in PREDICTORS:
+      raise ValueError(f"unknown task.predictor {self.predictor!r}; expected one of {PREDICTORS} (a frozen or "
+                       "constant-lr predictor is 'mlp' plus optimizer.param_groups, see configs/simsiam/).")
+    self.target = t.get("target", "view")
+    if self.target not in TARGETS:
+      raise ValueError(f"unknown task.target {self.target!r}; expected one of {TARGETS}.")
+    self.target_views = int(t.get("target_views", 8))
+    if self.target == "mean_view" and self.target_views < 1:
+      raise ValueError(f"task.target_views must be >= 1, got {self.target_views}.")
+    self.stop_gradient = bool(t.get("stop_gradient", True))
+    aug = t.get("augment", None)
+    self.augment_kw = dict(aug.to_dict() if isinstance(aug, ml_collections.ConfigDict) else (aug or {}))
+    norm = t.get("normalize", None)
+    self.normalize = None if norm is None else (jnp.asarray(norm[0], jnp.float32), jnp.asarray(norm[1], jnp.float32))
+    self.eval_seed = int(t.get("eval_seed", 0))
+    self.net = build_network(config)
+    self.grad_norm_groups = {"encoder": ("backbone", "projector")}
+    if self.predictor == "mlp":
+      self.grad_norm_groups["predictor"] = ("predictor",)
+
+  # -- views and forward passes
+  def views(self, rng, x):
+    """A random view of every example (augment.VIEWS[views]), then the input normalisation."""
+    v = augment.VIEWS[self.views_name](rng, x, **self.augment_kw)
+    return self.prepare(v)
+
+  def prepare(self, x):
+    x = x.astype(jnp.float32)
+    if self.normalize is not None:
+      x = (x - self.normalize[0]) / self.normalize[1]
+    return x
+
+  def _apply_train(self, variables, x):
+    """((h, z, p), variables with the updated batch_stats)."""
+    out, new = self.net.apply(variables, x, train=True, mutable=["batch_stats"])
+    return out, {**variables, **new}
+
+  def init(self, rng, batch):
+    return self.net.init({"params": rng}, self.prepare(batch["x"]), train=False)
+
+  def embed(self, variables, x, *, train: bool = False):
+    """(h_BF, z_BD) in inference mode (BN running averages) of already prepared inputs."""
+    return self.net.apply(variables, x, train=train, method=SimSiamNet.encode)
+
+  # -- training
+  def loss(self, variables, batch, rng) -> tuple[jax.Array, dict[str, Any]]:
+    x = batch["x"]
+    k1, k2, kt = jax.random.split(rng, 3)
+    (h1, z1, p1), v = self._apply_train(variables, self.views(k1, x))
+    (_, z2, p2), v = self._apply_train(v, self.views(k2, x))
+    if self.target == "view":
+      t1, t2 = z1, z2
+    else:
+      keys = jax.random.split(kt, self.target_views)
+      x_bar = jnp.mean(jnp.stack([augment.VIEWS[self.views_name](k, x, **self.augment_kw) for k in keys]), axis=0)
+      (_, z_bar, _), v = self._apply_train(v, self.prepare(x_bar))
+      t1 = t2 = z_bar
+    loss = simsiam_loss(p1, p2, t1, t2, stop_gradient=self.stop_gradient)
+    metrics = self._monitors(h1, z1, p1)
+    return loss, {"metrics": metrics, "mutable": {k: val for k, val in v.items() if k != "params"}}
+
+  @staticmethod
+  def _monitors(h, z, p):
+    # Monitors are not differentiated: stop_gradient keeps the SVD's derivative (1 / (s_i^2 - s_j^2), NaN at
+    # repeated singular values) out of the backward pass, where 0 * NaN would poison the gradients.
+    h, z, p = jax.lax.stop_gradient((h, z, p))
+    return {"z_std": ssl.collapse_std(z), "z_erank": ssl.effective_rank(z), "h_std": ssl.collapse_std(h),
+            "h_erank": ssl.effective_rank(h), "p_std": ssl.collapse_std(p)}
+
+  # -- evaluation (BN in inference mode; fixed views)
+  def evaluate(self, variables, batch):
+    x = batch["x"]
+    k1, k2 = jax.random.split(jax.random.key(self.eval_seed))
+    h1, z1, p1 = self.net.apply(variables, self.views(k1, x), train=False)
+    _, z2, p2 = self.net.apply(variables, self.views(k2, x), train=False)
+    n = jnp.asarray(x.shape[0], jnp.float32)
+    d = 0.5 * (negative_cosine_B(p1, z2) + negative_cosine_B(p2, z1))
+    one = jnp.ones((), jnp.float32)  # per-batch statistics: averaged over batches
+    out = {"loss": (jnp.sum(d), n)}
+    out.update({k: (val, one) for k, val in self._monitors(h1, z1, p1).items()})
+    return out
+
+  def units_per_example(self, batch) -> int:
+    del batch
+    return 1

@@ -1,0 +1,318 @@
+"""MLM / MAE as dropout (issue #8): masking statistics, the embedding correction against NumPy float64,
+gather-based DropToken == attention-column masking (NumPy float64 transcription), MAE shapes, init_from with the
+correction, the downstream data view, the full configs, the report generator."""
+import json
+import os
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import load_config
+from experiments.mlm_dropout import report
+from experiments.mlm_dropout import run as study
+from kexue_jax import checkpoint
+from kexue_jax import tasks
+from kexue_jax import train
+from kexue_jax.data import pipeline
+from kexue_jax.nn import transformer as tfm
+from kexue_jax.tasks import mlm
+from test_transformer import np_gelu, np_layernorm, np_mha
+
+
+# ------------------------------------------------------------------------------------- Masking statistics.
+
+
+def _byte_batch(B=32, L=64, num_pad=6, seed=0):
+  rng = np.random.RandomState(seed)
+  tokens = rng.randint(0, 256, size=(B, L)).astype(np.int32)
+  tokens[:, 0] = mlm.CLS_ID
+  tokens[: B // 2, L - num_pad:] = mlm.PAD_ID
+  return tokens
+
+
+def test_bert_mask_statistics_over_many_draws():
+  tokens = _byte_batch()
+  maskable = tokens < 256
+  draws = 200
+  inputs, selected = jax.vmap(lambda k: mlm.bert_mask(k, jnp.asarray(tokens), jnp.asarray(maskable)))(
+      jax.random.split(jax.random.key(0), draws))
+  inputs, selected = np.asarray(inputs), np.asarray(selected)
+  tok = np.broadcast_to(tokens, inputs.shape)
+  n_maskable = draws * maskable.sum()
+  assert not selected[:, ~maskable].any()                                     # [CLS] / [PAD] never selected
+  np.testing.assert_array_equal(inputs[~selected], tok[~selected])            # unselected untouched
+  frac = selected.sum() / n_maskable
+  assert abs(frac - 0.15) < 5 * np.sqrt(0.15 * 0.85 / n_maskable)
+  sel_in, sel_tok = inputs[selected], tok[selected]
+  n = sel_in.size
+  p_mask = np.mean(sel_in == mlm.MASK_ID)
+  p_same = np.mean(sel_in == sel_tok)
+  p_other = np.mean((sel_in != mlm.MASK_ID) & (sel_in != sel_tok))
+  # A random byte equals the original with probability 1/256.
+  for got, want in ((p_mask, 0.8), (p_same, 0.1 + 0.1 / 256), (p_other, 0.1 * 255 / 256)):
+    assert abs(got - want) < 5 * np.sqrt(want * (1 - want) / n), (got, want)
+  assert sel_in[sel_in != mlm.MASK_ID].max() < 256                           # replacements are bytes
+  # Random replacements are uniform over the 256 bytes (chi-square, 255 dof: mean 255, sd 22.6).
+  repl = sel_in[(sel_in != mlm.MASK_ID) & (sel_in != sel_tok)]
+  counts = np.bincount(repl, minlength=256)
+  expected = len(repl) / 256 * np.ones(256)
+  expected_adj = expected  # originals are uniform too, so excluding "same" keeps uniformity
+  chi2 = ((counts - expected_adj) ** 2 / expected_adj).sum()
+  assert chi2 < 255 + 5 * 22.6
+  again, _ = mlm.bert_mask(jax.random.key(5), jnp.asarray(tokens), jnp.asarray(maskable))
+  again2, _ = mlm.bert_mask(jax.random.key(5), jnp.asarray(tokens), jnp.asarray(maskable))
+  np.testing.assert_array_equal(again, again2)                               # deterministic given the key
+
+
+def test_keep_drop_indices():
+  tokens = _byte_batch(B=8, L=20, num_pad=4)
+  K = mlm.num_kept(20, 0.25)
+  assert K == 1 + round(0.75 * 19)
+  draws = 400
+  keep, drop = jax.vmap(lambda k: mlm.keep_drop_indices(k, jnp.asarray(tokens), K))(
+      jax.random.split(jax.random.key(1), draws))
+  keep, drop = np.asarray(keep), np.asarray(drop)
+  assert keep.shape == (draws, 8, K) and drop.shape == (draws, 8, 20 - K)
+  np.testing.assert_array_equal(np.sort(np.concatenate([keep, drop], -1), -1),
+                                np.broadcast_to(np.arange(20), (draws, 8, 20)))
+  assert (keep[..., 0] == 0).all() and (np.diff(keep, axis=-1) > 0).all()
+  # Padded rows (first 4): the 4 [PAD] positions are dropped first.
+  assert np.isin(np.arange(16, 20), drop[:, :4]).all()
+  # Unpadded rows: every byte position is dropped with probability (20 - K) / 19.
+  freq = np.array([(drop[:, 4:] == j).any(-1).mean() for j in range(1, 20)])
+  want = (20 - K) / 19
+  assert np.abs(freq - want).max() < 5 * np.sqrt(want * (1 - want) / (draws * 4))
+  with pytest.raises(ValueError, match="drop rate"):
+    mlm.num_kept(20, 1.0)
+
+
+# ------------------------------------------------------------------------------- Embedding correction.
+
+
+def np_correction(E, r, m, mask_frac=0.8, random_frac=0.1, mean_rows=256):
+  """Su's formula row by row in float64: E_i <- (1-r) E_i + r (0.8 E_m + 0.1 E_i + 0.1 mean E)."""
+  E = np.asarray(E, np.float64)
+  mean = sum(E[j] for j in range(mean_rows)) / mean_rows
+  keep = 1 - mask_frac - random_frac
+  return np.stack([(1 - r) * E[i] + r * (mask_frac * E[m] + keep * E[i] + random_frac * mean)
+                   for i in range(E.shape[0])])
+
+
+@pytest.mark.parametrize("r", [0.15, 0.4])
+def test_embedding_correction_matches_numpy(r):
+  E = np.random.RandomState(0).randn(mlm.VOCAB_SIZE, 16)
+  want = np_correction(E, r, mlm.MASK_ID)
+  np.testing.assert_allclose(mlm.embedding_correction(E, r), want, rtol=1e-12, atol=1e-12)
+  got32 = mlm.embedding_correction(jnp.asarray(E, jnp.float32), r)
+  assert got32.dtype == jnp.float32
+  np.testing.assert_allclose(got32, want, rtol=1e-5, atol=1e-5)
+  params = {"encoder": {"embed": {"embedding": E}, "block0": {"w": np.ones(3)}}, "head": {"k": np.zeros(2)}}
+  out = mlm.correct_params(params, r)
+  np.testing.assert_allclose(out["encoder"]["embed"]["embedding"], want, rtol=1e-12, atol=1e-12)
+  assert out["encoder"]["block0"] is params["encoder"]["block0"] and out["head"] is params["head"]
+  np.testing.assert_array_equal(params["encoder"]["embed"]["embedding"], E)  # input not modified
+  with pytest.raises(ValueError, match="mask rate"):
+    mlm.embedding_correction(E, 1.5)
+
+
+# ------------------------------------------------------------------- DropToken == attention-column masking.
+
+
+def np_encoder_cls_logits(p, tokens_L, valid_L):
+  """1-layer pre-norm encoder in float64 with key-padding (attention-column) mask `valid_L`; [CLS] logits."""
+  e = p["encoder"]
+  b = e["block0"]
+  ln = lambda name, x: np_layernorm(x, name["scale"], name["bias"])
+  x = e["embed"]["embedding"][tokens_L]
+  pos = np.arange(len(tokens_L))
+  x = x + np_mha(b["attn"], ln(b["norm_attn"], x), pos, causal=False, valid_L=valid_L)
+  x = x + np_gelu(ln(b["norm_mlp"], x) @ b["mlp"]["wi"]["kernel"]) @ b["mlp"]["wo"]["kernel"]
+  h = ln(e["final_norm"], x)
+  return h[0] @ p["head"]["out"]["kernel"] + p["head"]["out"]["bias"]
+
+
+def _classifier(drop):
+  enc = tfm.TransformerEncoder(vocab_size=mlm.VOCAB_SIZE, num_layers=1, embed_dim=8, num_heads=2, head_dim=4,
+                               mlp_dim=16, norm="pre", tie_embedding=False)
+  return mlm.DropTokenClassifier(enc, num_classes=3, drop_token=drop)
+
+
+def test_droptoken_gather_equals_attention_column_masking():
+  B, L = 3, 12
+  tokens = _byte_batch(B=B, L=L, num_pad=0, seed=3)
+  model = _classifier(0.4)
+  variables = model.init({"params": jax.random.key(0)}, tokens)
+  leaves, tdef = jax.tree.flatten(nn.unbox(variables["params"]))
+  keys = jax.random.split(jax.random.key(7), len(leaves))
+  params = jax.tree.unflatten(tdef, [l + 0.3 * jax.random.normal(k, l.shape) for l, k in zip(leaves, keys)])
+  # The real training path: keep positions drawn from the 'droptoken' rng, sown for inspection.
+  logits, inter = model.apply({"params": params}, tokens, train=True, rngs={"droptoken": jax.random.key(11)},
+                              mutable=["intermediates"])
+  keep = np.asarray(inter["intermediates"]["keep_BK"][0])
+  assert keep.shape == (B, mlm.num_kept(L, 0.4)) and (keep[:, 0] == 0).all()
+  valid = np.zeros((B, L), bool)
+  valid[np.arange(B)[:, None], keep] = True
+  # Independent: all tokens, dropped columns masked (JAX encoder) and a NumPy float64 transcription.
+  h = model.encoder.apply({"params": params["encoder"]}, jnp.asarray(tokens), padding_mask_BL=jnp.asarray(valid),
+                          method=model.encoder.hidden)
+  masked = h[:, 0] @ params["head"]["out"]["kernel"] + params["head"]["out"]["bias"]
+  np.testing.assert_allclose(logits, masked, rtol=1e-5, atol=1e-5)
+  p64 = jax.tree.map(lambda a: np.asarray(a, np.float64), params)
+  ref = np.stack([np_encoder_cls_logits(p64, tokens[b], valid[b]) for b in range(B)])
+  np.testing.assert_allclose(logits, ref, rtol=1e-4, atol=1e-4)
+  # Inference uses every token (no drop, no rng needed) == the unmasked reference.
+  full = model.apply({"params": params}, tokens, train=False)
+  ref_full = np.stack([np_encoder_cls_logits(p64, tokens[b], np.ones(L, bool)) for b in range(B)])
+  np.testing.assert_allclose(full, ref_full, rtol=1e-4, atol=1e-4)
+  assert not np.allclose(full, logits, atol=1e-3)
+
+
+# ----------------------------------------------------------------------------------------------- Tasks.
+
+
+def test_mae_task_predicts_exactly_the_dropped_bytes():
+  c = load_config("configs/mlm_dropout/pretrain.py", "runlocal,mode=mae")
+  task = tasks.get_task(c)
+  tokens = jnp.asarray(_byte_batch(B=4, L=32, num_pad=0))
+  variables = nn.unbox(jax.jit(task.init)(jax.random.key(0), {"tokens": tokens}))
+  (loss, aux), g = jax.jit(jax.value_and_grad(
+      lambda p: task.loss({"params": p}, {"tokens": tokens}, jax.random.key(1)), has_aux=True))(
+          variables["params"])
+  m = 32 - mlm.num_kept(32, 0.15)
+  assert np.isfinite(loss) and m == round(0.15 * 31)
+  np.testing.assert_allclose(aux["metrics"]["predicted_frac"], m / 32, rtol=1e-6)
+  ev = jax.jit(task.evaluate)(variables, {"tokens": tokens})
+  assert float(ev["loss"][1]) == 4 * m
+  # The encoder never sees a [MASK] token (nor the dropped bytes): the [MASK] embedding row gets no gradient.
+  assert float(jnp.abs(g["encoder"]["embed"]["embedding"][mlm.MASK_ID]).max()) == 0.0
+  assert "dec_block0" in variables["params"] and "mask_embedding" in variables["params"]
+
+
+def test_bad_task_values_raise():
+  c = load_config("configs/mlm_dropout/pretrain.py", "runlocal")
+  c.task.mode = "bert"
+  with pytest.raises(ValueError, match="task.mode"):
+    tasks.get_task(c)
+  f = load_config("configs/mlm_dropout/finetune.py", "runlocal")
+  f.task.drop_token = 1.0
+  with pytest.raises(ValueError, match="drop_token"):
+    tasks.get_task(f)
+  f = load_config("configs/mlm_dropout/finetune.py", "runlocal,correction=0.15")
+  with pytest.raises(ValueError, match="init_from"):
+    tasks.get_task(f)
+
+
+def test_init_from_pretraining_with_correction(tmp_path):
+  """Pre-train 2 steps; fine-tune with lr 0: the encoder equals the (corrected) pre-trained one."""
+  pre = load_config("configs/mlm_dropout/pretrain.py", "runlocal")
+  pre.num_train_steps = 2
+  train.run(pre, str(tmp_path / "pre"))
+  src, _ = checkpoint.load_state(str(tmp_path / "pre"))
+  ft = load_config("configs/mlm_dropout/finetune.py", f"runlocal,init={tmp_path / 'pre'},correction=0.15,drop=0.5")
+  ft.num_train_steps = 1
+  ft.optimizer.learning_rate = 0.0
+  out = train.run(ft, str(tmp_path / "ft"))
+  assert out["step"] == 1
+  got, _ = checkpoint.load_state(str(tmp_path / "ft"))
+  E = src["params"]["encoder"]["embed"]["embedding"]
+  np.testing.assert_allclose(got["params"]["encoder"]["embed"]["embedding"], np_correction(E, 0.15, mlm.MASK_ID),
+                             rtol=1e-6, atol=1e-6)
+  np.testing.assert_array_equal(got["params"]["encoder"]["block0"]["mlp"]["wi"]["kernel"],
+                                src["params"]["encoder"]["block0"]["mlp"]["wi"]["kernel"])
+  assert "head" in got["params"] and "dec_block0" not in got["params"]
+  np.testing.assert_allclose(mlm.load_corrected_params(str(tmp_path / "pre"), 0.15)["encoder"]["embed"]["embedding"],
+                             np_correction(E, 0.15, mlm.MASK_ID), rtol=1e-6, atol=1e-6)
+  with pytest.raises(ValueError, match="no parameter"):
+    checkpoint.load_params_mapped(got["params"], str(tmp_path / "pre"), mapping=(("decoder", "encoder"),))
+  with pytest.raises(ValueError, match="no parameter under"):
+    checkpoint.load_params_mapped(got["params"], str(tmp_path / "pre"), mapping=(("encoder", "enc"),))
+
+
+# ---------------------------------------------------------------------------------------------- Data.
+
+
+def test_stdlib_packages_view_is_split_by_file_and_balanced():
+  c = load_config("configs/mlm_dropout/finetune.py", "runlocal")
+  classes = c.data.classes
+  src_train = pipeline.get_data_source("python_stdlib_text", "train")
+  src_eval = pipeline.get_data_source("python_stdlib_text", "validation+test")
+  paths = lambda s: {bytes(s[i]["path"]).decode() for i in range(len(s))}
+  assert not paths(src_train) & paths(src_eval)
+  pw = mlm.PackageWindows(src_eval, classes, 31)
+  for doc, label in zip(pw.texts, pw.labels):
+    assert len(doc) >= 31
+  ev = list(pipeline.make_eval_iter(c.data, split="validation+test", global_batch_size=4, num_batches=None))
+  labels = np.concatenate([b["label"] for b in ev])
+  np.testing.assert_array_equal(np.bincount(labels, minlength=len(classes)), np.full(len(classes), 4))
+  tok = np.concatenate([b["tokens"] for b in ev])
+  assert tok.shape[1] == 32 and (tok[:, 0] == mlm.CLS_ID).all() and (tok[:, 1:] < 256).all()
+  # The label is the top-level package of the window's file: check one window against its source file.
+  doc, start = pw.eval_windows(4)[0]
+  ex = pw.read((doc, start))
+  assert classes[int(ex["label"])] == classes[int(pw.labels[doc])]
+  it = pipeline.make_train_iter(c.data, seed=0, global_batch_size=64)
+  train_labels = np.concatenate([next(it)["label"] for _ in range(8)])
+  assert set(train_labels) == set(range(len(classes)))                 # class-balanced sampling
+  assert mlm.package_of(b"asyncio/tasks.py") == "asyncio" and mlm.package_of("os.py") is None
+
+
+def test_cls_windows():
+  c = load_config("configs/mlm_dropout/pretrain.py", "runlocal")
+  batch = next(pipeline.make_train_iter(c.data, seed=0, global_batch_size=8))
+  assert batch["tokens"].shape == (8, 32) and (batch["tokens"][:, 0] == mlm.CLS_ID).all()
+  assert (batch["tokens"][:, 1:] < 256).all()
+
+
+# --------------------------------------------------------------------------------------- Configs, study.
+
+
+def test_full_configs_are_bert_base_on_tfds():
+  pre = load_config("configs/mlm_dropout/pretrain_full.py")
+  assert (pre.model.num_layers, pre.model.embed_dim, pre.model.mlp_dim, pre.model.num_heads) == (12, 768, 3072, 12)
+  assert pre.data.name.startswith("wikipedia/") and pre.model.dtype == "auto"
+  ft = load_config("configs/mlm_dropout/finetune_full.py", "init=/x,drop=0.1,correction=0.15")
+  assert ft.data.name == "ag_news_subset" and ft.init_from.workdir == "/x" and ft.task.drop_token == 0.1
+
+
+def _fake_records(seeds=3):
+  rng = np.random.RandomState(0)
+  recs = []
+  for s in study.finetune_plan(seeds, "/pre"):
+    acc = {"mlm": 0.6, "mae": 0.58, "none": 0.4}[s["init"]] - (0.1 if s["drop"] == 0.5 else 0.0)
+    recs.append({**{k: v for k, v in s.items() if k != "arg"}, "name": study.run_name(s["arg"]),
+                 "eval": {"accuracy": acc + 0.005 * rng.randn(), "loss": 1.0}, "train": {"loss": 1.0},
+                 "wall_time_s": 30.0, "steps_per_sec": 5.0, "command": "python -m ..."})
+  return recs
+
+
+def test_report_renders_claims_and_tables(tmp_path):
+  records = _fake_records()
+  pre = {m: {"eval": {"accuracy": 0.3, "loss": 2.5}, "wall_time_s": 100.0, "steps_per_sec": 4.0, "step": 600,
+             "command": "python -m ..."} for m in ("mlm", "mae")}
+  timing = {"droptoken": {str(p): 0.1 * (1 - p) + 0.01 for p in study.DROPS},
+            "pretrain": {"mlm": 0.2, "mae": 0.21, "mae@0.5": 0.15}}
+  drift = {"cos_dist_corrected_vs_plain": 0.01, "cos_dist_mc_vs_plain": 0.05, "cos_dist_mc_vs_corrected": 0.04,
+           "kl_mc_vs_plain": 0.2, "kl_mc_vs_corrected": 0.18, "acc_unmasked_plain": 0.9,
+           "acc_unmasked_corrected": 0.89, "mc_draws": 8}
+  path = report.write_report({"finetune": records, "pretrain": pre, "timing": timing, "drift": drift,
+                              "classes": ["a", "b"], "eval_counts": [64, 64]}, str(tmp_path),
+                             meta={"summary": "x", "machine": "y", "commands": ["z"]})
+  text = open(path).read()
+  assert "Claim checklist" in text and "DropToken" in text and "Su" in text
+  verdicts = report.check_claims(records, timing)
+  names = [v[0] for v in verdicts]
+  assert any("correction" in n for n in names) and any("step time" in n for n in names)
+  by = {n: v for n, v, _ in verdicts}
+  assert by[[n for n in names if "0.5 hurts" in n][0]] == report.HOLDS
+  assert by[[n for n in names if "step time" in n][0]] == report.HOLDS
+  assert json.load(open(os.path.join(str(tmp_path), "results.json")))["finetune"]
+
+
+def test_study_plan_and_dry_run(capsys):
+  specs = study.finetune_plan(3, "/pre")
+  assert len(specs) == 24 and len({s["arg"] for s in specs}) == 24
+  study.main(["--workdir", "/tmp/unused_mlm_dropout", "--dry_run"])
+  assert "estimated" in capsys.readouterr().out
