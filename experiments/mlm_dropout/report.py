@@ -13,13 +13,13 @@ the seed spread is "no difference". Accuracy claims need >= MIN_SEEDS seeds per 
 from __future__ import annotations
 
 import collections
-import dataclasses
 import json
 import os
 from typing import Any, Sequence
 
 import numpy as np
 
+from experiments import stats
 from experiments.mlm_dropout import published
 
 MIN_SEEDS = 3
@@ -28,24 +28,7 @@ BASE = ("mlm", 0.0, 0.0)
 INIT_NAMES = {"mlm": "MLM", "mae": "MAE-style", "none": "from scratch"}
 
 
-@dataclasses.dataclass
-class Stat:
-  values: list[float]
-
-  @property
-  def n(self) -> int:
-    return len(self.values)
-
-  @property
-  def mean(self) -> float:
-    return float(np.mean(self.values)) if self.values else float("nan")
-
-  @property
-  def std(self) -> float:
-    return float(np.std(self.values, ddof=1)) if self.n > 1 else 0.0
-
-  def fmt(self, scale: float = 100.0, digits: int = 1) -> str:
-    return "—" if not self.values else f"{self.mean * scale:.{digits}f} ± {self.std * scale:.{digits}f}"
+Stat = stats.Stat
 
 
 def setting_of(r) -> tuple:
@@ -93,7 +76,7 @@ def check_claims(records, timing) -> list[tuple[str, str, list[str]]]:
   v, d, s = compare(corr, base)
   verdict = UNKNOWN if v == "few seeds" else (HOLDS if v == "same" else FAILS)
   out.append(("The embedding correction changes fine-tuning accuracy little (Su: no significant change)", verdict,
-              [f"MLM + correction {corr.fmt()} vs MLM {base.fmt()}: d = {d * 100:+.2f} pts, spread {s * 100:.2f}"]))
+              [f"MLM + correction {corr.fmt(100)} vs MLM {base.fmt(100)}: d = {d * 100:+.2f} pts, spread {s * 100:.2f}"]))
 
   out.append(("Dropping tokens with kept positions is exactly attention-column masking (a test, not a claim)",
               HOLDS, ["tests/test_mlm.py::test_droptoken_gather_equals_attention_column_masking (NumPy float64, "
@@ -104,7 +87,7 @@ def check_claims(records, timing) -> list[tuple[str, str, list[str]]]:
     st = stats.get(("mlm", 0.0, p), Stat([]))
     v, d, s = compare(st, base)
     results.append(None if v == "few seeds" else v in ("same", "better"))
-    lines.append(f"p={p:g}: {st.fmt()} vs p=0 {base.fmt()}: d = {d * 100:+.2f} pts, spread {s * 100:.2f} ({v})")
+    lines.append(f"p={p:g}: {st.fmt(100)} vs p=0 {base.fmt(100)}: d = {d * 100:+.2f} pts, spread {s * 100:.2f} ({v})")
   verdict = UNKNOWN if None in results else (HOLDS if all(results) else PARTLY if any(results) else FAILS)
   out.append(("DropToken at 0.1-0.15 is neutral to slightly positive", verdict, lines))
 
@@ -112,7 +95,7 @@ def check_claims(records, timing) -> list[tuple[str, str, list[str]]]:
   v, d, s = compare(st, base)
   verdict = UNKNOWN if v == "few seeds" else (HOLDS if v == "worse" else FAILS)
   out.append(("DropToken at 0.5 hurts", verdict,
-              [f"p=0.5: {st.fmt()} vs p=0 {base.fmt()}: d = {d * 100:+.2f} pts, spread {s * 100:.2f} ({v})"]))
+              [f"p=0.5: {st.fmt(100)} vs p=0 {base.fmt(100)}: d = {d * 100:+.2f} pts, spread {s * 100:.2f} ({v})"]))
 
   tt = (timing or {}).get("droptoken") or {}
   if tt:
@@ -137,12 +120,12 @@ def check_claims(records, timing) -> list[tuple[str, str, list[str]]]:
   v, d, s = compare(mae, base)
   verdict = UNKNOWN if v == "few seeds" else (HOLDS if v in ("same", "better") else FAILS)
   out.append(("MAE-style pre-training transfers at least as well as MLM (MAE paper; not a firm expectation at "
-              "this scale)", verdict, [f"MAE-style {mae.fmt()} vs MLM {base.fmt()}: d = {d * 100:+.2f} pts, "
+              "this scale)", verdict, [f"MAE-style {mae.fmt(100)} vs MLM {base.fmt(100)}: d = {d * 100:+.2f} pts, "
                                        f"spread {s * 100:.2f} ({v})"]))
   v, d, s = compare(base, scratch)
   verdict = UNKNOWN if v == "few seeds" else (HOLDS if v == "better" else FAILS)
   out.append(("Sanity: MLM pre-training transfers (beats training from scratch)", verdict,
-              [f"MLM {base.fmt()} vs scratch {scratch.fmt()}: d = {d * 100:+.2f} pts, spread {s * 100:.2f}"]))
+              [f"MLM {base.fmt(100)} vs scratch {scratch.fmt(100)}: d = {d * 100:+.2f} pts, spread {s * 100:.2f}"]))
   return out
 
 
@@ -170,7 +153,7 @@ def table_finetune(records) -> list[str]:
   for s in order:
     st = stats.get(s, Stat([]))
     v, d, sp = compare(st, base)
-    lines.append(f"| {_name(s)} | {st.n} | {st.fmt()} | {'—' if s == BASE else f'{d * 100:+.2f}'} | "
+    lines.append(f"| {_name(s)} | {st.n} | {st.fmt(100)} | {'—' if s == BASE else f'{d * 100:+.2f}'} | "
                  f"{'baseline' if s == BASE else v} |")
   return lines
 
@@ -192,7 +175,7 @@ def table_droptoken(records, timing) -> list[str]:
     v, d, sp = compare(st, base)
     t = tt.get(str(p))
     run_sps = f"{np.mean(sps[p]):.2f}" if sps[p] else "—"
-    lines.append(f"| {p:g} | {mlm.num_kept(64, p)} / 64 | {st.n} | {st.fmt()} | "
+    lines.append(f"| {p:g} | {mlm.num_kept(64, p)} / 64 | {st.n} | {st.fmt(100)} | "
                  f"{'—' if not p else f'{d * 100:+.2f}'} | {'baseline' if not p else v} | "
                  f"{'—' if t is None else f'{t * 1000:.1f}'} | {'—' if t is None or not t0 else f'{t / t0:.2f}'} | "
                  f"{run_sps} |")
@@ -227,11 +210,11 @@ def table_pretrain(pre, timing, records) -> list[str]:
     if r is None:
       lines.append(f"| {INIT_NAMES[mode]} | — | — | — | {ms(mode)} | {ms(mode + '@0.5')} | {ms(mode + '@0.75')} "
                    "| — | — "
-                   f"| {ft.fmt()} |")
+                   f"| {ft.fmt(100)} |")
       continue
     lines.append(f"| {INIT_NAMES[mode]} | {r['step']} | {r['wall_time_s']:.0f} | {r.get('steps_per_sec') or 0:.2f} | "
                  f"{ms(mode)} | {ms(mode + '@0.5')} | {ms(mode + '@0.75')} | {r['eval']['loss']:.3f} | "
-                 f"{r['eval']['accuracy'] * 100:.1f} | {ft.fmt()} |")
+                 f"{r['eval']['accuracy'] * 100:.1f} | {ft.fmt(100)} |")
   return lines
 
 
@@ -332,8 +315,8 @@ def caveats(records) -> list[str]:
   base, scratch = stats.get(BASE, Stat([])), stats.get(("none", 0.0, 0.0), Stat([]))
   out = []
   if base.n and scratch.n and compare(base, scratch)[0] != "better":
-    out.append(f"Pre-training did not transfer at this budget: the MLM encoder reaches {base.fmt()}% after the "
-               f"{ft_steps(records)} fine-tuning steps, from scratch {scratch.fmt()}%. The correction and DropToken "
+    out.append(f"Pre-training did not transfer at this budget: the MLM encoder reaches {base.fmt(100)}% after the "
+               f"{ft_steps(records)} fine-tuning steps, from scratch {scratch.fmt(100)}%. The correction and DropToken "
                "comparisons "
                "below are therefore made in a regime where the pre-trained weights are no better than random ones "
                "for this task, which weakens them as tests of Su's claims (his were on converged BERT fine-tuning). "

@@ -19,12 +19,12 @@ they are "inconclusive"; the consistency claim needs >= MIN_SEEDS_OTHER.
 from __future__ import annotations
 
 import collections
-import dataclasses
 import os
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from experiments import stats
 from experiments.rdrop import published
 
 MIN_SEEDS_ACCURACY = 5
@@ -41,26 +41,7 @@ def setting_of(r: dict[str, Any]) -> tuple:
           float(r["alpha"]))
 
 
-@dataclasses.dataclass
-class Stat:
-  values: list[float]
-
-  @property
-  def n(self) -> int:
-    return len(self.values)
-
-  @property
-  def mean(self) -> float:
-    return float(np.mean(self.values)) if self.values else float("nan")
-
-  @property
-  def std(self) -> float:
-    return float(np.std(self.values, ddof=1)) if self.n > 1 else 0.0
-
-  def fmt(self, scale: float = 1.0, digits: int = 1) -> str:
-    if not self.values:
-      return "—"
-    return f"{self.mean * scale:.{digits}f} ± {self.std * scale:.{digits}f}"
+Stat = stats.Stat
 
 
 def collect(records: Iterable[dict[str, Any]], metric: str) -> dict[tuple, Stat]:

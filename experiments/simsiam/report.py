@@ -19,13 +19,13 @@ the test set <= COLLAPSE_ERANK. The untrained network is the step-0 evaluation o
 from __future__ import annotations
 
 import collections
-import dataclasses
 import math
 import os
 from typing import Any, Sequence
 
 import numpy as np
 
+from experiments import stats
 from experiments.simsiam import published
 
 HOLDS, PARTLY, FAILS, UNKNOWN = "✅ holds", "⚠️ partly", "❌ fails", "❔ inconclusive"
@@ -45,28 +45,7 @@ LABELS = {
 }
 
 
-@dataclasses.dataclass
-class Stat:
-  values: list[float]
-
-  @property
-  def n(self) -> int:
-    return len(self.values)
-
-  @property
-  def mean(self) -> float:
-    return float(np.mean(self.values)) if self.values else float("nan")
-
-  @property
-  def std(self) -> float:
-    return float(np.std(self.values, ddof=1)) if self.n > 1 else 0.0
-
-  def fmt(self, scale: float = 1.0, digits: int = 1) -> str:
-    if not self.values:
-      return "—"
-    if self.n == 1:
-      return f"{self.mean * scale:.{digits}f}"
-    return f"{self.mean * scale:.{digits}f} ± {self.std * scale:.{digits}f}"
+Stat = stats.Stat
 
 
 def ok_records(records):

@@ -1,0 +1,33 @@
+"""Seed statistics shared by the study reports (mean ± sample std over seeds)."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+
+@dataclasses.dataclass
+class Stat:
+  """The values of one metric over seeds."""
+  values: list[float]
+
+  @property
+  def n(self) -> int:
+    return len(self.values)
+
+  @property
+  def mean(self) -> float:
+    return float(np.mean(self.values)) if self.values else float("nan")
+
+  @property
+  def std(self) -> float:
+    """Sample standard deviation (ddof = 1); 0 for a single value."""
+    return float(np.std(self.values, ddof=1)) if self.n > 1 else 0.0
+
+  def fmt(self, scale: float = 1.0, digits: int = 1) -> str:
+    """"mean ± std" (×scale); the mean alone for one value; "—" for none."""
+    if not self.values:
+      return "—"
+    if self.n == 1:
+      return f"{self.mean * scale:.{digits}f}"
+    return f"{self.mean * scale:.{digits}f} ± {self.std * scale:.{digits}f}"
