@@ -501,12 +501,7 @@ def render(records, baselines, *, plots: Sequence[str] = (), meta: dict[str, Any
   if plots:
     lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
   lines += ["", "## Run times", ""] + table_times(records, baselines)
-  if meta.get("machine"):
-    lines += ["", f"Machine: {meta['machine']}."]
-  lines += ["", "## Commands", "", "```"] + list(meta.get("commands", [])) + ["```"]
-  examples = sorted({r["command"] for r in records if r.get("command")})[:3]
-  if examples:
-    lines += ["", "One run by hand (example):", "", "```"] + examples + ["```"]
+  lines += stats.report_footer(meta.get("machine"), meta.get("commands", []), records)
   return "\n".join(lines) + "\n"
 
 
