@@ -193,6 +193,34 @@ def test_train_batches_are_windows_of_documents(lm_cfg, corpus,
   assert len(starts) > 60  # Windows vary (80 draws from ~6k positions).
 
 
+def test_repeat_frac_tiles_a_prefix_of_a_window(lm_cfg, corpus):
+  """Copy-augmented windows: a fraction ~repeat_frac is a prefix of s in [L/4, L/2] bytes of a training
+  window tiled to L = seq_len + 1; the rest are plain windows. repeat_frac=0 keeps the exact stream."""
+  plain = take(data.make_train_iter(lm_cfg, seed=3, global_batch_size=8, process_index=0,
+                                    process_count=1), 4)
+  lm_cfg.repeat_frac = 0.0
+  assert_batches_equal(plain, take(data.make_train_iter(lm_cfg, seed=3, global_batch_size=8, process_index=0,
+                                                        process_count=1), 4))
+  lm_cfg.repeat_frac = 0.5
+  it = data.make_train_iter(lm_cfg, seed=0, global_batch_size=8, process_index=0, process_count=1)
+  train_docs = [t for _, t in corpus[1]["train"]]
+  length, tiled = SEQ_LEN + 1, 0
+  rows = [row for batch in take(it, 25) for row in batch["tokens"]]
+  for row in rows:
+    period = next((s for s in range(length // 4, length // 2 + 1)
+                   if np.array_equal(row[s:], row[:-s])), None)
+    if period is None:
+      assert any(bytes(row.astype(np.uint8)) in d for d in train_docs)
+    else:
+      tiled += 1
+      assert any(bytes(row[:period].astype(np.uint8)) in d for d in train_docs)
+  # 200 Bernoulli(0.5) draws (a plain window is periodic by chance with negligible probability).
+  assert 70 <= tiled <= 130, tiled
+  lm_cfg.repeat_frac = 1.5
+  with pytest.raises(ValueError, match="repeat_frac"):
+    next(data.make_train_iter(lm_cfg, seed=0, global_batch_size=8, process_index=0, process_count=1))
+
+
 def test_train_same_seed_same_batches(lm_cfg):
   make = lambda seed: data.make_train_iter(  # pylint: disable=g-long-lambda
       lm_cfg, seed=seed, global_batch_size=4, process_index=0, process_count=1)

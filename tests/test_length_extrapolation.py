@@ -32,6 +32,29 @@ def test_repeated_set_tiles_a_segment_beyond_train_length():
   np.testing.assert_array_equal(rep1[0, seg1[0]:], rep1[0, :-seg1[0]])
 
 
+def test_random_copy_set_and_copy_accuracy():
+  n = 32
+  rep, seg = evaluate.random_repeated_set(n, n, 10)
+  assert rep.shape == (10, n + 1) and rep.min() >= 32 and rep.max() <= 126
+  assert seg.min() >= n // 4 and seg.max() <= n // 2
+  for row, s in zip(rep, seg):
+    np.testing.assert_array_equal(row[s:], row[:-s])
+
+
+def test_copy_accuracy_counts_only_targets_after_the_first_copy(monkeypatch):
+  # A fake model that is right exactly on targets at positions >= 10: copy accuracy 1 when s <= 10.
+  tokens = np.zeros((2, 21), np.int32)
+
+  def fake_stats(model_cfg, params, tokens_bt, chunk=0):
+    pos = np.arange(1, tokens_bt.shape[1])[None, :].repeat(len(tokens_bt), 0)
+    return np.zeros(pos.shape, np.float32), (pos >= 10).astype(np.float32)
+
+  monkeypatch.setattr(evaluate, "token_stats", fake_stats)
+  acc = evaluate.copy_accuracy({}, None, tokens, np.array([10, 5]))
+  # s = 10: targets 10..20 all right; s = 5: targets 5..20, of which 10..20 (11 of 16) are right.
+  np.testing.assert_allclose(acc, [1.0, 11 / 16], atol=1e-4)
+
+
 class _Docs:
   def __init__(self, texts):
     self.buffer = np.concatenate([np.frombuffer(t, np.uint8) for t in texts])
@@ -222,6 +245,93 @@ def test_report_has_published_numbers_and_plots(tmp_path):
   assert "❌ does not hold" in bad and "Claims that do not hold" in bad
 
 
+def test_copy_trend_is_a_least_squares_line_over_the_second_half():
+  # gap (points) = -3 + 0.5 * (Mtokens) on the last half; the first half is noise that must be ignored.
+  tps = 2048
+  steps = [500, 1000, 1500, 2000, 2500, 3000]
+  gaps = [9.0, -9.0] + [-3 + 0.5 * s * tps / 1e6 for s in steps[2:]]
+  curve = [{"step": s, "nonrep_acc": 0.5, "rep_acc": 0.5 + g / 100} for s, g in zip(steps, gaps)]
+  t = report.copy_trend(curve, tps)
+  x = np.array(steps[3:]) * tps / 1e6  # second half: the last 3 of 6 points
+  slope = np.polyfit(x, np.array(gaps[3:]), 1)[0]
+  assert t["slope_per_mtok"] == pytest.approx(slope) == pytest.approx(0.5)
+  assert t["reach_mtok"] == pytest.approx(x[-1] + (10 - gaps[-1]) / 0.5)
+  assert "would reach +10 points" in report.trend_sentence(t, 128, tokens_per_s=1e4)
+  flat = [{"step": s, "nonrep_acc": 0.5, "rep_acc": 0.48} for s in steps]
+  assert report.copy_trend(flat, tps)["reach_mtok"] is None
+  assert "not rising" in report.trend_sentence(report.copy_trend(flat, tps), 128)
+
+
+def test_report_renders_several_probes_random_copy_and_controls(tmp_path):
+  import json
+  res = _synthetic(True)
+  probe = res.pop("copy_probe")
+  second = copy.deepcopy(probe)
+  second["arg"] = "copy=0.5"
+  second["curve"][0]["rand_copy_acc"] = 0.023
+  res["copy_probes"] = [probe, second]
+  res["copy_vs_steps"][0]["rand_copy_acc"] = 0.011
+  control = {"arg": "", "config": "configs/length_extrapolation/rope.py:scale=default", "train_length": 128,
+             "batch_size": 16, "steps": 20, "wall_s": 3.0, "hardware": "cpu",
+             "curve": [{"step": 10, "copy_acc": 0.02, "train_loss": 4.5, "sequences": 160, "wall_s": 1.0},
+                       {"step": 20, "copy_acc": 0.61, "train_loss": 2.0, "sequences": 320, "wall_s": 2.0}]}
+  (tmp_path / "copy_control.json").write_text(json.dumps(control))
+  text = report.write_report(res, str(tmp_path), plots=False)
+  claims = report.claims(report.Results(res))
+  assert {c["id"] for c in claims} >= {"0ca", "0cb"}
+  assert "## Copy probe: `rope.py:heads=4`" in text and "## Copy probe: `rope.py:copy=0.5`" in text
+  assert "| 5 | 40.00 | 50.00 | 60.00 | +10.00 | 1.10 |" in text          # the baseline's random-copy column
+  assert "random-byte copy targets 2.30" in text
+  assert "## Positive control" in text and "| 20 | 320 | 61.00 | 2.000 |" in text
+  assert "First evaluation with copy accuracy >= 50%: step 20" in text
+
+
+def test_copy_control_smoke():
+  from experiments.length_extrapolation import copy_control
+  res = copy_control.run_control("runlocal", steps=4, every=2)
+  assert [c["step"] for c in res["curve"]] == [2, 4]
+  assert all(0.0 <= c["copy_acc"] <= 1.0 and np.isfinite(c["train_loss"]) for c in res["curve"])
+  assert res["train_length"] == 16 and res["config"].endswith("runlocal")
+  batch = copy_control.copy_batch(np.random.default_rng(0), 5, 16)
+  assert batch.shape == (5, 17) and batch.min() >= 32 and batch.max() <= 126
+
+
+def test_seed_paired_averages_per_seed_differences_and_hides_replicates(tmp_path):
+  res = _synthetic(True)
+  rng = np.random.default_rng(5)
+  for seed in (1, 2):  # replicates with their own windows' values
+    for name in ("ntk_mixed", "logn/ntk_mixed", "ntk_mixed+logn†"):
+      rep = copy.deepcopy(res["methods"][name])
+      for r in rep["by_length"].values():
+        r["nonrep"]["acc"] = list(np.asarray(r["nonrep"]["acc"]) + rng.normal(0, 0.02, len(r["nonrep"]["acc"])))
+      res["methods"][f"{name}@s{seed}"] = rep
+  R = report.Results(res)
+  per_seed = []
+  for sfx in ("", "@s1", "@s2"):
+    a = np.array(res["methods"]["logn/ntk_mixed" + sfx]["by_length"]["1024"]["nonrep"]["acc"]) * 100
+    b = np.array(res["methods"]["ntk_mixed+logn†" + sfx]["by_length"]["1024"]["nonrep"]["acc"]) * 100
+    per_seed.append((a - b).mean())
+  mean, se, k = R.seed_paired("logn/ntk_mixed", "ntk_mixed+logn†", 1024)
+  assert k == 3 and mean == pytest.approx(np.mean(per_seed))
+  assert se == pytest.approx(np.std(per_seed, ddof=1) / np.sqrt(3))
+  assert R.seed_paired("yarn", "rope", 1024)[2] == 1      # no replicates: the window-paired SE
+  assert "ntk_mixed@s1" not in R.m
+  claim = next(c for c in report.claims(R) if c["id"] == "4a")
+  assert "3 seeds, SE over seeds" in claim["ours"]
+  text = report.write_report(res, str(tmp_path), plots=False)
+  assert "@s1" not in text.split("## Runs, cost and commands")[0]
+
+
+def test_seed_replicates_name_their_checkpoints():
+  base = methods_lib.all_methods(128, ("rope", "rope_logn", "hwfa"))
+  reps = methods_lib.seed_replicates(base, 128, 3)
+  names = {m.name for m in reps}
+  assert {"ntk_mixed@s1", "ntk_mixed@s2", "logn/ntk_mixed@s2", "rerope_w64+logn†@s1"} <= names
+  assert all(m.ckpt in ("rope_s1", "rope_s2", "rope_logn_s1", "rope_logn_s2") and not m.core for m in reps)
+  assert not any(m.name.startswith("hwfa") for m in reps)
+  assert methods_lib.seed_replicates(base, 128, 1) == []
+
+
 # ---------------------------------------------------------------------------- driver smoke test
 
 
@@ -243,6 +353,13 @@ def test_driver_smoke_tiny(tmp_path):
   again = run_lib.run_study(str(tmp_path / "wd"), "tiny", variants=("rope",), methods=("rope", "rerope_w4"),
                             mults=(1, 8), windows=8, out_dir=str(tmp_path / "out"), log=lambda s: None)
   assert again["methods"]["rope"] == out["methods"]["rope"]
+  # --seeds 2: a second training seed of the baseline, and the seed-aware methods evaluated on it.
+  seeded = run_lib.run_study(str(tmp_path / "wd"), "tiny", variants=("rope",), methods=("rope", "rerope_w4"),
+                             mults=(1, 8), windows=8, out_dir=str(tmp_path / "out"), log=lambda s: None, seeds=2)
+  assert seeded["runs"]["rope_s1"]["step"] == 4 and "seed=1" in seeded["runs"]["rope_s1"]["config_arg"]
+  assert set(seeded["methods"]) == {"rope", "rerope_w4", "rope@s1"}
+  assert seeded["methods"]["rope@s1"]["ckpt"] == "rope_s1"
+  assert seeded["methods"]["rope@s1"]["by_length"]["128"] != seeded["methods"]["rope"]["by_length"]["128"]
 
 
 def test_report_only_regenerates_from_results_json(tmp_path):

@@ -203,6 +203,25 @@ def test_bad_task_values_raise():
   f = load_config("configs/mlm_dropout/finetune.py", "runlocal,correction=0.15")
   with pytest.raises(ValueError, match="init_from"):
     tasks.get_task(f)
+  f = load_config("configs/mlm_dropout/finetune.py", "runlocal,correction=1.5")
+  with pytest.raises(ValueError, match="task.correction_r"):
+    tasks.get_task(f)
+  f = load_config("configs/mlm_dropout/finetune.py", "runlocal")
+  f.task.num_classes = 3
+  with pytest.raises(ValueError, match="num_classes"):
+    tasks.get_task(f)
+  with pytest.raises(ValueError, match="drops no token"):   # round(0.99 * 31) = 31: nothing would be dropped
+    mlm.num_kept(32, 0.01)
+  assert mlm.num_kept(32, 0.5) == 1 + 16 and mlm.num_kept(32, 0.0) == 32
+
+
+def test_correction_refuses_an_mae_checkpoint(tmp_path):
+  (tmp_path / "config.json").write_text(json.dumps({"task": {"name": "mlm", "mode": "mae"}}))
+  f = load_config("configs/mlm_dropout/finetune.py", f"runlocal,init={tmp_path},correction=0.15")
+  with pytest.raises(ValueError, match="MAE-style checkpoint"):
+    tasks.get_task(f)
+  (tmp_path / "config.json").write_text(json.dumps({"task": {"name": "mlm", "mode": "mlm"}}))
+  tasks.get_task(f)
 
 
 def test_init_from_pretraining_with_correction(tmp_path):
@@ -257,6 +276,39 @@ def test_stdlib_packages_view_is_split_by_file_and_balanced():
   train_labels = np.concatenate([next(it)["label"] for _ in range(8)])
   assert set(train_labels) == set(range(len(classes)))                 # class-balanced sampling
   assert mlm.package_of(b"asyncio/tasks.py") == "asyncio" and mlm.package_of("os.py") is None
+
+
+def test_train_per_class_draws_from_a_fixed_labelled_pool():
+  c = load_config("configs/mlm_dropout/finetune.py", "runlocal,train_per_class=2")
+  pw = mlm.PackageWindows(pipeline.get_data_source("python_stdlib_text", "train"), c.data.classes, 31)
+  pool = {pw.read(ds)["tokens"].tobytes() for ds in pw.eval_windows(2)}
+  assert len(pool) == 2 * len(c.data.classes)
+  it = pipeline.make_train_iter(c.data, seed=0, global_batch_size=32)
+  seen = [row.tobytes() for _ in range(4) for row in next(it)["tokens"]]
+  assert set(seen) <= pool and len(set(seen)) > len(pool) // 2    # only pool windows, most of them drawn
+  c.data.train_per_class = -1
+  with pytest.raises(ValueError, match="train_per_class"):
+    next(pipeline.make_train_iter(c.data, seed=0, global_batch_size=32))
+
+
+@pytest.mark.parametrize("pool", ["first", "mean"])
+def test_classifier_pooling_reads_cls_or_the_token_mean(pool):
+  """logits = W pool(h) + b, with pool = h[:, 0] ([CLS]) or the mean over the tokens (NumPy float64)."""
+  c = load_config("configs/mlm_dropout/finetune.py", f"runlocal,pool={pool}")
+  task = tasks.get_task(c)
+  tokens = np.asarray(np.random.default_rng(0).integers(0, 256, (3, 32)), np.int32)
+  tokens[:, 0] = mlm.CLS_ID
+  variables = nn.unbox(task.model.init(jax.random.PRNGKey(0), tokens))
+  logits = np.asarray(task.model.apply(variables, tokens), np.float64)
+  h = np.asarray(task.model.encoder.apply({"params": variables["params"]["encoder"]}, tokens,
+                                          method=lambda m, t: m.hidden(t)), np.float64)
+  w = np.asarray(variables["params"]["head"]["out"]["kernel"], np.float64)
+  b = np.asarray(variables["params"]["head"]["out"]["bias"], np.float64)
+  x = h[:, 0] if pool == "first" else h.mean(1)
+  np.testing.assert_allclose(logits, x @ w + b, rtol=1e-4, atol=1e-5)
+  c.task.pool = "max"
+  with pytest.raises(ValueError, match="task.pool"):
+    tasks.get_task(c)
 
 
 def test_cls_windows():

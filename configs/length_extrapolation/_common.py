@@ -20,14 +20,20 @@ Arguments (comma-separated, big_vision style), shared by every file of the folde
   heads=1                   attention heads (Su: single head); head_dim is kept
   block=mha|gau             attention+FFN blocks or GAU blocks (Su: GAU; default mha, gau for full)
   logn                      (kna / cosa only) add log-n pre-training
+  seed=0                    training seed (the driver's --seeds trains rope / rope_logn replicates with 1, 2, ...)
+  copy=0.0                  copy-augmented training: this fraction of the training windows is a prefix of
+                            s ~ U{N/4..N/2} bytes tiled to N (data.repeat_frac), so that a small model learns
+                            in-context copying within N; the repeated test set then asks whether copying
+                            survives at distances >= N, never seen in training (Su's repeated column)
 """
 import math
 
 from kexue_jax import config_lib
 
 # Model/data size per scale. default: ~0.43M parameters, 4 layers, 1200 steps of batch 16 (2.5M tokens): sized
-# so that the seven default variants train and evaluate in under an hour on 2 CPU cores (measured: MLP 512 or
-# batch 32 ran at under half the tokens/s of this size on the shared 2-core machine).
+# so that the seven default variants (+ 2 more seeds of rope and rope_logn) train and evaluate in about an hour
+# on 2 CPU cores (measured: MLP 512 or batch 32 ran at under half the tokens/s of this size on the shared
+# 2-core machine).
 SCALES = {
     "tiny": dict(train_length=16, num_layers=2, embed_dim=32, head_dim=16, mlp_dim=64, batch_size=8,
                  steps=4, warmup=1),
@@ -44,11 +50,13 @@ EXTENSION = 8
 
 def parse(arg):
   a = config_lib.parse_arg(arg, runlocal=False, scale="default", steps=0, norm="post", heads=1,
-                           block="auto", logn=False)
+                           block="auto", logn=False, copy=0.0, seed=0)
   if a.runlocal:
     a.scale = "tiny"
   if a.scale not in SCALES:
     raise ValueError(f"scale={a.scale!r}; use one of {sorted(SCALES)}.")
+  if not 0.0 <= a.copy <= 1.0:
+    raise ValueError(f"copy={a.copy} is a fraction of the training windows; use a value in [0, 1].")
   return a
 
 
@@ -62,6 +70,7 @@ def make_config(variant: str, arg=None, *, attention=None, layer_attention=None,
   s = dict(SCALES[a.scale])
   n = s["train_length"]
   c = config_lib.base_config()
+  c.seed = int(a.seed)
   c.num_train_steps = a.steps or s["steps"]
   c.batch_size = s["batch_size"]
   c.log_every_steps = max(1, min(50, c.num_train_steps))
@@ -73,6 +82,7 @@ def make_config(variant: str, arg=None, *, attention=None, layer_attention=None,
   c.progress_bar = accelerator_scale  # the CPU study logs one line per variant instead
 
   c.data.seq_len = n
+  c.data.repeat_frac = float(a.copy)
   if a.scale == "full":
     # Any TFDS catalog text dataset with long documents, prepared as array_record (nothing is downloaded).
     c.data.name = "pg19"
@@ -106,6 +116,7 @@ def make_config(variant: str, arg=None, *, attention=None, layer_attention=None,
 
   c.study = dict(variant=variant, scale=a.scale, train_length=n, extension=EXTENSION,
                  test_lengths=[n * m for m in (1, 2, 4, 8)], logn_pretrained=attn.get("logn") == "train",
+                 copy_frac=float(a.copy),
                  **(extra_study or {}))
   return c
 

@@ -9,6 +9,9 @@ segment lengths):
                 any distance seen in training (<= N-1): copying needs long-range retrieval beyond L_train.
                 For L = N (the copy check), s ~ U{N/4, ..., N/2}, i.e. copies within the trained range.
                 `copy_acc` is the accuracy on the targets at positions >= s (the predictable copies).
+  random copy   printable random bytes (32..126), a segment of s ~ U{N/4, ..., N/2} tiled to N + 1: accuracy on
+                the copy targets (positions >= s). Nothing but copying predicts them (chance ~1%), so this
+                isolates the in-context copy ("induction") ability that the repeated column presupposes.
   growing       the last N targets of a long document, scored with C = N, 2N, 4N, 8N tokens of context
                 (Su's later protocol, 9948 / bojone/rerope eval_loss.py): "longer context, lower loss".
 
@@ -67,6 +70,22 @@ def repeated_set(nonrep_BT: np.ndarray, train_length: int, seed: int = 0):
   seg = segment_lengths(t - 1, train_length, num, seed)
   out = np.stack([np.resize(row[:s], t) for row, s in zip(nonrep_BT, seg)]).astype(np.int32)
   return out, seg
+
+
+def random_repeated_set(length: int, train_length: int, num: int, seed: int = 0):
+  """(int32[num, length + 1] tiled random printable bytes, int64[num] segment lengths) (module docstring)."""
+  seg = segment_lengths(length, train_length, num, seed)
+  rng = np.random.default_rng(10_000 + seed)
+  rows = [np.resize(rng.integers(32, 127, size=s), length + 1) for s in seg]
+  return np.stack(rows).astype(np.int32), seg
+
+
+def copy_accuracy(model_cfg, params, rep_BT: np.ndarray, seg) -> list[float]:
+  """Per-window accuracy on the copy targets (target positions >= s) of a tiled set."""
+  _, cor = token_stats(model_cfg, params, rep_BT)
+  pos = np.arange(1, rep_BT.shape[1])[None, :]
+  mask = pos >= np.asarray(seg)[:, None]
+  return _r((cor * mask).sum(1) / np.maximum(mask.sum(1), 1))
 
 
 def growing_set(docs, train_length: int, max_mult: int, num: int) -> np.ndarray:

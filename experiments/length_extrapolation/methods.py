@@ -101,6 +101,25 @@ def all_methods(n: int, variants: tuple[str, ...]) -> list[Method]:
   return out
 
 
+# Seed replicates (run.py --seeds): the checkpoints retrained with other seeds, and the methods evaluated on
+# them -- those of the claims that compare two checkpoints (log n pre-trained vs not), where one training seed
+# cannot separate the method from seed noise.
+SEED_CKPTS = ("rope", "rope_logn")
+
+
+def seed_method_names(n: int) -> set[str]:
+  w2 = max(1, n // 2)
+  return {"rope", "ntk_mixed", "ntk_mixed+logn†", f"rerope_w{w2}", f"rerope_w{w2}+logn†", "logn/rope",
+          "logn/ntk_mixed", f"logn/rerope_w{w2}"}
+
+
+def seed_replicates(methods: list[Method], n: int, seeds: int) -> list[Method]:
+  """For seed s = 1..seeds-1: `name@s<s>` on checkpoint `<ckpt>_s<s>` (1x and 8x only)."""
+  names = seed_method_names(n)
+  return [dataclasses.replace(m, name=f"{m.name}@s{s}", ckpt=f"{m.ckpt}_s{s}", core=False)
+          for s in range(1, seeds) for m in methods if m.ckpt in SEED_CKPTS and m.name in names]
+
+
 def model_config(train_model: dict, method: Method, n: int) -> dict:
   """The trained `config.model` (a plain dict) with the method's inference-time changes."""
   m = {k: (dict(v) if isinstance(v, dict) else v) for k, v in train_model.items()}

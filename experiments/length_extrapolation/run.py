@@ -102,12 +102,42 @@ def _saved_steps(workdir):
   return sorted(int(p) for p in os.listdir(d) if p.isdigit()) if os.path.isdir(d) else []
 
 
+def _probe_args(copy_probe) -> list[str]:
+  """A ';'-separated string or a list of rope.py arguments -> the list (empty entries dropped)."""
+  items = copy_probe.split(";") if isinstance(copy_probe, str) else list(copy_probe or [])
+  return [a.strip() for a in items if a and a.strip()]
+
+
+def _copy_probe(arg, scale, workdir, steps, sets, rand_bt, rand_seg, n, ext, log, keep) -> dict:
+  """Trains (or reuses) rope.py:<arg> keeping `keep` checkpoints; its copy check at 1x and 8x per checkpoint."""
+  pname = "copy_probe__" + "".join(ch if ch.isalnum() else "_" for ch in arg)
+  psum, pcfg = train_variant("rope", scale, workdir, steps, log, extra_arg=arg, name=pname, keep=keep)
+  pwd = os.path.join(workdir, pname)
+  model_cfg = methods_lib.model_config(config_lib.to_dict(pcfg.model), methods_lib.Method("rope", "rope"), n)
+  curve = []
+  for step in _saved_steps(pwd):
+    params = ckpt_lib.load_state(pwd, step)[0]["params"]
+    row = {"step": step}
+    for length, tag in ((n, ""), (n * ext, "_8x")):
+      nonrep, rep, seg = sets[length]
+      r = evaluate.evaluate_length(model_cfg, params, nonrep, rep, seg)
+      row.update({f"nonrep_acc{tag}": float(np.mean(r["nonrep"]["acc"])),
+                  f"rep_acc{tag}": float(np.mean(r["rep"]["acc"])),
+                  f"rep_copy_acc{tag}": float(np.mean(r["rep"]["copy_acc"]))})
+    row["rand_copy_acc"] = float(np.mean(evaluate.copy_accuracy(model_cfg, params, rand_bt, rand_seg)))
+    curve.append(row)
+    log(f"[probe] {arg} step {step}: {row}")
+  return {"arg": arg, "summary": psum, "curve": curve}
+
+
 def run_study(workdir: str, scale: str = "default", variants=None, steps: int = 0, windows: int = 0,
-              out_dir: str | None = None, log=print, methods=None, mults=(1, 2, 4, 8), copy_probe: str = "",
-              copy_probe_checkpoints: int = 6) -> dict:
+              out_dir: str | None = None, log=print, methods=None, mults=(1, 2, 4, 8), copy_probe="",
+              copy_probe_checkpoints: int = 6, seeds: int = 1) -> dict:
   """The whole study; `methods` (names) and `mults` (test lengths / N, must include 1 and the extension)
-  restrict it (for smoke tests). `copy_probe` (a config argument for rope.py, e.g. "heads=4,norm=pre,
-  steps=3000") additionally trains that baseline and measures its copy gap vs steps (at 1x and 8x)."""
+  restrict it (for smoke tests). `copy_probe` (rope.py arguments, a list or a ';'-separated string, e.g.
+  "heads=4,norm=pre,steps=3000;copy=0.5,steps=4000") additionally trains those baselines and measures their
+  copy gap vs steps (at 1x and 8x). `seeds` > 1 also trains rope / rope_logn with seeds 1..seeds-1 and evaluates
+  the methods of the cross-checkpoint claims on them (methods.seed_replicates)."""
   t_start = time.time()
   if not jax.config.jax_compilation_cache_dir:  # reruns of the same study reuse compiled programs
     jax.config.update("jax_compilation_cache_dir", os.path.join(os.path.abspath(workdir), "jax_cache"))
@@ -124,6 +154,12 @@ def run_study(workdir: str, scale: str = "default", variants=None, steps: int = 
   for v in variants:
     runs[v], configs[v] = train_variant(v, scale, workdir, steps, log)
     runs[v].update(_speed(os.path.join(workdir, v)))
+  for seed in range(1, seeds):  # seed replicates of the checkpoints compared across training runs
+    for v in (v for v in methods_lib.SEED_CKPTS if v in variants):
+      name = f"{v}_s{seed}"
+      runs[name], configs[name] = train_variant(v, scale, workdir, steps, log, extra_arg=f"seed={seed}",
+                                                name=name)
+      runs[name].update(_speed(os.path.join(workdir, name)))
   t_train = time.time() - t_train
 
   # 2. Test sets.
@@ -153,6 +189,7 @@ def run_study(workdir: str, scale: str = "default", variants=None, steps: int = 
   all_m = methods_lib.all_methods(n, variants)
   if methods:
     all_m = [m for m in all_m if m.name in set(methods)]
+  all_m += methods_lib.seed_replicates(all_m, n, seeds)
   results = {}
   for i, m in enumerate(all_m):
     cache = os.path.join(eval_dir, m.name.replace("/", "__") + ".json")
@@ -189,47 +226,32 @@ def run_study(workdir: str, scale: str = "default", variants=None, steps: int = 
     log(f"[eval] {i + 1}/{len(all_m)} {m.name}: acc {r1:.4f} @{n}, {r8:.4f} @{n * ext} "
         f"({res['eval_time_s']:.0f} s)")
 
-  # 4. Copy check vs training steps (baseline at L_train: repeated vs non-repeated).
+  # 4. Copy check vs training steps (baseline at L_train: repeated vs non-repeated, and random-byte copies).
+  rand_bt, rand_seg = evaluate.random_repeated_set(n, n, len(sets[n][0]))
   copy_curve = []
   if "rope" in variants:
     wd = os.path.join(workdir, "rope")
-    base = methods_lib.Method("rope", "rope")
-    model_cfg = methods_lib.model_config(config_lib.to_dict(configs["rope"].model), base, n)
+    model_cfg = methods_lib.model_config(config_lib.to_dict(configs["rope"].model), methods_lib.Method("rope", "rope"),
+                                         n)
     nonrep, rep, seg = sets[n]
     for step in _saved_steps(wd):
       params = ckpt_lib.load_state(wd, step)[0]["params"]
       r = evaluate.evaluate_length(model_cfg, params, nonrep, rep, seg)
       copy_curve.append({"step": step, "nonrep_acc": float(np.mean(r["nonrep"]["acc"])),
                          "rep_acc": float(np.mean(r["rep"]["acc"])),
-                         "rep_copy_acc": float(np.mean(r["rep"]["copy_acc"]))})
-  # 5. Optional copy probe: another baseline architecture/budget, copy gap vs steps.
-  probe = None
-  if copy_probe:
-    pname = "copy_probe__" + "".join(ch if ch.isalnum() else "_" for ch in copy_probe)
-    psum, pcfg = train_variant("rope", scale, workdir, steps, log, extra_arg=copy_probe, name=pname,
-                               keep=copy_probe_checkpoints)
-    pwd = os.path.join(workdir, pname)
-    model_cfg = methods_lib.model_config(config_lib.to_dict(pcfg.model), methods_lib.Method("rope", "rope"), n)
-    curve = []
-    for step in _saved_steps(pwd):
-      params = ckpt_lib.load_state(pwd, step)[0]["params"]
-      row = {"step": step}
-      for length, tag in ((n, ""), (n * ext, "_8x")):
-        nonrep, rep, seg = sets[length]
-        r = evaluate.evaluate_length(model_cfg, params, nonrep, rep, seg)
-        row.update({f"nonrep_acc{tag}": float(np.mean(r["nonrep"]["acc"])),
-                    f"rep_acc{tag}": float(np.mean(r["rep"]["acc"])),
-                    f"rep_copy_acc{tag}": float(np.mean(r["rep"]["copy_acc"]))})
-      curve.append(row)
-      log(f"[probe] step {step}: {row}")
-    probe = {"arg": copy_probe, "summary": psum, "curve": curve}
+                         "rep_copy_acc": float(np.mean(r["rep"]["copy_acc"])),
+                         "rand_copy_acc": float(np.mean(evaluate.copy_accuracy(model_cfg, params, rand_bt,
+                                                                               rand_seg)))})
+  # 5. Optional copy probes: other baselines (architecture / budget / copy augmentation), copy gap vs steps.
+  probes = [_copy_probe(a, scale, workdir, steps, sets, rand_bt, rand_seg, n, ext, log, copy_probe_checkpoints)
+            for a in _probe_args(copy_probe)]
   t_eval = time.time() - t_eval
 
   cfg0 = configs[variants[0]]
   out = {
       "meta": {
           "scale": scale, "train_length": n, "test_lengths": lengths, "extension": ext,
-          "variants": list(variants), "windows_at_8x": n8,
+          "variants": list(variants), "seeds": seeds, "windows_at_8x": n8,
           "windows": {str(L): int(len(sets[L][0])) for L in lengths}, "growing_docs": int(len(long_bt)),
           "steps": int(cfg0.num_train_steps), "batch_size": int(cfg0.batch_size),
           "model": {k: v for k, v in config_lib.to_dict(cfg0.model).items() if k != "layer_attention"},
@@ -242,13 +264,13 @@ def run_study(workdir: str, scale: str = "default", variants=None, steps: int = 
           "jax": jax.__version__, "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
           "command": "python -m experiments.length_extrapolation.run " + " ".join(sys.argv[1:]),
           "train_commands": {v: f"python -m kexue_jax.main --config {runs[v]['config_arg']} --workdir "
-                                f"WORKDIR/{v}" for v in variants},
+                                f"WORKDIR/{v}" for v in runs},
           "segment_rule": "L > N: s ~ U{N..L/2}; L = N: s ~ U{N/4..N/2}",
       },
       "baselines": baselines,
       "runs": runs,
       "copy_vs_steps": copy_curve,
-      "copy_probe": probe,
+      "copy_probes": probes,
       "methods": results,
   }
   prev = os.path.join(workdir, "results.json")
@@ -282,9 +304,11 @@ def main(argv=None):
                  help=f"comma-separated subset of {sorted(VARIANTS)} (default: {DEFAULT_VARIANTS})")
   p.add_argument("--steps", type=int, default=0, help="training steps (0 = the scale's default)")
   p.add_argument("--windows", type=int, default=0, help="test windows at 8x (0 = the scale's default)")
-  p.add_argument("--copy_probe", default="",
+  p.add_argument("--seeds", type=int, default=3,
+                 help="training seeds of rope and rope_logn (the log-n claims compare the two checkpoints)")
+  p.add_argument("--copy_probe", action="append", default=[],
                  help='also train rope.py with this argument (e.g. "heads=4,norm=pre,steps=3000") and measure '
-                      'its copy gap vs steps')
+                      'its copy gap vs steps; repeat the flag for several probes')
   p.add_argument("--out", default=None, help="where results.json, REPORT.md and the PNGs go (default: here)")
   p.add_argument("--report_only", action="store_true",
                  help="only regenerate REPORT.md and the plots from WORKDIR/results.json")
@@ -300,7 +324,7 @@ def main(argv=None):
     print(f"[report] {out_dir}/REPORT.md")
     return
   run_study(a.workdir, a.scale, a.variants.split(","), a.steps, a.windows, a.out,
-            log=lambda s: print(s, flush=True), copy_probe=a.copy_probe)
+            log=lambda s: print(s, flush=True), copy_probe=a.copy_probe, seeds=a.seeds)
 
 
 if __name__ == "__main__":

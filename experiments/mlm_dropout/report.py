@@ -124,8 +124,14 @@ def check_claims(records, timing) -> list[tuple[str, str, list[str]]]:
                                        f"spread {s * 100:.2f} ({v})"]))
   v, d, s = compare(base, scratch)
   verdict = UNKNOWN if v == "few seeds" else (HOLDS if v == "better" else FAILS)
-  out.append(("Sanity: MLM pre-training transfers (beats training from scratch)", verdict,
+  out.append(("Sanity: MLM pre-training transfers (beats training from scratch in test accuracy)", verdict,
               [f"MLM {base.fmt(100)} vs scratch {scratch.fmt(100)}: d = {d * 100:+.2f} pts, spread {s * 100:.2f}"]))
+  losses = collect(records, "loss")
+  lb, ls = losses.get(BASE, Stat([])), losses.get(("none", 0.0, 0.0), Stat([]))
+  v, d, s = compare(ls, lb)  # "better" here = scratch's loss is higher, i.e. the MLM encoder's is lower
+  verdict = UNKNOWN if v == "few seeds" else (HOLDS if v == "better" else FAILS)
+  out.append(("Sanity: MLM pre-training transfers (lower test cross-entropy than training from scratch)", verdict,
+              [f"MLM {lb.fmt(digits=3)} vs scratch {ls.fmt(digits=3)} nats: d = {-d:+.3f}, spread {s:.3f}"]))
   return out
 
 
@@ -149,12 +155,14 @@ def table_finetune(records) -> list[str]:
   stats = collect(records)
   base = stats.get(BASE, Stat([]))
   order = [("mlm", 0.0, 0.0), ("mlm", 0.15, 0.0), ("mae", 0.0, 0.0), ("none", 0.0, 0.0)]
-  lines = ["| encoder init | seeds | test accuracy % | vs MLM (pts) | verdict |", "|---|---|---|---|---|"]
+  losses = collect(records, "loss")
+  lines = ["| encoder init | seeds | test accuracy % | vs MLM (pts) | verdict | test cross-entropy (nats) |",
+           "|---|---|---|---|---|---|"]
   for s in order:
     st = stats.get(s, Stat([]))
     v, d, sp = compare(st, base)
     lines.append(f"| {_name(s)} | {st.n} | {st.fmt(100)} | {'—' if s == BASE else f'{d * 100:+.2f}'} | "
-                 f"{'baseline' if s == BASE else v} |")
+                 f"{'baseline' if s == BASE else v} | {losses.get(s, Stat([])).fmt(digits=3)} |")
   return lines
 
 
@@ -245,14 +253,14 @@ def table_times(records, pre) -> list[str]:
 
 
 def make_plots(records, timing, out_dir: str) -> list[str]:
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  # A bare Figure (no pyplot state, no global backend switch): safe inside notebooks and threads.
+  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
   stats = collect(records)
   paths = []
   ps = [p for p in (0.0, 0.1, 0.15, 0.25, 0.5) if ("mlm", 0.0, p) in stats]
   if ps:
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     ax.errorbar(ps, [stats[("mlm", 0.0, p)].mean * 100 for p in ps],
                 yerr=[stats[("mlm", 0.0, p)].std * 100 for p in ps], marker="o", capsize=4, label="test accuracy")
     ax.set_xlabel("DropToken ratio p")
@@ -267,10 +275,10 @@ def make_plots(records, timing, out_dir: str) -> list[str]:
     fig.tight_layout()
     paths.append("droptoken.png")
     fig.savefig(os.path.join(out_dir, paths[-1]), dpi=120)
-    plt.close(fig)
   order = [s for s in (("mlm", 0.0, 0.0), ("mlm", 0.15, 0.0), ("mae", 0.0, 0.0), ("none", 0.0, 0.0)) if s in stats]
   if order:
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     for i, s in enumerate(order):
       st = stats[s]
       ax.bar(i, st.mean * 100, yerr=st.std * 100, capsize=4)
@@ -282,10 +290,10 @@ def make_plots(records, timing, out_dir: str) -> list[str]:
     fig.tight_layout()
     paths.append("init.png")
     fig.savefig(os.path.join(out_dir, paths[-1]), dpi=120)
-    plt.close(fig)
   tp = (timing or {}).get("pretrain") or {}
   if tp:
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     rates = [0.15, 0.5, 0.75]
     for j, mode in enumerate(("mlm", "mae")):
       keys = [mode if r == 0.15 else f"{mode}@{r:g}" for r in rates]
@@ -299,7 +307,6 @@ def make_plots(records, timing, out_dir: str) -> list[str]:
     fig.tight_layout()
     paths.append("pretrain_time.png")
     fig.savefig(os.path.join(out_dir, paths[-1]), dpi=120)
-    plt.close(fig)
   return paths
 
 
@@ -309,8 +316,25 @@ def ft_steps(records) -> int:
   return max(set(steps), key=steps.count) if steps else 150
 
 
-def caveats(records) -> list[str]:
+def _train_pool(setup) -> str:
+  k = int(setup.get("train_per_class") or 0)
+  if not k:
+    return "class-balanced sampling over all their windows"
+  return (f"a fixed labelled pool of {k} windows per class, drawn with replacement: the low-resource regime in "
+          "which pre-training should pay off")
+
+
+def _pool_text(setup) -> str:
+  if setup.get("pool", "first") == "mean":
+    return ("a linear head on the mean of the final token states (MLM never trains the [CLS] state: in the "
+            "first study, first_study_cls_head/REPORT.md, the MLM encoder with a [CLS] head fine-tuned to 4.3 "
+            "points below training from scratch)")
+  return "[CLS] linear head"
+
+
+def caveats(records, setup=None) -> list[str]:
   """Data-driven warnings about what the numbers can and cannot show."""
+  setup = setup or {}
   stats = collect(records)
   base, scratch = stats.get(BASE, Stat([])), stats.get(("none", 0.0, 0.0), Stat([]))
   out = []
@@ -321,8 +345,9 @@ def caveats(records) -> list[str]:
                "below are therefore made in a regime where the pre-trained weights are no better than random ones "
                "for this task, which weakens them as tests of Su's claims (his were on converged BERT fine-tuning). "
                f"Likely causes: a short fine-tuning ({ft_steps(records)} steps), a tiny and briefly "
-               "pre-trained encoder, and a [CLS] state that gets no pre-training signal (no NSP; [CLS] is never "
-               "masked), so the head starts from an untrained summary token.")
+               "pre-trained encoder" + (", and a [CLS] state that gets no pre-training signal (no NSP; [CLS] is "
+               "never masked), so the head starts from an untrained summary token." if setup.get("pool", "first")
+               == "first" else "."))
   accs = [v for st in stats.values() for v in st.values]
   if accs and max(accs) < 0.5:
     out.append(f"All fine-tuning accuracies are below 50% (best run {max(accs) * 100:.1f}%, chance 11.1%): "
@@ -337,6 +362,7 @@ def render(results: dict[str, Any], *, plots: Sequence[str] = (), meta: dict[str
   meta = meta or {}
   records, pre = results.get("finetune") or [], results.get("pretrain") or {}
   timing, drift = results.get("timing"), results.get("drift")
+  setup = results.get("setup") or {}
   claims = check_claims(records, timing)
   cd = claim_drift(drift)
   if cd:
@@ -350,17 +376,18 @@ def render(results: dict[str, Any], *, plots: Sequence[str] = (), meta: dict[str
          "## Setup", "",
          "- Pre-training (`configs/mlm_dropout/pretrain.py`): [CLS] + 63 bytes of the `train` split of "
          "`python_stdlib_text`; encoder 3 layers, width 128, 4 heads, FFN 512, RoPE, pre-norm, untied MLM head "
-         "(vocabulary 259: bytes, [CLS], [PAD], [MASK]); AdamW 1e-3, batch 64, 600 steps, no dropout. **MLM**: "
+         f"(vocabulary 259: bytes, [CLS], [PAD], [MASK]); AdamW 1e-3, batch 64, {setup.get('pretrain_steps', 600)} "
+         "steps, no dropout. **MLM**: "
          "BERT's 15% with 80/10/10, loss on the selected bytes. **MAE-style**: 15% of the bytes dropped from the "
          "encoder (gathered out, original RoPE positions kept), a 1-layer decoder with a learned mask vector predicts "
          "them. Sizes are cut from the plan (4 layers, L = 128, 1500-3000 steps) to fit a shared 2-core CPU.",
          f"- Fine-tuning (`configs/mlm_dropout/finetune.py`): which of {len(classes)} top-level stdlib packages "
          f"({', '.join(classes)}) a window of [CLS] + 63 bytes comes from; train windows from the `train` files "
-         f"(class-balanced sampling), test windows from the `validation+test` files (files never cross splits): "
+         f"({_train_pool(setup)}), test windows from the `validation+test` files (files never cross splits): "
          f"{n_eval} test windows, {', '.join(map(str, counts))} per class, so the majority-class baseline is "
          f"{(max(counts) / n_eval * 100 if n_eval else float('nan')):.1f}%. AdamW 3e-4, batch 32, "
          f"{ft_steps(records)} steps, "
-         "dropout 0.1, [CLS] linear head; encoder from the pre-training checkpoint via `config.init_from`.",
+         f"dropout 0.1, {_pool_text(setup)}; encoder from the pre-training checkpoint via `config.init_from`.",
          "- Embedding correction: `kexue_jax.tasks.mlm.embedding_correction`, every row "
          "E_i ← 0.85 E_i + 0.15 (0.8 E_[MASK] + 0.1 E_i + 0.1 mean_bytes E), applied when the checkpoint is loaded.",
          "- DropToken: [CLS] kept; exactly round((1 − p) · 63) of the 63 bytes kept per example (a uniformly random "
@@ -370,7 +397,7 @@ def render(results: dict[str, Any], *, plots: Sequence[str] = (), meta: dict[str
          "## Claim checklist", "", "| claim | verdict | evidence |", "|---|---|---|"]
   for name, verdict, lines in claims:
     out.append(f"| {name} | {verdict} | {'<br>'.join(lines)} |")
-  notes = caveats(records)
+  notes = caveats(records, setup)
   if notes:
     out += ["", "## Caveats", ""] + [f"- {n}" for n in notes]
   out += ["", "## Fine-tuning accuracy by encoder initialisation (DropToken off)", ""] + table_finetune(records)

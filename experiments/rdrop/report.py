@@ -365,16 +365,16 @@ def table_times(records) -> list[str]:
 def make_plots(records, out_dir: str) -> list[str]:
   """PNG plots in out_dir; returns their file names (empty if matplotlib is unavailable)."""
   try:
-    import matplotlib  # pylint: disable=g-import-not-at-top
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+    # A bare Figure (no pyplot state, no global backend switch): safe inside notebooks and threads.
+    from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
   except ImportError:
     return []
   files = []
   acc, kl, ce = (collect(records, m) for m in ("eval/accuracy", "eval/consistency_kl", "train/ce"))
   settings = supervised_settings(acc)
   if settings:
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    fig = Figure(figsize=(15, 4))
+    axes = fig.subplots(1, 3)
     for model, n, p in settings:
       alphas = _alphas(acc, lambda k, m=model, n_=n, p_=p: k[:5] == (m, n_, 0, False, p_))
       lab = f"{model} n={n} p={p:g}"
@@ -394,11 +394,11 @@ def make_plots(records, out_dir: str) -> list[str]:
     axes[0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(os.path.join(out_dir, "fig_supervised.png"), dpi=110)
-    plt.close(fig)
     files.append("fig_supervised.png")
   semis = sorted({(m, lab, p) for (m, _, lab, _, p, _) in acc if lab > 0})
   if semis:
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = Figure(figsize=(7, 4))
+    ax = fig.subplots()
     width = 0.27
     for j, (name, pred) in enumerate((("labelled only, plain", lambda k: not k[3] and k[5] == 0),
                                       ("labelled only, R-Drop", lambda k: not k[3] and k[5] > 0),
@@ -414,7 +414,6 @@ def make_plots(records, out_dir: str) -> list[str]:
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(os.path.join(out_dir, "fig_semi.png"), dpi=110)
-    plt.close(fig)
     files.append("fig_semi.png")
   return files
 

@@ -348,16 +348,16 @@ def table_times(records, baselines) -> list[str]:
 
 def make_plots(records, baselines, out_dir: str) -> list[str]:
   try:
-    import matplotlib  # pylint: disable=g-import-not-at-top
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+    # A bare Figure (no pyplot state, no global backend switch): safe inside notebooks and threads.
+    from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
   except ImportError:
     return []
   g = by_variant(records)
   if not g:
     return []
   colors = dict(zip(ORDER, ("C0", "C3", "C1", "C2", "C4", "C5", "C6")))
-  fig, axes = plt.subplots(2, 2, figsize=(13, 9))
+  fig = Figure(figsize=(13, 9))
+  axes = fig.subplots(2, 2)
   d = next(iter(g.values()))[0]["proj_dim"]
   for v in ORDER:
     for i, r in enumerate(g.get(v, [])):
@@ -386,9 +386,9 @@ def make_plots(records, baselines, out_dir: str) -> list[str]:
   axes[1, 0].legend(fontsize=7)
   fig.tight_layout()
   fig.savefig(os.path.join(out_dir, "fig_curves.png"), dpi=100)
-  plt.close(fig)
   files = ["fig_curves.png"]
-  fig, ax = plt.subplots(figsize=(7, 4))
+  fig = Figure(figsize=(7, 4))
+  ax = fig.subplots()
   for v in ORDER:
     for i, r in enumerate(g.get(v, [])):
       tc = r.get("train_curves", {})
@@ -402,7 +402,6 @@ def make_plots(records, baselines, out_dir: str) -> list[str]:
   ax.legend(fontsize=7)
   fig.tight_layout()
   fig.savefig(os.path.join(out_dir, "fig_grad_ratio.png"), dpi=100)
-  plt.close(fig)
   return files + ["fig_grad_ratio.png"]
 
 

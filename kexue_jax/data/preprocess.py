@@ -13,7 +13,9 @@ the *global* (not per-process, not batched) example stream:
   Train: a window start is drawn uniformly over all valid window positions of
   the split (documents weighted by their number of windows), with an RNG keyed
   on (seed, index) by `grain.MapDataset.random_map`. Documents shorter than
-  seq_len + 1 bytes are never sampled.
+  seq_len + 1 bytes are never sampled. `data.repeat_frac` (default 0) replaces that
+  fraction of the training windows by a prefix of s ~ U{L/4..L/2} bytes tiled
+  to the window length L (copy-augmented training; `_WindowSampler`).
   Eval: each document, in source order, cut into windows of seq_len + 1 bytes
   with stride seq_len (consecutive windows share one byte, so every byte after
   a document's first is a target exactly once); the tail shorter than a window
@@ -92,9 +94,14 @@ class Documents:
 
 
 class _WindowSampler:
-  """(index, rng) -> a uniformly drawn window of `length` bytes."""
+  """(index, rng) -> a uniformly drawn window of `length` bytes.
 
-  def __init__(self, docs: Documents, length: int):
+  With `repeat_frac` > 0, that fraction of the windows (a Bernoulli draw per window) is replaced by its first s
+  bytes tiled to `length`, s ~ U{length // 4, ..., length // 2}: copy-augmented training, so that a small model
+  meets in-context copies within its training length (see `lm_windows`).
+  """
+
+  def __init__(self, docs: Documents, length: int, repeat_frac: float = 0.0):
     self.doc_ids = np.flatnonzero(docs.lengths >= length)
     if not len(self.doc_ids):
       raise ValueError(
@@ -102,16 +109,21 @@ class _WindowSampler:
           f"longest of {len(docs.lengths)} has "
           f"{docs.lengths.max(initial=0)}); lower seq_len or use longer "
           "documents.")
+    if not 0.0 <= repeat_frac <= 1.0:
+      raise ValueError(f"data.repeat_frac must be in [0, 1], got {repeat_frac}.")
     self.ends = np.cumsum(docs.lengths[self.doc_ids] - length + 1)
-    self.docs, self.length = docs, length
+    self.docs, self.length, self.repeat_frac = docs, length, float(repeat_frac)
 
   def __call__(self, index, rng: np.random.Generator):
     del index
     u = int(rng.integers(self.ends[-1]))
     d = int(np.searchsorted(self.ends, u, side="right"))
     start = u - (int(self.ends[d - 1]) if d else 0)
-    return {"tokens": self.docs.window(int(self.doc_ids[d]), start,
-                                       self.length)}
+    tokens = self.docs.window(int(self.doc_ids[d]), start, self.length)
+    if self.repeat_frac and rng.random() < self.repeat_frac:  # no extra draw when off: streams unchanged
+      s = int(rng.integers(max(1, self.length // 4), max(1, self.length // 2) + 1))
+      tokens = np.resize(tokens[:s], self.length)
+    return {"tokens": tokens}
 
 
 def eval_windows(lengths: np.ndarray, seq_len: int) -> np.ndarray:
@@ -128,7 +140,7 @@ def lm_windows(source, data_cfg, *, train: bool, seed: int):
   docs = Documents(source, data_cfg.get("text_key", "text"),
                    data_cfg.get("max_in_memory_bytes", 2**30))
   if train:
-    sampler = _WindowSampler(docs, seq_len + 1)
+    sampler = _WindowSampler(docs, seq_len + 1, float(data_cfg.get("repeat_frac", 0.0) or 0.0))
     return grain.MapDataset.range(sys.maxsize).random_map(sampler, seed=seed)
   windows = eval_windows(docs.lengths, seq_len)
   if not len(windows):

@@ -1,7 +1,8 @@
 r"""MLM and MAE seen as dropout (https://kexue.fm/archives/8770): pre-training, embedding correction, DropToken.
 
 Vocabulary (byte level): bytes 0..255, [CLS] = 256, [PAD] = 257 (the ids of tasks/classify.py), [MASK] = 258;
-`VOCAB_SIZE` = 259. Every sequence is [CLS] + bytes (+ [PAD]); [CLS] and [PAD] are never masked or dropped.
+`VOCAB_SIZE` = 259. Every sequence is [CLS] + bytes (+ [PAD]); [CLS] and [PAD] are never masked, [CLS] is
+never dropped, and [PAD] positions are dropped before any byte (MAE-style and DropToken).
 
 BERT masking (`bert_mask`, task "mlm" with mode="mlm")
 ------------------------------------------------------
@@ -13,7 +14,7 @@ pipeline stays a plain window view.
 
 MAE-style pre-training (task "mlm" with mode="mae")
 ---------------------------------------------------
-Exactly M = round(rate (L - 1)) of the L - 1 byte positions of every sequence are *dropped* (uniformly random
+Exactly M = (L - 1) - round((1 - rate)(L - 1)) of the L - 1 byte positions of every sequence are *dropped* (uniformly random
 subset; MAE's argsort-of-noise sampling, [CLS] always kept). The encoder sees only the K = L - M kept tokens,
 gathered to a [B, K] array with their *original* position ids (RoPE). A light decoder (`decoder_layers`
 bidirectional blocks) gets the encoder outputs scattered back to their positions, a learned mask vector at the
@@ -30,7 +31,9 @@ dropout off" replaces the noisy input by its expectation, i.e. every row of the 
     E_i <- (1 - r) E_i + r (0.8 E_[MASK] + 0.1 E_i + 0.1 mean_j E_j),
 
 with mean_j over the tokens the random replacement draws from (here the 256 bytes; Su: the whole vocabulary,
-which is the same thing for BERT, whose random replacement draws from the whole vocabulary). The correction
+which is the same thing for BERT, whose random replacement draws from the whole vocabulary). As in Su's
+bert4keras snippet, *every* row is corrected, [CLS] and [PAD] included, although only bytes are ever masked:
+the function is a literal transcription, not a refinement. The correction
 is applied once to pre-trained parameters, before fine-tuning (`correct_params`, or `task.correction_r` of
 the fine-tuning task, applied when `config.init_from` loads the checkpoint).
 
@@ -58,6 +61,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
+import os
 import sys
 from typing import Any
 
@@ -86,9 +91,9 @@ EMBEDDING_PATH = ("encoder", "embed", "embedding")  # the token embedding in eve
 # ------------------------------------------------------------------------------------------ Masking.
 
 
-def _check_rates(rate: float, mask_frac: float, random_frac: float) -> None:
+def _check_rates(rate: float, mask_frac: float, random_frac: float, what: str = "mask rate") -> None:
   if not 0.0 <= rate < 1.0:
-    raise ValueError(f"mask rate must be in [0, 1), got {rate}.")
+    raise ValueError(f"{what} must be in [0, 1), got {rate}.")
   if mask_frac < 0 or random_frac < 0 or mask_frac + random_frac > 1.0 + 1e-9:
     raise ValueError(f"mask_frac={mask_frac} and random_frac={random_frac} must be >= 0 with sum <= 1.")
 
@@ -110,11 +115,24 @@ def bert_mask(rng, tokens_BL, maskable_BL, *, rate: float = 0.15, mask_frac: flo
   return jnp.where(selected_BL, corrupted_BL, tokens_BL), selected_BL
 
 
+def _pretraining_mode(workdir) -> str | None:
+  """task.mode of the run in `workdir` (its config.json), None if unknown."""
+  path = os.path.join(str(workdir), "config.json") if workdir else ""
+  if not path or not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return ((json.load(f).get("task") or {}).get("mode"))
+
+
 def num_kept(length: int, drop_rate: float, num_fixed: int = 1) -> int:
   """K = num_fixed + round((1 - drop_rate)(length - num_fixed)): tokens left after dropping (>= num_fixed)."""
   if not 0.0 <= drop_rate < 1.0:
     raise ValueError(f"drop rate must be in [0, 1), got {drop_rate}.")
-  return num_fixed + int(round((1.0 - drop_rate) * (length - num_fixed)))
+  k = num_fixed + int(round((1.0 - drop_rate) * (length - num_fixed)))
+  if drop_rate > 0 and k == length:
+    raise ValueError(f"drop rate {drop_rate} drops no token of a sequence of {length} (round((1 - rate) * "
+                     f"{length - num_fixed}) = {length - num_fixed}); raise the rate or the sequence length.")
+  return k
 
 
 def keep_drop_indices(rng, tokens_BL, num_keep: int, *, num_fixed: int = 1, pad_id: int = PAD_ID):
@@ -245,6 +263,7 @@ class DropTokenClassifier(nn.Module):
   num_classes: int
   drop_token: float = 0.0
   head_dropout_rate: float = 0.0
+  pool: str = "first"   # "first": the [CLS] state; "mean": the mean over the (kept) tokens
 
   @nn.compact
   def __call__(self, tokens_BL, *, train: bool = False, drop: bool | None = None, keep_BK=None):
@@ -261,7 +280,7 @@ class DropTokenClassifier(nn.Module):
     mask_BL = tokens_BL != PAD_ID
     h_BLD = self.encoder.hidden(tokens_BL, positions_BL=positions_BL, padding_mask_BL=mask_BL,
                                 deterministic=not train)
-    return heads.ClassifierHead(self.num_classes, pool="first", dropout_rate=self.head_dropout_rate,
+    return heads.ClassifierHead(self.num_classes, pool=self.pool, dropout_rate=self.head_dropout_rate,
                                 name="head")(h_BLD, padding_mask_BL=mask_BL, deterministic=not train)
 
 
@@ -349,6 +368,7 @@ class DropTokenClassifyTask:
   """Fine-tuning classification with DropToken; the encoder may start from a pre-training run.
 
   config.task: name="droptoken_classify", num_classes, drop_token (p in [0, 1)), head_dropout_rate,
+  pool ("first" = the [CLS] state, "mean" = the mean of the token states; MLM never trains [CLS]),
   correction_r (0: none; > 0: Su's correction of the loaded token embedding, needs config.init_from),
   mask_frac / random_frac (those of the pre-training, for the correction).
   Pre-trained weights: config.init_from = {workdir: the pre-training run, mapping: (("encoder", "encoder"),)}.
@@ -364,14 +384,25 @@ class DropTokenClassifyTask:
     self.correction_r = float(t.get("correction_r", 0.0))
     self.mask_frac = float(t.get("mask_frac", 0.8))
     self.random_frac = float(t.get("random_frac", 0.1))
-    _check_rates(self.correction_r, self.mask_frac, self.random_frac)
+    _check_rates(self.correction_r, self.mask_frac, self.random_frac, what="task.correction_r")
     init_from = config.get("init_from") or {}
     if self.correction_r and not init_from.get("workdir"):
       raise ValueError(f"task.correction_r={self.correction_r} corrects a pre-trained embedding: set "
                        "config.init_from.workdir to the pre-training run (or correction_r=0).")
+    if self.correction_r and _pretraining_mode(init_from.get("workdir")) == "mae":
+      raise ValueError("task.correction_r > 0 with an MAE-style checkpoint: its encoder never sees [MASK], so "
+                       "the [MASK] row is untrained and the correction would mix in a random vector. Use an "
+                       "MLM checkpoint or correction_r=0.")
+    classes = (config.get("data") or {}).get("classes")
+    if classes is not None and len(classes) != int(t.num_classes):
+      raise ValueError(f"task.num_classes={t.num_classes} but data.classes has {len(classes)} entries; make "
+                       "them equal.")
+    pool = t.get("pool", "first")
+    if pool not in heads.POOLINGS:
+      raise ValueError(f"unknown task.pool {pool!r}; expected one of {heads.POOLINGS}.")
     self.model = DropTokenClassifier(build_encoder(config.model), num_classes=int(t.num_classes),
                                      drop_token=self.drop_token,
-                                     head_dropout_rate=float(t.get("head_dropout_rate", 0.0)))
+                                     head_dropout_rate=float(t.get("head_dropout_rate", 0.0)), pool=pool)
 
   def adapt_init_params(self, params):
     """Called by the training loop on the parameters loaded through config.init_from (dest. naming)."""
@@ -484,7 +515,16 @@ def stdlib_packages(source, data_cfg, *, train: bool, seed: int):
     raise ValueError(f"data.classes needs >= 2 packages, got {classes}.")
   pw = PackageWindows(source, classes, int(data_cfg.seq_len) - 1)
   if train:
-    return grain.MapDataset.range(sys.maxsize).random_map(pw.sample, seed=seed)
+    per_class = int(data_cfg.get("train_per_class", 0) or 0)
+    if per_class < 0:
+      raise ValueError(f"data.train_per_class must be >= 0 (0 = every window), got {per_class}.")
+    if not per_class:
+      return grain.MapDataset.range(sys.maxsize).random_map(pw.sample, seed=seed)
+    # A fixed labelled pool (the low-resource regime where pre-training should pay off), drawn uniformly with
+    # replacement: per class, `per_class` non-overlapping windows at evenly spaced indices of its files.
+    pool = pw.eval_windows(per_class)
+    return grain.MapDataset.range(sys.maxsize).random_map(
+        lambda i, rng: pw.read(pool[int(rng.integers(len(pool)))]), seed=seed)
   return grain.MapDataset.source(pw.eval_windows(int(data_cfg.get("eval_per_class", 64)))).map(pw.read)
 
 
