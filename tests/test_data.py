@@ -221,6 +221,23 @@ def test_repeat_frac_tiles_a_prefix_of_a_window(lm_cfg, corpus):
     next(data.make_train_iter(lm_cfg, seed=0, global_batch_size=8, process_index=0, process_count=1))
 
 
+def test_repeat_warmup_and_random_segments(lm_cfg):
+  """repeat_warmup: the first examples of the stream are all tiled; repeat_source="random": the tiled segment is
+  printable random bytes (32..126), not text."""
+  lm_cfg.repeat_frac, lm_cfg.repeat_source, lm_cfg.repeat_warmup = 0.0, "random", 16
+  it = data.make_train_iter(lm_cfg, seed=0, global_batch_size=8, process_index=0, process_count=1)
+  length = SEQ_LEN + 1
+  for i, batch in enumerate(take(it, 4)):
+    for row in batch["tokens"]:
+      periodic = any(np.array_equal(row[s:], row[:-s]) for s in range(length // 4, length // 2 + 1))
+      assert periodic == (i < 2)                       # 16 warm-up examples = the first 2 batches of 8
+      if periodic:
+        assert row.min() >= 32 and row.max() <= 126
+  lm_cfg.repeat_source = "bytes"
+  with pytest.raises(ValueError, match="repeat_source"):
+    next(data.make_train_iter(lm_cfg, seed=0, global_batch_size=8, process_index=0, process_count=1))
+
+
 def test_train_same_seed_same_batches(lm_cfg):
   make = lambda seed: data.make_train_iter(  # pylint: disable=g-long-lambda
       lm_cfg, seed=seed, global_batch_size=4, process_index=0, process_count=1)

@@ -132,7 +132,11 @@ def test_configs_build_every_variant():
   for v in run_lib.VARIANTS:
     for scale in ("tiny", "default", "medium", "full"):
       c, arg = run_lib.load_config(v, scale)
-      assert c.study.variant == v and c.study.scale == scale
+      base = v[:-len("_copy")] if v.endswith("_copy") else v   # copy variants: the base config + copy args
+      assert c.study.variant == base and c.study.scale == scale
+      if v.endswith("_copy"):
+        assert c.data.repeat_frac == 0.25 and c.data.repeat_source == "random"
+        assert c.data.repeat_warmup == 600 * c.batch_size
       models.build_model(c.model)  # every attention / per-layer config is valid
   c, _ = run_lib.load_config("hwfa", "default")
   la = c.model.layer_attention
@@ -245,17 +249,46 @@ def test_report_has_published_numbers_and_plots(tmp_path):
   assert "❌ does not hold" in bad and "Claims that do not hold" in bad
 
 
+def test_copy_claims_on_copy_augmented_checkpoints(tmp_path):
+  res = _synthetic(True)
+  rng = np.random.default_rng(1)
+  rep8 = {"copy/rope": 0.20, "copy/ntk_mixed": 0.35, "copy/rerope_w32": 0.80, "copy/rerope_w128": 0.05,
+          "copy/leaky_w32_k16": 0.79, "copy-logn/rerope_w32": 0.85, "copy-logn/ntk_mixed": 0.50, "copy/hwfa": 0.78}
+  for name, r8 in rep8.items():
+    by = {}
+    for L, rep in ((128, 0.85), (1024, r8)):
+      non = 0.55 + rng.normal(0, 0.01, 40)
+      by[str(L)] = {"nonrep": {"acc": list(non), "loss": list(2 - non)},
+                    "rep": {"acc": list(rep + rng.normal(0, 0.01, 40)), "loss": list(1 - non),
+                            "copy_acc": list(rep + 0.05 + rng.normal(0, 0.01, 40))}}
+    res["methods"][name] = {"ckpt": "rope_copy", "core": False, "note": "", "attention": {}, "by_length": by}
+  claims = {c["id"]: c for c in report.claims(report.Results(res))}
+  for cid in ("R0", "R1", "R2", "R3", "R4", "R4'", "R5", "R6", "R7"):
+    assert claims[cid]["status"] == report.HOLDS, claims[cid]
+  text = report.write_report(res, str(tmp_path), plots=False)
+  assert "## Repeated column on copy-augmented checkpoints" in text
+  assert "| copy/rerope_w32 | ReRoPE-w128 |" in text and "76.11" in text      # Su's repeated number beside ours
+  assert "| copy-logn/rerope_w32 | ReRoPE-w128-log n |" in text
+
+
 def test_copy_trend_is_a_least_squares_line_over_the_second_half():
-  # gap (points) = -3 + 0.5 * (Mtokens) on the last half; the first half is noise that must be ignored.
+  # gap (points) = -3 + 0.5 * (Mtokens) + small wiggle on the last half; the first half must be ignored.
   tps = 2048
   steps = [500, 1000, 1500, 2000, 2500, 3000]
-  gaps = [9.0, -9.0] + [-3 + 0.5 * s * tps / 1e6 for s in steps[2:]]
+  wiggle = [0.0, 0.0, 0.0, 0.01, -0.02, 0.01]
+  gaps = [9.0, -9.0] + [-3 + 0.5 * s * tps / 1e6 + w for s, w in zip(steps[2:], wiggle[2:])]
   curve = [{"step": s, "nonrep_acc": 0.5, "rep_acc": 0.5 + g / 100} for s, g in zip(steps, gaps)]
   t = report.copy_trend(curve, tps)
-  x = np.array(steps[3:]) * tps / 1e6  # second half: the last 3 of 6 points
-  slope = np.polyfit(x, np.array(gaps[3:]), 1)[0]
-  assert t["slope_per_mtok"] == pytest.approx(slope) == pytest.approx(0.5)
-  assert t["reach_mtok"] == pytest.approx(x[-1] + (10 - gaps[-1]) / 0.5)
+  x, y = np.array(steps[3:]) * tps / 1e6, np.array(gaps[3:])  # second half: the last 3 of 6 points
+  slope, icpt = np.polyfit(x, y, 1)
+  r = y - slope * x - icpt
+  se = np.sqrt(r @ r / 1 / np.sum((x - x.mean()) ** 2))   # n - 2 = 1 degree of freedom
+  assert t["slope_per_mtok"] == pytest.approx(slope) and slope == pytest.approx(0.5, abs=0.05)
+  assert t["slope_se"] == pytest.approx(se) and t["points"] == 3
+  assert t["reach_mtok"] == pytest.approx(x[-1] + (10 - y[-1]) / slope)
+  noisy = [dict(c, rep_acc=0.5 + g / 100) for c, g in zip(curve, [0, 0, 0, -2.6, -2.4, -2.5])]
+  assert report.copy_trend(noisy, tps)["reach_mtok"] is None       # slope within 2 SE: no extrapolation
+  assert report.copy_trend(curve[:2], tps) is None                  # fewer than 3 checkpoints: no trend
   assert "would reach +10 points" in report.trend_sentence(t, 128, tokens_per_s=1e4)
   flat = [{"step": s, "nonrep_acc": 0.5, "rep_acc": 0.48} for s in steps]
   assert report.copy_trend(flat, tps)["reach_mtok"] is None

@@ -25,6 +25,10 @@ Arguments (comma-separated, big_vision style), shared by every file of the folde
                             s ~ U{N/4..N/2} bytes tiled to N (data.repeat_frac), so that a small model learns
                             in-context copying within N; the repeated test set then asks whether copying
                             survives at distances >= N, never seen in training (Su's repeated column)
+  copy_warmup=0             the first this many training steps see only tiled windows (a copy warm-up: on
+                            pure copy data the baseline forms copying in < 750 steps, copy_control.py)
+  copy_source=text          the tiled segment: "text" (the window's prefix) or "random" (printable random
+                            bytes, which only copying predicts: a much stronger push towards induction heads)
 """
 import math
 
@@ -50,7 +54,7 @@ EXTENSION = 8
 
 def parse(arg):
   a = config_lib.parse_arg(arg, runlocal=False, scale="default", steps=0, norm="post", heads=1,
-                           block="auto", logn=False, copy=0.0, seed=0)
+                           block="auto", logn=False, copy=0.0, copy_source="text", copy_warmup=0, seed=0)
   if a.runlocal:
     a.scale = "tiny"
   if a.scale not in SCALES:
@@ -83,6 +87,8 @@ def make_config(variant: str, arg=None, *, attention=None, layer_attention=None,
 
   c.data.seq_len = n
   c.data.repeat_frac = float(a.copy)
+  c.data.repeat_source = a.copy_source
+  c.data.repeat_warmup = int(a.copy_warmup) * s["batch_size"]   # steps -> examples of the global stream
   if a.scale == "full":
     # Any TFDS catalog text dataset with long documents, prepared as array_record (nothing is downloaded).
     c.data.name = "pg19"

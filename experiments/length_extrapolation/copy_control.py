@@ -71,7 +71,7 @@ def run_control(arg: str = "", steps: int = 3000, every: int = 250, seed: int = 
       curve.append({"step": step, "copy_acc": acc, "train_loss": float(loss),
                     "sequences": step * batch, "wall_s": round(time.time() - t0, 1)})
       log(f"[copy_control] step {step}: copy accuracy {100 * acc:.2f}%, loss {float(loss):.3f}")
-  return {"arg": arg, "config": cfg_arg, "train_length": n, "batch_size": batch, "steps": steps, "curve": curve,
+  return {"arg": arg, "every": every, "config": cfg_arg, "train_length": n, "batch_size": batch, "steps": steps, "curve": curve,
           "wall_s": round(time.time() - t0, 1), "hardware": f"{jax.devices()[0].device_kind}, {os.cpu_count()} CPUs"}
 
 

@@ -91,6 +91,25 @@ def all_methods(n: int, variants: tuple[str, ...]) -> list[Method]:
   if "hwfa2" in variants:
     add("hwfa2", "hwfa2", {}, note="RoPE in the full layers (no swap)")
     add("hwfa2+rerope", "hwfa2", {}, layer_fn=_hwfa2_rerope, core=True)
+  # Copy-augmented checkpoints (run.py COPY_VARIANTS): the repeated column needs a model that copies.
+  if "rope_copy" in variants:
+    p = "copy/"
+    add(p + "rope", "rope_copy", {}, core=True)
+    add(p + "pi", "rope_copy", scaling("pi", n))
+    add(p + "ntk_mixed", "rope_copy", scaling("ntk_mixed", n, mixed_b=0.625), core=True)
+    add(p + "yarn", "rope_copy", scaling("yarn", n))
+    add(f"{p}rerope_w{w4}", "rope_copy", dict(position="rerope", rerope_window=w4), core=True)
+    add(f"{p}rerope_w{n}", "rope_copy", dict(position="rerope", rerope_window=n))
+    add(f"{p}leaky_w{w4}_k16", "rope_copy", dict(position="leaky_rerope", rerope_window=w4, leaky_k=16.0))
+    add(p + "window", "rope_copy", dict(window=n), core=True)
+  if "rope_logn_copy" in variants:
+    p = "copy-logn/"
+    add(p + "rope", "rope_logn_copy", {})
+    add(p + "ntk_mixed", "rope_logn_copy", scaling("ntk_mixed", n), core=True)
+    add(f"{p}rerope_w{w4}", "rope_logn_copy", dict(position="rerope", rerope_window=w4), core=True)
+    add(f"{p}leaky_w{w4}_k16", "rope_logn_copy", dict(position="leaky_rerope", rerope_window=w4, leaky_k=16.0))
+  if "hwfa_copy" in variants:
+    add("copy/hwfa", "hwfa_copy", {}, core=True)
   for v in ("kna", "cosa", "kna_logn", "cosa_logn"):
     if v in variants:
       add(v, v, {}, core=True)

@@ -36,12 +36,19 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 CONFIG_DIR = os.path.join(REPO, "configs", "length_extrapolation")
 
+COPY_ARG = "copy=0.25,copy_source=random,copy_warmup=600"
 # variant -> (config file, extra config argument)
 VARIANTS = {
     "rope": ("rope.py", ""), "rope_logn": ("rope_logn.py", ""), "hwfa": ("hwfa.py", ""),
     "inv_leaky": ("inv_leaky.py", ""), "kna": ("kna.py", ""), "cosa": ("cosa.py", ""),
     "hwfa2": ("hwfa2.py", ""), "kna_logn": ("kna.py", "logn"), "cosa_logn": ("cosa.py", "logn"),
+    # Copy-augmented training: a quarter of the training windows are random printable bytes tiled with a period
+    # of N/4..N/2 (in-range copies only). The plain baseline does not learn to copy at CPU scale (REPORT.md,
+    # copy check), so Su's repeated-column claims are tested on these checkpoints (--copy_variants).
+    "rope_copy": ("rope.py", COPY_ARG), "rope_logn_copy": ("rope_logn.py", COPY_ARG),
+    "hwfa_copy": ("hwfa.py", COPY_ARG),
 }
+COPY_VARIANTS = "rope_copy,rope_logn_copy,hwfa_copy"
 DEFAULT_VARIANTS = "rope,rope_logn,hwfa,inv_leaky,kna,cosa,hwfa2"
 # Test-set sizes: windows at 8x (more at shorter lengths, equal tokens per length), growing-context docs.
 DEFAULT_WINDOWS = {"tiny": 8, "default": 16, "medium": 32, "full": 64}
@@ -61,7 +68,7 @@ def load_config(variant: str, scale: str, steps: int = 0, extra_arg: str = ""):
 def train_variant(variant, scale, workdir, steps=0, log=print, extra_arg="", name=None, keep=COPY_CHECKPOINTS):
   """Trains (or reuses) one variant; returns its summary dict (also cached in WORKDIR/<name>/summary.json)."""
   config, cfg_arg = load_config(variant, scale, steps, extra_arg)
-  if variant == "rope":  # the copy check reads the last keep + 1 checkpoints (at least every steps / keep)
+  if variant in ("rope", "rope_copy"):  # the copy check reads the last keep + 1 checkpoints (at least every steps / keep)
     every = max(1, config.num_train_steps // keep)
     config.checkpoint_every_steps = min(config.checkpoint_every_steps or every, every)
     config.max_checkpoints_to_keep = keep + 1
@@ -228,20 +235,19 @@ def run_study(workdir: str, scale: str = "default", variants=None, steps: int = 
 
   # 4. Copy check vs training steps (baseline at L_train: repeated vs non-repeated, and random-byte copies).
   rand_bt, rand_seg = evaluate.random_repeated_set(n, n, len(sets[n][0]))
-  copy_curve = []
-  if "rope" in variants:
-    wd = os.path.join(workdir, "rope")
-    model_cfg = methods_lib.model_config(config_lib.to_dict(configs["rope"].model), methods_lib.Method("rope", "rope"),
-                                         n)
+  copy_curves = {}
+  for v in (v for v in ("rope", "rope_copy") if v in variants):
+    wd = os.path.join(workdir, v)
+    model_cfg = methods_lib.model_config(config_lib.to_dict(configs[v].model), methods_lib.Method(v, v), n)
     nonrep, rep, seg = sets[n]
+    curve = copy_curves[v] = []
     for step in _saved_steps(wd):
       params = ckpt_lib.load_state(wd, step)[0]["params"]
       r = evaluate.evaluate_length(model_cfg, params, nonrep, rep, seg)
-      copy_curve.append({"step": step, "nonrep_acc": float(np.mean(r["nonrep"]["acc"])),
-                         "rep_acc": float(np.mean(r["rep"]["acc"])),
-                         "rep_copy_acc": float(np.mean(r["rep"]["copy_acc"])),
-                         "rand_copy_acc": float(np.mean(evaluate.copy_accuracy(model_cfg, params, rand_bt,
-                                                                               rand_seg)))})
+      curve.append({"step": step, "nonrep_acc": float(np.mean(r["nonrep"]["acc"])),
+                    "rep_acc": float(np.mean(r["rep"]["acc"])),
+                    "rep_copy_acc": float(np.mean(r["rep"]["copy_acc"])),
+                    "rand_copy_acc": float(np.mean(evaluate.copy_accuracy(model_cfg, params, rand_bt, rand_seg)))})
   # 5. Optional copy probes: other baselines (architecture / budget / copy augmentation), copy gap vs steps.
   probes = [_copy_probe(a, scale, workdir, steps, sets, rand_bt, rand_seg, n, ext, log, copy_probe_checkpoints)
             for a in _probe_args(copy_probe)]
@@ -269,7 +275,8 @@ def run_study(workdir: str, scale: str = "default", variants=None, steps: int = 
       },
       "baselines": baselines,
       "runs": runs,
-      "copy_vs_steps": copy_curve,
+      "copy_vs_steps": copy_curves.get("rope", []),
+      "copy_vs_steps_copy_aug": copy_curves.get("rope_copy", []),
       "copy_probes": probes,
       "methods": results,
   }
@@ -304,6 +311,8 @@ def main(argv=None):
                  help=f"comma-separated subset of {sorted(VARIANTS)} (default: {DEFAULT_VARIANTS})")
   p.add_argument("--steps", type=int, default=0, help="training steps (0 = the scale's default)")
   p.add_argument("--windows", type=int, default=0, help="test windows at 8x (0 = the scale's default)")
+  p.add_argument("--copy_variants", action="store_true",
+                 help=f"also train {COPY_VARIANTS} ({COPY_ARG}) and test the repeated-column claims on them")
   p.add_argument("--seeds", type=int, default=3,
                  help="training seeds of rope and rope_logn (the log-n claims compare the two checkpoints)")
   p.add_argument("--copy_probe", action="append", default=[],
@@ -323,7 +332,8 @@ def main(argv=None):
     report.write_report(res, out_dir)
     print(f"[report] {out_dir}/REPORT.md")
     return
-  run_study(a.workdir, a.scale, a.variants.split(","), a.steps, a.windows, a.out,
+  variants = a.variants.split(",") + (COPY_VARIANTS.split(",") if a.copy_variants else [])
+  run_study(a.workdir, a.scale, variants, a.steps, a.windows, a.out,
             log=lambda s: print(s, flush=True), copy_probe=a.copy_probe, seeds=a.seeds)
 
 

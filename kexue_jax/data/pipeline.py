@@ -42,8 +42,10 @@ def default_data_config() -> ml_collections.ConfigDict:
       preprocess="lm_windows",    # A key of preprocess.PREPROCESS.
       seq_len=256,                # lm_windows: tokens are seq_len + 1 long.
       text_key="text",            # lm_windows: the feature holding the text.
-      repeat_frac=0.0,            # lm_windows: fraction of training windows tiled from a prefix
+      repeat_frac=0.0,            # lm_windows: fraction of training windows tiled from a segment
                                   # (copy-augmented training; preprocess._WindowSampler).
+      repeat_source="text",       # lm_windows: the tiled segment: "text" (window prefix) or "random".
+      repeat_warmup=0,            # lm_windows: the first this many training examples are all tiled.
       max_in_memory_bytes=2**30,  # lm_windows: keep a corpus this small in
                                   # RAM, else read documents per window.
       num_eval_batches=ml_collections.config_dict.placeholder(int),  # None: the whole eval split.

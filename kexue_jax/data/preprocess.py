@@ -96,12 +96,15 @@ class Documents:
 class _WindowSampler:
   """(index, rng) -> a uniformly drawn window of `length` bytes.
 
-  With `repeat_frac` > 0, that fraction of the windows (a Bernoulli draw per window) is replaced by its first s
-  bytes tiled to `length`, s ~ U{length // 4, ..., length // 2}: copy-augmented training, so that a small model
-  meets in-context copies within its training length (see `lm_windows`).
+  With `repeat_frac` > 0, that fraction of the windows (a Bernoulli draw per window) is replaced by a segment of
+  s ~ U{length // 4, ..., length // 2} bytes tiled to `length`: copy-augmented training, so that a small model
+  meets in-context copies within its training length (see `lm_windows`). `repeat_source`: "text" = the window's
+  own first s bytes; "random" = printable random bytes (32..126), which only copying can predict.
+  `repeat_warmup`: the first that many examples of the stream (global index) are all tiled (a copy warm-up).
   """
 
-  def __init__(self, docs: Documents, length: int, repeat_frac: float = 0.0):
+  def __init__(self, docs: Documents, length: int, repeat_frac: float = 0.0, repeat_source: str = "text",
+               repeat_warmup: int = 0):
     self.doc_ids = np.flatnonzero(docs.lengths >= length)
     if not len(self.doc_ids):
       raise ValueError(
@@ -111,18 +114,25 @@ class _WindowSampler:
           "documents.")
     if not 0.0 <= repeat_frac <= 1.0:
       raise ValueError(f"data.repeat_frac must be in [0, 1], got {repeat_frac}.")
+    if repeat_source not in ("text", "random"):
+      raise ValueError(f"data.repeat_source must be 'text' or 'random', got {repeat_source!r}.")
+    self.repeat_source = repeat_source
+    if repeat_warmup < 0:
+      raise ValueError(f"data.repeat_warmup must be >= 0 examples, got {repeat_warmup}.")
+    self.repeat_warmup = int(repeat_warmup)
     self.ends = np.cumsum(docs.lengths[self.doc_ids] - length + 1)
     self.docs, self.length, self.repeat_frac = docs, length, float(repeat_frac)
 
   def __call__(self, index, rng: np.random.Generator):
-    del index
     u = int(rng.integers(self.ends[-1]))
     d = int(np.searchsorted(self.ends, u, side="right"))
     start = u - (int(self.ends[d - 1]) if d else 0)
     tokens = self.docs.window(int(self.doc_ids[d]), start, self.length)
-    if self.repeat_frac and rng.random() < self.repeat_frac:  # no extra draw when off: streams unchanged
+    warm = index < self.repeat_warmup
+    if warm or (self.repeat_frac and rng.random() < self.repeat_frac):  # no extra draw when off: same streams
       s = int(rng.integers(max(1, self.length // 4), max(1, self.length // 2) + 1))
-      tokens = np.resize(tokens[:s], self.length)
+      seg = tokens[:s] if self.repeat_source == "text" else rng.integers(32, 127, size=s).astype(tokens.dtype)
+      tokens = np.resize(seg, self.length)
     return {"tokens": tokens}
 
 
@@ -140,7 +150,8 @@ def lm_windows(source, data_cfg, *, train: bool, seed: int):
   docs = Documents(source, data_cfg.get("text_key", "text"),
                    data_cfg.get("max_in_memory_bytes", 2**30))
   if train:
-    sampler = _WindowSampler(docs, seq_len + 1, float(data_cfg.get("repeat_frac", 0.0) or 0.0))
+    sampler = _WindowSampler(docs, seq_len + 1, float(data_cfg.get("repeat_frac", 0.0) or 0.0),
+                             data_cfg.get("repeat_source", "text"), int(data_cfg.get("repeat_warmup", 0) or 0))
     return grain.MapDataset.range(sys.maxsize).random_map(sampler, seed=seed)
   windows = eval_windows(docs.lengths, seq_len)
   if not len(windows):
