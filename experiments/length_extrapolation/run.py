@@ -257,7 +257,8 @@ def run_study(workdir: str, scale: str = "default", variants=None, steps: int = 
   out = {
       "meta": {
           "scale": scale, "train_length": n, "test_lengths": lengths, "extension": ext,
-          "variants": list(variants), "seeds": seeds, "windows_at_8x": n8,
+          "variants": list(variants), "default_variants": DEFAULT_VARIANTS.split(","), "seeds": seeds,
+          "windows_at_8x": n8,
           "windows": {str(L): int(len(sets[L][0])) for L in lengths}, "growing_docs": int(len(long_bt)),
           "steps": int(cfg0.num_train_steps), "batch_size": int(cfg0.batch_size),
           "model": {k: v for k, v in config_lib.to_dict(cfg0.model).items() if k != "layer_attention"},
