@@ -4,8 +4,9 @@ except Su's published numbers (published.py) and the claims' wording.
 Statistics. Every method is evaluated on the same test windows, so two methods are compared *paired*: the
 per-window accuracy differences d_w give mean(d) +- SE = sd(d)/sqrt(#windows). A claim "A > B" holds when
 mean(d) > 2 SE, does not hold when mean(d) < -2 SE, and is inconclusive in between. Comparisons across two
-checkpoints (log n pre-trained vs not) are paired on windows too, but their SE does not include the
-seed-to-seed variance of training (one seed per variant). Comparisons across lengths (different windows)
+checkpoints (log n pre-trained vs not) are paired on windows too; with seed replicates (run.py --seeds) the
+claims that compare them average the per-seed differences and use the SE over seeds, which includes the
+seed-to-seed variance of training. Comparisons across lengths (different windows)
 use the unpaired SE sqrt(se_a^2 + se_b^2).
 """
 from __future__ import annotations
@@ -710,7 +711,8 @@ def write_report(res: dict, out_dir: str, plots: bool = True) -> str:
             f"Each variant: {meta['steps']} steps of batch {meta['batch_size']} "
             f"({meta['steps'] * meta['batch_size'] * n / 1e6:.2f}M tokens), AdamW lr "
             f"{meta['optimizer'].get('learning_rate')}, cosine, warmup {meta['optimizer'].get('warmup_steps')}, "
-            f"one seed.")
+            + (f"seed 0 ({int(meta.get('seeds', 1))} seeds of `rope` and `rope_logn`)." if int(meta.get("seeds", 1)) > 1
+               else "one seed."))
   md.append(f"- **Su:** {published.SU_SETUP['params']} {published.SU_SETUP['layers']}-layer "
             f"{published.SU_SETUP['block']}, post-norm, trained at 512, tested at 4096; data unstated. "
             "Numbers are not expected to agree; the *orderings* are what we test.")
