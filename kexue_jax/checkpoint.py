@@ -33,12 +33,26 @@ class CheckpointError(RuntimeError):
 class Checkpointer:
   """A thin wrapper over ``ocp.CheckpointManager`` that saves {state, data_iter} together."""
 
-  def __init__(self, workdir: str | epath.Path, *, max_to_keep: int = 3, async_save: bool = True):
+  def __init__(self, workdir: str | epath.Path, *, max_to_keep: int = 3, async_save: bool = True,
+               best_metric: str | None = None, best_mode: str = "min"):
+    """``best_metric`` (e.g. ``"eval/loss"``): keep the ``max_to_keep`` checkpoints best by that metric
+    (``best_mode`` "min" or "max"; orbax ``BestN``) plus always the latest one (to resume from), instead of the
+    ``max_to_keep`` latest. Only saves given ``metrics`` (``save(..., metrics=...)``) compete for best."""
     self.directory = epath.Path(workdir) / "checkpoints"
+    self.best_metric = best_metric
+    policy = None
+    if best_metric:
+      if best_mode not in ("min", "max"):
+        raise ValueError(f"config.best_checkpoint_mode must be 'min' or 'max', got {best_mode!r}.")
+      policy = ocp.checkpoint_managers.AnyPreservationPolicy([
+          ocp.checkpoint_managers.LatestN(n=1),
+          ocp.checkpoint_managers.BestN(get_metric_fn=lambda m: m[best_metric], reverse=best_mode == "min",
+                                        n=max_to_keep, keep_checkpoints_without_metrics=False)])
     self.manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(
-            max_to_keep=max_to_keep,
+            max_to_keep=None if policy else max_to_keep,
+            preservation_policy=policy,
             enable_async_checkpointing=async_save,
             create=True,
             cleanup_tmp_directories=True,
@@ -49,11 +63,17 @@ class Checkpointer:
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
 
-  def save(self, step: int, state: Any, data_iter: Any, *, force: bool = False) -> bool:
+  def save(self, step: int, state: Any, data_iter: Any, *, force: bool = False,
+           metrics: dict[str, float] | None = None) -> bool:
+    """Saves ``{state, data_iter}`` at ``step``; ``metrics`` (the step's evaluation) rank it for ``best_metric``."""
+    if self.best_metric and metrics is not None and self.best_metric not in metrics:
+      raise ValueError(f"config.best_checkpoint_metric={self.best_metric!r} is not among the evaluation's "
+                       f"metrics {sorted(metrics)}; set it to one of them.")
     args = {"state": ocp.args.StandardSave(state)}
     if data_iter is not None:
       args["data_iter"] = grain.checkpoint.CheckpointSave(data_iter)
-    return self.manager.save(step, args=ocp.args.Composite(**args), force=force)
+    return self.manager.save(step, args=ocp.args.Composite(**args), force=force,
+                             metrics=metrics if self.best_metric else None)
 
   def restore(self, abstract_state: Any, data_iter: Any, step: int | None = None) -> tuple[Any, int] | None:
     """Restores the latest (or given) step into ``abstract_state``'s shardings; ``None`` if there is none.

@@ -7,6 +7,7 @@ from :func:`base_config` and overrides what it needs. Configs are locked by ``co
 from __future__ import annotations
 
 import ast
+import difflib
 import importlib.util
 import os
 from typing import Any
@@ -58,12 +59,58 @@ def load_sibling(config_file: str, name: str):
   return module
 
 
+class ConfigNotFoundError(ValueError):
+  """``--config`` names no config file; the message lists the shipped configs."""
+
+
+def config_roots() -> list[str]:
+  """Folders that hold the shipped ``<group>/<name>.py`` configs: ``kexue_jax/configs`` in an installed
+  package (setup.py maps the repository's ``configs/`` there), ``configs/`` next to the package in a checkout."""
+  package = os.path.dirname(os.path.abspath(__file__))
+  return [d for d in (os.path.join(package, "configs"), os.path.join(os.path.dirname(package), "configs"))
+          if os.path.isdir(d)]
+
+
+def shipped_configs() -> list[str]:
+  """Short names (``lm/tiny``) of the configs in :func:`config_roots` (``_*.py`` fragments left out)."""
+  names = set()
+  for root in config_roots():
+    for group in os.listdir(root):
+      if os.path.isdir(os.path.join(root, group)):
+        names.update(f"{group}/{f[:-3]}" for f in os.listdir(os.path.join(root, group))
+                     if f.endswith(".py") and not f.startswith("_"))
+  return sorted(names)
+
+
+def resolve_config_path(name: str) -> str:
+  """A config file from a path or a short name, so ``--config lm/tiny`` works from any directory.
+
+  Tried in order: ``name`` as a path (relative to the working directory), then ``name`` relative to each of
+  :func:`config_roots`, each also with ``.py`` appended and with a leading ``configs/`` dropped
+  (``configs/lm/tiny.py``, ``lm/tiny.py`` and ``lm/tiny`` name the same shipped file).
+  Raises ConfigNotFoundError (one line, listing the shipped configs) when nothing matches.
+  """
+  path = os.path.expanduser(name)
+  short = path[len("configs/"):] if path.startswith("configs/") else path
+  candidates = [path] + ([] if os.path.isabs(path) else [os.path.join(r, short) for r in config_roots()])
+  for c in candidates:
+    for f in (c, c + ".py"):
+      if os.path.isfile(f):
+        return f
+  known = shipped_configs()
+  close = difflib.get_close_matches(short[:-3] if short.endswith(".py") else short, known, n=1)
+  hint = f"did you mean {close[0]!r}? " if close else ""
+  raise ConfigNotFoundError(
+      f"no config file {name!r} (not a file here nor under {config_roots()}); {hint}give a path to a "
+      f"get_config() file or a shipped config: {', '.join(known)}.")
+
+
 # Top-level keys the loop reads; anything else at the top level is a mistake (caught by `validate`).
 TOP_LEVEL_KEYS = (
     "seed", "num_train_steps", "batch_size", "log_every_steps", "eval_every_steps", "checkpoint_every_steps",
     "max_checkpoints_to_keep", "async_checkpointing", "num_eval_batches", "microbatches", "stop_on_nonfinite",
     "progress_bar", "mesh", "mesh_preset", "logical_axis_rules", "model", "task", "data", "optimizer", "distributed_init",
-    "study", "init_from",
+    "study", "init_from", "best_checkpoint_metric", "best_checkpoint_mode", "profile",
 )
 
 
@@ -83,10 +130,18 @@ def base_config() -> ml_collections.ConfigDict:
   c.num_eval_batches = 8
   c.checkpoint_every_steps = 500   # 0 = only at the end (and on preemption)
   c.max_checkpoints_to_keep = 3
+  # Keep the max_checkpoints_to_keep best checkpoints by this evaluation metric (e.g. "eval/loss", ranked by
+  # best_checkpoint_mode "min"/"max"; only checkpoints saved at an eval step compete) plus the latest one.
+  c.best_checkpoint_metric = ml_collections.config_dict.placeholder(str)
+  c.best_checkpoint_mode = "min"
   c.async_checkpointing = True
   c.stop_on_nonfinite = True       # NaN/Inf loss or gradients stops the run (unless the optimizer skips them)
   c.progress_bar = True
   c.distributed_init = False       # call jax.distributed.initialize() (multi-host TPU pods / GPU clusters)
+  # A jax.profiler trace of steps start_step .. start_step + num_steps - 1 into WORKDIR/profile (TensorBoard's
+  # profile plugin or Perfetto reads it); start_step None = no trace.
+  c.profile = ml_collections.ConfigDict({"start_step": ml_collections.config_dict.placeholder(int),
+                                         "num_steps": 5})
 
   c.mesh = ml_collections.ConfigDict(dict(sharding.DEFAULT_MESH))
   c.mesh_preset = "auto"           # "auto": a mesh left at its default becomes the topology's preset

@@ -1,50 +1,235 @@
-"""Command line: ``python -m kexue_jax.main --config configs/<group>/<name>.py[:arg] --workdir DIR``.
+"""Command line: ``kexue --config CONFIG[:ARGS] --workdir DIR [--config.KEY=VALUE ...]`` (see :data:`USAGE`).
 
-Any config key can be overridden with ``--config.a.b=value``; overriding a key that does not exist is an
-error that names it. The resolved config is written to ``DIR/config.json``; a run started again with the
-same workdir resumes from its latest checkpoint.
+Every mistake in the command (unknown flag, unknown config key, a value of the wrong type, a config file that
+does not exist or does not load) and every bad input the run finds before training is reported as one line
+``kexue: error: ...`` on stderr with exit code 2, before any workdir is created or any compute starts.
 """
 from __future__ import annotations
 
+import ast
+import difflib
+import importlib.util
+import os
 import sys
+from typing import Any
 
 from absl import app
 from absl import flags
 from absl import logging
-from ml_collections import config_flags
+import ml_collections
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Path to a config file, optionally with an argument: configs/lm/tiny.py:runlocal",
-    lock_config=True)
+from kexue_jax import config_lib
+
+USAGE = """\
+kexue: train a kexue_jax config, or evaluate a trained run's checkpoint.
+
+usage: kexue --config CONFIG[:ARGS] --workdir DIR [--config.KEY=VALUE ...] [--eval_only [--eval_step=N]]
+       (python -m kexue_jax.main takes the same flags)
+
+  --config CONFIG[:ARGS]  a config file (configs/lm/tiny.py) or a shipped config's short name (lm/tiny);
+                          ARGS after ':' vary it (lm/tiny:runlocal, rdrop/mnist1d:model=cnn,alpha=0).
+                          Shipped: {shipped}
+  --workdir DIR           where config.json, metrics.jsonl and checkpoints/ go (a local path or gs://...).
+                          The same command again resumes from DIR's latest checkpoint.
+  --config.KEY=VALUE      override any config key: --config.optimizer.learning_rate=3e-4
+                          --config.mesh.data=-1 --config.progress_bar=false (unknown keys are an error)
+  --eval_only             evaluate DIR's latest checkpoint (or --eval_step=N) on data.eval_split, append the
+                          result to DIR/eval_metrics.jsonl and exit; nothing is trained
+  --verbosity=0           show INFO logs (default: warnings only); --helpfull lists every absl flag
+
+example:
+  kexue --config lm/tiny:runlocal --workdir /tmp/kexue/lm_tiny
+
+exit codes: 0 finished; 2 bad input (one line on stderr says what to change); 143 / 130 stopped by
+SIGTERM / SIGINT after saving a checkpoint (run the same command to resume).
+"""
+
+_CONFIG = flags.DEFINE_string("config", None, "Config file or shipped config name, with optional ':ARGS'.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for config.json, metrics.jsonl and checkpoints/.")
-flags.mark_flags_as_required(["config", "workdir"])
+_EVAL_ONLY = flags.DEFINE_bool("eval_only", False, "Evaluate a checkpoint of --workdir instead of training.")
+_EVAL_STEP = flags.DEFINE_integer("eval_step", None, "With --eval_only: the checkpoint step (default latest).")
+
+_HELP = ("-h", "-help", "--help", "-?", "--helpshort", "-helpshort")
+# Exit status after a preemption signal: 128 + signal number, as a shell reports a process the signal killed.
+EXIT_CODES = {"SIGTERM": 143, "SIGINT": 130}
+_overrides: list[tuple[str, str]] = []  # (dotted key, value text) of --config.KEY=VALUE, set by _parse_flags
+
+
+class UsageError(ValueError):
+  """A mistake in the command line or the config it names (reported as one line, exit code 2)."""
+
+
+def fail(message: str) -> None:
+  """Prints ``kexue: error: <message>`` as one line on stderr and exits with code 2."""
+  print(f"kexue: error: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
+  sys.exit(2)
+
+
+def split_overrides(argv: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
+  """Separates ``--config.KEY=VALUE`` / ``--config.KEY VALUE`` from the flags absl parses."""
+  rest, overrides, i = [], [], 0
+  while i < len(argv):
+    arg = argv[i]
+    if arg == "--":
+      rest += argv[i:]
+      break
+    if arg.lstrip("-").startswith("config.") and arg.startswith("-"):
+      key, eq, value = arg.lstrip("-")[len("config."):].partition("=")
+      if not eq:
+        if i + 1 == len(argv):
+          raise UsageError(f"{arg} needs a value: {arg}=VALUE.")
+        i, value = i + 1, argv[i + 1]
+      overrides.append((key, value))
+    else:
+      rest.append(arg)
+    i += 1
+  return rest, overrides
+
+
+def parse_value(text: str, field_type: type | None, where: str) -> Any:
+  """The text of ``--config.KEY=text`` as a value of the key's type (``where`` names the flag in errors)."""
+  if field_type is bool:
+    if text.lower() in ("true", "1", "yes", "on"):
+      return True
+    if text.lower() in ("false", "0", "no", "off"):
+      return False
+    raise UsageError(f"{where}: expected true or false.")
+  if text == "None":
+    return None
+  if field_type is int:
+    try:
+      return int(text)
+    except ValueError:
+      raise UsageError(f"{where}: expected an integer.") from None
+  if field_type is float:
+    try:
+      return float(text)
+    except ValueError:
+      raise UsageError(f"{where}: expected a number (e.g. 3e-4).") from None
+  if field_type is str:
+    return text
+  if field_type is not None and issubclass(field_type, ml_collections.ConfigDict):
+    raise UsageError(f"{where}: that key is a group; set its keys instead ({where.split('=')[0]}.KEY=VALUE).")
+  try:  # tuples, lists, and keys without a type (None-valued): a Python literal, else the text itself
+    return ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    if field_type in (tuple, list, dict):
+      raise UsageError(f"{where}: expected a Python {field_type.__name__} literal.") from None
+    return text
+
+
+def apply_override(config: ml_collections.ConfigDict, dotted: str, text: str) -> None:
+  """``config.<dotted> = text`` parsed to the key's type; unknown keys name the closest existing one."""
+  where = f"--config.{dotted}={text}"
+  node, parts = config, dotted.split(".")
+  for i, part in enumerate(parts):
+    keys = sorted(node.keys())
+    if part not in node:
+      path = ".".join(["config"] + parts[:i])
+      close = difflib.get_close_matches(part, keys, n=1)
+      hint = f"did you mean {path}.{close[0]}? " if close else ""
+      raise UsageError(f"{where}: {path} has no key {part!r}; {hint}its keys are {', '.join(keys)}.")
+    if i < len(parts) - 1:
+      node = node[part]
+      if not isinstance(node, ml_collections.ConfigDict):
+        raise UsageError(f"{where}: config.{'.'.join(parts[:i + 1])} is a {type(node).__name__}, not a group "
+                         "of keys.")
+  field_type = node.get_type(parts[-1])
+  value = parse_value(text, field_type, where)
+  try:
+    node[parts[-1]] = value
+  except (TypeError, ValueError) as e:
+    raise UsageError(f"{where}: config.{dotted} is a {field_type.__name__}, cannot set it to "
+                     f"{value!r} ({e}).") from None
+
+
+def load_config(spec: str, overrides: list[tuple[str, str]]) -> ml_collections.ConfigDict:
+  """``path-or-name[:arg]`` -> ``get_config(arg)`` with the overrides applied, locked (no new keys)."""
+  name, colon, arg = spec.partition(":")
+  try:
+    path = config_lib.resolve_config_path(name)
+  except config_lib.ConfigNotFoundError as e:
+    raise UsageError(str(e)) from None
+  try:
+    module_spec = importlib.util.spec_from_file_location(f"_kexue_config_{abs(hash(path))}", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+  except Exception as e:  # noqa: BLE001 - any failure of the user's file is reported, not traced
+    logging.info("Traceback of the config error:", exc_info=True)
+    raise UsageError(f"config file {path} does not load: {type(e).__name__}: {e} (--verbosity=0 shows the "
+                     "traceback).") from None
+  if not hasattr(module, "get_config"):
+    raise UsageError(f"config file {path} has no get_config(arg=None) function.")
+  try:
+    config = module.get_config(arg) if colon else module.get_config()
+  except Exception as e:  # noqa: BLE001
+    logging.info("Traceback of the config error:", exc_info=True)
+    raise UsageError(f"--config {spec}: {type(e).__name__ + ': ' if not isinstance(e, ValueError) else ''}"
+                     f"{e}") from None
+  if not isinstance(config, ml_collections.ConfigDict):
+    raise UsageError(f"get_config() of {path} returned a {type(config).__name__}, not an ml_collections "
+                     "ConfigDict.")
+  config.lock()
+  for dotted, text in overrides:
+    apply_override(config, dotted, text)
+  return config
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parser with ``--help`` replaced by :data:`USAGE` and every flag error made one line."""
+  if any(a in _HELP for a in argv[1:]):
+    print(USAGE.format(shipped=", ".join(config_lib.shipped_configs()) or "(none found)"))
+    sys.exit(0)
+  try:
+    rest, overrides = split_overrides(argv)
+    _overrides[:] = overrides
+    return flags.FLAGS(rest)
+  except (flags.Error, UsageError) as e:
+    fail(f"{e} (kexue --help lists the flags).")
+  return []  # unreachable
 
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    fail(f"unexpected arguments {argv[1:]}: flags are --config, --workdir and --config.KEY=VALUE "
+         "(kexue --help).")
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # keep the console to the progress bar; --verbosity=0 for INFO
-  import jax  # pylint: disable=g-import-not-at-top
+  if not _CONFIG.value or not _WORKDIR.value:
+    fail("--config and --workdir are required, e.g. kexue --config lm/tiny:runlocal --workdir /tmp/kexue/lm "
+         "(kexue --help).")
+  if _EVAL_STEP.value is not None and not _EVAL_ONLY.value:
+    fail("--eval_step is for --eval_only runs; add --eval_only or drop --eval_step.")
+  try:
+    config = load_config(_CONFIG.value, _overrides)
+  except UsageError as e:
+    fail(str(e))
 
-  config = _CONFIG.value
+  import jax  # pylint: disable=g-import-not-at-top
   if config.get("distributed_init", False):
     jax.distributed.initialize()
   logging.info("JAX %s, process %d/%d, devices: %s", jax.__version__, jax.process_index(),
                jax.process_count(), jax.devices())
+  from kexue_jax import metrics as metrics_lib  # pylint: disable=g-import-not-at-top
   from kexue_jax import train  # pylint: disable=g-import-not-at-top
   try:
-    train.run(config, _WORKDIR.value)
-  except (ValueError, train.NonFiniteError, train.ckpt_lib.CheckpointError) as e:
-    # Bad input or a diverged run: one clear message instead of a traceback through the loop.
+    if _EVAL_ONLY.value:
+      train.evaluate_checkpoint(config, _WORKDIR.value, step=_EVAL_STEP.value)
+      return 0
+    result = train.run(config, _WORKDIR.value)
+  except (ValueError, FileNotFoundError, ImportError, train.NonFiniteError, train.ckpt_lib.CheckpointError) as e:
+    # Bad input or a diverged run: one clear line instead of a traceback through the loop.
     logging.info("Traceback of the error below:", exc_info=True)
-    print(f"\nkexue_jax: error: {e}", file=sys.stderr, flush=True)
-    sys.exit(2)
+    metrics_lib.close_progress_bars()
+    fail(str(e))
+  if result.get("preempted"):
+    return EXIT_CODES.get(result["preempted"], EXIT_CODES["SIGTERM"])
+  return 0
 
 
 def run_main():
   """Console-script entry point (``kexue --config ... --workdir ...``)."""
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)
 
 
 if __name__ == "__main__":

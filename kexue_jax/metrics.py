@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import time
+import weakref
 from typing import Any, Mapping
 
 import jax
@@ -161,8 +162,16 @@ def read_metrics(workdir: str | epath.Path) -> list[dict[str, Any]]:
   return [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
 
 
+_OPEN_BARS: "weakref.WeakSet[Progress]" = weakref.WeakSet()
+
+
 class Progress:
-  """A progress bar with ETA and the latest loss/throughput (tqdm), falling back to log lines."""
+  """A progress bar with ETA and the latest loss/throughput (tqdm).
+
+  ``update(step)`` is meant to be called every step with the host-side step counter (no device value is read,
+  so it adds no device sync: the bar counts dispatched steps); ``postfix`` carries the values of the last log
+  interval, which the loop fetches anyway. tqdm redraws at most every ``mininterval`` seconds.
+  """
 
   def __init__(self, total: int, initial: int, enabled: bool = True):
     self._bar = None
@@ -170,17 +179,26 @@ class Progress:
       from tqdm.auto import tqdm  # pylint: disable=g-import-not-at-top
       self._bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, file=sys.stderr,
                        mininterval=0.5, smoothing=0.1)
+      _OPEN_BARS.add(self)
 
   def update(self, step: int, postfix: Mapping[str, Any] | None = None) -> None:
     if self._bar is None:
       return
-    self._bar.update(step - self._bar.n)
     if postfix:
       self._bar.set_postfix({k: _fmt(v) for k, v in postfix.items()}, refresh=False)
+    self._bar.update(step - self._bar.n)
 
   def close(self) -> None:
     if self._bar is not None:
       self._bar.close()
+      self._bar = None
+    _OPEN_BARS.discard(self)
+
+
+def close_progress_bars() -> None:
+  """Closes every open bar (before an error message, so the message starts on its own line)."""
+  for bar in list(_OPEN_BARS):
+    bar.close()
 
 
 def _fmt(v: Any) -> str:

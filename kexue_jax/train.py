@@ -30,6 +30,7 @@ from kexue_jax import checkpoint as ckpt_lib
 from kexue_jax import config_lib
 from kexue_jax import metrics as metrics_lib
 from kexue_jax import optim
+from kexue_jax import profiling
 from kexue_jax import sharding
 from kexue_jax import tasks
 from kexue_jax.data import pipeline
@@ -153,17 +154,36 @@ def evaluate(eval_step, state, eval_batches, batch_sh) -> dict[str, float]:
   return {name: s / max(c, 1e-12) for name, (s, c) in totals.items()}
 
 
-def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None) -> dict[str, Any]:
+def _write_eval_only(config, workdir: epath.Path, step: int, result: dict[str, float]) -> dict[str, Any]:
+  """Appends an eval-only record to ``workdir/eval_metrics.jsonl`` (never touching ``metrics.jsonl``)."""
+  record = {"step": step, "split": config.data.eval_split, "num_eval_batches": config.num_eval_batches, **result}
+  if jax.process_index() == 0:
+    path = workdir / "eval_metrics.jsonl"
+    with path.open("a") as f:
+      f.write(json.dumps(record) + "\n")
+    print(metrics_lib.summary({"evaluated": f"checkpoint of step {step}", "split": record["split"], **result,
+                               "written to": str(path)}), flush=True)
+  return record
+
+
+def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None, eval_only: bool = False,
+        checkpoint_step: int | None = None) -> dict[str, Any]:
   """Trains ``config`` in ``workdir`` (resuming from its latest checkpoint) and returns a summary dict.
 
   ``devices`` restricts the mesh to a subset of ``jax.devices()`` (tests use it to compare meshes).
+  ``eval_only``: train nothing; evaluate the checkpoint at ``checkpoint_step`` (None = the latest) of ``workdir``
+  on ``config.data.eval_split`` and append ``{step, split, eval/...}`` to ``workdir/eval_metrics.jsonl``.
   """
   t_start = time.time()
   jax.config.update("jax_threefry_partitionable", True)
   config_lib.validate(config)
   workdir = epath.Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
-  _write_config(config, workdir)
+  if eval_only and not (workdir / "checkpoints").exists():
+    raise ValueError(f"--eval_only: {workdir} has no checkpoints/; train it first (the same command without "
+                     "--eval_only) or point --workdir at a trained run.")
+  if not eval_only:
+    workdir.mkdir(parents=True, exist_ok=True)
+    _write_config(config, workdir)
 
   # ---------------------------------------------------------------- Mesh and logical-axis rules.
   mesh_cfg = sharding.resolve_mesh_config(config.mesh, config.get("mesh_preset", "auto"),
@@ -203,11 +223,18 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None) -> dic
     return {**state, "opt_state": tx.init(state["params"])}
 
   checkpointer = ckpt_lib.Checkpointer(workdir, max_to_keep=config.max_checkpoints_to_keep,
-                                       async_save=config.async_checkpointing)
-  restored = checkpointer.restore(abstract_state, train_iter)
+                                       async_save=config.async_checkpointing,
+                                       best_metric=config.get("best_checkpoint_metric"),
+                                       best_mode=config.get("best_checkpoint_mode", "min"))
+  restored = checkpointer.restore(abstract_state, train_iter, step=checkpoint_step if eval_only else None)
   if restored is not None:
     state, start_step = restored
-    logging.info("Resumed from %s at step %d.", checkpointer.directory, start_step)
+    if jax.process_index() == 0 and not eval_only:
+      done = start_step >= config.num_train_steps
+      print(f"{'already finished at' if done else 'resumed from'} step {start_step} ({checkpointer.directory})",
+            flush=True)
+  elif eval_only:
+    raise ValueError(f"--eval_only: {checkpointer.directory} holds no finished checkpoint; train it first.")
   else:
     state = jax.jit(init_state, out_shardings=state_sh)(init_rng)
     start_step = 0
@@ -231,15 +258,22 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None) -> dic
                                               global_batch_size=config.batch_size,
                                               num_batches=config.num_eval_batches))
 
-  def run_eval(step):
+  def eval_metrics():
     with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-      result = {f"eval/{k}": v for k, v in evaluate(eval_step, state, eval_batches, batch_sh).items()}
+      return {f"eval/{k}": v for k, v in evaluate(eval_step, state, eval_batches, batch_sh).items()}
+
+  def run_eval(step):
+    result = eval_metrics()
     writer.write(step, result)
     return result
+
+  if eval_only:
+    return _write_eval_only(config, workdir, start_step, eval_metrics())
 
   # ---------------------------------------------------------------- The loop.
   writer = metrics_lib.MetricWriter(workdir, resume_step=start_step)
   progress = metrics_lib.Progress(config.num_train_steps, start_step, enabled=config.progress_bar)
+  profiler = profiling.StepWindowProfiler.from_config(config.get("profile"), workdir)
   total = config.num_train_steps
   window: list[dict[str, Any]] = []
   pending = None  # (step, device metrics) of the step in flight: fetched after the next one is dispatched
@@ -262,12 +296,15 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None) -> dic
   with ckpt_lib.PreemptionWatcher(checkpointer.manager) as watcher:
     for step in range(start_step + 1, total + 1):
       host_batch = next(train_iter)
+      profiler.before_step(step)
       with jax.profiler.StepTraceAnnotation("train", step_num=step):
         state, step_metrics = train_step(state, sharding.shard_host_batch(host_batch, batch_sh))
+      profiler.after_step(step, state)
       if pending is not None:
         consume(pending)
       pending = (step, step_metrics)
       steps_in_window += 1
+      progress.update(step)  # host-side counter: no device sync
 
       is_last = step == total
       do_log = step % config.log_every_steps == 0 or is_last
@@ -295,15 +332,17 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None) -> dic
       if do_eval:
         last_eval = run_eval(step)
       if do_ckpt or stop:
-        checkpointer.save(step, state, train_iter, force=True)
+        checkpointer.save(step, state, train_iter, force=True, metrics=last_eval if do_eval else None)
       if stop:
         preempted = watcher.signal_name or "preemption"
         break
 
+  profiler.stop(state)
   if pending is not None:
     consume(pending)
-  if start_step == total and not last_eval:  # a finished run started again: report its evaluation
-    last_eval = run_eval(total)
+  if start_step == total and not last_eval:  # a finished run started again: report its last evaluation
+    last_eval = {k: v for r in metrics_lib.read_metrics(workdir) if r.get("step") == total
+                 for k, v in r.items() if k.startswith("eval/")}
   checkpointer.close()
   writer.close()
   progress.close()
