@@ -41,7 +41,11 @@ def parse_arg(arg: str | None, **spec: Any) -> ml_collections.ConfigDict:
     elif default is None:
       out[key] = parsed
     else:
-      out[key] = type(default)(parsed)
+      try:
+        out[key] = type(default)(parsed)
+      except (TypeError, ValueError):
+        raise ValueError(f"config argument {key}={value!r} must be of type {type(default).__name__} (default "
+                         f"{default!r}).") from None
   return out
 
 

@@ -11,6 +11,7 @@ import difflib
 import importlib.util
 import os
 import sys
+import textwrap
 from typing import Any
 
 from absl import app
@@ -28,7 +29,8 @@ usage: kexue --config CONFIG[:ARGS] --workdir DIR [--config.KEY=VALUE ...] [--ev
 
   --config CONFIG[:ARGS]  a config file (configs/lm/tiny.py) or a shipped config's short name (lm/tiny);
                           ARGS after ':' vary it (lm/tiny:runlocal, rdrop/mnist1d:model=cnn,alpha=0).
-                          Shipped: {shipped}
+                          Shipped:
+{shipped}
   --workdir DIR           where config.json, metrics.jsonl and checkpoints/ go (a local path or gs://...).
                           The same command again resumes from DIR's latest checkpoint.
   --config.KEY=VALUE      override any config key: --config.optimizer.learning_rate=3e-4
@@ -178,14 +180,16 @@ def load_config(spec: str, overrides: list[tuple[str, str]]) -> ml_collections.C
 def _parse_flags(argv: list[str]) -> list[str]:
   """absl's flag parser with ``--help`` replaced by :data:`USAGE` and every flag error made one line."""
   if any(a in _HELP for a in argv[1:]):
-    print(USAGE.format(shipped=", ".join(config_lib.shipped_configs()) or "(none found)"))
+    shipped = textwrap.fill(", ".join(config_lib.shipped_configs()) or "(none found)", width=110,
+                            initial_indent=" " * 26, subsequent_indent=" " * 26)
+    print(USAGE.format(shipped=shipped))
     sys.exit(0)
   try:
     rest, overrides = split_overrides(argv)
     _overrides[:] = overrides
     return flags.FLAGS(rest)
   except (flags.Error, UsageError) as e:
-    fail(f"{e} (kexue --help lists the flags).")
+    fail(f"{str(e).rstrip('.')}; kexue --help lists the flags.")
   return []  # unreachable
 
 

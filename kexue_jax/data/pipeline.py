@@ -36,7 +36,7 @@ def default_data_config() -> ml_collections.ConfigDict:
       name="python_stdlib_text",  # Built-in (builders.BUILTINS) or TFDS name.
       data_dir=ml_collections.config_dict.placeholder(str),  # None: builders.default_data_dir() for
                                   # built-ins, TFDS's default for the catalog.
-      glob=ml_collections.config_dict.placeholder(str),      # python_stdlib_text on your own files.
+      glob=ml_collections.config_dict.placeholder(str),      # text_files: your own files ('/d/**/*.txt').
       train_split="train",
       eval_split="validation",
       preprocess="lm_windows",    # A key of preprocess.PREPROCESS.
@@ -66,13 +66,14 @@ def get_data_source(name: str, split: str, data_dir: str | None = None, *,
     split: a split name, TFDS slicing allowed ('train[:90%]').
     data_dir: None = `builders.default_data_dir()` for built-ins, TFDS's
       default (`$TFDS_DATA_DIR` or ~/tensorflow_datasets) for the catalog.
-    glob: python_stdlib_text only: your own text files instead of the stdlib.
+    glob: text_files (or python_stdlib_text, which it then replaces): your own
+      text files, e.g. '/data/corpus/**/*.txt'.
   """
   if name in builders.BUILTINS:
     builder = builders.prepared_builder(name, data_dir, glob=glob)
   else:
     if glob:
-      raise ValueError(f"`glob` is only for python_stdlib_text, not {name!r}.")
+      raise ValueError(f"config.data.glob is only for text_files, not {name!r}.")
     builder = _catalog_builder(name, data_dir)
   _check_split(builder, name, split)
   return builder.as_data_source(split=split)
@@ -89,7 +90,7 @@ def _catalog_builder(name: str, data_dir: str | None):
   where = os.fspath(builder.data_dir)
   how = (f"prepare it once (needs network and TensorFlow), e.g. `tfds build "
          f"{name} --data_dir {os.fspath(builder.data_dir_root)} "
-         "--file_format=array_record`, or pass data_cfg.data_dir where it "
+         "--file_format=array_record`, or set config.data.data_dir where it "
          "was prepared.")
   if not builder.is_prepared():
     raise FileNotFoundError(
@@ -113,7 +114,7 @@ def _check_one_split(builder, name, split):
   if base not in builder.info.splits:
     raise ValueError(
         f"Dataset {name!r} has no split {base!r} (splits: "
-        f"{sorted(builder.info.splits)}). With python_stdlib_text a split "
+        f"{sorted(builder.info.splits)}). With text_files a split "
         "with no file is left out; use a larger corpus or other splits.")
 
 

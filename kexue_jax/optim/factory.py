@@ -98,7 +98,7 @@ def make_schedule(peak: float, num_train_steps: int, schedule: str = "cosine",
   check_choice("schedule", schedule, SCHEDULES)
   if warmup_steps < 0 or warmup_steps > num_train_steps:
     raise ValueError(f"warmup_steps={warmup_steps} must be in [0, num_train_steps"
-                     f"={num_train_steps}]; set e.g. config.optim.warmup_steps="
+                     f"={num_train_steps}]; set e.g. config.optimizer.warmup_steps="
                      f"{num_train_steps // 10} (or 0 for a smoke run).")
   if not 0.0 <= min_lr_ratio <= 1.0:
     raise ValueError(f"min_lr_ratio={min_lr_ratio} must be in [0, 1].")

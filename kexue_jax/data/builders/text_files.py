@@ -1,9 +1,9 @@
-"""`python_stdlib_text`: a byte-level text corpus made of local text files.
+"""Byte-level text corpora made of local text files: `python_stdlib_text`, `text_files`.
 
-Documents are files. By default the corpus is the Python standard library of
-the running interpreter (`sysconfig.get_paths()['stdlib']`, `**/*.py`); the
-same builder takes any local glob (`glob_config(pattern)`) so a user can point
-it at their own corpus.
+Documents are files. `python_stdlib_text` is the Python standard library of
+the running interpreter (`sysconfig.get_paths()['stdlib']`, `**/*.py`);
+`text_files` is any local glob (`glob_config(pattern)`, `config.data.glob`), so
+a user can point it at their own corpus. Both share the code below.
 
 Stdlib selection rule (`stdlib_config`): every `*.py` under the stdlib root,
 except files with a directory component in `STDLIB_EXCLUDED_DIRS`
@@ -159,12 +159,11 @@ def list_documents(config: TextFilesConfig) -> dict[str, list[tuple[str, str]]]:
   return out
 
 
-class PythonStdlibText(tfds.core.GeneratorBasedBuilder):
-  """Byte-level corpus of local text files (default: the Python stdlib)."""
+class _LocalTextFiles(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+  """Byte-level corpus of the local text files a `TextFilesConfig` selects."""
 
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "Initial release."}
-  BUILDER_CONFIGS = [stdlib_config()]
 
   # TFDS's default `code_path` imports `importlib_resources`, an optional
   # dependency; this file is the code path (it has no checksums file).
@@ -201,3 +200,13 @@ class PythonStdlibText(tfds.core.GeneratorBasedBuilder):
     for rel, path in files:
       with open(path, "rb") as f:
         yield rel, {"text": f.read(), "path": rel}
+
+
+class PythonStdlibText(_LocalTextFiles):
+  """The Python standard library sources of the running interpreter."""
+
+  BUILDER_CONFIGS = [stdlib_config()]
+
+
+class TextFiles(_LocalTextFiles):
+  """Your own text files: built with `config=glob_config(pattern)`."""
