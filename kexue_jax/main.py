@@ -78,7 +78,7 @@ def split_overrides(argv: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
     if arg.lstrip("-").startswith("config.") and arg.startswith("-"):
       key, eq, value = arg.lstrip("-")[len("config."):].partition("=")
       if not eq:
-        if i + 1 == len(argv):
+        if i + 1 == len(argv) or argv[i + 1].startswith("--"):
           raise UsageError(f"{arg} needs a value: {arg}=VALUE.")
         i, value = i + 1, argv[i + 1]
       overrides.append((key, value))
