@@ -1,8 +1,10 @@
 """Command line: ``kexue --config CONFIG[:ARGS] --workdir DIR [--config.KEY=VALUE ...]`` (see :data:`USAGE`).
 
 Every mistake in the command (unknown flag, unknown config key, a value of the wrong type, a config file that
-does not exist or does not load) and every bad input the run finds before training is reported as one line
-``kexue: error: ...`` on stderr with exit code 2, before any workdir is created or any compute starts.
+does not exist or does not load) is reported as one line ``kexue: error: ...`` on stderr with exit code 2,
+before any workdir is created or any compute starts; bad input the run itself finds (ValueError and friends
+from ``train.run``) is reported the same way. A run stopped by SIGTERM/SIGINT exits with 128 + the signal
+number (143/130) after its checkpoint is saved.
 """
 from __future__ import annotations
 
@@ -218,7 +220,7 @@ def main(argv):
   from kexue_jax import train  # pylint: disable=g-import-not-at-top
   try:
     if _EVAL_ONLY.value:
-      train.evaluate_checkpoint(config, _WORKDIR.value, step=_EVAL_STEP.value)
+      train.run(config, _WORKDIR.value, eval_only=True, checkpoint_step=_EVAL_STEP.value)
       return 0
     result = train.run(config, _WORKDIR.value)
   except (ValueError, FileNotFoundError, ImportError, train.NonFiniteError, train.ckpt_lib.CheckpointError) as e:

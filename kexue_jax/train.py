@@ -226,6 +226,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None, eval_o
                                        async_save=config.async_checkpointing,
                                        best_metric=config.get("best_checkpoint_metric"),
                                        best_mode=config.get("best_checkpoint_mode", "min"))
+  if eval_only and checkpoint_step is not None and checkpoint_step not in checkpointer.manager.all_steps():
+    raise ValueError(f"--eval_step={checkpoint_step}: {checkpointer.directory} has no checkpoint of that step; "
+                     f"steps present: {sorted(checkpointer.manager.all_steps())}.")
   restored = checkpointer.restore(abstract_state, train_iter, step=checkpoint_step if eval_only else None)
   if restored is not None:
     state, start_step = restored

@@ -46,6 +46,8 @@ MISTAKES = {
     "config_argument_type": (["--config", "lm/tiny:steps=many"], "must be of type int"),
     "unknown_flag": (["--config", "lm/tiny", "--worker=3"], "Unknown command line flag 'worker'"),
     "no_config": ([], "--config and --workdir are required"),
+    "eval_only_untrained": (["--config", "lm/tiny:runlocal", "--eval_only"], "has no checkpoints/"),
+    "eval_step_without_eval_only": (["--config", "lm/tiny", "--eval_step=3"], "--eval_step is for --eval_only"),
 }
 
 

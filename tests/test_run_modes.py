@@ -53,6 +53,8 @@ def test_eval_only_matches_the_runs_own_evaluation(tmp_path):
   for k, v in result["eval"].items():  # same checkpoint, same batches, same program: identical numbers
     assert record[k] == v, k
   assert (tmp_path / "metrics.jsonl").read_text() == metrics_before
+  with pytest.raises(ValueError, match=r"--eval_step=3: .* steps present: \[4\]"):
+    train.run(tiny(), str(tmp_path), eval_only=True, checkpoint_step=3)
 
 
 def test_eval_only_without_checkpoints_is_an_error_and_creates_nothing(tmp_path):
