@@ -34,10 +34,12 @@ class Checkpointer:
   """A thin wrapper over ``ocp.CheckpointManager`` that saves {state, data_iter} together."""
 
   def __init__(self, workdir: str | epath.Path, *, max_to_keep: int = 3, async_save: bool = True,
-               best_metric: str | None = None, best_mode: str = "min"):
+               best_metric: str | None = None, best_mode: str = "min", read_only: bool = False):
     """``best_metric`` (e.g. ``"eval/loss"``): keep the ``max_to_keep`` checkpoints best by that metric
     (``best_mode`` "min" or "max"; orbax ``BestN``) plus always the latest one (to resume from), instead of the
-    ``max_to_keep`` latest. Only saves given ``metrics`` (``save(..., metrics=...)``) compete for best."""
+    ``max_to_keep`` latest. Only saves given ``metrics`` (``save(..., metrics=...)``) compete for best.
+    ``read_only``: only restore (eval-only mode): never create, clean up or delete anything, so a run still
+    training in the same workdir is left alone."""
     self.directory = epath.Path(workdir) / "checkpoints"
     self.best_metric = best_metric
     policy = None
@@ -54,8 +56,9 @@ class Checkpointer:
             max_to_keep=None if policy else max_to_keep,
             preservation_policy=policy,
             enable_async_checkpointing=async_save,
-            create=True,
-            cleanup_tmp_directories=True,
+            create=not read_only,
+            cleanup_tmp_directories=not read_only,
+            read_only=read_only,
         ),
         item_names=("state", "data_iter"),
     )

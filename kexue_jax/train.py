@@ -225,7 +225,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None, eval_o
   checkpointer = ckpt_lib.Checkpointer(workdir, max_to_keep=config.max_checkpoints_to_keep,
                                        async_save=config.async_checkpointing,
                                        best_metric=config.get("best_checkpoint_metric"),
-                                       best_mode=config.get("best_checkpoint_mode", "min"))
+                                       best_mode=config.get("best_checkpoint_mode", "min"), read_only=eval_only)
   if eval_only and checkpoint_step is not None and checkpoint_step not in checkpointer.manager.all_steps():
     raise ValueError(f"--eval_step={checkpoint_step}: {checkpointer.directory} has no checkpoint of that step; "
                      f"steps present: {sorted(checkpointer.manager.all_steps())}.")

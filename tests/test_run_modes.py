@@ -46,7 +46,10 @@ def test_resumed_run_says_from_which_step(tmp_path, capsys):
 def test_eval_only_matches_the_runs_own_evaluation(tmp_path):
   result = train.run(tiny(), str(tmp_path))
   metrics_before = (tmp_path / "metrics.jsonl").read_text()
+  in_flight = tmp_path / "checkpoints" / "6.orbax-checkpoint-tmp-1"  # a save of a run still training here
+  in_flight.mkdir()
   record = train.run(tiny(), str(tmp_path), eval_only=True)
+  assert in_flight.exists()  # read-only: eval-only cleans up nothing
   assert record["step"] == 4 and record["split"] == "validation"
   lines = (tmp_path / "eval_metrics.jsonl").read_text().splitlines()
   assert json.loads(lines[-1]) == record
