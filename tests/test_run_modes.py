@@ -120,3 +120,13 @@ def test_text_files_preparation_says_what_where(tmp_path, capfd):
   assert len(lines) == 1 and lines[0].startswith("Preparing dataset 'text_files'"), out
   assert str(tmp_path / "*.txt") in lines[0] and os.fspath(builder.data_dir) in lines[0]
   assert "Downloading" not in out + err and "dataset_info" not in err and "Generating" not in err, err
+
+
+def test_mnist1d_without_its_package_names_the_extra(tmp_path, monkeypatch, capfd):
+  import importlib.util
+  from kexue_jax.data import builders
+  real = importlib.util.find_spec
+  monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mnist1d" else real(name, *a))
+  with pytest.raises(ImportError, match=r"pip install 'kexue_jax\[experiments\]'"):
+    builders.prepared_builder("mnist1d", str(tmp_path))
+  assert "Preparing" not in capfd.readouterr().out

@@ -130,6 +130,8 @@ def _prepared_builder(name, data_dir, glob):
   with _file_lock(lock):
     builder = make_builder(name, data_dir, glob=glob)  # Re-read after waiting.
     if not builder.is_prepared():
+      if hasattr(builder, "check_requirements"):  # optional packages preparing needs
+        builder.check_requirements()
       print(_preparing_line(builder), flush=True)
       try:
         # Its "Downloading and preparing dataset Unknown size ..." banner.
