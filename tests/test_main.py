@@ -104,3 +104,14 @@ def test_shipped_configs_all_load_by_short_name():
   assert "lm/tiny" in names and not any(n.split("/")[1].startswith("_") for n in names)
   for name in names:
     assert isinstance(main.load_config(name, []), ml_collections.ConfigDict), name
+
+
+def test_error_found_by_the_run_is_one_line_naming_a_real_key(tmp_path):
+  """A bad value only the run can check (warmup longer than the run) is still one line with exit 2, and the
+  key it names exists (it once said config.optim.warmup_steps)."""
+  proc = cli("--config", "lm/tiny:runlocal", f"--workdir={tmp_path / 'run'}", "--config.optimizer.warmup_steps=20",
+             timeout=300)
+  assert proc.returncode == 2, proc.stderr
+  lines = proc.stderr.splitlines()
+  assert len(lines) == 1 and "config.optimizer.warmup_steps" in lines[0], proc.stderr
+  main.load_config("lm/tiny", [("optimizer.warmup_steps", "1")])  # the named key can be set
