@@ -115,3 +115,21 @@ def test_error_found_by_the_run_is_one_line_naming_a_real_key(tmp_path):
   lines = proc.stderr.splitlines()
   assert len(lines) == 1 and "config.optimizer.warmup_steps" in lines[0], proc.stderr
   main.load_config("lm/tiny", [("optimizer.warmup_steps", "1")])  # the named key can be set
+
+
+def test_resolve_config_path_in_an_installed_layout(tmp_path, monkeypatch):
+  """A wheel holds the configs in kexue_jax/configs/ (setup.py); a checkout has configs/ beside kexue_jax/."""
+  pkg = tmp_path / "site-packages" / "kexue_jax"
+  (pkg / "configs" / "lm").mkdir(parents=True)
+  (pkg / "configs" / "lm" / "tiny.py").write_text("def get_config(arg=None):\n  return None\n")
+  (pkg / "configs" / "lm" / "_part.py").write_text("")
+  monkeypatch.setattr(config_lib, "__file__", str(pkg / "config_lib.py"))
+  monkeypatch.chdir(tmp_path)
+  want = str(pkg / "configs" / "lm" / "tiny.py")
+  for name in ("lm/tiny", "lm/tiny.py", "configs/lm/tiny.py"):
+    assert config_lib.resolve_config_path(name) == want, name
+  assert config_lib.shipped_configs() == ["lm/tiny"]
+  (tmp_path / "mine.py").write_text("")
+  assert config_lib.resolve_config_path("mine.py") == "mine.py"  # a path here wins
+  with pytest.raises(config_lib.ConfigNotFoundError, match="did you mean 'lm/tiny'"):
+    config_lib.resolve_config_path("lm/tinny")
