@@ -158,9 +158,16 @@ def resolve_mask(mask, weight_decay_mask):
 def full_mask(mask, tree, is_leaf=None) -> Any:
   """Static bool for every leaf of `tree` from a prefix-tree or callable mask."""
   mask_tree = mask(tree) if callable(mask) else mask
-  return jax.tree.map(
-      lambda m, sub: jax.tree.map(lambda _: bool(m), sub, is_leaf=is_leaf),
-      mask_tree, tree, is_leaf=is_leaf)
+  return jax.tree.map(bool, full_values(mask_tree, tree, is_leaf=is_leaf),
+                      is_leaf=is_leaf)
+
+
+def full_values(values, tree, is_leaf=None) -> Any:
+  """Per-leaf value of `tree` from a prefix tree `values` (e.g. one float per
+  sub-tree), broadcast to every leaf below it."""
+  return jax.tree.map(lambda v, sub: jax.tree.map(lambda _: v, sub,
+                                                  is_leaf=is_leaf),
+                      values, tree, is_leaf=is_leaf)
 
 
 # ------------------------------------------------------------ per-leaf maths
