@@ -302,7 +302,7 @@ def scale_by_lion(
 
 
 def lion(
-    learning_rate: Optional[optax.ScalarOrSchedule],
+    learning_rate: optax.ScalarOrSchedule,
     b1: jax.typing.ArrayLike = 0.9,
     b2: jax.typing.ArrayLike = 0.99,
     mu_dtype: Optional[Any] = None,
