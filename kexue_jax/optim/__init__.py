@@ -6,7 +6,9 @@ from kexue_jax.optim.factory import SCHEDULES
 from kexue_jax.optim.factory import default_optimizer_config
 from kexue_jax.optim.factory import make_optimizer
 from kexue_jax.optim.factory import make_schedule
+from kexue_jax.optim.guard import ShrinkNonFiniteState
 from kexue_jax.optim.guard import SkipNonFiniteState
+from kexue_jax.optim.guard import applied_step
 from kexue_jax.optim.guard import num_skipped_steps
 from kexue_jax.optim.guard import skip_nonfinite
 from kexue_jax.optim.lion import ScaleByLionState

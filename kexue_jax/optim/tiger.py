@@ -46,8 +46,9 @@ Non-finite gradients, two rules (both off by default):
     `shrink_ratio` (0.99) and c from `shrink_centre` (default
     `masks.init_centres`: 1 for norm gains, 0 otherwise), on every micro-step
     that sees the NaN, whatever the learning rate; all other variables step
-    normally. The state is then wrapped in `SkipNonFiniteState`, whose counter
-    counts the micro-steps on which any variable was shrunk. A global-norm
+    normally. The state is then wrapped in `guard.ShrinkNonFiniteState`, whose
+    counter (read by `num_skipped_steps`) counts the micro-steps on which any
+    variable was shrunk. A global-norm
     clip before Tiger spreads one NaN to every gradient (norm NaN), so every
     variable shrinks: disable clipping to keep Su's per-variable behaviour.
 """
@@ -146,7 +147,7 @@ def tiger(
     state = TigerState(count=jnp.zeros([], jnp.int32),
                        mu=optax.tree.zeros_like(params, dtype=mu_dtype))
     if shrink_nonfinite:
-      return guard.SkipNonFiniteState(state, jnp.zeros([], jnp.int32))
+      return guard.ShrinkNonFiniteState(state, jnp.zeros([], jnp.int32))
     return state
 
   def update_fn(updates, state, params=None, **extra_args):
@@ -239,9 +240,9 @@ def tiger(
                            mu=treedef.unflatten(m_out))
     if shrink_nonfinite:
       any_bad = jnp.any(jnp.stack(bad_out)) if bad_out else jnp.asarray(False)
-      new_state = guard.SkipNonFiniteState(
-          new_state, jnp.where(any_bad, optax.safe_increment(outer.num_skipped),
-                               outer.num_skipped))
+      new_state = guard.ShrinkNonFiniteState(
+          new_state, jnp.where(any_bad, optax.safe_increment(outer.num_shrunk),
+                               outer.num_shrunk))
     return treedef.unflatten(u_out), new_state
 
   tx = optax.GradientTransformationExtraArgs(init_fn, update_fn)
