@@ -17,6 +17,7 @@ from kexue_jax.optim.lion import scale_by_lion
 from kexue_jax.optim.masks import decay_mask
 from kexue_jax.optim.masks import init_centres
 from kexue_jax.optim.masks import param_kinds
+from kexue_jax.optim.monitor import embedding_row_max_abs
 from kexue_jax.optim.recipes import amos_lion_hparams
 from kexue_jax.optim.tiger import TigerState
 from kexue_jax.optim.tiger import tiger

@@ -9,9 +9,13 @@ it; `num_skipped_steps(opt_state)` finds it anywhere in a (nested) state.
 
 Why not `optax.apply_if_finite`: that one gives up after `max_consecutive_errors`
 and then applies the non-finite update; here a step is never applied with
-non-finite gradients. The skip-and-keep-state rule follows Su's Tiger code
-(https://github.com/bojone/tiger) and Praxis' Lion, but globally (any leaf)
-instead of per variable, so the parameters stay mutually consistent.
+non-finite gradients. Praxis' Lion also skips; Su's Tiger code
+(https://github.com/bojone/tiger) does NOT skip the step: per variable, one
+whose gradient has a NaN keeps its momentum and is shrunk toward its init
+centre, θ <- (θ - c)·0.99 + c, while the other variables take their normal
+step. That rule is Tiger's `shrink_nonfinite` option (state
+`ShrinkNonFiniteState`, defined here so `num_skipped_steps` finds it); this
+guard is global (any leaf) so the parameters stay mutually consistent.
 """
 from typing import Any, NamedTuple
 

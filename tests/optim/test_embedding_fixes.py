@@ -163,3 +163,22 @@ def test_amos_recipe_reproduces_sus_bert_example():
   assert round(hp["weight_decay"], 3) == 0.015
   with pytest.raises(ValueError, match="init_std"):
     optim.amos_lion_hparams(1e-3, 0.0)
+
+
+def test_embedding_row_max_abs_monitor():
+  """The anomaly's symptom, max_j |E[v, j]| per row, on embedding leaves only."""
+  params = table_params(7)
+  params["tok_embed"] = jnp.asarray(np.random.RandomState(8).randn(4, 2, 3),
+                                    jnp.float32)
+  out = optim.embedding_row_max_abs(params)
+  assert set(out) == {"embed/embedding", "tok_embed"}
+  np.testing.assert_array_equal(
+      out["embed/embedding"],
+      np.abs(np.asarray(params["embed"]["embedding"])).max(axis=1))
+  np.testing.assert_array_equal(
+      out["tok_embed"], np.abs(np.asarray(params["tok_embed"])).max(axis=(1, 2)))
+  # after the anomaly run the rare row stands out at ~1/λ
+  p, _ = run(optim.lion(0.01, weight_decay=2.0), table_params(),
+             rare_token_grads(1500))
+  r = np.asarray(optim.embedding_row_max_abs(p)["embed/embedding"])
+  assert abs(r[0] - 0.5) < 0.02 and r[0] > r[1:].max()
