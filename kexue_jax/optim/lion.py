@@ -21,7 +21,8 @@ Differences from optax.lion, all deliberate:
     c_t = (b1/b2)·m_t + (1 - b1/b2)·g_t (same value for b2 > 0, up to f32
     rounding). This lets XLA update the donated momentum in place without first
     copying it; on CPU the step is ~4x faster than optax.lion's (see `blend`
-    and benchmarks/RESULTS_optimizers.md).
+    and benchmarks/RESULTS_optimizers.md). Not with bf16 momentum: there the
+    rounded m_t would change c_t, and no exact copy-free form was found.
   * math in float32 (or wider if the inputs are wider); the momentum keeps the
     dtype it was initialised with (`mu_dtype`, else the param dtype) forever, so
     bf16 momentum is a stable `lax.scan` carry; updates come out in the param
@@ -71,12 +72,11 @@ Options beyond optax (all off by default):
     scales (1e-3..1e-6) they act like SGD with momentum, not like Lion.
 """
 from typing import Any, Callable, Optional, Union
+import warnings
 
 import jax
 import jax.numpy as jnp
 import optax
-
-import warnings
 
 from kexue_jax.optim import guard
 from kexue_jax.optim import masks
