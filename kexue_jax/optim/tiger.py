@@ -117,7 +117,7 @@ def tiger(
       params -> tree; None = `masks.init_centres`.
     lazy_embeddings: freeze zero-gradient rows of embedding tables (Su's fix
       (a) for the embedding anomaly, https://kexue.fm/archives/9736; see
-      `lion`).
+      `lion`). Not with accum_steps > 1 (the row test is per micro-step).
   """
   check_beta("beta", beta)
   check_nonneg("learning_rate", learning_rate)
@@ -128,6 +128,10 @@ def tiger(
                             or isinstance(accum_steps, float)):
     raise ValueError(f"accum_steps={accum_steps!r} must be an int >= 1 "
                      "(1 = no accumulation).")
+  if lazy_embeddings and k_val is not None and k_val > 1:
+    raise ValueError("lazy_embeddings=True with accum_steps > 1 is not "
+                     "supported: a row idle on one micro-step may have had "
+                     "gradients earlier in the window. Use one of them.")
   if skip_nonfinite and shrink_nonfinite:
     raise ValueError("pass skip_nonfinite=True (skip the whole step) or "
                      "shrink_nonfinite=True (Su's per-variable shrink), not "

@@ -97,6 +97,8 @@ def test_init_centres_default_and_override():
 def test_skip_and_shrink_are_exclusive():
   with pytest.raises(ValueError, match="not both"):
     optim.tiger(skip_nonfinite=True, shrink_nonfinite=True)
+  with pytest.raises(ValueError, match="lazy_embeddings"):
+    optim.tiger(lazy_embeddings=True, accum_steps=2)
   with pytest.raises(ValueError, match="shrink_ratio"):
     optim.tiger(shrink_nonfinite=True, shrink_ratio=1.5)
 
