@@ -37,8 +37,11 @@ under `jax.jit`: the numeric arguments optax.lion has (learning_rate, b1, b2,
 weight_decay) become the injected hyper-parameters, our extras only when the
 caller sets them (their defaults are None), so an `inject_hyperparams(
 optax.lion)` state restores into ours and editing `state.hyperparams` mid-run
-changes the trajectory exactly as it does for optax. (Injected b1/b2 are
-traced, so the `blend` fold is off there: optax's arithmetic, optax's speed.)
+changes the trajectory as it does for optax. (Injected b1/b2 are traced, so
+the `blend` fold is off there: optax's arithmetic, optax's speed. For our
+speed, keep the betas static: `inject_hyperparams(lion, static_args=("b1",
+"b2"))` injects only learning_rate and weight_decay, as the same call on
+optax.lion does.)
 With `wd_coupling="schedule"` under inject_hyperparams pass
 `peak_learning_rate`: the injected lr is a number, so the peak cannot be read
 off a schedule. `learning_rate=None` leaves the update unscaled and unnegated

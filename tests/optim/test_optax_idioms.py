@@ -411,3 +411,19 @@ def test_learning_rate_none_in_a_chain(lion):
     p_p = optax.apply_updates(p_p, u)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), p_c,
                p_p)
+
+
+def test_static_betas_under_inject_match_optax():
+  """inject_hyperparams(..., static_args=("b1", "b2")): our fast (folded) path
+  under injection; same state as optax's same call, same trajectory."""
+  params, grads = _tree_problem(10, seed=4)
+  kw = dict(learning_rate=1e-2, weight_decay=0.1)
+  inj = lambda f: optax.inject_hyperparams(f, static_args=("b1", "b2"))(**kw)
+  edits = {5: {"learning_rate": 2e-3}}
+  p_o, s_o = _trajectory(inj(optax.lion), params, grads, edits)
+  p_k, s_k = _trajectory(inj(optim.lion), params, grads, edits)
+  assert set(s_k.hyperparams) == set(s_o.hyperparams) == {"learning_rate",
+                                                          "weight_decay"}
+  assert jax.tree.structure(s_k) == jax.tree.structure(s_o)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5,
+                                                       atol=1e-7), p_k, p_o)
