@@ -12,8 +12,10 @@ optax.lion measured the same way.
 """
 import argparse
 import datetime
+import importlib
 import os
 import platform
+import re
 import statistics
 import sys
 import time
@@ -25,6 +27,9 @@ import optax
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from kexue_jax import optim  # pylint: disable=g-import-not-at-top
+
+# The module (the package attribute `optim.lion` is the function).
+lion_lib = importlib.import_module("kexue_jax.optim.lion")
 
 
 def transformer_params(d=512, layers=6, vocab=8192, mlp=4, seed=0):
@@ -46,6 +51,32 @@ def transformer_params(d=512, layers=6, vocab=8192, mlp=4, seed=0):
           "head": {"kernel": w(d, vocab)}}
 
 
+def lion_bf16_fold(learning_rate, b1=0.9, b2=0.99, weight_decay=0.1):
+  """Benchmark-only Lion with bf16 momentum and c_t read from the bf16-ROUNDED
+  new momentum, c_t = (b1/b2)·bf16(m_t) + (1 - b1/b2)·g_t. Donation-friendly
+  but inexact (see NOTES); the library does not offer it. Same state as
+  optax.lion's."""
+  tx = optim.lion(learning_rate, b1=b1, b2=b2, weight_decay=weight_decay,
+                  mu_dtype=jnp.bfloat16)
+
+  def update_fn(updates, state, params=None, **_):
+    lion_state, wd_state, lr_state = state
+    m_out, u_out = [], []
+    for g, m, p in zip(*map(jax.tree.leaves, (updates, lion_state.mu, params))):
+      m_new = lion_lib.ema(g, m.astype(jnp.float32), b2).astype(m.dtype)
+      c = lion_lib.blend(g, None, m_new.astype(jnp.float32), b1, b2)
+      u_out.append(-learning_rate * (jnp.sign(c) + weight_decay * p))
+      m_out.append(m_new)
+    treedef = jax.tree.structure(updates)
+    inc = lambda t: jax.tree.map(optax.safe_increment, t)
+    return treedef.unflatten(u_out), (
+        optim.ScaleByLionState(optax.safe_increment(lion_state.count),
+                               treedef.unflatten(m_out)),
+        inc(wd_state), inc(lr_state))
+
+  return optax.GradientTransformationExtraArgs(tx.init, update_fn)
+
+
 def optimizers():
   return {
       "ours lion": optim.lion(3e-4, weight_decay=0.1),
@@ -56,19 +87,43 @@ def optimizers():
                                       mu_dtype=jnp.bfloat16),
       "optax.lion bf16 mu": optax.lion(3e-4, weight_decay=0.1,
                                        mu_dtype=jnp.bfloat16),
+      "bf16 mu, folded (inexact, benchmark only)": lion_bf16_fold(3e-4),
+      "ours lion, inject_hyperparams": optax.inject_hyperparams(optim.lion)(
+          learning_rate=3e-4, weight_decay=0.1),
+      "optax.lion, inject_hyperparams": optax.inject_hyperparams(optax.lion)(
+          learning_rate=3e-4, weight_decay=0.1),
+      "ours lion, inject_hyperparams, static b1/b2": optax.inject_hyperparams(
+          optim.lion, static_args=("b1", "b2"))(learning_rate=3e-4,
+                                                weight_decay=0.1),
   }
 
 
 NOTES = """Why our f32 Lion is faster: with the state donated, the new momentum is
 written over the old one's buffer. optax.lion's sign step still reads the old
-momentum, so XLA first copies the whole momentum (visible as a `copy` in the
-compiled HLO) and both loops read the copy. Ours computes the same c_t from the
-new momentum, c_t = (b1/b2)·m_t + (1 - b1/b2)·g_t, so the loops are ordered
-(momentum, then params) and no copy is needed (see `kexue_jax/optim/lion.py`,
-`blend`). With bf16 momentum we keep the direct form (a bf16-rounded m_t would
-blur c_t), so that row pays the copy like optax does. Tiger has the same memory
-traffic as our Lion. Timings are on a shared, loaded CPU: compare ratios, which
-are taken within each round."""
+momentum, so XLA first copies the whole momentum (the `copy` ops counted in the
+"HLO copies" column) and both loops read the copy. Ours computes the same c_t
+from the new momentum, c_t = (b1/b2)·m_t + (1 - b1/b2)·g_t (equal for b2 > 0
+up to f32 rounding), so the loops are ordered (momentum, then params) and no
+copy is needed (see `kexue_jax/optim/lion.py`, `blend`). Tiger has the same
+memory traffic as our Lion.
+
+bf16 momentum: is there an exact donation-friendly form? We found none on
+XLA:CPU. Forcing the order with `lax.optimization_barrier((u, m))` before the
+momentum update, or tying the momentum update to the sign step by a scalar
+data dependency, both keep the copy (checked in the compiled HLO of a 4096x1024
+leaf). The fold only avoids the copy because the sign loop reads m_t; with
+bf16 storage that m_t is rounded, so c_t = (b1/b2)·bf16(m_t) + (1 - b1/b2)·g_t
+differs from the exact c_t by up to (b1/b2)·2^-9·|m_t|: the same order as
+optax.lion's own bf16 rounding of b1·m_{t-1}, but a different number, and the
+sign flips wherever |c_t| is that small. The "folded" row measures that
+inexact variant (benchmark only, not in the library) to show what exactness
+costs; the library keeps the exact form, which pays the copy like optax.
+
+inject_hyperparams rows: injected b1/b2 are traced values, so the fold (which
+needs concrete b1 < 1, b2 > 0) is off and ours runs optax's arithmetic at
+optax's speed; with `static_args=("b1", "b2")` (only learning_rate and
+weight_decay injected) the fold is back. Timings are on a shared, loaded CPU: compare ratios, which are
+taken within each round."""
 
 
 def nbytes(tree):
@@ -102,15 +157,19 @@ def main(argv=None):
     f = jax.jit(step, donate_argnums=(0, 1))
     p = jax.tree.map(jnp.copy, base)
     s = tx.init(p)
+    hlo = f.lower(p, s, grads).compile().as_text()
+    copies = sum(1 for line in hlo.splitlines()
+                 if re.search(r"= \S+\[\d[^\]]*\]\S* copy\(", line))
     p, s = f(p, s, grads)  # compile + warm up
     jax.block_until_ready((p, s))
-    run[name] = [f, p, s, nbytes(s)]
+    run[name] = [f, p, s, nbytes(s), copies]
 
+  load_start = os.getloadavg()[0]
   times = {n: [] for n in names}
   for rnd in range(-1, args.rounds):  # round -1: untimed warm-up
     order = names if rnd % 2 == 0 else names[::-1]
     for n in order:
-      f, p, s, _ = run[n]
+      f, p, s = run[n][:3]
       t0 = time.perf_counter()
       for _ in range(args.iters):
         p, s = f(p, s, grads)
@@ -120,7 +179,11 @@ def main(argv=None):
       run[n][1], run[n][2] = p, s
 
   ref = "optax.lion"
-  like = {"ours lion": "optax.lion", "ours lion bf16 mu": "optax.lion bf16 mu"}
+  like = {"ours lion": "optax.lion", "ours lion bf16 mu": "optax.lion bf16 mu",
+          "bf16 mu, folded (inexact, benchmark only)": "optax.lion bf16 mu",
+          "ours lion, inject_hyperparams": "optax.lion, inject_hyperparams",
+          "ours lion, inject_hyperparams, static b1/b2":
+              "optax.lion, inject_hyperparams"}
   med = {n: statistics.median(times[n]) for n in names}
   # Ratio per round (same round, same machine state), then its median.
   rat = lambda n, m: statistics.median(a / b for a, b in zip(times[n],
@@ -137,8 +200,9 @@ def main(argv=None):
       f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
       f"- jax {jax.__version__}, optax {optax.__version__}, backend "
       f"`{jax.default_backend()}`, device `{dev.device_kind}`, "
-      f"{os.cpu_count()} CPUs visible, load average "
-      f"{os.getloadavg()[0]:.1f} at the end, {platform.platform()}",
+      f"{os.cpu_count()} CPUs visible, 1-min load average {load_start:.1f} at "
+      f"the start and {os.getloadavg()[0]:.1f} at the end (a shared machine: "
+      "the other sessions' jobs run alongside), " f"{platform.platform()}",
       f"- pytree: embedding {args.vocab}x{args.size}, {args.layers} layers "
       f"(qkv, out, MLP 4x kernels + biases, 2 norms), untied head: "
       f"{n_params / 1e6:.1f}M params, float32",
@@ -147,14 +211,15 @@ def main(argv=None):
       "ratios are medians of per-round ratios",
       "",
       "| optimizer | ms / update | ratio to optax.lion | ratio to the same "
-      "optax config | state MiB | state / params bytes |",
-      "|---|---|---|---|---|---|",
+      "optax config | state MiB | state / params bytes | HLO copies |",
+      "|---|---|---|---|---|---|---|",
   ]
   p_bytes = nbytes(base)
   for n in names:
     same = f"{rat(n, like[n]):.3f}" if n in like else "—"
     lines.append(f"| {n} | {med[n] * 1e3:.2f} | {ratio[n]:.3f} | {same} | "
-                 f"{run[n][3] / 2**20:.1f} | {run[n][3] / p_bytes:.3f} |")
+                 f"{run[n][3] / 2**20:.1f} | {run[n][3] / p_bytes:.3f} | "
+                 f"{run[n][4]} |")
   lines += ["", NOTES, "", "Per-round ms: " + "; ".join(
       f"{n}: " + ", ".join(f"{t * 1e3:.1f}" for t in times[n]) for n in names),
             ""]

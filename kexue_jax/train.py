@@ -110,7 +110,8 @@ def make_train_step(task, tx, lr_schedule, *, rng, microbatches: int, guard_nonf
     else:
       params, opt_state, extra = apply_update(None)
     new_state = {"step": state["step"] + 1, "params": params, "opt_state": opt_state, "extra": extra}
-    return new_state, {"loss": loss, "grad_norm": grad_norm, "learning_rate": lr_schedule(state["step"]),
+    applied_lr = lr_schedule(optim.applied_step(state["opt_state"], state["step"]))  # skipped steps hold it back
+    return new_state, {"loss": loss, "grad_norm": grad_norm, "learning_rate": applied_lr,
                        "finite": finite, **group_norms, **task_metrics}
 
   return train_step

@@ -485,6 +485,22 @@ def test_skip_nonfinite_skips_and_counts():
     (dict(b2=-0.1), "b2"),
     (dict(learning_rate=-1e-3), "learning_rate"),
     (dict(weight_decay=-0.1), "weight_decay"),
+])
+def test_what_optax_accepts_warns_but_builds(kwargs, match):
+  """optax.lion accepts these; ours too, with a warning naming the argument."""
+  kwargs = {"learning_rate": 1e-3, **kwargs}
+  params = make_params()
+  g = grad_seq(params, 1)[0]
+  theirs = optax.lion(**kwargs)
+  with pytest.warns(UserWarning, match=match):
+    ours = optim.lion(**kwargs)
+  u_t, _ = theirs.update(g, theirs.init(params), params)
+  u_o, _ = ours.update(g, ours.init(params), params)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), u_o,
+               u_t)
+
+
+@pytest.mark.parametrize("kwargs,match", [
     (dict(wd_coupling="adamw"), "wd_coupling"),
     (dict(mode="soft"), "mode"),
     (dict(mu_dtype="int32"), "mu_dtype"),
@@ -494,6 +510,8 @@ def test_skip_nonfinite_skips_and_counts():
      "peak_learning_rate"),
     (dict(peak_learning_rate=1e-3), "only used with"),
     (dict(cautious_eps=0.0), "cautious_eps"),
+    (dict(learning_rate=None, wd_coupling="none"), "needs learning_rate"),
+    (dict(lazy_embeddings=True, embedding_pattern="(["), "regular expression"),
 ])
 def test_validation(kwargs, match):
   kwargs = {"learning_rate": 1e-3, **kwargs}
@@ -502,8 +520,10 @@ def test_validation(kwargs, match):
 
 
 def test_scale_by_lion_validation_and_no_params_error():
-  with pytest.raises(ValueError, match="b1"):
+  with pytest.warns(UserWarning, match="b1"):
     optim.scale_by_lion(b1=1.5)
+  with pytest.raises(ValueError, match="cautious_eps"):
+    optim.scale_by_lion(cautious=True, cautious_eps=-1.0)
   tx = optim.lion(1e-3)
   p = make_params()
   with pytest.raises(ValueError, match="params"):

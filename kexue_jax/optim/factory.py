@@ -3,7 +3,6 @@
     tx, lr_fn = make_optimizer(config.optim, num_train_steps)
 
 The chain, outermost first:
-    MultiSteps(k)            if grad_accum_steps > 1 (not for tiger: see below)
       skip_nonfinite         if skip_nonfinite (whole step skipped, counted)
         clip_by_global_norm  if clip_grad_norm
         <optimizer>          lion | adamw | tiger | sgd, decay masked by decay_mask
@@ -13,18 +12,30 @@ dicts `{"pattern": regex, <overrides>}` or `{"pattern": regex, "frozen": True}`.
 A parameter whose "/"-joined path (`masks.path_str`, e.g. "predictor/fc0/kernel")
 matches a group's pattern (first match wins) gets that group's optimizer: the
 same optimizer rebuilt with the overrides (any of GROUP_KEYS, e.g. its own
-`learning_rate` or `schedule="constant"`), or `optax.set_to_zero()` when frozen
-(no update and no weight decay: the parameter stays at its initial value).
-The rest get the main config (`optax.multi_transform`). Clipping, skipping and
-accumulation wrap all groups together; `lr_fn` is the main group's schedule.
+`learning_rate`, `schedule="constant"`, or another optimizer `name`), or
+`optax.set_to_zero()` when frozen (no update and no weight decay: the parameter
+stays at its initial value). The rest get the main config
+(`optax.multi_transform`). Clipping and skipping wrap all groups together;
+`lr_fn` is the main group's schedule. Su's third fix for the Lion/Tiger
+embedding anomaly (https://kexue.fm/archives/9736), AdamW for the embeddings:
+    param_groups=[{"pattern": "embed", "name": "adamw", "learning_rate": 1e-3,
+                   "weight_decay": 0.01, "b2": 0.999}]
+His first fix is `lazy_embeddings=True` (lion/tiger); the second, tied input and
+output embeddings, is the model's `tie_embedding` (on by default).
 
-`lr_fn(step)` is the schedule in optimizer updates (what to log as "lr"); with
-accumulation one update = grad_accum_steps micro-batches. Weight decay is
-applied to matrices only (`masks.decay_mask`), embeddings per `decay_embeddings`.
+Gradient accumulation: ONE mechanism, the train step's `config.microbatches`
+(the batch is split, gradients averaged, one optimizer update per train step,
+so the schedule and the logged lr count updates). The factory has no
+MultiSteps; `grad_accum_steps` > 1 is accepted only for tiger, as Su's
+accumulation inside the momentum (no extra buffer): each train step is then one
+micro-batch, num_train_steps counts micro-steps, the schedule is built over
+num_train_steps // k updates (warmup_steps in updates), tiger evaluates it at
+t // k, and the returned `lr_fn(t) = schedule(t // k)` is the lr of the update
+that micro-step t belongs to (applied on its window's last micro-step).
 
-Tiger accumulates in its momentum (no extra buffer, Su's rule), so for tiger
-`grad_accum_steps` goes to `tiger(accum_steps=k)` instead of MultiSteps; gradient
-clipping then acts on each micro-batch gradient rather than on their mean.
+`lr_fn(step)` is therefore always the learning rate the optimizer applies at
+train step `step` (0-based, = the optimizer's count). Weight decay is applied
+to matrices only (`masks.decay_mask`), embeddings per `decay_embeddings`.
 """
 import functools
 import math
@@ -39,6 +50,7 @@ import optax
 from kexue_jax.optim import guard
 from kexue_jax.optim import masks
 from kexue_jax.optim.lion import canonical_mu_dtype
+from kexue_jax.optim.lion import check_beta
 from kexue_jax.optim.lion import check_choice
 from kexue_jax.optim.lion import check_nonneg
 from kexue_jax.optim.lion import lion
@@ -48,8 +60,9 @@ OPTIMIZERS = ("lion", "adamw", "tiger", "sgd")
 SCHEDULES = ("cosine", "constant", "linear", "rsqrt")
 OPTIONAL_KEYS = ("param_groups",)
 # Keys a parameter group may override (the rest act on the whole chain or pick the optimizer).
-GROUP_KEYS = ("learning_rate", "schedule", "warmup_steps", "min_lr_ratio", "weight_decay", "momentum", "b1",
-              "b2", "beta", "eps", "rms_lr_scaling", "decay_embeddings")
+GROUP_KEYS = ("name", "learning_rate", "schedule", "warmup_steps", "min_lr_ratio", "weight_decay", "momentum",
+              "b1", "b2", "beta", "eps", "rms_lr_scaling", "decay_embeddings", "lazy_embeddings", "mu_dtype")
+NONFINITE_RULES = ("skip_step", "shrink")
 
 
 def default_optimizer_config() -> ml_collections.ConfigDict:
@@ -81,7 +94,9 @@ def default_optimizer_config() -> ml_collections.ConfigDict:
   c.clip_grad_norm = 1.0         # 0 or None = off
   c.decay_embeddings = True
   c.skip_nonfinite = False
-  c.grad_accum_steps = 1         # 1 = off
+  c.nonfinite_rule = "skip_step"  # with skip_nonfinite: skip_step (any optimizer) | shrink (tiger: Su's rule)
+  c.lazy_embeddings = False      # lion/tiger: zero-gradient embedding rows not updated (kexue.fm/archives/9736)
+  c.grad_accum_steps = 1         # tiger only (Su's in-momentum accumulation); others: config.microbatches
   c.mu_dtype = ml_collections.config_dict.placeholder(str)  # None (param dtype) or "bfloat16"
   return c
 
@@ -143,42 +158,60 @@ def make_optimizer(opt_cfg: ml_collections.ConfigDict, num_train_steps: int):
   k = 1 if c.grad_accum_steps is None else int(c.grad_accum_steps)
   if k < 1:
     raise ValueError(f"grad_accum_steps={c.grad_accum_steps} must be >= 1.")
-  tx, lr_fn = _core_optimizer(c, num_train_steps, k)
+  names = {c.name} | {g.get("name", c.name) for g in groups if not g.get("frozen", False)}
+  if k > 1 and names != {"tiger"}:
+    raise ValueError(
+        f"optimizer.grad_accum_steps={k} is Tiger's in-momentum accumulation only (optimizers here: "
+        f"{sorted(names)}); for gradient accumulation set config.microbatches={k} (the train step splits the "
+        "batch) and leave grad_accum_steps=1.")
+  check_choice("nonfinite_rule", c.nonfinite_rule, NONFINITE_RULES)
+  shrink = bool(c.skip_nonfinite) and c.nonfinite_rule == "shrink"
+  if shrink and (names != {"tiger"} or c.clip_grad_norm):
+    raise ValueError(
+        "nonfinite_rule='shrink' is Su's per-variable Tiger rule: it needs name='tiger' (every group) and "
+        "clip_grad_norm=0 (a global-norm clip turns one NaN gradient into NaN everywhere).")
+  num_updates = max(num_train_steps // k, 1)
+  tx, schedule = _core_optimizer(c, num_updates, k, shrink)
   if groups:
-    tx = _grouped(tx, c, groups, num_train_steps, k)
+    tx = _grouped(tx, c, groups, num_updates, k, shrink)
 
   if c.clip_grad_norm:
     if not c.clip_grad_norm > 0 or math.isnan(c.clip_grad_norm):
       raise ValueError(f"clip_grad_norm={c.clip_grad_norm} must be > 0 (or 0/None"
                        " for no clipping).")
     tx = optax.chain(optax.clip_by_global_norm(c.clip_grad_norm), tx)
-  if c.skip_nonfinite:
+  if c.skip_nonfinite and not shrink:
     tx = guard.skip_nonfinite(tx)
-  if k > 1 and c.name != "tiger":
-    tx = optax.MultiSteps(tx, every_k_schedule=k).gradient_transformation()
+  lr_fn = schedule if k == 1 else (lambda step: schedule(step // k))
   return tx, lr_fn
 
 
-def _core_optimizer(c: ml_collections.ConfigDict, num_train_steps: int, k: int):
+def _core_optimizer(c: ml_collections.ConfigDict, num_train_steps: int, k: int, shrink: bool = False):
   """The optimizer itself (weight decay included) and its schedule, from a resolved config."""
   check_choice("schedule", c.schedule, SCHEDULES)
   check_nonneg("learning_rate", c.learning_rate)
+  check_nonneg("weight_decay", c.weight_decay)
+  if c.name in ("lion", "adamw"):  # the library accepts what optax does; a config must be sane
+    check_beta("b1", c.b1)
+    check_beta("b2", c.b2)
   lr_fn = make_schedule(c.learning_rate, num_train_steps, c.schedule,
                         c.warmup_steps, c.min_lr_ratio)
   mask = functools.partial(masks.decay_mask,
                            decay_embeddings=bool(c.decay_embeddings))
   mu_dtype = canonical_mu_dtype(c.mu_dtype)
+  if c.lazy_embeddings and c.name not in ("lion", "tiger"):
+    raise ValueError(f"lazy_embeddings=True is an option of lion and tiger, not of {c.name!r}.")
 
   if c.name == "lion":
-    tx = lion(lr_fn, b1=c.b1, b2=c.b2, mu_dtype=mu_dtype,
-                       weight_decay=c.weight_decay, mask=mask)
+    tx = lion(lr_fn, b1=c.b1, b2=c.b2, mu_dtype=mu_dtype, weight_decay=c.weight_decay, mask=mask,
+              lazy_embeddings=bool(c.lazy_embeddings))
   elif c.name == "adamw":
     tx = optax.adamw(lr_fn, b1=c.b1, b2=c.b2, eps=c.eps, mu_dtype=mu_dtype,
                      weight_decay=c.weight_decay, mask=mask)
   elif c.name == "tiger":
-    tx = tiger(lr_fn, beta=c.beta, weight_decay=c.weight_decay,
-                         mask=mask, mu_dtype=mu_dtype, accum_steps=k,
-                         rms_lr_scaling=bool(c.rms_lr_scaling))
+    tx = tiger(lr_fn, beta=c.beta, weight_decay=c.weight_decay, mask=mask, mu_dtype=mu_dtype, accum_steps=k,
+               rms_lr_scaling=bool(c.rms_lr_scaling), lazy_embeddings=bool(c.lazy_embeddings),
+               shrink_nonfinite=shrink)
   else:  # sgd
     momentum = c.momentum or None
     tx = optax.chain(optax.add_decayed_weights(c.weight_decay, mask),
@@ -187,7 +220,7 @@ def _core_optimizer(c: ml_collections.ConfigDict, num_train_steps: int, k: int):
   return tx, lr_fn
 
 
-def _grouped(main_tx, c: ml_collections.ConfigDict, groups, num_train_steps: int, k: int):
+def _grouped(main_tx, c: ml_collections.ConfigDict, groups, num_train_steps: int, k: int, shrink: bool):
   """optax.multi_transform over the parameter groups (module docstring)."""
   transforms, patterns = {"main": main_tx}, []
   for i, group in enumerate(groups):
@@ -212,7 +245,8 @@ def _grouped(main_tx, c: ml_collections.ConfigDict, groups, num_train_steps: int
     else:
       gc = ml_collections.ConfigDict(c.to_dict())
       gc.update(g)
-      transforms[name] = _core_optimizer(gc, num_train_steps, k)[0]
+      check_choice(f"optimizer.param_groups[{i}].name", gc.name, OPTIMIZERS)
+      transforms[name] = _core_optimizer(gc, num_train_steps, k, shrink)[0]
     patterns.append((rx, name))
 
   def labels(params):

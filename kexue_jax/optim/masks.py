@@ -20,6 +20,8 @@ import jax
 # Matches Flax `nn.Embed` ("embedding"), "Embed_0", "tok_embed", "pos_embedding",
 # GPT-2's "wte"/"wpe". Case-insensitive, searched anywhere in the path.
 DEFAULT_EMBEDDING_PATTERN = r"embed|(^|/)(wte|wpe)(/|$)"
+# Norm gains that start at 1: Flax LayerNorm/RMSNorm "scale", Keras "gamma".
+DEFAULT_NORM_SCALE_PATTERN = r"(^|/)(scale|gamma)$"
 
 
 def path_str(path) -> str:
@@ -96,5 +98,20 @@ def param_kinds(params: Any,
     if emb is not None and emb.search(path_str(path)):
       return "embedding"
     return "matrix"
+
+  return jax.tree_util.tree_map_with_path(leaf, params)
+
+
+def init_centres(params: Any,
+                 norm_scale_pattern: str = DEFAULT_NORM_SCALE_PATTERN) -> Any:
+  """Tree of floats: the value each leaf is initialised around, 1.0 for norm
+  gains (ndim < 2 and the path matches `norm_scale_pattern`), 0.0 otherwise.
+  Su's Tiger shrinks a variable toward it on a NaN gradient (gamma -> 1)."""
+  rx = _compile(norm_scale_pattern)
+
+  def leaf(path, x):
+    is_gain = (getattr(x, "ndim", 0) < 2 and rx is not None
+               and rx.search(path_str(path)) is not None)
+    return 1.0 if is_gain else 0.0
 
   return jax.tree_util.tree_map_with_path(leaf, params)
