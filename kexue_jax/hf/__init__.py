@@ -11,6 +11,7 @@ every length-extrapolation method applies by config: HF rope_scaling types (rope
 `rope_scaling=RopeScaling(...)` / `attention={...}` overrides (config.model_config).
 Needs `safetensors` (writing) and `tokenizers` (tokenizer.json): pip install 'kexue_jax[hf]'.
 """
+from kexue_jax.hf.api import export_run
 from kexue_jax.hf.api import load_config
 from kexue_jax.hf.api import load_pretrained
 from kexue_jax.hf.api import load_tokenizer

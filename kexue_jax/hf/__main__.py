@@ -1,6 +1,8 @@
-"""`python -m kexue_jax.hf inspect PATH`: architecture, parameter count and RoPE settings of a checkpoint.
+"""Command line of the HF bridge. Bad input: one line on stderr, exit code 2.
 
-Reads only config.json and the safetensors headers (no weights). Bad input: one line, exit code 2.
+  python -m kexue_jax.hf inspect PATH          architecture, parameter count and RoPE settings of a
+                                               checkpoint (reads config.json and the safetensors headers only)
+  python -m kexue_jax.hf export WORKDIR OUT    a finished `python -m kexue_jax.main` run -> HF checkpoint OUT
 """
 from __future__ import annotations
 
@@ -48,9 +50,18 @@ def main(argv=None) -> int:
   sub = parser.add_subparsers(dest="cmd", required=True)
   p = sub.add_parser("inspect", help="print architecture, parameter count and RoPE settings")
   p.add_argument("path")
+  e = sub.add_parser("export", help="write a finished training run as an HF checkpoint directory")
+  e.add_argument("workdir")
+  e.add_argument("out")
+  e.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
+  e.add_argument("--max_shard_bytes", type=int, default=None, help="shard the weights beyond this size")
   args = parser.parse_args(argv)
   try:
-    print(inspect(args.path))
+    if args.cmd == "inspect":
+      print(inspect(args.path))
+    else:
+      files = api.export_run(args.workdir, args.out, step=args.step, max_shard_bytes=args.max_shard_bytes)
+      print(f"wrote {len(files)} files to {args.out}")
   except CheckpointFormatError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2

@@ -28,8 +28,9 @@ def resolve_path(path: str) -> str:
     return path
   how = (f"download it first, e.g. `huggingface-cli download {path} --include '*.json' '*.safetensors' "
          f"--local-dir DIR` (pip install huggingface_hub), and pass DIR")
-  if path.count("/") != 1 or path.startswith((".", "/")):
-    raise CheckpointFormatError(f"no checkpoint directory {path}; {how}.")
+  if path.count("/") != 1 or path.startswith((".", "/", "~")):
+    raise CheckpointFormatError(f"no checkpoint directory {path} (a Hugging Face checkpoint directory holds "
+                                "config.json and *.safetensors).")
   try:
     import huggingface_hub  # pylint: disable=g-import-not-at-top
   except ImportError:
@@ -178,3 +179,26 @@ def save_pretrained(path: str, model, params, *, max_position_embeddings: int | 
   cfg_path = os.path.join(path, config_lib.CONFIG)
   write_json(cfg_path, hf_cfg)   # last: a directory with config.json is complete
   return files + [cfg_path]
+
+
+def export_run(workdir: str, out: str, *, step: int | None = None, max_shard_bytes: int | None = None):
+  """Exports a finished training run (WORKDIR/config.json + its checkpoint) with `save_pretrained`;
+  max_position_embeddings = the run's data.seq_len (its training length)."""
+  import json  # pylint: disable=g-import-not-at-top
+  from kexue_jax import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top
+  cfg_path = os.path.join(workdir, "config.json")
+  if not os.path.isfile(cfg_path):
+    raise CheckpointFormatError(f"no {cfg_path}: pass the --workdir of a finished python -m kexue_jax.main run.")
+  with open(cfg_path) as f:
+    run_cfg = json.load(f)
+  model_cfg = dict(run_cfg["model"])
+  for key in ("dtype", "param_dtype"):
+    if model_cfg.get(key) == "auto":
+      model_cfg[key] = "float32"
+  model = models.build_model(model_cfg)
+  try:
+    state, _ = ckpt_lib.load_state(workdir, step)
+  except (FileNotFoundError, ckpt_lib.CheckpointError) as e:
+    raise CheckpointFormatError(str(e).splitlines()[0]) from None
+  return save_pretrained(out, model, state["params"], max_shard_bytes=max_shard_bytes,
+                         max_position_embeddings=int(run_cfg.get("data", {}).get("seq_len") or 4096))

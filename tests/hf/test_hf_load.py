@@ -3,6 +3,7 @@ sharded files and sharded (8-device) placement, bf16, one-line errors, Su's meth
 import json
 import os
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -58,7 +59,7 @@ def test_mesh_load_on_8_devices_equals_single_device(tmp_path):
   assert len(q.sharding.device_set) == 8 and not q.is_fully_replicated
   assert q.addressable_shards[0].data.shape == (16, 1, 8)   # embed/fsdp, heads/tensor
   jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)), p0, p8)
-  with jax.sharding.use_mesh(mesh) if hasattr(jax.sharding, "use_mesh") else mesh:
+  with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.DEFAULT_RULES):
     l8 = jax.jit(lambda p, t: m8.apply({"params": p}, t))(p8, jnp.asarray(TOKENS)[None])
   l0 = m0.apply({"params": p0}, jnp.asarray(TOKENS)[None])
   np.testing.assert_allclose(np.asarray(l8), np.asarray(l0), rtol=0, atol=1e-5 * np.abs(l0).max())
