@@ -67,7 +67,8 @@ def run(config, log=print) -> dict:
   mesh = sharding.make_mesh(sharding.resolve_mesh_config(dict(config.mesh), config.mesh_preset, jax.devices()))
   t0 = time.time()
   rules = sharding.normalize_rules(config.logical_axis_rules)
-  _, params = hf.load_pretrained(s.checkpoint, mesh=mesh, rules=rules)
+  dtype = config.model.dtype   # compute/param dtype of the evaluation (Llama-2's config.json says float16)
+  _, params = hf.load_pretrained(s.checkpoint, mesh=mesh, rules=rules, dtype=dtype)
   log(f"[pretrained] loaded {s.checkpoint} in {time.time() - t0:.1f}s")
   docs = test_documents(s)
   lengths = [m * n for m in mults]
@@ -79,7 +80,7 @@ def run(config, log=print) -> dict:
   results = {}
   for name, m in s.methods.items():
     rs = m.rope_scaling.to_dict() if hasattr(m.rope_scaling, "to_dict") else m.rope_scaling
-    model_cfg = hf.load_config(s.checkpoint, rope_scaling=rs, attention=dict(m.attention))
+    model_cfg = hf.load_config(s.checkpoint, dtype=dtype, rope_scaling=rs, attention=dict(m.attention))
     t0 = time.time()
     res = {}
     with jax.set_mesh(mesh), nn.logical_axis_rules(rules):

@@ -158,3 +158,22 @@ def test_su_methods_by_config(tmp_path):
   a = np.log(k) / (dh / 2) ** b
   inv = cfg["rope_theta"] ** (-2 * pp / dh) * np.exp(-a * (pp + 1) ** b)
   _close(m.apply({"params": p}, tok)[0], ref.forward(cfg, w, TOKENS, inv_freq=inv))
+
+
+def test_kv_cache_decoding_with_gqa(tmp_path):
+  """Token-by-token decoding through the KV cache (which stores the num_kv_heads heads) == the full
+  forward, for a GQA + sliding-window model (Mistral)."""
+  d, cfg, w = _ckpt(tmp_path, "mistral")
+  model, params = hf.load_pretrained(d)
+  full = np.asarray(model.apply({"params": params}, jnp.asarray(TOKENS)[None]))[0]
+  dec = model.clone(decode=True)
+  cache = dec.init(jax.random.key(0), jnp.zeros((1, len(TOKENS)), jnp.int32))["cache"]
+  assert cache["block0"]["attn"]["cached_key"].shape == (1, len(TOKENS), cfg["num_key_value_heads"], 8)
+  step = jax.jit(lambda c, t, p: dec.apply({"params": params, "cache": c}, t, positions_BL=p,
+                                           mutable=["cache"]))
+  rows = []
+  for i, t in enumerate(TOKENS):
+    logits, upd = step(cache, jnp.full((1, 1), t), jnp.full((1, 1), i))
+    cache = upd["cache"]
+    rows.append(np.asarray(logits)[0, 0])
+  np.testing.assert_allclose(np.stack(rows), full, rtol=0, atol=1e-5 * np.abs(full).max())
