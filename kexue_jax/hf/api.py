@@ -86,6 +86,11 @@ def load_pretrained(path: str, *, mesh: Mesh | None = None, dtype=None, rope_sca
     shardings = jax.tree.map(lambda _: dev, nn.unbox(abstract))
   else:
     shardings = sharding_lib.logical_shardings(abstract, mesh, sharding_lib.normalize_rules(rules))
+  extra = weights.unused_tensors(ckpt, nn.unbox(abstract), tied=cfg["tie_embedding"])
+  if extra:
+    raise CheckpointFormatError(
+        f"{ckpt.file_of(extra[0])}: tensor {extra[0]} (and {len(extra) - 1} more) is not part of the model "
+        "config.json describes; config.json and the weights disagree.")
   params = weights.load_params(ckpt, nn.unbox(abstract), shardings)
   return model, params
 

@@ -82,3 +82,12 @@ def test_unexportable_one_line_error(tmp_path, over, needle):
     hf.save_pretrained(str(tmp_path / "x"), model, params)
   assert needle in str(e.value) and "\n" not in str(e.value)
   assert not os.path.exists(tmp_path / "x")     # nothing written
+
+
+def test_tokenizer_json_round_trip(tmp_path):
+  tokenizers = pytest.importorskip("tokenizers")
+  tok = tokenizers.Tokenizer(tokenizers.models.WordLevel({"[UNK]": 0, "rope": 1, "scaling": 2}, unk_token="[UNK]"))
+  tok.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
+  model, params = _model()
+  hf.save_pretrained(str(tmp_path), model, params, tokenizer=tok)
+  assert hf.load_tokenizer(str(tmp_path)).encode("rope scaling ntk").ids == [1, 2, 0]

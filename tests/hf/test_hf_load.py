@@ -113,6 +113,10 @@ def test_shape_mismatch(tmp_path):
     json.dump({**cfg, "intermediate_size": 40}, f)
   msg = _error(lambda: hf.load_pretrained(d))
   assert "model.layers.0.mlp" in msg and "[48, 32]" in msg and "model.safetensors" in msg
+  with open(os.path.join(d, "config.json"), "w") as f:     # weights of 2 layers, config says 1
+    json.dump({**cfg, "num_hidden_layers": 1}, f)
+  msg = _error(lambda: hf.load_pretrained(d))
+  assert "model.layers.1." in msg and "model.safetensors" in msg
 
 
 def test_unsupported_model_type_and_cli(tmp_path, capsys):
