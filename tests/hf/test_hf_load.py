@@ -181,3 +181,21 @@ def test_kv_cache_decoding_with_gqa(tmp_path):
     cache = upd["cache"]
     rows.append(np.asarray(logits)[0, 0])
   np.testing.assert_allclose(np.stack(rows), full, rtol=0, atol=1e-5 * np.abs(full).max())
+
+
+@pytest.mark.parametrize("shape,transposed,split", [((6, 4, 3), True, 1), ((4, 3, 6), True, 2),
+                                                    ((4, 3), False, 2), ((5, 6), True, 1), ((7, 6), False, 1)])
+def test_read_block_any_slice(shape, transposed, split):
+  """A device block read from the source tensor == the same block of the fully materialised parameter."""
+  from kexue_jax.hf import weights
+  rng = np.random.default_rng(0)
+  src_shape = weights.source_shape(shape, transposed, split)
+  w = rng.normal(size=src_shape).astype(np.float32)
+  full = (w.T if transposed else w).reshape(shape)
+  for _ in range(20):
+    idx = []
+    for n in shape:
+      a = int(rng.integers(0, n))
+      idx.append(slice(a, int(rng.integers(a + 1, n + 1))) if rng.random() < 0.7 else slice(None))
+    np.testing.assert_array_equal(weights.read_block(w, shape, transposed, split, tuple(idx), np.float32),
+                                  full[tuple(idx)])
