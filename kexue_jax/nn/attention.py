@@ -298,7 +298,7 @@ def attend(q_BLHD, k_BSHD, v_BSHD, *, config: AttentionConfig = AttentionConfig(
 
   # Current length for dynamic NTK: max(#keys, max key position + 1).
   length = None
-  if c.scaling is not None and c.scaling.kind == "dynamic_ntk":
+  if c.scaling is not None and c.scaling.kind in pos_lib.LENGTH_DEPENDENT:
     length = jnp.maximum(float(S), jnp.max(k_pos) + 1.0)
 
   if c.kernel != "xla":  # fast kernels (TPU splash, cuDNN, Pallas ReRoPE); None = not expressible
@@ -428,6 +428,11 @@ class MultiHeadAttention(nn.Module):
   use_bias: bool = False
   decode: bool = False
   gain: float = 1.0  # init std gain/sqrt(fan_in) of the four projections (transformer.py's depth gain)
+  # Grouped-query attention (Ainslie et al., arXiv 2305.13245; LLaMA-2-70B, Mistral, Qwen2):
+  # num_kv_heads key/value heads, query head h reads kv head h // (num_heads / num_kv_heads).
+  # None = num_heads (ordinary MHA). The KV cache stores the num_kv_heads heads.
+  num_kv_heads: int | None = None
+  qkv_bias: bool | None = None  # bias on query/key/value only (Qwen2); None = use_bias
 
   @nn.compact
   def __call__(self, x_BLD, *, positions_BL=None, padding_mask_BL=None, segment_ids_BL=None,
@@ -437,13 +442,22 @@ class MultiHeadAttention(nn.Module):
     equal ids (packing; not with decode)."""
     B, L, Dm = x_BLD.shape
     H, Dh = self.num_heads, self.head_dim
+    KV = H if self.num_kv_heads is None else self.num_kv_heads
+    if KV < 1 or H % KV:
+      raise ValueError(f"num_kv_heads={KV} must divide num_heads={H}.")
+    qkv_bias = self.use_bias if self.qkv_bias is None else self.qkv_bias
     dense = functools.partial(
-        Projection, shape_in=(Dm,), shape_out=(H, Dh), names=("embed", "heads", "kv"),
-        use_bias=self.use_bias, gain=self.gain, dtype=self.dtype, param_dtype=self.param_dtype)
+        Projection, shape_in=(Dm,), names=("embed", "heads", "kv"), use_bias=qkv_bias,
+        gain=self.gain, dtype=self.dtype, param_dtype=self.param_dtype)
     names = ("batch", "length", "heads", "kv")
-    q = nn.with_logical_constraint(dense(name="query")(x_BLD), names)
-    k = nn.with_logical_constraint(dense(name="key")(x_BLD), names)
-    v = nn.with_logical_constraint(dense(name="value")(x_BLD), names)
+    q = nn.with_logical_constraint(dense(shape_out=(H, Dh), name="query")(x_BLD), names)
+    # GQA kv kernels name their head axis "kv_heads" (unsharded unless a rule maps it).
+    kv_dense = dense if KV == H else functools.partial(dense, names=("embed", "kv_heads", "kv"))
+    k = kv_dense(shape_out=(KV, Dh), name="key")(x_BLD)
+    v = kv_dense(shape_out=(KV, Dh), name="value")(x_BLD)
+    if KV == H:
+      k = nn.with_logical_constraint(k, names)
+      v = nn.with_logical_constraint(v, names)
 
     c = self.config
     two_d = c.position in TWO_D
@@ -460,6 +474,9 @@ class MultiHeadAttention(nn.Module):
         kwargs = dict(q_positions_BL=positions_BL, k_positions_BS=positions_BL)
       if segment_ids_BL is not None:
         kwargs.update(q_segment_ids_BL=segment_ids_BL, k_segment_ids_BS=segment_ids_BL)
+    if KV != H:  # GQA: repeat each kv head for its H / KV query heads (after the cache)
+      k = nn.with_logical_constraint(jnp.repeat(k, H // KV, axis=2), names)
+      v = nn.with_logical_constraint(jnp.repeat(v, H // KV, axis=2), names)
 
     rng = None
     if not deterministic and self.dropout_rate > 0.0:

@@ -28,6 +28,16 @@ k = `factor`, d = number of rotated dims, beta = base^(2/d):
                  (0.1 ln k + 1)^2 (`yarn_attention_factor`). Note: the jquesnelle/yarn
                  code ramps linearly over *dimension indices* between floor/ceil of
                  dim(beta) and dim(alpha); this continuous ramp in r is Su's statement.
+                 yarn_ramp="hf" selects that index ramp (Hugging Face transformers'
+                 `modeling_rope_utils._compute_yarn_parameters`), for loaded checkpoints.
+  "llama3"       Llama 3.1's by-parts rule (HF `_compute_llama3_parameters`): wavelength
+                 lambda_p = 2 pi / theta_p; lambda_p < L/hf keep theta_p, lambda_p > L/lf
+                 use theta_p / k, in between (1-s) theta_p/k + s theta_p with
+                 s = (L/lambda_p - lf)/(hf - lf), L = train_length, lf/hf = low/high_freq_factor.
+  "longrope"     theta_p / f_p with per-pair factors f (HF `_compute_longrope_parameters`,
+                 LongRoPE arXiv 2402.13753): `long_factor` when the current length
+                 exceeds train_length, else `short_factor`; cos/sin times
+                 sqrt(1 + ln k / ln L_train) (`rope_attention_factor`).
 
 Also here: `apply_rope_2d` (images, kexue.fm/archives/8397), `apply_rope_tie`
 + `rope_tie_positions` (mixed text + image sequences, kexue.fm/archives/10040),
@@ -52,7 +62,9 @@ import numpy as np
 
 CONVENTIONS = ("rotate_half", "interleaved")
 SCALINGS = ("none", "pi", "ntk_old", "ntk_aware", "ntk_fixed", "ntk_mixed",
-            "dynamic_ntk", "yarn")
+            "dynamic_ntk", "yarn", "llama3", "longrope")
+LENGTH_DEPENDENT = ("dynamic_ntk", "longrope")   # frequencies depend on the current length
+YARN_RAMPS = ("paper", "hf")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +78,12 @@ class RopeScaling:
   yarn_mscale: coefficient c in the YaRN temperature (c ln k + 1)^2 on logits.
   dynamic_length: static L for dynamic NTK ("locally static", 9948);
     None = max(number of keys, max key position + 1) at call time.
+  yarn_ramp: "paper" (continuous ramp in r, Su / the YaRN paper) or "hf" (HF
+    transformers' ramp over pair indices, floor/ceil when yarn_truncate).
+  attention_factor: explicit cos/sin multiplier (HF `attention_factor`; logits
+    get its square); None = the kind's default (`rope_attention_factor`).
+  low_freq_factor / high_freq_factor: Llama 3.1's band edges ("llama3").
+  short_factor / long_factor: LongRoPE per-pair factors, d/2 each ("longrope").
   """
   kind: str = "none"
   factor: float = 1.0
@@ -75,6 +93,13 @@ class RopeScaling:
   yarn_beta: float = 32.0
   yarn_mscale: float = 0.1
   dynamic_length: int | None = None
+  yarn_ramp: str = "paper"
+  yarn_truncate: bool = True
+  attention_factor: float | None = None
+  low_freq_factor: float = 1.0
+  high_freq_factor: float = 4.0
+  short_factor: tuple[float, ...] = ()
+  long_factor: tuple[float, ...] = ()
 
   def __post_init__(self):
     if self.kind not in SCALINGS:
@@ -82,12 +107,21 @@ class RopeScaling:
     if not self.factor >= 1.0:
       raise ValueError(f"RopeScaling.factor must be >= 1 (got {self.factor}); "
                        "it is the extension factor L_test / L_train.")
-    if self.kind in ("dynamic_ntk", "yarn") and not self.train_length:
+    if self.kind in ("dynamic_ntk", "yarn", "llama3", "longrope") and not self.train_length:
       raise ValueError(f"RopeScaling(kind={self.kind!r}) needs train_length "
                        "(the pre-training length L_train).")
     if self.kind == "yarn" and not self.yarn_beta > self.yarn_alpha:
       raise ValueError("RopeScaling: yarn_beta must be > yarn_alpha "
                        f"(got alpha={self.yarn_alpha}, beta={self.yarn_beta}).")
+    if self.yarn_ramp not in YARN_RAMPS:
+      raise ValueError(f"Unknown yarn_ramp {self.yarn_ramp!r}; use one of {YARN_RAMPS}.")
+    if self.kind == "llama3" and not self.high_freq_factor > self.low_freq_factor > 0:
+      raise ValueError("RopeScaling(kind='llama3') needs high_freq_factor > low_freq_factor > 0 "
+                       f"(got {self.high_freq_factor}, {self.low_freq_factor}).")
+    if self.kind == "longrope" and (not self.short_factor or
+                                    len(self.short_factor) != len(self.long_factor)):
+      raise ValueError("RopeScaling(kind='longrope') needs short_factor and long_factor "
+                       "of equal length (rotated dims / 2).")
 
 
 def rotary_dims(head_dim: int, rotary_fraction: float = 1.0) -> int:
@@ -131,10 +165,35 @@ def rope_inv_freq(rot_dim: int, *, base: float = 10000.0,
   elif s.kind == "ntk_mixed":
     a = math.log(k) / (d / 2.0) ** s.mixed_b
     theta = theta * np.exp(-a * (p + 1) ** s.mixed_b)
+  elif s.kind == "yarn" and s.yarn_ramp == "hf":
+    # Pair index where the training length makes r rotations: d ln(L / (2 pi r)) / (2 ln base).
+    dim_of = lambda r: d * math.log(s.train_length / (2.0 * math.pi * r)) / (2.0 * math.log(base))
+    lo, hi = dim_of(s.yarn_beta), dim_of(s.yarn_alpha)
+    if s.yarn_truncate:
+      lo, hi = math.floor(lo), math.ceil(hi)
+    lo, hi = max(lo, 0), min(hi, d - 1)
+    hi = hi + 0.001 if hi == lo else hi
+    gamma = 1.0 - np.clip((p - lo) / (hi - lo), 0.0, 1.0)
+    theta = theta * (gamma + (1.0 - gamma) / k)
   elif s.kind == "yarn":
     r = s.train_length * theta / (2.0 * math.pi)
     gamma = np.clip((r - s.yarn_alpha) / (s.yarn_beta - s.yarn_alpha), 0.0, 1.0)
     theta = theta * (gamma + (1.0 - gamma) / k)
+  elif s.kind == "llama3":
+    wavelen = 2.0 * math.pi / theta
+    smooth = (s.train_length / wavelen - s.low_freq_factor) / (
+        s.high_freq_factor - s.low_freq_factor)
+    mid = (1.0 - smooth) * theta / k + smooth * theta
+    theta = np.where(wavelen < s.train_length / s.high_freq_factor, theta,
+                     np.where(wavelen > s.train_length / s.low_freq_factor, theta / k, mid))
+  elif s.kind == "longrope":
+    if len(s.long_factor) != d // 2:
+      raise ValueError(f"longrope factors have {len(s.long_factor)} entries, the rotated dims "
+                       f"need d/2 = {d // 2}.")
+    use_long = True if length is None else jnp.asarray(length, jnp.float32) > s.train_length
+    factors = jnp.where(use_long, jnp.asarray(s.long_factor, jnp.float32),
+                        jnp.asarray(s.short_factor, jnp.float32))
+    return jnp.asarray(theta, jnp.float32) / factors
   elif s.kind == "dynamic_ntk":
     length = s.dynamic_length if s.dynamic_length is not None else length
     if length is None:
@@ -150,15 +209,31 @@ def rope_inv_freq(rot_dim: int, *, base: float = 10000.0,
   return jnp.asarray(theta, jnp.float32)
 
 
+def rope_attention_factor(scaling: RopeScaling | None) -> float:
+  """The cos/sin multiplier m of a scaling (HF's `attention_factor`); logits get m^2.
+
+  `scaling.attention_factor` when set; else YaRN: c ln k + 1; LongRoPE:
+  sqrt(1 + ln k / ln L_train) for k > 1; 1 for every other kind.
+  """
+  if scaling is None:
+    return 1.0
+  if scaling.attention_factor is not None:
+    return float(scaling.attention_factor)
+  if scaling.kind == "yarn":
+    return scaling.yarn_mscale * math.log(scaling.factor) + 1.0
+  if scaling.kind == "longrope" and scaling.factor > 1.0:
+    return math.sqrt(1.0 + math.log(scaling.factor) / math.log(scaling.train_length))
+  return 1.0
+
+
 def yarn_attention_factor(scaling: RopeScaling | None) -> float:
-  """Logit multiplier of YaRN: (c ln k + 1)^2 (1 for every other scaling).
+  """Logit multiplier of YaRN: (c ln k + 1)^2 (1 for scalings without a factor).
 
   The YaRN code multiplies cos and sin by mscale = c ln k + 1, which scales
   q.k by mscale^2 (length_extrapolation.md §2.13); we fold it into the query.
+  Also LongRoPE's / an explicit attention factor (`rope_attention_factor`).
   """
-  if scaling is None or scaling.kind != "yarn":
-    return 1.0
-  return (scaling.yarn_mscale * math.log(scaling.factor) + 1.0) ** 2
+  return rope_attention_factor(scaling) ** 2
 
 
 def _rotate(x_rot, angles, convention):
@@ -210,7 +285,7 @@ def apply_rope(x_BLHD, positions_BL, *, base=10000.0, rotary_fraction=1.0,
   pos = jnp.asarray(positions_BL, jnp.float32)
   if pos.ndim == 1:
     pos = pos[None, :]
-  if scaling is not None and scaling.kind == "dynamic_ntk" and length is None:
+  if scaling is not None and scaling.kind in LENGTH_DEPENDENT and length is None:
     length = jnp.maximum(x_BLHD.shape[1], jnp.max(pos) + 1.0)
   inv_freq = rope_inv_freq(rot, base=base, scaling=scaling, length=length)
   return rotate_by_angles(x_BLHD, pos[..., None] * inv_freq, convention=convention)

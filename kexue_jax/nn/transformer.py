@@ -74,10 +74,13 @@ class Block(nn.Module):
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
   decode: bool = False
+  num_kv_heads: int | None = None   # GQA (attention.MultiHeadAttention); None = num_heads
+  qkv_bias: bool | None = None      # bias on q/k/v only (Qwen2); None = use_bias
+  norm_epsilon: float = 1e-6
 
   def _norm(self, name):
-    return layers.make_norm(self.norm_type, dtype=self.dtype, param_dtype=self.param_dtype,
-                            module_name=name)
+    return layers.make_norm(self.norm_type, epsilon=self.norm_epsilon, dtype=self.dtype,
+                            param_dtype=self.param_dtype, module_name=name)
 
   def _sublayer(self, f, name, x_BLD, deterministic):
     drop = nn.Dropout(self.dropout_rate)
@@ -94,7 +97,7 @@ class Block(nn.Module):
           num_heads=self.num_heads, head_dim=self.head_dim, config=self.attention,
           dropout_rate=self.attention_dropout_rate, dtype=self.dtype,
           param_dtype=self.param_dtype, use_bias=self.use_bias, decode=self.decode,
-          gain=self.gain, name="attn")
+          gain=self.gain, num_kv_heads=self.num_kv_heads, qkv_bias=self.qkv_bias, name="attn")
       x_BLD = self._sublayer(
           lambda h: attn(h, positions_BL=positions_BL, padding_mask_BL=padding_mask_BL,
                          deterministic=deterministic), "norm_attn", x_BLD, deterministic)
@@ -143,6 +146,10 @@ class _Stack(nn.Module):
   tie_embedding: bool = True
   embed_norm: bool | None = None   # None: True for post-norm (RoFormerV2 / GAU-α), else False
   init_order: float | None = None
+  # Pretrained LLaMA-family options (kexue_jax/hf): defaults leave every model unchanged.
+  num_kv_heads: int | None = None   # grouped-query attention; None = num_heads
+  qkv_bias: bool | None = None      # bias on q/k/v only (Qwen2); None = use_bias
+  norm_epsilon: float = 1e-6        # epsilon of every norm (LLaMA 1e-5 / 1e-6)
 
   causal: ClassVar[bool] = True      # not a field: fixed by the subclass
 
@@ -175,10 +182,11 @@ class _Stack(nn.Module):
                   use_bias=self.use_bias, dropout_rate=self.dropout_rate,
                   attention_dropout_rate=self.attention_dropout_rate, gain=gain,
                   dtype=self.dtype, param_dtype=self.param_dtype, decode=self.decode,
-                  name=f"block{i}")
+                  num_kv_heads=self.num_kv_heads, qkv_bias=self.qkv_bias,
+                  norm_epsilon=self.norm_epsilon, name=f"block{i}")
         for i, cfg in enumerate(self._configs())]
     use_embed_norm = self.embed_norm if self.embed_norm is not None else self.norm == "post"
-    mk = lambda name: layers.make_norm(self.norm_type, dtype=self.dtype,
+    mk = lambda name: layers.make_norm(self.norm_type, epsilon=self.norm_epsilon, dtype=self.dtype,
                                        param_dtype=self.param_dtype, module_name=name)
     self.embed_norm_layer = mk("embed_norm") if use_embed_norm else None
     self.final_norm = mk("final_norm") if self.norm == "pre" else None
