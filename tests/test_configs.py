@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from conftest import load_config
+from tests.helpers import load_config
 from kexue_jax import config_lib
 from kexue_jax import train
 

@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import load_config
+from tests.helpers import load_config
 from kexue_jax import metrics as metrics_lib
 from kexue_jax import train
 

@@ -20,7 +20,7 @@ gathered to a [B, K] array with their *original* position ids (RoPE). A light de
 bidirectional blocks) gets the encoder outputs scattered back to their positions, a learned mask vector at the
 dropped ones, and predicts the dropped bytes (cross-entropy over dropped positions only). Because a dropped
 token is simply absent, this equals keeping all tokens and zeroing their attention *columns* in every layer
-(Su's "MAE is attention dropout"; tested in tests/test_transformer.py and tests/test_mlm.py).
+(Su's "MAE is attention dropout"; tested in tests/nn/test_transformer.py and tests/tasks/test_mlm.py).
 
 Su's embedding correction (`embedding_correction`)
 --------------------------------------------------

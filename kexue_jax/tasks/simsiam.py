@@ -42,7 +42,7 @@ BatchNorm synchronisation
 BatchNorm computes its batch statistics with ``jnp.mean`` over the batch axis. The step is one ``jax.jit``
 over the *global* batch, sharded over the mesh's data axes, so GSPMD turns that mean into a mean over the
 global batch (an all-reduce across the data-parallel devices): the statistics are synchronised across
-devices by construction (SyncBN), with no ``axis_name``. tests/test_simsiam.py checks that an 8-device
+devices by construction (SyncBN), with no ``axis_name``. tests/tasks/test_simsiam.py checks that an 8-device
 data-parallel loss, gradient and BN update equal the single-device ones on the same global batch (and differ
 from per-device statistics). The running averages are carried in the train state (``aux['mutable']``).
 """

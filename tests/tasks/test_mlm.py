@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import load_config
+from tests.helpers import load_config
 from experiments.mlm_dropout import report
 from experiments.mlm_dropout import run as study
 from kexue_jax import checkpoint
@@ -19,7 +19,7 @@ from kexue_jax import train
 from kexue_jax.data import pipeline
 from kexue_jax.nn import transformer as tfm
 from kexue_jax.tasks import mlm
-from test_transformer import np_gelu, np_layernorm, np_mha
+from tests.nn.test_transformer import np_gelu, np_layernorm, np_mha
 
 
 # ------------------------------------------------------------------------------------- Masking statistics.

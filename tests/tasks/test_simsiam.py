@@ -13,7 +13,7 @@ import numpy as np
 import optax
 import pytest
 
-from conftest import load_config
+from tests.helpers import load_config
 from experiments.simsiam import report
 from experiments.simsiam import run as study
 from kexue_jax import checkpoint

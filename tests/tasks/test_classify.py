@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import load_config
+from tests.helpers import load_config
 from experiments.rdrop import report
 from experiments.rdrop import run as study
 from kexue_jax import tasks
@@ -18,7 +18,7 @@ from kexue_jax.data import pipeline
 from kexue_jax.nn import cnn as cnn_lib
 from kexue_jax.tasks import classify
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 # ------------------------------------------------------------------------------ NumPy float64 references.
