@@ -111,8 +111,9 @@ def tiger(
     lr_t = learning_rate(step) if callable(learning_rate) else learning_rate
     wd_t = weight_decay(step) if callable(weight_decay) else weight_decay
     if k > 1:
-      b1 = jnp.where(t % k == 0, beta, 1.0).astype(jnp.float32)
-      lr_t = jnp.where((t + 1) % k == 0, lr_t, 0.0).astype(jnp.float32)
+      f = jnp.result_type(float)  # float32, or float64 under jax_enable_x64
+      b1 = jnp.where(t % k == 0, beta, 1.0).astype(f)
+      lr_t = jnp.where((t + 1) % k == 0, lr_t, 0.0).astype(f)
     else:
       b1 = beta
     gw = (1.0 - beta) / k
