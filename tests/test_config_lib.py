@@ -54,3 +54,17 @@ def test_load_sibling(tmp_path):
   (tmp_path / "_common.py").write_text("VALUE = 42\n")
   (tmp_path / "cfg.py").write_text("")
   assert config_lib.load_sibling(str(tmp_path / "cfg.py"), "_common.py").VALUE == 42
+
+
+def test_to_dict_resolves_field_references_inside_lists():
+  c = config_lib.base_config()
+  n = c.data.get_ref("seq_len")
+  c.study.lengths = [n * 1, n * 2]
+  c.study.window = n // 4
+  c.data.seq_len = 64
+  assert config_lib.to_dict(c.study) == {"lengths": [64, 128], "window": 16}
+
+
+def test_num_eval_batches_is_one_top_level_key():
+  c = config_lib.base_config()
+  assert "num_eval_batches" in c and "num_eval_batches" not in c.data
