@@ -6,7 +6,7 @@ inference-time methods (PI, NTK, YaRN, log-n dagger, ReRoPE, Leaky ReRoPE, windo
 ``experiments/length_extrapolation/methods.py`` applies them to the finished checkpoints of ``rope`` and
 ``rope_logn``.
 
-Su's setup (research note §1): single-head attention, Post-Norm, causal LM, per-token accuracy, trained at
+Su's setup (https://kexue.fm/archives/9603, 9708): single-head attention, Post-Norm, causal LM, per-token accuracy, trained at
 N = 512 and tested at 4096 (8x). Ours (``scale=default``): byte-level LM on the built-in Python-stdlib corpus,
 N = L_train = 128, tested at 128/256/512/1024. ``scale=medium`` trains at Su's N = 512 on the same built-in
 corpus (an 8-layer, 19M-parameter model, bf16 on an accelerator): the Colab TPU notebook's study, minutes on 8

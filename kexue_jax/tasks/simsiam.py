@@ -26,7 +26,7 @@ averaged over the batch; min L = -1. The switches (``config.task``):
   stop_gradient=False   sg removed: the targets z2, z1 also carry gradient (the paper's collapse, Fig. 2).
   predictor='none'      q = identity (p = z): Table 1a.
   (predictor frozen / own constant lr: optimizer param_groups, see configs/simsiam/.)
-  target='mean_view'    Su's open question (§A.5.6 of the research note): the target of both branches is the
+  target='mean_view'    Su's open question (https://kexue.fm/archives/7980): the target of both branches is the
                         representation of the *averaged augmentation*, z_bar = g(f(x_bar)) with
                         x_bar = (1/K) sum_k T_k(x) (K = ``target_views`` fresh views):
                         L = 1/2 D(p1, sg(z_bar)) + 1/2 D(p2, sg(z_bar)); stop_gradient and predictor

@@ -218,7 +218,8 @@ def test_su_toy_model():
   assert abs(float(th_s[-1]) - math.sqrt(0.65)) < 2e-3
   inv = np.asarray(th_s, np.float64) ** 2 - np.asarray(phi_s, np.float64) ** 2
   assert np.abs(inv - inv[0]).max() < 2e-3
-  # Full gradient: theta -> 0 (collapse), phi stalls near 0.61 (research note [MY CALC]: 0.613, theta 0.0048).
+  # Full gradient: theta -> 0 (collapse), phi stalls near 0.61 (0.613, theta 0.0048 by a
+  # float64 Euler integration of Su's ODE, kexue.fm/archives/7980).
   assert float(th_f[-1]) < 0.01 and abs(float(phi_f[-1]) - 0.613) < 0.01
 
 
