@@ -18,7 +18,35 @@ def test_there_are_configs():
   assert "configs/lm/tiny.py" in CONFIGS
 
 
+# One config per task and model family trains 2 steps through train.run by default; the others differ from
+# these only in sizes, attention options or data (each traced below, their modules tested in tests/nn/) and
+# train with --runslow: each costs 10-60 s of compilation on a 2-core CPU.
+TRAINED_BY_DEFAULT = {"configs/lm/tiny.py", "configs/length_extrapolation/hwfa.py", "configs/mlm_dropout/pretrain.py",
+                      "configs/mlm_dropout/finetune.py", "configs/rdrop/mnist1d.py", "configs/simsiam/mnist1d.py"}
+
+
 @pytest.mark.parametrize("path", CONFIGS)
+def test_config_builds_and_traces(path):
+  """Every config at runlocal: validates; data, task and model build; init / loss / evaluate trace (no compile)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from kexue_jax import tasks  # pylint: disable=g-import-not-at-top
+  from kexue_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  c = load_config(path, "runlocal")
+  config_lib.validate(c)
+  task = tasks.get_task(c)
+  batch = jax.tree.map(jnp.asarray, next(pipeline.make_train_iter(c.data, seed=0, global_batch_size=c.batch_size)))
+  eval_batch = jax.tree.map(jnp.asarray, next(iter(pipeline.make_eval_iter(
+      c.data, split=c.data.eval_split, global_batch_size=c.batch_size, num_batches=1))))
+  variables = jax.eval_shape(task.init, jax.random.key(0), batch)
+  loss, _ = jax.eval_shape(lambda v: task.loss(v, batch, jax.random.key(1)), variables)
+  assert loss.shape == () and jnp.issubdtype(loss.dtype, jnp.floating)
+  out = jax.eval_shape(lambda v: task.evaluate(v, eval_batch), variables)
+  assert "loss" in out
+
+
+@pytest.mark.parametrize("path", [p if p in TRAINED_BY_DEFAULT else pytest.param(p, marks=pytest.mark.slow)
+                                  for p in CONFIGS])
 def test_config_runs_two_steps(path, tmp_path):
   c = load_config(path, "runlocal")
   config_lib.validate(c)
