@@ -27,10 +27,17 @@ def float64():
   return jax.enable_x64(True)
 
 
-def assert_trees_close(actual, desired, rtol=1e-10):
-  """Leafwise ``|a - d| <= rtol * |d| + rtol * max|d|``: the absolute floor scales with each leaf's values, so
-  elements near 0 are held to the precision of the whole tensor (never a fixed atol)."""
+def assert_trees_close(actual, desired, rtol=1e-10, scale=None):
+  """Leafwise ``|a - d| <= rtol * |d| + rtol * s`` with ``s = max|d|`` of each leaf (default) or of the whole
+  tree (``scale="tree"``, for gradients, where a leaf that is 0 in exact arithmetic holds only rounding noise
+  of the size of the other leaves' terms): elements near 0 are held to the precision of the values they come
+  from, never to a fixed atol."""
+  def max_abs(x):
+    return float(np.max(np.abs(np.asarray(x, np.float64)), initial=0.0))
+  tree_scale = max((max_abs(d) for d in jax.tree.leaves(desired)), default=0.0) if scale == "tree" else None
+
   def check(a, d):
     a, d = np.asarray(a, np.float64), np.asarray(d, np.float64)
-    np.testing.assert_allclose(a, d, rtol=rtol, atol=rtol * float(np.max(np.abs(d), initial=0.0)))
+    s = max_abs(d) if tree_scale is None else tree_scale
+    np.testing.assert_allclose(a, d, rtol=rtol, atol=rtol * s)
   jax.tree.map(check, actual, desired)

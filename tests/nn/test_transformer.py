@@ -256,7 +256,8 @@ def test_remat_matches_no_remat(block, dets):
       l1, g1 = jax.value_and_grad(loss)(params, plain, det)
       l2, g2 = jax.value_and_grad(loss)(params, remat, det)
       assert all(g.dtype == jnp.float64 for g in jax.tree.leaves(g1))
-      assert_trees_close((l2, g2), (l1, g1))
+      assert_trees_close(l2, l1)
+      assert_trees_close(g2, g1, scale="tree")  # a gradient that is 0 in exact arithmetic is rounding noise
 
 
 def test_dropout_active_only_when_not_deterministic():

@@ -113,7 +113,8 @@ def test_stop_gradient_through_the_network():
   _, t_full = _task("runlocal,predictor=none,stopgrad=False")
   v = jax.jit(t_sg.init)(jax.random.key(0), batch)
   g_sg, g_full = _params_grad(t_sg, v, batch, rng), _params_grad(t_full, v, batch, rng)
-  assert_trees_close(g_sg, jax.tree.map(lambda x: 0.5 * x, g_full), rtol=1e-4)  # atol scales with each leaf
+  # atol scales with the largest gradient (a bias followed by BN has gradient 0 up to rounding noise)
+  assert_trees_close(g_sg, jax.tree.map(lambda x: 0.5 * x, g_full), rtol=1e-4, scale="tree")
   assert max(float(jnp.abs(x).max()) for x in jax.tree.leaves(g_full)) > 1e-4
 
 
@@ -137,7 +138,7 @@ def test_stop_gradient_equals_constant_targets():
 
   g_manual = jax.jit(jax.grad(manual))(v["params"])
   g_task = _params_grad(task, v, batch, rng)
-  assert_trees_close(g_task, g_manual, rtol=1e-4)  # atol scales with each leaf
+  assert_trees_close(g_task, g_manual, rtol=1e-4, scale="tree")  # atol scales with the largest gradient
   _, t_nosg = _task("runlocal,stopgrad=False")
   g_nosg = _params_grad(t_nosg, v, batch, rng)
   diff = max(float(jnp.abs(a - b).max()) for a, b in zip(jax.tree.leaves(g_task), jax.tree.leaves(g_nosg)))
@@ -186,8 +187,13 @@ def test_batchnorm_statistics_are_global_on_8_devices():
     sharded_batch = jax.device_put(batch, batch_sh)
     assert len(sharded_batch["x"].sharding.device_set) == 8
     multi = jax.jit(f, in_shardings=(repl, batch_sh), out_shardings=repl)(jax.device_put(v, repl), sharded_batch)
-  for a, b in zip(jax.tree.leaves(single), jax.tree.leaves(multi)):
-    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-5, atol=1e-6)
+  # float32 reduction order differs: the loss to 2e-5 of its value, gradients and BN statistics to 2e-5 of the
+  # largest of their kind (a bias followed by BN has gradient 0 in exact arithmetic, and a BN whose input has
+  # mean 0 a running mean of 0: rounding noise of the size of the terms it comes from).
+  (loss_s, grads_s, stats_s), (loss_m, grads_m, stats_m) = single, multi
+  assert_trees_close(loss_m, loss_s, rtol=2e-5)
+  assert_trees_close(grads_m, grads_s, rtol=2e-5, scale="tree")
+  assert_trees_close(stats_m, stats_s, rtol=2e-5, scale="tree")
   # Per-device BatchNorm (each device normalising its own 8 examples) would give another loss:
   loss_only = jax.jit(lambda v, b: task.loss(v, b, rng)[0])
   per_device = np.mean([float(loss_only(v, jax.tree.map(lambda a: a[i::8], batch))) for i in range(8)])
