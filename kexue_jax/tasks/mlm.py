@@ -1,6 +1,7 @@
 r"""MLM and MAE seen as dropout (https://kexue.fm/archives/8770): pre-training, embedding correction, DropToken.
 
-Vocabulary: kexue_jax.vocab (bytes 0..255, [CLS] = 256, [PAD] = 257, [MASK] = 258; `VOCAB_SIZE` = 259). Every sequence is [CLS] + bytes (+ [PAD]); [CLS] and [PAD] are never masked, [CLS] is
+Vocabulary: kexue_jax.vocab (bytes 0..255, [CLS] = 256, [PAD] = 257, [MASK] = 258; `VOCAB_SIZE` = 259).
+Every sequence is [CLS] + bytes (+ [PAD]); [CLS] and [PAD] are never masked, [CLS] is
 never dropped, and [PAD] positions are dropped before any byte (MAE-style and DropToken).
 
 BERT masking (`bert_mask`, task "mlm" with mode="mlm")
@@ -69,7 +70,7 @@ from kexue_jax.nn.masked_lm import MAEModel, MaskedLM
 from kexue_jax.nn.token_drop import gather_BK, keep_drop_indices, num_kept
 from kexue_jax.tasks import base
 from kexue_jax.tasks import classify
-from kexue_jax.vocab import CLS_ID, MASK_ID, NUM_BYTES, PAD_ID, VOCAB_SIZE  # noqa: F401  (CLS_ID: re-export)
+from kexue_jax.vocab import MASK_ID, NUM_BYTES, VOCAB_SIZE
 
 MODES = ("mlm", "mae")
 EMBEDDING_PATH = ("encoder", "embed", "embedding")  # the token embedding in every model of this module
