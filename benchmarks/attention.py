@@ -200,7 +200,7 @@ def write_markdown(table, lengths, args, total):
       "'RoPE blockwise' (`AttentionConfig(impl='blockwise')`: same tiles, same loop). With a "
       "sliding window the tiled path also skips tiles outside the band, so its cost is O(n·w).",
       "- Blockwise equals the two-matrix version to ≤1e-5 in float32 "
-      "(tests/test_attention.py::test_blockwise_equals_two_matrix).",
+      "(tests/nn/test_attention.py::test_blockwise_equals_two_matrix).",
       "- On this CPU the dense baseline is bound by memory traffic over the n×n softmax, not "
       "by the matmuls, so the second score matrix of two-matrix ReRoPE adds only ~15–40%, not the ~2× "
       "expected where matmuls dominate (GPU/TPU). Dense timings at n=8192 are from 3 runs and "

@@ -186,8 +186,15 @@ def validate(config: ml_collections.ConfigDict) -> None:
 
 
 def to_dict(config: Any) -> Any:
-  """ConfigDict -> plain JSON-able dict (tuples become lists)."""
-  if isinstance(config, ml_collections.ConfigDict):
+  """ConfigDict -> plain JSON-able dict (tuples become lists).
+
+  ``FieldReference`` values are resolved wherever they are, including inside lists (where ``ConfigDict`` keeps
+  them unresolved): a value derived from another key (``logn_base_length`` from ``data.seq_len``) is read here
+  with that key's current value, after every ``--config.`` override.
+  """
+  if isinstance(config, ml_collections.FieldReference):
+    return to_dict(config.get())
+  if isinstance(config, (ml_collections.ConfigDict, dict)):
     return {k: to_dict(v) for k, v in config.items()}
   if isinstance(config, (list, tuple)):
     return [to_dict(v) for v in config]

@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from kexue_jax import config_lib
+
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
 
@@ -98,7 +100,7 @@ MODELS: dict[str, Callable[..., Any]] = {
 
 def build_model(model_cfg: ml_collections.ConfigDict | dict[str, Any]):
   """``config.model`` -> an unbound flax module."""
-  kw = model_cfg.to_dict() if isinstance(model_cfg, ml_collections.ConfigDict) else dict(model_cfg)
+  kw = config_lib.to_dict(model_cfg)  # resolves values derived by FieldReference (e.g. from data.seq_len)
   name = kw.pop("name", None)
   if name not in MODELS:
     raise ValueError(f"unknown model.name {name!r}; available models: {sorted(MODELS)}.")

@@ -9,7 +9,8 @@ A run's devices form a 3-axis mesh ``('data', 'fsdp', 'tensor')``:
 Modules annotate their parameters with *logical* axis names (``'embed'``, ``'mlp'``, ``'heads'``, ...)
 and never see a mesh; the config's ``logical_axis_rules`` map those names onto mesh axes. Meshes are
 always built with ``AxisType.Auto``: in jax >= 0.8 ``jax.make_mesh`` defaults to Explicit axes, under
-which linen's logical partitioning fails (see shared/research/jax_anchors.md §4).
+which linen's logical partitioning fails (flax's lm1b example builds its mesh and shardings the same way:
+github.com/google/flax/tree/main/examples/lm1b).
 """
 from __future__ import annotations
 

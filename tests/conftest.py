@@ -27,18 +27,6 @@ def pytest_collection_modifyitems(config, items):
       item.add_marker(skip)
 
 
-def load_config(path: str, arg: str | None = None):
-  """Loads ``configs/...py`` the way ``--config path:arg`` does (get_config(arg))."""
-  import importlib.util
-  import pathlib
-
-  full = pathlib.Path(__file__).resolve().parent.parent / path
-  spec = importlib.util.spec_from_file_location(f"cfg_{full.stem}", full)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg) if arg is not None else module.get_config()
-
-
 @pytest.fixture(scope="session", autouse=True)
 def _compilation_cache(tmp_path_factory):
   """Each train.run builds fresh closures, so jit's in-memory cache misses; the persistent cache (keyed on

@@ -1,6 +1,9 @@
 """experiments/colab_tpu.ipynb runs end to end on CPU at smoke-test size (nbclient, kernel python3).
 
-About 20-45 s (the study at its tiny scale, run twice, in a fresh kernel): under a minute, so it runs by default.
+By default the cells are checked statically (they parse, and every name they import from kexue_jax / experiments
+exists); the end-to-end execution (the study at its tiny scale, run twice, in a fresh kernel: 60-100 s on a
+2-core CPU) runs with --runslow. The driver it calls is covered by
+tests/experiments/test_length_extrapolation.py::test_driver_smoke_tiny by default.
 
 The kernel gets 8 fake CPU devices (the mesh then spans 8 devices, like a TPU v2-8 / v5e-8),
 KEXUE_NOTEBOOK_RUNLOCAL=1 and a temporary workdir; install and Drive cells are skipped off Colab.
@@ -29,6 +32,30 @@ def test_install_and_drive_cells_are_colab_only():
     assert "setup_tpu(" not in src  # gone from jax (jax.tools.colab_tpu)
 
 
+def test_cells_parse_and_their_imports_exist():
+  import ast  # pylint: disable=g-import-not-at-top
+  import importlib  # pylint: disable=g-import-not-at-top
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  checked = 0
+  for src in (c.source for c in _cells() if c.cell_type == "code"):
+    # IPython magics / shell lines are not Python: blank them (keeping line numbers) before parsing.
+    tree = ast.parse("\n".join("" if l.lstrip().startswith(("!", "%")) else l for l in src.splitlines()))
+    for node in ast.walk(tree):
+      if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in ("kexue_jax", "experiments"):
+        module = importlib.import_module(node.module)
+        for alias in node.names:
+          assert hasattr(module, alias.name) or importlib.util.find_spec(f"{node.module}.{alias.name}"), (
+              f"the notebook imports {alias.name} from {node.module}, which has no such name")
+          checked += 1
+      elif isinstance(node, ast.Import):
+        for alias in node.names:
+          if alias.name.split(".")[0] in ("kexue_jax", "experiments"):
+            importlib.import_module(alias.name)
+            checked += 1
+  assert checked  # the notebook does use the package
+
+
+@pytest.mark.slow
 def test_notebook_executes_on_cpu(tmp_path, monkeypatch):
   import nbclient  # pylint: disable=g-import-not-at-top
   import nbformat  # pylint: disable=g-import-not-at-top

@@ -68,14 +68,6 @@ def test_optimizer_state_follows_parameter_shardings():
   assert adam.count == r_sh
 
 
-def test_parse_arg():
-  a = config_lib.parse_arg("runlocal,steps=7,variant=ntk", runlocal=False, steps=100, variant="rope")
-  assert (a.runlocal, a.steps, a.variant) == (True, 7, "ntk")
-  assert config_lib.parse_arg(None, runlocal=False).runlocal is False
-  with pytest.raises(ValueError, match="unknown config argument 'nope'"):
-    config_lib.parse_arg("nope", runlocal=False)
-
-
 class FakeDevice:
   def __init__(self, platform, device_kind="", process_index=0):
     self.platform, self.device_kind, self.process_index = platform, device_kind, process_index

@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import load_config
+from tests.helpers import load_config
 from kexue_jax import metrics as metrics_lib
 from kexue_jax import train
 
@@ -37,22 +37,25 @@ def losses(workdir):
   return np.array([r["train/loss"] for r in metrics_lib.read_metrics(workdir) if "train/loss" in r])
 
 
-def test_same_loss_on_every_mesh(tmp_path):
+# dp2_fsdp2_tp2 exercises every mesh axis at once (one train.run ~20-40 s on a 2-core CPU); pure data
+# parallelism over 8 devices adds nothing new and runs with --runslow.
+@pytest.mark.parametrize("name", ["dp2_fsdp2_tp2", pytest.param("dp8", marks=pytest.mark.slow)])
+def test_same_loss_on_every_mesh(tmp_path, name):
   runs = {
       "1dev": (dict(data=1, fsdp=1, tensor=1), jax.devices()[:1]),
       "dp8": (dict(data=8, fsdp=1, tensor=1), None),
       "dp2_fsdp2_tp2": (dict(data=2, fsdp=2, tensor=2), None),
   }
   traj = {}
-  for name, (mesh, devices) in runs.items():
+  for run_name in ("1dev", name):
+    mesh, devices = runs[run_name]
     c = tiny(steps=10, **{"model.dropout_rate": 0.1})  # dropout masks must not depend on the mesh either
     c.mesh.update(mesh)
-    train.run(c, str(tmp_path / name), devices=devices)
-    traj[name] = losses(tmp_path / name)
+    train.run(c, str(tmp_path / run_name), devices=devices)
+    traj[run_name] = losses(tmp_path / run_name)
   assert len(traj["1dev"]) == 10
-  for name in ("dp8", "dp2_fsdp2_tp2"):
-    rel = np.abs(traj[name] - traj["1dev"]) / np.abs(traj["1dev"])
-    assert rel.max() <= 1e-4, (name, rel)
+  rel = np.abs(traj[name] - traj["1dev"]) / np.abs(traj["1dev"])
+  assert rel.max() <= 1e-4, (name, rel)  # losses ~5: float32 reduction order over the mesh, scaled to the values
 
 
 def test_parameters_sharded_as_rules_say():

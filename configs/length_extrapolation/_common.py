@@ -6,7 +6,7 @@ inference-time methods (PI, NTK, YaRN, log-n dagger, ReRoPE, Leaky ReRoPE, windo
 ``experiments/length_extrapolation/methods.py`` applies them to the finished checkpoints of ``rope`` and
 ``rope_logn``.
 
-Su's setup (research note §1): single-head attention, Post-Norm, causal LM, per-token accuracy, trained at
+Su's setup (https://kexue.fm/archives/9603, 9708): single-head attention, Post-Norm, causal LM, per-token accuracy, trained at
 N = 512 and tested at 4096 (8x). Ours (``scale=default``): byte-level LM on the built-in Python-stdlib corpus,
 N = L_train = 128, tested at 128/256/512/1024. ``scale=medium`` trains at Su's N = 512 on the same built-in
 corpus (an 8-layer, 19M-parameter model, bf16 on an accelerator): the Colab TPU notebook's study, minutes on 8
@@ -68,7 +68,8 @@ def make_config(variant: str, arg=None, *, attention=None, layer_attention=None,
   """The config of one pre-training variant.
 
   attention: dict of AttentionConfig fields (RoPE + causal are the defaults).
-  layer_attention: callable (num_layers, train_length) -> list of per-layer override dicts (HWFA, HWFA2).
+  layer_attention: callable (num_layers, train_length) -> list of per-layer override dicts (HWFA, HWFA2);
+    train_length is a FieldReference to data.seq_len.
   """
   a = parse(arg)
   s = dict(SCALES[a.scale])
@@ -86,6 +87,9 @@ def make_config(variant: str, arg=None, *, attention=None, layer_attention=None,
   c.progress_bar = accelerator_scale  # the CPU study logs one line per variant instead
 
   c.data.seq_len = n
+  # Everything derived from N follows `--config.data.seq_len=...` (lazy FieldReferences, resolved when the
+  # model is built); overriding a derived key itself (e.g. logn_base_length) breaks only that link.
+  n_ref = c.data.get_ref("seq_len")
   c.data.repeat_frac = float(a.copy)
   c.data.repeat_source = a.copy_source
   c.data.repeat_warmup = int(a.copy_warmup) * s["batch_size"]   # steps -> examples of the global stream
@@ -95,7 +99,7 @@ def make_config(variant: str, arg=None, *, attention=None, layer_attention=None,
     c.data.text_key = "book_text"
     c.mesh.data, c.mesh.fsdp = 1, -1
 
-  attn = dict(position="rope", causal=True, logn_base_length=n)
+  attn = dict(position="rope", causal=True, logn_base_length=n_ref.identity())
   if accelerator_scale:  # TPU splash / GPU cuDNN where the method is expressible, else XLA (one log line)
     attn["kernel"] = "auto"
   attn.update(attention or {})
@@ -111,7 +115,7 @@ def make_config(variant: str, arg=None, *, attention=None, layer_attention=None,
   if c.model.block == "gau":
     c.model.gau_normalization = "softmax"  # the AttentionConfig's logn decides the scaling, as in Su's runs
   if layer_attention is not None:
-    c.model.layer_attention = layer_attention(s["num_layers"], n)
+    c.model.layer_attention = layer_attention(s["num_layers"], n_ref)
 
   c.optimizer.name = "adamw"
   c.optimizer.learning_rate = {"medium": 1e-3, "full": 5e-4}.get(a.scale, 2e-3)
@@ -120,18 +124,22 @@ def make_config(variant: str, arg=None, *, attention=None, layer_attention=None,
   c.optimizer.warmup_steps = s["warmup"] if a.scale != "full" else 1000
   c.optimizer.schedule = "cosine"
 
-  c.study = dict(variant=variant, scale=a.scale, train_length=n, extension=EXTENSION,
-                 test_lengths=[n * m for m in (1, 2, 4, 8)], logn_pretrained=attn.get("logn") == "train",
+  c.study = dict(variant=variant, scale=a.scale, train_length=n_ref.identity(), extension=EXTENSION,
+                 test_lengths=[n_ref * m for m in (1, 2, 4, 8)], logn_pretrained=attn.get("logn") == "train",
                  copy_frac=float(a.copy),
                  **(extra_study or {}))
   return c
 
 
-def hwfa_window(num_layers: int, train_length: int, alpha: float = 0.75) -> int:
-  """Largest w with (w-1)(L-1)+1 <= alpha N (9603); same rule as nn.transformer.hwfa_window."""
+def hwfa_window(num_layers: int, train_length):
+  """Largest w with (w-1)(L-1)+1 <= 3/4 N (9603); nn.transformer.hwfa_window's rule at alpha = 3/4.
+
+  In integers, floor((3N/4 - 1) / (L-1)) = (3N - 4) // (4(L-1)), so ``train_length`` may be a FieldReference
+  (the window then follows ``data.seq_len``).
+  """
   if num_layers < 2:
     return train_length
-  return max(1, int((alpha * train_length - 1) // (num_layers - 1)) + 1)
+  return (train_length * 3 - 4) // (4 * (num_layers - 1)) + 1
 
 
 def log2i(x):

@@ -12,11 +12,11 @@ common = config_lib.load_sibling(__file__, "_common.py")
 def _layers(num_layers, n):
   w = common.hwfa_window(num_layers, n)
   win = dict(position="rope", window=w, logn="none")
-  full = dict(position="none", window=None, logn="train", logn_base_length=n)
+  full = dict(position="none", window=None, logn="train", logn_base_length=n.identity())
   return [win] * (num_layers - 1) + [full]
 
 
 def get_config(arg=None):
   c = common.make_config("hwfa", arg, layer_attention=_layers)
-  c.study.hwfa_window = common.hwfa_window(c.model.num_layers, c.study.train_length)
+  c.study.hwfa_window = common.hwfa_window(c.model.num_layers, c.data.get_ref("seq_len"))
   return c

@@ -10,18 +10,20 @@ common = config_lib.load_sibling(__file__, "_common.py")
 
 
 def window(num_layers, n):
-  return max(1, 2 * n // num_layers)
+  """2 N / L (n may be a FieldReference to data.seq_len)."""
+  return n * 2 // num_layers
 
 
 def _layers(num_layers, n):
   full_idx = {num_layers // 3, 2 * num_layers // 3} if num_layers >= 3 else {num_layers - 1}
   win = dict(position="rope", window=window(num_layers, n), logn="none")
-  full = dict(position="rope", window=None, logn="train", logn_base_length=n)
+  full = dict(position="rope", window=None, logn="train", logn_base_length=n.identity())
   return [full if i in full_idx else win for i in range(num_layers)]
 
 
 def get_config(arg=None):
   c = common.make_config("hwfa2", arg, layer_attention=_layers)
-  c.study.hwfa2_window = window(c.model.num_layers, c.study.train_length)
-  c.study.hwfa2_rerope_window = max(1, c.study.train_length // 2)
+  n = c.data.get_ref("seq_len")
+  c.study.hwfa2_window = window(c.model.num_layers, n)
+  c.study.hwfa2_rerope_window = n // 2
   return c

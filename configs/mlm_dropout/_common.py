@@ -1,9 +1,9 @@
 """Shared pieces of the MLM/MAE-as-dropout configs (issue #8; https://kexue.fm/archives/8770)."""
-from kexue_jax.tasks import mlm
+from kexue_jax import vocab
 
 # Downstream task: which top-level standard-library package a window of source comes from. Rule: the packages
 # with >= 10 files in the `train` split and >= 3 files in `validation+test` of python_stdlib_text (Python
-# 3.11.7; `kexue_jax.tasks.mlm.package_counts()` recomputes the counts), in order of training files.
+# 3.11.7; `kexue_jax.data.text_views.package_counts()` recomputes the counts), in order of training files.
 CLASSES = ("encodings", "lib2to3", "idlelib", "distutils", "asyncio", "email", "importlib", "turtledemo",
            "multiprocessing")
 
@@ -20,7 +20,7 @@ def encoder(size: str, *, dropout: float, dtype: str = "float32") -> dict:
   if size not in SIZES:
     raise ValueError(f"unknown encoder size {size!r}; choose from {sorted(SIZES)}.")
   layers, d, h, dh, f = SIZES[size]
-  return dict(name="transformer_encoder", vocab_size=mlm.VOCAB_SIZE, num_layers=layers, embed_dim=d,
+  return dict(name="transformer_encoder", vocab_size=vocab.VOCAB_SIZE, num_layers=layers, embed_dim=d,
               num_heads=h, head_dim=dh, mlp_dim=f, dropout_rate=dropout, attention_dropout_rate=0.0,
               norm="pre", attention=dict(position="rope"), tie_embedding=False, dtype=dtype,
               param_dtype="float32")

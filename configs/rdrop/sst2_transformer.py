@@ -6,7 +6,7 @@ r"""R-Drop full config: SST-2 (TFDS `glue/sst2`) sentiment with a byte-level Tra
 
 The text-classification counterpart of Su's CLUE runs (https://kexue.fm/archives/8496: BERT-base, dropout 0.3,
 alpha 4, batch 32) and of the paper's GLUE experiments (arXiv 2106.14448), scaled down and *not* pre-trained:
-tokens are [CLS] + UTF-8 bytes (tasks/classify.py `text_bytes`), the [CLS] state feeds the classifier head.
+tokens are [CLS] + UTF-8 bytes (kexue_jax/data/text_views.py `text_bytes`), the [CLS] state feeds the classifier head.
 Needs `glue/sst2` prepared as array_record in the TFDS data dir (kexue_jax downloads nothing); evaluation is on
 the labelled `validation` split (872 sentences; the test labels are hidden).
 
@@ -16,7 +16,7 @@ quantised to byte tokens (`standin_tokens`, 10 classes), so CI needs no network.
 Arguments: runlocal, alpha=4.0, dropout=0.1, passes=duplicate|split_keys|single, steps=20000, seed=0.
 """
 from kexue_jax import config_lib
-from kexue_jax.tasks import classify
+from kexue_jax import vocab
 
 
 def get_config(arg=None):
@@ -48,7 +48,7 @@ def get_config(arg=None):
                 num_classes=10 if arg.runlocal else 2, pool="first", head_dropout_rate=arg.dropout)
   c.model = dict(
       name="transformer_encoder",
-      vocab_size=classify.TEXT_VOCAB_SIZE,
+      vocab_size=vocab.CLASSIFY_VOCAB_SIZE,
       num_layers=1 if arg.runlocal else 4,
       embed_dim=32 if arg.runlocal else 256,
       num_heads=2 if arg.runlocal else 4,

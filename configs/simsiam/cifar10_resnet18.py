@@ -4,7 +4,7 @@ r"""SimSiam full config: CIFAR-10 (TFDS `cifar10`) with the CIFAR ResNet-18, the
   python -m kexue_jax.main --config configs/simsiam/cifar10_resnet18.py:stopgrad=False --workdir ...
   python -m kexue_jax.main --config configs/simsiam/cifar10_resnet18.py:runlocal --workdir /tmp/kexue/ss_c10_l
 
-The paper's CIFAR-10 experiment (SimSiam App. D; research note §A.3): CIFAR ResNet-18 (3x3 stem, no max-pool,
+The paper's CIFAR-10 experiment (SimSiam, arXiv 2011.10566, App. D): CIFAR ResNet-18 (3x3 stem, no max-pool,
 features 512-d, the last BN of every residual block initialised at 0 as torchvision's zero_init_residual in
 the official code), 2-layer projector with 2048-d output, predictor bottleneck 512, SGD momentum 0.9,
 weight decay 5e-4, batch 512, cosine decay, 800 epochs, views: random resized crop (scale 0.2-1), flip,

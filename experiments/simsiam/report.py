@@ -216,7 +216,7 @@ def claim_toy() -> tuple[str, list[str]]:
   ok = abs(th_s - math.sqrt(0.65)) < 0.01 and abs(phi_s - 1) < 0.01 and th_f < 0.01
   return (HOLDS if ok else FAILS), [
       f"stop-grad: φ → {phi_s:.4f}, θ → {th_s:.4f} (√0.65 = {math.sqrt(0.65):.4f}); full gradient: φ → {phi_f:.4f}, "
-      f"θ → {th_f:.4f} (Euler, dt = 1e-3, t = 20; tests/test_simsiam.py checks the same)"]
+      f"θ → {th_f:.4f} (Euler, dt = 1e-3, t = 20; tests/tasks/test_simsiam.py checks the same)"]
 
 
 def claim_mean_target(records) -> tuple[str, list[str]]:

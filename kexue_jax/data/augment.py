@@ -5,8 +5,8 @@ Every public random function takes a key and a *batch* and draws independent par
 the same batch (SimSiam, SimCLR, BYOL). Deterministic building blocks (``circular_shift``,
 ``resized_crop``, ``rgb_to_hsv`` ...) are exposed for tests.
 
-MNIST-1D (signals x_BL, the reproduction plan of the research note, §E.A; after the mnist1d package's
-self-supervised notebook) -- ``mnist1d_views``:
+MNIST-1D (signals x_BL; Greydanus, arXiv 2011.14439; after the mnist1d package's self-supervised
+notebook, github.com/greydanus/mnist1d) -- ``mnist1d_views``:
 
     x'_t = x_{(t - s) mod L} + a (t - (L-1)/2) + b + eps_t
     s ~ U{-maxshift, ..., maxshift},  a ~ N(0, slope_std^2),  b ~ N(0, offset_std^2),  eps_t ~ N(0, noise_std^2)

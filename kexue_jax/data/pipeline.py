@@ -48,7 +48,6 @@ def default_data_config() -> ml_collections.ConfigDict:
       repeat_warmup=0,            # lm_windows: the first this many training examples are all tiled.
       max_in_memory_bytes=2**30,  # lm_windows: keep a corpus this small in
                                   # RAM, else read documents per window.
-      num_eval_batches=ml_collections.config_dict.placeholder(int),  # None: the whole eval split.
       num_workers=0,              # grain worker processes (0: in-process).
       num_threads=4,              # grain.ReadOptions threads.
       prefetch=64,                # grain.ReadOptions prefetch buffer size.
@@ -174,16 +173,14 @@ def make_eval_iter(data_cfg, *, split: str, global_batch_size: int,
   Returns a grain MapDataset of host-local batches (`len()` = number of
   batches; iterate it as often as you like). The last incomplete global batch
   is dropped so that every process sees the same number of batches.
-  `num_batches` (default `data_cfg.num_eval_batches`, None = all) keeps the
-  first batches only.
+  `num_batches` (None = all) keeps the first batches only; the training loop
+  passes the top-level `config.num_eval_batches`.
   """
   pi, pc = _process(process_index, process_count)
   local = _local_batch_size(global_batch_size, pc)
   ds = preprocess.get(data_cfg.preprocess)(
       _source(data_cfg, split), data_cfg, train=False, seed=0)
   n = len(ds) // global_batch_size
-  if num_batches is None:
-    num_batches = data_cfg.get("num_eval_batches")
   if num_batches is not None:
     n = min(n, int(num_batches))
   if n == 0:

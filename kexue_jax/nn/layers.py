@@ -8,8 +8,8 @@ Every parameter carries logical axis names through `nn.with_logical_partitioning
   'conv_in', 'conv_out'      input / output channels of convolution kernels
                              (spatial kernel axes are left unnamed: None)
 
-Initialisation (kexue.fm/archives/8620, 8978 and GAU-α's bert4keras code; see
-`/work/shared/research/rope_variants_gau.md` §4.3, §5): every matrix is drawn
+Initialisation (https://kexue.fm/archives/8620, https://kexue.fm/archives/8978 and GAU-α,
+https://kexue.fm/archives/9052 with its code github.com/ZhuiyiTechnology/GAU-alpha): every matrix is drawn
 from a truncated normal whose *true* standard deviation is
 
     std = gain / sqrt(fan_in),      gain = num_layers ** (-1 / order)

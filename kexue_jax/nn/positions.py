@@ -8,11 +8,11 @@ the angle  n * theta_p,  theta_p = base^(-2p/d),  p = 0 .. d/2-1, so that
     (R_m q)^T (R_n k) = q^T R_{n-m} k          (scores depend only on n - m).
 
 Pairing conventions (both give the same scores up to a fixed permutation of
-the head dim, rope_variants_gau.md §1.4):
+the head dim; https://kexue.fm/archives/8265):
   "interleaved":  pairs (2p, 2p+1)        -- Su / RoFormer / bert4keras.
   "rotate_half":  pairs (p, p + d/2)      -- GPT-NeoX / LLaMA.
 
-Frequency scalings (`RopeScaling`, length_extrapolation.md §2), with
+Frequency scalings (`RopeScaling`; https://kexue.fm/archives/9675, 9706, 9948), with
 k = `factor`, d = number of rotated dims, beta = base^(2/d):
   "none"         theta_p = base^(-2p/d)
   "pi"           theta_p / k              (position interpolation, n -> n/k)
@@ -230,8 +230,8 @@ def yarn_attention_factor(scaling: RopeScaling | None) -> float:
   """Logit multiplier of YaRN: (c ln k + 1)^2 (1 for scalings without a factor).
 
   The YaRN code multiplies cos and sin by mscale = c ln k + 1, which scales
-  q.k by mscale^2 (length_extrapolation.md §2.13); we fold it into the query.
-  Also LongRoPE's / an explicit attention factor (`rope_attention_factor`).
+  q.k by mscale^2 (Peng et al., arXiv 2309.00071; https://kexue.fm/archives/9948); we fold
+  it into the query. Also LongRoPE's / an explicit attention factor (`rope_attention_factor`).
   """
   return rope_attention_factor(scaling) ** 2
 
@@ -316,8 +316,8 @@ def apply_rope_tie(x_BLHD, positions_BL2, *, base=10000.0, rotary_fraction=1.0,
   positions_BL2[..., 0] = x (row axis), [..., 1] = y (column axis); text
   token n sits at (n, n). Pair p keeps its 1D frequency theta_p =
   base^(-2p/d) and is driven by axis p mod 2 (alternating selector, so both
-  axes span the whole frequency range; Su leaves the split open, see
-  rope_variants_gau.md §3.3). Because every pair keeps its 1D frequency, a
+  axes span the whole frequency range; Su leaves the split open,
+  https://kexue.fm/archives/10040). Because every pair keeps its 1D frequency, a
   pure-text sequence (n, n) is *exactly* RoPE-1D; image patches get the 2D
   relativity of RoPE-2D. Positions come from `rope_tie_positions`.
   """

@@ -17,8 +17,7 @@ or a tuple with one config per layer (e.g. from `hwfa_attention`).
 Output logits are float32: tied (x E^T with the input embedding E) or untied
 (a separate [embed, vocab] Dense).
 
-Initialisation (layers.py, rope_variants_gau.md §4.3/§5, kexue.fm/archives/8620,
-8978): truncated normal with true std gain/sqrt(fan_in) for the MLP and GAU matrices
+Initialisation (layers.py; https://kexue.fm/archives/8620, 8978, GAU-α 9052): truncated normal with true std gain/sqrt(fan_in) for the MLP and GAU matrices
 and gain/sqrt(embed_dim) for the embedding table, gain = num_layers^(-1/init_order).
 Default init_order=None (gain 1, i.e. LeCun); GAU-α uses init_order=3 over its GAU
 layers, RoFormerV2 2; the MHA projections (attention.Projection) get the same gain.

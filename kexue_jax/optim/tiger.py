@@ -169,8 +169,9 @@ def tiger(
     if static_k1:
       b1 = beta
     else:
-      b1 = jnp.where(t % k == 0, beta, 1.0).astype(jnp.float32)
-      lr_t = jnp.where((t + 1) % k == 0, lr_t, 0.0).astype(jnp.float32)
+      f = jnp.result_type(float)  # float32, or float64 under jax_enable_x64
+      b1 = jnp.where(t % k == 0, beta, 1.0).astype(f)
+      lr_t = jnp.where((t + 1) % k == 0, lr_t, 0.0).astype(f)
     gw = (1.0 - beta) / k
 
     is_none = lambda x: x is None

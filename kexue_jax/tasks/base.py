@@ -10,19 +10,39 @@ A task is built from the config and offers three pure functions::
 updated non-parameter collections (e.g. BatchNorm statistics), which the loop carries in the train state.
 ``evaluate`` returns *sums and counts* so the loop can average exactly over any number of batches and
 devices. Parameters may carry logical-axis annotations (``nn.with_logical_partitioning``).
-Optional: ``adapt_init_params(loaded) -> loaded`` transforms the parameters a fresh run loads through
-``config.init_from`` (e.g. tasks/mlm.py's embedding correction; see ``train._init_from``).
-Optional: ``grad_norm_groups = {name: (top-level param keys, ...)}`` makes the loop log the gradient norm of
-each group as ``grad_norm/<name>`` (tasks/simsiam.py: predictor vs encoder).
+
+Two hooks have defaults here (a task inheriting ``Task`` overrides what it needs):
+``adapt_init_params(loaded) -> loaded`` transforms the parameters a fresh run loads through
+``config.init_from`` (default: unchanged; tasks/mlm.py: the embedding correction; see ``train._init_from``).
+``grad_norm_groups = {name: (top-level param keys, ...)}`` makes the loop log the gradient norm of each group
+as ``grad_norm/<name>`` (default: none; tasks/simsiam.py: predictor vs encoder).
+
+Each task reads ``config.task`` through a frozen dataclass of its own (``task_config``): its fields and
+defaults are the task's options, and an unknown key is an error naming the known ones.
 """
 from __future__ import annotations
 
-from typing import Any, Protocol
+import dataclasses
+import types
+from typing import Any, Mapping, Protocol, TypeVar
 
 import jax
+import ml_collections
 
 Batch = dict[str, jax.Array]
 Variables = dict[str, Any]
+ConfigT = TypeVar("ConfigT")
+
+
+def task_config(cls: type[ConfigT], task_cfg: ml_collections.ConfigDict | Mapping[str, Any]) -> ConfigT:
+  """``config.task`` (minus ``name``) -> the task's config dataclass ``cls``; unknown keys are an error."""
+  values = dict(task_cfg.to_dict() if isinstance(task_cfg, ml_collections.ConfigDict) else task_cfg)
+  name = values.pop("name", None)
+  known = [f.name for f in dataclasses.fields(cls)]
+  unknown = sorted(set(values) - set(known))
+  if unknown:
+    raise ValueError(f"unknown config.task keys {unknown} for task {name!r}; its keys are {known}.")
+  return cls(**values)
 
 
 class Task(Protocol):
@@ -42,3 +62,10 @@ class Task(Protocol):
   def units_per_example(self, batch: Batch) -> int:
     """Tokens (LM) or 1 (classification): for throughput reporting."""
     ...
+
+  # Optional hooks (module docstring), with their defaults.
+  grad_norm_groups: Mapping[str, tuple[str, ...]] = types.MappingProxyType({})
+
+  def adapt_init_params(self, params: Any) -> Any:
+    """Parameters loaded through ``config.init_from``, transformed before use (default: unchanged)."""
+    return params

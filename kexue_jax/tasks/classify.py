@@ -51,43 +51,43 @@ deterministic.
 
 Models: anything in `models.MODELS` returning (logits_BK, features) from `model(x, train=..., [dropout=...])`
 -- `mlp` (nn/mlp.py), `cnn1d`, `vit` -- on batches {"x", "label"}; and `transformer_encoder` on
-{"tokens", "label"}, wrapped here in `EncoderClassifier` (encoder hidden states -> heads.ClassifierHead).
+{"tokens", "label"}, wrapped in `nn.classifiers.EncoderClassifier` (hidden states -> heads.ClassifierHead).
 A model whose `__call__` has a `dropout` argument gets it (MC dropout with BatchNorm in inference mode);
 otherwise `train` is set to the dropout state, which is exact for models whose `train` only toggles dropout.
 
-Data views (registered with `kexue_jax.data.preprocess.register` when this module is imported):
-  classification_inmemory  `classification` with the split read once into memory (MNIST-1D: the TFDS
-                        reader costs more than a training step).
-  classification_semi   train: {"x", "label", "x_unlabelled"}: labelled = the first `data.num_labelled`
-                        examples of the train split (Su: the first 1%), unlabelled = the rest, each
-                        reshuffled per epoch; eval: plain `classification`. A reduced labelled set without
-                        unlabelled data is just TFDS slicing: `data.train_split = "train[:1000]"`.
-  text_bytes            {"tokens": int32[seq_len], "label"}: [CLS] + UTF-8 bytes of `data.text_key`,
-                        truncated, padded with PAD (vocab = 258: bytes, CLS = 256, PAD = 257).
-  standin_tokens        MNIST-1D as a byte sequence ([CLS] + 40 quantised values, padded): an offline
-                        stand-in with the text configs' batch format, for `runlocal` only.
-  standin_images        MNIST-1D as images float32[H, W, C] (outer product of the signal resampled to H=W,
-                        tiled over C): an offline stand-in with CIFAR's batch format, for `runlocal` only.
+Data views for these batches (classification_inmemory, classification_semi, text_bytes, standin_tokens,
+standin_images) live in kexue_jax/data/array_views.py and kexue_jax/data/text_views.py.
 """
 from __future__ import annotations
 
+import dataclasses
 import inspect
-import sys
 from typing import Any
 
 import flax.linen as nn
-import grain
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 
 from kexue_jax import models
-from kexue_jax.data import preprocess
-from kexue_jax.nn import heads
+from kexue_jax.nn import classifiers
+from kexue_jax.tasks import base
 
 PASSES = ("duplicate", "split_keys", "single")
-CLS_ID, PAD_ID, TEXT_VOCAB_SIZE = 256, 257, 258
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassifyConfig:
+  """``config.task`` of the "classify" task (module docstring)."""
+  rdrop_alpha: float = 0.0                 # alpha; 0 = no R-Drop term
+  passes: str = "duplicate"                # one of PASSES
+  unlabelled_alpha: float | None = None    # beta (weight of the unlabelled KL); None = alpha
+  mc_passes: int = 20                      # K dropout passes of the consistency diagnostic
+  eval_seed: int = 0
+  # Text models (transformer_encoder) only: the head over the encoder states.
+  num_classes: int | None = None
+  pool: str = "first"                      # "first" = [CLS] state, "mean" = mean over the tokens
+  head_dropout_rate: float = 0.0
 
 
 # ---------------------------------------------------------------------------------------------- The loss.
@@ -159,35 +159,16 @@ def consistency_sums(logits0_BK, probs_mc_BK, logits_a_BK, logits_b_BK, labels_B
 # ------------------------------------------------------------------------------------- Model adapter.
 
 
-class EncoderClassifier(nn.Module):
-  """TransformerEncoder hidden states -> heads.ClassifierHead (pool 'first' = the [CLS] token).
-
-  tokens_BL equal to `pad_id` are padding (never attended to, not pooled). Returns (logits_BK, pooled_BD).
-  """
-  encoder: nn.Module
-  num_classes: int
-  pool: str = "first"
-  head_dropout_rate: float = 0.0
-  pad_id: int = PAD_ID
-
-  @nn.compact
-  def __call__(self, tokens_BL, *, train: bool = False, dropout: bool | None = None):
-    dropout = train if dropout is None else dropout
-    mask_BL = tokens_BL != self.pad_id
-    h_BLD = self.encoder.hidden(tokens_BL, padding_mask_BL=mask_BL, deterministic=not dropout)
-    logits_BK = heads.ClassifierHead(self.num_classes, pool=self.pool, dropout_rate=self.head_dropout_rate,
-                                     name="head")(h_BLD, padding_mask_BL=mask_BL, deterministic=not dropout)
-    return logits_BK, heads.pool_tokens(h_BLD.astype(jnp.float32), mask_BL, self.pool)
-
-
 def build_classifier(config: ml_collections.ConfigDict) -> nn.Module:
   """config.model -> a module with `(inputs, train=, [dropout=]) -> (logits_BK, features)`."""
   from kexue_jax.nn import transformer  # pylint: disable=g-import-not-at-top
   model = models.build_model(config.model)
   if isinstance(model, transformer.TransformerEncoder):
-    t = config.task
-    model = EncoderClassifier(encoder=model, num_classes=int(t.num_classes), pool=t.get("pool", "first"),
-                              head_dropout_rate=float(t.get("head_dropout_rate", 0.0)))
+    t = base.task_config(ClassifyConfig, config.task)
+    if t.num_classes is None:
+      raise ValueError("a transformer_encoder classifier needs config.task.num_classes.")
+    model = classifiers.EncoderClassifier(encoder=model, num_classes=int(t.num_classes), pool=t.pool,
+                                          head_dropout_rate=float(t.head_dropout_rate))
   return model
 
 
@@ -198,23 +179,21 @@ def _accepts_dropout_flag(model: nn.Module) -> bool:
 # -------------------------------------------------------------------------------------------- The task.
 
 
-class ClassifyTask:
+class ClassifyTask(base.Task):
   """Supervised / semi-supervised classification with optional R-Drop (see module docstring).
 
-  config.task: name="classify", rdrop_alpha (alpha), passes, unlabelled_alpha (beta; None = alpha),
-  mc_passes (K), eval_seed, and for text models num_classes / pool / head_dropout_rate.
+  config.task: name="classify" and the fields of `ClassifyConfig`.
   """
 
   unit = "examples"
 
   def __init__(self, config: ml_collections.ConfigDict):
-    t = config.task
-    self.alpha = float(t.get("rdrop_alpha", 0.0))
-    self.passes = t.get("passes", "duplicate")
-    beta = t.get("unlabelled_alpha", None)
-    self.beta = self.alpha if beta is None else float(beta)
-    self.mc_passes = int(t.get("mc_passes", 20))
-    self.eval_seed = int(t.get("eval_seed", 0))
+    t = base.task_config(ClassifyConfig, config.task)
+    self.alpha = float(t.rdrop_alpha)
+    self.passes = t.passes
+    self.beta = self.alpha if t.unlabelled_alpha is None else float(t.unlabelled_alpha)
+    self.mc_passes = int(t.mc_passes)
+    self.eval_seed = int(t.eval_seed)
     if self.passes not in PASSES:
       raise ValueError(f"unknown task.passes {self.passes!r}; expected one of {PASSES}.")
     if self.passes == "single" and self.alpha:
@@ -294,159 +273,3 @@ class ClassifyTask:
   def units_per_example(self, batch) -> int:
     del batch
     return 1
-
-
-# ------------------------------------------------------------------------------------------ Data views.
-
-
-def _labelled(example):
-  return preprocess.classification_example(example)
-
-
-def load_arrays(source) -> dict[str, np.ndarray]:
-  """{x: float32[N, ...], label: int32[N]}: a whole (small) split read into memory at once.
-
-  Reading a TFDS array_record source example by example inside the input pipeline costs ~0.1-0.2 ms per
-  example, more than a training step of an MNIST-1D-sized model; one bulk read of 4000 examples takes ~0.1 s.
-  """
-  getitems = getattr(source, "__getitems__", None)
-  raw = getitems(list(range(len(source)))) if getitems else [source[i] for i in range(len(source))]
-  examples = [_labelled(e) for e in raw]
-  return {k: np.stack([e[k] for e in examples]) for k in ("x", "label")}
-
-
-class EpochShuffled:
-  """index -> row of `arrays[start:stop]`, reshuffled every epoch: epoch e = index // n is the permutation
-  `default_rng([seed, e]).permutation(n)` (a pure function of the index, so iterator state is an index).
-  The permutation of the current epoch is kept, so a sequential read costs O(1) per example.
-  """
-
-  def __init__(self, arrays: dict[str, np.ndarray], seed: int, start: int = 0, stop: int | None = None):
-    self.arrays, self.seed, self.start = arrays, int(seed), start
-    self.n = (len(next(iter(arrays.values()))) if stop is None else stop) - start
-    self._cache = (-1, None)  # (epoch, permutation): one tuple, swapped atomically (grain reads in threads)
-
-  def __call__(self, index: int) -> dict[str, np.ndarray]:
-    epoch, pos = divmod(int(index), self.n)
-    cache = self._cache
-    if cache[0] != epoch:
-      cache = (epoch, np.random.default_rng([self.seed, epoch]).permutation(self.n))
-      self._cache = cache
-    row = self.start + int(cache[1][pos])
-    return {k: v[row] for k, v in self.arrays.items()}
-
-
-class _Rows:
-  """A random-access source over in-memory arrays."""
-
-  def __init__(self, arrays: dict[str, np.ndarray]):
-    self.arrays = arrays
-
-  def __len__(self):
-    return len(next(iter(self.arrays.values())))
-
-  def __getitem__(self, i):
-    return {k: v[i] for k, v in self.arrays.items()}
-
-
-@preprocess.register("classification_inmemory")
-def classification_inmemory(source, data_cfg, *, train: bool, seed: int):
-  """`classification` read once into memory; train: reshuffled every epoch (`EpochShuffled`)."""
-  del data_cfg
-  arrays = load_arrays(source)
-  if not train:
-    return grain.MapDataset.source(_Rows(arrays))
-  return grain.MapDataset.range(sys.maxsize).map(EpochShuffled(arrays, seed))
-
-
-class _SemiExample:
-  """index -> {x, label} of the labelled stream and {x_unlabelled} of the unlabelled stream."""
-
-  def __init__(self, labelled: EpochShuffled, unlabelled: EpochShuffled):
-    self.labelled, self.unlabelled = labelled, unlabelled
-
-  def __call__(self, i):
-    return {**self.labelled(i), "x_unlabelled": self.unlabelled(i)["x"]}
-
-
-@preprocess.register("classification_semi")
-def classification_semi(source, data_cfg, *, train: bool, seed: int):
-  """Labelled first `num_labelled` examples + unlabelled rest, in memory (module docstring)."""
-  arrays = load_arrays(source)
-  if not train:
-    return grain.MapDataset.source(_Rows(arrays))
-  n = int(data_cfg.num_labelled)
-  if not 0 < n < len(source):
-    raise ValueError(f"data.num_labelled={n} must be in (0, {len(source)}) for a split of {len(source)}.")
-  return grain.MapDataset.range(sys.maxsize).map(
-      _SemiExample(EpochShuffled(arrays, seed, 0, n), EpochShuffled(arrays, seed + 1, n)))
-
-
-def bytes_to_tokens(text, seq_len: int) -> np.ndarray:
-  """int32[seq_len]: [CLS] + UTF-8 bytes (truncated), then PAD."""
-  data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
-  body = np.frombuffer(data, np.uint8)[:seq_len - 1].astype(np.int32)
-  out = np.full((seq_len,), PAD_ID, np.int32)
-  out[0] = CLS_ID
-  out[1:1 + len(body)] = body
-  return out
-
-
-class _TextExample:
-
-  def __init__(self, seq_len: int, text_key: str):
-    self.seq_len, self.text_key = seq_len, text_key
-
-  def __call__(self, example):
-    return {"tokens": bytes_to_tokens(example[self.text_key], self.seq_len),
-            "label": np.asarray(example["label"], np.int32)}
-
-
-def _maybe_shuffle(ds, train: bool, seed: int):
-  return ds.shuffle(seed=seed).repeat() if train else ds
-
-
-@preprocess.register("text_bytes")
-def text_bytes(source, data_cfg, *, train: bool, seed: int):
-  """Byte tokens of a TFDS text-classification dataset (module docstring)."""
-  fn = _TextExample(int(data_cfg.seq_len), data_cfg.get("text_key", "text"))
-  return _maybe_shuffle(grain.MapDataset.source(source), train, seed).map(fn)
-
-
-class _StandinTokens:
-
-  def __init__(self, seq_len: int):
-    self.seq_len = seq_len
-
-  def __call__(self, example):
-    ex = _labelled(example)
-    q = np.clip(np.round((ex["x"].reshape(-1) + 4.0) * 32.0), 0, 255).astype(np.uint8)
-    return {"tokens": bytes_to_tokens(q.tobytes(), self.seq_len), "label": ex["label"]}
-
-
-@preprocess.register("standin_tokens")
-def standin_tokens(source, data_cfg, *, train: bool, seed: int):
-  """MNIST-1D (or any {x, label} source) as byte tokens, [CLS] + quantised values: runlocal stand-in."""
-  return _maybe_shuffle(grain.MapDataset.source(source), train, seed).map(_StandinTokens(int(data_cfg.seq_len)))
-
-
-class _StandinImages:
-
-  def __init__(self, shape):
-    self.shape = tuple(int(s) for s in shape)
-
-  def __call__(self, example):
-    ex = _labelled(example)
-    h, w, c = self.shape
-    x = ex["x"].reshape(-1)
-    grid = np.linspace(0, len(x) - 1, max(h, w))
-    s = np.interp(grid, np.arange(len(x)), x).astype(np.float32)
-    img = np.outer(s[:h], s[:w]).astype(np.float32)
-    return {"x": np.repeat(img[:, :, None], c, axis=-1), "label": ex["label"]}
-
-
-@preprocess.register("standin_images")
-def standin_images(source, data_cfg, *, train: bool, seed: int):
-  """MNIST-1D as float32[H, W, C] images (outer product of the resampled signal): runlocal stand-in."""
-  fn = _StandinImages(data_cfg.image_shape)
-  return _maybe_shuffle(grain.MapDataset.source(source), train, seed).map(fn)

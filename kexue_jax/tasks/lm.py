@@ -7,6 +7,7 @@ an optional ``weights_BL`` (1 = count this target) masks padding. The loss is th
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import jax
@@ -15,14 +16,21 @@ import ml_collections
 import optax
 
 from kexue_jax import models
+from kexue_jax.tasks import base
 
 
-class LMTask:
+@dataclasses.dataclass(frozen=True)
+class LMConfig:
+  """``config.task`` of the "lm" task: no options (the model and data configs say everything)."""
+
+
+class LMTask(base.Task):
   """Next-token prediction with any causal model returning float32 ``logits_BLV``."""
 
   unit = "tokens"  # throughput is reported as tokens_per_sec
 
   def __init__(self, config: ml_collections.ConfigDict):
+    base.task_config(LMConfig, config.task)  # an unknown task key is an error
     self.model = models.build_model(config.model)
 
   @staticmethod

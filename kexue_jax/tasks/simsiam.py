@@ -26,7 +26,7 @@ averaged over the batch; min L = -1. The switches (``config.task``):
   stop_gradient=False   sg removed: the targets z2, z1 also carry gradient (the paper's collapse, Fig. 2).
   predictor='none'      q = identity (p = z): Table 1a.
   (predictor frozen / own constant lr: optimizer param_groups, see configs/simsiam/.)
-  target='mean_view'    Su's open question (§A.5.6 of the research note): the target of both branches is the
+  target='mean_view'    Su's open question (https://kexue.fm/archives/7980): the target of both branches is the
                         representation of the *averaged augmentation*, z_bar = g(f(x_bar)) with
                         x_bar = (1/K) sum_k T_k(x) (K = ``target_views`` fresh views):
                         L = 1/2 D(p1, sg(z_bar)) + 1/2 D(p2, sg(z_bar)); stop_gradient and predictor
@@ -42,12 +42,13 @@ BatchNorm synchronisation
 BatchNorm computes its batch statistics with ``jnp.mean`` over the batch axis. The step is one ``jax.jit``
 over the *global* batch, sharded over the mesh's data axes, so GSPMD turns that mean into a mean over the
 global batch (an all-reduce across the data-parallel devices): the statistics are synchronised across
-devices by construction (SyncBN), with no ``axis_name``. tests/test_simsiam.py checks that an 8-device
+devices by construction (SyncBN), with no ``axis_name``. tests/tasks/test_simsiam.py checks that an 8-device
 data-parallel loss, gradient and BN update equal the single-device ones on the same global batch (and differ
 from per-device statistics). The running averages are carried in the train state (``aux['mutable']``).
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import flax.linen as nn
@@ -59,6 +60,7 @@ from kexue_jax import models
 from kexue_jax.data import augment
 from kexue_jax.evals import ssl
 from kexue_jax.nn import heads
+from kexue_jax.tasks import base
 
 PREDICTORS = ("mlp", "none")
 TARGETS = ("view", "mean_view")
@@ -135,51 +137,64 @@ class SimSiamNet(nn.Module):
     return h_BF, z_BD, p_BD
 
 
+@dataclasses.dataclass(frozen=True)
+class SimSiamConfig:
+  """``config.task`` of the "simsiam" task (module docstring); the sizes default to the paper's ImageNet ones."""
+  views: str = "mnist1d"                # a key of kexue_jax.data.augment.VIEWS
+  augment: dict[str, Any] | None = None  # keyword arguments of the view function
+  normalize: Any = None                 # None or (mean, std) per channel, applied after augmentation
+  proj_hidden_dim: int = 2048
+  proj_dim: int = 2048
+  proj_layers: int = 2
+  pred_hidden_dim: int = 512
+  predictor: str = "mlp"                # one of PREDICTORS
+  stop_gradient: bool = True
+  target: str = "view"                  # one of TARGETS
+  target_views: int = 8                 # K of target='mean_view'
+  eval_seed: int = 0
+
+
 def build_network(config: ml_collections.ConfigDict) -> SimSiamNet:
-  t = config.task
+  t = base.task_config(SimSiamConfig, config.task)
   backbone = models.build_model(config.model)
   if getattr(backbone, "num_classes", None) is not None:
     raise ValueError("the SimSiam backbone must be a feature extractor: set config.model.num_classes=None.")
   return SimSiamNet(backbone=backbone, proj_hidden_dim=int(t.proj_hidden_dim), proj_dim=int(t.proj_dim),
-                    proj_layers=int(t.get("proj_layers", 2)), pred_hidden_dim=int(t.pred_hidden_dim),
-                    use_predictor=t.get("predictor", "mlp") == "mlp")
+                    proj_layers=int(t.proj_layers), pred_hidden_dim=int(t.pred_hidden_dim),
+                    use_predictor=t.predictor == "mlp")
 
 
 # ---------------------------------------------------------------------------------------------- The task.
 
 
-class SimSiamTask:
+class SimSiamTask(base.Task):
   """Self-supervised SimSiam on batches {"x", ["label"]} (labels are ignored by the loss).
 
-  config.task: name="simsiam", views ('mnist1d' | 'cifar', kexue_jax.data.augment.VIEWS), augment (dict of
-  keyword arguments of the view function), normalize (None or (mean, std) per channel, applied after
-  augmentation), proj_hidden_dim, proj_dim, proj_layers, pred_hidden_dim, predictor ('mlp' | 'none'),
-  stop_gradient, target ('view' | 'mean_view'), target_views (K), eval_seed.
+  config.task: name="simsiam" and the fields of `SimSiamConfig`.
   """
 
   unit = "examples"
 
   def __init__(self, config: ml_collections.ConfigDict):
-    t = config.task
-    self.views_name = t.get("views", "mnist1d")
+    t = base.task_config(SimSiamConfig, config.task)
+    self.views_name = t.views
     if self.views_name not in augment.VIEWS:
       raise ValueError(f"unknown task.views {self.views_name!r}; expected one of {sorted(augment.VIEWS)}.")
-    self.predictor = t.get("predictor", "mlp")
+    self.predictor = t.predictor
     if self.predictor not in PREDICTORS:
       raise ValueError(f"unknown task.predictor {self.predictor!r}; expected one of {PREDICTORS} (a frozen or "
                        "constant-lr predictor is 'mlp' plus optimizer.param_groups, see configs/simsiam/).")
-    self.target = t.get("target", "view")
+    self.target = t.target
     if self.target not in TARGETS:
       raise ValueError(f"unknown task.target {self.target!r}; expected one of {TARGETS}.")
-    self.target_views = int(t.get("target_views", 8))
+    self.target_views = int(t.target_views)
     if self.target == "mean_view" and self.target_views < 1:
       raise ValueError(f"task.target_views must be >= 1, got {self.target_views}.")
-    self.stop_gradient = bool(t.get("stop_gradient", True))
-    aug = t.get("augment", None)
-    self.augment_kw = dict(aug.to_dict() if isinstance(aug, ml_collections.ConfigDict) else (aug or {}))
-    norm = t.get("normalize", None)
+    self.stop_gradient = bool(t.stop_gradient)
+    self.augment_kw = dict(t.augment or {})
+    norm = t.normalize
     self.normalize = None if norm is None else (jnp.asarray(norm[0], jnp.float32), jnp.asarray(norm[1], jnp.float32))
-    self.eval_seed = int(t.get("eval_seed", 0))
+    self.eval_seed = int(t.eval_seed)
     self.net = build_network(config)
     self.grad_norm_groups = {"encoder": ("backbone", "projector")}
     if self.predictor == "mlp":

@@ -10,6 +10,7 @@ import optax
 import pytest
 
 from kexue_jax import optim
+from tests.helpers import assert_trees_close, float64
 
 B1, B2 = 0.9, 0.99
 
@@ -36,11 +37,11 @@ HAND_MASK = {
 }
 
 
-def grad_seq(params, steps, seed=1):
+def grad_seq(params, steps, seed=1, dtype=np.float32):
   r = np.random.RandomState(seed)
   out = []
   for t in range(steps):
-    g = jax.tree.map(lambda p: r.randn(*p.shape).astype(np.float32), params)
+    g = jax.tree.map(lambda p: r.randn(*p.shape).astype(dtype), params)
     if t < 3:  # exact zeros first: c = 0 -> sign(0) = 0, only the decay acts
       g["block"]["norm"]["scale"] = np.zeros_like(g["block"]["norm"]["scale"])
     out.append(g)
@@ -252,25 +253,27 @@ def test_parity_with_optax(case):
 
 
 def test_optax_checkpoint_restores_into_ours():
-  params = make_params(11)
-  grads = grad_seq(params, 6, seed=12)
-  sched = optax.cosine_decay_schedule(0.01, 10)
-  theirs = optax.lion(sched, weight_decay=0.1, mask=HAND_MASK)
-  ours = optim.lion(sched, weight_decay=0.1, mask=HAND_MASK)
-  p_t, s_t = params, theirs.init(params)
-  for g in grads[:3]:
-    u, s_t = theirs.update(g, s_t, p_t)
-    p_t = optax.apply_updates(p_t, u)
-  blob = flax.serialization.to_bytes(s_t)  # a checkpoint written with optax
-  s_o = flax.serialization.from_bytes(ours.init(params), blob)
-  p_o = p_t
-  for g in grads[3:]:
-    u, s_t = theirs.update(g, s_t, p_t)
-    p_t = optax.apply_updates(p_t, u)
-    u, s_o = ours.update(g, s_o, p_o)
-    p_o = optax.apply_updates(p_o, u)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6),
-               (p_o, s_o), (p_t, s_t))
+  """Two implementations of the same update: compared in float64 (see tests/helpers.float64)."""
+  with float64():
+    params = make_params(11, jnp.float64)
+    grads = grad_seq(params, 6, seed=12, dtype=np.float64)
+    sched = optax.cosine_decay_schedule(0.01, 10)
+    theirs = optax.lion(sched, weight_decay=0.1, mask=HAND_MASK)
+    ours = optim.lion(sched, weight_decay=0.1, mask=HAND_MASK)
+    p_t, s_t = params, theirs.init(params)
+    for g in grads[:3]:
+      u, s_t = theirs.update(g, s_t, p_t)
+      p_t = optax.apply_updates(p_t, u)
+    blob = flax.serialization.to_bytes(s_t)  # a checkpoint written with optax
+    s_o = flax.serialization.from_bytes(ours.init(params), blob)
+    p_o = p_t
+    for g in grads[3:]:
+      u, s_t = theirs.update(g, s_t, p_t)
+      p_t = optax.apply_updates(p_t, u)
+      u, s_o = ours.update(g, s_o, p_o)
+      p_o = optax.apply_updates(p_o, u)
+    assert p_o["embed"]["embedding"].dtype == jnp.float64
+    assert_trees_close((p_o, s_o), (p_t, s_t))
 
 
 def test_weight_decay_mask_alias():
@@ -322,18 +325,24 @@ def test_momentum_dtype_stable_in_scan_and_donated_jit(pdtype, gdtype,
 
 # ------------------------------------------------------------- accumulation
 def test_multisteps_equals_one_step_on_concatenated_batch():
+  """Equal in exact arithmetic (the mean of k micro-batch gradients is the big batch's); compared in float64."""
+  with float64():
+    _multisteps_equals_one_step()
+
+
+def _multisteps_equals_one_step():
   r = np.random.RandomState(15)
   k, micro = 4, 8
-  x = r.randn(3, k * micro, 6).astype(np.float32)
-  y = r.randn(3, k * micro, 2).astype(np.float32)
-  params = {"w": jnp.asarray(r.randn(6, 2), jnp.float32),
-            "b": jnp.zeros((2,), jnp.float32)}
+  x = r.randn(3, k * micro, 6)
+  y = r.randn(3, k * micro, 2)
+  params = {"w": jnp.asarray(r.randn(6, 2), jnp.float64),
+            "b": jnp.zeros((2,), jnp.float64)}
 
   def loss(p, xb, yb):  # a mean over examples
     return jnp.mean(jnp.sum((xb @ p["w"] + p["b"] - yb) ** 2, -1))
 
   big = optim.lion(1e-2, weight_decay=0.2)
-  acc = optax.MultiSteps(optim.lion(1e-2, weight_decay=0.2), k)
+  acc = optax.MultiSteps(optim.lion(1e-2, weight_decay=0.2), k, accumulator_dtype=jnp.float64)
 
   @jax.jit
   def big_step(p, s, xb, yb):
@@ -355,12 +364,8 @@ def test_multisteps_equals_one_step_on_concatenated_batch():
       if i < k - 1:
         assert all(float(jnp.max(jnp.abs(v))) == 0 for v in jax.tree.leaves(u))
       p_acc = optax.apply_updates(p_acc, u)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6,
-                                                         atol=1e-7),
-                 p_acc, p_big)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5,
-                                                         atol=1e-7),
-                 s_acc.inner_opt_state[0].mu, s_big[0].mu)
+    assert_trees_close(p_acc, p_big)
+    assert_trees_close(s_acc.inner_opt_state[0].mu, s_big[0].mu)
 
 
 # ----------------------------------------------------- constrained optimum
@@ -408,6 +413,12 @@ def test_state_bytes_vs_adamw(pdtype, mu_dtype, ratio):
 
 # ------------------------------------------------------------------ sharding
 def test_sharded_run_equals_single_device():
+  """Sharding changes reduction order only: compared in float64 (bfloat16 momentum rounds the same values)."""
+  with float64():
+    _sharded_run_equals_single_device()
+
+
+def _sharded_run_equals_single_device():
   assert jax.device_count() >= 8
   mesh = jax.make_mesh((4, 2), ("data", "model"),
                        axis_types=(jax.sharding.AxisType.Auto,) * 2)
@@ -415,12 +426,12 @@ def test_sharded_run_equals_single_device():
   r = np.random.RandomState(18)
   params = {"w1": r.randn(16, 8), "w2": r.randn(8, 4), "b": r.randn(8),
             "scale": r.randn(4)}
-  params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), params)
+  params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), params)
   specs = {"w1": P("data", "model"), "w2": P("model", None), "b": P("data"),
            "scale": P()}
   shardings = jax.tree.map(lambda s: jax.sharding.NamedSharding(mesh, s),
                            specs)
-  grads = [jax.tree.map(lambda x: jnp.asarray(r.randn(*x.shape), jnp.float32),
+  grads = [jax.tree.map(lambda x: jnp.asarray(r.randn(*x.shape), jnp.float64),
                         params) for _ in range(6)]
   tx = optim.lion(optax.cosine_decay_schedule(1e-2, 10), weight_decay=0.3,
                   mask=lambda p: jax.tree.map(lambda x: x.ndim > 1, p),
@@ -441,17 +452,20 @@ def test_sharded_run_equals_single_device():
   f8 = jax.jit(step, donate_argnums=(0, 1))
   for g in grads:
     p8, s8 = f8(p8, s8, jax.device_put(g, shardings))
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6,
-                                                       atol=1e-7),
-               (p8, s8), (p1, s1))
+  assert_trees_close((p8, s8), (p1, s1))
   assert p8["w1"].sharding.is_equivalent_to(shardings["w1"], 2)
   assert s8[0].mu["w1"].sharding.is_equivalent_to(shardings["w1"], 2)
 
 
 # ------------------------------------------------------------ nonfinite guard
 def test_skip_nonfinite_skips_and_counts():
-  params = make_params(19)
-  grads = grad_seq(params, 6, seed=20)
+  with float64():  # guarded vs plain Lion: two programs, compared in float64
+    _skip_nonfinite_skips_and_counts()
+
+
+def _skip_nonfinite_skips_and_counts():
+  params = make_params(19, jnp.float64)
+  grads = grad_seq(params, 6, seed=20, dtype=np.float64)
   grads[2]["layers"][0]["w"][1, 1] = np.nan
   grads[4]["embed"]["embedding"][0, 0] = np.inf
   sched = optax.linear_schedule(0.01, 0.0, 10)
@@ -468,8 +482,7 @@ def test_skip_nonfinite_skips_and_counts():
     else:  # same as plain Lion on the finite steps only
       u_ref, s_ref = update_ref(g, s_ref, p_ref)
       p_ref = optax.apply_updates(p_ref, u_ref)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6),
-                 (p, s.inner_state), (p_ref, s_ref))
+    assert_trees_close((p, s.inner_state), (p_ref, s_ref))
   assert int(optim.num_skipped_steps(s)) == 2
   assert s.num_skipped.dtype == jnp.int32
   # found through wrappers too

@@ -27,11 +27,6 @@ ATOL = RTOL = 1e-5
 C = A.AttentionConfig
 
 
-def _qkv(seed, B=2, L=16, H=2, D=8, dtype=np.float32):
-  rng = np.random.default_rng(seed)
-  return tuple(rng.normal(size=(B, L, H, D)).astype(dtype) for _ in range(3))
-
-
 @pytest.fixture(autouse=True)
 def _fresh_log(monkeypatch):
   """Empty the once-per-config log memory and record what is logged."""
@@ -75,8 +70,8 @@ def test_resolve_kernel(kernel, position, backend, want):
   assert F.resolve_kernel(C(kernel=kernel, position=position), backend) == want
 
 
-def test_auto_on_cpu_is_the_xla_path(_fresh_log):
-  q, k, v = _qkv(0)
+def test_auto_on_cpu_is_the_xla_path(_fresh_log, qkv):
+  q, k, v = qkv(0, L=16)
   out_auto = A.attend(q, k, v, config=C(kernel="auto"))
   out_xla = A.attend(q, k, v, config=C())
   np.testing.assert_array_equal(np.asarray(out_auto), np.asarray(out_xla))
@@ -110,7 +105,7 @@ def test_unsupported_reasons(backend, config, call, reason):
 @pytest.mark.parametrize("backend,kernel_attr,dtype", [("tpu", "_splash", np.float32),
                                                        ("gpu", "_cudnn", jnp.bfloat16)])
 def test_auto_dispatches_rotated_inputs_and_logs_fallbacks_once(
-    monkeypatch, _fresh_log, backend, kernel_attr, dtype):
+    monkeypatch, _fresh_log, backend, kernel_attr, dtype, qkv):
   """Mocked backend: the chosen kernel gets RoPE-rotated, scaled q/k; inexpressible configs
   fall back to XLA (same output as kernel='xla') with one log line per config."""
   monkeypatch.setattr(F, "_backend", lambda: backend)
@@ -119,7 +114,7 @@ def test_auto_dispatches_rotated_inputs_and_logs_fallbacks_once(
     calls.append((q, k))
     return jnp.zeros_like(v)
   monkeypatch.setattr(F, kernel_attr, fake)
-  q, k, v = (jnp.asarray(a, dtype) for a in _qkv(1, L=128, D=16))
+  q, k, v = (jnp.asarray(a, dtype) for a in qkv(1, L=128, D=16))
   out = A.attend(q, k, v, config=C(kernel="auto"))
   assert len(calls) == 1 and not np.any(np.asarray(out, np.float32))
   pos = jnp.broadcast_to(jnp.arange(128.0), (2, 128))
@@ -156,14 +151,14 @@ FLASH_CASES = {
 
 
 @pytest.mark.parametrize("name", list(FLASH_CASES))
-def test_cudnn_path_numerics_with_xla_implementation(monkeypatch, name):
+def test_cudnn_path_numerics_with_xla_implementation(monkeypatch, name, qkv):
   """The cudnn branch (rotation, scale=1, window as (w-1, 0)) run by dot_product_attention's
   XLA implementation in float32: must equal attend's XLA path."""
   monkeypatch.setattr(F, "_backend", lambda: "gpu")
   monkeypatch.setattr(F, "CUDNN_IMPLEMENTATION", "xla")
   monkeypatch.setattr(F, "CUDNN_DTYPES", (jnp.float32,))
   cfg = FLASH_CASES[name]
-  q, k, v = _qkv(2, L=24)
+  q, k, v = qkv(2, L=24)
   sentinel = []
   real = F._cudnn
   monkeypatch.setattr(F, "_cudnn", lambda *a, **kw: sentinel.append(1) or real(*a, **kw))
@@ -178,10 +173,10 @@ def test_cudnn_path_numerics_with_xla_implementation(monkeypatch, name):
     (C(causal=False, window=33), True, False),
     (C(causal=False, scaling=RopeScaling("pi", factor=2.0)), False, True),
 ])
-def test_splash_interpreted_matches_attend(_fresh_log, cfg, padding, segments):
+def test_splash_interpreted_matches_attend(_fresh_log, cfg, padding, segments, qkv):
   """The real TPU splash kernel, run by the Pallas interpreter on CPU."""
   B, L = 2, 128
-  q, k, v = _qkv(3, B=B, L=L, D=16)
+  q, k, v = qkv(3, B=B, L=L, D=16)
   kw = {}
   if padding:   # right padding in row 0, left padding (queries that see nothing) in row 1
     idx = np.arange(L)
@@ -219,7 +214,7 @@ def _positions(B, n):
 
 
 @pytest.mark.parametrize("seed", range(3))
-def test_pallas_rerope_matches_blockwise_and_two_matrix(seed):
+def test_pallas_rerope_matches_blockwise_and_two_matrix(seed, qkv):
   rng = np.random.default_rng(100 + seed)
   B, L, H = int(rng.integers(1, 3)), int(rng.integers(9, 41)), int(rng.integers(1, 3))
   D = int(rng.choice([8, 16]))
@@ -228,7 +223,7 @@ def test_pallas_rerope_matches_blockwise_and_two_matrix(seed):
           leaky_k=float(rng.choice([0.5, 4.0, 16.0])), causal=seed != 1,
           window=int(rng.integers(4, L)) if seed == 2 else None)
   bq, bk = int(rng.choice([8, 16])), int(rng.choice([8, 16, 32]))
-  q, k, v = _qkv(seed, B=B, L=L, H=H, D=D)
+  q, k, v = qkv(seed, B=B, L=L, H=H, D=D)
   q = (q / np.sqrt(D)).astype(np.float32)  # the kernel's q carries the logit scale
   valid = np.arange(L)[None] < rng.integers(L // 2, L + 1, size=(B, 1))
   kernel = jax.jit(lambda q, k, v, valid: PR.rerope_flash_attention(
@@ -243,18 +238,18 @@ def test_pallas_rerope_matches_blockwise_and_two_matrix(seed):
   _close(out, two_matrix)
 
 
-def test_pallas_rerope_matches_float64_reference(_fresh_log):
+def test_pallas_rerope_matches_float64_reference(_fresh_log, qkv):
   cfg = C(position="leaky_rerope", rerope_window=3, leaky_k=2.0)
-  q, k, v = _qkv(7, B=1, L=11, H=2, D=8)
+  q, k, v = qkv(7, B=1, L=11, H=2, D=8)
   out = _attend(q, k, v, config=dataclasses.replace(cfg, kernel="pallas_rerope", block_size=8))
   _no_fallback(_fresh_log)
   _close(out, ref.attention(q, k, v, cfg))
 
 
-def test_pallas_rerope_gradients_equal_two_matrix(_fresh_log):
+def test_pallas_rerope_gradients_equal_two_matrix(_fresh_log, qkv):
   """custom_vjp: Pallas forward, backward through the XLA blockwise version."""
   cfg = C(position="rerope", rerope_window=5, block_size=8)
-  q, k, v = _qkv(8, B=1, L=16, H=1, D=8)
+  q, k, v = qkv(8, B=1, L=16, H=1, D=8)
   loss = lambda c: jax.jit(jax.grad(lambda q, k, v: jnp.sum(A.attend(q, k, v, config=c) ** 2),
                                     (0, 1, 2)))
   g_kernel = loss(dataclasses.replace(cfg, kernel="pallas_rerope"))(q, k, v)
@@ -264,14 +259,14 @@ def test_pallas_rerope_gradients_equal_two_matrix(_fresh_log):
     _close(a, b)
 
 
-def test_pallas_rerope_under_a_sharded_mesh(monkeypatch, _fresh_log):
+def test_pallas_rerope_under_a_sharded_mesh(monkeypatch, _fresh_log, qkv):
   """Inside jax.set_mesh + logical rules the kernel runs per (batch, head) shard."""
   specs = []
   real = jax.shard_map
   monkeypatch.setattr(F.jax, "shard_map", lambda f, **kw: specs.append(kw["in_specs"]) or real(f, **kw))
   mesh = sharding.make_mesh(dict(data=2, fsdp=2, tensor=2))
   cfg = C(position="rerope", rerope_window=6, block_size=8)
-  q, k, v = _qkv(9, B=4, L=24, H=2, D=8)
+  q, k, v = qkv(9, B=4, L=24, H=2, D=8)
   f = jax.jit(A.attend, static_argnames="config")
   want = f(q, k, v, config=dataclasses.replace(cfg, rerope_impl="two_matrix"))
   with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.DEFAULT_RULES):

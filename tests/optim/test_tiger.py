@@ -8,6 +8,7 @@ import optax
 import pytest
 
 from kexue_jax import optim
+from tests.helpers import assert_trees_close, float64
 
 
 def make_params(seed=0, dtype=jnp.float32):
@@ -32,9 +33,9 @@ HAND_DECAY = {"embed": {"embedding": True},
               "norm": {"scale": False}, "out": [{"w": True}]}
 
 
-def grad_seq(params, steps, seed=1):
+def grad_seq(params, steps, seed=1, dtype=np.float32):
   r = np.random.RandomState(seed)
-  return [jax.tree.map(lambda p: r.randn(*p.shape).astype(np.float32), params)
+  return [jax.tree.map(lambda p: r.randn(*p.shape).astype(dtype), params)
           for _ in range(steps)]
 
 
@@ -122,22 +123,23 @@ def test_accumulation_equals_multisteps():
       m = β m_old + Σ_i (1-β)/k g_i = β m_old + (1-β) mean_i(g_i)
   and one step with sign(m), θ and RMS(θ) unchanged inside the window, which is
   MultiSteps(k) (mean of the k gradients, then one Tiger step at update index
-  t // k). Equal in exact arithmetic; in f32 the sums are ordered differently."""
+  t // k). Equal in exact arithmetic; the sums are ordered differently, so compared in float64."""
+  with float64():
+    _accumulation_equals_multisteps()
+
+
+def _accumulation_equals_multisteps():
   k = 3
-  params = make_params(3)
-  grads = grad_seq(params, 4 * k, seed=4)
+  params = make_params(3, jnp.float64)
+  grads = grad_seq(params, 4 * k, seed=4, dtype=np.float64)
   kw = dict(beta=0.9, weight_decay=0.2, mask=optim.decay_mask,
             rms_lr_scaling=True)
   ours = run(optim.tiger(lr_jnp, accum_steps=k, **kw), params, grads)
-  ms = run(optax.MultiSteps(optim.tiger(lr_jnp, **kw), k), params, grads)
+  ms = run(optax.MultiSteps(optim.tiger(lr_jnp, **kw), k, accumulator_dtype=jnp.float64), params, grads)
   for t, ((u_a, p_a, s_a), (u_b, p_b, s_b)) in enumerate(zip(ours, ms), 1):
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6,
-                                                         atol=1e-7),
-                 (u_a, p_a), (u_b, p_b))
+    assert_trees_close((u_a, p_a), (u_b, p_b))
     if t % k == 0:
-      jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5,
-                                                           atol=1e-7),
-                   s_a.mu, s_b.inner_opt_state.mu)
+      assert_trees_close(s_a.mu, s_b.inner_opt_state.mu)
 
 
 def test_one_buffer_even_with_accumulation():
@@ -168,17 +170,23 @@ def test_bf16_momentum_dtype_stable_and_nonfinite_skip():
 
 
 def test_sharded_equals_single_device():
+  """Sharding changes reduction order only (RMS over a sharded tensor): compared in float64."""
+  with float64():
+    _sharded_equals_single_device()
+
+
+def _sharded_equals_single_device():
   mesh = jax.make_mesh((4, 2), ("data", "model"),
                        axis_types=(jax.sharding.AxisType.Auto,) * 2)
   P = jax.sharding.PartitionSpec
   r = np.random.RandomState(8)
   params = {"embedding": r.randn(16, 8), "kernel": r.randn(8, 4),
             "bias": r.randn(4)}
-  params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), params)
+  params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), params)
   shard = {"embedding": P("data", "model"), "kernel": P("model", "data"),
            "bias": P()}
   shard = jax.tree.map(lambda s: jax.sharding.NamedSharding(mesh, s), shard)
-  grads = grad_seq(params, 4, seed=9)
+  grads = grad_seq(params, 4, seed=9, dtype=np.float64)
   tx = optim.tiger(1e-2, rms_lr_scaling=True, accum_steps=2)
 
   def step(p, s, g):
@@ -192,8 +200,7 @@ def test_sharded_equals_single_device():
   for g in grads:
     p1, s1 = f1(p1, s1, g)
     p8, s8 = f8(p8, s8, jax.device_put(g, shard))
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6),
-               (p8, s8), (p1, s1))
+  assert_trees_close((p8, s8), (p1, s1))
   assert p8["embedding"].sharding.is_equivalent_to(shard["embedding"], 2)
 
 

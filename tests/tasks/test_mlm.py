@@ -10,16 +10,20 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import load_config
+from tests.helpers import load_config
 from experiments.mlm_dropout import report
 from experiments.mlm_dropout import run as study
 from kexue_jax import checkpoint
 from kexue_jax import tasks
 from kexue_jax import train
+from kexue_jax import vocab
 from kexue_jax.data import pipeline
+from kexue_jax.data import text_views
+from kexue_jax.nn import classifiers
+from kexue_jax.nn import token_drop
 from kexue_jax.nn import transformer as tfm
 from kexue_jax.tasks import mlm
-from test_transformer import np_gelu, np_layernorm, np_mha
+from tests.nn.test_transformer import np_gelu, np_layernorm, np_mha
 
 
 # ------------------------------------------------------------------------------------- Masking statistics.
@@ -28,8 +32,8 @@ from test_transformer import np_gelu, np_layernorm, np_mha
 def _byte_batch(B=32, L=64, num_pad=6, seed=0):
   rng = np.random.RandomState(seed)
   tokens = rng.randint(0, 256, size=(B, L)).astype(np.int32)
-  tokens[:, 0] = mlm.CLS_ID
-  tokens[: B // 2, L - num_pad:] = mlm.PAD_ID
+  tokens[:, 0] = vocab.CLS_ID
+  tokens[: B // 2, L - num_pad:] = vocab.PAD_ID
   return tokens
 
 
@@ -48,15 +52,15 @@ def test_bert_mask_statistics_over_many_draws():
   assert abs(frac - 0.15) < 5 * np.sqrt(0.15 * 0.85 / n_maskable)
   sel_in, sel_tok = inputs[selected], tok[selected]
   n = sel_in.size
-  p_mask = np.mean(sel_in == mlm.MASK_ID)
+  p_mask = np.mean(sel_in == vocab.MASK_ID)
   p_same = np.mean(sel_in == sel_tok)
-  p_other = np.mean((sel_in != mlm.MASK_ID) & (sel_in != sel_tok))
+  p_other = np.mean((sel_in != vocab.MASK_ID) & (sel_in != sel_tok))
   # A random byte equals the original with probability 1/256.
   for got, want in ((p_mask, 0.8), (p_same, 0.1 + 0.1 / 256), (p_other, 0.1 * 255 / 256)):
     assert abs(got - want) < 5 * np.sqrt(want * (1 - want) / n), (got, want)
-  assert sel_in[sel_in != mlm.MASK_ID].max() < 256                           # replacements are bytes
+  assert sel_in[sel_in != vocab.MASK_ID].max() < 256                           # replacements are bytes
   # Random replacements are uniform over the 256 bytes (chi-square, 255 dof: mean 255, sd 22.6).
-  repl = sel_in[(sel_in != mlm.MASK_ID) & (sel_in != sel_tok)]
+  repl = sel_in[(sel_in != vocab.MASK_ID) & (sel_in != sel_tok)]
   counts = np.bincount(repl, minlength=256)
   expected = len(repl) / 256 * np.ones(256)
   expected_adj = expected  # originals are uniform too, so excluding "same" keeps uniformity
@@ -69,10 +73,10 @@ def test_bert_mask_statistics_over_many_draws():
 
 def test_keep_drop_indices():
   tokens = _byte_batch(B=8, L=20, num_pad=4)
-  K = mlm.num_kept(20, 0.25)
+  K = token_drop.num_kept(20, 0.25)
   assert K == 1 + round(0.75 * 19)
   draws = 400
-  keep, drop = jax.vmap(lambda k: mlm.keep_drop_indices(k, jnp.asarray(tokens), K))(
+  keep, drop = jax.vmap(lambda k: token_drop.keep_drop_indices(k, jnp.asarray(tokens), K))(
       jax.random.split(jax.random.key(1), draws))
   keep, drop = np.asarray(keep), np.asarray(drop)
   assert keep.shape == (draws, 8, K) and drop.shape == (draws, 8, 20 - K)
@@ -86,7 +90,7 @@ def test_keep_drop_indices():
   want = (20 - K) / 19
   assert np.abs(freq - want).max() < 5 * np.sqrt(want * (1 - want) / (draws * 4))
   with pytest.raises(ValueError, match="drop rate"):
-    mlm.num_kept(20, 1.0)
+    token_drop.num_kept(20, 1.0)
 
 
 # ------------------------------------------------------------------------------- Embedding correction.
@@ -103,8 +107,8 @@ def np_correction(E, r, m, mask_frac=0.8, random_frac=0.1, mean_rows=256):
 
 @pytest.mark.parametrize("r", [0.15, 0.4])
 def test_embedding_correction_matches_numpy(r):
-  E = np.random.RandomState(0).randn(mlm.VOCAB_SIZE, 16)
-  want = np_correction(E, r, mlm.MASK_ID)
+  E = np.random.RandomState(0).randn(vocab.VOCAB_SIZE, 16)
+  want = np_correction(E, r, vocab.MASK_ID)
   np.testing.assert_allclose(mlm.embedding_correction(E, r), want, rtol=1e-12, atol=1e-12)
   got32 = mlm.embedding_correction(jnp.asarray(E, jnp.float32), r)
   assert got32.dtype == jnp.float32
@@ -135,9 +139,9 @@ def np_encoder_cls_logits(p, tokens_L, valid_L):
 
 
 def _classifier(drop):
-  enc = tfm.TransformerEncoder(vocab_size=mlm.VOCAB_SIZE, num_layers=1, embed_dim=8, num_heads=2, head_dim=4,
+  enc = tfm.TransformerEncoder(vocab_size=vocab.VOCAB_SIZE, num_layers=1, embed_dim=8, num_heads=2, head_dim=4,
                                mlp_dim=16, norm="pre", tie_embedding=False)
-  return mlm.DropTokenClassifier(enc, num_classes=3, drop_token=drop)
+  return classifiers.DropTokenClassifier(enc, num_classes=3, drop_token=drop)
 
 
 def test_droptoken_gather_equals_attention_column_masking():
@@ -152,7 +156,7 @@ def test_droptoken_gather_equals_attention_column_masking():
   logits, inter = model.apply({"params": params}, tokens, train=True, rngs={"droptoken": jax.random.key(11)},
                               mutable=["intermediates"])
   keep = np.asarray(inter["intermediates"]["keep_BK"][0])
-  assert keep.shape == (B, mlm.num_kept(L, 0.4)) and (keep[:, 0] == 0).all()
+  assert keep.shape == (B, token_drop.num_kept(L, 0.4)) and (keep[:, 0] == 0).all()
   valid = np.zeros((B, L), bool)
   valid[np.arange(B)[:, None], keep] = True
   # Independent: all tokens, dropped columns masked (JAX encoder) and a NumPy float64 transcription.
@@ -181,13 +185,13 @@ def test_mae_task_predicts_exactly_the_dropped_bytes():
   (loss, aux), g = jax.jit(jax.value_and_grad(
       lambda p: task.loss({"params": p}, {"tokens": tokens}, jax.random.key(1)), has_aux=True))(
           variables["params"])
-  m = 32 - mlm.num_kept(32, 0.15)
+  m = 32 - token_drop.num_kept(32, 0.15)
   assert np.isfinite(loss) and m == round(0.15 * 31)
   np.testing.assert_allclose(aux["metrics"]["predicted_frac"], m / 32, rtol=1e-6)
   ev = jax.jit(task.evaluate)(variables, {"tokens": tokens})
   assert float(ev["loss"][1]) == 4 * m
   # The encoder never sees a [MASK] token (nor the dropped bytes): the [MASK] embedding row gets no gradient.
-  assert float(jnp.abs(g["encoder"]["embed"]["embedding"][mlm.MASK_ID]).max()) == 0.0
+  assert float(jnp.abs(g["encoder"]["embed"]["embedding"][vocab.MASK_ID]).max()) == 0.0
   assert "dec_block0" in variables["params"] and "mask_embedding" in variables["params"]
 
 
@@ -211,8 +215,8 @@ def test_bad_task_values_raise():
   with pytest.raises(ValueError, match="num_classes"):
     tasks.get_task(f)
   with pytest.raises(ValueError, match="drops no token"):   # round(0.99 * 31) = 31: nothing would be dropped
-    mlm.num_kept(32, 0.01)
-  assert mlm.num_kept(32, 0.5) == 1 + 16 and mlm.num_kept(32, 0.0) == 32
+    token_drop.num_kept(32, 0.01)
+  assert token_drop.num_kept(32, 0.5) == 1 + 16 and token_drop.num_kept(32, 0.0) == 32
 
 
 def test_correction_refuses_an_mae_checkpoint(tmp_path):
@@ -237,13 +241,13 @@ def test_init_from_pretraining_with_correction(tmp_path):
   assert out["step"] == 1
   got, _ = checkpoint.load_state(str(tmp_path / "ft"))
   E = src["params"]["encoder"]["embed"]["embedding"]
-  np.testing.assert_allclose(got["params"]["encoder"]["embed"]["embedding"], np_correction(E, 0.15, mlm.MASK_ID),
+  np.testing.assert_allclose(got["params"]["encoder"]["embed"]["embedding"], np_correction(E, 0.15, vocab.MASK_ID),
                              rtol=1e-6, atol=1e-6)
   np.testing.assert_array_equal(got["params"]["encoder"]["block0"]["mlp"]["wi"]["kernel"],
                                 src["params"]["encoder"]["block0"]["mlp"]["wi"]["kernel"])
   assert "head" in got["params"] and "dec_block0" not in got["params"]
   np.testing.assert_allclose(mlm.load_corrected_params(str(tmp_path / "pre"), 0.15)["encoder"]["embed"]["embedding"],
-                             np_correction(E, 0.15, mlm.MASK_ID), rtol=1e-6, atol=1e-6)
+                             np_correction(E, 0.15, vocab.MASK_ID), rtol=1e-6, atol=1e-6)
   with pytest.raises(ValueError, match="no parameter"):
     checkpoint.load_params_mapped(got["params"], str(tmp_path / "pre"), mapping=(("decoder", "encoder"),))
   with pytest.raises(ValueError, match="no parameter under"):
@@ -260,14 +264,14 @@ def test_stdlib_packages_view_is_split_by_file_and_balanced():
   src_eval = pipeline.get_data_source("python_stdlib_text", "validation+test")
   paths = lambda s: {bytes(s[i]["path"]).decode() for i in range(len(s))}
   assert not paths(src_train) & paths(src_eval)
-  pw = mlm.PackageWindows(src_eval, classes, 31)
+  pw = text_views.PackageWindows(src_eval, classes, 31)
   for doc, label in zip(pw.texts, pw.labels):
     assert len(doc) >= 31
   ev = list(pipeline.make_eval_iter(c.data, split="validation+test", global_batch_size=4, num_batches=None))
   labels = np.concatenate([b["label"] for b in ev])
   np.testing.assert_array_equal(np.bincount(labels, minlength=len(classes)), np.full(len(classes), 4))
   tok = np.concatenate([b["tokens"] for b in ev])
-  assert tok.shape[1] == 32 and (tok[:, 0] == mlm.CLS_ID).all() and (tok[:, 1:] < 256).all()
+  assert tok.shape[1] == 32 and (tok[:, 0] == vocab.CLS_ID).all() and (tok[:, 1:] < 256).all()
   # The label is the top-level package of the window's file: check one window against its source file.
   doc, start = pw.eval_windows(4)[0]
   ex = pw.read((doc, start))
@@ -275,12 +279,12 @@ def test_stdlib_packages_view_is_split_by_file_and_balanced():
   it = pipeline.make_train_iter(c.data, seed=0, global_batch_size=64)
   train_labels = np.concatenate([next(it)["label"] for _ in range(8)])
   assert set(train_labels) == set(range(len(classes)))                 # class-balanced sampling
-  assert mlm.package_of(b"asyncio/tasks.py") == "asyncio" and mlm.package_of("os.py") is None
+  assert text_views.package_of(b"asyncio/tasks.py") == "asyncio" and text_views.package_of("os.py") is None
 
 
 def test_train_per_class_draws_from_a_fixed_labelled_pool():
   c = load_config("configs/mlm_dropout/finetune.py", "runlocal,train_per_class=2")
-  pw = mlm.PackageWindows(pipeline.get_data_source("python_stdlib_text", "train"), c.data.classes, 31)
+  pw = text_views.PackageWindows(pipeline.get_data_source("python_stdlib_text", "train"), c.data.classes, 31)
   pool = {pw.read(ds)["tokens"].tobytes() for ds in pw.eval_windows(2)}
   assert len(pool) == 2 * len(c.data.classes)
   it = pipeline.make_train_iter(c.data, seed=0, global_batch_size=32)
@@ -297,7 +301,7 @@ def test_classifier_pooling_reads_cls_or_the_token_mean(pool):
   c = load_config("configs/mlm_dropout/finetune.py", f"runlocal,pool={pool}")
   task = tasks.get_task(c)
   tokens = np.asarray(np.random.default_rng(0).integers(0, 256, (3, 32)), np.int32)
-  tokens[:, 0] = mlm.CLS_ID
+  tokens[:, 0] = vocab.CLS_ID
   variables = nn.unbox(task.model.init(jax.random.PRNGKey(0), tokens))
   logits = np.asarray(task.model.apply(variables, tokens), np.float64)
   h = np.asarray(task.model.encoder.apply({"params": variables["params"]["encoder"]}, tokens,
@@ -314,7 +318,7 @@ def test_classifier_pooling_reads_cls_or_the_token_mean(pool):
 def test_cls_windows():
   c = load_config("configs/mlm_dropout/pretrain.py", "runlocal")
   batch = next(pipeline.make_train_iter(c.data, seed=0, global_batch_size=8))
-  assert batch["tokens"].shape == (8, 32) and (batch["tokens"][:, 0] == mlm.CLS_ID).all()
+  assert batch["tokens"].shape == (8, 32) and (batch["tokens"][:, 0] == vocab.CLS_ID).all()
   assert (batch["tokens"][:, 1:] < 256).all()
 
 

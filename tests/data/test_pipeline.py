@@ -160,7 +160,7 @@ def test_concurrent_preparation(tmp_path):
   """)
   procs = [subprocess.Popen([sys.executable, "-c", script],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            cwd=os.path.dirname(os.path.dirname(__file__)))
+                            cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
            for _ in range(2)]
   outs = [p.communicate(timeout=120) for p in procs]
   n_train = sum(reference_split(f"{i}.txt") == "train" for i in range(200))

@@ -15,14 +15,6 @@ C = A.AttentionConfig
 _jit_attend = jax.jit(A.attend, static_argnames=("config",))
 
 
-def _qkv(seed, B=2, L=7, S=None, H=2, D=8):
-  rng = np.random.default_rng(seed)
-  S = L if S is None else S
-  return (rng.normal(size=(B, L, H, D)).astype(np.float32),
-          rng.normal(size=(B, S, H, D)).astype(np.float32),
-          rng.normal(size=(B, S, H, D)).astype(np.float32))
-
-
 # Every position method / scaling / mask / norm, each checked against ref.attention.
 CASES = {
     "rope": C(),
@@ -66,9 +58,9 @@ CASES = {
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_attend_matches_reference(name):
+def test_attend_matches_reference(name, qkv):
   cfg = CASES[name]
-  q, k, v = _qkv(hash(name) % 1000)
+  q, k, v = qkv(hash(name) % 1000)
   B, L = q.shape[:2]
   # Gapped, per-row positions (as after dropping tokens) and key padding.
   rng = np.random.default_rng(1)
@@ -81,9 +73,9 @@ def test_attend_matches_reference(name):
 
 
 @pytest.mark.parametrize("position", ["rope2d", "rope_tie"])
-def test_attend_2d_matches_reference(position):
+def test_attend_2d_matches_reference(position, qkv):
   cfg = C(position=position, causal=False)
-  q, k, v = _qkv(3, L=6)
+  q, k, v = qkv(3, L=6)
   grid = np.array([(y, x) for y in range(2) for x in range(3)], np.float32)  # 2x3 image
   pos = np.stack([grid, grid + 5.0])
   got = A.attend(q, k, v, config=cfg, q_positions_BL=pos, k_positions_BS=pos)
@@ -91,8 +83,8 @@ def test_attend_2d_matches_reference(position):
   np.testing.assert_allclose(np.asarray(got), want, atol=ATOL, rtol=RTOL)
 
 
-def test_fully_masked_query_returns_zeros():
-  q, k, v = _qkv(0, B=1, L=3)
+def test_fully_masked_query_returns_zeros(qkv):
+  q, k, v = qkv(0, B=1, L=3)
   valid = np.array([[False, True, True]])
   out = A.attend(q, k, v, config=C(), k_valid_BS=valid)   # query 0 sees only key 0
   np.testing.assert_array_equal(np.asarray(out[0, 0]), 0.0)
@@ -118,15 +110,15 @@ def test_fully_masked_query_returns_zeros():
     C(window=3, lambda_first_tokens=7),
     C(logn="retrofit", logn_base_length=64),                       # n <= L_train
 ], ids=lambda c: repr(c)[16:90])
-def test_reduces_to_plain_rope(cfg):
-  q, k, v = _qkv(5)
+def test_reduces_to_plain_rope(cfg, qkv):
+  q, k, v = qkv(5)
   plain = A.attend(q, k, v, config=C(causal=cfg.causal))
   got = A.attend(q, k, v, config=cfg)
   np.testing.assert_allclose(np.asarray(got), np.asarray(plain), atol=ATOL, rtol=RTOL)
 
 
-def test_rerope_relative_form_equals_two_matrix():
-  q, k, v = _qkv(7, L=9)
+def test_rerope_relative_form_equals_two_matrix(qkv):
+  q, k, v = qkv(7, L=9)
   for base in (C(position="rerope", rerope_window=3),
                C(position="leaky_rerope", rerope_window=3, leaky_k=4.0, causal=False),
                C(position="leaky_rerope", rerope_window=2, leaky_k=0.5,
@@ -136,9 +128,9 @@ def test_rerope_relative_form_equals_two_matrix():
     np.testing.assert_allclose(np.asarray(rel), np.asarray(two), atol=ATOL, rtol=RTOL)
 
 
-def test_dropped_tokens_equal_masked_columns():
+def test_dropped_tokens_equal_masked_columns(qkv):
   """Removing tokens but keeping their positions == masking their key columns."""
-  q, k, v = _qkv(11, B=1, L=8)
+  q, k, v = qkv(11, B=1, L=8)
   keep = np.array([0, 1, 3, 4, 6, 7])
   pos = np.arange(8, dtype=np.float32)[None]
   for cfg in (C(), C(position="rerope", rerope_window=2), C(window=3),
@@ -152,8 +144,8 @@ def test_dropped_tokens_equal_masked_columns():
                                atol=ATOL, rtol=RTOL)
 
 
-def test_dropout_on_probabilities():
-  q, k, v = _qkv(2)
+def test_dropout_on_probabilities(qkv):
+  q, k, v = qkv(2)
   v1 = np.ones_like(v)
   full = A.attend(q, k, v1, config=C())
   np.testing.assert_allclose(np.asarray(full), 1.0, atol=1e-6)   # rows of P sum to 1
@@ -263,15 +255,15 @@ def test_config_errors(kwargs, match):
     C(**kwargs)
 
 
-def test_odd_head_dim_error():
-  q, k, v = _qkv(0, D=5)
+def test_odd_head_dim_error(qkv):
+  q, k, v = qkv(0, D=5)
   with pytest.raises(ValueError, match="even number"):
     A.attend(q, k, v, config=C())
 
 
-def test_2d_needs_positions():
+def test_2d_needs_positions(qkv):
   with pytest.raises(ValueError, match=r"\(B, L, 2\)"):
-    A.attend(*_qkv(0), config=C(position="rope2d"))
+    A.attend(*qkv(0), config=C(position="rope2d"))
 
 
 # ----------------------------------------------------------------------------
@@ -291,9 +283,9 @@ BLOCKWISE_CASES = [
 
 
 @pytest.mark.parametrize("case", BLOCKWISE_CASES, ids=str)
-def test_blockwise_equals_two_matrix(case):
+def test_blockwise_equals_two_matrix(case, qkv):
   B, L, H, D, w, blk, causal, position, leak, logn = case
-  q, k, v = _qkv(L, B=B, L=L, H=H, D=D)
+  q, k, v = qkv(L, B=B, L=L, H=H, D=D)
   rng = np.random.default_rng(L)
   valid = rng.random((B, L)) > 0.2
   valid[:, 0] = True
@@ -309,12 +301,12 @@ def test_blockwise_equals_two_matrix(case):
     np.testing.assert_allclose(np.asarray(blockwise), want, atol=ATOL, rtol=RTOL)
 
 
-def test_blockwise_rejects_unsupported_inputs():
+def test_blockwise_rejects_unsupported_inputs(qkv):
   cfg = C(position="rerope", rerope_window=2, rerope_impl="blockwise")
   with pytest.raises(ValueError, match="blockwise"):
-    A.attend(*_qkv(0), config=cfg, mask_BLS=np.ones((2, 7, 7), bool))
+    A.attend(*qkv(0), config=cfg, mask_BLS=np.ones((2, 7, 7), bool))
   with pytest.raises(ValueError, match="blockwise"):
-    A.attend(*_qkv(0), config=C(position="alibi", impl="blockwise"))
+    A.attend(*qkv(0), config=C(position="alibi", impl="blockwise"))
 
 
 @pytest.mark.parametrize("position", ["rope2d", "rope_tie"])
@@ -361,9 +353,9 @@ def test_module_blockwise_equals_two_matrix():
 
 
 @pytest.mark.slow
-def test_blockwise_gradients_equal_two_matrix():
+def test_blockwise_gradients_equal_two_matrix(qkv):
   """Training with inverse-Leaky ReRoPE (k = 1/16) can use the blockwise path."""
-  q, k, v = (jnp.asarray(a) for a in _qkv(12, L=37))
+  q, k, v = (jnp.asarray(a) for a in qkv(12, L=37))
   cfg = C(position="leaky_rerope", rerope_window=5, leaky_k=1 / 16, block_size=8)
   def grads(impl):
     loss = lambda q, k, v: jnp.sum(jnp.sin(A.attend(
@@ -379,9 +371,9 @@ def test_blockwise_gradients_equal_two_matrix():
     C(window=6, lambda_first_tokens=3),
     C(position="leaky_rerope", rerope_window=3, leaky_k=4.0, window=9, causal=False),
 ], ids=lambda c: repr(c)[16:90])
-def test_impl_blockwise_equals_dense(cfg):
+def test_impl_blockwise_equals_dense(cfg, qkv):
   """The tiled path (skipping causal and out-of-window tiles) == dense attention."""
-  q, k, v = _qkv(13, L=45)
+  q, k, v = qkv(13, L=45)
   rng = np.random.default_rng(13)
   valid = rng.random((2, 45)) > 0.2
   valid[:, 0] = True

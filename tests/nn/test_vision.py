@@ -257,7 +257,7 @@ def test_classifier_head_masked_mean_pool():
 
 
 def test_every_vision_parameter_has_logical_axis_names():
-  from tests.test_transformer import _assert_all_partitioned
+  from tests.nn.test_transformer import _assert_all_partitioned
   for model, x in [(cnn.CNN1D(channels=(4,), strides=(1,)), jnp.zeros((2, 40))),
                    (resnet.ResNet(stage_sizes=(1, 1), widths=(4, 8)), jnp.zeros((2, 8, 8, 3))),
                    (_vit(pool="cls", num_layers=1), jnp.zeros((2, 8, 8, 3))),

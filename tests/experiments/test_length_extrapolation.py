@@ -386,6 +386,12 @@ def test_driver_smoke_tiny(tmp_path):
   again = run_lib.run_study(str(tmp_path / "wd"), "tiny", variants=("rope",), methods=("rope", "rerope_w4"),
                             mults=(1, 8), windows=8, out_dir=str(tmp_path / "out"), log=lambda s: None)
   assert again["methods"]["rope"] == out["methods"]["rope"]
+
+
+# Trains a second checkpoint and evaluates it (~25 s on a 2-core CPU); the replicate naming and the seed-paired
+# statistics are covered by test_seed_replicates_name_their_checkpoints and test_seed_paired_* by default.
+@pytest.mark.slow
+def test_driver_seeds_tiny(tmp_path):
   # --seeds 2: a second training seed of the baseline, and the seed-aware methods evaluated on it.
   seeded = run_lib.run_study(str(tmp_path / "wd"), "tiny", variants=("rope",), methods=("rope", "rerope_w4"),
                              mults=(1, 8), windows=8, out_dir=str(tmp_path / "out"), log=lambda s: None, seeds=2)

@@ -9,7 +9,7 @@ import pytest
 
 from kexue_jax.nn.attention import AttentionConfig
 from kexue_jax.nn.gau import GatedAttentionUnit
-from tests.test_transformer import _np, _perturb, np_gau, np_softmax_rows, np_swish, rope_matrix
+from tests.nn.test_transformer import _np, _perturb, np_gau, np_softmax_rows, np_swish, rope_matrix
 
 D, E, S, L = 8, 12, 4, 20   # L > 16 so the max(n, 16) clamp of softmax_plus matters
 

@@ -1,0 +1,80 @@
+"""checkpoint: save/restore of {state, data_iter}, resharding on restore, load_state, load_params_mapped,
+the preemption flag."""
+import os
+import signal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from kexue_jax import checkpoint
+
+
+def _state(seed=0):
+  rng = np.random.default_rng(seed)
+  return {"params": {"enc": {"w": rng.normal(size=(8, 4)).astype(np.float32)},
+                     "head": {"b": rng.normal(size=(4,)).astype(np.float32)}},
+          "step": np.int32(3)}
+
+
+def test_save_restore_roundtrip_onto_another_sharding(tmp_path):
+  state = _state()
+  ckpt = checkpoint.Checkpointer(tmp_path, async_save=False)
+  assert ckpt.restore(state, None) is None  # nothing saved yet
+  assert ckpt.save(5, state, None, force=True)
+  ckpt.wait()
+  assert ckpt.latest_step() == 5
+  mesh = jax.make_mesh((8,), ("data",))
+  row = NamedSharding(mesh, P("data"))
+  rep = NamedSharding(mesh, P())
+  abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), np.asarray(a).dtype, sharding=rep), state)
+  abstract["params"]["enc"]["w"] = jax.ShapeDtypeStruct((8, 4), jnp.float32, sharding=row)
+  restored, step = ckpt.restore(abstract, None)
+  ckpt.close()
+  assert step == 5
+  assert restored["params"]["enc"]["w"].sharding == row
+  jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), b), restored, state)
+
+
+def test_load_state_reads_without_a_target(tmp_path):
+  ckpt = checkpoint.Checkpointer(tmp_path, async_save=False)
+  for step in (1, 2):
+    ckpt.save(step, _state(step), None, force=True)
+  ckpt.close()
+  got, step = checkpoint.load_state(tmp_path)
+  assert step == 2
+  jax.tree.map(np.testing.assert_array_equal, got, _state(2))
+  got, step = checkpoint.load_state(tmp_path, step=1)
+  jax.tree.map(np.testing.assert_array_equal, got, _state(1))
+  with pytest.raises(FileNotFoundError, match="no checkpoints in"):
+    checkpoint.load_state(tmp_path / "elsewhere")
+
+
+def test_load_params_mapped_renames_and_checks(tmp_path):
+  ckpt = checkpoint.Checkpointer(tmp_path, async_save=False)
+  ckpt.save(1, _state(), None, force=True)
+  ckpt.close()
+  src = _state()["params"]
+  target = {"encoder": {"w": jax.ShapeDtypeStruct((8, 4), jnp.bfloat16)},
+            "new_head": {"b": jax.ShapeDtypeStruct((4,), jnp.float32)}}
+  got = checkpoint.load_params_mapped(target, tmp_path, mapping=(("enc", "encoder"),))
+  assert set(got) == {"encoder"} and got["encoder"]["w"].dtype == jnp.bfloat16
+  np.testing.assert_array_equal(got["encoder"]["w"], src["enc"]["w"].astype(jnp.bfloat16))
+  with pytest.raises(ValueError, match="no parameter under 'decoder'"):
+    checkpoint.load_params_mapped(target, tmp_path, mapping=(("enc", "decoder"),))
+  with pytest.raises(ValueError, match="has no parameter 'head/w'"):
+    checkpoint.load_params_mapped(target, tmp_path, mapping=(("head", "encoder"),))
+  bad = {"encoder": {"w": jax.ShapeDtypeStruct((4, 8), jnp.float32)}}
+  with pytest.raises(ValueError, match="the model configs differ"):
+    checkpoint.load_params_mapped(bad, tmp_path, mapping=(("enc", "encoder"),))
+
+
+def test_preemption_watcher_turns_sigterm_into_a_flag():
+  before = signal.getsignal(signal.SIGTERM)
+  with checkpoint.PreemptionWatcher() as watcher:
+    assert not watcher.reached(0)
+    os.kill(os.getpid(), signal.SIGTERM)
+    assert watcher.reached(0) and watcher.signal_name == "SIGTERM"
+  assert signal.getsignal(signal.SIGTERM) is before

@@ -1,0 +1,70 @@
+"""config_lib: ``:arg`` parsing, base_config's keys, validate's one-line errors, to_dict, load_sibling."""
+import json
+
+import pytest
+
+from kexue_jax import config_lib
+
+
+def test_parse_arg():
+  a = config_lib.parse_arg("runlocal,steps=7,variant=ntk", runlocal=False, steps=100, variant="rope")
+  assert (a.runlocal, a.steps, a.variant) == (True, 7, "ntk")
+  assert config_lib.parse_arg(None, runlocal=False).runlocal is False
+  with pytest.raises(ValueError, match="unknown config argument 'nope'"):
+    config_lib.parse_arg("nope", runlocal=False)
+
+
+def test_parse_arg_types_follow_the_defaults():
+  a = config_lib.parse_arg("lr=1,name=3,extra=[1],flag=0", lr=0.5, name="x", extra=None, flag=True)
+  assert (a.lr, a.name, a.extra, a.flag) == (1.0, "3", [1], False)
+  assert isinstance(a.lr, float)
+  with pytest.raises(ValueError, match="needs a value"):
+    config_lib.parse_arg("lr", lr=0.5)
+
+
+def test_base_config_holds_only_known_top_level_keys_and_validates():
+  c = config_lib.base_config()
+  assert set(c.keys()) <= set(config_lib.TOP_LEVEL_KEYS)
+  config_lib.validate(c)
+
+
+@pytest.mark.parametrize("change, match", [
+    (lambda c: c.__setitem__("optimzer", 1), r"unknown top-level config keys \['optimzer'\]"),
+    (lambda c: c.__delitem__("model"), r"missing required keys \['model'\]"),
+    (lambda c: c.__setitem__("batch_size", 0), "config.batch_size must be >= 1"),
+    (lambda c: c.__setitem__("eval_every_steps", -1), "config.eval_every_steps must be >= 0"),
+    (lambda c: c.update(batch_size=6, microbatches=4), "not divisible by config.microbatches=4"),
+])
+def test_validate_errors(change, match):
+  c = config_lib.base_config()
+  c.unlock()
+  change(c)
+  with pytest.raises(ValueError, match=match):
+    config_lib.validate(c)
+
+
+def test_to_dict_is_json_able():
+  c = config_lib.base_config()
+  d = config_lib.to_dict(c)
+  assert json.loads(json.dumps(d)) == d
+  assert d["init_from"]["mapping"] == [["", ""]] and d["seed"] == c.seed
+
+
+def test_load_sibling(tmp_path):
+  (tmp_path / "_common.py").write_text("VALUE = 42\n")
+  (tmp_path / "cfg.py").write_text("")
+  assert config_lib.load_sibling(str(tmp_path / "cfg.py"), "_common.py").VALUE == 42
+
+
+def test_to_dict_resolves_field_references_inside_lists():
+  c = config_lib.base_config()
+  n = c.data.get_ref("seq_len")
+  c.study.lengths = [n * 1, n * 2]
+  c.study.window = n // 4
+  c.data.seq_len = 64
+  assert config_lib.to_dict(c.study) == {"lengths": [64, 128], "window": 16}
+
+
+def test_num_eval_batches_is_one_top_level_key():
+  c = config_lib.base_config()
+  assert "num_eval_batches" in c and "num_eval_batches" not in c.data
