@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from conftest import load_config
+from tests.helpers import load_config
 from kexue_jax import checkpoint as ckpt_lib
 from kexue_jax import metrics as metrics_lib
 from kexue_jax import train

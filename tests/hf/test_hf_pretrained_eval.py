@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("safetensors")
 
-from conftest import load_config  # noqa: E402
+from tests.helpers import load_config  # noqa: E402
 from experiments.length_extrapolation import pretrained as driver  # noqa: E402
 from kexue_jax import hf  # noqa: E402
 from kexue_jax import models  # noqa: E402

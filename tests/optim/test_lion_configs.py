@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import optax
 import pytest
 
-from conftest import load_config
+from tests.helpers import load_config
 from kexue_jax import config_lib
 from kexue_jax import optim
 from kexue_jax import tasks
