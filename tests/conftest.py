@@ -28,15 +28,12 @@ def pytest_collection_modifyitems(config, items):
 
 
 def load_config(path: str, arg: str | None = None):
-  """Loads ``configs/...py`` the way ``--config path:arg`` does (get_config(arg))."""
-  import importlib.util
+  """Loads ``configs/...py`` (relative to the repo) the way ``--config path:arg`` does (get_config(arg))."""
   import pathlib
+  from kexue_jax import config_lib
 
   full = pathlib.Path(__file__).resolve().parent.parent / path
-  spec = importlib.util.spec_from_file_location(f"cfg_{full.stem}", full)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg) if arg is not None else module.get_config()
+  return config_lib.load_config(f"{full}:{arg}" if arg is not None else str(full))
 
 
 @pytest.fixture(scope="session", autouse=True)
