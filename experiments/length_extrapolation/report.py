@@ -133,6 +133,18 @@ def _su(row, col=2):
   return "?" if v is None else f"{v[col]:.2f}"
 
 
+# Claim 6a's threshold, derived from what the claim says ("robust": the window choice matters little next to
+# ReRoPE's gain over the baseline), not from a fixed number of points: Su's own T5b table (kexue.fm/archives/9708)
+# has a spread of 3.29 points across w = 64..384, which an absolute "within 3 points" rule rejected.
+ROBUST_SPREAD = 0.25
+
+
+def window_spread_ratio(accs, baseline: float) -> float:
+  """(max - min of the windows' accuracies) / (min accuracy - baseline); inf when a window is not above it."""
+  gain = min(accs) - baseline
+  return (max(accs) - min(accs)) / gain if gain > 0 else float("inf")
+
+
 def claims(R: Results) -> list[dict]:
   """The §7.4 checklist (+ the issue's copy and n-gram checks). Each: id, claim, su, ours, status."""
   n, L8 = R.n, R.n * R.ext
@@ -242,12 +254,17 @@ def claims(R: Results) -> list[dict]:
       "85.12 vs 68.91 (log n)", f"logn/rerope_w{w4} - logn/ntk_mixed (repeated) {_fmt(d)}", _greater(d))
   # 6. ReRoPE window robustness and w = N collapse.
   ws = [w for w in (max(1, n // 8), w4, w2, max(1, 3 * n // 4)) if f"rerope_w{w}" in R.m]
-  if ws:
+  if ws and R.has("rope"):
     accs = {w: R.mean(f"rerope_w{w}", L8) for w in ws}
-    spread = max(accs.values()) - min(accs.values())
-    add("6a", "ReRoPE is robust for w in N/8 .. 3N/4 (all within 3 points of the best) at 8x",
-        "45.19 / 47.82 / 48.48 / 48.15 (w=64..384)", ", ".join(f"w={w}: {a:.2f}" for w, a in accs.items()),
-        HOLDS if spread <= 3.0 else FAILS)
+    ratio = window_spread_ratio(list(accs.values()), R.mean("rope", L8))
+    add("6a", "ReRoPE is robust for w in N/8 .. 3N/4 at 8x: the choice of window matters little next to what "
+        f"ReRoPE gains over the baseline (spread of the windows < {ROBUST_SPREAD:g} x the smallest gain). Rule "
+        "changed in #14: the former 'all within 3 points of the best' rejected Su's own table (spread 3.29) and "
+        "scored this row *does not hold*",
+        f"45.19 / 47.82 / 48.48 / 48.15 (w=64..384) vs 23.16: ratio "
+        f"{window_spread_ratio([45.19, 47.82, 48.48, 48.15], 23.16):.2f}",
+        ", ".join(f"w={w}: {a:.2f}" for w, a in accs.items()) + f" vs rope {m('rope')}: ratio {ratio:.2f}",
+        HOLDS if ratio < ROBUST_SPREAD else FAILS)
   d = R.paired("rope", f"rerope_w{n}", L8)
   add("6b", "ReRoPE with w = L_train collapses to far below the baseline at 8x (every far token sits at the "
       "never-trained distance N)", "8.25 vs 23.16", f"rerope_w{n} {m(f'rerope_w{n}')} vs rope {m('rope')}: "
