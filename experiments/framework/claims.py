@@ -160,7 +160,7 @@ def estimate(claim: Claim, samples: Mapping[str, Any]) -> _Estimate | None:
     full = stats.ttest_ind(a, b, equal_var=False) if n > 1 else None
   else:
     a = _values(samples[claim.a])
-    n, name = len(a), f"one-sample t vs {claim.reference:g}"
+    n, name = len(a), f"one-sample t vs {claim.reference * claim.scale:g}"
     p = lambda shift, alt: stats.ttest_1samp(a, claim.reference + shift, alternative=alt).pvalue
     full = stats.ttest_1samp(a, claim.reference) if n > 1 else None
   if full is None:
