@@ -244,8 +244,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               example_run=next((r["command"] for r in records if r.get("command")), ""))
   if a.results:  # the report is made here, the runs were trained where the results file says
     prev = _read_json(a.results)
-    trained = prev.get("meta", {}).get("machine", "not recorded")
-    meta["machine"] = f"report made on {meta['machine']}; runs trained on: {trained} (recorded in {a.results})"
+    trained = prev.get("meta", {}).get("machine", "a machine the file does not record")
+    meta["machine"] = f"report made on {meta['machine']}; the runs come from {a.results}, trained on {trained}"
     # Runs recorded by a former per-study driver: the report compares its verdicts with that driver's.
     meta["legacy"] = prev.get("meta", {}).get("legacy", "meta" not in prev)
   _write_json(os.path.join(out, "results.json"), {"study": a.study, "runs": records, "extras": extras,
