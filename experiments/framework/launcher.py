@@ -242,12 +242,12 @@ def main(argv: Sequence[str] | None = None) -> int:
               commands=[" ".join(train_cmd)] + [" ".join(_shell(a, overrides))] * a.report_only,
               wall=wall_line(records, est, time.time() - t0),
               example_run=next((r["command"] for r in records if r.get("command")), ""))
-  if a.results:  # the report is made here, the runs were trained where the results file says
-    prev = _read_json(a.results)
-    trained = prev.get("meta", {}).get("machine", "a machine the file does not record")
-    meta["machine"] = f"report made on {meta['machine']}; the runs come from {a.results}, trained on {trained}"
+  meta["trained_on"] = meta["machine"]
+  if a.results:  # the report is made here; the runs were trained where the results file says
+    prev = _read_json(a.results).get("meta")
+    meta["trained_on"] = (prev or {}).get("trained_on", f"not recorded (runs from {a.results})")
     # Runs recorded by a former per-study driver: the report compares its verdicts with that driver's.
-    meta["legacy"] = prev.get("meta", {}).get("legacy", "meta" not in prev)
+    meta["legacy"] = (prev or {}).get("legacy", prev is None)
   _write_json(os.path.join(out, "results.json"), {"study": a.study, "runs": records, "extras": extras,
                                                    "meta": meta})
   print(f"[{a.study}] wrote {study.write_report(records, extras, out, meta)}")

@@ -97,7 +97,8 @@ def machine() -> dict[str, str]:
 def footer(meta: Mapping[str, Any]) -> str:
   """The one closing section: machine, versions, git revision, wall times (estimate vs measured), commands."""
   lines = ["## Provenance", ""]
-  for key, label in (("machine", "Machine"), ("versions", "Libraries"), ("git", "Code revision"),
+  for key, label in (("trained_on", "Runs trained on"), ("machine", "Report made on"), ("versions", "Libraries"),
+                     ("git", "Code revision"),
                      ("overrides", "Config overrides applied to every run"), ("wall", "Wall time")):
     if meta.get(key):
       lines.append(f"- {label}: {meta[key]}")
