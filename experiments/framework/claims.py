@@ -257,3 +257,27 @@ def summary(verdicts: Sequence[Verdict]) -> str:
   """"5 hold, 1 does not hold, 2 inconclusive"."""
   n = {v: sum(x.verdict == v for x in verdicts) for v in (HOLDS, FAILS, INCONCLUSIVE)}
   return f"{n[HOLDS]} hold, {n[FAILS]} do not hold, {n[INCONCLUSIVE]} inconclusive"
+
+
+def former_verdict(claim: Claim, samples: Mapping[str, Any]) -> str | None:
+  """What the discarded per-study rule said (kept only to mark verdict changes on runs recorded before #14):
+  a difference of means counted when beyond the seed spread max(sd_a, sd_b) (sd 0 for one run), a number
+  against a reference by the mean alone, no test, no minimum n. None for trends and missing data."""
+  if claim.test == "trend" or claim.a not in samples or (claim.b is not None and claim.b not in samples):
+    return None
+  a = _values(samples[claim.a])
+  b = _values(samples[claim.b]) if claim.b is not None else np.array([claim.reference])
+  if not len(a) or not len(b):
+    return None
+  sd = lambda x: float(np.std(x, ddof=1)) if len(x) > 1 else 0.0
+  d = float(a.mean() - b.mean())
+  spread = 0.0 if claim.test == "one_sample" else max(sd(a), sd(b))
+  if claim.direction == "~":
+    return HOLDS if abs(d) < claim.margin else FAILS
+  sign = 1.0 if claim.direction == ">" else -1.0
+  if sign * d > spread:
+    return HOLDS
+  if sign * d < -spread:
+    return FAILS
+  return HOLDS if sign * claim.margin < 0 else FAILS   # "no difference": only a non-inferiority claim held
+

@@ -101,14 +101,17 @@ def run_one(study, run: Run, workdir: str, overrides: Sequence[str]) -> dict:
                                  [f"--config.{o}" for o in overrides]))
   t0 = time.time()
   try:
-    record["train"] = train.run(config, wd)["train"]
+    out = train.run(config, wd)
+    record.update(step=out.get("step"), num_params=out.get("num_params"), train=out.get("train", {}),
+                  eval={k.split("/", 1)[-1]: v for k, v in out.get("eval", {}).items()})
   except train.NonFiniteError as e:  # a diverged run is a result, not a crash of the study
-    record["error"] = str(e)
+    record.update(error=str(e), train={}, eval={})
   record["train_time_s"] = round(time.time() - t0, 2)
   if hasattr(study, "evaluate"):
     record.update(study.evaluate(run, config, wd, record))
   record["eval_time_s"] = round(time.time() - t0 - record["train_time_s"], 2)
-  record["wall_time_s"] = round(time.time() - t0, 2)
+  # The machine may be shared: the 1-minute load average at the end of the run says how much.
+  record.update(wall_time_s=round(time.time() - t0, 2), load_avg_1min=round(os.getloadavg()[0], 2))
   _write_json(os.path.join(wd, "record.json"), record)
   print(f"[{study.__name__.split('.')[1]}] {run.name}: {record['wall_time_s']:.0f} s"
         + (f" FAILED: {record['error'][:100]}" if "error" in record else ""), flush=True)
@@ -188,7 +191,9 @@ def spawn_shards(a: argparse.Namespace, overrides: Sequence[str]) -> None:
 def collect(a, study, runs, overrides) -> tuple[list[dict], dict]:
   """The records and extras to report: from --results, from W/runs (report_only), or by running the plan."""
   if a.results:
-    res = _read_json(a.results)
+    res = _read_json(a.results)  # a former driver wrote a bare list of records, or {"runs", "baselines"}
+    if isinstance(res, list):
+      return res, {}
     return res["runs"], res.get("extras", res.get("baselines", {}))
   records = []
   for k, run in enumerate(runs):
@@ -244,7 +249,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               example_run=next((r["command"] for r in records if r.get("command")), ""))
   meta["trained_on"] = meta["machine"]
   if a.results:  # the report is made here; the runs were trained where the results file says
-    prev = _read_json(a.results).get("meta")
+    prev = _read_json(a.results)
+    prev = prev.get("meta") if isinstance(prev, dict) else None
     meta["trained_on"] = (prev or {}).get("trained_on", f"not recorded (runs from {a.results})")
     # Runs recorded by a former per-study driver: the report compares its verdicts with that driver's.
     meta["legacy"] = (prev or {}).get("legacy", prev is None)

@@ -20,16 +20,17 @@ RULES = ("**Verdict rules** (experiments/framework/claims.py). Each claim names 
          "need if the observed effect and spread are the truth. Each line: effect, its 95% CI, test, n, p.")
 
 
-def checklist(verdicts: Sequence[claims_lib.Verdict], changed: Mapping[str, str] | None = None) -> str:
-  """Markdown bullets, one per claim; ``changed`` maps claim id -> the old verdict where the sound test moved it."""
+def checklist(verdicts: Sequence[claims_lib.Verdict], samples: Mapping[str, Any] | None = None) -> str:
+  """Markdown bullets, one per claim. With ``samples`` (runs recorded by a former per-study driver), a claim
+  whose verdict differs from the former rule's (claims.former_verdict) says so."""
   out = []
   for v in verdicts:
     out.append(f"- **{MARK[v.verdict]}** ({v.claim.id}) — {v.claim.text}")
     out.append(f"  - {v.line()}")
-    old = (changed or {}).get(v.claim.id)
+    old = claims_lib.former_verdict(v.claim, samples) if samples is not None else None
     if old and old != v.verdict:
-      out.append(f"  - *verdict changed* from \"{old}\" under the former rule (a difference beyond the seed "
-                 "spread max(sd) or a fixed threshold, no test); the declared test above decides now.")
+      out.append(f"  - *verdict changed*: the former rule (a difference beyond the seed spread max(sd), or a mean "
+                 f"against a threshold; no test, no minimum n) said \"{old}\".")
   out += ["", f"{claims_lib.summary(verdicts)}."]
   return "\n".join(out)
 

@@ -38,10 +38,6 @@ MAIN = ("simsiam", "no_stopgrad")
 # (experiments/simsiam/results.json: 36-44 s view targets, ~60 s mean-view), for the --dry_run estimate.
 EST_S = {"view": 45.0, "mean_view": 65.0, "tiny": 12.0}
 COLLAPSE_ERANK = 2.0
-# Verdicts of the former driver on the committed runs (max-sd rule, composite claims split into their parts):
-# a report from those runs (meta "legacy") marks where the sound test changed the verdict.
-OLD = {"1a": C.FAILS, "1b": C.HOLDS, "1c": C.FAILS, "2a": C.FAILS, "2b": C.HOLDS, "2c": C.FAILS, "3a": C.HOLDS,
-       "3b": C.HOLDS, "3c": C.HOLDS, "3d": C.HOLDS, "4a": C.HOLDS, "4b": C.HOLDS, "5": C.HOLDS, "6": C.HOLDS}
 
 
 def plan(seeds: int | None = None, scale: str = "default") -> list[launcher.Run]:
@@ -245,14 +241,15 @@ def write_report(records, extras_, out_dir: str, meta: dict) -> str:
   g = by_variant(records)
   d = next(iter(g.values()))[0]["proj_dim"] if g else 64
   raw = extras_.get("raw")
-  verdicts = C.judge_all(claims(d, raw and raw["probe"]), samples(records))
+  data = samples(records)
+  verdicts = C.judge_all(claims(d, raw and raw["probe"]), data)
   ok, toy = toy_check()
   os.makedirs(out_dir, exist_ok=True)
   figs = plots(g, raw, out_dir) if g else []
   failed = [f"- `{r['name']}`: {r['error'][:200]}" for r in records if r.get("error")]
   text = R.fill(os.path.join(os.path.dirname(__file__), "report_template.md"), dict(
       d=d, steps=next(iter(g.values()))[0]["steps"] if g else 0, runs=len(records), rules=R.RULES,
-      checklist=R.checklist(verdicts, OLD if meta.get("legacy") else None), toy=f"**{'✅ holds' if ok else '❌ does not hold'}** — {toy}",
+      checklist=R.checklist(verdicts, data if meta.get("legacy") else None), toy=f"**{'✅ holds' if ok else '❌ does not hold'}** — {toy}",
       failed="\n".join(failed) or "none", ablation=table_ablation(g, raw), paper=table_paper(), curve=table_curve(g),
       plots="\n\n".join(f"![{p}]({p})" for p in figs), footer=R.footer(meta)))
   path = os.path.join(out_dir, "REPORT.md")
