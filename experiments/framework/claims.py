@@ -232,9 +232,17 @@ def judge(claim: Claim, samples: Mapping[str, Any], p_adjusted: float | None = N
   needs = units_needed(claim, est, alpha) if verdict == INCONCLUSIVE else None
   note = "" if needs else "the observed effect lies on the other side of the margin: more units would not help it"
   return Verdict(claim, verdict, est.n, est.effect, (est.effect - t * est.se, est.effect + t * est.se), float(p),
-                 p_adjusted, est.name + (f" (margin ±{claim.margin * claim.scale:g})" if claim.direction == "~"
-                                         else f" (margin {claim.margin * claim.scale:g})" if claim.margin else ""),
+                 p_adjusted, est.name + _margin_text(claim),
                  needs, note if verdict == INCONCLUSIVE else "")
+
+
+def _margin_text(claim: Claim) -> str:
+  m = claim.margin * claim.scale
+  if claim.direction == "~":
+    return f" (equivalence margin ±{m:g})"
+  if claim.margin and (claim.margin < 0) == (claim.direction == ">"):
+    return f" (non-inferiority margin {abs(m):g})"
+  return f" (margin {abs(m):g})" if claim.margin else ""
 
 
 def judge_all(claims: Sequence[Claim], samples: Mapping[str, Any], alpha: float = ALPHA) -> list[Verdict]:
