@@ -84,7 +84,8 @@ def machine() -> dict[str, str]:
   try:
     rev = subprocess.run(["git", "-C", repo, "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                          check=True).stdout.strip()
-    dirty = subprocess.run(["git", "-C", repo, "status", "--porcelain", "--", "kexue_jax", "configs", "experiments"],
+    dirty = subprocess.run(["git", "-C", repo, "status", "--porcelain", "--", "kexue_jax", "configs",
+                            ":(glob)experiments/**/*.py", ":(glob)experiments/**/report_template.md"],
                            capture_output=True, text=True, check=True).stdout.strip()
     rev += " (+ uncommitted changes)" if dirty else ""
   except (OSError, subprocess.CalledProcessError):
