@@ -16,7 +16,6 @@ Steps (each reuses what the workdir already holds, so an interrupted study resum
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
@@ -57,12 +56,8 @@ COPY_CHECKPOINTS = 4  # the baseline also keeps checkpoints at 1/4, 2/4, 3/4 of 
 
 def load_config(variant: str, scale: str, steps: int = 0, extra_arg: str = ""):
   fname, extra = VARIANTS[variant]
-  path = os.path.join(CONFIG_DIR, fname)
-  spec = importlib.util.spec_from_file_location(f"le_cfg_{variant}", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
   arg = ",".join(filter(None, [f"scale={scale}", extra, f"steps={steps}" if steps else "", extra_arg]))
-  return module.get_config(arg), f"configs/length_extrapolation/{fname}:{arg}"
+  return config_lib.load_config(f"{os.path.join(CONFIG_DIR, fname)}:{arg}"), f"configs/length_extrapolation/{fname}:{arg}"
 
 
 def train_variant(variant, scale, workdir, steps=0, log=print, extra_arg="", name=None, keep=COPY_CHECKPOINTS):

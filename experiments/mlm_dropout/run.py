@@ -23,7 +23,6 @@ Default: 2 pre-training (1200 steps) + 24 fine-tuning runs, estimated ~38 min on
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
@@ -48,10 +47,8 @@ EST_SECONDS = {"pretrain_mlm": 276.0, "pretrain_mae": 293.0, "finetune": 26.0, "
 
 
 def load_config(path: str, arg: str):
-  spec = importlib.util.spec_from_file_location(f"mlm_dropout_{os.path.basename(path)[:-3]}", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
+  from kexue_jax import config_lib  # pylint: disable=g-import-not-at-top
+  return config_lib.load_config(f"{path}:{arg}")
 
 
 def pretrain_workdir(workdir: str, mode: str) -> str:
