@@ -6,8 +6,9 @@ r"""The one study launcher: plan, run cache, sharding over processes, timing, re
   python -m experiments STUDY --report_only --results experiments/STUDY/results.json --out experiments/STUDY
 
 A study is ``experiments/<study>/study.py`` with ``plan(seeds, scale) -> [Run]``, optionally ``evaluate(run,
-config, run_dir) -> dict`` (checkpoint evaluations added to the run's record) and ``extras(workdir) -> dict``
-(study-level numbers computed once), and ``write_report(records, extras, out_dir, meta) -> path``.
+config, run_dir, record) -> dict`` (checkpoint evaluations added to the run's record), ``extras(workdir, scale)
+-> dict`` (study-level numbers computed once after the runs), ``from_results(results) -> (records, extras)``
+(a former driver's results.json), and ``write_report(records, extras, out_dir, meta) -> path``.
 
 Every run is ``kexue_jax.train.run`` on ``run.config`` (``path.py:arg``) with the ``--config.*`` overrides applied
 (recorded in each run and in the report). A run whose ``W/runs/<name>/record.json`` exists is never retrained; an
@@ -39,6 +40,8 @@ class Run:
   config: str
   labels: dict = dataclasses.field(default_factory=dict)   # e.g. {"variant": "simsiam", "seed": 0}
   est_s: float = 60.0                                      # wall-time estimate for --dry_run
+  stage: int = 0          # runs of a later stage start after every earlier one (e.g. fine-tuning after
+                          # pre-training); "{workdir}" in config is the study's workdir
 
 
 class UsageError(ValueError):
@@ -55,9 +58,13 @@ def load_study(name: str):
   return importlib.import_module(f"experiments.{name}.study")
 
 
-def load_run_config(run: Run, overrides: Sequence[str]):
+def config_spec(run: Run, workdir: str | None) -> str:
+  return run.config.replace("{workdir}", os.path.abspath(workdir or "W"))
+
+
+def load_run_config(run: Run, overrides: Sequence[str], workdir: str | None = None):
   from kexue_jax import config_lib  # pylint: disable=g-import-not-at-top
-  path, arg = config_lib.split_spec(run.config)
+  path, arg = config_lib.split_spec(config_spec(run, workdir))
   spec = os.path.join(REPO, path) + (f":{arg}" if arg is not None else "")
   config = config_lib.load_config(spec, overrides)
   config.progress_bar = False
@@ -95,9 +102,10 @@ def run_one(study, run: Run, workdir: str, overrides: Sequence[str]) -> dict:
     return record
   from kexue_jax import train  # pylint: disable=g-import-not-at-top
   wd = os.path.join(workdir, "runs", run.name)
-  config = load_run_config(run, overrides)
-  record = dict(run.labels, name=run.name, config=run.config, overrides=list(overrides),
-                command=" ".join([f"python -m kexue_jax.main --config {run.config} --workdir {wd}"] +
+  config = load_run_config(run, overrides, workdir)
+  spec = config_spec(run, workdir)
+  record = dict(run.labels, name=run.name, config=spec, overrides=list(overrides),
+                command=" ".join([f"python -m kexue_jax.main --config {spec} --workdir {wd}"] +
                                  [f"--config.{o}" for o in overrides]))
   t0 = time.time()
   try:
@@ -118,14 +126,14 @@ def run_one(study, run: Run, workdir: str, overrides: Sequence[str]) -> dict:
   return record
 
 
-def study_extras(study, workdir: str) -> dict:
+def study_extras(study, workdir: str, scale: str) -> dict:
   """Study-level numbers (e.g. raw-input baselines), computed once into W/extras.json."""
   if not hasattr(study, "extras"):
     return {}
   path = os.path.join(workdir, "extras.json")
   if not os.path.exists(path):
     t0 = time.time()
-    _write_json(path, dict(study.extras(), time_s=round(time.time() - t0, 2)))
+    _write_json(path, dict(study.extras(workdir, scale), time_s=round(time.time() - t0, 2)))
   return _read_json(path)
 
 
@@ -143,6 +151,7 @@ def parse(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
   p.add_argument("--results", help="with --report_only: a results.json whose recorded runs replace W/runs")
   p.add_argument("--processes", type=int, default=1, help="train in N subprocesses (shards), then report")
   p.add_argument("--shard", default="0/1", help="i/n: train runs i, i+n, ... only, write no report")
+  p.add_argument("--stage", type=int, default=None, help=argparse.SUPPRESS)  # set by --processes
   p.add_argument("--seeds", type=int, default=None, help="seeds per variant (default: the study's)")
   p.add_argument("--scale", default="default", help="the study's scale (tiny: a smoke test in under 2 min)")
   p.add_argument("--out", help="report folder (default W/report; experiments/<study> refreshes the committed copy)")
@@ -175,17 +184,18 @@ def _shell(a: argparse.Namespace, overrides: Sequence[str], **change) -> list[st
       cmd += [f"--{k}", str(d[k])]
   cmd += [f"--{k}" for k in ("dry_run", "report_only") if d[k]]
   cmd += [f"--scale={d['scale']}"] * (d["scale"] != "default") + [f"--shard={d['shard']}"] * (d["shard"] != "0/1")
-  cmd += [f"--processes={d['processes']}"] * (d["processes"] > 1)
+  cmd += [f"--processes={d['processes']}"] * (d["processes"] > 1) + [f"--stage={d['stage']}"] * (d["stage"] is not None)
   return cmd + [f"--config.{o}" for o in overrides]
 
 
-def spawn_shards(a: argparse.Namespace, overrides: Sequence[str]) -> None:
-  """Trains the plan in ``a.processes`` subprocesses, one shard each; raises if any fails."""
-  procs = [subprocess.Popen([sys.executable] + _shell(a, overrides, processes=1, shard=f"{i}/{a.processes}")[1:],
-                            cwd=REPO) for i in range(a.processes)]
-  codes = [p.wait() for p in procs]
-  if any(codes):
-    raise RuntimeError(f"shard processes exited with {codes}; rerun to resume (finished runs are kept).")
+def spawn_shards(a: argparse.Namespace, overrides: Sequence[str], stages: Sequence[int]) -> None:
+  """Trains the plan in ``a.processes`` subprocesses, one shard each, stage after stage; raises if any fails."""
+  for stage in sorted(set(stages)):
+    procs = [subprocess.Popen([sys.executable] + _shell(a, overrides, processes=1, shard=f"{i}/{a.processes}",
+                                                        stage=stage)[1:], cwd=REPO) for i in range(a.processes)]
+    codes = [p.wait() for p in procs]
+    if any(codes):
+      raise RuntimeError(f"shard processes exited with {codes}; rerun to resume (finished runs are kept).")
 
 
 def collect(a, study, runs, overrides) -> tuple[list[dict], dict]:
@@ -194,6 +204,8 @@ def collect(a, study, runs, overrides) -> tuple[list[dict], dict]:
     res = _read_json(a.results)  # a former driver wrote a bare list of records, or {"runs", "baselines"}
     if isinstance(res, list):
       return res, {}
+    if "runs" not in res and hasattr(study, "from_results"):
+      return study.from_results(res)
     return res["runs"], res.get("extras", res.get("baselines", {}))
   records = []
   for k, run in enumerate(runs):
@@ -203,7 +215,7 @@ def collect(a, study, runs, overrides) -> tuple[list[dict], dict]:
       rec = run_one(study, run, a.workdir, overrides)
     if rec is not None:
       records.append(rec)
-  return records, study_extras(study, a.workdir) if records or not a.report_only else {}
+  return records, study_extras(study, a.workdir, a.scale) if records or not a.report_only else {}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -218,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs = study.plan(seeds=a.seeds, scale=a.scale)
     if not a.results:
       for run in runs:  # bad overrides / arguments fail here, before any compute
-        load_run_config(run, overrides)
+        load_run_config(run, overrides, a.workdir)
   except ValueError as e:
     print(f"python -m experiments: error: {e}", file=sys.stderr)
     return 2
@@ -230,13 +242,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
   i, n = (int(x) for x in a.shard.split("/"))
   if n > 1:
-    for run in runs[i::n]:
+    for run in [r for r in runs if a.stage is None or r.stage == a.stage][i::n]:
       run_one(study, run, a.workdir, overrides)
     return 0
   t0 = time.time()
   try:
     if a.processes > 1 and not a.report_only:
-      spawn_shards(a, overrides)
+      spawn_shards(a, overrides, [r.stage for r in runs])
     records, extras = collect(a, study, runs, overrides)
   except UsageError as e:
     print(f"python -m experiments: error: {e}", file=sys.stderr)

@@ -95,8 +95,9 @@ def evaluate(run, config, run_dir: str, record: dict) -> dict:
               steps=int(config.num_train_steps), train_curves=train_curves(run_dir))
 
 
-def extras() -> dict:
+def extras(workdir: str, scale: str = "default") -> dict:
   """Raw-input kNN and linear probe (the floor every representation should clear)."""
+  del workdir, scale
   from experiments.simsiam import evaluate  # pylint: disable=g-import-not-at-top
   config = launcher.load_run_config(plan()[0], ())
   return {"raw": evaluate.raw_baselines(evaluate.load_split(config, "train"), evaluate.load_split(config, "test"))}

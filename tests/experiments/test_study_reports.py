@@ -6,6 +6,7 @@ import numpy as np
 
 from experiments.framework import claims as C
 from experiments.framework import launcher
+from experiments.mlm_dropout import study as mlm
 from experiments.rdrop import study as rdrop
 from experiments.simsiam import study as simsiam
 
@@ -120,3 +121,49 @@ def test_rdrop_plan_and_configs():
   c = launcher.load_run_config(next(r for r in runs if r.labels["seed"] == 2 and r.labels["alpha"] == 0), ())
   assert c.task.passes == "single" and c.seed == 2 and c.data.train_split == "train[:1000]"
   assert sum(r.est_s for r in runs) <= 30 * 60
+
+
+# ------------------------------------------------------------------------------------------- MLM / MAE.
+
+
+def mlm_results(seeds=3):
+  """The former driver's results.json layout, with runs from mlm_dropout.plan()."""
+  rng = np.random.default_rng(0)
+  records = []
+  for r in mlm.plan(seeds):
+    if r.labels["kind"] == "finetune":
+      acc = {"mlm": 0.6, "mae": 0.605, "none": 0.4}[r.labels["init"]] - (0.1 if r.labels["drop"] == 0.5 else 0.0)
+      records.append(dict(r.labels, name=r.name, eval={"accuracy": acc + 0.002 * rng.normal(), "loss": 1.0 - acc},
+                          wall_time_s=30.0, steps_per_sec=5.0, command="python -m ..."))
+  pre = {m: {"mode": m, "eval": {"accuracy": 0.3, "loss": 2.5}, "wall_time_s": 100.0, "step": 600, "name": m,
+             "command": "python -m ..."} for m in ("mlm", "mae")}
+  timing = {"droptoken": {str(p): 0.1 * (1 - p) + 0.01 for p in mlm.DROPS},
+            "pretrain": {"mlm": 0.2, "mae": 0.21, "mae@0.75": 0.1, "mlm@0.75": 0.2}}
+  drift = {"cos_dist_corrected_vs_plain": 0.01, "cos_dist_mc_vs_plain": 0.05, "cos_dist_mc_vs_corrected": 0.04,
+           "kl_mc_vs_plain": 0.2, "kl_mc_vs_corrected": 0.18, "acc_unmasked_plain": 0.9,
+           "acc_unmasked_corrected": 0.89, "mc_draws": 8}
+  return {"finetune": records, "pretrain": pre, "timing": timing, "drift": drift, "classes": ["a", "b"],
+          "eval_counts": [64, 64], "setup": {"pretrain_steps": 600, "finetune_steps": 150, "pool": "mean"}}
+
+
+def test_mlm_claims_and_report_from_the_former_layout(tmp_path):
+  res = mlm_results()
+  records, extras = mlm.from_results(res)
+  data = mlm.samples(records, extras["timing"])
+  verdicts = {v.claim.id: v.verdict for v in C.judge_all(mlm.claims(), data)}
+  assert verdicts["3"] == verdicts["4"] == verdicts["6a"] == verdicts["5"] == C.HOLDS, verdicts
+  assert verdicts["1"] == C.HOLDS   # correction: same accuracy within ±1 point
+  path = tmp_path / "results.json"
+  path.write_text(json.dumps(res))
+  assert launcher.main(["mlm_dropout", "--report_only", "--results", str(path), "--out", str(tmp_path / "o")]) == 0
+  text = (tmp_path / "o" / "REPORT.md").read_text()
+  for s in ("Claim checklist", "DropToken", "60.06", "MAE-style is cheaper", "fig_mlm.png", "Provenance"):
+    assert s in text, s
+
+
+def test_mlm_plan_stages_and_workdir():
+  runs = mlm.plan()
+  assert len(runs) == 26 and {r.stage for r in runs[:2]} == {0} and {r.stage for r in runs[2:]} == {1}
+  c = launcher.load_run_config(runs[2], (), "/w")
+  assert c.init_from.workdir == "/w/runs/pretrain_mlm"
+  assert len(mlm.plan(scale="tiny")) == 6
