@@ -40,10 +40,11 @@ def plan(seeds: int | None = None, scale: str = "default") -> list[launcher.Run]
     raise ValueError(f"mlm_dropout scales are default, tiny; got {scale!r}.")
   tiny = scale == "tiny"
   extra = ",runlocal" if tiny else ""
+  modes = ("mlm",) if tiny else ("mlm", "mae")   # tiny: 4 runs that touch every code path but MAE's
   runs = [launcher.Run(f"pretrain_{m}", f"configs/mlm_dropout/pretrain.py:mode={m}{extra}", {"kind": "pretrain",
-                       "mode": m}, EST_S["tiny" if tiny else m]) for m in ("mlm", "mae")]
+                       "mode": m}, EST_S["tiny" if tiny else m]) for m in modes]
   settings = [("mlm", 0.0, 0.0), ("mlm", CORRECTION_R, 0.0), ("mae", 0.0, 0.0), ("none", 0.0, 0.0)]
-  settings += [("mlm", 0.0, p) for p in DROPS if p and not tiny]
+  settings = [s for s in settings if s[0] in modes + ("none",)] + [("mlm", 0.0, p) for p in DROPS if p and not tiny]
   for seed in range(seeds or (1 if tiny else 3)):
     for init, corr, drop in settings:
       arg = ([f"init={{workdir}}/runs/pretrain_{init}"] if init != "none" else []) + [
@@ -67,8 +68,9 @@ def extras(workdir: str, scale: str = "default") -> dict:
   """Step-time benchmark, drift of the MLM encoder under the correction, class counts, the setup."""
   extra = ",runlocal" if scale == "tiny" else ""   # tiny: no benchmark (11 compilations), a small drift set
   classes, counts = measure.eval_class_counts(extra)
-  ft = launcher.load_run_config(plan(scale=scale)[2], (), workdir)
-  pre = launcher.load_run_config(plan(scale=scale)[0], (), workdir)
+  runs = plan(scale=scale)
+  pre, ft = (launcher.load_run_config(next(r for r in runs if r.labels["kind"] == k), (), workdir)
+             for k in ("pretrain", "finetune"))
   return {"timing": {} if extra else measure.timing_study(), "classes": classes, "eval_counts": counts,
           "drift": measure.drift_study(os.path.join(workdir, "runs", "pretrain_mlm"), extra=extra,
                                        **(dict(num_windows=16, mc_draws=2, batch=16) if extra else {})),

@@ -166,4 +166,4 @@ def test_mlm_plan_stages_and_workdir():
   assert len(runs) == 26 and {r.stage for r in runs[:2]} == {0} and {r.stage for r in runs[2:]} == {1}
   c = launcher.load_run_config(runs[2], (), "/w")
   assert c.init_from.workdir == "/w/runs/pretrain_mlm"
-  assert len(mlm.plan(scale="tiny")) == 6
+  assert len(mlm.plan(scale="tiny")) == 4
