@@ -106,3 +106,25 @@ def test_tiny_simsiam_end_to_end_leaves_the_checkout_clean(tmp_path):
   assert "## Claim checklist" in text and "Provenance" in text and (tmp_path / "report" / "fig_curves.png").exists()
   after = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True).stdout
   assert after == before
+
+
+def test_processes_shard_stage_by_stage(monkeypatch):
+  """--processes N: N shard subprocesses per stage, a later stage only after every earlier one finished."""
+  calls = []
+
+  class FakeProc:
+    def __init__(self, cmd, cwd):
+      del cwd
+      calls.append(cmd)
+
+    def wait(self):
+      return 0
+
+  monkeypatch.setattr(launcher.subprocess, "Popen", FakeProc)
+  a, ov = launcher.parse(["mlm_dropout", "--workdir", "W", "--processes", "2", "--config.seed=1"])
+  launcher.spawn_shards(a, ov, [r.stage for r in launcher.load_study("mlm_dropout").plan()])
+  shards = [(c[c.index("mlm_dropout") + 1:]) for c in calls]
+  assert [[x for x in s if x.startswith(("--shard", "--stage"))] for s in shards] == [
+      ["--shard=0/2", "--stage=0"], ["--shard=1/2", "--stage=0"], ["--shard=0/2", "--stage=1"],
+      ["--shard=1/2", "--stage=1"]]
+  assert all("--config.seed=1" in s and not any(x.startswith("--processes") for x in s) for s in shards)
