@@ -31,14 +31,3 @@ class Stat:
     if self.n == 1:
       return f"{self.mean * scale:.{digits}f}"
     return f"{self.mean * scale:.{digits}f} ± {self.std * scale:.{digits}f}"
-
-
-def report_footer(machine: str | None, commands, records) -> list[str]:
-  """The closing lines of a study report: the machine, the study commands, and up to three per-run
-  commands (a record's "command") to repeat one run by hand."""
-  lines = ["", f"Machine: {machine}."] if machine else []
-  lines += ["", "## Commands", "", "```"] + list(commands) + ["```"]
-  examples = sorted({r["command"] for r in records if r.get("command")})[:3]
-  if examples:
-    lines += ["", "One run by hand (example):", "", "```"] + examples + ["```"]
-  return lines

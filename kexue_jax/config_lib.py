@@ -49,18 +49,72 @@ def parse_arg(arg: str | None, **spec: Any) -> ml_collections.ConfigDict:
   return out
 
 
+def _import_path(path: str):
+  """Executes the Python file at ``path`` as a fresh module (config files are loaded by path, not as a package)."""
+  path = os.path.abspath(path)
+  if not os.path.isfile(path):
+    raise ValueError(f"config file {path!r} does not exist; pass configs/<group>/<name>.py[:arg].")
+  name = f"_kexue_config_{os.path.splitext(os.path.basename(path))[0]}_{abs(hash(path))}"
+  spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def split_spec(spec: str) -> tuple[str, str | None]:
+  """``"configs/x/y.py:a=1,b"`` -> ``("configs/x/y.py", "a=1,b")``; no ``:`` -> ``(spec, None)``."""
+  path, colon, arg = spec.partition(".py:")
+  return (path + ".py", arg) if colon else (spec, None)
+
+
+def _parse_override(current: Any, value: Any) -> Any:
+  """A command-line string becomes the type of the key it overrides (a Python literal unless that is a str)."""
+  if not isinstance(value, str) or isinstance(current, str):
+    return value
+  try:
+    return ast.literal_eval(value)
+  except (ValueError, SyntaxError):
+    return value
+
+
+def apply_overrides(config: ml_collections.ConfigDict, overrides: Any = ()) -> ml_collections.ConfigDict:
+  """Sets dotted keys: ``{"data.glob": "/x/*.txt"}`` or ``["data.glob=/x/*.txt", ...]`` (as ``--config.k=v``).
+
+  A key that does not exist is an error naming it (as ``config_flags`` does for a locked config).
+  """
+  items = overrides.items() if hasattr(overrides, "items") else (o.partition("=")[::2] for o in overrides)
+  for key, value in items:
+    *parents, leaf = key.split(".")
+    node = config
+    for part in parents:
+      if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+        raise ValueError(f"config override {key!r}: no key {part!r}; check the name against the config file.")
+      node = node[part]
+    if not isinstance(node, ml_collections.ConfigDict) or leaf not in node:
+      raise ValueError(f"config override {key!r}: no key {leaf!r}; check the name against the config file.")
+    try:
+      node[leaf] = _parse_override(node[leaf], value)
+    except TypeError as e:
+      raise ValueError(f"config override {key}={value!r}: {e}") from None
+  return config
+
+
+def load_config(spec: str, overrides: Any = ()) -> ml_collections.ConfigDict:
+  """Loads ``path.py[:arg]`` the way ``--config path.py:arg`` does (``get_config(arg)``), then applies
+  ``overrides`` (:func:`apply_overrides`). The one config-file loader of the repo (launcher, tests, siblings)."""
+  path, arg = split_spec(spec)
+  module = _import_path(path)
+  config = module.get_config(arg) if arg is not None else module.get_config()
+  return apply_overrides(config, overrides)
+
+
 def load_sibling(config_file: str, name: str):
   """Imports ``name`` (e.g. ``"_common.py"``) from the folder of ``config_file``.
 
   Config files are loaded by path (``--config configs/x/y.py``), not as a package, so fragments shared by
   a study's configs are imported by path too.
   """
-  path = os.path.join(os.path.dirname(os.path.abspath(config_file)), name)
-  spec = importlib.util.spec_from_file_location(f"_kexue_config_{os.path.splitext(name)[0]}_{abs(hash(path))}",
-                                                path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return _import_path(os.path.join(os.path.dirname(os.path.abspath(config_file)), name))
 
 
 class ConfigNotFoundError(ValueError):

@@ -1,5 +1,4 @@
 """Helpers shared by test files (fixtures live in the conftest.py files)."""
-import importlib.util
 import pathlib
 
 import jax
@@ -9,12 +8,10 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 
 
 def load_config(path: str, arg: str | None = None):
-  """Loads ``configs/...py`` the way ``--config path:arg`` does (get_config(arg))."""
+  """Loads ``configs/...py`` (relative to the repo) the way ``--config path:arg`` does (get_config(arg))."""
+  from kexue_jax import config_lib  # pylint: disable=g-import-not-at-top
   full = REPO / path
-  spec = importlib.util.spec_from_file_location(f"cfg_{full.stem}", full)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg) if arg is not None else module.get_config()
+  return config_lib.load_config(f"{full}:{arg}" if arg is not None else str(full))
 
 
 def float64():

@@ -14,7 +14,7 @@ Learning rate: lr x batch / 256 with base lr 0.03 (App. D; the issue text quotes
 lr -- pass lr=0.05 for that). Weight decay is applied to kernels only (the repo's mask), the paper decays
 every parameter. 800 epochs = 78,125 steps at batch 512: an accelerator job (prepare the dataset first:
 `tfds build cifar10 --file_format=array_record`; kexue_jax downloads nothing). Evaluate the checkpoints with
-`kexue_jax.evals.ssl` (kNN / linear probe on backbone features), as experiments/simsiam/run.py does for
+`kexue_jax.evals.ssl` (kNN / linear probe on backbone features), as experiments/simsiam/study.py does for
 MNIST-1D.
 
 `runlocal` does not touch CIFAR: it trains a tiny ResNet on an offline stand-in with CIFAR's batch format,

@@ -11,12 +11,12 @@ Steps (each reuses what the workdir already holds, so an interrupted study resum
      4x, 8x the training length (non-core methods at 1x and 8x), and the growing-context protocol;
      per-method results are cached in WORKDIR/eval/;
   3. the baseline's copy check at several training steps (repeated vs non-repeated at L_train);
-  4. results.json (small, committable) and REPORT.md + PNG plots in --out (default: this folder).
+  4. results.json (small, committable) and REPORT.md + PNG plots in --out (default: WORKDIR/report; only
+     --out experiments/length_extrapolation refreshes the committed copy).
 """
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
@@ -57,12 +57,8 @@ COPY_CHECKPOINTS = 4  # the baseline also keeps checkpoints at 1/4, 2/4, 3/4 of 
 
 def load_config(variant: str, scale: str, steps: int = 0, extra_arg: str = ""):
   fname, extra = VARIANTS[variant]
-  path = os.path.join(CONFIG_DIR, fname)
-  spec = importlib.util.spec_from_file_location(f"le_cfg_{variant}", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
   arg = ",".join(filter(None, [f"scale={scale}", extra, f"steps={steps}" if steps else "", extra_arg]))
-  return module.get_config(arg), f"configs/length_extrapolation/{fname}:{arg}"
+  return config_lib.load_config(f"{os.path.join(CONFIG_DIR, fname)}:{arg}"), f"configs/length_extrapolation/{fname}:{arg}"
 
 
 def train_variant(variant, scale, workdir, steps=0, log=print, extra_arg="", name=None, keep=COPY_CHECKPOINTS):
@@ -153,7 +149,7 @@ def run_study(workdir: str, scale: str = "default", variants=None, steps: int = 
   if unknown:
     raise ValueError(f"unknown variants {unknown}; choose from {sorted(VARIANTS)}")
   os.makedirs(workdir, exist_ok=True)
-  out_dir = out_dir or HERE
+  out_dir = out_dir or os.path.join(workdir, "report")  # only an explicit --out touches the committed copy
 
   # 1. Training.
   runs, configs = {}, {}
@@ -319,14 +315,15 @@ def main(argv=None):
   p.add_argument("--copy_probe", action="append", default=[],
                  help='also train rope.py with this argument (e.g. "heads=4,norm=pre,steps=3000") and measure '
                       'its copy gap vs steps; repeat the flag for several probes')
-  p.add_argument("--out", default=None, help="where results.json, REPORT.md and the PNGs go (default: here)")
+  p.add_argument("--out", default=None, help="where results.json, REPORT.md and the PNGs go (default: WORKDIR/"
+                 "report; --out experiments/length_extrapolation refreshes the committed copy)")
   p.add_argument("--report_only", action="store_true",
                  help="only regenerate REPORT.md and the plots from WORKDIR/results.json")
   a = p.parse_args(argv)
   if a.report_only:
     with open(os.path.join(a.workdir, "results.json")) as f:
       res = json.load(f)
-    out_dir = a.out or HERE
+    out_dir = a.out or os.path.join(a.workdir, "report")
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "results.json"), "w") as f:
       json.dump(res, f, separators=(",", ":"))

@@ -1,5 +1,5 @@
 """R-Drop (issue #7): the loss against NumPy float64, independent masks, gradients through both passes, the
-semi-supervised term, the consistency diagnostic, the data views, the report generator, smoke runs."""
+semi-supervised term, the consistency diagnostic, the data views, smoke runs (the study: tests/experiments/)."""
 import dataclasses
 import glob
 import os
@@ -11,8 +11,6 @@ import numpy as np
 import pytest
 
 from tests.helpers import assert_trees_close, float64, load_config
-from experiments.rdrop import report
-from experiments.rdrop import run as study
 from kexue_jax import tasks
 from kexue_jax import vocab
 from kexue_jax.data import array_views
@@ -365,72 +363,6 @@ def test_cnn1d_dropout_flag():
   np.testing.assert_array_equal(t0, t1)
   (t2, _), _ = m.apply(v, x, train=True, mutable=["batch_stats"], rngs=rngs)
   assert float(jnp.abs(t2 - t0).max()) > 1e-3
-
-
-# ---------------------------------------------------------------------------------------------- The report.
-
-
-def _records(acc_rdrop, kl_rdrop, semi_acc, seeds=5, std=0.002):
-  rng = np.random.default_rng(0)
-  out = []
-  def add(model, alpha, dropout, n=1000, labelled=0, unlabelled=False, acc=0.5, kl=0.1, ce=0.5):
-    for s in range(seeds):
-      e = rng.normal(size=3) * std
-      out.append(dict(model=model, alpha=alpha, dropout=dropout, train_size=labelled or n, labelled=labelled,
-                      unlabelled=unlabelled, seed=s, wall_time_s=10.0, command="python -m ...",
-                      eval=dict(accuracy=acc + e[0], consistency_kl=kl + e[1] / 10, consistency_disagree=0.05,
-                                mc_accuracy=acc, mc_loss=1.0, dropout_kl=0.2, loss=1.0),
-                      train=dict(ce=ce + e[2], accuracy=0.9)))
-  for p in (0.1, 0.3):
-    add("mlp", 0.0, p, acc=0.50, kl=0.10)
-    add("mlp", 4.0, p, acc=acc_rdrop + (0.02 if p == 0.3 else 0.0), kl=kl_rdrop)
-  add("mlp", 64.0, 0.3, acc=0.40, kl=0.001, ce=1.5)
-  add("mlp", 0.0, 0.3, labelled=40, acc=0.25)
-  add("mlp", 4.0, 0.3, labelled=40, acc=0.26)
-  add("mlp", 0.0, 0.3, labelled=40, unlabelled=True, acc=semi_acc)
-  return out
-
-
-def test_report_marks_claims_that_hold_and_fail(tmp_path):
-  verdicts = [v for _, v, _ in report.check_claims(_records(0.53, 0.02, 0.30))]
-  assert verdicts == [report.HOLDS] * 5
-  # R-Drop worse in accuracy, larger consistency gap, semi worse: those claims fail.
-  bad = [v for _, v, _ in report.check_claims(_records(0.45, 0.2, 0.20))]
-  assert bad[0] == report.FAILS and bad[1] == report.FAILS and bad[3] == report.FAILS
-  # Differences inside the seed spread are "no difference": accuracy claim holds (not worse), semi fails.
-  noisy = [v for _, v, _ in report.check_claims(_records(0.505, 0.02, 0.255, std=0.05))]
-  assert noisy[1] == report.HOLDS and noisy[3] == report.FAILS
-  # Fewer than 5 seeds: accuracy claims are inconclusive, the consistency claim still needs only 3.
-  few = [v for _, v, _ in report.check_claims(_records(0.53, 0.02, 0.30, seeds=3))]
-  assert few[0] == report.HOLDS and few[1] == few[3] == report.UNKNOWN
-  path = report.write_report(_records(0.53, 0.02, 0.30), str(tmp_path), meta={"commands": ["python -m x"]})
-  text = open(path).read()
-  assert "✅ holds" in text and "Significance rule" in text and "62.69" in text and "python -m x" in text
-  assert os.path.exists(tmp_path / "fig_supervised.png") and os.path.exists(tmp_path / "fig_semi.png")
-  text_bad = report.render(_records(0.45, 0.2, 0.20))
-  assert "❌ fails" in text_bad and "▼" in text_bad
-  # A diverged run is listed and left out of the statistics (the verdicts do not change).
-  recs = _records(0.53, 0.02, 0.30)
-  recs.append({**recs[0], "seed": 99, "name": "diverged", "eval": {}, "train": {}, "error": "Non-finite loss"})
-  assert [v for _, v, _ in report.check_claims(recs)] == [report.HOLDS] * 5
-  assert "1 run(s) failed" in report.render(recs)
-
-
-def test_study_plan():
-  specs = study.plan(5)
-  assert len({s["arg"] for s in specs}) == len(specs) == 95
-  assert sum(s["model"] == "cnn" for s in specs) == 20
-  assert len(study.plan(5, full_grid=True, semi_models=("mlp", "cnn"))) == 95 + 20 + 30
-  assert {s["alpha"] for s in specs} == {0.0, 1.0, 4.0, 64.0}
-  assert study.estimate_seconds(specs) <= 30 * 60
-  semi = [s for s in specs if s["labelled"]]
-  assert {s["labelled"] for s in semi} == {40, 200} and len(semi) == 30
-  c = study.load_config(semi[-1]["arg"])
-  assert c.data.preprocess == "classification_semi" and c.data.num_labelled == 200
-  assert c.task.rdrop_alpha == 0 and c.task.unlabelled_alpha == 4 and c.task.passes == "duplicate"
-  c = study.load_config(study.run_arg("mlp", 0, 0.1, seed=2))
-  assert c.task.passes == "single" and c.seed == 2 and c.data.train_split == "train[:1000]"
-  assert study.estimate_seconds(specs) > 0
 
 
 # ------------------------------------------------------------------------------------------------- Smoke.

@@ -1,8 +1,7 @@
 """MLM / MAE as dropout (issue #8): masking statistics, the embedding correction against NumPy float64,
 gather-based DropToken == attention-column masking (NumPy float64 transcription), MAE shapes, init_from with the
-correction, the downstream data view, the full configs, the report generator."""
+correction, the downstream data view, the full configs (the study: tests/experiments/)."""
 import json
-import os
 
 import flax.linen as nn
 import jax
@@ -11,8 +10,6 @@ import numpy as np
 import pytest
 
 from tests.helpers import load_config
-from experiments.mlm_dropout import report
-from experiments.mlm_dropout import run as study
 from kexue_jax import checkpoint
 from kexue_jax import tasks
 from kexue_jax import train
@@ -322,7 +319,7 @@ def test_cls_windows():
   assert (batch["tokens"][:, 1:] < 256).all()
 
 
-# --------------------------------------------------------------------------------------- Configs, study.
+# ---------------------------------------------------------------------------------------------- Configs.
 
 
 def test_full_configs_are_bert_base_on_tfds():
@@ -331,44 +328,3 @@ def test_full_configs_are_bert_base_on_tfds():
   assert pre.data.name.startswith("wikipedia/") and pre.model.dtype == "auto"
   ft = load_config("configs/mlm_dropout/finetune_full.py", "init=/x,drop=0.1,correction=0.15")
   assert ft.data.name == "ag_news_subset" and ft.init_from.workdir == "/x" and ft.task.drop_token == 0.1
-
-
-def _fake_records(seeds=3):
-  rng = np.random.RandomState(0)
-  recs = []
-  for s in study.finetune_plan(seeds, "/pre"):
-    acc = {"mlm": 0.6, "mae": 0.58, "none": 0.4}[s["init"]] - (0.1 if s["drop"] == 0.5 else 0.0)
-    recs.append({**{k: v for k, v in s.items() if k != "arg"}, "name": study.run_name(s["arg"]),
-                 "eval": {"accuracy": acc + 0.005 * rng.randn(), "loss": 1.0}, "train": {"loss": 1.0},
-                 "wall_time_s": 30.0, "steps_per_sec": 5.0, "command": "python -m ..."})
-  return recs
-
-
-def test_report_renders_claims_and_tables(tmp_path):
-  records = _fake_records()
-  pre = {m: {"eval": {"accuracy": 0.3, "loss": 2.5}, "wall_time_s": 100.0, "steps_per_sec": 4.0, "step": 600,
-             "command": "python -m ..."} for m in ("mlm", "mae")}
-  timing = {"droptoken": {str(p): 0.1 * (1 - p) + 0.01 for p in study.DROPS},
-            "pretrain": {"mlm": 0.2, "mae": 0.21, "mae@0.5": 0.15}}
-  drift = {"cos_dist_corrected_vs_plain": 0.01, "cos_dist_mc_vs_plain": 0.05, "cos_dist_mc_vs_corrected": 0.04,
-           "kl_mc_vs_plain": 0.2, "kl_mc_vs_corrected": 0.18, "acc_unmasked_plain": 0.9,
-           "acc_unmasked_corrected": 0.89, "mc_draws": 8}
-  path = report.write_report({"finetune": records, "pretrain": pre, "timing": timing, "drift": drift,
-                              "classes": ["a", "b"], "eval_counts": [64, 64]}, str(tmp_path),
-                             meta={"summary": "x", "machine": "y", "commands": ["z"]})
-  text = open(path).read()
-  assert "Claim checklist" in text and "DropToken" in text and "Su" in text
-  verdicts = report.check_claims(records, timing)
-  names = [v[0] for v in verdicts]
-  assert any("correction" in n for n in names) and any("step time" in n for n in names)
-  by = {n: v for n, v, _ in verdicts}
-  assert by[[n for n in names if "0.5 hurts" in n][0]] == report.HOLDS
-  assert by[[n for n in names if "step time" in n][0]] == report.HOLDS
-  assert json.load(open(os.path.join(str(tmp_path), "results.json")))["finetune"]
-
-
-def test_study_plan_and_dry_run(capsys):
-  specs = study.finetune_plan(3, "/pre")
-  assert len(specs) == 24 and len({s["arg"] for s in specs}) == 24
-  study.main(["--workdir", "/tmp/unused_mlm_dropout", "--dry_run"])
-  assert "estimated" in capsys.readouterr().out

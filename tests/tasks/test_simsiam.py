@@ -1,9 +1,8 @@
 """SimSiam (issue #6): the loss and its gradients against hand-derived float64 references, stop-gradient through
 the network, BN synchronisation on 8 devices, Su's toy model, the evaluation functions (kNN, linear probe,
-effective rank, BN population statistics), optimizer parameter groups, the report, smoke runs of every config."""
+effective rank, BN population statistics), optimizer parameter groups, smoke runs of every config."""
 import json
 import math
-import os
 
 import flax.linen as nn
 import jax
@@ -14,8 +13,6 @@ import optax
 import pytest
 
 from tests.helpers import assert_trees_close, load_config
-from experiments.simsiam import report
-from experiments.simsiam import run as study
 from kexue_jax import checkpoint
 from kexue_jax import metrics as metrics_lib
 from kexue_jax import optim
@@ -351,56 +348,6 @@ def test_param_groups_frozen_and_constant_lr():
   for groups, match in bad:
     with pytest.raises(ValueError, match=match):
       optim.make_optimizer(ml_collections.ConfigDict({**base, "param_groups": groups}), 10)
-
-
-# ---------------------------------------------------------------------------------------------- Study + report.
-
-
-def test_study_plan():
-  specs = study.plan()
-  assert len(specs) == 11 and sum(s["variant"] in study.MAIN for s in specs) == 6
-  assert study.estimate_seconds(specs) <= 30 * 60
-  for s in specs:
-    c = study.load_config(s["arg"])
-    assert c.seed == s["seed"]
-  c = study.load_config(study.run_arg("frozen_predictor", 0))
-  assert c.optimizer.param_groups[0]["frozen"] and c.task.predictor == "mlp"
-  c = study.load_config(study.run_arg("mean_target_nosg", 0))
-  assert c.task.target == "mean_view" and not c.task.stop_gradient and c.task.predictor == "none"
-
-
-def _record(variant, seed, probe, erank, std, loss=-0.9, d=64):
-  curve = [dict(step=0, knn=0.70, probe=0.75, z_std=0.12, z_erank=40.0, h_std=0.05, h_erank=30.0),
-           dict(step=100, knn=probe - 0.02, probe=probe, z_std=std, z_erank=erank, h_std=0.05, h_erank=20.0)]
-  steps = list(range(10, 110, 10))
-  return dict(name=f"{variant}{seed}", variant=variant, seed=seed, arg="x", command=f"python -m x {variant}", proj_dim=d,
-              steps=100, curve=curve, final=curve[-1], untrained=curve[0], train={"loss": loss},
-              train_curves={"step": steps, "loss": [loss] * 10, "z_std": [std] * 10, "z_erank": [erank] * 10,
-                            "grad_norm/encoder": [1.0] * 10, "grad_norm/predictor": [2.0] + [0.5] * 9},
-              train_time_s=10.0, eval_time_s=2.0, wall_time_s=12.0)
-
-
-def _records(ss_probe=0.85, nosg_erank=1.1):
-  out = []
-  for s in range(3):
-    out.append(_record("simsiam", s, ss_probe + 0.002 * s, 30.0, 0.12))
-    out.append(_record("no_stopgrad", s, 0.5, nosg_erank, 0.08, loss=-1.0))
-  out += [_record("no_predictor", 0, 0.45, 1.05, 0.09, loss=-1.0), _record("frozen_predictor", 0, 0.72, 20.0, 0.12, -0.3),
-          _record("constlr_predictor", 0, ss_probe + 0.01, 30.0, 0.12), _record("mean_target", 0, 0.6, 1.5, 0.1)]
-  return out
-
-
-def test_report_verdicts(tmp_path):
-  base = {"raw": {"knn": 0.5, "probe": 0.33}, "time_s": 3.0}
-  verdicts = [v for _, v, _ in report.check_claims(_records(), base)]
-  assert verdicts[:7] == [report.HOLDS] * 7 and verdicts[7] == "exploratory"
-  bad = [v for _, v, _ in report.check_claims(_records(ss_probe=0.7, nosg_erank=20.0), base)]
-  assert bad[0] == report.PARTLY and bad[2] == report.PARTLY and bad[3] == report.PARTLY  # frozen: probe not lower
-  path = report.write_report(_records(), base, str(tmp_path), meta={"commands": ["python -m experiments.simsiam.run"]})
-  text = open(path).read()
-  for s in ("✅ holds", "67.7", "Verdict rules", "fig_curves.png", "python -m experiments.simsiam.run", "untrained"):
-    assert s in text
-  assert os.path.exists(tmp_path / "fig_curves.png") and os.path.exists(tmp_path / "fig_grad_ratio.png")
 
 
 # ------------------------------------------------------------------------------------------------- Smoke.

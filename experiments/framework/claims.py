@@ -1,0 +1,291 @@
+r"""Claims as data, verdicts computed by declared tests (scipy.stats), Holm within a family.
+
+A :class:`Claim` says which sample(s) it reads, how they are compared and in which direction:
+
+  test        "paired"      a_k - b_k over shared keys (seeds, windows, tasks): ``scipy.stats.ttest_rel``
+              "welch"       independent runs, unequal variances: ``scipy.stats.ttest_ind(equal_var=False)``
+              "one_sample"  a against a published number ``reference``: ``scipy.stats.ttest_1samp``
+              "trend"       slope of y on x (a is a list of (x, y) pairs or a {x: y} map): ``scipy.stats.linregress``
+  direction   ">"  effect > margin        "<"  effect < -margin
+              "~"  equivalence |effect| < margin (TOST: two one-sided tests; the margin is declared with the claim,
+                   before the run, never fitted to the data)
+
+The effect is mean(a) - mean(b) (paired: the mean difference; one_sample: mean(a) - reference; trend: the
+slope). Every verdict is one of three words, decided at alpha = 0.05:
+
+  holds          the one-sided test of the claim (TOST for "~") rejects its null; within a ``family`` (claims
+                 that share data) its p-value is Holm-adjusted first.
+  does not hold  the opposite one-sided test rejects (the effect is significantly on the other side of the
+                 margin; for "~": significantly outside the margin).
+  inconclusive   neither, or fewer than ``min_n`` units: the line says how many units (seeds, windows, ...) a
+                 test at this alpha with 80% power would need if the observed effect and spread are the truth.
+
+Holm's step-down adjustment is written here because scipy.stats offers only FDR control
+(``false_discovery_control``), not family-wise Holm, and statsmodels is not a dependency.
+Holm, *A simple sequentially rejective multiple test procedure*, Scand. J. Statist. 6 (1979) 65-70.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+from scipy import stats
+
+ALPHA = 0.05
+POWER = 0.8
+HOLDS, FAILS, INCONCLUSIVE = "holds", "does not hold", "inconclusive"
+TESTS = ("paired", "welch", "one_sample", "trend")
+DIRECTIONS = (">", "<", "~")
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+  """One falsifiable statement about named samples (see the module docstring)."""
+  id: str
+  text: str
+  test: str
+  a: str
+  b: str | None = None
+  direction: str = ">"
+  margin: float = 0.0
+  reference: float | None = None
+  min_n: int = 3
+  family: str | None = None
+  unit: str = "seeds"
+  scale: float = 1.0          # display only: effects are printed x scale (e.g. 100 for percent)
+  digits: int = 2
+
+  def __post_init__(self):
+    if self.test not in TESTS:
+      raise ValueError(f"claim {self.id}: test must be one of {TESTS}, got {self.test!r}.")
+    if self.direction not in DIRECTIONS:
+      raise ValueError(f"claim {self.id}: direction must be one of {DIRECTIONS}, got {self.direction!r}.")
+    if self.direction == "~" and self.margin <= 0:
+      raise ValueError(f"claim {self.id}: an equivalence claim needs a margin > 0 declared before the run.")
+    if (self.test in ("paired", "welch")) != (self.b is not None):
+      raise ValueError(f"claim {self.id}: tests paired/welch need b; one_sample/trend take only a.")
+    if (self.test == "one_sample") != (self.reference is not None):
+      raise ValueError(f"claim {self.id}: a reference number goes with test='one_sample' only.")
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+  """The outcome of one claim: the word, the estimate and the test behind it."""
+  claim: Claim
+  verdict: str
+  n: int = 0
+  effect: float = float("nan")
+  ci: tuple[float, float] = (float("nan"), float("nan"))
+  p: float = float("nan")            # one-sided p of the claim (TOST: the larger of the two)
+  p_holm: float | None = None        # Holm-adjusted p when the claim is in a family of > 1
+  test_name: str = ""
+  needs: int | None = None           # units needed (inconclusive only); None: not from this effect
+  note: str = ""
+
+  def line(self) -> str:
+    """"effect +1.23 (95% CI 0.40 to 2.06), paired t, n = 5 seeds, p = 0.012 (Holm 0.024)"."""
+    c = self.claim
+    if not self.test_name:
+      return self.note
+    s, k = c.scale, c.digits
+    out = (f"effect {self.effect * s:+.{k}f} (95% CI {self.ci[0] * s:.{k}f} to {self.ci[1] * s:.{k}f}), "
+           f"{self.test_name}, n = {self.n} {c.unit}, p = {_fmt_p(self.p)}")
+    if self.p_holm is not None:
+      out += f" (Holm {_fmt_p(self.p_holm)})"
+    if self.verdict == INCONCLUSIVE:
+      out += "; " + (f"needs ~{self.needs} {c.unit} to decide" if self.needs else self.note or "")
+    return out
+
+
+def _fmt_p(p: float) -> str:
+  return f"{p:.2g}" if p >= 0.001 else f"{p:.1e}"
+
+
+# ------------------------------------------------------------------------------------------------ Tests.
+
+
+def _pairs(a: Any, b: Any) -> tuple[np.ndarray, np.ndarray]:
+  """Aligns two samples by key ({seed: value}) or by position (equal-length sequences)."""
+  if isinstance(a, Mapping) and isinstance(b, Mapping):
+    keys = sorted(set(a) & set(b), key=str)
+    return np.array([a[k] for k in keys], float), np.array([b[k] for k in keys], float)
+  if len(a) != len(b):
+    raise ValueError(f"paired samples differ in length ({len(a)} vs {len(b)}); pass {{key: value}} maps.")
+  return np.asarray(a, float), np.asarray(b, float)
+
+
+def _values(x: Any) -> np.ndarray:
+  v = np.asarray(list(x.values()) if isinstance(x, Mapping) else x, float)
+  return v[np.isfinite(v)]
+
+
+def _xy(x: Any) -> tuple[np.ndarray, np.ndarray]:
+  pts = np.asarray(sorted(x.items()) if isinstance(x, Mapping) else x, float).reshape(-1, 2)
+  return pts[:, 0], pts[:, 1]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Estimate:
+  effect: float
+  se: float
+  df: float
+  n: int
+  name: str
+  shifted: Any     # shift -> alternative -> one-sided p of H1 "effect - shift is on that side of 0"
+
+
+def estimate(claim: Claim, samples: Mapping[str, Any]) -> _Estimate | None:
+  """Effect, standard error, degrees of freedom and a one-sided p function; None when a sample is missing."""
+  if claim.a not in samples or (claim.b is not None and claim.b not in samples):
+    return None
+  if claim.test == "trend":
+    x, y = _xy(samples[claim.a])
+    if len(x) < 3:
+      return _Estimate(float("nan"), float("nan"), 0, len(x), "linregress slope", None)
+    r = stats.linregress(x, y)
+    p = lambda shift, alt: stats.linregress(x, y - shift * x, alternative=alt).pvalue
+    return _Estimate(float(r.slope), float(r.stderr), len(x) - 2, len(x), "linregress slope t", p)
+  if claim.test == "paired":
+    a, b = _pairs(samples[claim.a], samples[claim.b])
+    ok = np.isfinite(a) & np.isfinite(b)
+    a, b = a[ok], b[ok]
+    n, name = len(a), "paired t"
+    p = lambda shift, alt: stats.ttest_rel(a - shift, b, alternative=alt).pvalue
+    full = stats.ttest_rel(a, b) if n > 1 else None
+  elif claim.test == "welch":
+    a, b = _values(samples[claim.a]), _values(samples[claim.b])
+    n, name = min(len(a), len(b)), "Welch t"
+    p = lambda shift, alt: stats.ttest_ind(a - shift, b, equal_var=False, alternative=alt).pvalue
+    full = stats.ttest_ind(a, b, equal_var=False) if n > 1 else None
+  else:
+    a = _values(samples[claim.a])
+    n, name = len(a), f"one-sample t vs {claim.reference * claim.scale:g}"
+    p = lambda shift, alt: stats.ttest_1samp(a, claim.reference + shift, alternative=alt).pvalue
+    full = stats.ttest_1samp(a, claim.reference) if n > 1 else None
+  if full is None:
+    return _Estimate(float("nan"), float("nan"), 0, n, name, None)
+  lo, hi = full.confidence_interval(0.95)
+  effect = (lo + hi) / 2 - (claim.reference or 0.0)
+  se = (hi - lo) / (2 * stats.t.ppf(0.975, full.df)) if np.isfinite(hi - lo) else float("nan")
+  return _Estimate(float(effect), float(se), float(full.df), n, name, p)
+
+
+def _side_p(claim: Claim, est: _Estimate) -> tuple[float, float]:
+  """(p of the claim, p of its opposite), both one-sided."""
+  m, f = claim.margin, est.shifted
+  if claim.direction == ">":
+    return f(m, "greater"), f(m, "less")
+  if claim.direction == "<":
+    return f(-m, "less"), f(-m, "greater")
+  return max(f(-m, "greater"), f(m, "less")), min(f(m, "greater"), f(-m, "less"))
+
+
+def units_needed(claim: Claim, est: _Estimate, alpha: float = ALPHA, power: float = POWER,
+                 limit: int = 10_000) -> int | None:
+  """Smallest n at which the observed effect would be detected with ``power`` by a one-sided t test at
+  ``alpha`` if it and the observed spread were the truth: distance / (se·sqrt(n0/n)) >= t_{1-alpha} + t_{power}
+  (df scaled with n). None when the observed effect lies on the wrong side of the margin (no n helps)."""
+  if claim.direction == "~":
+    distance = claim.margin - abs(est.effect)
+  else:
+    distance = (est.effect - claim.margin) if claim.direction == ">" else (-claim.margin - est.effect)
+  if not (distance > 0 and est.se > 0 and est.df > 0):
+    return None
+  offset = est.n - est.df   # paired/one-sample 1, trend 2; Welch: about n - 2n + 2
+  for n in range(max(est.n, 2), limit + 1):
+    df = max(n - offset, 1.0) if claim.test != "welch" else est.df * n / est.n
+    se = est.se * np.sqrt(est.n / n)
+    if distance / se >= stats.t.ppf(1 - alpha, df) + stats.t.ppf(power, df):
+      return n
+  return None
+
+
+def holm(pvalues: Sequence[float]) -> np.ndarray:
+  """Holm-adjusted p-values: p_(i) -> max_{j<=i} min(1, (m - j + 1) p_(j)) over ascending p (Holm 1979)."""
+  p = np.asarray(pvalues, float)
+  order = np.argsort(p)
+  m = len(p)
+  adjusted = np.maximum.accumulate(np.minimum(1.0, (m - np.arange(m)) * p[order]))
+  out = np.empty(m)
+  out[order] = adjusted
+  return out
+
+
+# ------------------------------------------------------------------------------------------------ Verdicts.
+
+
+def judge(claim: Claim, samples: Mapping[str, Any], p_adjusted: float | None = None,
+          alpha: float = ALPHA) -> Verdict:
+  """The verdict of one claim (``p_adjusted``: its Holm-adjusted p, when in a family)."""
+  est = estimate(claim, samples)
+  if est is None:
+    missing = [s for s in (claim.a, claim.b) if s is not None and s not in samples]
+    return Verdict(claim, INCONCLUSIVE, note=f"not measured: no data for {', '.join(missing)}")
+  if est.n < claim.min_n or est.shifted is None or not np.isfinite(est.se):
+    return Verdict(claim, INCONCLUSIVE, n=est.n, effect=est.effect,
+                   note=f"n = {est.n} {claim.unit}, below the minimum {claim.min_n}: needs >= {claim.min_n}")
+  p, p_opposite = _side_p(claim, est)
+  t = stats.t.ppf(0.975, est.df)
+  p_dec = p if p_adjusted is None else p_adjusted
+  verdict = HOLDS if p_dec < alpha else FAILS if p_opposite < alpha else INCONCLUSIVE
+  needs = units_needed(claim, est, alpha) if verdict == INCONCLUSIVE else None
+  note = "" if needs else "the observed effect lies on the other side of the margin: more units would not help it"
+  return Verdict(claim, verdict, est.n, est.effect, (est.effect - t * est.se, est.effect + t * est.se), float(p),
+                 p_adjusted, est.name + _margin_text(claim),
+                 needs, note if verdict == INCONCLUSIVE else "")
+
+
+def _margin_text(claim: Claim) -> str:
+  m = claim.margin * claim.scale
+  if claim.direction == "~":
+    return f" (equivalence margin ±{m:g})"
+  if claim.margin and (claim.margin < 0) == (claim.direction == ">"):
+    return f" (non-inferiority margin {abs(m):g})"
+  return f" (margin {abs(m):g})" if claim.margin else ""
+
+
+def judge_all(claims: Sequence[Claim], samples: Mapping[str, Any], alpha: float = ALPHA) -> list[Verdict]:
+  """Verdicts of all claims; within each ``family`` of more than one tested claim, Holm-adjusted."""
+  raw = {}
+  for c in claims:
+    est = estimate(c, samples)
+    if est is not None and est.n >= c.min_n and est.shifted is not None and np.isfinite(est.se):
+      raw[c.id] = _side_p(c, est)[0]
+  adjusted: dict[str, float] = {}
+  families = {c.family for c in claims if c.family}
+  for fam in families:
+    ids = [c.id for c in claims if c.family == fam and c.id in raw]
+    if len(ids) > 1:
+      adjusted.update(zip(ids, holm([raw[i] for i in ids])))
+  return [judge(c, samples, adjusted.get(c.id), alpha) for c in claims]
+
+
+def summary(verdicts: Sequence[Verdict]) -> str:
+  """"5 hold, 1 does not hold, 2 inconclusive"."""
+  n = {v: sum(x.verdict == v for x in verdicts) for v in (HOLDS, FAILS, INCONCLUSIVE)}
+  return f"{n[HOLDS]} hold, {n[FAILS]} do not hold, {n[INCONCLUSIVE]} inconclusive"
+
+
+def former_verdict(claim: Claim, samples: Mapping[str, Any]) -> str | None:
+  """What the discarded per-study rule said (kept only to mark verdict changes on runs recorded before #14):
+  a difference of means counted when beyond the seed spread max(sd_a, sd_b) (sd 0 for one run), a number
+  against a reference by the mean alone, no test, no minimum n. None for trends and missing data."""
+  if claim.test == "trend" or claim.a not in samples or (claim.b is not None and claim.b not in samples):
+    return None
+  a = _values(samples[claim.a])
+  b = _values(samples[claim.b]) if claim.b is not None else np.array([claim.reference])
+  if not len(a) or not len(b):
+    return None
+  sd = lambda x: float(np.std(x, ddof=1)) if len(x) > 1 else 0.0
+  d = float(a.mean() - b.mean())
+  spread = 0.0 if claim.test == "one_sample" else max(sd(a), sd(b))
+  if claim.direction == "~":
+    return HOLDS if abs(d) < claim.margin else FAILS
+  sign = 1.0 if claim.direction == ">" else -1.0
+  if sign * d > spread:
+    return HOLDS
+  if sign * d < -spread:
+    return FAILS
+  return HOLDS if sign * claim.margin < 0 else FAILS   # "no difference": only a non-inferiority claim held
+

@@ -1,0 +1,279 @@
+r"""The one study launcher: plan, run cache, sharding over processes, timing, results.json, the report.
+
+  python -m experiments --list
+  python -m experiments STUDY --workdir W [--dry_run] [--report_only] [--processes N] [--shard i/n]
+                              [--seeds K] [--scale S] [--out DIR] [--config.key=value ...]
+  python -m experiments STUDY --report_only --results experiments/STUDY/results.json --out experiments/STUDY
+
+A study is ``experiments/<study>/study.py`` with ``plan(seeds, scale) -> [Run]``, optionally ``evaluate(run,
+config, run_dir, record) -> dict`` (checkpoint evaluations added to the run's record), ``extras(workdir, scale)
+-> dict`` (study-level numbers computed once after the runs), ``from_results(results) -> (records, extras)``
+(a former driver's results.json), and ``write_report(records, extras, out_dir, meta) -> path``.
+
+Every run is ``kexue_jax.train.run`` on ``run.config`` (``path.py:arg``) with the ``--config.*`` overrides applied
+(recorded in each run and in the report). A run whose ``W/runs/<name>/record.json`` exists is never retrained; an
+interrupted one resumes from its checkpoints. Reports go to ``W/report/`` unless ``--out`` says otherwise: only an
+explicit ``--out experiments/<study>`` refreshes the committed copy.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Any, Sequence
+
+from experiments.framework import report as report_lib
+
+EXPERIMENTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(EXPERIMENTS)
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+  """One training run of a plan: ``config`` is ``path.py[:arg]`` relative to the repo root."""
+  name: str
+  config: str
+  labels: dict = dataclasses.field(default_factory=dict)   # e.g. {"variant": "simsiam", "seed": 0}
+  est_s: float = 60.0                                      # wall-time estimate for --dry_run
+  stage: int = 0          # runs of a later stage start after every earlier one (e.g. fine-tuning after
+                          # pre-training); "{workdir}" in config is the study's workdir
+
+
+class UsageError(ValueError):
+  """Bad command-line input: reported in one line with exit code 2, before any compute."""
+
+
+def list_studies() -> list[str]:
+  return sorted(d for d in os.listdir(EXPERIMENTS) if os.path.exists(os.path.join(EXPERIMENTS, d, "study.py")))
+
+
+def load_study(name: str):
+  if name not in list_studies():
+    raise UsageError(f"unknown study {name!r}; choose one of {list_studies()} (python -m experiments --list).")
+  return importlib.import_module(f"experiments.{name}.study")
+
+
+def config_spec(run: Run, workdir: str | None) -> str:
+  return run.config.replace("{workdir}", os.path.abspath(workdir or "W"))
+
+
+def load_run_config(run: Run, overrides: Sequence[str], workdir: str | None = None):
+  from kexue_jax import config_lib  # pylint: disable=g-import-not-at-top
+  path, arg = config_lib.split_spec(config_spec(run, workdir))
+  spec = os.path.join(REPO, path) + (f":{arg}" if arg is not None else "")
+  config = config_lib.load_config(spec, overrides)
+  config.progress_bar = False
+  return config
+
+
+def _write_json(path: str, obj: Any) -> None:
+  """Atomic: a crash never leaves half a file."""
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  with open(path + ".tmp", "w") as f:
+    json.dump(obj, f, indent=1, sort_keys=True, default=float)
+  os.replace(path + ".tmp", path)
+
+
+def _read_json(path: str):
+  with open(path) as f:
+    return json.load(f)
+
+
+def cached_record(run: Run, workdir: str, overrides: Sequence[str]) -> dict | None:
+  path = os.path.join(workdir, "runs", run.name, "record.json")
+  if not os.path.exists(path):
+    return None
+  record = _read_json(path)
+  if list(record.get("overrides", [])) != list(overrides):
+    raise UsageError(f"{path} was trained with overrides {record.get('overrides', [])}, not {list(overrides)}; "
+                     "use another --workdir for a different configuration.")
+  return record
+
+
+def run_one(study, run: Run, workdir: str, overrides: Sequence[str]) -> dict:
+  """Trains (resuming from checkpoints) and evaluates one run, unless its record exists; returns the record."""
+  record = cached_record(run, workdir, overrides)
+  if record is not None:
+    return record
+  from kexue_jax import train  # pylint: disable=g-import-not-at-top
+  wd = os.path.join(workdir, "runs", run.name)
+  config = load_run_config(run, overrides, workdir)
+  spec = config_spec(run, workdir)
+  record = dict(run.labels, name=run.name, config=spec, overrides=list(overrides),
+                command=" ".join([f"python -m kexue_jax.main --config {spec} --workdir {wd}"] +
+                                 [f"--config.{o}" for o in overrides]))
+  t0 = time.time()
+  try:
+    out = train.run(config, wd)
+    record.update(step=out.get("step"), num_params=out.get("num_params"), train=out.get("train", {}),
+                  eval={k.split("/", 1)[-1]: v for k, v in out.get("eval", {}).items()})
+  except train.NonFiniteError as e:  # a diverged run is a result, not a crash of the study
+    record.update(error=str(e), train={}, eval={})
+  record["train_time_s"] = round(time.time() - t0, 2)
+  if hasattr(study, "evaluate"):
+    record.update(study.evaluate(run, config, wd, record))
+  record["eval_time_s"] = round(time.time() - t0 - record["train_time_s"], 2)
+  # The machine may be shared: the 1-minute load average at the end of the run says how much.
+  record.update(wall_time_s=round(time.time() - t0, 2), load_avg_1min=round(os.getloadavg()[0], 2))
+  _write_json(os.path.join(wd, "record.json"), record)
+  print(f"[{study.__name__.split('.')[1]}] {run.name}: {record['wall_time_s']:.0f} s"
+        + (f" FAILED: {record['error'][:100]}" if "error" in record else ""), flush=True)
+  return record
+
+
+def study_extras(study, workdir: str, scale: str) -> dict:
+  """Study-level numbers (e.g. raw-input baselines), computed once into W/extras.json."""
+  if not hasattr(study, "extras"):
+    return {}
+  path = os.path.join(workdir, "extras.json")
+  if not os.path.exists(path):
+    t0 = time.time()
+    _write_json(path, dict(study.extras(workdir, scale), time_s=round(time.time() - t0, 2)))
+  return _read_json(path)
+
+
+# ------------------------------------------------------------------------------------------------ CLI.
+
+
+def parse(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
+  p = argparse.ArgumentParser(prog="python -m experiments", description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("study", nargs="?", help="a folder of experiments/ with a study.py")
+  p.add_argument("--list", action="store_true", help="list the studies")
+  p.add_argument("--workdir", help="run directories (reused when present)")
+  p.add_argument("--dry_run", action="store_true", help="print the runs and the wall-time estimate only")
+  p.add_argument("--report_only", action="store_true", help="report from finished runs; train nothing")
+  p.add_argument("--results", help="with --report_only: a results.json whose recorded runs replace W/runs")
+  p.add_argument("--processes", type=int, default=1, help="train in N subprocesses (shards), then report")
+  p.add_argument("--shard", default="0/1", help="i/n: train runs i, i+n, ... only, write no report")
+  p.add_argument("--stage", type=int, default=None, help=argparse.SUPPRESS)  # set by --processes
+  p.add_argument("--seeds", type=int, default=None, help="seeds per variant (default: the study's)")
+  p.add_argument("--scale", default="default", help="the study's scale (tiny: a smoke test in under 2 min)")
+  p.add_argument("--out", help="report folder (default W/report; experiments/<study> refreshes the committed copy)")
+  a, rest = p.parse_known_args(argv)
+  bad = [x for x in rest if not (x.startswith("--config.") and "=" in x)]
+  if bad:
+    p.error(f"unrecognised arguments {bad}; config overrides are --config.key=value.")
+  if not a.list and not a.study:
+    p.error("name a study (python -m experiments --list) or pass --list.")
+  if a.study and not a.workdir and not a.results:
+    p.error("--workdir is required (or --report_only --results FILE).")
+  if a.results and not a.report_only:
+    p.error("--results reads recorded runs: pass it with --report_only.")
+  try:
+    i, n = (int(x) for x in a.shard.split("/"))
+    assert 0 <= i < n
+  except (ValueError, AssertionError):
+    p.error(f"--shard must be i/n with 0 <= i < n, got {a.shard!r}.")
+  if a.processes < 1:
+    p.error(f"--processes must be >= 1, got {a.processes}.")
+  return a, [x[len("--config."):] for x in rest]
+
+
+def _shell(a: argparse.Namespace, overrides: Sequence[str], **change) -> list[str]:
+  """The command line of this invocation (with ``change`` applied), for subprocesses and the report."""
+  d = dict(vars(a), **change)
+  cmd = ["python", "-m", "experiments", d["study"]]
+  for k in ("workdir", "results", "seeds", "out"):
+    if d[k] is not None:
+      cmd += [f"--{k}", str(d[k])]
+  cmd += [f"--{k}" for k in ("dry_run", "report_only") if d[k]]
+  cmd += [f"--scale={d['scale']}"] * (d["scale"] != "default") + [f"--shard={d['shard']}"] * (d["shard"] != "0/1")
+  cmd += [f"--processes={d['processes']}"] * (d["processes"] > 1) + [f"--stage={d['stage']}"] * (d["stage"] is not None)
+  return cmd + [f"--config.{o}" for o in overrides]
+
+
+def spawn_shards(a: argparse.Namespace, overrides: Sequence[str], stages: Sequence[int]) -> None:
+  """Trains the plan in ``a.processes`` subprocesses, one shard each, stage after stage; raises if any fails."""
+  for stage in sorted(set(stages)):
+    procs = [subprocess.Popen([sys.executable] + _shell(a, overrides, processes=1, shard=f"{i}/{a.processes}",
+                                                        stage=stage)[1:], cwd=REPO) for i in range(a.processes)]
+    codes = [p.wait() for p in procs]
+    if any(codes):
+      raise RuntimeError(f"shard processes exited with {codes}; rerun to resume (finished runs are kept).")
+
+
+def collect(a, study, runs, overrides) -> tuple[list[dict], dict]:
+  """The records and extras to report: from --results, from W/runs (report_only), or by running the plan."""
+  if a.results:
+    res = _read_json(a.results)  # a former driver wrote a bare list of records, or {"runs", "baselines"}
+    if isinstance(res, list):
+      return res, {}
+    if "runs" not in res and hasattr(study, "from_results"):
+      return study.from_results(res)
+    return res["runs"], res.get("extras", res.get("baselines", {}))
+  records = []
+  for k, run in enumerate(runs):
+    rec = cached_record(run, a.workdir, overrides)
+    if rec is None and not a.report_only:
+      print(f"[{a.study}] run {k + 1}/{len(runs)}: {run.name}", flush=True)
+      rec = run_one(study, run, a.workdir, overrides)
+    if rec is not None:
+      records.append(rec)
+  return records, study_extras(study, a.workdir, a.scale) if records or not a.report_only else {}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  argv = list(sys.argv[1:] if argv is None else argv)
+  a, overrides = parse(argv)
+  if a.list:
+    for name in list_studies():
+      print(f"{name:24s} {(load_study(name).__doc__ or '').strip().splitlines()[0]}")
+    return 0
+  try:
+    study = load_study(a.study)
+    runs = study.plan(seeds=a.seeds, scale=a.scale)
+    if not a.results:
+      for run in runs:  # bad overrides / arguments fail here, before any compute
+        load_run_config(run, overrides, a.workdir)
+  except ValueError as e:
+    print(f"python -m experiments: error: {e}", file=sys.stderr)
+    return 2
+  est = sum(r.est_s for r in runs) / max(a.processes, 1)
+  print(f"[{a.study}] {len(runs)} runs, estimated {est / 60:.1f} min wall", flush=True)
+  if a.dry_run:
+    for r in runs:
+      print(f"  {r.name:40s} ~{r.est_s:.0f} s  {r.config}")
+    return 0
+  i, n = (int(x) for x in a.shard.split("/"))
+  if n > 1:
+    for run in [r for r in runs if a.stage is None or r.stage == a.stage][i::n]:
+      run_one(study, run, a.workdir, overrides)
+    return 0
+  t0 = time.time()
+  try:
+    if a.processes > 1 and not a.report_only:
+      spawn_shards(a, overrides, [r.stage for r in runs])
+    records, extras = collect(a, study, runs, overrides)
+  except UsageError as e:
+    print(f"python -m experiments: error: {e}", file=sys.stderr)
+    return 2
+  out = a.out or os.path.join(a.workdir, "report")
+  train_cmd = _shell(a, overrides, report_only=False, results=None, out=None, workdir=a.workdir or "W")
+  meta = dict(report_lib.machine(), overrides=", ".join(f"`--config.{o}`" for o in overrides),
+              commands=[" ".join(train_cmd)] + [" ".join(_shell(a, overrides))] * a.report_only,
+              wall=wall_line(records, est, time.time() - t0),
+              example_run=next((r["command"] for r in records if r.get("command")), ""))
+  meta["trained_on"] = meta["machine"]
+  if a.results:  # the report is made here; the runs were trained where the results file says
+    prev = _read_json(a.results)
+    prev = prev.get("meta") if isinstance(prev, dict) else None
+    meta["trained_on"] = (prev or {}).get("trained_on", f"not recorded (runs from {a.results})")
+    # Runs recorded by a former per-study driver: the report compares its verdicts with that driver's.
+    meta["legacy"] = (prev or {}).get("legacy", prev is None)
+  _write_json(os.path.join(out, "results.json"), {"study": a.study, "runs": records, "extras": extras,
+                                                   "meta": meta})
+  print(f"[{a.study}] wrote {study.write_report(records, extras, out, meta)}")
+  return 0
+
+
+def wall_line(records: Sequence[dict], est_s: float, invocation_s: float) -> str:
+  measured = sum(r.get("wall_time_s", 0.0) for r in records)
+  return (f"estimated {est_s / 60:.1f} min before the run (--dry_run); measured {measured / 60:.1f} min summed "
+          f"over {len(records)} runs (training + evaluation); this invocation {invocation_s / 60:.1f} min "
+          "(reused runs cost nothing)")

@@ -1,0 +1,110 @@
+"""What every study report shares: the claim checklist, the template fill, one plotting style, one footer."""
+from __future__ import annotations
+
+import os
+import platform
+import string
+import subprocess
+from typing import Any, Mapping, Sequence
+
+from experiments.framework import claims as claims_lib
+
+MARK = {claims_lib.HOLDS: "✅ holds", claims_lib.FAILS: "❌ does not hold", claims_lib.INCONCLUSIVE: "➖ inconclusive"}
+
+RULES = ("**Verdict rules** (experiments/framework/claims.py). Each claim names its samples and a test from "
+         "scipy.stats (paired t across seeds or windows, Welch t across independent runs, one-sample t against a "
+         "number, a linregress slope, or two one-sided tests for equivalence within a margin declared with the "
+         "claim). At α = 0.05 (Holm-adjusted within a family of claims on shared data) the claim *holds* when its "
+         "one-sided test rejects, *does not hold* when the opposite one-sided test rejects, and is *inconclusive* "
+         "otherwise or below its minimum n; an inconclusive line says how many units a test with 80% power would "
+         "need if the observed effect and spread are the truth. Each line: effect, its 95% CI, test, n, p.")
+
+
+def checklist(verdicts: Sequence[claims_lib.Verdict], samples: Mapping[str, Any] | None = None) -> str:
+  """Markdown bullets, one per claim. With ``samples`` (runs recorded by a former per-study driver), a claim
+  whose verdict differs from the former rule's (claims.former_verdict) says so."""
+  out = []
+  for v in verdicts:
+    out.append(f"- **{MARK[v.verdict]}** ({v.claim.id}) — {v.claim.text}")
+    out.append(f"  - {v.line()}")
+    old = claims_lib.former_verdict(v.claim, samples) if samples is not None else None
+    if old and old != v.verdict:
+      out.append(f"  - *verdict changed*: the former rule (a difference beyond the seed spread max(sd), or a mean "
+                 f"against a threshold; no test, no minimum n) said \"{old}\".")
+  out += ["", f"{claims_lib.summary(verdicts)}."]
+  return "\n".join(out)
+
+
+def fill(template_path: str, fields: Mapping[str, Any]) -> str:
+  """``$name`` placeholders of the study's Markdown template (string.Template: no clash with LaTeX braces)."""
+  with open(template_path) as f:
+    return string.Template(f.read()).substitute({k: str(v) for k, v in fields.items()})
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+  """A Markdown table."""
+  lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+  lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+  return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------ Plots.
+
+
+def figure(rows: int = 1, cols: int = 1, size: tuple[float, float] | None = None):
+  """(Figure, axes) in the one house style. A bare Figure (no pyplot state): safe in notebooks and threads."""
+  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
+  fig = Figure(figsize=size or (6.5 * cols, 4.2 * rows))
+  axes = fig.subplots(rows, cols, squeeze=False)
+  for ax in axes.flat:
+    ax.grid(alpha=0.3)
+    ax.tick_params(labelsize=8)
+  return fig, axes
+
+
+def save(fig, out_dir: str, name: str) -> str:
+  """Tight layout, 100 dpi, PNG into out_dir; returns the file name."""
+  for ax in fig.axes:
+    if ax.get_legend_handles_labels()[0]:
+      ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(os.path.join(out_dir, name), dpi=100)
+  return name
+
+
+# ------------------------------------------------------------------------------------------------ Footer.
+
+
+def machine() -> dict[str, str]:
+  """Machine, library versions and the git revision of the code that produced the report."""
+  import flax  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  import optax  # pylint: disable=g-import-not-at-top
+  repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  try:
+    rev = subprocess.run(["git", "-C", repo, "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    dirty = subprocess.run(["git", "-C", repo, "status", "--porcelain", "--", "kexue_jax", "configs",
+                            ":(glob)experiments/**/*.py", ":(glob)experiments/**/report_template.md"],
+                           capture_output=True, text=True, check=True).stdout.strip()
+    rev += " (+ uncommitted changes)" if dirty else ""
+  except (OSError, subprocess.CalledProcessError):
+    rev = "unknown"
+  return {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}, "
+                     f"{jax.default_backend()} backend",
+          "versions": f"jax {jax.__version__}, flax {flax.__version__}, optax {optax.__version__}",
+          "git": rev}
+
+
+def footer(meta: Mapping[str, Any]) -> str:
+  """The one closing section: machine, versions, git revision, wall times (estimate vs measured), commands."""
+  lines = ["## Provenance", ""]
+  for key, label in (("trained_on", "Runs trained on"), ("machine", "Report made on"), ("versions", "Libraries"),
+                     ("git", "Code revision"),
+                     ("overrides", "Config overrides applied to every run"), ("wall", "Wall time")):
+    if meta.get(key):
+      lines.append(f"- {label}: {meta[key]}")
+  lines += ["", "```"] + list(meta.get("commands", [])) + ["```"]
+  if meta.get("example_run"):
+    lines += ["", "One run by hand:", "", "```", meta["example_run"], "```"]
+  return "\n".join(lines)

@@ -1,0 +1,130 @@
+"""python -m experiments: usage errors (exit 2 before compute), dry run, the run cache, overrides, sharding."""
+import json
+import os
+import subprocess
+import sys
+import types
+
+import pytest
+
+from experiments.framework import launcher
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def test_list_names_the_ported_studies(capsys):
+  assert launcher.main(["--list"]) == 0
+  assert "simsiam" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["simsiam"], "--workdir is required"), (["simsiam", "--workdir", "W", "--shard", "2/2"], "--shard"),
+    (["simsiam", "--workdir", "W", "--bogus"], "unrecognised"), (["--workdir", "W"], "name a study"),
+    (["simsiam", "--results", "x.json"], "--report_only")])
+def test_bad_arguments_exit_2(argv, match, capsys):
+  with pytest.raises(SystemExit) as e:
+    launcher.main(argv)
+  assert e.value.code == 2 and match in capsys.readouterr().err
+
+
+def test_unknown_study_scale_and_override_fail_before_compute(tmp_path, capsys):
+  assert launcher.main(["nope", "--workdir", str(tmp_path)]) == 2
+  assert launcher.main(["simsiam", "--workdir", str(tmp_path), "--scale", "huge"]) == 2
+  assert launcher.main(["simsiam", "--workdir", str(tmp_path), "--config.data.nope=1"]) == 2
+  err = capsys.readouterr().err
+  assert "unknown study" in err and "huge" in err and "no key 'nope'" in err
+  assert not os.listdir(tmp_path)
+
+
+def test_dry_run_prints_plan_and_estimate(tmp_path, capsys):
+  assert launcher.main(["simsiam", "--workdir", str(tmp_path), "--dry_run", "--seeds", "2"]) == 0
+  out = capsys.readouterr().out
+  assert "14 runs" in out and "estimated" in out and "predictor=frozen,seed=1" in out
+  assert not os.listdir(tmp_path)
+
+
+def _fake_study(calls):
+  """A one-run study on the engine's smoke config (configs/lm/tiny.py:runlocal)."""
+  study = types.ModuleType("experiments.fake.study")
+
+  def plan(seeds=None, scale="default"):
+    del seeds, scale
+    return [launcher.Run("lm", "configs/lm/tiny.py:runlocal", {"seed": 0}, 5)]
+
+  def evaluate(run, config, run_dir, record):
+    del config, run_dir, record
+    calls.append(run.name)
+    return {"evaluated": True}
+
+  def write_report(records, extras, out, meta):
+    del extras
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "REPORT.json"), "w") as f:
+      json.dump({"records": records, "meta": meta}, f)
+    return out
+
+  study.plan, study.evaluate, study.write_report = plan, evaluate, write_report
+  return study
+
+
+def test_run_cache_overrides_and_report_dir(tmp_path, monkeypatch):
+  calls = []
+  monkeypatch.setattr(launcher, "load_study", lambda name: _fake_study(calls))
+  wd = str(tmp_path / "w")
+  args = ["fake", "--workdir", wd, "--config.optimizer.learning_rate=0.002"]
+  assert launcher.main(args) == 0
+  record = json.load(open(os.path.join(wd, "runs", "lm", "record.json")))
+  assert record["overrides"] == ["optimizer.learning_rate=0.002"] and record["evaluated"]
+  assert json.load(open(os.path.join(wd, "runs", "lm", "config.json")))["optimizer"]["learning_rate"] == 0.002
+  report = json.load(open(os.path.join(wd, "report", "REPORT.json")))
+  assert "optimizer.learning_rate=0.002" in report["meta"]["overrides"] and report["meta"]["git"]
+  assert os.path.exists(os.path.join(wd, "report", "results.json"))
+  # A finished run is never retrained (train.run would fail here), nor evaluated again.
+  from kexue_jax import train  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(train, "run", lambda *a, **k: pytest.fail("retrained a finished run"))
+  assert launcher.main(args + ["--out", str(tmp_path / "r")]) == 0 and calls == ["lm"]
+  # Different overrides on the same workdir: one line, exit 2.
+  assert launcher.main(["fake", "--workdir", wd]) == 2
+
+
+def test_shell_round_trips_the_invocation():
+  a, ov = launcher.parse(["simsiam", "--workdir", "W", "--seeds", "2", "--scale", "tiny", "--processes", "2",
+                          "--config.seed=3"])
+  cmd = launcher._shell(a, ov, processes=1, shard="1/2")  # pylint: disable=protected-access
+  assert cmd == ["python", "-m", "experiments", "simsiam", "--workdir", "W", "--seeds", "2", "--scale=tiny",
+                 "--shard=1/2", "--config.seed=3"]
+  assert launcher.parse(cmd[3:]) [0].shard == "1/2"
+
+
+@pytest.mark.slow
+def test_tiny_simsiam_end_to_end_leaves_the_checkout_clean(tmp_path):
+  """The CI form of a study: `--scale tiny` trains, evaluates and reports in the workdir only."""
+  before = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True).stdout
+  subprocess.run([sys.executable, "-m", "experiments", "simsiam", "--workdir", str(tmp_path), "--scale", "tiny"],
+                 cwd=REPO, check=True, timeout=600)
+  text = open(tmp_path / "report" / "REPORT.md").read()
+  assert "## Claim checklist" in text and "Provenance" in text and (tmp_path / "report" / "fig_curves.png").exists()
+  after = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True).stdout
+  assert after == before
+
+
+def test_processes_shard_stage_by_stage(monkeypatch):
+  """--processes N: N shard subprocesses per stage, a later stage only after every earlier one finished."""
+  calls = []
+
+  class FakeProc:
+    def __init__(self, cmd, cwd):
+      del cwd
+      calls.append(cmd)
+
+    def wait(self):
+      return 0
+
+  monkeypatch.setattr(launcher.subprocess, "Popen", FakeProc)
+  a, ov = launcher.parse(["mlm_dropout", "--workdir", "W", "--processes", "2", "--config.seed=1"])
+  launcher.spawn_shards(a, ov, [r.stage for r in launcher.load_study("mlm_dropout").plan()])
+  shards = [(c[c.index("mlm_dropout") + 1:]) for c in calls]
+  assert [[x for x in s if x.startswith(("--shard", "--stage"))] for s in shards] == [
+      ["--shard=0/2", "--stage=0"], ["--shard=1/2", "--stage=0"], ["--shard=0/2", "--stage=1"],
+      ["--shard=1/2", "--stage=1"]]
+  assert all("--config.seed=1" in s and not any(x.startswith("--processes") for x in s) for s in shards)
