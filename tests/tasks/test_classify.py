@@ -2,6 +2,7 @@
 semi-supervised term, the consistency diagnostic, the data views, the report generator, smoke runs."""
 import dataclasses
 import glob
+import itertools
 import os
 
 import flax.linen as nn
@@ -13,6 +14,7 @@ import pytest
 from tests.helpers import assert_trees_close, float64, load_config
 from experiments.rdrop import report
 from experiments.rdrop import run as study
+from kexue_jax import config_lib
 from kexue_jax import tasks
 from kexue_jax import vocab
 from kexue_jax.data import array_views
@@ -22,6 +24,7 @@ from kexue_jax.nn import cnn as cnn_lib
 from kexue_jax.tasks import classify
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+MNIST1D = config_lib.load_sibling(os.path.join(REPO, "configs", "rdrop", "mnist1d.py"), "mnist1d.py")
 
 
 # ------------------------------------------------------------------------------ NumPy float64 references.
@@ -483,6 +486,35 @@ def test_study_plan():
   c = study.load_config(study.run_arg("mlp", 0, 0.1, seed=2))
   assert c.task.passes == "single" and c.seed == 2 and c.data.train_split == "train[:1000]"
   assert study.estimate_seconds(specs) > 0
+
+
+@pytest.mark.parametrize("model", ["mlp", "cnn"])
+def test_mnist1d_config_expresses_the_rdrop_grid(model):
+  """Every arm of #16's grid (alpha in {0 one-pass, 0 two-pass, 0.5, 1, 2, 4} x p in {0.1, 0.3}, full data and
+  n = 1000) and the semi-supervised arm are config arguments; the step count defaults to the measured one."""
+  arms = [(0.0, "single"), (0.0, "duplicate")] + [(a, "duplicate") for a in (0.5, 1.0, 2.0, 4.0)]
+  for (alpha, passes), p, n in itertools.product(arms, (0.1, 0.3), (0, 1000)):
+    c = load_config("configs/rdrop/mnist1d.py", f"model={model},alpha={alpha},passes={passes},dropout={p},"
+                                                f"train_size={n},seed=3")
+    assert (c.task.rdrop_alpha, c.task.passes, c.model.dropout_rate, c.seed) == (alpha, passes, p, 3)
+    assert c.data.train_split == ("train" if n == 0 else "train[:1000]")
+    assert c.num_train_steps == MNIST1D.STEPS[(model, n or 4000)]
+    tasks.get_task(c)  # the task accepts every arm (alpha=0 one-pass included)
+  c = load_config("configs/rdrop/mnist1d.py", f"model={model},steps=123,lr=0.5")
+  assert c.num_train_steps == 123 and c.optimizer.learning_rate == 0.5
+  # An unmeasured size takes the nearest measured one's count.
+  assert load_config("configs/rdrop/mnist1d.py", f"model={model},train_size=1100").num_train_steps == (
+      MNIST1D.STEPS[(model, 1000)])
+
+
+def test_mnist1d_config_semi_supervised_arm():
+  for labelled in MNIST1D.SEMI_LABELLED:
+    semi = load_config("configs/rdrop/mnist1d.py", f"model=cnn,labelled={labelled},alpha=0,passes=duplicate")
+    base = load_config("configs/rdrop/mnist1d.py", f"model=cnn,labelled={labelled},unlabelled=False,alpha=0,"
+                                                   "passes=single")
+    assert semi.data.preprocess == "classification_semi" and semi.data.num_labelled == labelled
+    assert base.data.train_split == f"train[:{labelled}]"
+    assert semi.task.unlabelled_alpha == 4.0 and semi.num_train_steps == base.num_train_steps
 
 
 # ------------------------------------------------------------------------------------------------- Smoke.
