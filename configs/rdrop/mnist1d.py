@@ -24,6 +24,7 @@ Arguments (comma-separated):
   steps=0         training steps; 0 = the measured default for (model, number of labelled examples), STEPS
                   (other sizes: the nearest measured size's count).
   lr=0.0          peak AdamW learning rate; 0 = the model's default, LEARNING_RATE.
+  width=0         capacity: MLP hidden width (two layers), CNN channels (w, 2w, 4w); 0 = 256 / 32 (defaults).
   eval_every=0    evaluate every N steps as well as at the end (0 = only at the end); convergence curves.
   seed=0
 
@@ -77,7 +78,7 @@ def default_steps(model: str, num_labelled: int) -> int:
 def get_config(arg=None):
   arg = config_lib.parse_arg(arg, runlocal=False, model="mlp", alpha=4.0, dropout=0.3, passes="duplicate",
                              train_size=1000, labelled=0, unlabelled=True, beta=4.0, steps=0, lr=0.0,
-                             eval_every=0, seed=0)
+                             width=0, eval_every=0, seed=0)
   if arg.model not in ("mlp", "cnn"):
     raise ValueError(f"model must be 'mlp' or 'cnn', got {arg.model!r}.")
   num_labelled = arg.labelled or arg.train_size or 4000
@@ -110,10 +111,11 @@ def get_config(arg=None):
                 mc_passes=2 if arg.runlocal else 20, eval_seed=0)
 
   if arg.model == "mlp":
-    c.model = dict(name="mlp", num_classes=10, hidden_dims=(32, 32) if arg.runlocal else (256, 256),
+    c.model = dict(name="mlp", num_classes=10, hidden_dims=(32, 32) if arg.runlocal else (arg.width or 256,) * 2,
                    dropout_rate=arg.dropout, activation="relu", dtype="float32", param_dtype="float32")
   else:
-    c.model = dict(name="cnn1d", num_classes=10, channels=(8, 16) if arg.runlocal else (32, 64, 128),
+    c.model = dict(name="cnn1d", num_classes=10, channels=(8, 16) if arg.runlocal else tuple(
+                       (arg.width or 32) * m for m in (1, 2, 4)),
                    strides=(1, 2) if arg.runlocal else (1, 2, 2), kernel_size=5, dropout_rate=arg.dropout,
                    dtype="float32", param_dtype="float32")
 

@@ -500,8 +500,9 @@ def test_mnist1d_config_expresses_the_rdrop_grid(model):
     assert c.data.train_split == ("train" if n == 0 else "train[:1000]")
     assert c.num_train_steps == MNIST1D.STEPS[(model, n or 4000)]
     tasks.get_task(c)  # the task accepts every arm (alpha=0 one-pass included)
-  c = load_config("configs/rdrop/mnist1d.py", f"model={model},steps=123,lr=0.5")
-  assert c.num_train_steps == 123 and c.optimizer.learning_rate == 0.5
+  c = load_config("configs/rdrop/mnist1d.py", f"model={model},steps=123,lr=0.5,width=7,eval_every=50")
+  assert c.num_train_steps == 123 and c.optimizer.learning_rate == 0.5 and c.eval_every_steps == 50
+  assert c.model.get("hidden_dims", c.model.get("channels"))[0] == 7
   # An unmeasured size takes the nearest measured one's count.
   assert load_config("configs/rdrop/mnist1d.py", f"model={model},train_size=1100").num_train_steps == (
       MNIST1D.STEPS[(model, 1000)])
