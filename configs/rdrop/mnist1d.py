@@ -9,8 +9,8 @@ Arguments (comma-separated):
   runlocal        a few steps on a tiny model (tests).
   model=mlp|cnn   MLP 40-256-256-10 (dropout after each hidden layer) or CNN1D 32-64-128 (dropout after each stage).
   alpha=4.0       R-Drop alpha (paper and Su's scale; tasks/classify.py).
-  dropout=0.3     dropout rate p. Su's setting is alpha = 4, p = 0.3 (https://kexue.fm/archives/8496 and his
-                  scripts, bojone/r-drop: `dropout_rate=0.3`); the paper's BERT/RoBERTa runs keep p = 0.1.
+  dropout=0.3     dropout rate p. Su's setting is alpha = 4, p = 0.3 (https://kexue.fm/archives/8496; his scripts,
+                  github.com/bojone/r-drop iflytek.py / tnews.py: BERT-base with `dropout_rate=0.3`, `alpha=4`).
   passes=duplicate|split_keys|single
                   duplicate / split_keys: two dropout passes of each example; single: one (needs alpha=0).
                   NOTE alpha=0 with a two-pass form is the *two-pass control* (CE on both passes, no KL),
