@@ -37,6 +37,11 @@ Two passes in one jitted step (`task.passes`):
   "single"      one pass, plain dropout (alpha must be 0, no unlabelled data): the usual baseline.
 Both two-pass forms have the same distribution of (z1, z2); tests check they agree.
 
+The two-pass control is alpha = 0 with a two-pass form: the same duplicated batch as R-Drop and
+L = ce = 1/2 [CE(z1, y) + CE(z2, y)] (the KL is logged, not trained on). Against plain dropout ("single") R-Drop
+changes two things, the KL term and the number of dropout passes averaged into the gradient; against this control
+it changes only the KL term, which is what Su's "dropout twice" argument is about.
+
 Consistency diagnostic (Su's "model average vs weight average", article section on train/inference
 consistency), in `evaluate`: with P0 the dropout-off prediction and Pbar = (1/K) sum_k P_k the mean of K
 dropout-on passes (Monte-Carlo model average; BatchNorm in inference mode),
@@ -45,6 +50,9 @@ dropout-on passes (Monte-Carlo model average; BatchNorm in inference mode),
     consistency_disagree = [argmax Pbar != argmax P0]
     mc_accuracy, mc_loss = accuracy and CE of Pbar
     dropout_kl           = 1/2 [KL(P_1 || P_2) + KL(P_2 || P_1)]   (the R-Drop term on test data)
+
+dropout_kl is the consistency gap between two dropout passes (P_1, P_2 = the first two of the K passes); it is
+computed for every arm, the one-pass baseline included, since evaluation does not depend on `task.passes`.
 
 all returned as (sum, count) over the batch. The K passes use a fixed key (`task.eval_seed`), so evaluation is
 deterministic.

@@ -2,6 +2,7 @@
 semi-supervised term, the consistency diagnostic, the data views, smoke runs (the study: tests/experiments/)."""
 import dataclasses
 import glob
+import itertools
 import os
 
 import flax.linen as nn
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import assert_trees_close, float64, load_config
+from kexue_jax import config_lib
 from kexue_jax import tasks
 from kexue_jax import vocab
 from kexue_jax.data import array_views
@@ -20,6 +22,7 @@ from kexue_jax.nn import cnn as cnn_lib
 from kexue_jax.tasks import classify
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+MNIST1D = config_lib.load_sibling(os.path.join(REPO, "configs", "rdrop", "mnist1d.py"), "mnist1d.py")
 
 
 # ------------------------------------------------------------------------------ NumPy float64 references.
@@ -231,6 +234,28 @@ def test_single_pass_is_plain_dropout_and_rejects_alpha():
     tasks.get_task(_mlp_config(alpha=4.0, passes="single"))
 
 
+def test_two_pass_alpha0_control_is_ce_on_both_passes():
+  """The control arm of R-Drop (alpha = 0, two passes): the same duplicated batch as R-Drop, the mean CE over
+  both passes and no KL in the loss, against float64 NumPy on the logits of that same forward pass."""
+  task = tasks.get_task(_mlp_config(alpha=0.0, passes="duplicate"))
+  batch, rng = _batch(), jax.random.key(11)
+  v = jax.jit(task.init)(jax.random.key(0), batch)
+  loss, aux = task.loss(v, batch, rng)
+  logits, _ = task.model.apply(v, jnp.concatenate([batch["x"]] * 2), train=True, rngs={"dropout": rng})
+  z = np.asarray(logits, np.float64)
+  b, y = 8, np.asarray(batch["label"])
+  z1, z2 = z[:b], z[b:]
+  ref = np.mean(np.concatenate([np_ce(z1, y), np_ce(z2, y)]))  # Su's code at alpha = 0: mean CE over 2B rows
+  np.testing.assert_allclose(float(loss), ref, rtol=1e-6)
+  np.testing.assert_allclose(float(aux["metrics"]["ce"]), ref, rtol=1e-6)
+  # The passes differ (the KL is logged and not small) but it carries no weight in the loss.
+  kl = np.mean(np_kl(z1, z2) + np_kl(z2, z1)) / 2
+  assert kl > 1e-3
+  np.testing.assert_allclose(float(aux["metrics"]["kl"]), kl, rtol=1e-4)
+  # ... and it is not the one-pass baseline: that is the CE of the first pass alone.
+  assert abs(ref - np.mean(np_ce(z1, y))) > 1e-3 * ref
+
+
 # ------------------------------------------------------------------------------------ Consistency diagnostic.
 
 
@@ -250,6 +275,36 @@ def test_consistency_sums_match_numpy():
   for k, v in ref.items():
     np.testing.assert_allclose(float(out[k][0]), v.sum(), rtol=1e-5, atol=1e-6, err_msg=k)
     assert float(out[k][1]) == 7
+
+
+def test_evaluate_dropout_kl_on_a_known_case():
+  """The consistency gap (`dropout_kl`, the R-Drop term between two dropout passes on eval data) of an MLP whose
+  single hidden unit is `a` when kept and 0 when dropped, read by a head with logits [0, h]: two passes give
+  logits [0, a] or [0, 0]; their symmetric KL is s(a) when the masks differ (probability 2p(1-p)) and 0
+  otherwise, so the batch mean is 2p(1-p) s(a) within its Bernoulli standard error."""
+  p, a, n = 0.5, 3.0, 4096
+  c = _mlp_config(dropout=p)
+  c.model.hidden_dims, c.model.num_classes = (1,), 2
+  task = tasks.get_task(c)
+  task.mc_passes = 2
+  x = np.zeros((n, 40), np.float32)
+  x[:, 0] = a * (1 - p)  # kept: a (1-p) / (1-p) = a
+  batch = {"x": jnp.asarray(x), "label": jnp.zeros((n,), jnp.int32)}
+  v = jax.jit(task.init)(jax.random.key(0), batch)
+  weights = {"fc0": {"kernel": np.eye(40, 1), "bias": np.zeros(1)}, "head": {"kernel": np.array([[0.0, 1.0]]),
+                                                                           "bias": np.zeros(2)}}
+  params = jax.tree.map(lambda old, w: old.replace_boxed(jnp.asarray(w, jnp.float32)) if hasattr(
+      old, "replace_boxed") else jnp.asarray(w, jnp.float32), v["params"], weights,
+      is_leaf=lambda t: hasattr(t, "replace_boxed"))
+  out = {k: float(s) / float(m) for k, (s, m) in jax.jit(task.evaluate)({"params": params}, batch).items()}
+  # NumPy float64: s(a) = 1/2 sum_k (p1_k - p2_k)(log p1_k - log p2_k) with p1 = softmax([0, a]), p2 = [1/2, 1/2].
+  s_a = 0.5 * np.sum((np.exp(np_log_softmax(np.array([0.0, a]))) - 0.5) * (np_log_softmax(np.array([0.0, a]))
+                                                                           - np.log(0.5)))
+  q = 2 * p * (1 - p)
+  se = s_a * np.sqrt(q * (1 - q) / n)
+  assert abs(out["dropout_kl"] - q * s_a) < 4 * se, (out["dropout_kl"], q * s_a, se)
+  # The dropout-off prediction is softmax([0, a (1-p)]): its loss on label 0 checks the weights took effect.
+  np.testing.assert_allclose(out["loss"], -np_log_softmax(np.array([0.0, a * (1 - p)]))[0], rtol=1e-5)
 
 
 def test_evaluate_monte_carlo():
@@ -363,6 +418,39 @@ def test_cnn1d_dropout_flag():
   np.testing.assert_array_equal(t0, t1)
   (t2, _), _ = m.apply(v, x, train=True, mutable=["batch_stats"], rngs=rngs)
   assert float(jnp.abs(t2 - t0).max()) > 1e-3
+
+
+# ------------------------------------------------------------------------------------------ The config grid.
+
+
+@pytest.mark.parametrize("model", ["mlp", "cnn"])
+def test_mnist1d_config_expresses_the_rdrop_grid(model):
+  """Every arm of #16's grid (alpha in {0 one-pass, 0 two-pass, 0.5, 1, 2, 4} x p in {0.1, 0.3}, full data and
+  n = 1000) and the semi-supervised arm are config arguments; the step count defaults to the measured one."""
+  arms = [(0.0, "single"), (0.0, "duplicate")] + [(a, "duplicate") for a in (0.5, 1.0, 2.0, 4.0)]
+  for (alpha, passes), p, n in itertools.product(arms, (0.1, 0.3), (0, 1000)):
+    c = load_config("configs/rdrop/mnist1d.py", f"model={model},alpha={alpha},passes={passes},dropout={p},"
+                                                f"train_size={n},seed=3")
+    assert (c.task.rdrop_alpha, c.task.passes, c.model.dropout_rate, c.seed) == (alpha, passes, p, 3)
+    assert c.data.train_split == ("train" if n == 0 else "train[:1000]")
+    assert c.num_train_steps == MNIST1D.STEPS[(model, n or 4000)]
+    tasks.get_task(c)  # the task accepts every arm (alpha=0 one-pass included)
+  c = load_config("configs/rdrop/mnist1d.py", f"model={model},steps=123,lr=0.5,width=7,eval_every=50")
+  assert c.num_train_steps == 123 and c.optimizer.learning_rate == 0.5 and c.eval_every_steps == 50
+  assert c.model.get("hidden_dims", c.model.get("channels"))[0] == 7
+  # An unmeasured size takes the nearest measured one's count.
+  assert load_config("configs/rdrop/mnist1d.py", f"model={model},train_size=1100").num_train_steps == (
+      MNIST1D.STEPS[(model, 1000)])
+
+
+def test_mnist1d_config_semi_supervised_arm():
+  for labelled in MNIST1D.SEMI_LABELLED:
+    semi = load_config("configs/rdrop/mnist1d.py", f"model=cnn,labelled={labelled},alpha=0,passes=duplicate")
+    base = load_config("configs/rdrop/mnist1d.py", f"model=cnn,labelled={labelled},unlabelled=False,alpha=0,"
+                                                   "passes=single")
+    assert semi.data.preprocess == "classification_semi" and semi.data.num_labelled == labelled
+    assert base.data.train_split == f"train[:{labelled}]"
+    assert semi.task.unlabelled_alpha == 4.0 and semi.num_train_steps == base.num_train_steps
 
 
 # ------------------------------------------------------------------------------------------------- Smoke.
