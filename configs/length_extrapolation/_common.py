@@ -29,6 +29,12 @@ Arguments (comma-separated, big_vision style), shared by every file of the folde
                             pure copy data the baseline forms copying in < 750 steps, copy_control.py)
   copy_source=text          the tiled segment: "text" (the window's prefix) or "random" (printable random
                             bytes, which only copying predicts: a much stronger push towards induction heads)
+  arch=su                   architecture preset, applied before norm/heads: "su" (post-norm RMSNorm, 1 head,
+                            Su's GAU setting) or "prenorm4x2" (pre-norm LayerNorm, 4 layers, 2 heads of 64,
+                            d = 128: the independent byte-LM measurement whose log-n gains are 3-8x ours, issue
+                            #18); norm=/heads= given explicitly still win
+Per-variant arguments (accepted everywhere, used by one file): logn (kna/qna/cosa), nope (kna/qna: NoPE instead
+of RoPE), b8 (inv_leaky: RoPE base x extension), w=/f= (hwfa2: window and number of full layers).
 """
 import math
 
@@ -38,6 +44,11 @@ from kexue_jax import config_lib
 # so that the seven default variants (+ 2 more seeds of rope and rope_logn) train and evaluate in about an hour
 # on 2 CPU cores (measured: MLP 512 or batch 32 ran at under half the tokens/s of this size on the shared
 # 2-core machine).
+# Architecture presets (arch=...): overrides of the parsed norm / heads and the scale's sizes.
+ARCHS = {
+    "su": dict(),
+    "prenorm4x2": dict(norm="pre", heads=2, num_layers=4, embed_dim=128, head_dim=64),
+}
 SCALES = {
     "tiny": dict(train_length=16, num_layers=2, embed_dim=32, head_dim=16, mlp_dim=64, batch_size=8,
                  steps=4, warmup=1),
@@ -53,12 +64,20 @@ EXTENSION = 8
 
 
 def parse(arg):
-  a = config_lib.parse_arg(arg, runlocal=False, scale="default", steps=0, norm="post", heads=1,
-                           block="auto", logn=False, copy=0.0, copy_source="text", copy_warmup=0, seed=0)
+  a = config_lib.parse_arg(arg, runlocal=False, scale="default", steps=0, norm="", heads=0, arch="su",
+                           block="auto", logn=False, copy=0.0, copy_source="text", copy_warmup=0, seed=0,
+                           nope=False, b8=False, w=0, f=2)
   if a.runlocal:
     a.scale = "tiny"
   if a.scale not in SCALES:
     raise ValueError(f"scale={a.scale!r}; use one of {sorted(SCALES)}.")
+  if a.arch not in ARCHS:
+    raise ValueError(f"arch={a.arch!r}; use one of {sorted(ARCHS)}.")
+  preset = ARCHS[a.arch]
+  a.norm = a.norm or preset.get("norm", "post")
+  a.heads = a.heads or preset.get("heads", 1)
+  if a.norm not in ("pre", "post"):
+    raise ValueError(f"norm={a.norm!r}; use pre or post.")
   if not 0.0 <= a.copy <= 1.0:
     raise ValueError(f"copy={a.copy} is a fraction of the training windows; use a value in [0, 1].")
   return a
@@ -73,6 +92,8 @@ def make_config(variant: str, arg=None, *, attention=None, layer_attention=None,
   """
   a = parse(arg)
   s = dict(SCALES[a.scale])
+  if a.scale != "tiny":  # runlocal keeps its tiny sizes under any arch
+    s.update({k: v for k, v in ARCHS[a.arch].items() if k in s})
   n = s["train_length"]
   c = config_lib.base_config()
   c.seed = int(a.seed)
@@ -126,7 +147,7 @@ def make_config(variant: str, arg=None, *, attention=None, layer_attention=None,
 
   c.study = dict(variant=variant, scale=a.scale, train_length=n_ref.identity(), extension=EXTENSION,
                  test_lengths=[n_ref * m for m in (1, 2, 4, 8)], logn_pretrained=attn.get("logn") == "train",
-                 copy_frac=float(a.copy),
+                 copy_frac=float(a.copy), arch=a.arch, norm=a.norm, heads=a.heads,
                  **(extra_study or {}))
   return c
 
