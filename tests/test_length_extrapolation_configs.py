@@ -170,3 +170,10 @@ def test_derived_values_follow_seq_len(path):
   c.data.seq_len = n = 4 * c.data.seq_len
   assert config_lib.to_dict(c.study)["test_lengths"] == [n, 2 * n, 4 * n, 8 * n]
   assert {a.logn_base_length for a in layer_attention(c)} == {n}
+
+
+def test_eval_protocol_argument():
+  assert load_config(LE + "rope.py").study.eval_protocol == "all"
+  assert load_config(LE + "rope.py", "eval=tail").study.eval_protocol == "tail"
+  with pytest.raises(ValueError, match="eval='x'"):
+    load_config(LE + "rope.py", "eval=x")
