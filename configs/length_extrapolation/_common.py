@@ -16,10 +16,10 @@ parameters, bf16, FSDP-sharded) for an accelerator, on a TFDS catalog text datas
 Arguments (comma-separated, big_vision style), shared by every file of the folder:
   scale=default|tiny|medium|full   model/data size (``runlocal`` = tiny: a few steps, for tests)
   steps=N                   training steps (0 = the scale's default)
-  norm=post|pre             residual norm placement (Su: post)
-  heads=1                   attention heads (Su: single head); head_dim is kept
+  norm=post|pre             residual norm placement (default: the arch's, Su: post)
+  heads=1                   attention heads (default: the arch's, Su: single head); head_dim is kept
   block=mha|gau             attention+FFN blocks or GAU blocks (Su: GAU; default mha, gau for full)
-  logn                      (kna / cosa only) add log-n pre-training
+  logn                      (kna / qna / cosa only) add log-n pre-training
   seed=0                    training seed (the driver's --seeds trains rope / rope_logn replicates with 1, 2, ...)
   copy=0.0                  copy-augmented training: this fraction of the training windows is a prefix of
                             s ~ U{N/4..N/2} bytes tiled to N (data.repeat_frac), so that a small model learns
@@ -29,6 +29,17 @@ Arguments (comma-separated, big_vision style), shared by every file of the folde
                             pure copy data the baseline forms copying in < 750 steps, copy_control.py)
   copy_source=text          the tiled segment: "text" (the window's prefix) or "random" (printable random
                             bytes, which only copying predicts: a much stronger push towards induction heads)
+  arch=su                   architecture preset, applied before norm/heads: "su" (post-norm RMSNorm, 1 head,
+                            Su's GAU setting) or "prenorm4x2" (pre-norm LayerNorm, 2 heads of 64;
+                            with scale=default's 4 layers and d = 128 that is the independent byte-LM
+                            measurement whose log-n gains are 3-8x ours, issue #18); explicit norm=/heads= win
+  eval=all                  evaluation protocol recorded in study.eval_protocol for the study driver: "all" =
+                            per-token accuracy averaged over every position of each test window (Su's tables,
+                            9603); "tail" = only the targets at positions >= N (where the test length exceeds
+                            anything trained; log n-dagger leaves positions < N unchanged, so "all" dilutes its
+                            gain by N / L); "last" = the last N targets with growing context (9948, eval_loss.py)
+Per-variant arguments (accepted everywhere, used by one file): logn (kna/qna/cosa), nope (kna/qna: NoPE instead
+of RoPE), b8 (inv_leaky: RoPE base x extension), w=/f= (hwfa2: window and number of full layers).
 """
 import math
 
@@ -38,6 +49,13 @@ from kexue_jax import config_lib
 # so that the seven default variants (+ 2 more seeds of rope and rope_logn) train and evaluate in about an hour
 # on 2 CPU cores (measured: MLP 512 or batch 32 ran at under half the tokens/s of this size on the shared
 # 2-core machine).
+# Architecture presets (arch=...): defaults for norm / heads. The sizes of prenorm4x2 (4 layers, d = 128, heads of
+# 64) are those of scale=default already; at other scales the preset sets only the norm and the heads.
+ARCHS = {
+    "su": dict(norm="post", heads=1),
+    "prenorm4x2": dict(norm="pre", heads=2),
+}
+EVAL_PROTOCOLS = ("all", "tail", "last")
 SCALES = {
     "tiny": dict(train_length=16, num_layers=2, embed_dim=32, head_dim=16, mlp_dim=64, batch_size=8,
                  steps=4, warmup=1),
@@ -53,12 +71,22 @@ EXTENSION = 8
 
 
 def parse(arg):
-  a = config_lib.parse_arg(arg, runlocal=False, scale="default", steps=0, norm="post", heads=1,
-                           block="auto", logn=False, copy=0.0, copy_source="text", copy_warmup=0, seed=0)
+  a = config_lib.parse_arg(arg, runlocal=False, scale="default", steps=0, norm="", heads=0, arch="su",
+                           block="auto", logn=False, copy=0.0, copy_source="text", copy_warmup=0, seed=0,
+                           nope=False, b8=False, w=0, f=2, eval="all")
   if a.runlocal:
     a.scale = "tiny"
   if a.scale not in SCALES:
     raise ValueError(f"scale={a.scale!r}; use one of {sorted(SCALES)}.")
+  if a.arch not in ARCHS:
+    raise ValueError(f"arch={a.arch!r}; use one of {sorted(ARCHS)}.")
+  preset = ARCHS[a.arch]
+  a.norm = a.norm or preset["norm"]
+  a.heads = a.heads or preset["heads"]
+  if a.eval not in EVAL_PROTOCOLS:
+    raise ValueError(f"eval={a.eval!r}; use one of {EVAL_PROTOCOLS}.")
+  if a.norm not in ("pre", "post"):
+    raise ValueError(f"norm={a.norm!r}; use pre or post.")
   if not 0.0 <= a.copy <= 1.0:
     raise ValueError(f"copy={a.copy} is a fraction of the training windows; use a value in [0, 1].")
   return a
@@ -126,7 +154,8 @@ def make_config(variant: str, arg=None, *, attention=None, layer_attention=None,
 
   c.study = dict(variant=variant, scale=a.scale, train_length=n_ref.identity(), extension=EXTENSION,
                  test_lengths=[n_ref * m for m in (1, 2, 4, 8)], logn_pretrained=attn.get("logn") == "train",
-                 copy_frac=float(a.copy),
+                 copy_frac=float(a.copy), arch=a.arch, norm=a.norm, heads=a.heads,
+                 eval_protocol=a.eval,
                  **(extra_study or {}))
   return c
 

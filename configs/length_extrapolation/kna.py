@@ -2,7 +2,8 @@ r"""KeyNorm attention, KNA (kexue.fm/archives/9859): keys L2-normalised, no 1/sq
 
   a_ij = q_i . k_j / |k_j|   (x log_N n with the `logn` argument)
 
-RoPE stays on. Inference is unchanged. `kna.py:logn` is Su's "KNA-log n".
+RoPE stays on. Inference is unchanged. `kna.py:logn` is Su's "KNA-log n". `kna.py:nope` drops RoPE
+(position "none"): Su's negative control, KeyNorm + NoPE does *not* extrapolate (9859).
 """
 from kexue_jax import config_lib
 
@@ -11,5 +12,6 @@ common = config_lib.load_sibling(__file__, "_common.py")
 
 def get_config(arg=None):
   a = common.parse(arg)
-  return common.make_config("kna_logn" if a.logn else "kna", arg,
-                            attention=dict(qk_norm="kna", logn="train" if a.logn else "none"))
+  name = "kna" + ("_nope" if a.nope else "") + ("_logn" if a.logn else "")
+  return common.make_config(name, arg, attention=dict(
+      qk_norm="kna", logn="train" if a.logn else "none", position="none" if a.nope else "rope"))

@@ -3,6 +3,14 @@ r"""RoPE + log-n pre-training (checkpoint (b), kexue.fm/archives/8823): queries 
   softmax(log_N(n) / sqrt(d) * q_i . k_j),  N = L_train  (= standard attention at n = N)
 
 The "-log n" rows of Su's tables (NTK-log n, ReRoPE-log n, Leaky ReRoPE-log n) are evaluated on this checkpoint.
+
+Why are our log-n gains 3-8x smaller than an independent pre-norm 4-layer 2-head d = 128 byte LM trained at 128
+(issue #18)? The deciding runs (log n-dagger gains need only `rope.py` checkpoints; pre-training gains need
+both files), each at N = 128, 1200 steps, seeds 0-4:
+  arch=su vs arch=prenorm4x2                      (architecture, both factors at once)
+  arch=su,norm=pre / arch=su,heads=2              (which factor, if the two presets differ)
+  --config.data.seq_len=64 / 256 with the winner  (training length)
+  eval=all vs eval=tail vs eval=last              (protocol: re-evaluation only, no training)
 """
 from kexue_jax import config_lib
 
