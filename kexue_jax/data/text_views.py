@@ -7,7 +7,9 @@ Token ids are those of ``kexue_jax.vocab`` (bytes 0..255, [CLS], [PAD]).
   standin_tokens    MNIST-1D as a byte sequence ([CLS] + 40 quantised values, padded): an offline stand-in with
                     the text configs' batch format, for `runlocal` only.
   cls_windows       {"tokens": int32[seq_len]} = [CLS] + seq_len - 1 bytes of a document (`lm_windows`
-                    sampling: uniform windows for training, consecutive windows for evaluation).
+                    sampling: uniform windows for training, consecutive windows for evaluation). Evaluation
+                    examples also carry "index" (int32, their position in the evaluation set): tasks/mlm.py
+                    draws each example's evaluation masks from it.
   stdlib_packages   {"tokens": [CLS] + seq_len - 1 bytes, "label"}: which top-level standard-library package
                     (`data.classes`, in label order) a window of source comes from, read from the `path`
                     feature of `python_stdlib_text`. Files of other packages are dropped. Training: a class
@@ -80,6 +82,10 @@ def _prepend_cls(example):
   return {"tokens": np.concatenate([np.array([CLS_ID], np.int32), tokens])}
 
 
+def _prepend_cls_indexed(index, example):
+  return {**_prepend_cls(example), "index": np.asarray(index, np.int32)}
+
+
 @preprocess.register("cls_windows")
 def cls_windows(source, data_cfg, *, train: bool, seed: int):
   """{"tokens": [CLS] + seq_len - 1 bytes}: `lm_windows` of seq_len - 1 bytes with [CLS] in front."""
@@ -88,7 +94,8 @@ def cls_windows(source, data_cfg, *, train: bool, seed: int):
     raise ValueError(f"data.seq_len must be >= 3 for [CLS] + bytes, got {seq_len}.")
   inner = ml_collections.ConfigDict(data_cfg.to_dict())
   inner.seq_len = seq_len - 2  # lm_windows yields seq_len + 1 tokens
-  return preprocess.get("lm_windows")(source, inner, train=train, seed=seed).map(_prepend_cls)
+  windows = preprocess.get("lm_windows")(source, inner, train=train, seed=seed)
+  return windows.map(_prepend_cls) if train else windows.map_with_index(_prepend_cls_indexed)
 
 
 def package_of(path) -> str | None:

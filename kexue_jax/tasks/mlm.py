@@ -103,6 +103,12 @@ def bert_mask(rng, tokens_BL, maskable_BL, *, rate: float = 0.15, mask_frac: flo
   return jnp.where(selected_BL, corrupted_BL, tokens_BL), selected_BL
 
 
+def _per_row(draw, keys_B, tokens_BL):
+  """`draw(key, tokens_1L)` (returning [1, ...] arrays) applied row by row with one key per row."""
+  out = jax.vmap(lambda k, t: draw(k, t[None]))(keys_B, tokens_BL)
+  return jax.tree.map(lambda a: a[:, 0], out)
+
+
 def _pretraining_mode(workdir) -> str | None:
   """task.mode of the run in `workdir` (its config.json), None if unknown."""
   path = os.path.join(str(workdir), "config.json") if workdir else ""
@@ -181,7 +187,8 @@ class MLMConfig:
   random_frac: float = 0.1              # mlm: selected -> a random byte (else unchanged)
   decoder_layers: int = 1               # mae: bidirectional decoder blocks
   decoder_mlp_dim: int | None = None    # mae: None = model.mlp_dim
-  eval_seed: int = 0                    # fixed masks for evaluation
+  eval_seed: int = 0                    # evaluation masks: a fixed function of (eval_seed, example index, draw)
+  eval_draws: int = 1                   # independent mask draws per evaluation example, summed (averaged)
 
 
 class MLMTask(base.Task):
@@ -205,6 +212,9 @@ class MLMTask(base.Task):
     if self.rate <= 0:
       raise ValueError(f"task.mask_rate must be > 0 for pre-training, got {self.rate}.")
     self.eval_seed = int(t.eval_seed)
+    self.eval_draws = int(t.eval_draws)
+    if self.eval_draws < 1:
+      raise ValueError(f"task.eval_draws must be >= 1 mask draws per evaluation example, got {self.eval_draws}.")
     encoder = build_encoder(config.model)
     if self.mode == "mlm":
       self.model = MaskedLM(encoder)
@@ -214,15 +224,17 @@ class MLMTask(base.Task):
         raise ValueError(f"task.decoder_layers must be >= 1, got {layers_}.")
       self.model = MAEModel(encoder, decoder_layers=layers_, decoder_mlp_dim=t.decoder_mlp_dim)
 
-  def _sums(self, variables, tokens_BL, rng, *, deterministic: bool, dropout_rng=None):
-    """(ce_sum, correct_sum, count) over the predicted positions."""
+  def _sums(self, variables, tokens_BL, rng, *, deterministic: bool, dropout_rng=None, per_row: bool = False):
+    """(ce_sum, correct_sum, count) over the predicted positions. `rng`: one key, or (per_row) keys [B]."""
     rngs = {} if dropout_rng is None else {"dropout": dropout_rng}
     if self.mode == "mlm":
-      inputs_BL, selected_BL = bert_mask(rng, tokens_BL, tokens_BL < NUM_BYTES, rate=self.rate,
-                                         mask_frac=self.mask_frac, random_frac=self.random_frac)
+      mask = lambda k, t: bert_mask(k, t, t < NUM_BYTES, rate=self.rate, mask_frac=self.mask_frac,
+                                    random_frac=self.random_frac)
+      inputs_BL, selected_BL = _per_row(mask, rng, tokens_BL) if per_row else mask(rng, tokens_BL)
       logits_BLV = self.model.apply(variables, inputs_BL, deterministic=deterministic, rngs=rngs)
       return _ce_and_correct(logits_BLV, tokens_BL, selected_BL.astype(jnp.float32))
-    keep_BK, drop_BM = keep_drop_indices(rng, tokens_BL, num_kept(tokens_BL.shape[1], self.rate))
+    draw = lambda k, t: keep_drop_indices(k, t, num_kept(tokens_BL.shape[1], self.rate))
+    keep_BK, drop_BM = _per_row(draw, rng, tokens_BL) if per_row else draw(rng, tokens_BL)
     logits_BMV = self.model.apply(variables, tokens_BL, keep_BK, drop_BM, deterministic=deterministic, rngs=rngs)
     targets_BM = gather_BK(tokens_BL, drop_BM)
     return _ce_and_correct(logits_BMV, targets_BM, (targets_BM < NUM_BYTES).astype(jnp.float32))
@@ -243,8 +255,18 @@ class MLMTask(base.Task):
                                     count / batch["tokens"].size}, "mutable": {}}
 
   def evaluate(self, variables, batch):
-    ce, correct, count = self._sums(variables, batch["tokens"], jax.random.key(self.eval_seed),
-                                    deterministic=True)
+    """Sums over `eval_draws` mask draws. The masks of an example are drawn from
+    fold_in(fold_in(key(eval_seed), index), draw), `index` = its position in the evaluation set (the `index`
+    feature of `cls_windows`; the row within the batch when absent): independent across examples, batches and
+    draws, and the same whatever the batch size or device count."""
+    tokens_BL = batch["tokens"]
+    index_B = batch.get("index", jnp.arange(tokens_BL.shape[0]))
+    key_B = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(self.eval_seed), i))(index_B)
+    ce = correct = count = 0.0
+    for d in range(self.eval_draws):
+      keys_B = jax.vmap(lambda k, d=d: jax.random.fold_in(k, d))(key_B)
+      c, a, n = self._sums(variables, tokens_BL, keys_B, deterministic=True, per_row=True)
+      ce, correct, count = ce + c, correct + a, count + n
     return {"loss": (ce, count), "accuracy": (correct, count)}
 
   def units_per_example(self, batch) -> int:

@@ -189,10 +189,53 @@ def test_mae_task_predicts_exactly_the_dropped_bytes():
   assert np.isfinite(loss) and m == round(0.15 * 31)
   np.testing.assert_allclose(aux["metrics"]["predicted_frac"], m / 32, rtol=1e-6)
   ev = jax.jit(task.evaluate)(variables, {"tokens": tokens})
-  assert float(ev["loss"][1]) == 4 * m
+  assert float(ev["loss"][1]) == c.task.eval_draws * 4 * m      # every draw predicts M bytes of each window
   # The encoder never sees a [MASK] token (nor the dropped bytes): the [MASK] embedding row gets no gradient.
   assert float(jnp.abs(g["encoder"]["embed"]["embedding"][vocab.MASK_ID]).max()) == 0.0
   assert "dec_block0" in variables["params"] and "mask_embedding" in variables["params"]
+
+
+@pytest.mark.parametrize("mode", ["mlm", "mae"])
+def test_eval_masks_follow_the_example_index_and_average_over_draws(mode):
+  """Evaluation masks are a function of (eval_seed, example index, draw): a batch split in two gives the same
+  sums; the same windows at other indices get other masks (the old single key gave every batch one mask);
+  `eval_draws` sums independent draws."""
+  c = load_config("configs/mlm_dropout/pretrain.py", f"runlocal,mode={mode},eval_draws=3")
+  task = tasks.get_task(c)
+  tokens = jnp.asarray(np.tile(_byte_batch(B=1, L=32, num_pad=0), (8, 1)))   # 8 copies of one window
+  variables = nn.unbox(jax.jit(task.init)(jax.random.key(0), {"tokens": tokens}))
+  ev = jax.jit(task.evaluate)
+  whole = ev(variables, {"tokens": tokens, "index": jnp.arange(8)})
+  halves = [ev(variables, {"tokens": tokens[i:i + 4], "index": jnp.arange(i, i + 4)}) for i in (0, 4)]
+  for name in ("loss", "accuracy"):
+    np.testing.assert_allclose(sum(float(h[name][0]) for h in halves), float(whole[name][0]), rtol=1e-5)
+    np.testing.assert_allclose(sum(float(h[name][1]) for h in halves), float(whole[name][1]), rtol=1e-6)
+  # Same windows, other indices: other masks (the old per-batch key gave both halves the same sums).
+  assert float(halves[0]["loss"][0]) != float(halves[1]["loss"][0])
+  # The predicted positions: MLM = the selected bytes of each (index, draw) key, MAE = M per window and draw.
+  if mode == "mae":
+    want = 3 * 8 * (32 - token_drop.num_kept(32, 0.15))
+  else:
+    want = sum(int(mlm.bert_mask(jax.random.fold_in(jax.random.fold_in(jax.random.key(0), i), d), tokens[i:i + 1],
+                                 tokens[i:i + 1] < 256)[1].sum()) for i in range(8) for d in range(3))
+  assert float(whole["loss"][1]) == want
+  one = tasks.get_task(load_config("configs/mlm_dropout/pretrain.py", f"runlocal,mode={mode},eval_draws=1"))
+  first = jax.jit(one.evaluate)(variables, {"tokens": tokens, "index": jnp.arange(8)})
+  if mode == "mlm":   # draw 0 of the three: its own selected positions
+    assert float(first["loss"][1]) == sum(int(mlm.bert_mask(jax.random.fold_in(jax.random.fold_in(
+        jax.random.key(0), i), 0), tokens[i:i + 1], tokens[i:i + 1] < 256)[1].sum()) for i in range(8))
+  else:
+    assert float(first["loss"][1]) * 3 == want
+  c.task.eval_draws = 0
+  with pytest.raises(ValueError, match="eval_draws"):
+    tasks.get_task(c)
+
+
+def test_cls_windows_eval_examples_carry_their_index():
+  c = load_config("configs/mlm_dropout/pretrain.py", "runlocal")
+  batches = list(pipeline.make_eval_iter(c.data, split="validation", global_batch_size=8, num_batches=3))
+  np.testing.assert_array_equal(np.concatenate([b["index"] for b in batches]), np.arange(24))
+  assert "index" not in next(pipeline.make_train_iter(c.data, seed=0, global_batch_size=8))
 
 
 def test_bad_task_values_raise():
