@@ -109,13 +109,13 @@ def _per_row(draw, keys_B, tokens_BL):
   return jax.tree.map(lambda a: a[:, 0], out)
 
 
-def _pretraining_mode(workdir) -> str | None:
-  """task.mode of the run in `workdir` (its config.json), None if unknown."""
+def _run_config(workdir) -> dict[str, Any]:
+  """The config of the run in `workdir` (its config.json) as a dict, {} if unknown."""
   path = os.path.join(str(workdir), "config.json") if workdir else ""
   if not path or not os.path.exists(path):
-    return None
+    return {}
   with open(path) as f:
-    return ((json.load(f).get("task") or {}).get("mode"))
+    return json.load(f)
 
 
 # ---------------------------------------------------------------------------- Embedding correction.
@@ -312,10 +312,21 @@ class DropTokenClassifyTask(base.Task):
     if self.correction_r and not init_from.get("workdir"):
       raise ValueError(f"task.correction_r={self.correction_r} corrects a pre-trained embedding: set "
                        "config.init_from.workdir to the pre-training run (or correction_r=0).")
-    if self.correction_r and _pretraining_mode(init_from.get("workdir")) == "mae":
+    pre_config = _run_config(init_from.get("workdir"))
+    holdout = float((config.get("data") or {}).get("holdout_frac", 0.0) or 0.0)
+    pre_holdout = float((pre_config.get("data") or {}).get("holdout_frac", 0.0) or 0.0)
+    if holdout and pre_config and pre_holdout != holdout:
+      raise ValueError(f"data.holdout_frac={holdout} but the pre-training run held out {pre_holdout}: its encoder "
+                       f"read test files. Pre-train with pretrain.py:holdout={holdout}.")
+    pre = (pre_config.get("task") or {}) if self.correction_r else {}
+    if pre.get("mode") == "mae":
       raise ValueError("task.correction_r > 0 with an MAE-style checkpoint: its encoder never sees [MASK], so "
                        "the [MASK] row is untrained and the correction would mix in a random vector. Use an "
                        "MLM checkpoint or correction_r=0.")
+    pre_r = pre.get("mask_rate")
+    if pre_r is not None and abs(float(pre_r) - self.correction_r) > 1e-9:
+      raise ValueError(f"task.correction_r={self.correction_r} but the checkpoint was pre-trained with mask_rate="
+                       f"{pre_r}; Su's correction uses r = the pre-training mask rate: set correction={pre_r}.")
     classes = (config.get("data") or {}).get("classes")
     if classes is not None and len(classes) != int(t.num_classes):
       raise ValueError(f"task.num_classes={t.num_classes} but data.classes has {len(classes)} entries; make "
@@ -344,8 +355,12 @@ class DropTokenClassifyTask(base.Task):
     acc = jnp.mean((jnp.argmax(logits_BC, -1) == batch["label"]).astype(jnp.float32))
     return jnp.mean(ce_B), {"metrics": {"accuracy": acc}, "mutable": {}}
 
+  def predict(self, variables, batch):
+    """logits_BC on every token (inference: no DropToken, no dropout)."""
+    return self.model.apply(variables, batch["tokens"], train=False)
+
   def evaluate(self, variables, batch):
-    logits_BC = self.model.apply(variables, batch["tokens"], train=False)
+    logits_BC = self.predict(variables, batch)
     labels_B = batch["label"]
     n = jnp.asarray(labels_B.shape[0], jnp.float32)
     correct = jnp.sum((jnp.argmax(logits_BC, -1) == labels_B).astype(jnp.float32))

@@ -338,6 +338,48 @@ def test_train_per_class_draws_from_a_fixed_labelled_pool():
     next(pipeline.make_train_iter(c.data, seed=0, global_batch_size=32))
 
 
+def test_holdout_files_and_per_file_cap():
+  """holdout=h: test files are the class files with is_holdout(path, h) from all splits, never in the labelled
+  pool; at most `per_file` test windows a file; every window carries its file's source index."""
+  c = load_config("configs/mlm_dropout/finetune.py", "runlocal,holdout=0.5,per_file=2")
+  c.data.eval_per_class = 64
+  src = pipeline.get_data_source("python_stdlib_text", c.data.eval_split)
+  path = lambda i: bytes(src[int(i)]["path"])
+  ev = list(pipeline.make_eval_iter(c.data, split=c.data.eval_split, global_batch_size=8, num_batches=None))
+  files, labels = np.concatenate([b["file"] for b in ev]), np.concatenate([b["label"] for b in ev])
+  assert all(text_views.is_holdout(path(f), 0.5) for f in set(files))
+  assert all(c.data.classes[l] == text_views.package_of(path(f)) for f, l in zip(files, labels))
+  assert np.bincount(files).max() <= 2
+  assert len(set(files)) > 100                      # the builder's validation+test has 40 usable files
+  for b in ev[:2]:                                  # the window is bytes of its file
+    for tok, f in zip(b["tokens"], b["file"]):
+      assert bytes(tok[1:].astype(np.uint8)) in bytes(src[int(f)]["text"])
+  # Held-out fraction of the class files ~ h (binomial), and the held-out sets grow with h.
+  class_paths = [path(i) for i in range(len(src)) if text_views.package_of(path(i)) in c.data.classes]
+  held = np.array([text_views.is_holdout(p, 0.5) for p in class_paths])
+  assert abs(held.mean() - 0.5) < 5 * np.sqrt(0.25 / len(held))
+  assert all(text_views.is_holdout(p, 0.7) for p, h in zip(class_paths, held) if h)
+  pool = text_views.PackageWindows(src, c.data.classes, 31, lambda p: not text_views.is_holdout(p, 0.5))
+  assert not set(pool.file_ids) & set(files)
+  c.data.eval_per_file = -1
+  with pytest.raises(ValueError, match="eval_per_file"):
+    list(pipeline.make_eval_iter(c.data, split=c.data.eval_split, global_batch_size=8))
+
+
+def test_cls_windows_leaves_out_the_held_out_files():
+  docs = [{"path": f"pkg{k}/m{i}.py".encode(), "text": bytes([65 + 6 * k + i]) * 40} for k in range(2)
+          for i in range(6)]
+  cfg = load_config("configs/mlm_dropout/pretrain.py", "runlocal,holdout=0.5")
+  cfg.data.holdout_classes = ("pkg0",)
+  tokens = np.stack([ex["tokens"] for ex in text_views.cls_windows(docs, cfg.data, train=False, seed=0)])
+  seen = set(tokens[:, 1:].ravel().tolist())
+  want = {d["text"][0] for d in docs if not (d["path"].startswith(b"pkg0/") and text_views.is_holdout(d["path"], 0.5))}
+  assert seen == want and len(want) < len(docs)
+  cfg.data.holdout_frac = 0.0
+  with pytest.raises(ValueError, match="holdout_frac"):
+    text_views.cls_windows(docs, cfg.data, train=False, seed=0)
+
+
 @pytest.mark.parametrize("pool", ["first", "mean"])
 def test_classifier_pooling_reads_cls_or_the_token_mean(pool):
   """logits = W pool(h) + b, with pool = h[:, 0] ([CLS]) or the mean over the tokens (NumPy float64)."""
