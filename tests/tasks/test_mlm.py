@@ -297,6 +297,21 @@ def test_init_from_pretraining_with_correction(tmp_path):
     checkpoint.load_params_mapped(got["params"], str(tmp_path / "pre"), mapping=(("encoder", "enc"),))
 
 
+def test_correction_rate_and_holdout_must_match_the_pretraining(tmp_path):
+  """Su's higher-rate extension: pretrain.py:rate=0.4 then finetune.py:correction=0.4; another r, or another
+  holdout than the pre-training's, is an error."""
+  pre = load_config("configs/mlm_dropout/pretrain.py", "runlocal,rate=0.4,holdout=0.5")
+  assert pre.task.mask_rate == 0.4 and pre.data.holdout_frac == 0.5
+  (tmp_path / "config.json").write_text(json.dumps(pre.to_dict()))
+  ft = load_config("configs/mlm_dropout/finetune.py", f"runlocal,init={tmp_path},correction=0.4,holdout=0.5")
+  assert tasks.get_task(ft).correction_r == 0.4
+  with pytest.raises(ValueError, match="mask_rate=0.4"):
+    tasks.get_task(load_config("configs/mlm_dropout/finetune.py", f"runlocal,init={tmp_path},correction=0.15,"
+                                                                   "holdout=0.5"))
+  with pytest.raises(ValueError, match="holdout"):
+    tasks.get_task(load_config("configs/mlm_dropout/finetune.py", f"runlocal,init={tmp_path},holdout=0.3"))
+
+
 # ---------------------------------------------------------------------------------------------- Data.
 
 
