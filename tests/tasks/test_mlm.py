@@ -125,8 +125,9 @@ def test_embedding_correction_matches_numpy(r):
 # ------------------------------------------------------------------- DropToken == attention-column masking.
 
 
-def np_encoder_cls_logits(p, tokens_L, valid_L):
-  """1-layer pre-norm encoder in float64 with key-padding (attention-column) mask `valid_L`; [CLS] logits."""
+def np_encoder_logits(p, tokens_L, valid_L, pool="first"):
+  """1-layer pre-norm encoder in float64 with key-padding (attention-column) mask `valid_L`; logits of the
+  [CLS] state (pool="first") or of the mean of the states at the valid (kept) positions (pool="mean")."""
   e = p["encoder"]
   b = e["block0"]
   ln = lambda name, x: np_layernorm(x, name["scale"], name["bias"])
@@ -135,19 +136,21 @@ def np_encoder_cls_logits(p, tokens_L, valid_L):
   x = x + np_mha(b["attn"], ln(b["norm_attn"], x), pos, causal=False, valid_L=valid_L)
   x = x + np_gelu(ln(b["norm_mlp"], x) @ b["mlp"]["wi"]["kernel"]) @ b["mlp"]["wo"]["kernel"]
   h = ln(e["final_norm"], x)
-  return h[0] @ p["head"]["out"]["kernel"] + p["head"]["out"]["bias"]
+  pooled = h[0] if pool == "first" else sum(h[l] for l in range(len(tokens_L)) if valid_L[l]) / valid_L.sum()
+  return pooled @ p["head"]["out"]["kernel"] + p["head"]["out"]["bias"]
 
 
-def _classifier(drop):
+def _classifier(drop, pool="first"):
   enc = tfm.TransformerEncoder(vocab_size=vocab.VOCAB_SIZE, num_layers=1, embed_dim=8, num_heads=2, head_dim=4,
                                mlp_dim=16, norm="pre", tie_embedding=False)
-  return classifiers.DropTokenClassifier(enc, num_classes=3, drop_token=drop)
+  return classifiers.DropTokenClassifier(enc, num_classes=3, drop_token=drop, pool=pool)
 
 
-def test_droptoken_gather_equals_attention_column_masking():
+@pytest.mark.parametrize("pool", ["first", "mean"])   # the study fine-tunes with pool="mean"
+def test_droptoken_gather_equals_attention_column_masking(pool):
   B, L = 3, 12
   tokens = _byte_batch(B=B, L=L, num_pad=0, seed=3)
-  model = _classifier(0.4)
+  model = _classifier(0.4, pool)
   variables = model.init({"params": jax.random.key(0)}, tokens)
   leaves, tdef = jax.tree.flatten(nn.unbox(variables["params"]))
   keys = jax.random.split(jax.random.key(7), len(leaves))
@@ -159,17 +162,19 @@ def test_droptoken_gather_equals_attention_column_masking():
   assert keep.shape == (B, token_drop.num_kept(L, 0.4)) and (keep[:, 0] == 0).all()
   valid = np.zeros((B, L), bool)
   valid[np.arange(B)[:, None], keep] = True
-  # Independent: all tokens, dropped columns masked (JAX encoder) and a NumPy float64 transcription.
+  # Independent: all tokens, dropped columns masked (JAX encoder; the head pools the kept positions) and a NumPy
+  # float64 transcription.
   h = model.encoder.apply({"params": params["encoder"]}, jnp.asarray(tokens), padding_mask_BL=jnp.asarray(valid),
                           method=model.encoder.hidden)
-  masked = h[:, 0] @ params["head"]["out"]["kernel"] + params["head"]["out"]["bias"]
+  pooled = h[:, 0] if pool == "first" else jnp.sum(h * valid[..., None], 1) / valid.sum(1, keepdims=True)
+  masked = pooled @ params["head"]["out"]["kernel"] + params["head"]["out"]["bias"]
   np.testing.assert_allclose(logits, masked, rtol=1e-5, atol=1e-5)
   p64 = jax.tree.map(lambda a: np.asarray(a, np.float64), params)
-  ref = np.stack([np_encoder_cls_logits(p64, tokens[b], valid[b]) for b in range(B)])
+  ref = np.stack([np_encoder_logits(p64, tokens[b], valid[b], pool) for b in range(B)])
   np.testing.assert_allclose(logits, ref, rtol=1e-4, atol=1e-4)
   # Inference uses every token (no drop, no rng needed) == the unmasked reference.
   full = model.apply({"params": params}, tokens, train=False)
-  ref_full = np.stack([np_encoder_cls_logits(p64, tokens[b], np.ones(L, bool)) for b in range(B)])
+  ref_full = np.stack([np_encoder_logits(p64, tokens[b], np.ones(L, bool), pool) for b in range(B)])
   np.testing.assert_allclose(full, ref_full, rtol=1e-4, atol=1e-4)
   assert not np.allclose(full, logits, atol=1e-3)
 
