@@ -152,9 +152,7 @@ def test_droptoken_gather_equals_attention_column_masking(pool):
   tokens = _byte_batch(B=B, L=L, num_pad=0, seed=3)
   model = _classifier(0.4, pool)
   variables = model.init({"params": jax.random.key(0)}, tokens)
-  leaves, tdef = jax.tree.flatten(nn.unbox(variables["params"]))
-  keys = jax.random.split(jax.random.key(7), len(leaves))
-  params = jax.tree.unflatten(tdef, [l + 0.3 * jax.random.normal(k, l.shape) for l, k in zip(leaves, keys)])
+  params = _perturbed(nn.unbox(variables["params"]))
   # The real training path: keep positions drawn from the 'droptoken' rng, sown for inspection.
   logits, inter = model.apply({"params": params}, tokens, train=True, rngs={"droptoken": jax.random.key(11)},
                               mutable=["intermediates"])
@@ -241,6 +239,86 @@ def test_cls_windows_eval_examples_carry_their_index():
   batches = list(pipeline.make_eval_iter(c.data, split="validation", global_batch_size=8, num_batches=3))
   np.testing.assert_array_equal(np.concatenate([b["index"] for b in batches]), np.arange(24))
   assert "index" not in next(pipeline.make_train_iter(c.data, seed=0, global_batch_size=8))
+
+
+def _perturbed(params, seed=7, scale=0.3):
+  leaves, tdef = jax.tree.flatten(params)
+  keys = jax.random.split(jax.random.key(seed), len(leaves))
+  return jax.tree.unflatten(tdef, [l + scale * jax.random.normal(k, l.shape) for l, k in zip(leaves, keys)])
+
+
+def np_block(b, x, pos, valid):
+  """Pre-norm bidirectional block in float64 (attention columns of invalid keys masked)."""
+  ln = lambda name, y: np_layernorm(y, name["scale"], name["bias"])
+  x = x + np_mha(b["attn"], ln(b["norm_attn"], x), pos, causal=False, valid_L=valid)
+  return x + np_gelu(ln(b["norm_mlp"], x) @ b["mlp"]["wi"]["kernel"]) @ b["mlp"]["wo"]["kernel"]
+
+
+def np_mae_logits(p, tokens_L, keep_K, drop_M):
+  """MAEModel literally: encoder on the kept tokens at their positions, Dense, scatter into a row of mask
+  vectors (a loop over the kept positions), decoder block over all L positions, logits at the dropped ones."""
+  e = p["encoder"]
+  kept = tokens_L[keep_K]
+  h = np_block(e["block0"], e["embed"]["embedding"][kept], keep_K, kept != vocab.PAD_ID)
+  h = np_layernorm(h, e["final_norm"]["scale"], e["final_norm"]["bias"]) @ p["enc_to_dec"]["kernel"]
+  x = np.tile(p["mask_embedding"], (len(tokens_L), 1))
+  for k, pos in enumerate(keep_K):
+    x[pos] = h[k]
+  x = np_block(p["dec_block0"], x, np.arange(len(tokens_L)), tokens_L != vocab.PAD_ID)
+  x = np_layernorm(x, p["dec_norm"]["scale"], p["dec_norm"]["bias"])
+  return x[drop_M] @ p["dec_head"]["kernel"]
+
+
+def np_log_softmax(z):
+  z = z - z.max(-1, keepdims=True)
+  return z - np.log(np.exp(z).sum(-1, keepdims=True))
+
+
+def test_mae_model_matches_a_numpy_scatter_reference():
+  c = load_config("configs/mlm_dropout/pretrain.py", "runlocal,mode=mae,rate=0.25")
+  task = tasks.get_task(c)
+  B, L = 3, 16
+  tokens = _byte_batch(B=B, L=L, num_pad=3, seed=4)
+  variables = nn.unbox(task.init(jax.random.key(0), {"tokens": jnp.asarray(tokens)}))
+  params = _perturbed(variables["params"])
+  keep, drop = token_drop.keep_drop_indices(jax.random.key(3), jnp.asarray(tokens), token_drop.num_kept(L, 0.25))
+  logits = task.model.apply({"params": params}, jnp.asarray(tokens), keep, drop)
+  p64 = jax.tree.map(lambda a: np.asarray(a, np.float64), params)
+  keep, drop = np.asarray(keep), np.asarray(drop)
+  ref = np.stack([np_mae_logits(p64, tokens[b], keep[b], drop[b]) for b in range(B)])
+  scale = np.abs(ref).max()
+  np.testing.assert_allclose(logits, ref, rtol=1e-4, atol=1e-5 * scale)
+
+
+@pytest.mark.parametrize("mode", ["mlm", "mae"])
+def test_pretraining_loss_targets_match_numpy(mode):
+  """loss = mean over the predicted positions of -log softmax(logits)[original byte]: MLM the selected bytes
+  (model run on the corrupted input), MAE the dropped bytes ([PAD] never a target); NumPy float64."""
+  c = load_config("configs/mlm_dropout/pretrain.py", f"runlocal,mode={mode},rate=0.3")
+  task = tasks.get_task(c)
+  B, L = 4, 32
+  tokens = _byte_batch(B=B, L=L, num_pad=5, seed=5)
+  variables = nn.unbox(task.init(jax.random.key(0), {"tokens": jnp.asarray(tokens)}))
+  variables = {"params": _perturbed(variables["params"], scale=0.1)}
+  rng = jax.random.key(9)
+  loss, aux = task.loss(variables, {"tokens": jnp.asarray(tokens)}, rng)
+  mask_rng = jax.random.split(rng)[0]          # the loss's masking key (its other half feeds dropout, rate 0)
+  if mode == "mlm":
+    inputs, selected = mlm.bert_mask(mask_rng, jnp.asarray(tokens), jnp.asarray(tokens < 256), rate=0.3)
+    logits = np.asarray(task.model.apply(variables, inputs), np.float64)
+    rows, cols = np.nonzero(np.asarray(selected))
+    targets, logp = tokens[rows, cols], np_log_softmax(logits[rows, cols])
+  else:
+    keep, drop = token_drop.keep_drop_indices(mask_rng, jnp.asarray(tokens), token_drop.num_kept(L, 0.3))
+    logits = np.asarray(task.model.apply(variables, jnp.asarray(tokens), keep, drop), np.float64)
+    drop = np.asarray(drop)
+    rows, cols = np.nonzero(tokens[np.arange(B)[:, None], drop] < 256)
+    targets, logp = tokens[rows, drop[rows, cols]], np_log_softmax(logits[rows, cols])
+  assert len(targets) > 0 and (targets < 256).all()
+  want = -np.mean([logp[i, t] for i, t in enumerate(targets)])
+  np.testing.assert_allclose(float(loss), want, rtol=1e-5)
+  np.testing.assert_allclose(float(aux["metrics"]["accuracy"]), np.mean(logp.argmax(-1) == targets), rtol=1e-6)
+  np.testing.assert_allclose(float(aux["metrics"]["predicted_frac"]), len(targets) / (B * L), rtol=1e-6)
 
 
 def test_bad_task_values_raise():
