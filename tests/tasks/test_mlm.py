@@ -122,6 +122,23 @@ def test_embedding_correction_matches_numpy(r):
     mlm.embedding_correction(E, 1.5)
 
 
+@pytest.mark.parametrize("r", [0.15, 0.5])
+def test_expected_masked_embedding_is_the_corrected_embedding(r):
+  """Su's correction is the expectation of the embedded input over BERT masking at rate r:
+  E[E_emb[bert_mask(x)_i]] = embedding_correction(E, r)[x_i] for every byte x_i (Monte Carlo, 5 SE)."""
+  E = np.random.default_rng(0).normal(size=(vocab.VOCAB_SIZE, 4))
+  tokens = jnp.asarray(np.random.default_rng(1).integers(0, 256, (1, 48)), jnp.int32)
+  draws = 6000
+  inputs = jax.vmap(lambda k: mlm.bert_mask(k, tokens, tokens < 256, rate=r)[0][0])(
+      jax.random.split(jax.random.key(2), draws))
+  emb_DLd = E[np.asarray(inputs)]
+  got, se = emb_DLd.mean(0), emb_DLd.std(0) / np.sqrt(draws)
+  want = np_correction(E, r, vocab.MASK_ID)[np.asarray(tokens[0])]
+  assert (np.abs(got - want) < 5 * se + 1e-12).all()
+  plain = E[np.asarray(tokens[0])]
+  assert np.abs(got - plain).max() > 10 * se.max()     # the uncorrected embedding is not the expectation
+
+
 # ------------------------------------------------------------------- DropToken == attention-column masking.
 
 
