@@ -46,7 +46,18 @@ gathered (a real gather: the encoder runs on [B, K], so a step gets cheaper) wit
 and the [CLS] state feeds a linear head. Inference uses all tokens. Gathering equals masking the dropped
 attention columns (tested against a NumPy float64 transcription).
 
-Data views: `cls_windows` and `stdlib_packages` (kexue_jax/data/text_views.py). Models: nn/masked_lm.py
+Evaluation (task "mlm"): each evaluation window's masks are drawn from fold_in(fold_in(key(eval_seed), index),
+draw), `index` = the window's position in the evaluation set (the `index` feature of `cls_windows`), and the
+sums of `eval_draws` independent draws are returned: independent across windows and batches, and the same for
+any batch size or device count.
+
+The correction needs r = the pre-training mask rate: with `config.init_from` a run whose config.json says
+otherwise (or an MAE-style run) is refused; Su's higher-rate extension is pretrain.py:rate=0.4 or 0.5 followed
+by finetune.py:correction=0.4 or 0.5.
+
+Data views: `cls_windows` and `stdlib_packages` (kexue_jax/data/text_views.py; the file holdout, the per-file
+cap and the file id of each test window). Per-window outcomes and file-level standard errors:
+kexue_jax/evals/outcomes.py and kexue_jax/evals/clustered.py. Models: nn/masked_lm.py
 (MaskedLM, MAEModel), nn/classifiers.py (DropTokenClassifier), nn/token_drop.py (the kept/dropped positions).
 """
 from __future__ import annotations
