@@ -17,10 +17,17 @@ Dropout 0.1 in the encoder.
 Arguments:
   init=""          workdir of a configs/mlm_dropout/pretrain.py run (its params/encoder initialise the encoder);
                    "" = random initialisation.
-  correction=0.0   Su's embedding correction ratio r (0.15 for BERT's masking); needs init.
+  correction=0.0   Su's embedding correction ratio r = the pre-training mask rate (0.15 for BERT's masking; 0.4 or
+                   0.5 after pretrain.py:rate=0.4 / 0.5, Su's higher-rate extension; a mismatch is an error);
+                   needs init.
   drop=0.0         DropToken ratio p during training (inference uses all tokens).
   pool=mean        "mean" (token-state mean) or "first" ([CLS] state).
   train_per_class=32  labelled windows per class (0 = every training window, class-balanced).
+  holdout=0.0      0: test files = the builder's validation+test split (40 usable files). h > 0: a fraction h of
+                   each class's files of all three splits are test files (text_views.is_holdout; h = 0.5 gives
+                   ~200), the others the labelled pool; pre-train with pretrain.py:holdout=h (the same h) so the
+                   encoder never reads a test file.
+  per_file=0       at most this many test windows per file (0 = no cap); with holdout=0.5 use e.g. 8.
   steps=150, batch=32, lr=3e-4, dropout=0.1, seq_len=64 (as in the pre-training), seed=0, runlocal.
 """
 from kexue_jax import config_lib
@@ -29,7 +36,7 @@ from kexue_jax import config_lib
 def get_config(arg=None):
   arg = config_lib.parse_arg(arg, runlocal=False, init="", correction=0.0, drop=0.0, steps=150, batch=32,
                              lr=3e-4, dropout=0.1, seq_len=64, seed=0, pool="mean",
-                             train_per_class=32)
+                             train_per_class=32, holdout=0.0, per_file=0)
   common = config_lib.load_sibling(__file__, "_common.py")
   c = config_lib.base_config()
   c.seed = arg.seed
@@ -44,8 +51,10 @@ def get_config(arg=None):
 
   c.data.name = "python_stdlib_text"
   c.data.preprocess = "stdlib_packages"
-  c.data.train_split = "train"
-  c.data.eval_split = "validation+test"
+  c.data.train_split = "train+validation+test" if arg.holdout else "train"
+  c.data.eval_split = "train+validation+test" if arg.holdout else "validation+test"
+  c.data.holdout_frac = arg.holdout
+  c.data.eval_per_file = arg.per_file
   c.data.seq_len = 32 if arg.runlocal else arg.seq_len
   c.data.classes = common.CLASSES
   c.data.eval_per_class = 4 if arg.runlocal else 128

@@ -47,7 +47,7 @@ def get_config(arg=None):
   c.data.text_key = "text"
 
   c.task = dict(name="mlm", mode=arg.mode, mask_rate=arg.rate, mask_frac=0.8, random_frac=0.1,
-                decoder_layers=arg.decoder_layers, eval_seed=0)
+                decoder_layers=arg.decoder_layers, eval_seed=0, eval_draws=1)
   c.model = common.encoder("local" if arg.runlocal else "base", dropout=0.1, dtype="auto")
   c.model.remat = not arg.runlocal
   common.adamw(c, lr=1e-3 if arg.runlocal else 1e-4, warmup=1 if arg.runlocal else 10_000)

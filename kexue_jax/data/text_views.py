@@ -7,18 +7,31 @@ Token ids are those of ``kexue_jax.vocab`` (bytes 0..255, [CLS], [PAD]).
   standin_tokens    MNIST-1D as a byte sequence ([CLS] + 40 quantised values, padded): an offline stand-in with
                     the text configs' batch format, for `runlocal` only.
   cls_windows       {"tokens": int32[seq_len]} = [CLS] + seq_len - 1 bytes of a document (`lm_windows`
-                    sampling: uniform windows for training, consecutive windows for evaluation).
+                    sampling: uniform windows for training, consecutive windows for evaluation). Evaluation
+                    examples also carry "index" (int32, their position in the evaluation set): tasks/mlm.py
+                    draws each example's evaluation masks from it. `data.holdout_classes` (with
+                    `data.holdout_frac`): the files of those packages held out by `stdlib_packages` are dropped.
   stdlib_packages   {"tokens": [CLS] + seq_len - 1 bytes, "label"}: which top-level standard-library package
                     (`data.classes`, in label order) a window of source comes from, read from the `path`
                     feature of `python_stdlib_text`. Files of other packages are dropped. Training: a class
                     uniformly at random, then a uniform window of that class's files; evaluation: per class the
-                    first `data.eval_per_class` of its consecutive windows taken at evenly spaced indices.
-                    The builder splits by file (hash of the path), so train and eval share no file.
+                    `data.eval_per_class` of its consecutive windows taken at evenly spaced indices, at most
+                    `data.eval_per_file` (0 = no cap) from one file, so the test set spreads over the files.
+                    Evaluation examples also carry "file" (int32, the file's index in the source): standard
+                    errors are computed per file (kexue_jax/evals/clustered.py), windows of a file not being
+                    independent. Files: the builder's splits (by a hash of the path; train and eval share no
+                    file), or, with `data.holdout_frac` = h > 0, a split of the view's own: a file of a class
+                    is a test file iff `is_holdout(path, h)` (crc32 of the path < h 2^32). Then the train view
+                    keeps the other files and the eval view the test files of whatever splits it is given
+                    (the configs give both "train+validation+test": many more test files than the builder's
+                    validation+test), and `cls_windows` with `data.holdout_classes` drops those test files from
+                    the pre-training corpus.
 """
 from __future__ import annotations
 
 import functools
 import sys
+import zlib
 
 import grain
 import ml_collections
@@ -80,6 +93,10 @@ def _prepend_cls(example):
   return {"tokens": np.concatenate([np.array([CLS_ID], np.int32), tokens])}
 
 
+def _prepend_cls_indexed(index, example):
+  return {**_prepend_cls(example), "index": np.asarray(index, np.int32)}
+
+
 @preprocess.register("cls_windows")
 def cls_windows(source, data_cfg, *, train: bool, seed: int):
   """{"tokens": [CLS] + seq_len - 1 bytes}: `lm_windows` of seq_len - 1 bytes with [CLS] in front."""
@@ -88,7 +105,40 @@ def cls_windows(source, data_cfg, *, train: bool, seed: int):
     raise ValueError(f"data.seq_len must be >= 3 for [CLS] + bytes, got {seq_len}.")
   inner = ml_collections.ConfigDict(data_cfg.to_dict())
   inner.seq_len = seq_len - 2  # lm_windows yields seq_len + 1 tokens
-  return preprocess.get("lm_windows")(source, inner, train=train, seed=seed).map(_prepend_cls)
+  held_out = tuple(data_cfg.get("holdout_classes") or ())
+  if held_out:
+    frac = _holdout_frac(data_cfg, required=True)
+    source = _Subset(source, [i for i in range(len(source))
+                              if not (package_of(source[i]["path"]) in held_out and is_holdout(source[i]["path"], frac))])
+  windows = preprocess.get("lm_windows")(source, inner, train=train, seed=seed)
+  return windows.map(_prepend_cls) if train else windows.map_with_index(_prepend_cls_indexed)
+
+
+class _Subset:
+  """The examples `indices` of a random-access source (len / getitem)."""
+
+  def __init__(self, source, indices):
+    self.source, self.indices = source, list(indices)
+
+  def __len__(self):
+    return len(self.indices)
+
+  def __getitem__(self, i):
+    return self.source[self.indices[i]]
+
+
+def is_holdout(path, frac: float) -> bool:
+  """Whether a file is a held-out (test) file: crc32 of its UTF-8 path < frac * 2^32 (stable across runs)."""
+  path = path if isinstance(path, bytes) else str(path).encode("utf-8")
+  return zlib.crc32(bytes(path)) < frac * 2 ** 32
+
+
+def _holdout_frac(data_cfg, *, required: bool = False) -> float:
+  frac = float(data_cfg.get("holdout_frac", 0.0) or 0.0)
+  if not 0.0 <= frac < 1.0 or (required and frac == 0.0):
+    raise ValueError(f"data.holdout_frac must be in {'(0' if required else '[0'}, 1) (the fraction of a class's "
+                     f"files held out for testing), got {frac}.")
+  return frac
 
 
 def package_of(path) -> str | None:
@@ -100,22 +150,26 @@ def package_of(path) -> str | None:
 class PackageWindows:
   """Documents of the chosen packages: bytes, class ids, and window samplers (see module docstring)."""
 
-  def __init__(self, source, classes, window: int):
+  def __init__(self, source, classes, window: int, keep_path=None):
+    """keep_path(path) -> bool (None: every file) selects the files (the holdout split)."""
     self.classes, self.window = tuple(classes), int(window)
     index = {c: i for i, c in enumerate(self.classes)}
-    texts, labels = [], []
+    texts, labels, file_ids = [], [], []
     for i in range(len(source)):
       ex = source[i]
       label = index.get(package_of(ex["path"]))
+      if label is None or (keep_path is not None and not keep_path(ex["path"])):
+        continue
       text = preprocess._as_bytes(ex["text"])  # pylint: disable=protected-access
-      if label is not None and len(text) >= self.window:
+      if len(text) >= self.window:
         texts.append(text)
         labels.append(label)
+        file_ids.append(i)
     missing = sorted(set(self.classes) - {self.classes[l] for l in labels})
     if missing:
       raise ValueError(f"classes {missing} have no file of >= {self.window} bytes in this split; choose "
                        "data.classes present in both splits (experiments/mlm_dropout/README: package_counts).")
-    self.texts, self.labels = texts, np.array(labels, np.int64)
+    self.texts, self.labels, self.file_ids = texts, np.array(labels, np.int64), np.array(file_ids, np.int64)
     # Per class: cumulative number of window starts over its documents.
     self.docs_of = [np.flatnonzero(self.labels == c) for c in range(len(self.classes))]
     self.ends_of = [np.cumsum([len(texts[d]) - self.window + 1 for d in docs]) for docs in self.docs_of]
@@ -133,17 +187,30 @@ class PackageWindows:
     start = u - (int(self.ends_of[c][k - 1]) if k else 0)
     return self.example(int(self.docs_of[c][k]), start)
 
-  def eval_windows(self, per_class: int) -> np.ndarray:
-    """(doc, start) int64[N, 2]: per class, `per_class` of its consecutive windows at evenly spaced indices."""
+  def eval_windows(self, per_class: int, per_file: int = 0) -> np.ndarray:
+    """(doc, start) int64[N, 2]: per class, `per_class` of its consecutive (non-overlapping) windows at evenly
+    spaced indices, after keeping at most `per_file` (0 = all) evenly spaced windows of each file."""
     out = []
     for docs in self.docs_of:
-      wins = [(d, s) for d in docs for s in range(0, len(self.texts[d]) - self.window + 1, self.window)]
-      take = np.unique(np.linspace(0, len(wins) - 1, min(per_class, len(wins))).round().astype(int))
-      out.extend(wins[i] for i in take)
+      wins = []
+      for d in docs:
+        starts = list(range(0, len(self.texts[d]) - self.window + 1, self.window))
+        if per_file and len(starts) > per_file:
+          starts = [starts[i] for i in _evenly_spaced(len(starts), per_file)]
+        wins.extend((d, s) for s in starts)
+      out.extend(wins[i] for i in _evenly_spaced(len(wins), per_class))
     return np.array(out, np.int64).reshape(-1, 2)
 
   def read(self, doc_start):
     return self.example(int(doc_start[0]), int(doc_start[1]))
+
+  def read_with_file(self, doc_start):
+    return {**self.read(doc_start), "file": np.asarray(self.file_ids[int(doc_start[0])], np.int32)}
+
+
+def _evenly_spaced(n: int, k: int) -> np.ndarray:
+  """Indices of min(k, n) of range(n) at evenly spaced positions (first and last included)."""
+  return np.unique(np.linspace(0, n - 1, min(k, n)).round().astype(int))
 
 
 @preprocess.register("stdlib_packages")
@@ -152,7 +219,9 @@ def stdlib_packages(source, data_cfg, *, train: bool, seed: int):
   classes = tuple(data_cfg.classes)
   if len(classes) < 2:
     raise ValueError(f"data.classes needs >= 2 packages, got {classes}.")
-  pw = PackageWindows(source, classes, int(data_cfg.seq_len) - 1)
+  frac = _holdout_frac(data_cfg)
+  keep_path = (lambda path: is_holdout(path, frac) != train) if frac else None
+  pw = PackageWindows(source, classes, int(data_cfg.seq_len) - 1, keep_path)
   if train:
     per_class = int(data_cfg.get("train_per_class", 0) or 0)
     if per_class < 0:
@@ -164,7 +233,11 @@ def stdlib_packages(source, data_cfg, *, train: bool, seed: int):
     pool = pw.eval_windows(per_class)
     return grain.MapDataset.range(sys.maxsize).random_map(
         lambda i, rng: pw.read(pool[int(rng.integers(len(pool)))]), seed=seed)
-  return grain.MapDataset.source(pw.eval_windows(int(data_cfg.get("eval_per_class", 64)))).map(pw.read)
+  per_file = int(data_cfg.get("eval_per_file", 0) or 0)
+  if per_file < 0:
+    raise ValueError(f"data.eval_per_file must be >= 0 (0 = no cap on the windows per file), got {per_file}.")
+  windows = pw.eval_windows(int(data_cfg.get("eval_per_class", 64)), per_file)
+  return grain.MapDataset.source(windows).map(pw.read_with_file)
 
 
 @functools.lru_cache(maxsize=None)

@@ -46,7 +46,18 @@ gathered (a real gather: the encoder runs on [B, K], so a step gets cheaper) wit
 and the [CLS] state feeds a linear head. Inference uses all tokens. Gathering equals masking the dropped
 attention columns (tested against a NumPy float64 transcription).
 
-Data views: `cls_windows` and `stdlib_packages` (kexue_jax/data/text_views.py). Models: nn/masked_lm.py
+Evaluation (task "mlm"): each evaluation window's masks are drawn from fold_in(fold_in(key(eval_seed), index),
+draw), `index` = the window's position in the evaluation set (the `index` feature of `cls_windows`), and the
+sums of `eval_draws` independent draws are returned: independent across windows and batches, and the same for
+any batch size or device count.
+
+The correction needs r = the pre-training mask rate: with `config.init_from` a run whose config.json says
+otherwise (or an MAE-style run) is refused; Su's higher-rate extension is pretrain.py:rate=0.4 or 0.5 followed
+by finetune.py:correction=0.4 or 0.5.
+
+Data views: `cls_windows` and `stdlib_packages` (kexue_jax/data/text_views.py; the file holdout, the per-file
+cap and the file id of each test window). Per-window outcomes and file-level standard errors:
+kexue_jax/evals/outcomes.py and kexue_jax/evals/clustered.py. Models: nn/masked_lm.py
 (MaskedLM, MAEModel), nn/classifiers.py (DropTokenClassifier), nn/token_drop.py (the kept/dropped positions).
 """
 from __future__ import annotations
@@ -103,13 +114,19 @@ def bert_mask(rng, tokens_BL, maskable_BL, *, rate: float = 0.15, mask_frac: flo
   return jnp.where(selected_BL, corrupted_BL, tokens_BL), selected_BL
 
 
-def _pretraining_mode(workdir) -> str | None:
-  """task.mode of the run in `workdir` (its config.json), None if unknown."""
+def _per_row(draw, keys_B, tokens_BL):
+  """`draw(key, tokens_1L)` (returning [1, ...] arrays) applied row by row with one key per row."""
+  out = jax.vmap(lambda k, t: draw(k, t[None]))(keys_B, tokens_BL)
+  return jax.tree.map(lambda a: a[:, 0], out)
+
+
+def _run_config(workdir) -> dict[str, Any]:
+  """The config of the run in `workdir` (its config.json) as a dict, {} if unknown."""
   path = os.path.join(str(workdir), "config.json") if workdir else ""
   if not path or not os.path.exists(path):
-    return None
+    return {}
   with open(path) as f:
-    return ((json.load(f).get("task") or {}).get("mode"))
+    return json.load(f)
 
 
 # ---------------------------------------------------------------------------- Embedding correction.
@@ -181,7 +198,8 @@ class MLMConfig:
   random_frac: float = 0.1              # mlm: selected -> a random byte (else unchanged)
   decoder_layers: int = 1               # mae: bidirectional decoder blocks
   decoder_mlp_dim: int | None = None    # mae: None = model.mlp_dim
-  eval_seed: int = 0                    # fixed masks for evaluation
+  eval_seed: int = 0                    # evaluation masks: a fixed function of (eval_seed, example index, draw)
+  eval_draws: int = 1                   # independent mask draws per evaluation example, summed (averaged)
 
 
 class MLMTask(base.Task):
@@ -205,6 +223,9 @@ class MLMTask(base.Task):
     if self.rate <= 0:
       raise ValueError(f"task.mask_rate must be > 0 for pre-training, got {self.rate}.")
     self.eval_seed = int(t.eval_seed)
+    self.eval_draws = int(t.eval_draws)
+    if self.eval_draws < 1:
+      raise ValueError(f"task.eval_draws must be >= 1 mask draws per evaluation example, got {self.eval_draws}.")
     encoder = build_encoder(config.model)
     if self.mode == "mlm":
       self.model = MaskedLM(encoder)
@@ -214,15 +235,17 @@ class MLMTask(base.Task):
         raise ValueError(f"task.decoder_layers must be >= 1, got {layers_}.")
       self.model = MAEModel(encoder, decoder_layers=layers_, decoder_mlp_dim=t.decoder_mlp_dim)
 
-  def _sums(self, variables, tokens_BL, rng, *, deterministic: bool, dropout_rng=None):
-    """(ce_sum, correct_sum, count) over the predicted positions."""
+  def _sums(self, variables, tokens_BL, rng, *, deterministic: bool, dropout_rng=None, per_row: bool = False):
+    """(ce_sum, correct_sum, count) over the predicted positions. `rng`: one key, or (per_row) keys [B]."""
     rngs = {} if dropout_rng is None else {"dropout": dropout_rng}
     if self.mode == "mlm":
-      inputs_BL, selected_BL = bert_mask(rng, tokens_BL, tokens_BL < NUM_BYTES, rate=self.rate,
-                                         mask_frac=self.mask_frac, random_frac=self.random_frac)
+      mask = lambda k, t: bert_mask(k, t, t < NUM_BYTES, rate=self.rate, mask_frac=self.mask_frac,
+                                    random_frac=self.random_frac)
+      inputs_BL, selected_BL = _per_row(mask, rng, tokens_BL) if per_row else mask(rng, tokens_BL)
       logits_BLV = self.model.apply(variables, inputs_BL, deterministic=deterministic, rngs=rngs)
       return _ce_and_correct(logits_BLV, tokens_BL, selected_BL.astype(jnp.float32))
-    keep_BK, drop_BM = keep_drop_indices(rng, tokens_BL, num_kept(tokens_BL.shape[1], self.rate))
+    draw = lambda k, t: keep_drop_indices(k, t, num_kept(tokens_BL.shape[1], self.rate))
+    keep_BK, drop_BM = _per_row(draw, rng, tokens_BL) if per_row else draw(rng, tokens_BL)
     logits_BMV = self.model.apply(variables, tokens_BL, keep_BK, drop_BM, deterministic=deterministic, rngs=rngs)
     targets_BM = gather_BK(tokens_BL, drop_BM)
     return _ce_and_correct(logits_BMV, targets_BM, (targets_BM < NUM_BYTES).astype(jnp.float32))
@@ -243,8 +266,18 @@ class MLMTask(base.Task):
                                     count / batch["tokens"].size}, "mutable": {}}
 
   def evaluate(self, variables, batch):
-    ce, correct, count = self._sums(variables, batch["tokens"], jax.random.key(self.eval_seed),
-                                    deterministic=True)
+    """Sums over `eval_draws` mask draws. The masks of an example are drawn from
+    fold_in(fold_in(key(eval_seed), index), draw), `index` = its position in the evaluation set (the `index`
+    feature of `cls_windows`; the row within the batch when absent): independent across examples, batches and
+    draws, and the same whatever the batch size or device count."""
+    tokens_BL = batch["tokens"]
+    index_B = batch.get("index", jnp.arange(tokens_BL.shape[0]))
+    key_B = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(self.eval_seed), i))(index_B)
+    ce = correct = count = 0.0
+    for d in range(self.eval_draws):
+      keys_B = jax.vmap(lambda k, d=d: jax.random.fold_in(k, d))(key_B)
+      c, a, n = self._sums(variables, tokens_BL, keys_B, deterministic=True, per_row=True)
+      ce, correct, count = ce + c, correct + a, count + n
     return {"loss": (ce, count), "accuracy": (correct, count)}
 
   def units_per_example(self, batch) -> int:
@@ -290,10 +323,21 @@ class DropTokenClassifyTask(base.Task):
     if self.correction_r and not init_from.get("workdir"):
       raise ValueError(f"task.correction_r={self.correction_r} corrects a pre-trained embedding: set "
                        "config.init_from.workdir to the pre-training run (or correction_r=0).")
-    if self.correction_r and _pretraining_mode(init_from.get("workdir")) == "mae":
+    pre_config = _run_config(init_from.get("workdir"))
+    holdout = float((config.get("data") or {}).get("holdout_frac", 0.0) or 0.0)
+    pre_holdout = float((pre_config.get("data") or {}).get("holdout_frac", 0.0) or 0.0)
+    if holdout and pre_config and pre_holdout != holdout:
+      raise ValueError(f"data.holdout_frac={holdout} but the pre-training run held out {pre_holdout}: its encoder "
+                       f"read test files. Pre-train with pretrain.py:holdout={holdout}.")
+    pre = (pre_config.get("task") or {}) if self.correction_r else {}
+    if pre.get("mode") == "mae":
       raise ValueError("task.correction_r > 0 with an MAE-style checkpoint: its encoder never sees [MASK], so "
                        "the [MASK] row is untrained and the correction would mix in a random vector. Use an "
                        "MLM checkpoint or correction_r=0.")
+    pre_r = pre.get("mask_rate")
+    if pre_r is not None and abs(float(pre_r) - self.correction_r) > 1e-9:
+      raise ValueError(f"task.correction_r={self.correction_r} but the checkpoint was pre-trained with mask_rate="
+                       f"{pre_r}; Su's correction uses r = the pre-training mask rate: set correction={pre_r}.")
     classes = (config.get("data") or {}).get("classes")
     if classes is not None and len(classes) != int(t.num_classes):
       raise ValueError(f"task.num_classes={t.num_classes} but data.classes has {len(classes)} entries; make "
@@ -322,8 +366,12 @@ class DropTokenClassifyTask(base.Task):
     acc = jnp.mean((jnp.argmax(logits_BC, -1) == batch["label"]).astype(jnp.float32))
     return jnp.mean(ce_B), {"metrics": {"accuracy": acc}, "mutable": {}}
 
+  def predict(self, variables, batch):
+    """logits_BC on every token (inference: no DropToken, no dropout)."""
+    return self.model.apply(variables, batch["tokens"], train=False)
+
   def evaluate(self, variables, batch):
-    logits_BC = self.model.apply(variables, batch["tokens"], train=False)
+    logits_BC = self.predict(variables, batch)
     labels_B = batch["label"]
     n = jnp.asarray(labels_B.shape[0], jnp.float32)
     correct = jnp.sum((jnp.argmax(logits_BC, -1) == labels_B).astype(jnp.float32))

@@ -119,11 +119,29 @@ def test_embedding_correction_matches_numpy(r):
     mlm.embedding_correction(E, 1.5)
 
 
+@pytest.mark.parametrize("r", [0.15, 0.5])
+def test_expected_masked_embedding_is_the_corrected_embedding(r):
+  """Su's correction is the expectation of the embedded input over BERT masking at rate r:
+  E[E_emb[bert_mask(x)_i]] = embedding_correction(E, r)[x_i] for every byte x_i (Monte Carlo, 5 SE)."""
+  E = np.random.default_rng(0).normal(size=(vocab.VOCAB_SIZE, 4))
+  tokens = jnp.asarray(np.random.default_rng(1).integers(0, 256, (1, 48)), jnp.int32)
+  draws = 6000
+  inputs = jax.vmap(lambda k: mlm.bert_mask(k, tokens, tokens < 256, rate=r)[0][0])(
+      jax.random.split(jax.random.key(2), draws))
+  emb_DLd = E[np.asarray(inputs)]
+  got, se = emb_DLd.mean(0), emb_DLd.std(0) / np.sqrt(draws)
+  want = np_correction(E, r, vocab.MASK_ID)[np.asarray(tokens[0])]
+  assert (np.abs(got - want) < 5 * se + 1e-12).all()
+  plain = E[np.asarray(tokens[0])]
+  assert np.abs(got - plain).max() > 10 * se.max()     # the uncorrected embedding is not the expectation
+
+
 # ------------------------------------------------------------------- DropToken == attention-column masking.
 
 
-def np_encoder_cls_logits(p, tokens_L, valid_L):
-  """1-layer pre-norm encoder in float64 with key-padding (attention-column) mask `valid_L`; [CLS] logits."""
+def np_encoder_logits(p, tokens_L, valid_L, pool="first"):
+  """1-layer pre-norm encoder in float64 with key-padding (attention-column) mask `valid_L`; logits of the
+  [CLS] state (pool="first") or of the mean of the states at the valid (kept) positions (pool="mean")."""
   e = p["encoder"]
   b = e["block0"]
   ln = lambda name, x: np_layernorm(x, name["scale"], name["bias"])
@@ -132,23 +150,23 @@ def np_encoder_cls_logits(p, tokens_L, valid_L):
   x = x + np_mha(b["attn"], ln(b["norm_attn"], x), pos, causal=False, valid_L=valid_L)
   x = x + np_gelu(ln(b["norm_mlp"], x) @ b["mlp"]["wi"]["kernel"]) @ b["mlp"]["wo"]["kernel"]
   h = ln(e["final_norm"], x)
-  return h[0] @ p["head"]["out"]["kernel"] + p["head"]["out"]["bias"]
+  pooled = h[0] if pool == "first" else sum(h[l] for l in range(len(tokens_L)) if valid_L[l]) / valid_L.sum()
+  return pooled @ p["head"]["out"]["kernel"] + p["head"]["out"]["bias"]
 
 
-def _classifier(drop):
+def _classifier(drop, pool="first"):
   enc = tfm.TransformerEncoder(vocab_size=vocab.VOCAB_SIZE, num_layers=1, embed_dim=8, num_heads=2, head_dim=4,
                                mlp_dim=16, norm="pre", tie_embedding=False)
-  return classifiers.DropTokenClassifier(enc, num_classes=3, drop_token=drop)
+  return classifiers.DropTokenClassifier(enc, num_classes=3, drop_token=drop, pool=pool)
 
 
-def test_droptoken_gather_equals_attention_column_masking():
+@pytest.mark.parametrize("pool", ["first", "mean"])   # the study fine-tunes with pool="mean"
+def test_droptoken_gather_equals_attention_column_masking(pool):
   B, L = 3, 12
   tokens = _byte_batch(B=B, L=L, num_pad=0, seed=3)
-  model = _classifier(0.4)
+  model = _classifier(0.4, pool)
   variables = model.init({"params": jax.random.key(0)}, tokens)
-  leaves, tdef = jax.tree.flatten(nn.unbox(variables["params"]))
-  keys = jax.random.split(jax.random.key(7), len(leaves))
-  params = jax.tree.unflatten(tdef, [l + 0.3 * jax.random.normal(k, l.shape) for l, k in zip(leaves, keys)])
+  params = _perturbed(nn.unbox(variables["params"]))
   # The real training path: keep positions drawn from the 'droptoken' rng, sown for inspection.
   logits, inter = model.apply({"params": params}, tokens, train=True, rngs={"droptoken": jax.random.key(11)},
                               mutable=["intermediates"])
@@ -156,17 +174,19 @@ def test_droptoken_gather_equals_attention_column_masking():
   assert keep.shape == (B, token_drop.num_kept(L, 0.4)) and (keep[:, 0] == 0).all()
   valid = np.zeros((B, L), bool)
   valid[np.arange(B)[:, None], keep] = True
-  # Independent: all tokens, dropped columns masked (JAX encoder) and a NumPy float64 transcription.
+  # Independent: all tokens, dropped columns masked (JAX encoder; the head pools the kept positions) and a NumPy
+  # float64 transcription.
   h = model.encoder.apply({"params": params["encoder"]}, jnp.asarray(tokens), padding_mask_BL=jnp.asarray(valid),
                           method=model.encoder.hidden)
-  masked = h[:, 0] @ params["head"]["out"]["kernel"] + params["head"]["out"]["bias"]
+  pooled = h[:, 0] if pool == "first" else jnp.sum(h * valid[..., None], 1) / valid.sum(1, keepdims=True)
+  masked = pooled @ params["head"]["out"]["kernel"] + params["head"]["out"]["bias"]
   np.testing.assert_allclose(logits, masked, rtol=1e-5, atol=1e-5)
   p64 = jax.tree.map(lambda a: np.asarray(a, np.float64), params)
-  ref = np.stack([np_encoder_cls_logits(p64, tokens[b], valid[b]) for b in range(B)])
+  ref = np.stack([np_encoder_logits(p64, tokens[b], valid[b], pool) for b in range(B)])
   np.testing.assert_allclose(logits, ref, rtol=1e-4, atol=1e-4)
   # Inference uses every token (no drop, no rng needed) == the unmasked reference.
   full = model.apply({"params": params}, tokens, train=False)
-  ref_full = np.stack([np_encoder_cls_logits(p64, tokens[b], np.ones(L, bool)) for b in range(B)])
+  ref_full = np.stack([np_encoder_logits(p64, tokens[b], np.ones(L, bool), pool) for b in range(B)])
   np.testing.assert_allclose(full, ref_full, rtol=1e-4, atol=1e-4)
   assert not np.allclose(full, logits, atol=1e-3)
 
@@ -186,10 +206,133 @@ def test_mae_task_predicts_exactly_the_dropped_bytes():
   assert np.isfinite(loss) and m == round(0.15 * 31)
   np.testing.assert_allclose(aux["metrics"]["predicted_frac"], m / 32, rtol=1e-6)
   ev = jax.jit(task.evaluate)(variables, {"tokens": tokens})
-  assert float(ev["loss"][1]) == 4 * m
+  assert float(ev["loss"][1]) == c.task.eval_draws * 4 * m      # every draw predicts M bytes of each window
   # The encoder never sees a [MASK] token (nor the dropped bytes): the [MASK] embedding row gets no gradient.
   assert float(jnp.abs(g["encoder"]["embed"]["embedding"][vocab.MASK_ID]).max()) == 0.0
   assert "dec_block0" in variables["params"] and "mask_embedding" in variables["params"]
+
+
+@pytest.mark.parametrize("mode", ["mlm", "mae"])
+def test_eval_masks_follow_the_example_index_and_average_over_draws(mode):
+  """Evaluation masks are a function of (eval_seed, example index, draw): a batch split in two gives the same
+  sums; the same windows at other indices get other masks (the old single key gave every batch one mask);
+  `eval_draws` sums independent draws."""
+  c = load_config("configs/mlm_dropout/pretrain.py", f"runlocal,mode={mode},eval_draws=3")
+  task = tasks.get_task(c)
+  tokens = jnp.asarray(np.tile(_byte_batch(B=1, L=32, num_pad=0), (8, 1)))   # 8 copies of one window
+  variables = nn.unbox(jax.jit(task.init)(jax.random.key(0), {"tokens": tokens}))
+  ev = jax.jit(task.evaluate)
+  whole = ev(variables, {"tokens": tokens, "index": jnp.arange(8)})
+  halves = [ev(variables, {"tokens": tokens[i:i + 4], "index": jnp.arange(i, i + 4)}) for i in (0, 4)]
+  for name in ("loss", "accuracy"):
+    np.testing.assert_allclose(sum(float(h[name][0]) for h in halves), float(whole[name][0]), rtol=1e-5)
+    np.testing.assert_allclose(sum(float(h[name][1]) for h in halves), float(whole[name][1]), rtol=1e-6)
+  # Same windows, other indices: other masks (the old per-batch key gave both halves the same sums).
+  assert float(halves[0]["loss"][0]) != float(halves[1]["loss"][0])
+  # The predicted positions: MLM = the selected bytes of each (index, draw) key, MAE = M per window and draw.
+  if mode == "mae":
+    want = 3 * 8 * (32 - token_drop.num_kept(32, 0.15))
+  else:
+    want = sum(int(mlm.bert_mask(jax.random.fold_in(jax.random.fold_in(jax.random.key(0), i), d), tokens[i:i + 1],
+                                 tokens[i:i + 1] < 256)[1].sum()) for i in range(8) for d in range(3))
+  assert float(whole["loss"][1]) == want
+  one = tasks.get_task(load_config("configs/mlm_dropout/pretrain.py", f"runlocal,mode={mode},eval_draws=1"))
+  first = jax.jit(one.evaluate)(variables, {"tokens": tokens, "index": jnp.arange(8)})
+  if mode == "mlm":   # draw 0 of the three: its own selected positions
+    assert float(first["loss"][1]) == sum(int(mlm.bert_mask(jax.random.fold_in(jax.random.fold_in(
+        jax.random.key(0), i), 0), tokens[i:i + 1], tokens[i:i + 1] < 256)[1].sum()) for i in range(8))
+  else:
+    assert float(first["loss"][1]) * 3 == want
+  c.task.eval_draws = 0
+  with pytest.raises(ValueError, match="eval_draws"):
+    tasks.get_task(c)
+
+
+def test_cls_windows_eval_examples_carry_their_index():
+  c = load_config("configs/mlm_dropout/pretrain.py", "runlocal")
+  batches = list(pipeline.make_eval_iter(c.data, split="validation", global_batch_size=8, num_batches=3))
+  np.testing.assert_array_equal(np.concatenate([b["index"] for b in batches]), np.arange(24))
+  assert "index" not in next(pipeline.make_train_iter(c.data, seed=0, global_batch_size=8))
+
+
+def _perturbed(params, seed=7, scale=0.3):
+  leaves, tdef = jax.tree.flatten(params)
+  keys = jax.random.split(jax.random.key(seed), len(leaves))
+  return jax.tree.unflatten(tdef, [l + scale * jax.random.normal(k, l.shape) for l, k in zip(leaves, keys)])
+
+
+def np_block(b, x, pos, valid):
+  """Pre-norm bidirectional block in float64 (attention columns of invalid keys masked)."""
+  ln = lambda name, y: np_layernorm(y, name["scale"], name["bias"])
+  x = x + np_mha(b["attn"], ln(b["norm_attn"], x), pos, causal=False, valid_L=valid)
+  return x + np_gelu(ln(b["norm_mlp"], x) @ b["mlp"]["wi"]["kernel"]) @ b["mlp"]["wo"]["kernel"]
+
+
+def np_mae_logits(p, tokens_L, keep_K, drop_M):
+  """MAEModel literally: encoder on the kept tokens at their positions, Dense, scatter into a row of mask
+  vectors (a loop over the kept positions), decoder block over all L positions, logits at the dropped ones."""
+  e = p["encoder"]
+  kept = tokens_L[keep_K]
+  h = np_block(e["block0"], e["embed"]["embedding"][kept], keep_K, kept != vocab.PAD_ID)
+  h = np_layernorm(h, e["final_norm"]["scale"], e["final_norm"]["bias"]) @ p["enc_to_dec"]["kernel"]
+  x = np.tile(p["mask_embedding"], (len(tokens_L), 1))
+  for k, pos in enumerate(keep_K):
+    x[pos] = h[k]
+  x = np_block(p["dec_block0"], x, np.arange(len(tokens_L)), tokens_L != vocab.PAD_ID)
+  x = np_layernorm(x, p["dec_norm"]["scale"], p["dec_norm"]["bias"])
+  return x[drop_M] @ p["dec_head"]["kernel"]
+
+
+def np_log_softmax(z):
+  z = z - z.max(-1, keepdims=True)
+  return z - np.log(np.exp(z).sum(-1, keepdims=True))
+
+
+def test_mae_model_matches_a_numpy_scatter_reference():
+  c = load_config("configs/mlm_dropout/pretrain.py", "runlocal,mode=mae,rate=0.25")
+  task = tasks.get_task(c)
+  B, L = 3, 16
+  tokens = _byte_batch(B=B, L=L, num_pad=3, seed=4)
+  variables = nn.unbox(task.init(jax.random.key(0), {"tokens": jnp.asarray(tokens)}))
+  params = _perturbed(variables["params"])
+  keep, drop = token_drop.keep_drop_indices(jax.random.key(3), jnp.asarray(tokens), token_drop.num_kept(L, 0.25))
+  logits = task.model.apply({"params": params}, jnp.asarray(tokens), keep, drop)
+  p64 = jax.tree.map(lambda a: np.asarray(a, np.float64), params)
+  keep, drop = np.asarray(keep), np.asarray(drop)
+  ref = np.stack([np_mae_logits(p64, tokens[b], keep[b], drop[b]) for b in range(B)])
+  scale = np.abs(ref).max()
+  np.testing.assert_allclose(logits, ref, rtol=1e-4, atol=1e-5 * scale)
+
+
+@pytest.mark.parametrize("mode", ["mlm", "mae"])
+def test_pretraining_loss_targets_match_numpy(mode):
+  """loss = mean over the predicted positions of -log softmax(logits)[original byte]: MLM the selected bytes
+  (model run on the corrupted input), MAE the dropped bytes ([PAD] never a target); NumPy float64."""
+  c = load_config("configs/mlm_dropout/pretrain.py", f"runlocal,mode={mode},rate=0.3")
+  task = tasks.get_task(c)
+  B, L = 4, 32
+  tokens = _byte_batch(B=B, L=L, num_pad=5, seed=5)
+  variables = nn.unbox(task.init(jax.random.key(0), {"tokens": jnp.asarray(tokens)}))
+  variables = {"params": _perturbed(variables["params"], scale=0.1)}
+  rng = jax.random.key(9)
+  loss, aux = task.loss(variables, {"tokens": jnp.asarray(tokens)}, rng)
+  mask_rng = jax.random.split(rng)[0]          # the loss's masking key (its other half feeds dropout, rate 0)
+  if mode == "mlm":
+    inputs, selected = mlm.bert_mask(mask_rng, jnp.asarray(tokens), jnp.asarray(tokens < 256), rate=0.3)
+    logits = np.asarray(task.model.apply(variables, inputs), np.float64)
+    rows, cols = np.nonzero(np.asarray(selected))
+    targets, logp = tokens[rows, cols], np_log_softmax(logits[rows, cols])
+  else:
+    keep, drop = token_drop.keep_drop_indices(mask_rng, jnp.asarray(tokens), token_drop.num_kept(L, 0.3))
+    logits = np.asarray(task.model.apply(variables, jnp.asarray(tokens), keep, drop), np.float64)
+    drop = np.asarray(drop)
+    rows, cols = np.nonzero(tokens[np.arange(B)[:, None], drop] < 256)
+    targets, logp = tokens[rows, drop[rows, cols]], np_log_softmax(logits[rows, cols])
+  assert len(targets) > 0 and (targets < 256).all()
+  want = -np.mean([logp[i, t] for i, t in enumerate(targets)])
+  np.testing.assert_allclose(float(loss), want, rtol=1e-5)
+  np.testing.assert_allclose(float(aux["metrics"]["accuracy"]), np.mean(logp.argmax(-1) == targets), rtol=1e-6)
+  np.testing.assert_allclose(float(aux["metrics"]["predicted_frac"]), len(targets) / (B * L), rtol=1e-6)
 
 
 def test_bad_task_values_raise():
@@ -251,6 +394,21 @@ def test_init_from_pretraining_with_correction(tmp_path):
     checkpoint.load_params_mapped(got["params"], str(tmp_path / "pre"), mapping=(("encoder", "enc"),))
 
 
+def test_correction_rate_and_holdout_must_match_the_pretraining(tmp_path):
+  """Su's higher-rate extension: pretrain.py:rate=0.4 then finetune.py:correction=0.4; another r, or another
+  holdout than the pre-training's, is an error."""
+  pre = load_config("configs/mlm_dropout/pretrain.py", "runlocal,rate=0.4,holdout=0.5")
+  assert pre.task.mask_rate == 0.4 and pre.data.holdout_frac == 0.5
+  (tmp_path / "config.json").write_text(json.dumps(pre.to_dict()))
+  ft = load_config("configs/mlm_dropout/finetune.py", f"runlocal,init={tmp_path},correction=0.4,holdout=0.5")
+  assert tasks.get_task(ft).correction_r == 0.4
+  with pytest.raises(ValueError, match="mask_rate=0.4"):
+    tasks.get_task(load_config("configs/mlm_dropout/finetune.py", f"runlocal,init={tmp_path},correction=0.15,"
+                                                                   "holdout=0.5"))
+  with pytest.raises(ValueError, match="holdout"):
+    tasks.get_task(load_config("configs/mlm_dropout/finetune.py", f"runlocal,init={tmp_path},holdout=0.3"))
+
+
 # ---------------------------------------------------------------------------------------------- Data.
 
 
@@ -290,6 +448,48 @@ def test_train_per_class_draws_from_a_fixed_labelled_pool():
   c.data.train_per_class = -1
   with pytest.raises(ValueError, match="train_per_class"):
     next(pipeline.make_train_iter(c.data, seed=0, global_batch_size=32))
+
+
+def test_holdout_files_and_per_file_cap():
+  """holdout=h: test files are the class files with is_holdout(path, h) from all splits, never in the labelled
+  pool; at most `per_file` test windows a file; every window carries its file's source index."""
+  c = load_config("configs/mlm_dropout/finetune.py", "runlocal,holdout=0.5,per_file=2")
+  c.data.eval_per_class = 64
+  src = pipeline.get_data_source("python_stdlib_text", c.data.eval_split)
+  path = lambda i: bytes(src[int(i)]["path"])
+  ev = list(pipeline.make_eval_iter(c.data, split=c.data.eval_split, global_batch_size=8, num_batches=None))
+  files, labels = np.concatenate([b["file"] for b in ev]), np.concatenate([b["label"] for b in ev])
+  assert all(text_views.is_holdout(path(f), 0.5) for f in set(files))
+  assert all(c.data.classes[l] == text_views.package_of(path(f)) for f, l in zip(files, labels))
+  assert np.bincount(files).max() <= 2
+  assert len(set(files)) > 100                      # the builder's validation+test has 40 usable files
+  for b in ev[:2]:                                  # the window is bytes of its file
+    for tok, f in zip(b["tokens"], b["file"]):
+      assert bytes(tok[1:].astype(np.uint8)) in bytes(src[int(f)]["text"])
+  # Held-out fraction of the class files ~ h (binomial), and the held-out sets grow with h.
+  class_paths = [path(i) for i in range(len(src)) if text_views.package_of(path(i)) in c.data.classes]
+  held = np.array([text_views.is_holdout(p, 0.5) for p in class_paths])
+  assert abs(held.mean() - 0.5) < 5 * np.sqrt(0.25 / len(held))
+  assert all(text_views.is_holdout(p, 0.7) for p, h in zip(class_paths, held) if h)
+  pool = text_views.PackageWindows(src, c.data.classes, 31, lambda p: not text_views.is_holdout(p, 0.5))
+  assert not set(pool.file_ids) & set(files)
+  c.data.eval_per_file = -1
+  with pytest.raises(ValueError, match="eval_per_file"):
+    list(pipeline.make_eval_iter(c.data, split=c.data.eval_split, global_batch_size=8))
+
+
+def test_cls_windows_leaves_out_the_held_out_files():
+  docs = [{"path": f"pkg{k}/m{i}.py".encode(), "text": bytes([65 + 6 * k + i]) * 40} for k in range(2)
+          for i in range(6)]
+  cfg = load_config("configs/mlm_dropout/pretrain.py", "runlocal,holdout=0.5")
+  cfg.data.holdout_classes = ("pkg0",)
+  tokens = np.stack([ex["tokens"] for ex in text_views.cls_windows(docs, cfg.data, train=False, seed=0)])
+  seen = set(tokens[:, 1:].ravel().tolist())
+  want = {d["text"][0] for d in docs if not (d["path"].startswith(b"pkg0/") and text_views.is_holdout(d["path"], 0.5))}
+  assert seen == want and len(want) < len(docs)
+  cfg.data.holdout_frac = 0.0
+  with pytest.raises(ValueError, match="holdout_frac"):
+    text_views.cls_windows(docs, cfg.data, train=False, seed=0)
 
 
 @pytest.mark.parametrize("pool", ["first", "mean"])
