@@ -18,6 +18,22 @@ _CONFIG = config_flags.DEFINE_config_file(
     lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for config.json, metrics.jsonl and checkpoints/.")
 flags.mark_flags_as_required(["config", "workdir"])
+# Multi-process (multi-host) start: all three together, or none (then --config.distributed_init=True lets JAX
+# detect a Cloud TPU / SLURM / MPI cluster). See kexue_jax/distributed.py and the README's multi-host section.
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "HOST:PORT of process 0's coordinator.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes in the run.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index in [0, num_processes).")
+
+
+def _init_distributed(config) -> None:
+  """Connects the processes of a multi-host run (before any other JAX call); bad flags: one line, exit 2."""
+  from kexue_jax import distributed  # pylint: disable=g-import-not-at-top
+  try:
+    distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
+                           auto=bool(config.get("distributed_init", False)))
+  except ValueError as e:
+    print(f"kexue_jax: error: {e}", file=sys.stderr, flush=True)
+    sys.exit(2)
 
 
 def main(argv):
@@ -28,8 +44,7 @@ def main(argv):
   import jax  # pylint: disable=g-import-not-at-top
 
   config = _CONFIG.value
-  if config.get("distributed_init", False):
-    jax.distributed.initialize()
+  _init_distributed(config)
   logging.info("JAX %s, process %d/%d, devices: %s", jax.__version__, jax.process_index(),
                jax.process_count(), jax.devices())
   from kexue_jax import train  # pylint: disable=g-import-not-at-top

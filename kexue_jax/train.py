@@ -13,7 +13,6 @@ restarts, and a resumed run continues exactly where the interrupted one stopped.
 """
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -32,19 +31,11 @@ from kexue_jax import metrics as metrics_lib
 from kexue_jax import optim
 from kexue_jax import sharding
 from kexue_jax import tasks
+from kexue_jax import workdir as workdir_lib
 from kexue_jax.data import pipeline
 
 
-class NonFiniteError(FloatingPointError):
-  """The loss or the gradients became NaN/Inf."""
-
-
-def _write_config(config: ml_collections.ConfigDict, workdir: epath.Path) -> None:
-  if jax.process_index() != 0:
-    return
-  tmp = workdir / "config.json.tmp"
-  tmp.write_text(json.dumps(config_lib.to_dict(config), indent=2, sort_keys=True, default=str))
-  tmp.replace(workdir / "config.json")
+NonFiniteError = ckpt_lib.NonFiniteError  # the loss, the gradients or the state became NaN/Inf
 
 
 def _peek_batch_spec(data_iter, global_batch_size: int) -> dict[str, jax.ShapeDtypeStruct]:
@@ -157,13 +148,27 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None) -> dic
   """Trains ``config`` in ``workdir`` (resuming from its latest checkpoint) and returns a summary dict.
 
   ``devices`` restricts the mesh to a subset of ``jax.devices()`` (tests use it to compare meshes).
+  The workdir is locked for the duration (``workdir_lib``); a changed config is checked against the
+  workdir's ``config.json`` before anything is read, and ``config.json`` is written only once the run's
+  inputs passed every check.
   """
-  t_start = time.time()
-  jax.config.update("jax_threefry_partitionable", True)
   config_lib.validate(config)
   workdir = epath.Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
-  _write_config(config, workdir)
+  workdir_lib.check_writable(workdir)
+  lock = workdir_lib.acquire_lock(workdir)
+  try:
+    changes = workdir_lib.check_resume(config, workdir)
+    for key, old, new in changes:
+      logging.warning("config.%s changed since this workdir's config.json: %r -> %r", key.replace("/", "."),
+                      old, new)
+    return _run(config, workdir, devices=devices)
+  finally:
+    lock.release()
+
+
+def _run(config: ml_collections.ConfigDict, workdir: epath.Path, *, devices=None) -> dict[str, Any]:
+  t_start = time.time()
+  jax.config.update("jax_threefry_partitionable", True)
 
   # ---------------------------------------------------------------- Mesh and logical-axis rules.
   mesh_cfg = sharding.resolve_mesh_config(config.mesh, config.get("mesh_preset", "auto"),
@@ -203,8 +208,10 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None) -> dic
     return {**state, "opt_state": tx.init(state["params"])}
 
   checkpointer = ckpt_lib.Checkpointer(workdir, max_to_keep=config.max_checkpoints_to_keep,
-                                       async_save=config.async_checkpointing)
-  restored = checkpointer.restore(abstract_state, train_iter)
+                                       async_save=config.async_checkpointing,
+                                       write_timeout_s=config.get("checkpoint_timeout_s", 600.0))
+  restored = checkpointer.restore(abstract_state, train_iter,
+                                  adapters=ckpt_lib.nonfinite_guard_adapters(abstract_state, repl))
   if restored is not None:
     state, start_step = restored
     logging.info("Resumed from %s at step %d.", checkpointer.directory, start_step)
@@ -238,6 +245,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None) -> dic
     return result
 
   # ---------------------------------------------------------------- The loop.
+  workdir_lib.write_config(config, workdir)  # every input passed its checks: now the workdir is this run's
   writer = metrics_lib.MetricWriter(workdir, resume_step=start_step)
   progress = metrics_lib.Progress(config.num_train_steps, start_step, enabled=config.progress_bar)
   total = config.num_train_steps
@@ -253,8 +261,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None) -> dic
       checkpointer.wait()
       raise NonFiniteError(
           f"Non-finite loss or gradient norm at step {step} (loss={float(m['loss'])}, "
-          f"grad_norm={float(m['grad_norm'])}). That step did not change the state; the last checkpoint "
-          f"(step {checkpointer.latest_step()}) in {checkpointer.directory} is intact. Lower "
+          f"grad_norm={float(m['grad_norm'])}). That step did not change the state; "
+          f"{checkpointer.describe(checkpointer.latest_step())}. Lower "
           f"optimizer.learning_rate, set optimizer.clip_grad_norm, or set optimizer.skip_nonfinite=True "
           f"to skip such steps.")
     window.append(m)
