@@ -225,14 +225,18 @@ class Checkpointer:
     """``(abstract tree to read, convert)`` for checkpoint ``step``; ``CheckpointError`` if the config's state
     does not fit it (shapes or structure), naming the first difference."""
     saved = self._saved_tree(step)
-    diffs = []
-    for target, convert in ((abstract_state, None), *adapters):
+
+    def differences(target):
       want = leaf_paths(target)
       diffs = [(k, saved.get(k), want.get(k)) for k in sorted(set(saved) | set(want))
                if k not in saved or k not in want or tuple(saved[k].shape) != tuple(want[k].shape)
                or np.dtype(saved[k].dtype) != np.dtype(want[k].dtype)]
-      if not diffs:
+      return sorted(diffs, key=lambda d: d[1] is None or d[2] is None)  # shape/dtype changes first
+
+    for target, convert in ((abstract_state, None), *adapters):
+      if not differences(target):
         return target, convert
+    diffs = differences(abstract_state)
     k, a, b = diffs[0]
     shape = lambda m: "absent" if m is None else f"{np.dtype(m.dtype).name}{list(m.shape)}"  # noqa: E731
     raise _Misfit(f"the checkpoint at {self.directory / str(step)} does not fit this config: {k} is "
