@@ -127,6 +127,7 @@ class Checkpointer:
     self.bad_directory = epath.Path(workdir) / "checkpoints.bad"
     self.write_timeout_s = write_timeout_s
     self.checked: dict[int, dict[str, Any]] = {}  # step -> what was verified about it (finite, max |param|)
+    _install_quiet_orbax_errors()
     self.manager = self._make_manager(max_to_keep or None, async_save)  # 0 / None: keep every checkpoint
 
   def _make_manager(self, max_to_keep, async_save):
@@ -386,6 +387,22 @@ class _DropMessage(pylogging.Filter):
 
   def filter(self, record):
     return self.text not in record.getMessage()
+
+
+class _NoOrbaxTracebacks(pylogging.Filter):
+  """Orbax logs each failed background save with full tracebacks (from several threads); the error itself
+  reaches the loop as one ``CheckpointError`` line. Its records keep their one-line message here."""
+
+  def filter(self, record):
+    if "/orbax/" in record.pathname.replace("\\", "/"):
+      record.exc_info, record.exc_text = None, None
+    return True
+
+
+def _install_quiet_orbax_errors() -> None:
+  logger = pylogging.getLogger("absl")
+  if not any(isinstance(f, _NoOrbaxTracebacks) for f in logger.filters):
+    logger.addFilter(_NoOrbaxTracebacks())
 
 
 @contextlib.contextmanager

@@ -1,0 +1,74 @@
+"""Start an N-process run of ``kexue_jax.main`` on this machine (127.0.0.1), as a multi-host job would.
+
+    python -m kexue_jax.launch --num_processes 2 --devices_per_process 4 -- \
+        --config configs/lm/tiny.py:runlocal --workdir /tmp/kexue/mp
+
+Each process gets ``--coordinator_address 127.0.0.1:<free port> --num_processes N --process_id i`` and
+``JAX_NUM_CPU_DEVICES`` fake CPU devices; the processes talk over gloo, exactly the code path of a real
+multi-host run (collectives, sharded checkpoints, the stop agreement). Used by tests/test_multiprocess.py
+and benchmarks/faults.py.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+
+
+def free_port() -> int:
+  with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def spawn(main_args: list[str], *, num_processes: int, devices_per_process: int, env: dict | None = None,
+          cwd: str | None = None, log_dir: str | None = None) -> list[subprocess.Popen]:
+  """Starts the processes (not waiting). stdout+stderr of process i go to ``log_dir/process_i.log`` (or
+  are inherited when ``log_dir`` is None)."""
+  env = dict(os.environ if env is None else env, JAX_NUM_CPU_DEVICES=str(devices_per_process),
+             JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
+  cmd = [sys.executable, "-m", "kexue_jax.main", *main_args]
+  if num_processes > 1:
+    cmd += [f"--coordinator_address=127.0.0.1:{free_port()}", f"--num_processes={num_processes}"]
+  procs = []
+  for i in range(num_processes):
+    out = open(os.path.join(log_dir, f"process_{i}.log"), "w") if log_dir else None  # noqa: SIM115
+    extra = [f"--process_id={i}"] if num_processes > 1 else []
+    procs.append(subprocess.Popen(cmd + extra, env=env, cwd=cwd, stdout=out,
+                                  stderr=subprocess.STDOUT if out else None))
+    if out:
+      out.close()
+  return procs
+
+
+def wait_all(procs: list[subprocess.Popen], timeout: float) -> list[int]:
+  """Exit codes; processes still running after ``timeout`` seconds (in total) are killed (code -9)."""
+  import time  # pylint: disable=g-import-not-at-top
+  deadline = time.time() + timeout
+  codes = []
+  for p in procs:
+    try:
+      codes.append(p.wait(timeout=max(0.1, deadline - time.time())))
+    except subprocess.TimeoutExpired:
+      p.kill()
+      p.wait()
+      codes.append(-9)
+  return codes
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--num_processes", type=int, default=2)
+  parser.add_argument("--devices_per_process", type=int, default=4)
+  parser.add_argument("main_args", nargs=argparse.REMAINDER, help="-- then the kexue_jax.main arguments")
+  args = parser.parse_args()
+  main_args = args.main_args[1:] if args.main_args[:1] == ["--"] else args.main_args
+  procs = spawn(main_args, num_processes=args.num_processes, devices_per_process=args.devices_per_process)
+  codes = [p.wait() for p in procs]
+  sys.exit(max(codes, key=abs))
+
+
+if __name__ == "__main__":
+  main()
