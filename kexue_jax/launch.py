@@ -23,20 +23,38 @@ def free_port() -> int:
     return s.getsockname()[1]
 
 
+def _slurm_job_id() -> int:
+  """A job id whose port (JAX's SLURM rule: 61440 + id mod 4096) is free here."""
+  port = free_port()
+  while not 61440 <= port <= 65535:
+    port = free_port()
+  return port - 61440
+
+
 def spawn(main_args: list[str], *, num_processes: int, devices_per_process: int, env: dict | None = None,
-          cwd: str | None = None, log_dir: str | None = None) -> list[subprocess.Popen]:
+          cwd: str | None = None, log_dir: str | None = None, slurm: bool = False) -> list[subprocess.Popen]:
   """Starts the processes (not waiting). stdout+stderr of process i go to ``log_dir/process_i.log`` (or
-  are inherited when ``log_dir`` is None)."""
+  are inherited when ``log_dir`` is None).
+
+  ``slurm=True`` passes no flags but the environment ``srun`` gives each task (``SLURM_JOB_ID``,
+  ``SLURM_STEP_NODELIST``, ``SLURM_NTASKS``, ``SLURM_PROCID``, ``SLURM_LOCALID``) and appends
+  ``--config.distributed_init=True``: JAX's cluster auto-detection path, as under a real ``srun``.
+  """
   env = dict(os.environ if env is None else env, JAX_NUM_CPU_DEVICES=str(devices_per_process),
              JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
   cmd = [sys.executable, "-m", "kexue_jax.main", *main_args]
-  if num_processes > 1:
+  if slurm:
+    cmd.append("--config.distributed_init=True")
+    env.update(SLURM_JOB_ID=str(_slurm_job_id()), SLURM_STEP_NODELIST="127.0.0.1",
+               SLURM_NTASKS=str(num_processes), SLURM_STEP_NUM_NODES="1")
+  elif num_processes > 1:
     cmd += [f"--coordinator_address=127.0.0.1:{free_port()}", f"--num_processes={num_processes}"]
   procs = []
   for i in range(num_processes):
     out = open(os.path.join(log_dir, f"process_{i}.log"), "w") if log_dir else None  # noqa: SIM115
-    extra = [f"--process_id={i}"] if num_processes > 1 else []
-    procs.append(subprocess.Popen(cmd + extra, env=env, cwd=cwd, stdout=out,
+    extra = [f"--process_id={i}"] if num_processes > 1 and not slurm else []
+    task_env = dict(env, SLURM_PROCID=str(i), SLURM_LOCALID=str(i)) if slurm else env
+    procs.append(subprocess.Popen(cmd + extra, env=task_env, cwd=cwd, stdout=out,
                                   stderr=subprocess.STDOUT if out else None))
     if out:
       out.close()

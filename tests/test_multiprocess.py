@@ -107,3 +107,15 @@ def test_sigterm_to_both_saves_then_one_process_resumes(tmp_path):
   assert out["step"] == steps
   _reference(tmp_path / "ref", steps, checkpoint_every_steps=1000)
   np.testing.assert_allclose(losses(workdir), losses(tmp_path / "ref"), rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_slurm_environment_is_auto_detected(tmp_path):
+  """What `srun` gives each task (SLURM_* variables) + --config.distributed_init=True, no flags."""
+  procs = launch.spawn(_args(tmp_path / "mp", 2), num_processes=2, devices_per_process=4, env=_env(), cwd=REPO,
+                       log_dir=str(tmp_path), slurm=True)
+  codes = launch.wait_all(procs, TIMEOUT_S)
+  logs = "".join((tmp_path / f"process_{i}.log").read_text()[-3000:] for i in range(2))
+  assert codes == [0, 0], logs
+  assert "8 x cpu" in logs  # one 8-device mesh over both processes
+  assert [r for r in losses(tmp_path / "mp")] and len(losses(tmp_path / "mp")) == 2
