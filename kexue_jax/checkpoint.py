@@ -139,7 +139,10 @@ class Checkpointer:
             create=True,
             cleanup_tmp_directories=True,
         ),
-        item_names=("state", _DATA, _META),
+        # Explicit handlers (not just item names) so that `item_metadata` reads a step's array shapes
+        # through this manager, without a second checkpointer whose event loop is closed under it.
+        item_handlers={"state": ocp.StandardCheckpointHandler(), _DATA: grain.checkpoint.CheckpointHandler(),
+                       _META: ocp.JsonCheckpointHandler()},
     )
 
   def latest_step(self) -> int | None:
@@ -216,8 +219,9 @@ class Checkpointer:
     return sorted(steps, reverse=True)
 
   def _saved_tree(self, step: int) -> dict[str, Any]:
-    with _quiet_item_metadata_warning(), ocp.StandardCheckpointer() as checkpointer:
-      tree = leaf_paths(checkpointer.metadata(self.directory / str(step) / "state").item_metadata)
+    metadata = self.manager.item_metadata(step)
+    metadata = metadata.get("state") if metadata is not None else None
+    tree = leaf_paths(getattr(metadata, "tree", metadata)) if metadata is not None else {}
     if not tree:
       raise CheckpointError("its array metadata cannot be read")
     return tree
@@ -309,19 +313,18 @@ class Checkpointer:
       except _Misfit as e:
         raise CheckpointError(str(e)) from None
       except Exception as e:  # noqa: BLE001 - orbax/tensorstore raise many types; all mean "unreadable"
-        reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        logging.warning("Checkpoint step %d in %s is damaged (%s): moved to %s; trying the previous one.",
-                        step, self.directory, reason, self.bad_directory)
-        skipped.append(step)
+        reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        skipped.append(f"{step} ({reason})")
         self._set_aside(step)
         continue
       if skipped:
-        logging.warning("Resuming from step %d: later step(s) %s were damaged and set aside in %s.",
-                        step, skipped, self.bad_directory)
+        logging.warning("Checkpoint step %s in %s is damaged: set aside in %s; resuming from step %d.",
+                        ", ".join(skipped), self.directory, self.bad_directory, step)
       return result
     if skipped:
       raise CheckpointError(
-          f"every checkpoint in {self.directory} is damaged (steps {skipped}, now in {self.bad_directory}); "
+          f"every checkpoint in {self.directory} is damaged (step {'; '.join(skipped)}; now in "
+          f"{self.bad_directory}); "
           f"nothing to resume from. Start afresh in a new --workdir (or move them back to inspect them).")
     return None
 
