@@ -24,11 +24,17 @@ def free_port() -> int:
 
 
 def _slurm_job_id() -> int:
-  """A job id whose port (JAX's SLURM rule: 61440 + id mod 4096) is free here."""
-  port = free_port()
-  while not 61440 <= port <= 65535:
-    port = free_port()
-  return port - 61440
+  """A job id whose coordinator port (JAX's SLURM rule: 61440 + id mod 4096) is free here."""
+  import random  # pylint: disable=g-import-not-at-top
+  for _ in range(100):
+    job_id = random.randrange(4096)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+      try:
+        s.bind(("127.0.0.1", 61440 + job_id))
+      except OSError:
+        continue
+    return job_id
+  raise RuntimeError("no free port in 61440..65535 for a simulated SLURM job")
 
 
 def spawn(main_args: list[str], *, num_processes: int, devices_per_process: int, env: dict | None = None,
