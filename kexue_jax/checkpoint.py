@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging as pylogging
 import signal
+import sys
 import threading
 import time
 from typing import Any
@@ -406,6 +407,18 @@ def _install_quiet_orbax_errors() -> None:
   logger = pylogging.getLogger("absl")
   if not any(isinstance(f, _NoOrbaxTracebacks) for f in logger.filters):
     logger.addFilter(_NoOrbaxTracebacks())
+  if not getattr(sys.unraisablehook, "_kexue_quiet", False):
+    previous = sys.unraisablehook
+
+    def unraisable(info):
+      # A read that failed (a damaged checkpoint, reported as one line) leaves tensorstore callbacks that
+      # later reach orbax's closed asyncio loop; each printed a traceback of nothing the user can act on.
+      if isinstance(info.exc_value, RuntimeError) and str(info.exc_value) == "Event loop is closed":
+        return
+      previous(info)
+
+    unraisable._kexue_quiet = True  # pylint: disable=protected-access
+    sys.unraisablehook = unraisable
 
 
 @contextlib.contextmanager
