@@ -180,7 +180,7 @@ def report(results, refs_info, path, wall, trials_asked):
            f"A signal trial passes when the finished run is bit-identical to the uninterrupted one with the "
            f"same process count, every resume exits 0, and the steps lost (last step logged before the "
            f"signal minus the step resumed from) are at most {max_lost('SIGTERM')} for SIGTERM and "
-           f"{max_lost('SIGKILL')} for SIGKILL ({max_lost.__doc__.split('.', 1)[1].strip()})", "",
+           f"{max_lost('SIGKILL')} for SIGKILL ({' '.join(max_lost.__doc__.split('.', 1)[1].split())})", "",
            f"References: {refs_info}", "", "## Signal trials", "",
            "| # | procs | signal | at step | first exit | saved step | steps lost | resume exit | bit-identical | ok |",
            "|---|---|---|---|---|---|---|---|---|---|"]
