@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import difflib
 import importlib.util
+import math
 import os
 from typing import Any
 
@@ -168,8 +169,14 @@ TOP_LEVEL_KEYS = (
     "seed", "num_train_steps", "batch_size", "log_every_steps", "eval_every_steps", "checkpoint_every_steps",
     "max_checkpoints_to_keep", "async_checkpointing", "num_eval_batches", "microbatches", "stop_on_nonfinite",
     "progress_bar", "mesh", "mesh_preset", "logical_axis_rules", "model", "task", "data", "optimizer", "distributed_init",
-    "study", "init_from", "best_checkpoint_metric", "best_checkpoint_mode", "profile",
+    "study", "init_from", "best_checkpoint_metric", "best_checkpoint_mode", "profile", "checkpoint_timeout_s",
+    "allow_config_change",
 )
+
+# Model sizes that must be positive integers wherever a model config has them.
+_POSITIVE_MODEL_INTS = ("num_layers", "num_heads", "head_dim", "embed_dim", "mlp_dim", "vocab_size", "num_classes",
+                        "hidden_dim", "width", "depth", "patch_size", "num_kv_heads")
+_BYTE_VOCAB = 256  # lm_windows yields bytes 0..255 (data/preprocess.py)
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -187,11 +194,13 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval_every_steps = 500         # 0 = only at the end
   c.num_eval_batches = 8
   c.checkpoint_every_steps = 500   # 0 = only at the end (and on preemption)
-  c.max_checkpoints_to_keep = 3
+  c.max_checkpoints_to_keep = 3    # 0 or None = keep every checkpoint
   # Keep the max_checkpoints_to_keep best checkpoints by this evaluation metric (e.g. "eval/loss", ranked by
   # best_checkpoint_mode "min"/"max"; only checkpoints saved at an eval step compete) plus the latest one.
   c.best_checkpoint_metric = ml_collections.config_dict.placeholder(str)
   c.best_checkpoint_mode = "min"
+  c.checkpoint_timeout_s = 600.0   # a checkpoint write not finished by then fails the run with one line
+  c.allow_config_change = False    # resume even if model/batch/data/seed keys differ from config.json
   c.async_checkpointing = True
   c.stop_on_nonfinite = True       # NaN/Inf loss or gradients stops the run (unless the optimizer skips them)
   c.progress_bar = True
@@ -234,9 +243,42 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for key in ("eval_every_steps", "checkpoint_every_steps"):
     if key in config and int(config[key]) < 0:
       raise ValueError(f"config.{key} must be >= 0 (0 = only at the end), got {config[key]}.")
+  keep = config.get("max_checkpoints_to_keep")
+  if keep is not None and int(keep) < 0:
+    raise ValueError(f"config.max_checkpoints_to_keep must be >= 0 (0 or None = keep all), got {keep}.")
+  if "checkpoint_timeout_s" in config and not float(config.checkpoint_timeout_s) > 0:
+    raise ValueError(f"config.checkpoint_timeout_s must be > 0, got {config.checkpoint_timeout_s}.")
+  _check_finite_numbers(config)
+  model, data = config.model, config.data
+  for key in _POSITIVE_MODEL_INTS:
+    value = model.get(key)
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+      raise ValueError(f"config.model.{key} must be a positive integer, got {value!r}.")
+  if data.get("seq_len") is not None and int(data.seq_len) < 1:
+    raise ValueError(f"config.data.seq_len must be >= 1, got {data.seq_len}.")
+  for key, low in (("num_workers", 0), ("num_threads", 1), ("prefetch", 0)):
+    if data.get(key) is not None and int(data[key]) < low:
+      raise ValueError(f"config.data.{key} must be >= {low}, got {data[key]}.")
+  if (data.get("preprocess") == "lm_windows" and model.get("vocab_size") is not None
+      and int(model.vocab_size) < _BYTE_VOCAB):
+    raise ValueError(f"config.model.vocab_size={model.vocab_size} is smaller than the data's vocabulary: "
+                     f"data.preprocess='lm_windows' yields byte tokens 0..{_BYTE_VOCAB - 1}; set "
+                     f"model.vocab_size >= {_BYTE_VOCAB}.")
+  lr = config.optimizer.get("learning_rate")
+  if isinstance(lr, (int, float)) and not lr > 0:
+    raise ValueError(f"config.optimizer.learning_rate must be > 0, got {lr}.")
   if config.batch_size % config.get("microbatches", 1):
     raise ValueError(f"config.batch_size={config.batch_size} is not divisible by "
                      f"config.microbatches={config.microbatches}.")
+
+
+def _check_finite_numbers(config: Any, prefix: str = "config") -> None:
+  """No NaN/Inf anywhere in the config (e.g. ``--config.optimizer.learning_rate=inf``)."""
+  for key, value in config.items():
+    if isinstance(value, ml_collections.ConfigDict):
+      _check_finite_numbers(value, f"{prefix}.{key}")
+    elif isinstance(value, float) and not math.isfinite(value):
+      raise ValueError(f"{prefix}.{key} must be a finite number, got {value}.")
 
 
 def to_dict(config: Any) -> Any:

@@ -39,6 +39,8 @@ usage: kexue --config CONFIG[:ARGS] --workdir DIR [--config.KEY=VALUE ...] [--ev
                           --config.mesh.data=-1 --config.progress_bar=false (unknown keys are an error)
   --eval_only             evaluate DIR's latest checkpoint (or --eval_step=N) on data.eval_split, append the
                           result to DIR/eval_metrics.jsonl and exit; nothing is trained
+  --coordinator_address HOST:PORT --num_processes N --process_id I
+                          one process of a multi-process (multi-host) run; see the README's multi-host section
   --verbosity=0           show INFO logs (default: warnings only); --helpfull lists every absl flag
 
 example:
@@ -195,6 +197,23 @@ def _parse_flags(argv: list[str]) -> list[str]:
   return []  # unreachable
 
 
+# Multi-process (multi-host) start: all three together, or none (then --config.distributed_init=True lets JAX
+# detect a Cloud TPU / SLURM / MPI cluster). See kexue_jax/distributed.py and the README's multi-host section.
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "HOST:PORT of process 0's coordinator.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes in the run.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index in [0, num_processes).")
+
+
+def _init_distributed(config) -> None:
+  """Connects the processes of a multi-host run (before any other JAX call); bad flags: one line, exit 2."""
+  from kexue_jax import distributed  # pylint: disable=g-import-not-at-top
+  try:
+    distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
+                           auto=bool(config.get("distributed_init", False)))
+  except ValueError as e:
+    fail(str(e))
+
+
 def main(argv):
   if len(argv) > 1:
     fail(f"unexpected arguments {argv[1:]}: flags are --config, --workdir and --config.KEY=VALUE "
@@ -211,9 +230,8 @@ def main(argv):
   except UsageError as e:
     fail(str(e))
 
+  _init_distributed(config)
   import jax  # pylint: disable=g-import-not-at-top
-  if config.get("distributed_init", False):
-    jax.distributed.initialize()
   logging.info("JAX %s, process %d/%d, devices: %s", jax.__version__, jax.process_index(),
                jax.process_count(), jax.devices())
   from kexue_jax import metrics as metrics_lib  # pylint: disable=g-import-not-at-top

@@ -13,7 +13,6 @@ restarts, and a resumed run continues exactly where the interrupted one stopped.
 """
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -33,19 +32,11 @@ from kexue_jax import optim
 from kexue_jax import profiling
 from kexue_jax import sharding
 from kexue_jax import tasks
+from kexue_jax import workdir as workdir_lib
 from kexue_jax.data import pipeline
 
 
-class NonFiniteError(FloatingPointError):
-  """The loss or the gradients became NaN/Inf."""
-
-
-def _write_config(config: ml_collections.ConfigDict, workdir: epath.Path) -> None:
-  if jax.process_index() != 0:
-    return
-  tmp = workdir / "config.json.tmp"
-  tmp.write_text(json.dumps(config_lib.to_dict(config), indent=2, sort_keys=True, default=str))
-  tmp.replace(workdir / "config.json")
+NonFiniteError = ckpt_lib.NonFiniteError  # the loss, the gradients or the state became NaN/Inf
 
 
 def _peek_batch_spec(data_iter, global_batch_size: int) -> dict[str, jax.ShapeDtypeStruct]:
@@ -174,17 +165,33 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None, eval_o
   ``devices`` restricts the mesh to a subset of ``jax.devices()`` (tests use it to compare meshes).
   ``eval_only``: train nothing; evaluate the checkpoint at ``checkpoint_step`` (None = the latest) of ``workdir``
   on ``config.data.eval_split`` and append ``{step, split, eval/...}`` to ``workdir/eval_metrics.jsonl``.
+  The workdir is locked for the duration (``workdir_lib``); a changed config is checked against the
+  workdir's ``config.json`` before anything is read, and ``config.json`` is written only once the run's
+  inputs passed every check.
   """
-  t_start = time.time()
-  jax.config.update("jax_threefry_partitionable", True)
   config_lib.validate(config)
   workdir = epath.Path(workdir)
-  if eval_only and not (workdir / "checkpoints").exists():
-    raise ValueError(f"--eval_only: {workdir} has no checkpoints/; train it first (the same command without "
-                     "--eval_only) or point --workdir at a trained run.")
-  if not eval_only:
-    workdir.mkdir(parents=True, exist_ok=True)
-    _write_config(config, workdir)
+  if eval_only:  # reads a workdir (maybe one still training): no lock, nothing written but eval_metrics.jsonl
+    if not (workdir / "checkpoints").exists():
+      raise ValueError(f"--eval_only: {workdir} has no checkpoints/; train it first (the same command without "
+                       "--eval_only) or point --workdir at a trained run.")
+    return _run(config, workdir, devices=devices, eval_only=True, checkpoint_step=checkpoint_step)
+  workdir_lib.check_writable(workdir)
+  lock = workdir_lib.acquire_lock(workdir)
+  try:
+    changes = workdir_lib.check_resume(config, workdir)
+    for key, old, new in changes:
+      logging.warning("config.%s changed since this workdir's config.json: %r -> %r", key.replace("/", "."),
+                      old, new)
+    return _run(config, workdir, devices=devices)
+  finally:
+    lock.release()
+
+
+def _run(config: ml_collections.ConfigDict, workdir: epath.Path, *, devices=None, eval_only: bool = False,
+         checkpoint_step: int | None = None) -> dict[str, Any]:
+  t_start = time.time()
+  jax.config.update("jax_threefry_partitionable", True)
 
   # ---------------------------------------------------------------- Mesh and logical-axis rules.
   mesh_cfg = sharding.resolve_mesh_config(config.mesh, config.get("mesh_preset", "auto"),
@@ -225,12 +232,14 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None, eval_o
 
   checkpointer = ckpt_lib.Checkpointer(workdir, max_to_keep=config.max_checkpoints_to_keep,
                                        async_save=config.async_checkpointing,
+                                       write_timeout_s=config.get("checkpoint_timeout_s", 600.0),
                                        best_metric=config.get("best_checkpoint_metric"),
                                        best_mode=config.get("best_checkpoint_mode", "min"), read_only=eval_only)
   if eval_only and checkpoint_step is not None and checkpoint_step not in checkpointer.manager.all_steps():
     raise ValueError(f"--eval_step={checkpoint_step}: {checkpointer.directory} has no checkpoint of that step; "
                      f"steps present: {sorted(checkpointer.manager.all_steps())}.")
-  restored = checkpointer.restore(abstract_state, train_iter, step=checkpoint_step if eval_only else None)
+  restored = checkpointer.restore(abstract_state, train_iter, step=checkpoint_step if eval_only else None,
+                                  adapters=ckpt_lib.nonfinite_guard_adapters(abstract_state, repl))
   if restored is not None:
     state, start_step = restored
     if jax.process_index() == 0 and not eval_only:
@@ -275,6 +284,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None, eval_o
     return _write_eval_only(config, workdir, start_step, eval_metrics())
 
   # ---------------------------------------------------------------- The loop.
+  workdir_lib.write_config(config, workdir)  # every input passed its checks: now the workdir is this run's
   writer = metrics_lib.MetricWriter(workdir, resume_step=start_step)
   progress = metrics_lib.Progress(config.num_train_steps, start_step, enabled=config.progress_bar)
   profiler = profiling.StepWindowProfiler.from_config(config.get("profile"), workdir)
@@ -291,8 +301,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None, eval_o
       checkpointer.wait()
       raise NonFiniteError(
           f"Non-finite loss or gradient norm at step {step} (loss={float(m['loss'])}, "
-          f"grad_norm={float(m['grad_norm'])}). That step did not change the state; the last checkpoint "
-          f"(step {checkpointer.latest_step()}) in {checkpointer.directory} is intact. Lower "
+          f"grad_norm={float(m['grad_norm'])}). That step did not change the state; "
+          f"{checkpointer.describe(checkpointer.latest_step())}. Lower "
           f"optimizer.learning_rate, set optimizer.clip_grad_norm, or set optimizer.skip_nonfinite=True "
           f"to skip such steps.")
     window.append(m)

@@ -75,7 +75,13 @@ def get_data_source(name: str, split: str, data_dir: str | None = None, *,
       raise ValueError(f"config.data.glob is only for text_files, not {name!r}.")
     builder = _catalog_builder(name, data_dir)
   _check_split(builder, name, split)
-  return builder.as_data_source(split=split)
+  try:
+    source = builder.as_data_source(split=split)
+    if len(source):  # the first and last records: a truncated or overwritten shard fails here
+      source[0], source[len(source) - 1]  # pylint: disable=pointless-statement
+  except (RuntimeError, OSError, ValueError) as e:
+    raise builders.corrupt(os.fspath(builder.data_path), e) from e
+  return source
 
 
 def _catalog_builder(name: str, data_dir: str | None):
@@ -138,6 +144,19 @@ def _source(data_cfg, split):
                          glob=data_cfg.get("glob"))
 
 
+def _preprocessed(data_cfg, split, *, train, seed):
+  """`preprocess(source)`; a record that cannot be read while preprocessing (a
+  damaged shard) is one line naming the dataset directory."""
+  source = _source(data_cfg, split)
+  try:
+    return preprocess.get(data_cfg.preprocess)(source, data_cfg, train=train,
+                                               seed=seed)
+  except (RuntimeError, OSError) as e:
+    info = getattr(source, "dataset_info", None)
+    where = os.fspath(info.data_dir) if info is not None else data_cfg.name
+    raise builders.corrupt(where, e) from e
+
+
 def _read_options(data_cfg):
   return grain.ReadOptions(num_threads=data_cfg.get("num_threads", 4),
                            prefetch_buffer_size=data_cfg.get("prefetch", 64))
@@ -153,8 +172,7 @@ def make_train_iter(data_cfg, *, seed: int, global_batch_size: int,
   """
   pi, pc = _process(process_index, process_count)
   local = _local_batch_size(global_batch_size, pc)
-  ds = preprocess.get(data_cfg.preprocess)(
-      _source(data_cfg, data_cfg.train_split), data_cfg, train=True, seed=seed)
+  ds = _preprocessed(data_cfg, data_cfg.train_split, train=True, seed=seed)
   ds = ds[pi::pc].batch(local, drop_remainder=True)
   it_ds = ds.to_iter_dataset(_read_options(data_cfg))
   if data_cfg.get("num_workers", 0):
@@ -178,8 +196,7 @@ def make_eval_iter(data_cfg, *, split: str, global_batch_size: int,
   """
   pi, pc = _process(process_index, process_count)
   local = _local_batch_size(global_batch_size, pc)
-  ds = preprocess.get(data_cfg.preprocess)(
-      _source(data_cfg, split), data_cfg, train=False, seed=0)
+  ds = _preprocessed(data_cfg, split, train=False, seed=0)
   n = len(ds) // global_batch_size
   if num_batches is not None:
     n = min(n, int(num_batches))

@@ -112,6 +112,19 @@ def _file_lock(path: str):
       fcntl.flock(f, fcntl.LOCK_UN)
 
 
+class CorruptDatasetError(ValueError):
+  """A prepared dataset directory cannot be read; the message names it and how to rebuild it."""
+
+
+def corrupt(where, cause) -> CorruptDatasetError:
+  """One line: what is wrong with the prepared dataset in `where`, and how to rebuild it."""
+  reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0][:160]
+  return CorruptDatasetError(
+      f"the prepared dataset in {where} is damaged ({reason}); rebuild it: delete that directory "
+      f"(rm -r {where}) and rerun (built-in datasets are prepared again automatically; TFDS catalog "
+      "datasets need `tfds build ... --file_format=array_record`).")
+
+
 def prepared_builder(name: str, data_dir: str | None = None, *,
                      glob: str | None = None) -> tfds.core.DatasetBuilder:
   """`make_builder(...)`, prepared on first use (idempotent, process-safe)."""
@@ -123,6 +136,10 @@ def _prepared_builder(name, data_dir, glob):
   builder = make_builder(name, data_dir, glob=glob)
   if builder.is_prepared():
     return builder
+  if os.path.isdir(os.fspath(builder.data_path)) and os.listdir(os.fspath(builder.data_path)):
+    # A finished build always has dataset_info.json: files without it are a damaged copy, which TFDS
+    # would neither use nor rebuild.
+    raise corrupt(os.fspath(builder.data_path), "dataset_info.json is missing")
   # One lock per dataset directory (name/config/version), kept outside it.
   rel = os.path.relpath(os.fspath(builder.data_path), builder.data_dir_root)
   lock = os.path.join(builder.data_dir_root, ".locks",
