@@ -13,6 +13,7 @@ restarts, and a resumed run continues exactly where the interrupted one stopped.
 """
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
