@@ -32,10 +32,13 @@ averaged over the batch; min L = -1. The switches (``config.task``):
                         L = 1/2 D(p1, sg(z_bar)) + 1/2 D(p2, sg(z_bar)); stop_gradient and predictor
                         switch as above.
 
-Monitors (``aux['metrics']``, every step): ``loss``; ``z_std`` = collapse_std(z1) (compare 1/sqrt(d));
-``z_erank`` = effective_rank(z1); the same for the backbone features (``h_std``, ``h_erank``) and for the
-predictions (``p_std``); see kexue_jax/evals/ssl.py. The loop adds ``grad_norm/predictor`` and
-``grad_norm/encoder``.
+Monitors (``aux['metrics']``, every step, and ``evaluate``): ``loss``; for the backbone features h and the
+projector output z separately (which layer collapses), ``h/...`` and ``z/...`` = ssl.rank_statistics: ``std``
+(collapse_std, compare 1/sqrt(d)), ``sv_rank`` (singular-value entropy rank, RankMe), ``cov_rank`` (covariance
+entropy rank: the collapse statistic) and ``top3_var`` (variance fraction of the top-3 principal components);
+``p/std`` for the predictions. Each rank statistic is one eigvalsh of a min(B, D)-sized Gram matrix
+(kexue_jax/evals/ssl.py), not an SVD of z. The loop adds ``grad_norm/predictor`` and ``grad_norm/encoder``
+(``grad_ratio_curve`` turns a run's metrics into the fast-predictor / slow-encoder curve).
 
 BatchNorm synchronisation
 -------------------------
@@ -64,6 +67,7 @@ from kexue_jax.tasks import base
 
 PREDICTORS = ("mlp", "none")
 TARGETS = ("view", "mean_view")
+MONITOR_TOP_K = 3  # top_k_variance of the monitors: the top-3 principal components' share of the variance
 
 
 # ---------------------------------------------------------------------------------------------- The loss.
@@ -235,7 +239,9 @@ class SimSiamTask(base.Task):
     else:
       keys = jax.random.split(kt, self.target_views)
       x_bar = jnp.mean(jnp.stack([augment.VIEWS[self.views_name](k, x, **self.augment_kw) for k in keys]), axis=0)
-      (_, z_bar, _), v = self._apply_train(v, self.prepare(x_bar))
+      # The target pass normalises with the statistics of x_bar (lower variance than a view) and its running
+      # average update is discarded: the BN running statistics are those of the two view passes only.
+      (_, z_bar, _), _ = self._apply_train(v, self.prepare(x_bar))
       t1 = t2 = z_bar
     loss = simsiam_loss(p1, p2, t1, t2, stop_gradient=self.stop_gradient)
     metrics = self._monitors(h1, z1, p1)
@@ -243,11 +249,12 @@ class SimSiamTask(base.Task):
 
   @staticmethod
   def _monitors(h, z, p):
-    # Monitors are not differentiated: stop_gradient keeps the SVD's derivative (1 / (s_i^2 - s_j^2), NaN at
-    # repeated singular values) out of the backward pass, where 0 * NaN would poison the gradients.
+    # Monitors are not differentiated: stop_gradient keeps the eigendecomposition's derivative
+    # (1 / (lam_i - lam_j), NaN at repeated eigenvalues) out of the backward pass, where 0 * NaN would poison the
+    # gradients.
     h, z, p = jax.lax.stop_gradient((h, z, p))
-    return {"z_std": ssl.collapse_std(z), "z_erank": ssl.effective_rank(z), "h_std": ssl.collapse_std(h),
-            "h_erank": ssl.effective_rank(h), "p_std": ssl.collapse_std(p)}
+    return {**ssl.rank_statistics(h, top_k=MONITOR_TOP_K, prefix="h/"),
+            **ssl.rank_statistics(z, top_k=MONITOR_TOP_K, prefix="z/"), "p/std": ssl.collapse_std(p)}
 
   # -- evaluation (BN in inference mode; fixed views)
   def evaluate(self, variables, batch):
@@ -265,3 +272,23 @@ class SimSiamTask(base.Task):
   def units_per_example(self, batch) -> int:
     del batch
     return 1
+
+
+# ---------------------------------------------------------------------------------------------- Curves.
+
+
+def grad_ratio_curve(records) -> dict[str, list[float]] | None:
+  """The fast-predictor / slow-encoder curve of one run: {'step', 'grad_ratio'} with grad_ratio =
+  train/grad_norm/predictor / train/grad_norm/encoder at every logged step (each norm is the loop's mean over the
+  steps since the previous log) from its metrics records (kexue_jax.metrics.read_metrics). None for an arm
+  without a predictor (predictor='none': there is no fast variable, the ratio is undefined). A frozen predictor
+  still has a gradient (it is zeroed after differentiation), so its arm has the curve too."""
+  steps, ratios = [], []
+  for rec in records:
+    if "train/grad_norm/encoder" not in rec:
+      continue
+    if "train/grad_norm/predictor" not in rec:
+      return None
+    steps.append(int(rec["step"]))
+    ratios.append(float(rec["train/grad_norm/predictor"]) / max(float(rec["train/grad_norm/encoder"]), 1e-30))
+  return {"step": steps, "grad_ratio": ratios}

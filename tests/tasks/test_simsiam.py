@@ -284,7 +284,7 @@ def test_knn_matches_numpy(temperature):
 
 
 def test_linear_probe_is_the_regularised_optimum():
-  """At the L-BFGS solution the float64 gradient of mean CE + l2/2 |W|^2 vanishes; separable data: 100%."""
+  """At the L-BFGS solution the float64 gradient of mean CE + l2/2 |W|^2 vanishes."""
   rng = np.random.default_rng(2)
   x = rng.normal(size=(200, 6))
   y = (x[:, 0] + 0.5 * x[:, 1] > 0).astype(int) + 2 * (x[:, 2] > 0.3)
@@ -298,8 +298,7 @@ def test_linear_probe_is_the_regularised_optimum():
   grad_w = xs.T @ (prob - onehot) / len(y) + 1e-2 * w
   grad_b = (prob - onehot).mean(0)
   assert np.abs(grad_w).max() < 1e-4 and np.abs(grad_b).max() < 1e-4
-  out = ssl.linear_probe(x, y, x, y, l2=1e-4, steps=200)
-  assert out["train_accuracy"] > 0.97 and out["test_accuracy"] == out["train_accuracy"]
+  # Held-out scoring: tests/evals/test_ssl.py::test_linear_probe_scores_held_out_data.
 
 
 class _TwoBN(nn.Module):
