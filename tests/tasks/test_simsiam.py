@@ -151,7 +151,8 @@ def test_mean_view_target_and_bad_switches():
   assert task.target_views == 2  # runlocal uses 2 views
   v = jax.eval_shape(task.init, jax.random.key(0), batch)
   loss, aux = jax.eval_shape(task.loss, v, batch, jax.random.key(1))  # values: test_simsiam_config_smoke
-  assert loss.shape == () and set(aux["metrics"]) == {"z_std", "z_erank", "h_std", "h_erank", "p_std"}
+  stats = {f"{layer}/{k}" for layer in "hz" for k in ("std", "sv_rank", "cov_rank", "top3_var")}
+  assert loss.shape == () and set(aux["metrics"]) == stats | {"p/std"}
   for key, value, match in (("predictor", "frozen", "param_groups"), ("target", "avg", "task.target"),
                             ("views", "audio", "task.views")):
     c = load_config("configs/simsiam/mnist1d.py", "runlocal")
@@ -164,6 +165,32 @@ def test_mean_view_target_and_bad_switches():
   c.model.num_classes = 10
   with pytest.raises(ValueError, match="num_classes=None"):
     tasks.get_task(c)
+
+
+def test_mean_view_target_pass_keeps_bn_running_stats():
+  """target='mean_view': the BN running statistics after a step are those of the two view passes alone (the same
+  as target='view' with the same key, and as two explicit passes), not updated a third time by the x_bar pass."""
+  batch, rng = _batch(), jax.random.key(5)
+  _, t_mean = _task("runlocal,target=mean_view")
+  _, t_view = _task("runlocal")
+  v = jax.jit(t_mean.init)(jax.random.key(0), batch)
+  mut_mean = jax.jit(lambda v: t_mean.loss(v, batch, rng)[1]["mutable"])(v)
+  mut_view = jax.jit(lambda v: t_view.loss(v, batch, rng)[1]["mutable"])(v)
+  k1, k2, kt = jax.random.split(rng, 3)
+
+  def passes(v, xs):
+    for x in xs:
+      _, v = t_mean._apply_train(v, x)  # pylint: disable=protected-access
+    return {"batch_stats": v["batch_stats"]}
+
+  x1, x2 = t_mean.views(k1, batch["x"]), t_mean.views(k2, batch["x"])
+  two = jax.jit(lambda v: passes(v, (x1, x2)))(v)
+  assert_trees_close(mut_mean, two, rtol=1e-6, scale="tree")
+  assert_trees_close(mut_mean, mut_view, rtol=1e-6, scale="tree")
+  # The discarded update is not a no-op: a third pass on the averaged views would have moved the statistics.
+  x_bar = jnp.mean(jnp.stack([t_mean.views(k, batch["x"]) for k in jax.random.split(kt, t_mean.target_views)]), 0)
+  three = jax.jit(lambda v: passes(v, (x1, x2, x_bar)))(v)
+  assert max(float(jnp.abs(a - b).max()) for a, b in zip(jax.tree.leaves(two), jax.tree.leaves(three))) > 1e-3
 
 
 # ----------------------------------------------------------------------------------------- BN sync (8 devices).
