@@ -154,6 +154,7 @@ def test_mean_view_target_and_bad_switches():
   stats = {f"{layer}/{k}" for layer in "hz" for k in ("std", "sv_rank", "cov_rank", "top3_var")}
   assert loss.shape == () and set(aux["metrics"]) == stats | {"p/std"}
   for key, value, match in (("predictor", "frozen", "param_groups"), ("target", "avg", "task.target"),
+                            ("head_bn", "pred", "task.head_bn"),
                             ("views", "audio", "task.views")):
     c = load_config("configs/simsiam/mnist1d.py", "runlocal")
     c.task[key] = value
@@ -165,6 +166,19 @@ def test_mean_view_target_and_bad_switches():
   c.model.num_classes = 10
   with pytest.raises(ValueError, match="num_classes=None"):
     tasks.get_task(c)
+
+
+@pytest.mark.parametrize("head_bn", sorted(simsiam.HEAD_BN))
+def test_head_bn_config_places_batchnorm(head_bn):
+  """configs/simsiam/mnist1d.py:headbn=... builds the heads of the paper's Table 3 row (BN layers present)."""
+  _, task = _task(f"runlocal,headbn={head_bn}")
+  v = jax.eval_shape(task.init, jax.random.key(0), _batch())
+  proj_hidden, proj_out, pred_hidden, pred_out = simsiam.HEAD_BN[head_bn]
+  bs = v["batch_stats"]
+  assert ("bn0" in bs.get("projector", {})) == proj_hidden and ("bn_out" in bs.get("projector", {})) == proj_out
+  assert ("bn0" in bs.get("predictor", {})) == pred_hidden and ("bn_out" in bs.get("predictor", {})) == pred_out
+  loss, _ = jax.eval_shape(task.loss, v, _batch(), jax.random.key(1))
+  assert loss.shape == ()
 
 
 def test_mean_view_target_pass_keeps_bn_running_stats():
