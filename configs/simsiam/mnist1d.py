@@ -19,6 +19,8 @@ Arguments (comma-separated):
                       lr 0.05 (0.03 for CIFAR). lr=0.2 is the first report's value (4x the paper's; it learns faster
                       in 500 steps: probe 84.8% vs ~80% after 1000 steps at 0.05, seed 0; untrained 70.6%) and
                       stays available by argument.
+  objective=simsiam   simclr: the SimCLR reference arm (NT-Xent on z1, z2, temperature T=0.5; needs
+                      predictor=none, the default predictor 'mlp' is then switched off).
   headbn=default      BatchNorm in the heads, the paper's Table 3 (tasks/simsiam.HEAD_BN): none | hidden (hidden
                       layers only) | default (projector hidden + output, predictor hidden) | all (also on the
                       predictor output).
@@ -41,9 +43,12 @@ PREDICTOR_CHOICES = ("mlp", "none", "frozen", "constlr")
 
 def get_config(arg=None):
   arg = config_lib.parse_arg(arg, runlocal=False, stopgrad=True, predictor="mlp", target="view", K=8,
-                             steps=500, seed=0, lr=0.05, batch=256, ckpts=5, headbn="default")
+                             steps=500, seed=0, lr=0.05, batch=256, ckpts=5, headbn="default",
+                             objective="simsiam", T=0.5)
   if arg.predictor not in PREDICTOR_CHOICES:
     raise ValueError(f"predictor must be one of {PREDICTOR_CHOICES}, got {arg.predictor!r}.")
+  if arg.objective == "simclr" and (arg.predictor not in ("mlp", "none") or arg.target != "view"):
+    raise ValueError("objective=simclr has no predictor and no averaged target: drop predictor= and target=.")
   c = config_lib.base_config()
   c.seed = arg.seed
   c.num_train_steps = 4 if arg.runlocal else arg.steps
@@ -67,9 +72,11 @@ def get_config(arg=None):
   c.task = dict(name="simsiam", views="mnist1d",
                 augment=dict(maxshift=10, slope_std=0.04, offset_std=0.3, noise_std=0.05),
                 normalize=None, proj_hidden_dim=32 if arg.runlocal else 128, proj_dim=d, proj_layers=2,
-                pred_hidden_dim=d // 4, predictor="none" if arg.predictor == "none" else "mlp",
+                pred_hidden_dim=d // 4,
+                predictor="none" if arg.predictor == "none" or arg.objective == "simclr" else "mlp",
                 stop_gradient=arg.stopgrad, target=arg.target, target_views=2 if arg.runlocal else arg.K,
-                eval_seed=0, head_bn=arg.headbn)
+                eval_seed=0, head_bn=arg.headbn,
+                objective=arg.objective, temperature=arg.T)
 
   c.optimizer.name = "sgd"
   c.optimizer.learning_rate = arg.lr * c.batch_size / 256

@@ -26,6 +26,9 @@ averaged over the batch; min L = -1. The switches (``config.task``):
   stop_gradient=False   sg removed: the targets z2, z1 also carry gradient (the paper's collapse, Fig. 2).
   predictor='none'      q = identity (p = z): Table 1a.
   (predictor frozen / own constant lr: optimizer param_groups, see configs/simsiam/.)
+  objective='simclr'    the reference arm: SimCLR's NT-Xent on (z1, z2) (``nt_xent_B``; needs predictor='none',
+                        target='view'), the same backbone, projector, views and optimizer, so that the table has a
+                        contrastive baseline that cannot collapse by construction (the negatives push views apart).
   target='mean_view'    Su's open question (https://kexue.fm/archives/7980): the target of both branches is the
                         representation of the *averaged augmentation*, z_bar = g(f(x_bar)) with
                         x_bar = (1/K) sum_k T_k(x) (K = ``target_views`` fresh views):
@@ -67,6 +70,7 @@ from kexue_jax.tasks import base
 
 PREDICTORS = ("mlp", "none")
 TARGETS = ("view", "mean_view")
+OBJECTIVES = ("simsiam", "simclr")
 # BatchNorm in the heads, SimSiam Table 3: name -> (projector hidden, projector output, predictor hidden,
 # predictor output); paper ImageNet top-1: none 34.6, hidden 67.4, default 68.1, all 'unstable'.
 HEAD_BN = {"none": (False, False, False, False), "hidden": (True, False, True, False),
@@ -89,6 +93,22 @@ def simsiam_loss(p1_BD, p2_BD, t1_BD, t2_BD, *, stop_gradient: bool = True):
   if stop_gradient:
     t1_BD, t2_BD = jax.lax.stop_gradient(t1_BD), jax.lax.stop_gradient(t2_BD)
   return 0.5 * jnp.mean(negative_cosine_B(p1_BD, t2_BD)) + 0.5 * jnp.mean(negative_cosine_B(p2_BD, t1_BD))
+
+
+def nt_xent_B(z1_BD, z2_BD, temperature: float):
+  """SimCLR's NT-Xent (Chen et al., arXiv 2002.05709, Eq. 1) per positive pair, averaged over its two directions:
+  with u = l2-normalised [z1; z2] (2B rows) and s_ij = <u_i, u_j> / T,
+
+      l(i, j) = - s_ij + log sum_{k != i} exp(s_ik),    loss_b = 1/2 (l(b, B + b) + l(B + b, b)).
+
+  Float32; the negatives are the other 2B - 2 views of the batch (no stop-gradient, no predictor)."""
+  b = z1_BD.shape[0]
+  u = ssl.l2_normalize(jnp.concatenate([z1_BD, z2_BD]).astype(jnp.float32))
+  s = (u @ u.T) / temperature
+  s = jnp.where(jnp.eye(2 * b, dtype=bool), -jnp.inf, s)
+  pos = jnp.concatenate([jnp.arange(b, 2 * b), jnp.arange(b)])
+  l = jax.nn.logsumexp(s, axis=-1) - s[jnp.arange(2 * b), pos]
+  return 0.5 * (l[:b] + l[b:])
 
 
 def su_toy_dynamics(stop_gradient: bool, *, phi0: float = 0.6, theta0: float = 0.1, dt: float = 1e-3,
@@ -164,6 +184,8 @@ class SimSiamConfig:
   target: str = "view"                  # one of TARGETS
   target_views: int = 8                 # K of target='mean_view'
   head_bn: str = "default"              # BatchNorm in the heads: a key of HEAD_BN (the paper's Table 3)
+  objective: str = "simsiam"            # one of OBJECTIVES; 'simclr': NT-Xent on (z1, z2), the reference arm
+  temperature: float = 0.5              # T of objective='simclr' (SimCLR's CIFAR-10 value)
   eval_seed: int = 0
 
 
@@ -203,6 +225,12 @@ class SimSiamTask(base.Task):
     self.target_views = int(t.target_views)
     if self.target == "mean_view" and self.target_views < 1:
       raise ValueError(f"task.target_views must be >= 1, got {self.target_views}.")
+    self.objective, self.temperature = t.objective, float(t.temperature)
+    if self.objective not in OBJECTIVES:
+      raise ValueError(f"unknown task.objective {self.objective!r}; expected one of {OBJECTIVES}.")
+    if self.objective == "simclr" and (t.predictor != "none" or t.target != "view"):
+      raise ValueError("task.objective='simclr' contrasts the projector outputs of two views: set "
+                       "task.predictor='none' and task.target='view'.")
     if t.head_bn not in HEAD_BN:
       raise ValueError(f"unknown task.head_bn {t.head_bn!r}; expected one of {sorted(HEAD_BN)}.")
     self.stop_gradient = bool(t.stop_gradient)
@@ -254,7 +282,10 @@ class SimSiamTask(base.Task):
       # average update is discarded: the BN running statistics are those of the two view passes only.
       (_, z_bar, _), _ = self._apply_train(v, self.prepare(x_bar))
       t1 = t2 = z_bar
-    loss = simsiam_loss(p1, p2, t1, t2, stop_gradient=self.stop_gradient)
+    if self.objective == "simclr":
+      loss = jnp.mean(nt_xent_B(z1, z2, self.temperature))
+    else:
+      loss = simsiam_loss(p1, p2, t1, t2, stop_gradient=self.stop_gradient)
     metrics = self._monitors(h1, z1, p1)
     return loss, {"metrics": metrics, "mutable": {k: val for k, val in v.items() if k != "params"}}
 
@@ -274,7 +305,10 @@ class SimSiamTask(base.Task):
     h1, z1, p1 = self.net.apply(variables, self.views(k1, x), train=False)
     _, z2, p2 = self.net.apply(variables, self.views(k2, x), train=False)
     n = jnp.asarray(x.shape[0], jnp.float32)
-    d = 0.5 * (negative_cosine_B(p1, z2) + negative_cosine_B(p2, z1))
+    if self.objective == "simclr":
+      d = nt_xent_B(z1, z2, self.temperature)
+    else:
+      d = 0.5 * (negative_cosine_B(p1, z2) + negative_cosine_B(p2, z1))
     one = jnp.ones((), jnp.float32)  # per-batch statistics: averaged over batches
     out = {"loss": (jnp.sum(d), n)}
     out.update({k: (val, one) for k, val in self._monitors(h1, z1, p1).items()})

@@ -82,6 +82,31 @@ def test_loss_gradients_match_hand_derivation(vectors):
       assert np.abs(np.asarray(g[3])).max() > 1e-3
 
 
+def np_nt_xent(z1, z2, t):
+  """Literal NT-Xent: for every view i of the 2B, -log( exp(s_i,pos) / sum_{k != i} exp(s_ik) ), then the mean
+  of the two directions of each pair."""
+  u = np_unit(np.concatenate([z1, z2]))
+  n, b = len(u), len(z1)
+  out = np.zeros(n)
+  for i in range(n):
+    pos = (i + b) % n
+    den = sum(np.exp(u[i] @ u[k] / t) for k in range(n) if k != i)
+    out[i] = -np.log(np.exp(u[i] @ u[pos] / t) / den)
+  return 0.5 * (out[:b] + out[b:])
+
+
+def test_nt_xent_matches_numpy(vectors):
+  _, _, z1, z2 = vectors
+  got = simsiam.nt_xent_B(jnp.asarray(z1, jnp.float32), jnp.asarray(z2, jnp.float32), 0.5)
+  np.testing.assert_allclose(got, np_nt_xent(z1, z2, 0.5), rtol=1e-5)
+  _, task = _task("runlocal,objective=simclr")
+  assert task.objective == "simclr" and not task.net.use_predictor
+  v = jax.eval_shape(task.init, jax.random.key(0), _batch())
+  assert "predictor" not in v["params"]
+  with pytest.raises(ValueError, match="objective=simclr"):
+    load_config("configs/simsiam/mnist1d.py", "runlocal,objective=simclr,predictor=frozen")
+
+
 def test_zero_prediction_has_finite_gradient():
   p = jnp.zeros((2, 4)).at[1].set(1.0)
   z = jnp.ones((2, 4))
@@ -445,7 +470,8 @@ def test_report_verdicts(tmp_path):
 
 # ------------------------------------------------------------------------------------------------- Smoke.
 
-VARIANT_ARGS = ["runlocal", "runlocal,stopgrad=False", "runlocal,predictor=none", "runlocal,target=mean_view"]
+VARIANT_ARGS = ["runlocal", "runlocal,stopgrad=False", "runlocal,predictor=none", "runlocal,target=mean_view",
+                "runlocal,objective=simclr"]
 
 
 # The CIFAR stand-in ResNet and the no-stop-gradient variant compile for ~30-60 s on a loaded 2-core CPU: those
