@@ -520,4 +520,12 @@ def test_train_run_frozen_predictor_and_grad_norms(tmp_path):
              zip(jax.tree.leaves(init["batch_stats"]), jax.tree.leaves(state["extra"]["batch_stats"])))
   recs = [r for r in metrics_lib.read_metrics(tmp_path) if "train/loss" in r]
   assert all(r["train/grad_norm/predictor"] > 0 and r["train/grad_norm/encoder"] > 0 for r in recs)
+  # The fast-predictor / slow-encoder curve: one point per logged step (a frozen predictor still has a gradient).
+  curve = simsiam.grad_ratio_curve(metrics_lib.read_metrics(tmp_path))
+  assert curve["step"] == [1, 2]
+  np.testing.assert_allclose(curve["grad_ratio"], [r["train/grad_norm/predictor"] / r["train/grad_norm/encoder"]
+                                                   for r in recs], rtol=1e-12)
+  assert all(f"train/{layer}/cov_rank" in r for r in recs for layer in "hz")  # backbone and projector apart
+  # Without a predictor there is no fast variable: no curve.
+  assert simsiam.grad_ratio_curve([{"step": 1, "train/grad_norm/encoder": 1.0}]) is None
   assert json.loads((tmp_path / "config.json").read_text())["optimizer"]["param_groups"][0]["frozen"]
