@@ -1,6 +1,9 @@
 """SimSiam (issue #6): the loss and its gradients against hand-derived float64 references, stop-gradient through
 the network, BN synchronisation on 8 devices, Su's toy model, the evaluation functions (kNN, linear probe,
-effective rank, BN population statistics), optimizer parameter groups, the report, smoke runs of every config."""
+effective rank, BN population statistics), optimizer parameter groups, the report, smoke runs of every config;
+issue #15: the mean_view target pass keeps the BN running statistics of the two view passes, the heads' BN
+placements (Table 3), the SimCLR reference objective against a NumPy NT-Xent, the grad-ratio curve. The rank
+statistics and the held-out probe: tests/evals/test_ssl.py."""
 import json
 import math
 import os
