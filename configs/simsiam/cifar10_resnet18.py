@@ -21,7 +21,7 @@ MNIST-1D.
 MNIST-1D signals turned into 8x8x3 images (`standin_images`), so CI needs no network.
 
 Arguments: runlocal, stopgrad=True, predictor=mlp|none|frozen|constlr, target=view|mean_view, K=8,
-epochs=800, batch=512, lr=0.03, seed=0, ckpts=16 (as configs/simsiam/mnist1d.py).
+epochs=800, batch=512, lr=0.03, seed=0, ckpts=16, headbn=default (as configs/simsiam/mnist1d.py).
 """
 from kexue_jax import config_lib
 
@@ -32,7 +32,7 @@ PREDICTOR_CHOICES = ("mlp", "none", "frozen", "constlr")
 
 def get_config(arg=None):
   arg = config_lib.parse_arg(arg, runlocal=False, stopgrad=True, predictor="mlp", target="view", K=8,
-                             epochs=800, batch=512, lr=0.03, seed=0, ckpts=16)
+                             epochs=800, batch=512, lr=0.03, seed=0, ckpts=16, headbn="default")
   if arg.predictor not in PREDICTOR_CHOICES:
     raise ValueError(f"predictor must be one of {PREDICTOR_CHOICES}, got {arg.predictor!r}.")
   c = config_lib.base_config()
@@ -63,7 +63,7 @@ def get_config(arg=None):
                 normalize=(CIFAR10_MEAN, CIFAR10_STD), proj_hidden_dim=32 if arg.runlocal else 2048, proj_dim=d,
                 proj_layers=2, pred_hidden_dim=d // 4, predictor="none" if arg.predictor == "none" else "mlp",
                 stop_gradient=arg.stopgrad, target=arg.target, target_views=2 if arg.runlocal else arg.K,
-                eval_seed=0)
+                eval_seed=0, head_bn=arg.headbn)
 
   c.optimizer.name = "sgd"
   c.optimizer.learning_rate = arg.lr * c.batch_size / 256

@@ -1,12 +1,32 @@
 r"""Representation diagnostics and frozen-feature evaluations for self-supervised learning (SimSiam, ...).
 
-Collapse statistics of a batch of embeddings z_BD (SimSiam §4.1; RankMe, Garrido et al. 2023):
+Collapse statistics of a batch of embeddings z_BD (SimSiam §4.1; RankMe, Garrido et al. 2023; dimensional
+collapse, Jing et al. 2022, arXiv 2110.09348):
 
     collapse_std(z)   = (1/D) sum_j std_i( z_ij / ||z_i|| )          (std over the batch, ddof 0)
                         ~ 1/sqrt(D) for isotropic Gaussian z; 0 when every z_i points the same way
-    effective_rank(z) = exp( - sum_k p_k log p_k ),  p_k = s_k / sum_l s_l,  s = singular values of z_BD
-                        (z not centred: with BatchNorm on the projector output its columns are already
-                        zero-mean over the batch), 1 <= erank <= min(B, D); rank-1 collapse -> 1
+
+Three rank statistics, all from the spectrum of one Gram matrix (``gram_eigenvalues``), side by side:
+
+    singular_value_rank(z) = exp H(s / sum s)         s_k = singular values of z (not centred; RankMe)
+    covariance_rank(z)     = exp H(lam / sum lam)     lam_k = eigenvalues of the covariance of z (centred)
+                                                      = s_k(z - mean)^2 / B
+    top_k_variance(z, k)   = sum_{k' <= k} lam_k' / sum lam   (the variance fraction of the top-k principal
+                                                      components)
+
+with H(p) = - sum_k p_k log p_k; 1 <= rank <= min(B, D), rank-1 collapse -> 1, r equal directions -> r.
+
+Which one a collapse claim uses: a *variance* statement ("z spans ~2 directions", "rank <= 2") uses
+``covariance_rank`` and ``top_k_variance``: they weigh directions by the variance they hold, lam ~ s^2, which is
+what a dimensional collapse removes (Jing et al. 2022 read it off the covariance spectrum). ``singular_value_rank``
+weighs by s and so counts weak directions more: a z whose top-3 principal components hold 99.5% of the variance
+has a covariance rank ~2 but a singular-value rank ~5. It is reported for comparison with RankMe only; a threshold
+calibrated on one statistic must not be applied to another. ``top_k_variance`` is the most direct collapse test
+("the top k components hold >= X% of the variance"); ``collapse_std`` -> 0 tests the complete collapse to a point.
+
+Cost: each statistic is one ``eigvalsh`` of the smaller of Z^T Z (D x D) and Z Z^T (B x B) (same non-zero
+spectrum), cheaper than an SVD of z_BD. In float32 the Gram's eigenvalues carry an absolute error ~ eps lam_max,
+so eigenvalues below n eps lam_max (n = the Gram's size; ``numpy.linalg.matrix_rank``'s tolerance) count as 0.
 
 Frozen-feature evaluations (features f(x) of a trained or untrained network):
 
@@ -49,12 +69,56 @@ def collapse_std(z_BD):
   return jnp.mean(jnp.std(zn_BD, axis=0))
 
 
-def effective_rank(z_BD, eps=1e-12):
-  """exp(entropy of the normalised singular values of z_BD) (module docstring)."""
-  s = jnp.linalg.svd(z_BD.astype(jnp.float32), compute_uv=False)
-  p = s / jnp.maximum(jnp.sum(s), eps)
-  ent = -jnp.sum(jnp.where(p > 0, p * jnp.log(jnp.where(p > 0, p, 1.0)), 0.0))
-  return jnp.exp(ent)
+def gram_eigenvalues(z_BD, *, center: bool):
+  """Eigenvalues (descending, float32[min(B, D)]) of C = (1/B) Z^T Z, Z = z (minus its batch mean if center), via
+  eigvalsh of the smaller Gram matrix; values below n eps lam_max (module docstring) are set to 0."""
+  z = z_BD.astype(jnp.float32)
+  if center:
+    z = z - jnp.mean(z, axis=0, keepdims=True)
+  b, d = z.shape
+  gram = z.T @ z if d <= b else z @ z.T
+  lam = jnp.linalg.eigvalsh(gram)[::-1] / b
+  tol = gram.shape[0] * jnp.finfo(jnp.float32).eps * jnp.maximum(lam[0], 0.0)
+  return jnp.where(lam > tol, lam, 0.0)
+
+
+def entropy_rank(w, eps=1e-30):
+  """exp(- sum_k p_k log p_k), p = w / sum w, for non-negative weights w (terms with p_k = 0 are 0)."""
+  p = w / jnp.maximum(jnp.sum(w), eps)
+  safe = jnp.where(p > 0, p, 1.0)
+  return jnp.exp(-jnp.sum(jnp.where(p > 0, p * jnp.log(safe), 0.0)))
+
+
+def singular_value_rank(z_BD):
+  """exp H of the normalised singular values of z_BD, not centred (RankMe; module docstring)."""
+  return entropy_rank(jnp.sqrt(gram_eigenvalues(z_BD, center=False)))
+
+
+effective_rank = singular_value_rank  # the name used by the first SimSiam report
+
+
+def covariance_rank(z_BD):
+  """exp H of the normalised eigenvalues of the covariance of z_BD (module docstring): the collapse statistic."""
+  return entropy_rank(gram_eigenvalues(z_BD, center=True))
+
+
+def _top_k_fraction(lam, k: int):
+  return jnp.sum(lam[:k]) / jnp.maximum(jnp.sum(lam), 1e-30)
+
+
+def top_k_variance(z_BD, k: int):
+  """Fraction of the total variance of z_BD held by its top-k principal components (module docstring)."""
+  return _top_k_fraction(gram_eigenvalues(z_BD, center=True), k)
+
+
+def rank_statistics(z_BD, *, top_k: int = 3, prefix: str = "") -> dict[str, jax.Array]:
+  """{prefix + name: value} of collapse_std, the three rank statistics and top-k variance (module docstring),
+  from two eigvalsh (uncentred and centred Gram)."""
+  lam_c = gram_eigenvalues(z_BD, center=True)
+  return {f"{prefix}std": collapse_std(z_BD),
+          f"{prefix}sv_rank": entropy_rank(jnp.sqrt(gram_eigenvalues(z_BD, center=False))),
+          f"{prefix}cov_rank": entropy_rank(lam_c),
+          f"{prefix}top{top_k}_var": _top_k_fraction(lam_c, top_k)}
 
 
 # --------------------------------------------------------------------------------- BatchNorm statistics.

@@ -6,7 +6,8 @@ facebookresearch/simsiam builder.py; Su's reading: kexue.fm/archives/7980):
     projector g: [Dense(no bias) - BN - ReLU] x (num_layers - 1) - Dense(no bias) - BN(no affine)
     predictor h: Dense(no bias) - BN - ReLU - Dense(bias)          (bottleneck hidden = d/4)
 
-BatchNorm uses batch statistics and updates 'batch_stats' when train=True.
+BatchNorm uses batch statistics and updates 'batch_stats' when train=True. The BN placement is switchable
+(hidden_bn / out_bn) for the paper's Table 3 ablation (no BN; hidden-only; default; also on the predictor output).
 
 ClassifierHead pools encoder hidden states h_BLD (first token, or the mean over
 tokens where padding_mask_BL is True) and applies dropout + Dense -> float32 logits.
@@ -24,9 +25,13 @@ POOLINGS = ("first", "mean")
 
 
 class ProjectionMLP(nn.Module):
+  """hidden_bn / out_bn: BatchNorm after the hidden / output layers (SimSiam Table 3 ablates both); a Dense layer
+  without a following BN gets a bias."""
   hidden_dim: int
   out_dim: int
   num_layers: int = 2
+  hidden_bn: bool = True
+  out_bn: bool = True
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
@@ -36,30 +41,39 @@ class ProjectionMLP(nn.Module):
       raise ValueError(f"num_layers must be >= 1, got {self.num_layers}")
     x = x_BD.astype(self.dtype)
     for i in range(self.num_layers - 1):
-      x = layers.dense(self.hidden_dim, ("embed", "mlp"), dtype=self.dtype,
+      x = layers.dense(self.hidden_dim, ("embed", "mlp"), use_bias=not self.hidden_bn, dtype=self.dtype,
                        param_dtype=self.param_dtype, name=f"fc{i}")(x)
-      x = nn.relu(batch_norm(train, dtype=self.dtype, param_dtype=self.param_dtype,
-                             name=f"bn{i}")(x))
-    x = layers.dense(self.out_dim, ("mlp", "embed"), dtype=self.dtype,
+      if self.hidden_bn:
+        x = batch_norm(train, dtype=self.dtype, param_dtype=self.param_dtype, name=f"bn{i}")(x)
+      x = nn.relu(x)
+    x = layers.dense(self.out_dim, ("mlp", "embed"), use_bias=not self.out_bn, dtype=self.dtype,
                      param_dtype=self.param_dtype, name="fc_out")(x)
-    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                        use_scale=False, use_bias=False, dtype=self.dtype,
-                        param_dtype=self.param_dtype, name="bn_out")(x).astype(jnp.float32)
+    if self.out_bn:
+      x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, use_scale=False,
+                       use_bias=False, dtype=self.dtype, param_dtype=self.param_dtype, name="bn_out")(x)
+    return x.astype(jnp.float32)
 
 
 class PredictionMLP(nn.Module):
+  """hidden_bn: BatchNorm after the hidden layer (default); out_bn: also after the output layer (SimSiam
+  Table 3d: 'unstable'). A Dense layer without a following BN gets a bias."""
   hidden_dim: int
   out_dim: int
+  hidden_bn: bool = True
+  out_bn: bool = False
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, z_BD, *, train: bool = False):
-    x = layers.dense(self.hidden_dim, ("embed", "mlp"), dtype=self.dtype,
+    x = layers.dense(self.hidden_dim, ("embed", "mlp"), use_bias=not self.hidden_bn, dtype=self.dtype,
                      param_dtype=self.param_dtype, name="fc0")(z_BD.astype(self.dtype))
-    x = nn.relu(batch_norm(train, dtype=self.dtype, param_dtype=self.param_dtype, name="bn0")(x))
-    x = layers.dense(self.out_dim, ("mlp", "embed"), use_bias=True, dtype=self.dtype,
-                     param_dtype=self.param_dtype, name="fc_out")(x)
+    if self.hidden_bn:
+      x = batch_norm(train, dtype=self.dtype, param_dtype=self.param_dtype, name="bn0")(x)
+    x = layers.dense(self.out_dim, ("mlp", "embed"), use_bias=not self.out_bn, dtype=self.dtype,
+                     param_dtype=self.param_dtype, name="fc_out")(nn.relu(x))
+    if self.out_bn:
+      x = batch_norm(train, dtype=self.dtype, param_dtype=self.param_dtype, name="bn_out")(x)
     return x.astype(jnp.float32)
 
 

@@ -26,16 +26,22 @@ averaged over the batch; min L = -1. The switches (``config.task``):
   stop_gradient=False   sg removed: the targets z2, z1 also carry gradient (the paper's collapse, Fig. 2).
   predictor='none'      q = identity (p = z): Table 1a.
   (predictor frozen / own constant lr: optimizer param_groups, see configs/simsiam/.)
+  objective='simclr'    the reference arm: SimCLR's NT-Xent on (z1, z2) (``nt_xent_B``; needs predictor='none',
+                        target='view'), the same backbone, projector, views and optimizer, so that the table has a
+                        contrastive baseline that cannot collapse by construction (the negatives push views apart).
   target='mean_view'    Su's open question (https://kexue.fm/archives/7980): the target of both branches is the
                         representation of the *averaged augmentation*, z_bar = g(f(x_bar)) with
                         x_bar = (1/K) sum_k T_k(x) (K = ``target_views`` fresh views):
                         L = 1/2 D(p1, sg(z_bar)) + 1/2 D(p2, sg(z_bar)); stop_gradient and predictor
                         switch as above.
 
-Monitors (``aux['metrics']``, every step): ``loss``; ``z_std`` = collapse_std(z1) (compare 1/sqrt(d));
-``z_erank`` = effective_rank(z1); the same for the backbone features (``h_std``, ``h_erank``) and for the
-predictions (``p_std``); see kexue_jax/evals/ssl.py. The loop adds ``grad_norm/predictor`` and
-``grad_norm/encoder``.
+Monitors (``aux['metrics']``, every step, and ``evaluate``): ``loss``; for the backbone features h and the
+projector output z separately (which layer collapses), ``h/...`` and ``z/...`` = ssl.rank_statistics: ``std``
+(collapse_std, compare 1/sqrt(d)), ``sv_rank`` (singular-value entropy rank, RankMe), ``cov_rank`` (covariance
+entropy rank: the collapse statistic) and ``top3_var`` (variance fraction of the top-3 principal components);
+``p/std`` for the predictions. Each rank statistic is one eigvalsh of a min(B, D)-sized Gram matrix
+(kexue_jax/evals/ssl.py), not an SVD of z. The loop adds ``grad_norm/predictor`` and ``grad_norm/encoder``
+(``grad_ratio_curve`` turns a run's metrics into the fast-predictor / slow-encoder curve).
 
 BatchNorm synchronisation
 -------------------------
@@ -64,6 +70,12 @@ from kexue_jax.tasks import base
 
 PREDICTORS = ("mlp", "none")
 TARGETS = ("view", "mean_view")
+OBJECTIVES = ("simsiam", "simclr")
+# BatchNorm in the heads, SimSiam Table 3: name -> (projector hidden, projector output, predictor hidden,
+# predictor output); paper ImageNet top-1: none 34.6, hidden 67.4, default 68.1, all 'unstable'.
+HEAD_BN = {"none": (False, False, False, False), "hidden": (True, False, True, False),
+           "default": (True, True, True, False), "all": (True, True, True, True)}
+MONITOR_TOP_K = 3  # top_k_variance of the monitors: the top-3 principal components' share of the variance
 
 
 # ---------------------------------------------------------------------------------------------- The loss.
@@ -81,6 +93,22 @@ def simsiam_loss(p1_BD, p2_BD, t1_BD, t2_BD, *, stop_gradient: bool = True):
   if stop_gradient:
     t1_BD, t2_BD = jax.lax.stop_gradient(t1_BD), jax.lax.stop_gradient(t2_BD)
   return 0.5 * jnp.mean(negative_cosine_B(p1_BD, t2_BD)) + 0.5 * jnp.mean(negative_cosine_B(p2_BD, t1_BD))
+
+
+def nt_xent_B(z1_BD, z2_BD, temperature: float):
+  """SimCLR's NT-Xent (Chen et al., arXiv 2002.05709, Eq. 1) per positive pair, averaged over its two directions:
+  with u = l2-normalised [z1; z2] (2B rows) and s_ij = <u_i, u_j> / T,
+
+      l(i, j) = - s_ij + log sum_{k != i} exp(s_ik),    loss_b = 1/2 (l(b, B + b) + l(B + b, b)).
+
+  Float32; the negatives are the other 2B - 2 views of the batch (no stop-gradient, no predictor)."""
+  b = z1_BD.shape[0]
+  u = ssl.l2_normalize(jnp.concatenate([z1_BD, z2_BD]).astype(jnp.float32))
+  s = (u @ u.T) / temperature
+  s = jnp.where(jnp.eye(2 * b, dtype=bool), -jnp.inf, s)
+  pos = jnp.concatenate([jnp.arange(b, 2 * b), jnp.arange(b)])
+  l = jax.nn.logsumexp(s, axis=-1) - s[jnp.arange(2 * b), pos]
+  return 0.5 * (l[:b] + l[b:])
 
 
 def su_toy_dynamics(stop_gradient: bool, *, phi0: float = 0.6, theta0: float = 0.1, dt: float = 1e-3,
@@ -121,11 +149,15 @@ class SimSiamNet(nn.Module):
   proj_layers: int = 3
   pred_hidden_dim: int = 512
   use_predictor: bool = True
+  head_bn: str = "default"  # a key of HEAD_BN
 
   def setup(self):
-    self.projector = heads.ProjectionMLP(self.proj_hidden_dim, self.proj_dim, num_layers=self.proj_layers)
+    proj_hidden, proj_out, pred_hidden, pred_out = HEAD_BN[self.head_bn]
+    self.projector = heads.ProjectionMLP(self.proj_hidden_dim, self.proj_dim, num_layers=self.proj_layers,
+                                         hidden_bn=proj_hidden, out_bn=proj_out)
     if self.use_predictor:
-      self.predictor = heads.PredictionMLP(self.pred_hidden_dim, self.proj_dim)
+      self.predictor = heads.PredictionMLP(self.pred_hidden_dim, self.proj_dim, hidden_bn=pred_hidden,
+                                           out_bn=pred_out)
 
   def encode(self, x, *, train: bool = False):
     _, h_BF = self.backbone(x, train=train)
@@ -151,6 +183,9 @@ class SimSiamConfig:
   stop_gradient: bool = True
   target: str = "view"                  # one of TARGETS
   target_views: int = 8                 # K of target='mean_view'
+  head_bn: str = "default"              # BatchNorm in the heads: a key of HEAD_BN (the paper's Table 3)
+  objective: str = "simsiam"            # one of OBJECTIVES; 'simclr': NT-Xent on (z1, z2), the reference arm
+  temperature: float = 0.5              # T of objective='simclr' (SimCLR's CIFAR-10 value)
   eval_seed: int = 0
 
 
@@ -161,7 +196,7 @@ def build_network(config: ml_collections.ConfigDict) -> SimSiamNet:
     raise ValueError("the SimSiam backbone must be a feature extractor: set config.model.num_classes=None.")
   return SimSiamNet(backbone=backbone, proj_hidden_dim=int(t.proj_hidden_dim), proj_dim=int(t.proj_dim),
                     proj_layers=int(t.proj_layers), pred_hidden_dim=int(t.pred_hidden_dim),
-                    use_predictor=t.predictor == "mlp")
+                    use_predictor=t.predictor == "mlp", head_bn=t.head_bn)
 
 
 # ---------------------------------------------------------------------------------------------- The task.
@@ -190,6 +225,14 @@ class SimSiamTask(base.Task):
     self.target_views = int(t.target_views)
     if self.target == "mean_view" and self.target_views < 1:
       raise ValueError(f"task.target_views must be >= 1, got {self.target_views}.")
+    self.objective, self.temperature = t.objective, float(t.temperature)
+    if self.objective not in OBJECTIVES:
+      raise ValueError(f"unknown task.objective {self.objective!r}; expected one of {OBJECTIVES}.")
+    if self.objective == "simclr" and (t.predictor != "none" or t.target != "view"):
+      raise ValueError("task.objective='simclr' contrasts the projector outputs of two views: set "
+                       "task.predictor='none' and task.target='view'.")
+    if t.head_bn not in HEAD_BN:
+      raise ValueError(f"unknown task.head_bn {t.head_bn!r}; expected one of {sorted(HEAD_BN)}.")
     self.stop_gradient = bool(t.stop_gradient)
     self.augment_kw = dict(t.augment or {})
     norm = t.normalize
@@ -235,19 +278,25 @@ class SimSiamTask(base.Task):
     else:
       keys = jax.random.split(kt, self.target_views)
       x_bar = jnp.mean(jnp.stack([augment.VIEWS[self.views_name](k, x, **self.augment_kw) for k in keys]), axis=0)
-      (_, z_bar, _), v = self._apply_train(v, self.prepare(x_bar))
+      # The target pass normalises with the statistics of x_bar (lower variance than a view) and its running
+      # average update is discarded: the BN running statistics are those of the two view passes only.
+      (_, z_bar, _), _ = self._apply_train(v, self.prepare(x_bar))
       t1 = t2 = z_bar
-    loss = simsiam_loss(p1, p2, t1, t2, stop_gradient=self.stop_gradient)
+    if self.objective == "simclr":
+      loss = jnp.mean(nt_xent_B(z1, z2, self.temperature))
+    else:
+      loss = simsiam_loss(p1, p2, t1, t2, stop_gradient=self.stop_gradient)
     metrics = self._monitors(h1, z1, p1)
     return loss, {"metrics": metrics, "mutable": {k: val for k, val in v.items() if k != "params"}}
 
   @staticmethod
   def _monitors(h, z, p):
-    # Monitors are not differentiated: stop_gradient keeps the SVD's derivative (1 / (s_i^2 - s_j^2), NaN at
-    # repeated singular values) out of the backward pass, where 0 * NaN would poison the gradients.
+    # Monitors are not differentiated: stop_gradient keeps the eigendecomposition's derivative
+    # (1 / (lam_i - lam_j), NaN at repeated eigenvalues) out of the backward pass, where 0 * NaN would poison the
+    # gradients.
     h, z, p = jax.lax.stop_gradient((h, z, p))
-    return {"z_std": ssl.collapse_std(z), "z_erank": ssl.effective_rank(z), "h_std": ssl.collapse_std(h),
-            "h_erank": ssl.effective_rank(h), "p_std": ssl.collapse_std(p)}
+    return {**ssl.rank_statistics(h, top_k=MONITOR_TOP_K, prefix="h/"),
+            **ssl.rank_statistics(z, top_k=MONITOR_TOP_K, prefix="z/"), "p/std": ssl.collapse_std(p)}
 
   # -- evaluation (BN in inference mode; fixed views)
   def evaluate(self, variables, batch):
@@ -256,7 +305,10 @@ class SimSiamTask(base.Task):
     h1, z1, p1 = self.net.apply(variables, self.views(k1, x), train=False)
     _, z2, p2 = self.net.apply(variables, self.views(k2, x), train=False)
     n = jnp.asarray(x.shape[0], jnp.float32)
-    d = 0.5 * (negative_cosine_B(p1, z2) + negative_cosine_B(p2, z1))
+    if self.objective == "simclr":
+      d = nt_xent_B(z1, z2, self.temperature)
+    else:
+      d = 0.5 * (negative_cosine_B(p1, z2) + negative_cosine_B(p2, z1))
     one = jnp.ones((), jnp.float32)  # per-batch statistics: averaged over batches
     out = {"loss": (jnp.sum(d), n)}
     out.update({k: (val, one) for k, val in self._monitors(h1, z1, p1).items()})
@@ -265,3 +317,23 @@ class SimSiamTask(base.Task):
   def units_per_example(self, batch) -> int:
     del batch
     return 1
+
+
+# ---------------------------------------------------------------------------------------------- Curves.
+
+
+def grad_ratio_curve(records) -> dict[str, list[float]] | None:
+  """The fast-predictor / slow-encoder curve of one run: {'step', 'grad_ratio'} with grad_ratio =
+  train/grad_norm/predictor / train/grad_norm/encoder at every logged step (each norm is the loop's mean over the
+  steps since the previous log) from its metrics records (kexue_jax.metrics.read_metrics). None for an arm
+  without a predictor (predictor='none': there is no fast variable, the ratio is undefined). A frozen predictor
+  still has a gradient (it is zeroed after differentiation), so its arm has the curve too."""
+  steps, ratios = [], []
+  for rec in records:
+    if "train/grad_norm/encoder" not in rec:
+      continue
+    if "train/grad_norm/predictor" not in rec:
+      return None
+    steps.append(int(rec["step"]))
+    ratios.append(float(rec["train/grad_norm/predictor"]) / max(float(rec["train/grad_norm/encoder"]), 1e-30))
+  return {"step": steps, "grad_ratio": ratios}

@@ -238,6 +238,32 @@ def test_simsiam_projector_and_predictor_match_numpy_train_mode():
                              rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("hidden_bn,proj_out_bn,pred_out_bn", [(False, False, False), (True, False, True)])
+def test_simsiam_heads_bn_switches_match_numpy(hidden_bn, proj_out_bn, pred_out_bn):
+  """SimSiam Table 3 placements: a layer without BN has a bias; BN where switched on (train mode)."""
+  x = jax.random.normal(jax.random.key(0), (6, 5))
+  proj = heads.ProjectionMLP(hidden_dim=7, out_dim=4, num_layers=2, hidden_bn=hidden_bn, out_bn=proj_out_bn)
+  pred = heads.PredictionMLP(hidden_dim=3, out_dim=4, hidden_bn=hidden_bn, out_bn=pred_out_bn)
+  vp = proj.init(jax.random.key(1), x)
+  z, _ = proj.apply(vp, x, train=True, mutable=["batch_stats"])
+  vq = pred.init(jax.random.key(2), z)
+  p, _ = pred.apply(vq, z, train=True, mutable=["batch_stats"])
+  P, Q = _np(vp["params"]), _np(vq["params"])
+  bn = lambda h, s=None: np_bn(h, h.mean(0), h.var(0), 1.0 if s is None else s["scale"],
+                               0.0 if s is None else s["bias"])
+  lin = lambda h, w: h @ w["kernel"] + w.get("bias", 0.0)
+  assert ("bias" in P["fc0"]) != hidden_bn and ("bias" in P["fc_out"]) != proj_out_bn
+  assert ("bias" in Q["fc_out"]) != pred_out_bn and ("bn_out" in Q) == pred_out_bn
+  h = lin(np.asarray(x, np.float64), P["fc0"])
+  h = np.maximum(bn(h, P["bn0"]) if hidden_bn else h, 0)
+  z_ref = lin(h, P["fc_out"])
+  z_ref = bn(z_ref) if proj_out_bn else z_ref
+  np.testing.assert_allclose(z, z_ref, rtol=1e-4, atol=1e-5)
+  h = lin(z_ref, Q["fc0"])
+  p_ref = lin(np.maximum(bn(h, Q["bn0"]) if hidden_bn else h, 0), Q["fc_out"])
+  np.testing.assert_allclose(p, bn(p_ref, Q["bn_out"]) if pred_out_bn else p_ref, rtol=1e-4, atol=1e-5)
+
+
 def test_classifier_head_masked_mean_pool():
   h = jax.random.normal(jax.random.key(0), (2, 5, 3))
   mask = np.array([[1, 1, 0, 1, 0], [1, 0, 0, 0, 0]], bool)
