@@ -76,9 +76,13 @@ def _evaluator(config):
 
 def train_curves(run_dir: str) -> dict[str, list]:
   from kexue_jax import metrics as metrics_lib  # pylint: disable=g-import-not-at-top
-  keys = ("loss", "z_std", "z_erank", "grad_norm/encoder", "grad_norm/predictor")
+  # Curve name -> the training monitor it reads (tasks/simsiam.py logs z/std and the singular-value rank z/sv_rank,
+  # the statistic the former z_erank was; runs from before that rename logged z_std / z_erank).
+  keys = {"loss": "loss", "z_std": "z/std", "z_erank": "z/sv_rank", "grad_norm/encoder": "grad_norm/encoder",
+          "grad_norm/predictor": "grad_norm/predictor"}
   rows = [m for m in metrics_lib.read_metrics(run_dir) if "train/loss" in m]
-  return {"step": [int(m["step"]) for m in rows], **{k: [m.get(f"train/{k}") for m in rows] for k in keys}}
+  return {"step": [int(m["step"]) for m in rows],
+          **{k: [m.get(f"train/{v}", m.get(f"train/{k}")) for m in rows] for k, v in keys.items()}}
 
 
 def evaluate(run, config, run_dir: str, record: dict) -> dict:
