@@ -27,18 +27,6 @@ def pytest_collection_modifyitems(config, items):
       item.add_marker(skip)
 
 
-<<<<<<< HEAD
-=======
-def load_config(path: str, arg: str | None = None):
-  """Loads ``configs/...py`` (relative to the repo) the way ``--config path:arg`` does (get_config(arg))."""
-  import pathlib
-  from kexue_jax import config_lib
-
-  full = pathlib.Path(__file__).resolve().parent.parent / path
-  return config_lib.load_config(f"{full}:{arg}" if arg is not None else str(full))
-
-
->>>>>>> frame
 @pytest.fixture(scope="session", autouse=True)
 def _compilation_cache(tmp_path_factory):
   """Each train.run builds fresh closures, so jit's in-memory cache misses; the persistent cache (keyed on
