@@ -35,7 +35,8 @@ DEFAULT_VARIANTS = ("rope", "rope_logn", "hwfa", "inv_leaky", "kna", "cosa", "hw
 EXTRA_VARIANTS = ("kna_logn", "cosa_logn", "rope_copy", "rope_logn_copy", "hwfa_copy")   # the committed study's
 # Copy probes of the committed study: other baselines whose copy gap is followed over 6 checkpoints.
 PROBES = ("heads=4,norm=pre,steps=2400", "copy=0.5,steps=4000")
-TINY = ("rope", "rope_logn", "hwfa")
+TINY = ("rope", "hwfa")   # the smoke test: two checkpoints and a few methods (each method compiles its programs)
+TINY_METHODS = ("rope", "ntk_mixed", "rerope_w4", "hwfa")
 WINDOWS = {"tiny": 8, "default": 16, "medium": 32, "full": 64}   # test windows at 8x N (more at shorter lengths)
 COPY_CHECKPOINTS, PROBE_CHECKPOINTS = 4, 6
 # Training seconds per run on 2 CPU cores (experiments/length_extrapolation/REPORT.md) + its evaluations.
@@ -71,6 +72,7 @@ def plan(seeds: int | None = None, scale: str = "default", variants=None, method
   bad = [v for v in variants if v not in VARIANTS]
   if bad:
     raise ValueError(f"unknown variants {bad}; choose from {sorted(VARIANTS)}.")
+  methods = methods or (TINY_METHODS if scale == "tiny" else None)
   est, labels = EST_S[scale], dict(scale=scale, methods=list(methods) if methods else None)
   runs = []
   for seed in range(seeds):
@@ -253,7 +255,7 @@ def write_report(records, extras_, out_dir: str, meta: dict) -> str:
   return path
 
 
-def run(workdir: str, scale: str = "default", variants=None, methods=None, seeds: int | None = None,
+def run(workdir: str, scale: str = "default", variants=None, methods=None, seeds: int = 1,
         out_dir: str | None = None) -> dict:
   """The study from Python (the Colab notebook): trains / reuses the runs of ``plan`` (restricted to ``variants``
   and ``methods``), evaluates them, writes the report into ``out_dir`` (default W/report); returns the results
