@@ -385,9 +385,6 @@ def write_report(res: dict, out_dir: str, plots: bool = True) -> str:
 def _setup_md(R: Results, res: dict) -> list[str]:
   """Setup: ours vs Su's, test sets, methods, uncertainty, n-gram references."""
   meta, n, L8 = R.meta, R.n, R.n * R.ext
-  names = list(R.m)
-  core = [k for k in names if R.m[k].get("core")]
-  runs = res.get("runs", {})
   md = []
   md.append("## Setup\n")
   runs = res.get("runs", {})
@@ -432,10 +429,9 @@ def _setup_md(R: Results, res: dict) -> list[str]:
 
 def _tables_md(R: Results, res: dict, copies: bool, out_dir: str, plots: bool) -> list[str]:
   """Su's layout, paired differences, accuracy / loss by length, growing context, plots."""
-  meta, n, L8 = R.meta, R.n, R.n * R.ext
+  n, L8 = R.n, R.n * R.ext
   names = list(R.m)
   core = [k for k in names if R.m[k].get("core")]
-  runs = res.get("runs", {})
   md = []
   md.append(f"## Main table in Su's layout (accuracy %, ours at {n} / {L8}, Su's at 512 / 4096)\n")
   md.append(f"Our {n} column is re-measured under each method (Su's 512 column is the unmodified checkpoint for "
@@ -484,8 +480,6 @@ def _tables_md(R: Results, res: dict, copies: bool, out_dir: str, plots: bool) -
 def _copy_md(R: Results, res: dict, out_dir: str) -> list[str]:
   """The copy-augmented checkpoints, the copy regime, copy vs steps, probes, positive control."""
   meta, n, L8 = R.meta, R.n, R.n * R.ext
-  names = list(R.m)
-  core = [k for k in names if R.m[k].get("core")]
   runs = res.get("runs", {})
   md = []
   if "copy/rope" in R.m:
@@ -559,9 +553,7 @@ def _copy_md(R: Results, res: dict, out_dir: str) -> list[str]:
 
 def _cost_md(R: Results, res: dict) -> list[str]:
   """Runs, wall times and commands."""
-  meta, n, L8 = R.meta, R.n, R.n * R.ext
-  names = list(R.m)
-  core = [k for k in names if R.m[k].get("core")]
+  meta, n = R.meta, R.n
   runs = res.get("runs", {})
   md = []
   md.append("## Runs, cost and commands\n")
