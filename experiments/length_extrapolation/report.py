@@ -484,7 +484,7 @@ def _copy_md(R: Results, res: dict, out_dir: str) -> list[str]:
   md = []
   if "copy/rope" in R.m:
     md.append("## Repeated column on copy-augmented checkpoints (claims R0-R7)\n")
-    md.append(f"`--copy_variants`: `rope`, `rope_logn` and `hwfa` retrained with a quarter of the training windows "
+    md.append(f"The `*_copy` variants: `rope`, `rope_logn` and `hwfa` retrained with a quarter of the training windows "
               f"replaced by random printable bytes tiled with a period of N/4..N/2 (`{COPY_ARG_TEXT}`): copies are "
               f"only ever seen within L_train. At {L8} the repeated windows repeat with a period of {n}..{L8 // 2}, "
               "so copying needs distances never trained. Accuracy %, ± one SE over windows.\n")
@@ -600,7 +600,7 @@ def _cost_md(R: Results, res: dict) -> list[str]:
               "invocations' times). The steps/s column shows how contended the machine was (max = least "
               "contended).")
     if extra_runs:
-      md.append(f"- Opt-in extras ({', '.join(f'`{v}`' for v in extra_runs)}; `--copy_variants`, `--variants`): "
+      md.append(f"- Opt-in extras ({', '.join(f'`{v}`' for v in extra_runs)}; the plan's extra variants): "
                 f"training {copy_train_s:.0f} s + evaluations {copy_eval_s:.0f} s = "
                 f"{(copy_train_s + copy_eval_s) / 60:.1f} min more.")
   md.append("- All invocations of this workdir (later ones reuse the trained runs and cached evaluations; a "
@@ -635,90 +635,12 @@ def checklist_md(res: dict) -> tuple[list[str], bool]:
 
 
 def _hypothesis(cid: str) -> str:
-  """The hypothesis of a claim id ("11a-kna" -> "11a", "5a'" -> "5a", probe ids "0ca", "0cb" -> "0c")."""
+  """Our hypothesis for a claim id, from hypotheses.md ("11a-kna" -> "11a", "5a'" -> "5a", "0ca" -> "0c")."""
+  with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "hypotheses.md")) as f:
+    found = re.findall(r"^- \*\*(\S+)\*\*: (.+?)(?=^- \*\*|\Z)", f.read(), re.S | re.M)
+  hyp = {k: " ".join(v.split()) for k, v in found}
   key = cid.split("-")[0].rstrip("'")
-  key = "0c" if key.startswith("0c") else key
-  return HYPOTHESES.get(key, HYPOTHESES["default"])
+  return hyp.get("0c" if key.startswith("0c") else key, hyp["default"])
 
 
-HYPOTHESES_INTRO = "Hypotheses below are ours; each names the run that would test it."
-HYPOTHESES = {
-    "0a": "the 4-layer single-head model has not formed copying (induction) heads in this budget: its "
-          "random-byte copy accuracy (copy check table) stays at chance, ~1%, so a gap at or below zero is no "
-          "copying, not noise (tiling adds a seam at every wrap, which costs a non-copying model accuracy). "
-          "Copying appears in a phase change that natural text at this scale does not trigger: the copy probes "
-          "below measure more heads / pre-norm and half the windows tiled from text, and the positive control "
-          "shows the same architecture forming copying within a few hundred steps when the data is pure copy "
-          "tasks. The copy-augmented checkpoints (a 600-step copy warm-up, then a quarter of random-byte copy "
-          "windows; --copy_variants) reach the copying regime and carry the repeated-column claims (R0-R7). "
-          "Test for the plain setup: the `medium` scale (131M tokens) on an accelerator.",
-    "R8": "with a model that copies the sign moves the right way for the log-n checkpoint, but 16 long documents "
-          "give an SE as large as the effect, and Python source repeats far back less often than the tiled test "
-          "set. Test: more documents (--windows 64), N = 512.",
-    "R7": "as 6b: the copy-augmented model's far tokens clamped to the single distance N - 1..N are still "
-          "usable at this scale (ReRoPE w = N keeps more of the repeated column than plain RoPE, whose far "
-          "positions are entirely untrained); Su's collapse may need a model whose attention at the trained "
-          "edge is sharper. Test: N = 512 and Su's scale.",
-    "0c": "as 0a: the probe has not reached the copying regime at this budget; its copy-vs-steps table and "
-          "trend line say whether it is moving and how many tokens a straight line would need.",
-    "0b": "the model is under-trained; test: more steps.",
-    "1a": "a byte-level model with short-range statistics loses less from unseen positions than Su's word-level "
-          "GAU; test: a larger model / longer training where long-range attention matters more.",
-    "1b": "at this scale log-n pre-training changes the attention temperature enough to matter; test: Su's scale.",
-    "2": "with a small head dim and short training the local resolution PI destroys matters less than the "
-         "unseen positions it avoids; test: longer training, larger head dim.",
-    "3a": "the low frequencies NTK stretches carry little in a model trained briefly at N = 128; test: longer "
-          "training, N = 512.",
-    "3b": "the differences between NTK variants are within noise at this scale (Su's are under 1 point).",
-    "4a": "log-n pre-trained vs retrofit compares different training runs, so the SE is over training seeds "
-          "(--seeds); the pre-trained advantage Su reports for NTK-mixed (3 points at N = 512, 8x) is here of "
-          "similar size but the seed-to-seed spread of a 0.4M-parameter model is as large. Test: more seeds "
-          "(--seeds 6), N = 512.",
-    "4b": "with ReRoPE the far positions are clamped to w, so the attention-entropy mismatch that log n corrects "
-          "is small to begin with; Su's own pre-trained vs retrofit gap here is 0.22 points, and at our scale "
-          "the sign flips (the log-n checkpoint's in-range fit differs slightly). Test: N = 512 with Su's w, "
-          "more seeds.",
-    "5a": "without log n the 8x context spreads attention over more keys (9431's second mismatch, entropy); "
-          "compare the +logn† row, which restores it. Test: the log n rows (in the tables), more steps.",
-    "5b": "as 5a; test: more steps / N = 512.",
-    "5c": "the repeated set needs copying beyond L_train; if the model barely copies (see 0a), ReRoPE cannot show "
-          "its advantage. Test: a model that copies (longer/deeper training).",
-    "6a": "small windows (w = N/8 = 16 bytes at N = 128) clamp distances a byte-level model still resolves "
-          "finely, and without log n small w also loses more. Test: N = 512 (w = N/8 = 64), the log n rows.",
-    "6b": "Su's collapse comes from every far token sitting at the single distance N-1..N never trained with "
-          "enough weight; a byte-level model whose attention is mostly local may simply ignore far tokens, so "
-          "clamping them to distance N hurts less. Test: N = 512 and Su's scale (the `full` configs).",
-    "7a": "noise at 16 windows of 8x; test: more windows (--windows 64).",
-    "7b": "at w = N/2, k = 8 keeps far positions at w + (8N-1-w)/8 < 1.5 N, only slightly beyond N here; test: "
-          "longer test length (16x).",
-    "8a": "windowed layers with w = 32 at N = 128 lose context the baseline uses; test: more layers (Su: 24).",
-    "8b": "with 4 layers the window stack reaches only ~3/4 N, and the single NoPE log-n layer must carry all "
-          "long-range information; test: more layers.",
-    "9": "at N = 128 InvLeaky's training map sends distances 32..127 to 32..1552 in steps of 16, so most "
-         "positions met at 8x inference are in-between values never trained, and its L_train accuracy already "
-         "pays for the mismatch (see the tax column). Su's N = 512 has 4x more far distances per sequence. "
-         "Test: N = 512, or leak 1/8 instead of 1/16.",
-    "10a": "as 8a.",
-    "10b": "HWFA is unusually strong here (its 8x accuracy exceeds its own L_train accuracy: with 3 window "
-           "layers the model is effectively local, which suits byte-level code), while HWFA2's full layers are "
-           "trained with RoPE and switched to ReRoPE only at inference, a train/test mismatch HWFA's NoPE layer "
-           "does not have. Test: Su's depth (more window layers) and scale.",
-    "10c": "as 6b.",
-    "11a": "normalised attention converges differently in short training; test: more steps.",
-    "11b": "KeyNorm's benefit (a better-trained cosine, 9859) needs more training than we give; test: more steps.",
-    "12a": "YaRN's ramp (alpha = 1, beta = 32 rotations over the training length) is tuned for N = 4096; at "
-           "N = 128 even the fastest dimension turns only N / 2 pi ~ 20 times, so no dimension is left "
-           "un-interpolated and YaRN acts like partial PI plus a (0.1 ln 8 + 1)^2 temperature: its tax at "
-           "L_train is large (13a). Test: YaRN with alpha/beta scaled by N / 4096.",
-    "12b": "as 12a.",
-    "13a": "the model may use mostly high-frequency (local) dimensions that NTK barely changes; test: more steps.",
-    "13b": "at w = N/2 ReRoPE clamps half of the in-range distances, which is itself a tax at L = N.",
-    "13c": "dynamic NTK should equal RoPE exactly at L <= N; a difference means an implementation issue.",
-    "14a": "the model does not copy (0a), so extra far context cannot help it, and every far token added "
-           "(all at the clamped distance w) dilutes attention. Test: a model that copies (copy probe / more "
-           "tokens), then rerun the protocol.",
-    "14b": "see 1a.",
-    "15a": "attention sinks are an emergent property of large, long-trained models (9948); a tiny model may not "
-           "have one. Test: more training, inspect attention to the first tokens.",
-    "default": "see the numbers; test with more steps, more windows and more seeds.",
-}
+HYPOTHESES_INTRO = "Hypotheses below are ours (hypotheses.md); each names the run that would test it."
