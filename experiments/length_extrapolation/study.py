@@ -250,11 +250,8 @@ def write_report(records, extras_, out_dir: str, meta: dict) -> str:
   os.makedirs(out_dir, exist_ok=True)
   if (extras_.get("legacy_meta") or {}).get("hardware") and meta.get("trained_on", "").startswith("not recorded"):
     meta = dict(meta, trained_on=extras_["legacy_meta"]["hardware"])   # runs of the former driver
-  report.write_report(to_results(records, extras_, meta), out_dir)
-  path = os.path.join(out_dir, "REPORT.md")
-  with open(path, "a") as f:
-    f.write("\n" + R.footer(meta) + "\n")
-  return path
+  report.write_report(to_results(records, extras_, meta), out_dir, footer=R.footer(meta))
+  return os.path.join(out_dir, "REPORT.md")
 
 
 def run(workdir: str, scale: str = "default", variants=None, methods=None, seeds: int = 1,
