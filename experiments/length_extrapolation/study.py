@@ -39,8 +39,9 @@ TINY = ("rope", "hwfa")   # the smoke test: two checkpoints and a few methods (e
 TINY_METHODS = ("rope", "ntk_mixed", "rerope_w4", "hwfa")
 WINDOWS = {"tiny": 8, "default": 16, "medium": 32, "full": 64}   # test windows at 8x N (more at shorter lengths)
 COPY_CHECKPOINTS, PROBE_CHECKPOINTS = 4, 6
-# Training seconds per run on 2 CPU cores (experiments/length_extrapolation/REPORT.md) + its evaluations.
-EST_S = {"tiny": 15.0, "default": 240.0, "medium": 3600.0, "full": 36000.0}
+# Seconds per run (training + evaluations) for the --dry_run estimate: the default study measured 111.8 min over
+# 18 runs on 2 shared CPU cores (experiments/length_extrapolation/REPORT.md), ~5 min a run, ~3x for a probe.
+EST_S = {"tiny": 15.0, "default": 300.0, "medium": 3600.0, "full": 36000.0}
 
 
 def config_spec(variant: str, scale: str, extra: str = "") -> str:
@@ -60,6 +61,10 @@ def _keep(spec: str, keep: int) -> tuple[str, ...]:
   every = max(1, c.num_train_steps // keep)
   return (f"checkpoint_every_steps={min(c.checkpoint_every_steps or every, every)}",
           f"max_checkpoints_to_keep={keep + 1}")
+
+
+def probe_name(arg: str) -> str:
+  return "copy_probe__" + "".join(ch if ch.isalnum() else "_" for ch in arg)
 
 
 def plan(seeds: int | None = None, scale: str = "default", variants=None, methods=None) -> list[launcher.Run]:
@@ -83,7 +88,7 @@ def plan(seeds: int | None = None, scale: str = "default", variants=None, method
                                overrides=keep))
   for arg in PROBES if scale == "default" and variants == DEFAULT_VARIANTS + EXTRA_VARIANTS else ():
     spec = config_spec("rope", scale, arg)
-    runs.append(launcher.Run("copy_probe__" + "".join(ch if ch.isalnum() else "_" for ch in arg), spec,
+    runs.append(launcher.Run(probe_name(arg), spec,
                              dict(labels, variant="rope", seed=0, probe=arg), 3 * est,
                              overrides=_keep(spec, PROBE_CHECKPOINTS)))
   return runs
@@ -238,7 +243,7 @@ def from_results(res: dict) -> tuple[list[dict], dict]:
                     "copy_curve": curves.get(name, []),
                     "methods": {k: v for k, v in res["methods"].items() if v.get("ckpt") == name}})
   for p in res.get("copy_probes") or []:
-    records.append({**base, **p["summary"], "name": "copy_probe__" + p["arg"], "probe": p["arg"], "seed": 0,
+    records.append({**base, **p["summary"], "name": probe_name(p["arg"]), "probe": p["arg"], "seed": 0,
                     "variant": "rope", "copy_curve": p["curve"], "methods": {}})
   return records, {"legacy_meta": {k: v for k, v in res["meta"].items() if k not in setup_keys},
                    "invocations": res.get("invocations")}

@@ -410,7 +410,7 @@ def test_former_results_round_trip_through_records(tmp_path):
   for ckpt in ckpts:
     res["runs"].setdefault(ckpt, dict(res["runs"]["rope"]))
   records, extras = study.from_results(res)
-  assert {r["name"] for r in records} == ckpts | {"copy_probe__heads=4"}
+  assert {r["name"] for r in records} == ckpts | {"copy_probe__heads_4"}
   back = study.to_results(records, extras, {"trained_on": "cpu"})
   assert back["methods"] == res["methods"] and back["copy_vs_steps"] == res["copy_vs_steps"]
   assert back["copy_probes"][0]["curve"] == res["copy_probes"][0]["curve"]
