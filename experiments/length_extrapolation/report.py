@@ -171,20 +171,14 @@ def _style(i):
               ls=("-", "--", ":")[(i // 8) % 3], lw=1.4)
 
 
-def _axes(figsize):
-  """A (figure, axes) pair drawn off-screen: a bare `Figure` renders to PNG without pyplot, so writing the
-  report leaves the caller's matplotlib backend (e.g. a notebook's inline backend) alone."""
-  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
-  fig = Figure(figsize=figsize)
-  return fig, fig.subplots()
+def _axes(size):
+  """One panel in the house style (experiments/framework/report.py)."""
+  fig, axes = framework_report.figure(size=size)
+  return fig, axes[0, 0]
 
 
-def _finish(fig, ax, path, legend_size=7, ncol=2):
-  if ax.get_legend_handles_labels()[0]:
-    ax.legend(fontsize=legend_size, ncol=ncol)
-  ax.grid(alpha=0.3)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
+def _finish(fig, path, ncol=2):
+  framework_report.save(fig, os.path.dirname(path) or ".", os.path.basename(path), ncol=ncol)
 
 
 def _plot(R: Results, names, path, which="nonrep", title=""):
@@ -202,7 +196,7 @@ def _plot(R: Results, names, path, which="nonrep", title=""):
   ax.set_xlabel("test length (tokens); dotted = L_train")
   ax.set_ylabel(f"next-token accuracy (%), {'repeated' if which == 'rep' else 'non-repeated'} set")
   ax.set_title(title + " (± SE in the tables)")
-  _finish(fig, ax, path)
+  _finish(fig, path)
 
 
 def _plot_growing(R, path):
@@ -220,7 +214,7 @@ def _plot_growing(R, path):
   ax.set_xlabel(f"context length C (the same last {R.n} tokens are scored)")
   ax.set_ylabel("loss (nats/byte)")
   ax.set_title("Growing-context protocol (9948 / bojone/rerope eval_loss.py)")
-  _finish(fig, ax, path)
+  _finish(fig, path)
 
 
 def _plot_copy(R, path):
@@ -235,7 +229,7 @@ def _plot_copy(R, path):
   ax.set_xlabel("training step (baseline RoPE)")
   ax.set_ylabel(f"accuracy (%) at L = L_train = {R.n}")
   ax.set_title("Copy check: does the baseline copy within L_train?")
-  _finish(fig, ax, path, legend_size=8, ncol=1)
+  _finish(fig, path, ncol=1)
   return True
 
 

@@ -441,4 +441,5 @@ def test_study_smoke_tiny(tmp_path):
 def test_study_seeds_tiny(tmp_path):
   out = study.run(str(tmp_path / "wd"), "tiny", variants=("rope",), methods=("rope", "rerope_w4"), seeds=2)
   assert out["runs"]["rope_s1"]["step"] == 4 and "seed=1" in out["runs"]["rope_s1"]["config_arg"]
-  assert "rerope_w4@s1" in out["methods"]
+  # Replicates only of the seed-aware methods (methods.seed_method_names: rerope_w4 is not one at N = 16).
+  assert out["methods"]["rope@s1"]["ckpt"] == "rope_s1" and "rerope_w4@s1" not in out["methods"]
