@@ -3,7 +3,7 @@
 By default the cells are checked statically (they parse, and every name they import from kexue_jax / experiments
 exists); the end-to-end execution (the study at its tiny scale, run twice, in a fresh kernel: 60-100 s on a
 2-core CPU) runs with --runslow. The driver it calls is covered by
-tests/experiments/test_length_extrapolation.py::test_driver_smoke_tiny by default.
+tests/experiments/test_length_extrapolation.py::test_study_smoke_tiny by default.
 
 The kernel gets 8 fake CPU devices (the mesh then spans 8 devices, like a TPU v2-8 / v5e-8),
 KEXUE_NOTEBOOK_RUNLOCAL=1 and a temporary workdir; install and Drive cells are skipped off Colab.
@@ -84,13 +84,12 @@ def test_notebook_executes_on_cpu(tmp_path, monkeypatch):
   assert "configs/length_extrapolation/rope.py:scale=tiny" in text
   images = [o for o in outputs if "image/png" in o.get("data", {})]
   assert len(images) == 2                            # training loss; accuracy vs length
-  # The study ran: its results, report and checkpoints are in the workdir.
-  results = json.loads((work / "results.json").read_text())
-  assert len(results["invocations"]) == 2            # the evaluation pass, then the "after a disconnect" pass
-  methods = results["methods"]
+  # The study ran: its record, report and checkpoints are in the workdir.
+  record = json.loads((work / "runs" / "rope" / "record.json").read_text())
+  methods = record["methods"]
   assert {"rope", "pi", "ntk_mixed", "rerope_w4", "window"} <= set(methods)
   assert all("16" in m["by_length"] and "128" in m["by_length"] for m in methods.values())
   assert (work / "report" / "REPORT.md").exists()
-  recs = [json.loads(l) for l in (work / "rope" / "metrics.jsonl").read_text().splitlines()]
+  recs = [json.loads(l) for l in (work / "runs" / "rope" / "metrics.jsonl").read_text().splitlines()]
   assert max(r["step"] for r in recs if "train/loss" in r) == 4   # trained once (tiny: 4 steps), then reused
-  assert "reusing finished run" in text
+  assert text.count("[length_extrapolation] rope:") == 1          # the second pass trained nothing

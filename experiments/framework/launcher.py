@@ -42,6 +42,8 @@ class Run:
   est_s: float = 60.0                                      # wall-time estimate for --dry_run
   stage: int = 0          # runs of a later stage start after every earlier one (e.g. fine-tuning after
                           # pre-training); "{workdir}" in config is the study's workdir
+  overrides: tuple = ()   # the study's own key=value settings of this run (e.g. checkpoint cadence), applied
+                          # before the user's --config.* overrides
 
 
 class UsageError(ValueError):
@@ -66,7 +68,7 @@ def load_run_config(run: Run, overrides: Sequence[str], workdir: str | None = No
   from kexue_jax import config_lib  # pylint: disable=g-import-not-at-top
   path, arg = config_lib.split_spec(config_spec(run, workdir))
   spec = os.path.join(REPO, path) + (f":{arg}" if arg is not None else "")
-  config = config_lib.load_config(spec, overrides)
+  config = config_lib.load_config(spec, list(run.overrides) + list(overrides))
   config.progress_bar = False
   return config
 
@@ -106,7 +108,7 @@ def run_one(study, run: Run, workdir: str, overrides: Sequence[str]) -> dict:
   spec = config_spec(run, workdir)
   record = dict(run.labels, name=run.name, config=spec, overrides=list(overrides),
                 command=" ".join([f"python -m kexue_jax.main --config {spec} --workdir {wd}"] +
-                                 [f"--config.{o}" for o in overrides]))
+                                 [f"--config.{o}" for o in (*run.overrides, *overrides)]))
   t0 = time.time()
   try:
     out = train.run(config, wd)
@@ -204,7 +206,7 @@ def collect(a, study, runs, overrides) -> tuple[list[dict], dict]:
     res = _read_json(a.results)  # a former driver wrote a bare list of records, or {"runs", "baselines"}
     if isinstance(res, list):
       return res, {}
-    if "runs" not in res and hasattr(study, "from_results"):
+    if not isinstance(res.get("runs"), list) and hasattr(study, "from_results"):
       return study.from_results(res)
     return res["runs"], res.get("extras", res.get("baselines", {}))
   records = []

@@ -62,11 +62,11 @@ def figure(rows: int = 1, cols: int = 1, size: tuple[float, float] | None = None
   return fig, axes
 
 
-def save(fig, out_dir: str, name: str) -> str:
-  """Tight layout, 100 dpi, PNG into out_dir; returns the file name."""
+def save(fig, out_dir: str, name: str, ncol: int = 1) -> str:
+  """Tight layout, 100 dpi, PNG into out_dir; returns the file name (``ncol``: legend columns, for many lines)."""
   for ax in fig.axes:
     if ax.get_legend_handles_labels()[0]:
-      ax.legend(fontsize=7)
+      ax.legend(fontsize=7, ncol=ncol)
   fig.tight_layout()
   fig.savefig(os.path.join(out_dir, name), dpi=100)
   return name

@@ -28,7 +28,7 @@ import numpy as np
 
 from experiments.length_extrapolation import evaluate
 from experiments.length_extrapolation import report
-from experiments.length_extrapolation import run as run_lib
+from experiments.length_extrapolation import study
 from kexue_jax import checkpoint
 from kexue_jax import config_lib
 from kexue_jax import metrics as metrics_lib
@@ -41,8 +41,9 @@ def run_control(arg: str = "", steps: int = 3000, every: int = 250, seed: int = 
                 log=print) -> dict:
   """Trains on pure copy data through train.run (in `workdir`, default a temporary one) and evaluates the copy
   accuracy of every checkpoint."""
-  extra = ",".join(filter(None, [arg, "copy=1", "copy_source=random", f"seed={seed}"]))
-  config, cfg_arg = run_lib.load_config("rope", "default", steps, extra)
+  extra = ",".join(filter(None, [f"steps={steps}" if steps else "", arg, "copy=1", "copy_source=random",
+                                 f"seed={seed}"]))
+  config, cfg_arg = study.load_config("rope", "default", extra)
   config.checkpoint_every_steps = config.log_every_steps = every
   config.max_checkpoints_to_keep = steps // every + 2
   config.progress_bar = False

@@ -19,11 +19,10 @@ import numpy as np
 from scipy import stats as scipy_stats
 
 from experiments.framework import claims as claims_lib
+from experiments.framework import report as framework_report
+from experiments.length_extrapolation import claims as le_claims
 from experiments.length_extrapolation import published
 
-HOLDS, FAILS, INCONCLUSIVE, UNTESTED = "holds", "does not hold", "inconclusive", "not tested"
-_MARK = {HOLDS: "✅ holds", FAILS: "❌ does not hold", INCONCLUSIVE: "➖ inconclusive",
-         UNTESTED: "⏸ not tested"}
 
 
 class Results:
@@ -65,35 +64,6 @@ class Results:
     d = x - y
     return float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else 0.0
 
-  def seeds_of(self, name) -> list[str]:
-    """`name` and its seed replicates present in the results (seed 0 first)."""
-    reps = sorted((k for k in self.reps if k.rsplit("@s", 1)[0] == name), key=lambda k: int(k.rsplit("@s", 1)[1]))
-    return ([name] if name in self.m else []) + reps
-
-  def seed_paired(self, a, b, length, which="nonrep"):
-    """(mean, SE, number of seeds) of a - b across training seeds: per seed s, the window-paired mean difference
-    between a@s and b@s; SE = sd over seeds / sqrt(#seeds), so it includes seed-to-seed training noise. With one
-    seed: the window-paired difference and its SE (which does not)."""
-    sa, sb = self.seeds_of(a), self.seeds_of(b)
-    k = min(len(sa), len(sb))
-    if k == 0:
-      return None
-    if k == 1:
-      d = self.paired(a, b, length, which)
-      return None if d is None else (d[0], d[1], 1)
-    ds = [self.paired(x, y, length, which) for x, y in zip(sa[:k], sb[:k])]
-    if any(d is None for d in ds):
-      return None
-    means = np.array([d[0] for d in ds])
-    return float(means.mean()), float(means.std(ddof=1) / np.sqrt(k)), k
-
-  def across(self, name, l1, l2, which="nonrep"):
-    """acc(l1) - acc(l2) for one method, unpaired SE."""
-    m1, m2 = self.mean(name, l1, which), self.mean(name, l2, which)
-    if m1 is None or m2 is None:
-      return None
-    return m1 - m2, float(np.hypot(self.se(name, l1, which) or 0.0, self.se(name, l2, which) or 0.0))
-
   def growing(self, name, ctx, key="loss"):
     g = self.m.get(name, {}).get("growing", {}).get(str(ctx))
     return None if g is None else np.asarray(g[key], np.float64)
@@ -110,273 +80,9 @@ def _fmt(d):
   return "n/a" if d is None else f"{d[0]:+.2f} ± {d[1]:.2f}"
 
 
-def _seeds(d) -> str:
-  """' (k seeds, SE over seeds)' for a seed_paired result with k > 1, else ''."""
-  return f" ({d[2]} seeds, SE over seeds)" if d is not None and len(d) > 2 and d[2] > 1 else ""
-
-
-def _crit(d) -> float:
-  """The two-sided 95% t quantile for a difference (mean, SE[, k seeds]): df = k - 1 when the SE is over k seeds
-  (scipy.stats.t), else 2 (the SE is over >= 64 windows, where t_0.975 ~ 2)."""
-  return float(scipy_stats.t.ppf(0.975, d[2] - 1)) if len(d) > 2 and d[2] > 1 else 2.0
-
-
-def _greater(d, crit=None):
-  if d is None:
-    return UNTESTED
-  c = (crit or _crit)(d)
-  return HOLDS if d[0] > c * d[1] else FAILS if d[0] < -c * d[1] else INCONCLUSIVE
-
-
-def _all(statuses):
-  if any(s == UNTESTED for s in statuses):
-    return UNTESTED
-  if all(s == HOLDS for s in statuses):
-    return HOLDS
-  if any(s == FAILS for s in statuses):
-    return FAILS
-  return INCONCLUSIVE
-
-
 def _su(row, col=2):
   v = published.SU.get(row)
   return "?" if v is None else f"{v[col]:.2f}"
-
-
-# Claim 6a's threshold, derived from what the claim says ("robust": the window choice matters little next to
-# ReRoPE's gain over the baseline), not from a fixed number of points: Su's own T5b table (kexue.fm/archives/9708)
-# has a spread of 3.29 points across w = 64..384, which an absolute "within 3 points" rule rejected.
-ROBUST_SPREAD = 0.25
-
-
-def window_spread_ratio(accs, baseline: float) -> float:
-  """(max - min of the windows' accuracies) / (min accuracy - baseline); inf when a window is not above it."""
-  gain = min(accs) - baseline
-  return (max(accs) - min(accs)) / gain if gain > 0 else float("inf")
-
-
-def claims(R: Results, crit=None) -> list[dict]:
-  """Qualitative orderings that Su's tables (kexue.fm/archives/9603-9859) imply (+ the issue's copy and n-gram checks). Each: id, claim, su, ours, status."""
-  greater = lambda d: _greater(d, crit)  # crit: the former 2-SE rule when called with crit=lambda d: 2.0
-  n, L8 = R.n, R.n * R.ext
-  w4, w2 = max(1, n // 4), max(1, n // 2)
-  out = []
-
-  def add(cid, claim, su, ours, status):
-    out.append(dict(id=cid, claim=claim, su=su, ours=ours, status=status))
-
-  def m(name, length=L8, which="nonrep"):
-    v = R.mean(name, length, which)
-    return "n/a" if v is None else f"{v:.2f}"
-
-  # 0. Sanity: baseline copies within L_train; beats n-gram predictors.
-  d = R.paired("rope", "rope", n)  # placeholder for availability
-  if R.has("rope"):
-    rep, non = R.acc("rope", n, "rep"), R.acc("rope", n, "nonrep")
-    gap = (float(rep.mean() - non.mean()), float(np.hypot(rep.std(ddof=1) / np.sqrt(len(rep)),
-                                                          non.std(ddof=1) / np.sqrt(len(non)))))
-    st = HOLDS if gap[0] > 10.0 and gap[0] > 2 * gap[1] else FAILS
-    add("0a", f"The baseline copies within L_train: repeated set at L={n} scores clearly (> 10 points) above "
-        "the non-repeated set (needed before the repeated column means anything)",
-        "(implicit: 80%+ repeated vs 49% at 8x for good methods)",
-        f"repeated {rep.mean():.2f} vs non-repeated {non.mean():.2f}: gap {_fmt(gap)}; copy targets only "
-        f"{100 * np.mean(R.m['rope']['by_length'][str(n)]['rep']['copy_acc']):.2f}", st)
-    b = R.res.get("baselines", {})
-    if b:
-      big = 100 * b["bigram_acc"]
-      st = HOLDS if non.mean() > big + 10 else FAILS
-      add("0b", "The baseline at L_train is meaningfully (> 10 points) above unigram/bigram predictors "
-          "(counted on the training split)", "-",
-          f"RoPE {non.mean():.2f} vs unigram {100 * b['unigram_acc']:.2f}, bigram {big:.2f}", st)
-  else:
-    add("0a", "Baseline copy check", "-", "n/a", UNTESTED)
-  del d
-  probes = [p for p in probes_of(R.res) if p.get("curve")]
-  for k, probe in enumerate(probes):
-    last = probe["curve"][-1]
-    gap = 100 * (last["rep_acc"] - last["nonrep_acc"])
-    rand = last.get("rand_copy_acc")
-    add("0c" + ("abcdefgh"[k] if len(probes) > 1 else ""),
-        f"The copy-probe baseline (rope.py:{probe['arg']}) copies within L_train (repeated > non-repeated by > 10 "
-        f"points at L={n})", "-",
-        f"step {last['step']}: repeated {100 * last['rep_acc']:.2f} vs non-repeated {100 * last['nonrep_acc']:.2f} "
-        f"(gap {gap:+.2f}); random-byte copy targets {_pct(rand)}; at {L8}: repeated {100 * last['rep_acc_8x']:.2f} "
-        f"vs non-repeated {100 * last['nonrep_acc_8x']:.2f}", HOLDS if gap > 10 else FAILS)
-
-  # 1. Baseline collapses; log n pre-training alone barely helps.
-  if R.has("rope"):
-    r1, r8 = R.mean("rope", n), R.mean("rope", L8)
-    add("1a", f"Baseline RoPE collapses at 8x: accuracy at {L8} well below (< 0.75x) its L_train accuracy",
-        "49.41 -> 23.16 (0.47x)", f"{r1:.2f} -> {r8:.2f} ({r8 / r1:.2f}x)",
-        HOLDS if r8 < 0.75 * r1 else FAILS)
-    if R.has("logn/rope"):
-      gain = R.seed_paired("logn/rope", "rope", L8)
-      drop = r1 - r8
-      st = HOLDS if gain[0] < 0.25 * max(drop, 1e-9) else FAILS
-      add("1b", "Log-n pre-training alone barely helps at 8x (gain < 1/4 of the baseline's drop)",
-          "23.16 -> 24.02", f"logn/rope {m('logn/rope')} vs rope {r8:.2f}: {_fmt(gain)}{_seeds(gain)} "
-          f"(drop {drop:.2f})", st)
-  # 2. PI worse than baseline.
-  d = R.paired("rope", "pi", L8)
-  add("2", "PI without fine-tuning is worse than the baseline at 8x (non-repeated)", "13.54 < 23.16",
-      f"pi {m('pi')} vs rope {m('rope')}: rope - pi = {_fmt(d)}", greater(d))
-  # 3. NTK helps; ordering.
-  d_old, d_mix = R.paired("ntk_old", "rope", L8), R.paired("ntk_mixed", "rope", L8)
-  add("3a", "NTK-RoPE (old and mixed) gives a large gain over the baseline at 8x without fine-tuning",
-      "39.27 / 40.12 vs 23.16", f"ntk_old - rope {_fmt(d_old)}, ntk_mixed - rope {_fmt(d_mix)}",
-      _all([greater(d_old), greater(d_mix)]))
-  d1, d2 = R.paired("ntk_mixed", "ntk_fixed", L8), R.paired("ntk_fixed", "ntk_old", L8)
-  if d1 is None or d2 is None:
-    st = UNTESTED
-  else:
-    st = HOLDS if d1[0] > -2 * d1[1] and d2[0] > -2 * d2[1] else FAILS
-  add("3b", "Ordering mixed >= fixed >= old at 8x (up to noise)", "40.12 >= 39.61 >= 39.27",
-      f"mixed - fixed {_fmt(d1)}, fixed - old {_fmt(d2)}", st)
-  # 4. log n helps every method: pre-trained > retrofit > none.
-  for cid, base, lab, su in (("4a", "ntk_mixed", "NTK-mixed", "45.41 > 42.38 > 40.12"),
-                             ("4b", f"rerope_w{w2}", f"ReRoPE w={w2}", "49.07 > 48.85 > 48.48")):
-    # Across checkpoints: the SE is over training seeds when run.py --seeds trained replicates.
-    pre, retro = R.seed_paired("logn/" + base, base + "+logn†", L8), R.seed_paired(base + "+logn†", base, L8)
-    if base + "+logn†" not in R.m:  # no retrofit row for this window: compare pre-trained vs none only
-      retro = None
-      pre_vs_none = R.seed_paired("logn/" + base, base, L8)
-      add(cid, f"Log n helps {lab}: pre-trained log n > none at 8x", su,
-          f"logn/{base} - {base} {_fmt(pre_vs_none)}{_seeds(pre_vs_none)}", greater(pre_vs_none))
-      continue
-    add(cid, f"Log n helps {lab}: pre-trained > log n† (retrofit) > none at 8x", su,
-        f"pre-trained - retrofit {_fmt(pre)}{_seeds(pre)}, retrofit - none {_fmt(retro)}{_seeds(retro)}",
-        _all([greater(pre), greater(retro)]))
-    pre_vs_none = R.seed_paired("logn/" + base, base, L8)
-    add(f"{cid}-pre", f"Log n pre-training helps {lab} at 8x (pre-trained > none)", su.split(" > ")[0] + " > " +
-        su.split(" > ")[-1], f"logn/{base} - {base} {_fmt(pre_vs_none)}{_seeds(pre_vs_none)}",
-        greater(pre_vs_none))
-  # 5. ReRoPE near L_train accuracy, ahead of NTK (non-repeated and repeated).
-  for cid, name in (("5a", f"logn/rerope_w{w4}"), ("5a'", f"rerope_w{w4}")):
-    d = R.across(name, L8, n)
-    st = UNTESTED if d is None else HOLDS if d[0] > -1.0 else FAILS
-    add(cid, f"{name} at 8x stays near (within 1 point of) or above its own L_train accuracy (non-repeated)",
-        "49.07 vs 49.40 (log n, w=256)", f"{m(name)} at {L8} vs {m(name, n)} at {n}: {_fmt(d)}", st)
-  for cid, a, b in (("5b", f"rerope_w{w4}", "ntk_mixed"), ("5b'", f"logn/rerope_w{w4}", "logn/ntk_mixed")):
-    d = R.paired(a, b, L8)
-    add(cid, f"{a} is far ahead of {b} at 8x (non-repeated)", "48.48 vs 40.12; 49.07 vs 45.41",
-        f"{a} - {b} {_fmt(d)}", greater(d))
-  d = R.paired(f"logn/rerope_w{w4}", "logn/ntk_mixed", L8, "rep")
-  add("5c", "ReRoPE is far ahead of NTK on the repeated set at 8x (global dependency survives)",
-      "85.12 vs 68.91 (log n)", f"logn/rerope_w{w4} - logn/ntk_mixed (repeated) {_fmt(d)}", greater(d))
-  # 6. ReRoPE window robustness and w = N collapse.
-  ws = [w for w in (max(1, n // 8), w4, w2, max(1, 3 * n // 4)) if f"rerope_w{w}" in R.m]
-  if ws and R.has("rope"):
-    accs = {w: R.mean(f"rerope_w{w}", L8) for w in ws}
-    ratio = window_spread_ratio(list(accs.values()), R.mean("rope", L8))
-    add("6a", "ReRoPE is robust for w in N/8 .. 3N/4 at 8x: the choice of window matters little next to what "
-        f"ReRoPE gains over the baseline (spread of the windows < {ROBUST_SPREAD:g} x the smallest gain). Rule "
-        "changed in #14: the former 'all within 3 points of the best' rejected Su's own table (spread 3.29) and "
-        "scored this row *does not hold*",
-        f"45.19 / 47.82 / 48.48 / 48.15 (w=64..384) vs 23.16: ratio "
-        f"{window_spread_ratio([45.19, 47.82, 48.48, 48.15], 23.16):.2f}",
-        ", ".join(f"w={w}: {a:.2f}" for w, a in accs.items()) + f" vs rope {m('rope')}: ratio {ratio:.2f}",
-        HOLDS if ratio < ROBUST_SPREAD else FAILS)
-  d = R.paired("rope", f"rerope_w{n}", L8)
-  add("6b", "ReRoPE with w = L_train collapses to far below the baseline at 8x (every far token sits at the "
-      "never-trained distance N)", "8.25 vs 23.16", f"rerope_w{n} {m(f'rerope_w{n}')} vs rope {m('rope')}: "
-      f"rope - rerope_w{n} = {_fmt(d)}", greater(d))
-  # 7. Leaky ~ ReRoPE for k >= 16, degrades at k = 8.
-  d = R.paired(f"logn/leaky_w{w4}_k16", f"logn/rerope_w{w4}", L8)
-  st = UNTESTED if d is None else HOLDS if abs(d[0]) <= max(1.0, 2 * d[1]) else FAILS
-  add("7a", "Leaky ReRoPE (k=16) ≈ ReRoPE (within 1 point) at 8x", "49.10 vs 48.87 (w=128)",
-      f"logn/leaky_w{w4}_k16 - logn/rerope_w{w4} {_fmt(d)}", st)
-  d = R.paired(f"logn/leaky_w{w2}_k16", f"logn/leaky_w{w2}_k8", L8)
-  add("7b", f"Leaky ReRoPE degrades at k=8 (w = N/2 = {w2}: far positions leave the trained range)",
-      "48.87 (k16) > 45.72 (k8), w=256", f"k16 - k8 {_fmt(d)}", greater(d))
-  # 8. HWFA.
-  d1 = R.paired("hwfa", "rope", n)
-  st = UNTESTED if d1 is None else HOLDS if d1[0] > -3.0 else FAILS
-  add("8a", "HWFA costs little at L_train (within 3 points of the baseline)", "48.70 vs 49.41",
-      f"hwfa - rope at {n}: {_fmt(d1)}", st)
-  d8, dd = R.paired("hwfa", "rope", L8), R.across("hwfa", L8, n)
-  st = UNTESTED if d8 is None else _all([greater(d8), HOLDS if dd[0] > -2.0 else FAILS])
-  add("8b", "HWFA extrapolates with no inference change: far above the baseline at 8x and within 2 points of "
-      "its L_train accuracy", "48.15 vs 23.16; 48.70 at 512",
-      f"hwfa - rope at {L8}: {_fmt(d8)}; hwfa {L8} vs {n}: {_fmt(dd)}", st)
-  # 9. InvLeaky between HWFA and ReRoPE.
-  a, b = R.paired("inv_leaky", "hwfa", L8), R.paired(f"logn/rerope_w{w4}", "inv_leaky", L8)
-  st = UNTESTED if a is None or b is None else HOLDS if a[0] >= 0 and b[0] >= 0 else FAILS
-  add("9", "InvLeaky sits between HWFA and ReRoPE (log n) at 8x (means ordered)", "48.15 <= 48.32 <= 49.07",
-      f"inv_leaky - hwfa {_fmt(a)}, logn/rerope_w{w4} - inv_leaky {_fmt(b)}", st)
-  # 10. HWFA2.
-  d = R.paired("hwfa2+rerope", "rope", n)
-  st = UNTESTED if d is None else HOLDS if d[0] > -2 * d[1] else FAILS
-  add("10a", "HWFA2 matches or beats the baseline at L_train", "49.46 vs 49.41", f"hwfa2 - rope at {n}: {_fmt(d)}",
-      st)
-  if "hwfa2+rerope" in R.m:
-    others = {k: R.mean(k, L8) for k in R.m if R.mean(k, L8) is not None}
-    best = max(others, key=others.get)
-    d = R.paired("hwfa2+rerope", best, L8) if best != "hwfa2+rerope" else (0.0, 0.0)
-    add("10b", "HWFA2 (+ReRoPE at inference) gives the best non-repeated accuracy at 8x (or within 2 SE of it)",
-        "49.36 (best with w64-f1 49.37)", f"hwfa2+rerope {m('hwfa2+rerope')}; best {best} {others[best]:.2f}; "
-        f"difference {_fmt(d)}", HOLDS if d[0] > -2 * d[1] else FAILS)
-  d = R.paired("hwfa2+rerope", "hwfa2", L8)
-  add("10c", "HWFA2 does not extrapolate without the ReRoPE swap (9948)", "qualitative",
-      f"hwfa2 {m('hwfa2')} vs hwfa2+rerope {m('hwfa2+rerope')}: {_fmt(d)}", greater(d))
-  # 11. KeyNorm / CosA.
-  for v, su1, su8 in (("kna", "49.60", "47.69"), ("cosa", "49.73", "46.98")):
-    d1, d8 = R.paired(v, "rope", n), R.paired(v, "rope", L8)
-    st = UNTESTED if d1 is None else HOLDS if d1[0] > -2 * d1[1] else FAILS
-    add(f"11a-{v}", f"{v.upper()} does not hurt (slightly raises) accuracy at L_train", f"{su1} vs 49.41",
-        f"{v} - rope at {n}: {_fmt(d1)}", st)
-    add(f"11b-{v}", f"{v.upper()} extrapolates with no inference change (far above the baseline at 8x)",
-        f"{su8} vs 23.16", f"{v} - rope at {L8}: {_fmt(d8)}", greater(d8))
-  # 12. YaRN.
-  d = R.paired("yarn", "ntk_old", L8)
-  add("12a", "YaRN (drop-in) beats NTK at 8x", "47.45 vs 42.20", f"yarn - ntk_old {_fmt(d)}", greater(d))
-  d = R.paired("yarn", f"rerope_w{w4}", L8)
-  st = UNTESTED if d is None else HOLDS if d[0] > -1.0 else FAILS
-  add("12b", "YaRN is close to ReRoPE (within 1 point) at 8x", "47.45 vs 47.82",
-      f"yarn - rerope_w{w4} {_fmt(d)}", st)
-  # 13. Extrapolation tax at L_train.
-  taxes = {k: R.paired(k, "rope", n) for k in ("pi", "ntk_old", "ntk_mixed", "yarn")}
-  add("13a", "PI / NTK / YaRN change the in-range accuracy (a tax, measured at L_train)",
-      "LLaMA loss 1.6081 vs 1.4967 (NTK)", ", ".join(f"{k} {_fmt(v)}" for k, v in taxes.items()),
-      _all([greater(None if v is None else (-v[0], v[1])) for v in taxes.values()]))
-  d_re, d_ntk = R.paired(f"rerope_w{w2}", "rope", n), taxes["ntk_old"]
-  st = UNTESTED if d_re is None or d_ntk is None else HOLDS if abs(d_re[0]) < abs(d_ntk[0]) else FAILS
-  add("13b", f"ReRoPE's tax (w = N/2) is smaller than NTK's", "1.4996 vs 1.6081 (LLaMA loss; RoPE 1.4967)",
-      f"rerope_w{w2} - rope {_fmt(d_re)} vs ntk_old - rope {_fmt(d_ntk)}", st)
-  d = R.paired("dynamic_ntk", "rope", n)
-  st = UNTESTED if d is None else HOLDS if abs(d[0]) < 1e-6 else FAILS
-  add("13c", "Dynamic NTK has zero tax at L_train", "(by construction)", f"dynamic_ntk - rope {_fmt(d)}", st)
-  # 14. Growing context.
-  def ctx_drop(name):
-    a, b = R.growing(name, n), R.growing(name, L8)
-    if a is None or b is None:
-      return None
-    d = a - b
-    return float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d)))
-  for cid, name, su in (("14a", f"logn/rerope_w{w4}", "1.4996 -> 1.4267 -> 1.4001"),
-                        ("14a'", f"rerope_w{w4}", "1.4996 -> 1.4267 -> 1.4001")):
-    d = ctx_drop(name)
-    add(cid, f"Longer context, lower loss: {name}'s loss on the same last {n} tokens falls from context {n} "
-        f"to {L8}", su, f"loss(C={n}) - loss(C={L8}) = {_fmt(d)}", greater(d))
-  d = ctx_drop("rope")
-  add("14b", "Baseline RoPE's loss on the same tokens blows up with more context", "1.4967 -> 8.8615",
-      f"loss(C={L8}) - loss(C={n}) = {_fmt(None if d is None else (-d[0], d[1]))}",
-      greater(None if d is None else (-d[0], d[1])))
-  # 15. Negative control: plain sliding window vs Lambda-mask.
-  d = R.paired("lambda", "window", L8)
-  add("15a", "A sliding window without the first tokens is worse than the Lambda-mask on a RoPE model at 8x "
-      "(9948: attention sinks; may be weaker at tiny scale)", "qualitative (LLM perplexity)",
-      f"lambda {m('lambda')} vs window {m('window')}: {_fmt(d)}", greater(d))
-  add("15b", "Training with ReRoPE from scratch gives no extrapolation (9948)", "qualitative",
-      "not run at this scale (no training config for it)", UNTESTED)
-  out += copy_claims(R)
-  copies = next((c["status"] for c in out if c["id"] == "0a"), UNTESTED) == HOLDS
-  if not copies:  # the repeated column measures retrieval only once the model copies (issue #5)
-    for c in out:
-      if c["id"] == "5c":
-        c["ours"] += " — but the baseline does not copy (0a), so this does not measure long-range retrieval"
-        if c["status"] == HOLDS:
-          c["status"] = INCONCLUSIVE
-  return out
 
 
 def _su_copy(name: str, n: int) -> str | None:
@@ -388,65 +94,6 @@ def _su_copy(name: str, n: int) -> str | None:
   else:
     return None
   return {"rope": "Baseline", "logn/rope": "Baseline-log n"}.get(base) or published.su_row(base, n)
-
-
-def _rep_gap(R: Results, name, length):
-  """(mean, SE) of repeated - non-repeated accuracy of one method, paired per window (each repeated window is
-  built from the non-repeated window with the same index)."""
-  x, y = R.acc(name, length, "rep"), R.acc(name, length, "nonrep")
-  if x is None or y is None:
-    return None
-  d = x - y
-  return float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d)))
-
-
-def copy_claims(R: Results) -> list[dict]:
-  """Su's repeated-column claims, tested on the copy-augmented checkpoints (run.py --copy_variants)."""
-  if "copy/rope" not in R.m:
-    return []
-  n, L8 = R.n, R.n * R.ext
-  w4 = max(1, n // 4)
-  out = []
-
-  def add(cid, claim, su, ours, status):
-    out.append(dict(id=cid, claim=claim, su=su, ours=ours, status=status))
-
-  g = _rep_gap(R, "copy/rope", n)
-  add("R0", f"The copy-augmented baseline copies within L_train: repeated > non-repeated by > 10 points at L={n}",
-      "(implicit)", f"copy/rope repeated - non-repeated at {n}: {_fmt(g)}",
-      HOLDS if g[0] > 10 and g[0] > 2 * g[1] else FAILS)
-  r1, r8 = R.mean("copy/rope", n, "rep"), R.mean("copy/rope", L8, "rep")
-  add("R1", f"Repeated column: the baseline loses its copying at 8x (repeated accuracy at {L8} < 0.75x that at {n})",
-      "24.17 at 4096 vs 49.41 at 512", f"copy/rope repeated {r1:.2f} at {n} -> {r8:.2f} at {L8}",
-      HOLDS if r8 < 0.75 * r1 else FAILS)
-  d = R.paired("copy/ntk_mixed", "copy/rope", L8, "rep")
-  add("R2", "Repeated column: NTK-mixed keeps far more than the baseline at 8x", "53.09 vs 24.17",
-      f"copy/ntk_mixed - copy/rope (repeated) {_fmt(d)}", _greater(d))
-  g = _rep_gap(R, f"copy/rerope_w{w4}", L8)
-  add("R3", f"ReRoPE retrieves beyond L_train: at 8x its repeated accuracy is above its non-repeated accuracy",
-      "77.90 vs 48.48 (w=256)", f"copy/rerope_w{w4} repeated - non-repeated at {L8}: {_fmt(g)}", _greater(g))
-  for cid, a, b, su in (("R4", f"copy/rerope_w{w4}", "copy/ntk_mixed", "77.90 vs 53.09"),
-                        ("R4'", f"copy-logn/rerope_w{w4}", "copy-logn/ntk_mixed", "85.12 vs 68.91 (log n)")):
-    d = R.paired(a, b, L8, "rep")
-    add(cid, f"Repeated column: ReRoPE is far ahead of NTK-mixed at 8x ({a} vs {b})", su,
-        f"{a} - {b} (repeated) {_fmt(d)}", _greater(d))
-  d = R.paired("copy/hwfa", "copy/rope", L8, "rep")
-  add("R5", "Repeated column: HWFA is far above the baseline at 8x", "80.84 vs 24.17",
-      f"copy/hwfa - copy/rope (repeated) {_fmt(d)}", _greater(d))
-  d = R.paired(f"copy/leaky_w{w4}_k16", f"copy/rerope_w{w4}", L8, "rep")
-  st = UNTESTED if d is None else HOLDS if abs(d[0]) <= max(2.0, 2 * d[1]) else FAILS
-  add("R6", "Repeated column: Leaky ReRoPE (k=16) ≈ ReRoPE (within 2 points) at 8x", "85.15 vs 85.47 (log n, w=128)",
-      f"copy/leaky_w{w4}_k16 - copy/rerope_w{w4} (repeated) {_fmt(d)}", st)
-  d = R.paired("copy/rope", f"copy/rerope_w{n}", L8, "rep")
-  add("R7", "Repeated column: ReRoPE with w = L_train collapses below the baseline at 8x", "7.09 vs 24.17",
-      f"copy/rope - copy/rerope_w{n} (repeated) {_fmt(d)}", _greater(d))
-  for cid, name in (("R8", f"copy-logn/rerope_w{w4}"), ("R8'", f"copy/rerope_w{w4}")):
-    a, b = R.growing(name, n), R.growing(name, L8)
-    d = None if a is None or b is None else (float((a - b).mean()), float((a - b).std(ddof=1) / np.sqrt(len(a))))
-    add(cid, f"Longer context, lower loss on a model that copies: {name}'s loss on the same last {n} tokens of "
-        f"natural text falls from context {n} to {L8}", "1.4996 -> 1.4267 -> 1.4001 (LLaMA)",
-        f"loss(C={n}) - loss(C={L8}) = {_fmt(d)}", _greater(d))
-  return out
 
 
 def copy_table(R: Results) -> list[str]:
@@ -524,20 +171,14 @@ def _style(i):
               ls=("-", "--", ":")[(i // 8) % 3], lw=1.4)
 
 
-def _axes(figsize):
-  """A (figure, axes) pair drawn off-screen: a bare `Figure` renders to PNG without pyplot, so writing the
-  report leaves the caller's matplotlib backend (e.g. a notebook's inline backend) alone."""
-  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
-  fig = Figure(figsize=figsize)
-  return fig, fig.subplots()
+def _axes(size):
+  """One panel in the house style (experiments/framework/report.py)."""
+  fig, axes = framework_report.figure(size=size)
+  return fig, axes[0, 0]
 
 
-def _finish(fig, ax, path, legend_size=7, ncol=2):
-  if ax.get_legend_handles_labels()[0]:
-    ax.legend(fontsize=legend_size, ncol=ncol)
-  ax.grid(alpha=0.3)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
+def _finish(fig, path, ncol=2):
+  framework_report.save(fig, os.path.dirname(path) or ".", os.path.basename(path), ncol=ncol)
 
 
 def _plot(R: Results, names, path, which="nonrep", title=""):
@@ -555,7 +196,7 @@ def _plot(R: Results, names, path, which="nonrep", title=""):
   ax.set_xlabel("test length (tokens); dotted = L_train")
   ax.set_ylabel(f"next-token accuracy (%), {'repeated' if which == 'rep' else 'non-repeated'} set")
   ax.set_title(title + " (± SE in the tables)")
-  _finish(fig, ax, path)
+  _finish(fig, path)
 
 
 def _plot_growing(R, path):
@@ -573,7 +214,7 @@ def _plot_growing(R, path):
   ax.set_xlabel(f"context length C (the same last {R.n} tokens are scored)")
   ax.set_ylabel("loss (nats/byte)")
   ax.set_title("Growing-context protocol (9948 / bojone/rerope eval_loss.py)")
-  _finish(fig, ax, path)
+  _finish(fig, path)
 
 
 def _plot_copy(R, path):
@@ -588,7 +229,7 @@ def _plot_copy(R, path):
   ax.set_xlabel("training step (baseline RoPE)")
   ax.set_ylabel(f"accuracy (%) at L = L_train = {R.n}")
   ax.set_title("Copy check: does the baseline copy within L_train?")
-  _finish(fig, ax, path, legend_size=8, ncol=1)
+  _finish(fig, path, ncol=1)
   return True
 
 
@@ -718,83 +359,56 @@ def _pct(v):
   return "n/a" if v is None else f"{100 * v:.2f}"
 
 
-def write_report(res: dict, out_dir: str, plots: bool = True) -> str:
-  """Writes REPORT.md (and PNGs) into out_dir; returns the markdown."""
+def write_report(res: dict, out_dir: str, plots: bool = True, footer: str = "") -> str:
+  """Writes REPORT.md (report_template.md filled in) and the PNGs into out_dir; returns the markdown."""
   R = Results(res)
-  meta, n, L8 = R.meta, R.n, R.n * R.ext
+  checklist, copies = checklist_md(res)
+  text = framework_report.fill(os.path.join(os.path.dirname(os.path.abspath(__file__)), "report_template.md"), dict(
+      _setup(R, res), checklist="\n".join(checklist), tables="\n".join(_tables_md(R, res, copies, out_dir, plots)),
+      copy="\n".join(_copy_md(R, res, out_dir)), cost="\n".join(_cost_md(R, res)), footer=footer))
+  with open(os.path.join(out_dir, "REPORT.md"), "w") as f:
+    f.write(text)
+  return text
+
+
+def _setup(R: Results, res: dict) -> dict[str, str]:
+  """The computed lines of the template's Setup section."""
+  meta, n, L8, m = R.meta, R.n, R.n * R.ext, R.meta["model"]
+  seeds, b = int(meta.get("seeds", 1)), res.get("baselines", {})
+  return dict(
+      ours=f"- **Ours:** byte-level causal LM on the built-in Python-stdlib corpus (train 11.2 MB; test split held "
+      f"out), L_train = N = {n}, tested at {', '.join(map(str, meta['test_lengths']))} (1x..{R.ext}x). Model: "
+      f"{m.get('num_layers')} layers, d = {m.get('embed_dim')}, {m.get('num_heads')} head(s) of {m.get('head_dim')}, "
+      f"MLP {m.get('mlp_dim')}, {m.get('norm')}-norm, block {m.get('block')}. Each variant: {meta['steps']} steps of "
+      f"batch {meta['batch_size']} ({meta['steps'] * meta['batch_size'] * n / 1e6:.2f}M tokens), AdamW lr "
+      f"{meta['optimizer'].get('learning_rate')}, cosine, warmup {meta['optimizer'].get('warmup_steps')}, "
+      + (f"seed 0 ({seeds} seeds of `rope` and `rope_logn`)." if seeds > 1 else "one seed."),
+      su_setup=f"{published.SU_SETUP['params']} {published.SU_SETUP['layers']}-layer {published.SU_SETUP['block']}",
+      test_sets=f"- **Test sets** (held-out `test` split): non-repeated = contiguous windows, "
+      f"{', '.join(f'{v} at {k}' for k, v in meta['windows'].items())} (the same number of tokens per length); "
+      f"repeated = each window's first s bytes tiled to the test length, {meta['segment_rule']}, so at L > N every "
+      f"copy is at least N tokens back (beyond every trained distance); growing context = the last {n} bytes of "
+      f"{meta['growing_docs']} long documents scored with {n}..{L8} bytes of context.",
+      ext=R.ext,
+      seeds=(f"`rope` and `rope_logn` are trained with {seeds} seeds (`--seeds`): claims 1b, 4a and 4b, which compare "
+             "those checkpoints, pair the per-seed means over seeds (training noise included); the tables show seed "
+             "0. Every other variant has one training seed, so its differences across checkpoints also carry seed "
+             "noise that the window SE does not show." if seeds > 1 else "One training seed per variant, so "
+             "differences across checkpoints also carry seed noise that this SE does not show."),
+      ngram=(f"**N-gram references** (counted on the training split, scored on the non-repeated windows at {n}): "
+             f"unigram {100 * b['unigram_acc']:.2f}%, bigram {100 * b['bigram_acc']:.2f}%." if b else ""))
+
+
+def _tables_md(R: Results, res: dict, copies: bool, out_dir: str, plots: bool) -> list[str]:
+  """Su's layout, paired differences, accuracy / loss by length, growing context, plots."""
+  n, L8 = R.n, R.n * R.ext
   names = list(R.m)
   core = [k for k in names if R.m[k].get("core")]
-  cl = claims(R)
   md = []
-  md.append("# Length extrapolation at small scale (issue #5)\n")
-  md.append("*Generated by `experiments/length_extrapolation/report.py` from `results.json`; every number below "
-            "comes from that file except Su's published numbers (`published.py`, copied from Su's "
-            "articles). Do not edit by hand: rerun the command below.*\n")
-  md.append("## Setup\n")
-  runs = res.get("runs", {})
-  tot_tokens = sum(r.get("tokens", 0) for r in runs.values())
-  md.append(f"- **Ours:** byte-level causal LM on the built-in Python-stdlib corpus (train 11.2 MB; test split "
-            f"held out), L_train = N = {n}, tested at {', '.join(map(str, meta['test_lengths']))} "
-            f"(1x..{R.ext}x). Model: {meta['model'].get('num_layers')} layers, d = {meta['model'].get('embed_dim')}, "
-            f"{meta['model'].get('num_heads')} head(s) of {meta['model'].get('head_dim')}, MLP {meta['model'].get('mlp_dim')}, "
-            f"{meta['model'].get('norm')}-norm, block {meta['model'].get('block')}. "
-            f"Each variant: {meta['steps']} steps of batch {meta['batch_size']} "
-            f"({meta['steps'] * meta['batch_size'] * n / 1e6:.2f}M tokens), AdamW lr "
-            f"{meta['optimizer'].get('learning_rate')}, cosine, warmup {meta['optimizer'].get('warmup_steps')}, "
-            + (f"seed 0 ({int(meta.get('seeds', 1))} seeds of `rope` and `rope_logn`)." if int(meta.get("seeds", 1)) > 1
-               else "one seed."))
-  md.append(f"- **Su:** {published.SU_SETUP['params']} {published.SU_SETUP['layers']}-layer "
-            f"{published.SU_SETUP['block']}, post-norm, trained at 512, tested at 4096; data unstated. "
-            "Numbers are not expected to agree; the *orderings* are what we test.")
-  md.append(f"- **Test sets** (held-out `test` split): non-repeated = contiguous windows, "
-            f"{', '.join(f'{v} at {k}' for k, v in meta['windows'].items())} (the same number of tokens per length); "
-            f"repeated = each window's first s bytes tiled to the test length, {meta['segment_rule']}, so at "
-            f"L > N every copy is at least N tokens back (beyond every trained distance); growing context = the "
-            f"last {n} bytes of {meta['growing_docs']} long documents scored with {n}..{L8} bytes of context.")
-  md.append(f"- PI / NTK / YaRN use k = {R.ext} at every length (Su's tables are at 8x); dynamic NTK uses the "
-            "current length; `+logn†` = inference-only q·max(1, log_N n); `logn/...` = the log-n pre-trained "
-            "checkpoint. Windows scale with N: our w = Su's w / 4.")
-  seeds = int(meta.get("seeds", 1))
-  seed_txt = (f"`rope` and `rope_logn` are trained with {seeds} seeds (`--seeds`): claims 1b, 4a and 4b, which "
-              "compare those checkpoints, average the per-seed paired differences and use the SE over seeds "
-              "(training noise included); the tables show seed 0. Every other variant has one training seed, so "
-              "its differences across checkpoints also carry seed noise that the window SE does not show."
-              if seeds > 1 else "One training seed per variant, so differences across checkpoints also carry "
-              "seed noise that this SE does not show.")
-  md.append(f"- Uncertainty: ± is one standard error over windows; differences between methods are paired on the "
-            f"same windows (see report.py). {seed_txt}\n")
-  b = res.get("baselines", {})
-  if b:
-    md.append(f"**N-gram references** (counted on the training split, scored on the non-repeated windows at {n}): "
-              f"unigram {100 * b['unigram_acc']:.2f}%, bigram {100 * b['bigram_acc']:.2f}%.\n")
-
-  md.append("## Claim checklist (orderings in Su's published tables)\n")
-  md.append("Rule: *A > B* holds when the paired difference exceeds t·SE, fails when it is below −t·SE, and is "
-            "inconclusive in between, with t the two-sided 95% t quantile (df = seeds − 1 when the SE is over "
-            "training seeds; 2 when it is over the ≥ 64 test windows); copy-gap trends need a significant "
-            "one-sided linregress slope (#14: formerly 2 SE, which with 3 seeds or a 3-point fit is p ≈ 0.1-0.3); "
-            "thresholds for approximate claims are stated in the claim.\n")
-  md.append("| # | claim | Su | ours | status |")
-  md.append("|---|---|---|---|---|")
-  former = {c["id"]: c["status"] for c in claims(R, crit=lambda d: 2.0)}
-  for c in cl:
-    was = (f" (was {former[c['id']]} under the former 2-SE rule; #14)"
-           if former.get(c["id"], c["status"]) != c["status"] else "")
-    md.append(f"| {c['id']} | {c['claim']} | {c['su']} | {c['ours']} | {_MARK[c['status']]}{was} |")
-  counts = {s: sum(c["status"] == s for c in cl) for s in (HOLDS, FAILS, INCONCLUSIVE, UNTESTED)}
-  md.append("\n" + ", ".join(f"{v} {k}" for k, v in counts.items()) + ".\n")
-  failing = [c for c in cl if c["status"] in (FAILS, INCONCLUSIVE)]
-  if failing:
-    md.append("### Claims that do not hold (or are inconclusive) at this scale\n")
-    md.append("For each: the numbers are in the table above. " + HYPOTHESES_INTRO + "\n")
-    for c in failing:
-      md.append(f"- **{c['id']}** ({c['status']}): {_hypothesis(c['id'])}")
-    md.append("")
-
   md.append(f"## Main table in Su's layout (accuracy %, ours at {n} / {L8}, Su's at 512 / 4096)\n")
   md.append(f"Our {n} column is re-measured under each method (Su's 512 column is the unmodified checkpoint for "
             "inference-only methods), so it shows the extrapolation tax.\n")
-  if next((c["status"] for c in cl if c["id"] == "0a"), UNTESTED) != HOLDS:
+  if not copies:
     copy_arm = ("; the repeated column is tested on the copy-augmented checkpoints instead (section \"Repeated "
                 "column on copy-augmented checkpoints\", claims R0-R7)" if "copy/rope" in R.m else "")
     md.append("**Caution:** the baseline does not copy within L_train (claim 0a), so our *repeated* columns "
@@ -832,9 +446,17 @@ def write_report(res: dict, out_dir: str, plots: bool = True) -> str:
     md.append("![growing context](growing_context.png)\n")
     if has_copy:
       md.append("![copy check vs steps](copy_vs_steps.png)\n")
+  return md
+
+
+def _copy_md(R: Results, res: dict, out_dir: str) -> list[str]:
+  """The copy-augmented checkpoints, the copy regime, copy vs steps, probes, positive control."""
+  meta, n, L8 = R.meta, R.n, R.n * R.ext
+  runs = res.get("runs", {})
+  md = []
   if "copy/rope" in R.m:
     md.append("## Repeated column on copy-augmented checkpoints (claims R0-R7)\n")
-    md.append(f"`--copy_variants`: `rope`, `rope_logn` and `hwfa` retrained with a quarter of the training windows "
+    md.append(f"The `*_copy` variants: `rope`, `rope_logn` and `hwfa` retrained with a quarter of the training windows "
               f"replaced by random printable bytes tiled with a period of N/4..N/2 (`{COPY_ARG_TEXT}`): copies are "
               f"only ever seen within L_train. At {L8} the repeated windows repeat with a period of {n}..{L8 // 2}, "
               "so copying needs distances never trained. Accuracy %, ± one SE over windows.\n")
@@ -898,6 +520,14 @@ def write_report(res: dict, out_dir: str, plots: bool = True) -> str:
                 f"{' --arg ' + c['arg'] if c.get('arg') else ''} --steps {c['steps']}"
                 f"{' --every ' + str(c['every']) if c.get('every') else ''}`:\n")
       md.append(copy_control_md(c))
+  return md
+
+
+def _cost_md(R: Results, res: dict) -> list[str]:
+  """Runs, wall times and commands."""
+  meta, n = R.meta, R.n
+  runs = res.get("runs", {})
+  md = []
   md.append("## Runs, cost and commands\n")
   md.append("| variant | steps | parameters | tokens | train wall (s) | steps/s median / max | final train acc | "
             "config |")
@@ -942,7 +572,7 @@ def write_report(res: dict, out_dir: str, plots: bool = True) -> str:
               "invocations' times). The steps/s column shows how contended the machine was (max = least "
               "contended).")
     if extra_runs:
-      md.append(f"- Opt-in extras ({', '.join(f'`{v}`' for v in extra_runs)}; `--copy_variants`, `--variants`): "
+      md.append(f"- Opt-in extras ({', '.join(f'`{v}`' for v in extra_runs)}; the plan's extra variants): "
                 f"training {copy_train_s:.0f} s + evaluations {copy_eval_s:.0f} s = "
                 f"{(copy_train_s + copy_eval_s) / 60:.1f} min more.")
   md.append("- All invocations of this workdir (later ones reuse the trained runs and cached evaluations; a "
@@ -952,97 +582,37 @@ def write_report(res: dict, out_dir: str, plots: bool = True) -> str:
               f"({inv['total_wall_s'] / 60:.1f} min; training {inv['train_wall_this_invocation_s']:.0f} s, "
               f"evaluation {inv['eval_wall_s']:.0f} s)")
   md.append("- Each training run alone: " + "; ".join(f"`{c}`" for c in meta["train_commands"].values()))
-  text = "\n".join(md) + "\n"
-  with open(os.path.join(out_dir, "REPORT.md"), "w") as f:
-    f.write(text)
-  return text
+  return md
+
+
+
+def checklist_md(res: dict) -> tuple[list[str], bool]:
+  """The claim table (verdicts of claims.py by the framework's tests) and whether the baseline copies (0a)."""
+  S, vs = le_claims.samples(res), le_claims.verdicts(res)
+  md = ["## Claim checklist (orderings in Su's published tables)\n",
+        framework_report.RULES + " Samples and Holm families: experiments/length_extrapolation/claims.py.\n",
+        "| # | claim | Su | ours | verdict |", "|---|---|---|---|---|"]
+  for v, su, old in vs:
+    was = (f" (was *{old}* under the former rule: 2 SE, no minimum n, no Holm; #14)"
+           if old and old != v.verdict else "")
+    md.append(f"| {v.claim.id} | {v.claim.text} | {su} | {le_claims.means_text(v, S)}; {v.line()} | "
+              f"{framework_report.MARK[v.verdict]}{was} |")
+  md.append(f"\n{claims_lib.summary([v for v, _, _ in vs])}.\n")
+  failing = [v for v, _, _ in vs if v.verdict != claims_lib.HOLDS]
+  if failing:
+    md.append("### Claims that do not hold (or are inconclusive) at this scale\n")
+    md.append("For each: the numbers are in the table above. " + HYPOTHESES_INTRO + "\n")
+    md += [f"- **{v.claim.id}** ({v.verdict}): {_hypothesis(v.claim.id)}" for v in failing] + [""]
+  return md, next((v.verdict for v, _, _ in vs if v.claim.id == "0a"), None) == claims_lib.HOLDS
 
 
 def _hypothesis(cid: str) -> str:
-  """The hypothesis of a claim id ("11a-kna" -> "11a", "5a'" -> "5a", probe ids "0ca", "0cb" -> "0c")."""
+  """Our hypothesis for a claim id, from hypotheses.md ("11a-kna" -> "11a", "5a'" -> "5a", "0ca" -> "0c")."""
+  with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "hypotheses.md")) as f:
+    found = re.findall(r"^- \*\*(\S+)\*\*: (.+?)(?=^- \*\*|\Z)", f.read(), re.S | re.M)
+  hyp = {k: " ".join(v.split()) for k, v in found}
   key = cid.split("-")[0].rstrip("'")
-  key = "0c" if key.startswith("0c") else key
-  return HYPOTHESES.get(key, HYPOTHESES["default"])
+  return hyp.get("0c" if key.startswith("0c") else key, hyp["default"])
 
 
-HYPOTHESES_INTRO = "Hypotheses below are ours; each names the run that would test it."
-HYPOTHESES = {
-    "0a": "the 4-layer single-head model has not formed copying (induction) heads in this budget: its "
-          "random-byte copy accuracy (copy check table) stays at chance, ~1%, so a gap at or below zero is no "
-          "copying, not noise (tiling adds a seam at every wrap, which costs a non-copying model accuracy). "
-          "Copying appears in a phase change that natural text at this scale does not trigger: the copy probes "
-          "below measure more heads / pre-norm and half the windows tiled from text, and the positive control "
-          "shows the same architecture forming copying within a few hundred steps when the data is pure copy "
-          "tasks. The copy-augmented checkpoints (a 600-step copy warm-up, then a quarter of random-byte copy "
-          "windows; --copy_variants) reach the copying regime and carry the repeated-column claims (R0-R7). "
-          "Test for the plain setup: the `medium` scale (131M tokens) on an accelerator.",
-    "R8": "with a model that copies the sign moves the right way for the log-n checkpoint, but 16 long documents "
-          "give an SE as large as the effect, and Python source repeats far back less often than the tiled test "
-          "set. Test: more documents (--windows 64), N = 512.",
-    "R7": "as 6b: the copy-augmented model's far tokens clamped to the single distance N - 1..N are still "
-          "usable at this scale (ReRoPE w = N keeps more of the repeated column than plain RoPE, whose far "
-          "positions are entirely untrained); Su's collapse may need a model whose attention at the trained "
-          "edge is sharper. Test: N = 512 and Su's scale.",
-    "0c": "as 0a: the probe has not reached the copying regime at this budget; its copy-vs-steps table and "
-          "trend line say whether it is moving and how many tokens a straight line would need.",
-    "0b": "the model is under-trained; test: more steps.",
-    "1a": "a byte-level model with short-range statistics loses less from unseen positions than Su's word-level "
-          "GAU; test: a larger model / longer training where long-range attention matters more.",
-    "1b": "at this scale log-n pre-training changes the attention temperature enough to matter; test: Su's scale.",
-    "2": "with a small head dim and short training the local resolution PI destroys matters less than the "
-         "unseen positions it avoids; test: longer training, larger head dim.",
-    "3a": "the low frequencies NTK stretches carry little in a model trained briefly at N = 128; test: longer "
-          "training, N = 512.",
-    "3b": "the differences between NTK variants are within noise at this scale (Su's are under 1 point).",
-    "4a": "log-n pre-trained vs retrofit compares different training runs, so the SE is over training seeds "
-          "(--seeds); the pre-trained advantage Su reports for NTK-mixed (3 points at N = 512, 8x) is here of "
-          "similar size but the seed-to-seed spread of a 0.4M-parameter model is as large. Test: more seeds "
-          "(--seeds 6), N = 512.",
-    "4b": "with ReRoPE the far positions are clamped to w, so the attention-entropy mismatch that log n corrects "
-          "is small to begin with; Su's own pre-trained vs retrofit gap here is 0.22 points, and at our scale "
-          "the sign flips (the log-n checkpoint's in-range fit differs slightly). Test: N = 512 with Su's w, "
-          "more seeds.",
-    "5a": "without log n the 8x context spreads attention over more keys (9431's second mismatch, entropy); "
-          "compare the +logn† row, which restores it. Test: the log n rows (in the tables), more steps.",
-    "5b": "as 5a; test: more steps / N = 512.",
-    "5c": "the repeated set needs copying beyond L_train; if the model barely copies (see 0a), ReRoPE cannot show "
-          "its advantage. Test: a model that copies (longer/deeper training).",
-    "6a": "small windows (w = N/8 = 16 bytes at N = 128) clamp distances a byte-level model still resolves "
-          "finely, and without log n small w also loses more. Test: N = 512 (w = N/8 = 64), the log n rows.",
-    "6b": "Su's collapse comes from every far token sitting at the single distance N-1..N never trained with "
-          "enough weight; a byte-level model whose attention is mostly local may simply ignore far tokens, so "
-          "clamping them to distance N hurts less. Test: N = 512 and Su's scale (the `full` configs).",
-    "7a": "noise at 16 windows of 8x; test: more windows (--windows 64).",
-    "7b": "at w = N/2, k = 8 keeps far positions at w + (8N-1-w)/8 < 1.5 N, only slightly beyond N here; test: "
-          "longer test length (16x).",
-    "8a": "windowed layers with w = 32 at N = 128 lose context the baseline uses; test: more layers (Su: 24).",
-    "8b": "with 4 layers the window stack reaches only ~3/4 N, and the single NoPE log-n layer must carry all "
-          "long-range information; test: more layers.",
-    "9": "at N = 128 InvLeaky's training map sends distances 32..127 to 32..1552 in steps of 16, so most "
-         "positions met at 8x inference are in-between values never trained, and its L_train accuracy already "
-         "pays for the mismatch (see the tax column). Su's N = 512 has 4x more far distances per sequence. "
-         "Test: N = 512, or leak 1/8 instead of 1/16.",
-    "10a": "as 8a.",
-    "10b": "HWFA is unusually strong here (its 8x accuracy exceeds its own L_train accuracy: with 3 window "
-           "layers the model is effectively local, which suits byte-level code), while HWFA2's full layers are "
-           "trained with RoPE and switched to ReRoPE only at inference, a train/test mismatch HWFA's NoPE layer "
-           "does not have. Test: Su's depth (more window layers) and scale.",
-    "10c": "as 6b.",
-    "11a": "normalised attention converges differently in short training; test: more steps.",
-    "11b": "KeyNorm's benefit (a better-trained cosine, 9859) needs more training than we give; test: more steps.",
-    "12a": "YaRN's ramp (alpha = 1, beta = 32 rotations over the training length) is tuned for N = 4096; at "
-           "N = 128 even the fastest dimension turns only N / 2 pi ~ 20 times, so no dimension is left "
-           "un-interpolated and YaRN acts like partial PI plus a (0.1 ln 8 + 1)^2 temperature: its tax at "
-           "L_train is large (13a). Test: YaRN with alpha/beta scaled by N / 4096.",
-    "12b": "as 12a.",
-    "13a": "the model may use mostly high-frequency (local) dimensions that NTK barely changes; test: more steps.",
-    "13b": "at w = N/2 ReRoPE clamps half of the in-range distances, which is itself a tax at L = N.",
-    "13c": "dynamic NTK should equal RoPE exactly at L <= N; a difference means an implementation issue.",
-    "14a": "the model does not copy (0a), so extra far context cannot help it, and every far token added "
-           "(all at the clamped distance w) dilutes attention. Test: a model that copies (copy probe / more "
-           "tokens), then rerun the protocol.",
-    "14b": "see 1a.",
-    "15a": "attention sinks are an emergent property of large, long-trained models (9948); a tiny model may not "
-           "have one. Test: more training, inspect attention to the first tokens.",
-    "default": "see the numbers; test with more steps, more windows and more seeds.",
-}
+HYPOTHESES_INTRO = "Hypotheses below are ours (hypotheses.md); each names the run that would test it."

@@ -14,7 +14,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 def test_list_names_the_ported_studies(capsys):
   assert launcher.main(["--list"]) == 0
-  assert "simsiam" in capsys.readouterr().out
+  out = capsys.readouterr().out
+  assert "simsiam" in out and "length_extrapolation" in out
 
 
 @pytest.mark.parametrize("argv, match", [
@@ -128,3 +129,10 @@ def test_processes_shard_stage_by_stage(monkeypatch):
       ["--shard=0/2", "--stage=0"], ["--shard=1/2", "--stage=0"], ["--shard=0/2", "--stage=1"],
       ["--shard=1/2", "--stage=1"]]
   assert all("--config.seed=1" in s and not any(x.startswith("--processes") for x in s) for s in shards)
+
+
+def test_run_overrides_apply_before_the_users():
+  run = launcher.Run("x", "configs/length_extrapolation/rope.py:scale=tiny",
+                     overrides=("max_checkpoints_to_keep=7", "checkpoint_every_steps=2"))
+  config = launcher.load_run_config(run, ["checkpoint_every_steps=3"])
+  assert config.max_checkpoints_to_keep == 7 and config.checkpoint_every_steps == 3

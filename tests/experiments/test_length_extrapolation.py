@@ -4,12 +4,15 @@ import os
 
 import numpy as np
 import pytest
+from scipy import stats as scipy_stats
 
+from experiments.framework import claims as claims_lib
+from experiments.length_extrapolation import claims as le_claims
 from experiments.length_extrapolation import evaluate
 from experiments.length_extrapolation import methods as methods_lib
 from experiments.length_extrapolation import published
 from experiments.length_extrapolation import report
-from experiments.length_extrapolation import run as run_lib
+from experiments.length_extrapolation import study
 
 
 # ---------------------------------------------------------------------------- test sets
@@ -122,30 +125,30 @@ def test_published_mapping_points_at_transcribed_rows():
   assert published.su_row("rerope_w16", 128) == "ReRoPE-w64"
   assert published.su_row("kna/rerope_w32", 128) == "KNA-ReRoPE"
   assert published.su_row("window", 128) is None
-  names = {m.name for m in methods_lib.all_methods(128, tuple(run_lib.VARIANTS))}
+  names = {m.name for m in methods_lib.all_methods(128, tuple(study.VARIANTS))}
   mapped = [k for k in names if published.su_row(k, 128)]
   assert len(mapped) >= 30  # most of Su's rows have a counterpart that the study runs
 
 
 def test_configs_build_every_variant():
   from kexue_jax import models
-  for v in run_lib.VARIANTS:
+  for v in study.VARIANTS:
     for scale in ("tiny", "default", "medium", "full"):
-      c, arg = run_lib.load_config(v, scale)
+      c, arg = study.load_config(v, scale)
       base = v[:-len("_copy")] if v.endswith("_copy") else v   # copy variants: the base config + copy args
       assert c.study.variant == base and c.study.scale == scale
       if v.endswith("_copy"):
         assert c.data.repeat_frac == 0.25 and c.data.repeat_source == "random"
         assert c.data.repeat_warmup == 600 * c.batch_size
       models.build_model(c.model)  # every attention / per-layer config is valid
-  c, _ = run_lib.load_config("hwfa", "default")
+  c, _ = study.load_config("hwfa", "default")
   la = c.model.layer_attention
   assert [l["window"] for l in la] == [32, 32, 32, None] and la[-1]["position"] == "none"
-  c, _ = run_lib.load_config("inv_leaky", "default")
+  c, _ = study.load_config("inv_leaky", "default")
   assert c.model.attention.leaky_k == pytest.approx(1 / 16) and c.model.attention.rerope_window == 32
-  c, _ = run_lib.load_config("rope", "full")
+  c, _ = study.load_config("rope", "full")
   assert c.data.seq_len == 512 and c.model.block == "gau" and c.model.num_layers == 24
-  c, _ = run_lib.load_config("rope", "medium")  # the notebook's study: Su's N on the built-in corpus
+  c, _ = study.load_config("rope", "medium")  # the notebook's study: Su's N on the built-in corpus
   assert (c.data.seq_len, c.data.name, c.model.dtype, c.model.norm) == (512, "python_stdlib_text", "auto", "post")
 
 
@@ -208,20 +211,41 @@ def _synthetic(good: bool, n=128, windows=40, seed=0):
   }
 
 
-def _status(claims, cid):
-  return next(c["status"] for c in claims if c["id"] == cid)
+def _verdicts(res):
+  return {v.claim.id: v for v, _, _ in le_claims.verdicts(res)}
 
 
 def test_checklist_holds_on_good_and_fails_on_reversed_results():
-  good = report.claims(report.Results(_synthetic(True)))
-  bad = report.claims(report.Results(_synthetic(False)))
-  for cid in ("0a", "0b", "1a", "2", "3a", "5b", "5b'", "6b", "7b", "8b", "11b-kna", "12a", "13c", "14a", "14b",
-              "15a"):
-    assert _status(good, cid) == report.HOLDS, (cid, next(c for c in good if c["id"] == cid))
-  assert _status(good, "0c") == report.HOLDS
-  for cid in ("0a", "0c", "1a", "2", "3a", "5b", "6b", "8b", "14a", "14b"):
-    assert _status(bad, cid) == report.FAILS, (cid, next(c for c in bad if c["id"] == cid))
-  assert _status(good, "15b") == report.UNTESTED
+  good, bad = _verdicts(_synthetic(True)), _verdicts(_synthetic(False))
+  for cid in ("0a", "0b", "1a", "2", "3a-old", "3a-mixed", "5b", "5b'", "6b", "7b", "8b-far", "11b-kna", "12a",
+              "14a", "14b", "15a"):
+    assert good[cid].verdict == claims_lib.HOLDS, (cid, good[cid].line())
+  for cid in ("0a", "1a", "2", "3a-old", "5b", "6b", "8b-far", "14a", "14b"):
+    assert bad[cid].verdict == claims_lib.FAILS, (cid, bad[cid].line())
+  assert good["0c"].verdict == claims_lib.INCONCLUSIVE and "below the minimum" in good["0c"].line()  # one run
+  assert good["15b"].verdict == claims_lib.INCONCLUSIVE and "not measured" in good["15b"].line()
+
+
+def test_claims_are_scipy_tests_on_the_windows():
+  res = _synthetic(True)
+  v = _verdicts(res)["2"]   # rope - pi at 8x, paired over windows, one-sided
+  a = np.array(res["methods"]["rope"]["by_length"]["1024"]["nonrep"]["acc"]) * 100
+  b = np.array(res["methods"]["pi"]["by_length"]["1024"]["nonrep"]["acc"]) * 100
+  assert v.effect == pytest.approx((a - b).mean())
+  assert v.p == pytest.approx(scipy_stats.ttest_rel(a, b, alternative="greater").pvalue)
+  # 1a: Welch t of the 8x windows against 0.75x the L_train windows.
+  x = np.array(res["methods"]["rope"]["by_length"]["128"]["nonrep"]["acc"]) * 100
+  v1 = _verdicts(res)["1a"]
+  assert v1.p == pytest.approx(scipy_stats.ttest_ind(a, 0.75 * x, equal_var=False, alternative="less").pvalue)
+
+
+def test_former_rule_marks_changed_verdicts():
+  # a 3-seed paired difference at 2.5 SE: the former 2-SE rule said holds, the t test (df = 2) does not.
+  c = claims_lib.Claim("x", "x", "paired", "a", "b", unit="seeds")
+  S = {"a": {0: 1.0, 1: 2.0, 2: 3.0}, "b": {0: 0.0, 1: 0.0, 2: 0.0}}   # mean 2, SE 0.577: 3.5 SE, p = 0.036
+  S2 = {"a": {0: 0.5, 1: 2.0, 2: 3.5}, "b": {0: 0.0, 1: 0.0, 2: 0.0}}  # mean 2, SE 0.866: 2.3 SE, p = 0.074
+  assert le_claims.former(c, S) == claims_lib.HOLDS == claims_lib.judge(c, S).verdict
+  assert le_claims.former(c, S2) == claims_lib.HOLDS and claims_lib.judge(c, S2).verdict == claims_lib.INCONCLUSIVE
 
 
 def test_paired_se_is_the_se_of_differences():
@@ -262,9 +286,9 @@ def test_copy_claims_on_copy_augmented_checkpoints(tmp_path):
                     "rep": {"acc": list(rep + rng.normal(0, 0.01, 40)), "loss": list(1 - non),
                             "copy_acc": list(rep + 0.05 + rng.normal(0, 0.01, 40))}}
     res["methods"][name] = {"ckpt": "rope_copy", "core": False, "note": "", "attention": {}, "by_length": by}
-  claims = {c["id"]: c for c in report.claims(report.Results(res))}
+  v = _verdicts(res)
   for cid in ("R0", "R1", "R2", "R3", "R4", "R4'", "R5", "R6", "R7"):
-    assert claims[cid]["status"] == report.HOLDS, claims[cid]
+    assert v[cid].verdict == claims_lib.HOLDS, (cid, v[cid].line())
   text = report.write_report(res, str(tmp_path), plots=False)
   assert "## Repeated column on copy-augmented checkpoints" in text
   assert "| copy/rerope_w32 | ReRoPE-w128 |" in text and "76.11" in text      # Su's repeated number beside ours
@@ -314,11 +338,10 @@ def test_report_renders_several_probes_random_copy_and_controls(tmp_path):
                        {"step": 20, "copy_acc": 0.61, "train_loss": 2.0, "sequences": 320, "wall_s": 2.0}]}
   (tmp_path / "copy_control.json").write_text(json.dumps(control))
   text = report.write_report(res, str(tmp_path), plots=False)
-  claims = report.claims(report.Results(res))
-  assert {c["id"] for c in claims} >= {"0ca", "0cb"}
+  assert {"0ca", "0cb"} <= set(_verdicts(res))
   assert "## Copy probe: `rope.py:heads=4`" in text and "## Copy probe: `rope.py:copy=0.5`" in text
   assert "| 5 | 40.00 | 50.00 | 60.00 | +10.00 | 1.10 |" in text          # the baseline's random-copy column
-  assert "random-byte copy targets 2.30" in text
+  assert "| +15.00 | 2.30 | 30.00 |" in text                                  # the probe's random-copy column
   assert "## Positive control" in text and "| 20 | 320 | 61.00 | 2.000 |" in text
   assert "First evaluation with copy accuracy >= 50%: step 20" in text
 
@@ -331,7 +354,7 @@ def test_copy_control_smoke():
   assert res["train_length"] == 16 and "runlocal,copy=1,copy_source=random" in res["config"]
 
 
-def test_seed_paired_averages_per_seed_differences_and_hides_replicates(tmp_path):
+def test_seed_claims_pair_the_per_seed_means_and_replicates_stay_out_of_the_tables(tmp_path):
   res = _synthetic(True)
   rng = np.random.default_rng(5)
   for seed in (1, 2):  # replicates with their own windows' values
@@ -340,19 +363,13 @@ def test_seed_paired_averages_per_seed_differences_and_hides_replicates(tmp_path
       for r in rep["by_length"].values():
         r["nonrep"]["acc"] = list(np.asarray(r["nonrep"]["acc"]) + rng.normal(0, 0.02, len(r["nonrep"]["acc"])))
       res["methods"][f"{name}@s{seed}"] = rep
-  R = report.Results(res)
-  per_seed = []
-  for sfx in ("", "@s1", "@s2"):
-    a = np.array(res["methods"]["logn/ntk_mixed" + sfx]["by_length"]["1024"]["nonrep"]["acc"]) * 100
-    b = np.array(res["methods"]["ntk_mixed+logn†" + sfx]["by_length"]["1024"]["nonrep"]["acc"]) * 100
-    per_seed.append((a - b).mean())
-  mean, se, k = R.seed_paired("logn/ntk_mixed", "ntk_mixed+logn†", 1024)
-  assert k == 3 and mean == pytest.approx(np.mean(per_seed))
-  assert se == pytest.approx(np.std(per_seed, ddof=1) / np.sqrt(3))
-  assert R.seed_paired("yarn", "rope", 1024)[2] == 1      # no replicates: the window-paired SE
-  assert "ntk_mixed@s1" not in R.m
-  claim = next(c for c in report.claims(R) if c["id"] == "4a")
-  assert "3 seeds, SE over seeds" in claim["ours"]
+  mean = lambda k: 100 * np.mean(res["methods"][k]["by_length"]["1024"]["nonrep"]["acc"])
+  a = [mean("logn/ntk_mixed" + sfx) for sfx in ("", "@s1", "@s2")]
+  b = [mean("ntk_mixed+logn†" + sfx) for sfx in ("", "@s1", "@s2")]
+  v = _verdicts(res)["4a-retro"]
+  assert v.n == 3 and v.claim.unit == "seeds" and v.effect == pytest.approx(np.mean(a) - np.mean(b))
+  assert v.p == pytest.approx(scipy_stats.ttest_rel(a, b, alternative="greater").pvalue)
+  assert _verdicts(_synthetic(True))["4a-pre"].verdict == claims_lib.INCONCLUSIVE   # one seed: below min_n 3
   text = report.write_report(res, str(tmp_path), plots=False)
   assert "@s1" not in text.split("## Runs, cost and commands")[0]
 
@@ -367,48 +384,62 @@ def test_seed_replicates_name_their_checkpoints():
   assert methods_lib.seed_replicates(base, 128, 1) == []
 
 
-# ---------------------------------------------------------------------------- driver smoke test
+# ---------------------------------------------------------------------------- the study on the launcher
 
 
-def test_driver_smoke_tiny(tmp_path):
-  out = run_lib.run_study(str(tmp_path / "wd"), "tiny", variants=("rope",), methods=("rope", "rerope_w4"),
-                          mults=(1, 8), windows=8, out_dir=str(tmp_path / "out"), log=lambda s: None)
+def test_plan_default_and_tiny():
+  runs = study.plan()
+  names = [r.name for r in runs]
+  assert names[:len(study.DEFAULT_VARIANTS)] == list(study.DEFAULT_VARIANTS)
+  assert {"rope_s1", "rope_s2", "rope_logn_s1", "rope_logn_s2"} <= set(names)       # seeds of the log-n claims
+  assert sum(n.startswith("copy_probe__") for n in names) == len(study.PROBES)
+  rope = runs[0]
+  assert "max_checkpoints_to_keep=5" in rope.overrides and rope.labels == dict(scale="default", methods=None,
+                                                                                variant="rope", seed=0)
+  assert [r.name for r in study.plan(scale="tiny")] == list(study.TINY)
+  with pytest.raises(ValueError, match="scales are"):
+    study.plan(scale="huge")
+
+
+def test_former_results_round_trip_through_records(tmp_path):
+  res = _synthetic(True)
+  res["runs"]["rope_s1"] = dict(res["runs"]["rope"])
+  res["methods"]["rope@s1"] = dict(res["methods"]["rope"], ckpt="rope_s1")
+  res["copy_probes"] = [res.pop("copy_probe")]
+  ckpts = {m["ckpt"] for m in res["methods"].values()}
+  for ckpt in ckpts:
+    res["runs"].setdefault(ckpt, dict(res["runs"]["rope"]))
+  records, extras = study.from_results(res)
+  assert {r["name"] for r in records} == ckpts | {"copy_probe__heads_4"}
+  back = study.to_results(records, extras, {"trained_on": "cpu"})
+  assert back["methods"] == res["methods"] and back["copy_vs_steps"] == res["copy_vs_steps"]
+  assert back["copy_probes"][0]["curve"] == res["copy_probes"][0]["curve"]
+  assert back["meta"]["seeds"] == 2 and back["meta"]["train_length"] == res["meta"]["train_length"]
+  path = study.write_report(records, extras, str(tmp_path), {"machine": "m", "commands": ["cmd"]})
+  text = open(path).read()
+  assert "## Claim checklist" in text and "## Provenance" in text
+
+
+def test_study_smoke_tiny(tmp_path):
+  out = study.run(str(tmp_path / "wd"), "tiny", variants=("rope",), methods=("rope", "rerope_w4"))
   assert set(out["methods"]) == {"rope", "rerope_w4"}
   r = out["methods"]["rerope_w4"]["by_length"]
-  assert set(r) == {"16", "128"}
+  assert set(r) == {"16", "32", "64", "128"}     # a core method: every test length
   assert len(r["128"]["nonrep"]["acc"]) == 8 and len(r["16"]["nonrep"]["acc"]) == 64
   assert all(0.0 <= a <= 1.0 for a in r["128"]["rep"]["acc"])
-  # ReRoPE with w < N changes scores only for i - j >= w: at L = N = 16 with w = 4 it differs from RoPE,
-  # but the RoPE method evaluated twice is deterministic.
   assert out["runs"]["rope"]["step"] == 4
   assert [c["step"] for c in out["copy_vs_steps"]] == [1, 2, 3, 4]
-  assert os.path.exists(tmp_path / "out" / "REPORT.md")
-  assert os.path.getsize(tmp_path / "out" / "results.json") < 1_000_000
-  # A second invocation reuses the finished run and the cached evaluations.
-  again = run_lib.run_study(str(tmp_path / "wd"), "tiny", variants=("rope",), methods=("rope", "rerope_w4"),
-                            mults=(1, 8), windows=8, out_dir=str(tmp_path / "out"), log=lambda s: None)
-  assert again["methods"]["rope"] == out["methods"]["rope"]
+  assert os.path.exists(tmp_path / "wd" / "report" / "REPORT.md")
+  # A second call reuses the finished run and its evaluations (the record).
+  again = study.run(str(tmp_path / "wd"), "tiny", variants=("rope",), methods=("rope", "rerope_w4"))
+  assert again["methods"] == out["methods"]
 
 
 # Trains a second checkpoint and evaluates it (~25 s on a 2-core CPU); the replicate naming and the seed-paired
 # statistics are covered by test_seed_replicates_name_their_checkpoints and test_seed_paired_* by default.
 @pytest.mark.slow
-def test_driver_seeds_tiny(tmp_path):
-  # --seeds 2: a second training seed of the baseline, and the seed-aware methods evaluated on it.
-  seeded = run_lib.run_study(str(tmp_path / "wd"), "tiny", variants=("rope",), methods=("rope", "rerope_w4"),
-                             mults=(1, 8), windows=8, out_dir=str(tmp_path / "out"), log=lambda s: None, seeds=2)
-  assert seeded["runs"]["rope_s1"]["step"] == 4 and "seed=1" in seeded["runs"]["rope_s1"]["config_arg"]
-  assert set(seeded["methods"]) == {"rope", "rerope_w4", "rope@s1"}
-  assert seeded["methods"]["rope@s1"]["ckpt"] == "rope_s1"
-  assert seeded["methods"]["rope@s1"]["by_length"]["128"] != seeded["methods"]["rope"]["by_length"]["128"]
-
-
-def test_report_only_regenerates_from_results_json(tmp_path):
-  import json
-  wd, out = tmp_path / "wd", tmp_path / "out"
-  wd.mkdir()
-  out.mkdir()
-  (wd / "results.json").write_text(json.dumps(_synthetic(True)))
-  run_lib.main(["--workdir", str(wd), "--report_only", "--out", str(out)])
-  assert "Claim checklist" in (out / "REPORT.md").read_text()
-  assert json.loads((out / "results.json").read_text())["meta"]["train_length"] == 128
+def test_study_seeds_tiny(tmp_path):
+  out = study.run(str(tmp_path / "wd"), "tiny", variants=("rope",), methods=("rope", "rerope_w4"), seeds=2)
+  assert out["runs"]["rope_s1"]["step"] == 4 and "seed=1" in out["runs"]["rope_s1"]["config_arg"]
+  # Replicates only of the seed-aware methods (methods.seed_method_names: rerope_w4 is not one at N = 16).
+  assert out["methods"]["rope@s1"]["ckpt"] == "rope_s1" and "rerope_w4@s1" not in out["methods"]

@@ -1,0 +1,247 @@
+r"""The length-extrapolation checklist as framework claims (experiments/framework/claims.py).
+
+Samples (accuracies in percent, losses in nats/byte), built from the results dict:
+  nonrep/L/x, rep/L/x   {window: accuracy} of method x at test length L (every method sees the same windows,
+                        so two methods at one length are compared paired over windows; two lengths, Welch)
+  grow/C/x              {document: loss on its last N bytes with C bytes of context} (paired over documents)
+  seeds/L/x             {seed: mean non-repeated accuracy} of x on the checkpoint of each training seed (claims
+                        that compare two training runs: paired over seeds, so seed-to-seed noise counts)
+Claims sharing a number (3a-old, 3a-mixed, ...) form a Holm family. Su's numbers: kexue.fm/archives/9603-9859.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from experiments.framework import claims as C
+from experiments.length_extrapolation import published
+
+# Su's smallest ReRoPE gain over the baseline at 8x (w = 64..384, T5b, kexue.fm/archives/9708): 45.19 - 23.16.
+SU_SPREAD_GAIN = min(published.SU[f"ReRoPE-w{w}"][2] for w in (64, 128, 256, 384)) - published.SU["Baseline"][2]
+ROBUST_SPREAD = 0.25             # claim 6a: windows within a quarter of that gain of each other
+
+
+def samples(res: dict) -> dict[str, dict]:
+  n, ext = int(res["meta"]["train_length"]), int(res["meta"].get("extension", 8))
+  out: dict[str, dict] = {}
+  for name, m in res["methods"].items():
+    for length, r in m.get("by_length", {}).items():
+      for which in ("nonrep", "rep"):
+        if r.get(which):
+          out[f"{which}/{length}/{name}"] = dict(enumerate(100 * np.asarray(r[which]["acc"], float)))
+    for ctx, g in (m.get("growing") or {}).items():
+      out[f"grow/{ctx}/{name}"] = dict(enumerate(np.asarray(g["loss"], float)))
+  for name in [k for k in res["methods"] if "@s" not in k]:
+    reps = {0: name, **{int(k.rsplit("@s", 1)[1]): k for k in res["methods"]
+                           if "@s" in k and k.rsplit("@s", 1)[0] == name}}
+    out[f"seeds/{n * ext}/{name}"] = {s: _mean(out[f"nonrep/{n * ext}/{k}"]) for s, k in reps.items()
+                                      if f"nonrep/{n * ext}/{k}" in out}
+  for k in ("nonrep", "rep"):
+    for x in ("rope", "copy/rope"):
+      if f"{k}/{n}/{x}" in out:
+        out[f"0.75x {k}/{n}/{x}"] = {i: 0.75 * v for i, v in out[f"{k}/{n}/{x}"].items()}
+  gain = {s: out[f"seeds/{n * ext}/logn/rope"][s] - out[f"seeds/{n * ext}/rope"][s]
+          for s in out.get(f"seeds/{n * ext}/logn/rope", {}) if s in out.get(f"seeds/{n * ext}/rope", {})}
+  if gain:
+    out["logn gain/rope"] = gain
+  for p in probes(res):
+      out[f"probe gap/{p['arg']}"] = {0: 100 * (p["curve"][-1]["rep_acc"] - p["curve"][-1]["nonrep_acc"])}
+  return out
+
+
+def probes(res: dict) -> list[dict]:
+  """The copy probes with a curve (older results.json files hold a single "copy_probe")."""
+  ps = res["copy_probes"] if "copy_probes" in res else [res["copy_probe"]] if res.get("copy_probe") else []
+  return [p for p in ps or [] if p.get("curve")]
+
+
+def _mean(s: dict | None) -> float | None:
+  return float(np.mean(list(s.values()))) if s else None
+
+
+def checklist(res: dict, S: dict) -> list[tuple[C.Claim, str]]:
+  """(claim, Su's numbers) for every item of the checklist."""
+  n, ext = int(res["meta"]["train_length"]), int(res["meta"].get("extension", 8))
+  L8, w4, w2 = n * ext, max(1, n // 4), max(1, n // 2)
+  nr, rp = (lambda x, L=L8: f"nonrep/{L}/{x}"), (lambda x, L=L8: f"rep/{L}/{x}")
+  win = dict(unit="windows")
+  out: list[tuple[C.Claim, str]] = []
+
+  def add(su, cid, text, test, a, b=None, **kw):
+    kw = {**win, "family": cid.split("-")[0].rstrip("'abc") or cid, **kw}
+    out.append((C.Claim(cid, text, test, a, b, **kw), su))
+
+  add("(implicit: 80%+ repeated vs 49% at 8x)", "0a", f"The baseline copies within L_train: repeated > non-repeated "
+      f"by > 10 points at L = {n}", "paired", rp("rope", n), nr("rope", n), margin=10.0)
+  big = 100 * res.get("baselines", {}).get("bigram_acc", np.nan)
+  if np.isfinite(big):
+    add("-", "0b", f"The baseline at L_train is > 10 points above a bigram predictor ({big:.2f}%)", "one_sample",
+        nr("rope", n), margin=10.0, reference=big)
+  for k, p in enumerate(probes(res)):
+    add("-", "0c" + "abcdefgh"[k] * (len(probes(res)) > 1), f"The copy probe rope.py:{p['arg']} copies within L_train (repeated > "
+        f"non-repeated by > 10 points at L = {n}, last checkpoint)", "one_sample", f"probe gap/{p['arg']}",
+        margin=10.0, reference=0.0, unit="runs", family="0c")
+  add("49.41 -> 23.16 (0.47x)", "1a", f"Baseline RoPE collapses at 8x: accuracy at {L8} < 0.75x its accuracy at "
+      f"{n}", "welch", nr("rope"), f"0.75x nonrep/{n}/rope", direction="<")
+  drop = (_mean(S.get(nr("rope", n))) or 0) - (_mean(S.get(nr("rope"))) or 0)
+  add("23.16 -> 24.02", "1b", f"Log-n pre-training alone barely helps at 8x: its gain < 1/4 of the baseline's drop "
+      f"({drop:.2f} points)", "one_sample", "logn gain/rope", direction="<", reference=drop / 4, unit="seeds")
+  add("13.54 < 23.16", "2", "PI without fine-tuning is worse than the baseline at 8x", "paired", nr("rope"), nr("pi"))
+  for v in ("old", "mixed"):
+    add("39.27 / 40.12 vs 23.16", f"3a-{v}", f"NTK-RoPE ({v}) beats the baseline at 8x without fine-tuning",
+        "paired", nr(f"ntk_{v}"), nr("rope"))
+  for a, b in (("mixed", "fixed"), ("fixed", "old")):
+    add("40.12 >= 39.61 >= 39.27", f"3b-{a}", f"NTK {a} is not worse than NTK {b} at 8x (non-inferiority, "
+        "1 point)", "paired", nr(f"ntk_{a}"), nr(f"ntk_{b}"), margin=-1.0)
+  for cid, base, lab, su in (("4a", "ntk_mixed", "NTK-mixed", "45.41 > 42.38 > 40.12"),
+                             ("4b", f"rerope_w{w2}", f"ReRoPE w={w2}", "49.07 > 48.85 > 48.48")):
+    sd = lambda x: f"seeds/{L8}/{x}"
+    add(su, f"{cid}-pre", f"Log n helps {lab}: pre-trained log n > none at 8x", "paired", sd("logn/" + base),
+        sd(base), unit="seeds")
+    if f"{base}+logn†" in res["methods"]:
+      add(su, f"{cid}-retro", f"{lab}: pre-trained log n > inference-only log n† at 8x", "paired",
+          sd("logn/" + base), sd(base + "+logn†"), unit="seeds")
+      add(su, f"{cid}-none", f"{lab}: log n† (retrofit) > none at 8x", "paired", sd(base + "+logn†"), sd(base),
+          unit="seeds")
+  _rerope_claims(add, nr, rp, n, L8, w4, S)
+  _architecture_claims(add, nr, n, L8, w2, w4, res)
+  _context_claims(add, nr, rp, n, L8, w4, res)
+  return out
+
+
+def _rerope_claims(add, nr, rp, n, L8, w4, S):
+  for cid, x in (("5a", f"logn/rerope_w{w4}"), ("5a'", f"rerope_w{w4}")):
+    add("49.07 vs 49.40 (log n, w=256)", cid, f"{x} at 8x stays within 1 point of (or above) its own L_train "
+        "accuracy (non-inferiority)", "welch", nr(x), nr(x, n), margin=-1.0)
+  for cid, a, b in (("5b", f"rerope_w{w4}", "ntk_mixed"), ("5b'", f"logn/rerope_w{w4}", "logn/ntk_mixed")):
+    add("48.48 vs 40.12; 49.07 vs 45.41", cid, f"{a} is ahead of {b} at 8x", "paired", nr(a), nr(b))
+  add("85.12 vs 68.91 (log n)", "5c", "ReRoPE is ahead of NTK on the repeated set at 8x (meaningful only if the "
+      "baseline copies, 0a)", "paired", rp(f"logn/rerope_w{w4}"), rp("logn/ntk_mixed"))
+  ws = [w for w in (max(1, n // 8), w4, max(1, n // 2), max(1, 3 * n // 4)) if nr(f"rerope_w{w}") in S]
+  if len(ws) > 1:
+    means = {w: _mean(S[nr(f"rerope_w{w}")]) for w in ws}
+    hi, lo = max(means, key=means.get), min(means, key=means.get)
+    add("45.19 / 47.82 / 48.48 / 48.15 (w=64..384)", "6a", f"ReRoPE is robust for w in N/8..3N/4 at 8x: the best "
+        f"(w={hi}) and worst (w={lo}) windows are equivalent within {ROBUST_SPREAD:g} x Su's smallest gain over the "
+        f"baseline ({ROBUST_SPREAD * SU_SPREAD_GAIN:.1f} points; #14: formerly a ratio of means without a test)",
+        "paired", nr(f"rerope_w{hi}"), nr(f"rerope_w{lo}"), direction="~", margin=ROBUST_SPREAD * SU_SPREAD_GAIN)
+  add("8.25 vs 23.16", "6b", "ReRoPE with w = L_train collapses below the baseline at 8x", "paired", nr("rope"),
+      nr(f"rerope_w{n}"))
+  add("49.10 vs 48.87 (w=128)", "7a", "Leaky ReRoPE (k=16) ≈ ReRoPE at 8x (equivalent within 1 point)", "paired",
+      nr(f"logn/leaky_w{w4}_k16"), nr(f"logn/rerope_w{w4}"), direction="~", margin=1.0)
+  add("48.87 (k16) > 45.72 (k8), w=256", "7b", "Leaky ReRoPE degrades at k=8 (w = N/2)", "paired",
+      nr(f"logn/leaky_w{n // 2}_k16"), nr(f"logn/leaky_w{n // 2}_k8"))
+
+
+def _architecture_claims(add, nr, n, L8, w2, w4, res):
+  add("48.70 vs 49.41", "8a", "HWFA costs little at L_train (non-inferior to the baseline, margin 3 points)",
+      "paired", nr("hwfa", n), nr("rope", n), margin=-3.0)
+  add("48.15 vs 23.16", "8b-far", "HWFA extrapolates with no inference change: above the baseline at 8x",
+      "paired", nr("hwfa"), nr("rope"))
+  add("48.15 vs 48.70 at 512", "8b-own", "HWFA at 8x is within 2 points of (or above) its L_train accuracy",
+      "welch", nr("hwfa"), nr("hwfa", n), margin=-2.0)
+  add("48.15 <= 48.32", "9-hwfa", "InvLeaky is above HWFA at 8x", "paired", nr("inv_leaky"), nr("hwfa"))
+  add("48.32 <= 49.07", "9-rerope", "ReRoPE (log n) is above InvLeaky at 8x", "paired", nr(f"logn/rerope_w{w4}"),
+      nr("inv_leaky"))
+  add("49.46 vs 49.41", "10a", "HWFA2 is not worse than the baseline at L_train (non-inferiority, 1 point)",
+      "paired", nr("hwfa2+rerope", n), nr("rope", n), margin=-1.0)
+  others = {k: np.mean(m["by_length"][str(L8)]["nonrep"]["acc"]) for k, m in res["methods"].items()
+            if "@s" not in k and k != "hwfa2+rerope" and str(L8) in m.get("by_length", {})}
+  if others:
+    best = max(others, key=others.get)
+    add("49.36 (best with w64-f1 49.37)", "10b", f"HWFA2 (+ReRoPE) is not worse than the best other method at 8x "
+        f"({best}; non-inferiority, 1 point)", "paired", nr("hwfa2+rerope"), nr(best), margin=-1.0)
+  add("qualitative", "10c", "HWFA2 does not extrapolate without the ReRoPE swap", "paired", nr("hwfa2+rerope"),
+      nr("hwfa2"))
+  for v, su1, su8 in (("kna", "49.60", "47.69"), ("cosa", "49.73", "46.98")):
+    add(f"{su1} vs 49.41", f"11a-{v}", f"{v.upper()} does not hurt accuracy at L_train (non-inferiority, 1 point)",
+        "paired", nr(v, n), nr("rope", n), margin=-1.0)
+    add(f"{su8} vs 23.16", f"11b-{v}", f"{v.upper()} extrapolates with no inference change (above the baseline "
+        "at 8x)", "paired", nr(v), nr("rope"))
+  add("47.45 vs 42.20", "12a", "YaRN (drop-in) beats NTK at 8x", "paired", nr("yarn"), nr("ntk_old"))
+  add("47.45 vs 47.82", "12b", "YaRN is within 1 point of (or above) ReRoPE at 8x", "paired", nr("yarn"),
+      nr(f"rerope_w{w4}"), margin=-1.0)
+  for k in ("pi", "ntk_old", "ntk_mixed", "yarn"):
+    add("LLaMA loss 1.6081 vs 1.4967 (NTK)", f"13a-{k}", f"{k} costs in-range accuracy (a tax at L_train)",
+        "paired", nr(k, n), nr("rope", n), direction="<")
+  add("1.4996 vs 1.6081 (LLaMA loss)", "13b", f"ReRoPE's tax (w = N/2) is smaller than NTK's: rerope_w{w2} above "
+      "ntk_old at L_train", "paired", nr(f"rerope_w{w2}", n), nr("ntk_old", n))
+
+
+def _context_claims(add, nr, rp, n, L8, w4, res):
+  g = lambda x, c: f"grow/{c}/{x}"
+  for cid, x in (("14a", f"logn/rerope_w{w4}"), ("14a'", f"rerope_w{w4}")):
+    add("1.4996 -> 1.4267 -> 1.4001", cid, f"Longer context, lower loss: {x}'s loss on the same last {n} bytes "
+        f"falls from context {n} to {L8}", "paired", g(x, n), g(x, L8), unit="documents", digits=3)
+  add("1.4967 -> 8.8615", "14b", "Baseline RoPE's loss on the same bytes rises with more context", "paired",
+      g("rope", L8), g("rope", n), unit="documents", digits=3)
+  add("qualitative (LLM perplexity)", "15a", "A sliding window without the first tokens is worse than the "
+      "Lambda-mask at 8x (attention sinks)", "paired", nr("lambda"), nr("window"))
+  add("qualitative", "15b", "Training with ReRoPE from scratch gives no extrapolation (no training config for "
+      "it at this scale)", "paired", nr("rerope_scratch"), nr("rope"))
+  if "copy/rope" not in res["methods"]:
+    return
+  add("(implicit)", "R0", f"The copy-augmented baseline copies within L_train (repeated > non-repeated by > 10 "
+      f"points at {n})", "paired", rp("copy/rope", n), nr("copy/rope", n), margin=10.0)
+  add("24.17 at 4096 vs 49.41 at 512", "R1", "Repeated column: the baseline loses its copying at 8x (repeated "
+      f"accuracy at {L8} < 0.75x that at {n})", "welch", rp("copy/rope"), f"0.75x rep/{n}/copy/rope", direction="<")
+  pairs = (("R2", "copy/ntk_mixed", "copy/rope", "53.09 vs 24.17", "NTK-mixed keeps more than the baseline"),
+           ("R4", f"copy/rerope_w{w4}", "copy/ntk_mixed", "77.90 vs 53.09", "ReRoPE is ahead of NTK-mixed"),
+           ("R4'", f"copy-logn/rerope_w{w4}", "copy-logn/ntk_mixed", "85.12 vs 68.91 (log n)",
+            "ReRoPE is ahead of NTK-mixed (log n)"),
+           ("R5", "copy/hwfa", "copy/rope", "80.84 vs 24.17", "HWFA is above the baseline"),
+           ("R7", "copy/rope", f"copy/rerope_w{n}", "7.09 vs 24.17", "ReRoPE with w = L_train is below the baseline"))
+  for cid, a, b, su, text in pairs:
+    add(su, cid, f"Repeated column at 8x: {text}", "paired", rp(a), rp(b), family="R")
+  add("77.90 vs 48.48 (w=256)", "R3", "ReRoPE retrieves beyond L_train: at 8x its repeated accuracy is above its "
+      "non-repeated accuracy", "paired", rp(f"copy/rerope_w{w4}"), nr(f"copy/rerope_w{w4}"), family="R")
+  add("85.15 vs 85.47 (log n, w=128)", "R6", "Repeated column: Leaky ReRoPE (k=16) ≈ ReRoPE at 8x (equivalent "
+      "within 2 points)", "paired", rp(f"copy/leaky_w{w4}_k16"), rp(f"copy/rerope_w{w4}"), direction="~",
+      margin=2.0, family="R")
+  for cid, x in (("R8", f"copy-logn/rerope_w{w4}"), ("R8'", f"copy/rerope_w{w4}")):
+    add("1.4996 -> 1.4267 -> 1.4001 (LLaMA)", cid, f"Longer context, lower loss on a model that copies: {x}'s "
+        f"loss on the same last {n} bytes falls from context {n} to {L8}", "paired", g(x, n), g(x, L8),
+        unit="documents", digits=3, family="R8")
+
+
+def former(claim: C.Claim, S: dict) -> str | None:
+  """The discarded rule (kept to mark verdict changes on the recorded runs): the effect beyond its margin by more
+  than 2 SE holds, by less than -2 SE fails, inconclusive in between; equivalence: |effect| <= max(margin, 2 SE).
+  No minimum n, no Holm."""
+  est = C.estimate(claim, S)
+  if est is None or not np.isfinite(est.se) or est.n < 2:
+    return None
+  if claim.direction == "~":
+    return C.HOLDS if abs(est.effect) <= max(claim.margin, 2 * est.se) else C.FAILS
+  d = est.effect - claim.margin if claim.direction == ">" else -claim.margin - est.effect
+  return C.HOLDS if d > 2 * est.se else C.FAILS if d < -2 * est.se else C.INCONCLUSIVE
+
+
+def verdicts(res: dict) -> list[tuple[C.Verdict, str, str | None]]:
+  """(verdict, Su's numbers, the former rule's verdict) per claim; 5c is inconclusive unless the baseline copies."""
+  S = samples(res)
+  items = checklist(res, S)
+  vs = C.judge_all([c for c, _ in items], S)
+  copies = next((v.verdict for v in vs if v.claim.id == "0a"), None) == C.HOLDS
+  out = []
+  for v, (c, su) in zip(vs, items):
+    if c.id == "5c" and not copies and v.verdict == C.HOLDS:
+      v = C.Verdict(c, C.INCONCLUSIVE, note="the baseline does not copy (0a), so the repeated column does not "
+                    "measure long-range retrieval: " + v.line())
+    out.append((v, su, former(c, S)))
+  return out
+
+
+def _label(key: str) -> str:
+  """"nonrep/1024/rope" -> "rope (nonrep @1024)"; derived samples as they are."""
+  parts = key.split("/", 2)
+  return f"{parts[2]} ({parts[0]} @{parts[1]})" if len(parts) == 3 and parts[0] in SAMPLE_KINDS else key
+
+
+SAMPLE_KINDS = ("nonrep", "rep", "grow", "seeds")
+
+
+def means_text(v: C.Verdict, S: dict) -> str:
+  """"rope (nonrep @1024) 35.94 vs pi (nonrep @1024) 31.46" from the claim's samples."""
+  c = v.claim
+  parts = [f"{_label(s)} {m:.2f}" for s in (c.a, c.b) if s if (m := _mean(S.get(s))) is not None]
+  return " vs ".join(parts) + (f" (reference {c.reference:.2f})" if c.reference is not None else "")

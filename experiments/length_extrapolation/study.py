@@ -1,0 +1,273 @@
+r"""Length extrapolation (issue #5): pre-training variants, inference-time methods at 1x..8x N, Su's claims.
+
+  python -m experiments length_extrapolation --workdir /tmp/le                 # the default CPU study
+  python -m experiments length_extrapolation --workdir /tmp/le --scale tiny    # smoke test (< 2 min)
+  python -m experiments length_extrapolation --workdir W --config.data.glob='/my/corpus/**/*.txt'
+  python -m experiments length_extrapolation --report_only --results experiments/length_extrapolation/results.json \
+      --out experiments/length_extrapolation
+
+Every run is a config of configs/length_extrapolation/ (``VARIANTS``). After training, ``evaluate`` scores every
+method of methods.py whose checkpoint is that run on the shared test sets (evaluate.py: non-repeated and repeated
+windows at 1x..8x N, the growing-context protocol), and the copy check at each kept checkpoint of the baselines.
+The report (report.py) is built from the records; ``run`` is the same from Python (the Colab notebook).
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from experiments.framework import launcher
+from experiments.length_extrapolation import methods as methods_lib
+
+CONFIG_DIR = "configs/length_extrapolation"
+COPY_ARG = "copy=0.25,copy_source=random,copy_warmup=600"
+# variant -> (config file, extra config argument). Copy-augmented training (*_copy): a quarter of the windows
+# are random printable bytes tiled with a period of N/4..N/2; the plain baseline does not learn to copy at CPU
+# scale (REPORT.md, copy check), so Su's repeated-column claims are tested on those checkpoints.
+VARIANTS = {
+    "rope": ("rope.py", ""), "rope_logn": ("rope_logn.py", ""), "hwfa": ("hwfa.py", ""),
+    "inv_leaky": ("inv_leaky.py", ""), "kna": ("kna.py", ""), "cosa": ("cosa.py", ""),
+    "hwfa2": ("hwfa2.py", ""), "kna_logn": ("kna.py", "logn"), "cosa_logn": ("cosa.py", "logn"),
+    "rope_copy": ("rope.py", COPY_ARG), "rope_logn_copy": ("rope_logn.py", COPY_ARG), "hwfa_copy": ("hwfa.py", COPY_ARG),
+}
+DEFAULT_VARIANTS = ("rope", "rope_logn", "hwfa", "inv_leaky", "kna", "cosa", "hwfa2")
+EXTRA_VARIANTS = ("kna_logn", "cosa_logn", "rope_copy", "rope_logn_copy", "hwfa_copy")   # the committed study's
+# Copy probes of the committed study: other baselines whose copy gap is followed over 6 checkpoints.
+PROBES = ("heads=4,norm=pre,steps=2400", "copy=0.5,steps=4000")
+TINY = ("rope", "hwfa")   # the smoke test: two checkpoints and a few methods (each method compiles its programs)
+TINY_METHODS = ("rope", "ntk_mixed", "rerope_w4", "hwfa")
+WINDOWS = {"tiny": 8, "default": 16, "medium": 32, "full": 64}   # test windows at 8x N (more at shorter lengths)
+COPY_CHECKPOINTS, PROBE_CHECKPOINTS = 4, 6
+# Seconds per run (training + evaluations) for the --dry_run estimate: the default study measured 111.8 min over
+# 18 runs on 2 shared CPU cores (experiments/length_extrapolation/REPORT.md), ~5 min a run, ~3x for a probe.
+EST_S = {"tiny": 15.0, "default": 300.0, "medium": 3600.0, "full": 36000.0}
+
+
+def config_spec(variant: str, scale: str, extra: str = "") -> str:
+  fname, arg = VARIANTS[variant]
+  return f"{CONFIG_DIR}/{fname}:" + ",".join(filter(None, [f"scale={scale}", arg, extra]))
+
+
+def load_config(variant: str, scale: str, extra: str = ""):
+  """(config, spec) of one variant, as the study trains it."""
+  spec = config_spec(variant, scale, extra)
+  return launcher.load_run_config(launcher.Run(variant, spec), ()), spec
+
+
+def _keep(spec: str, keep: int) -> tuple[str, ...]:
+  """Overrides that keep ``keep`` + 1 checkpoints at least every steps / keep (the copy check vs steps)."""
+  c = launcher.load_run_config(launcher.Run("x", spec), ())
+  every = max(1, c.num_train_steps // keep)
+  return (f"checkpoint_every_steps={min(c.checkpoint_every_steps or every, every)}",
+          f"max_checkpoints_to_keep={keep + 1}")
+
+
+def probe_name(arg: str) -> str:
+  return "copy_probe__" + "".join(ch if ch.isalnum() else "_" for ch in arg)
+
+
+def plan(seeds: int | None = None, scale: str = "default", variants=None, methods=None) -> list[launcher.Run]:
+  """Every variant at seed 0, then seeds 1.. of rope / rope_logn (the cross-checkpoint claims), then the probes.
+  ``variants`` / ``methods`` (names) restrict the plan (the notebook, smoke tests)."""
+  if scale not in WINDOWS:
+    raise ValueError(f"length_extrapolation scales are {', '.join(WINDOWS)}; got {scale!r}.")
+  seeds = seeds or (1 if scale == "tiny" else 3)
+  variants = tuple(variants or (TINY if scale == "tiny" else DEFAULT_VARIANTS + EXTRA_VARIANTS * (scale == "default")))
+  bad = [v for v in variants if v not in VARIANTS]
+  if bad:
+    raise ValueError(f"unknown variants {bad}; choose from {sorted(VARIANTS)}.")
+  methods = methods or (TINY_METHODS if scale == "tiny" else None)
+  est, labels = EST_S[scale], dict(scale=scale, methods=list(methods) if methods else None)
+  runs = []
+  for seed in range(seeds):
+    for v in variants if seed == 0 else [v for v in methods_lib.SEED_CKPTS if v in variants]:
+      spec = config_spec(v, scale, f"seed={seed}" if seed else "")
+      keep = _keep(spec, COPY_CHECKPOINTS) if v in ("rope", "rope_copy") and not seed else ()
+      runs.append(launcher.Run(v + (f"_s{seed}" if seed else ""), spec, dict(labels, variant=v, seed=seed), est,
+                               overrides=keep))
+  for arg in PROBES if scale == "default" and variants == DEFAULT_VARIANTS + EXTRA_VARIANTS else ():
+    spec = config_spec("rope", scale, arg)
+    runs.append(launcher.Run(probe_name(arg), spec,
+                             dict(labels, variant="rope", seed=0, probe=arg), 3 * est,
+                             overrides=_keep(spec, PROBE_CHECKPOINTS)))
+  return runs
+
+
+# ------------------------------------------------------------------------------------------- Evaluation.
+
+_CACHE: dict = {}
+
+
+def test_sets(config, windows: int, mults=(1, 2, 4, 8)) -> dict:
+  """Non-repeated / repeated windows per length, growing-context documents, random copies, n-gram baselines
+  (cached per corpus, length and size: every run of a plan shares them)."""
+  from experiments.length_extrapolation import evaluate  # pylint: disable=g-import-not-at-top
+  data, n = config.data, int(config.data.seq_len)
+  key = (data.name, data.text_key, str(data.get("glob", "")), n, windows)
+  if key not in _CACHE:
+    docs, ext = evaluate.documents("test", data.name, data.text_key), methods_lib.EXTENSION
+    sets = {}
+    for length in (n * m for m in mults):
+      nonrep = evaluate.nonrepeated_set(docs, length, windows * (ext * n // length))
+      sets[length] = (nonrep, *evaluate.repeated_set(nonrep, n))
+    train_split = "train" if data.name == evaluate.DATASET else "train[:2%]"   # a large catalog set: its first 2%
+    _CACHE[key] = dict(n=n, sets=sets, growing=evaluate.growing_set(docs, n, max(mults), windows),
+                       random=evaluate.random_repeated_set(n, n, len(sets[n][0])),
+                       baselines=evaluate.ngram_baselines(evaluate.documents(train_split, data.name, data.text_key),
+                                                          sets[n][0]))
+  return _CACHE[key]
+
+
+def _method_result(m, model_cfg, params, ts) -> dict:
+  from experiments.length_extrapolation import evaluate  # pylint: disable=g-import-not-at-top
+  n, ext = ts["n"], methods_lib.EXTENSION
+  res = {"ckpt": m.ckpt, "core": m.core, "note": m.note, "attention": m.attention,
+         "layer_fn": m.layer_fn.__name__ if m.layer_fn else None, "by_length": {}}
+  for length in (sorted(ts["sets"]) if m.core else [n, n * ext]):
+    grow = ts["growing"][:, -(length + 1):] if m.core else None
+    r = evaluate.evaluate_length(model_cfg, params, *ts["sets"][length], grow, n)
+    if "growing" in r:
+      res.setdefault("growing", {})[str(length)] = r.pop("growing")
+    res["by_length"][str(length)] = r
+  return res
+
+
+def copy_curve(model_cfg, run_dir: str, ts: dict, lengths) -> list[dict]:
+  """Repeated vs non-repeated accuracy (and random-byte copy accuracy) at every kept checkpoint."""
+  from experiments.length_extrapolation import evaluate  # pylint: disable=g-import-not-at-top
+  from kexue_jax import checkpoint  # pylint: disable=g-import-not-at-top
+  d = os.path.join(run_dir, "checkpoints")
+  curve = []
+  for step in sorted(int(p) for p in os.listdir(d) if p.isdigit()) if os.path.isdir(d) else []:
+    params = checkpoint.load_state(run_dir, step)[0]["params"]
+    row = {"step": step}
+    for length in lengths:
+      tag = "" if length == ts["n"] else "_8x"
+      r = evaluate.evaluate_length(model_cfg, params, *ts["sets"][length])
+      row.update({f"nonrep_acc{tag}": float(np.mean(r["nonrep"]["acc"])), f"rep_acc{tag}": float(np.mean(r["rep"]["acc"])),
+                  f"rep_copy_acc{tag}": float(np.mean(r["rep"]["copy_acc"]))})
+    row["rand_copy_acc"] = float(np.mean(evaluate.copy_accuracy(model_cfg, params, *ts["random"])))
+    curve.append(row)
+  return curve
+
+
+def evaluate(run, config, run_dir: str, record: dict) -> dict:
+  """Every method on this checkpoint (seed replicates: the seed-aware ones), the copy check, training speed."""
+  from kexue_jax import checkpoint, config_lib, metrics  # pylint: disable=g-import-not-at-top
+  lab, n = run.labels, int(config.data.seq_len)
+  ts = test_sets(config, WINDOWS[lab["scale"]])
+  model = config_lib.to_dict(config.model)
+  sps = [m["steps_per_sec"] for m in metrics.read_metrics(run_dir) if "steps_per_sec" in m]
+  out = dict(setup=setup(config, ts), baselines=ts["baselines"], config_arg=record["config"],
+             batch_size=int(config.batch_size), seq_len=n, tokens=int(config.num_train_steps * config.batch_size * n),
+             steps_per_sec_median=float(np.median(sps)) if sps else None,
+             steps_per_sec_max=float(np.max(sps)) if sps else None, methods={})
+  if "error" in record:
+    return out
+  if lab.get("probe") or run.name in ("rope", "rope_copy"):
+    out["copy_curve"] = copy_curve(methods_lib.model_config(model, methods_lib.Method("rope", "rope"), n), run_dir,
+                                   ts, [n, n * methods_lib.EXTENSION] if lab.get("probe") else [n])
+  if lab.get("probe"):
+    return out
+  ms = methods_lib.all_methods(n, (lab["variant"],))
+  ms = methods_lib.seed_replicates(ms, n, lab["seed"] + 1) if lab["seed"] else ms
+  ms = [m for m in ms if m.ckpt == run.name and (not lab.get("methods") or m.name.split("@")[0] in lab["methods"])]
+  params = checkpoint.load_state(run_dir)[0]["params"] if ms else None
+  for m in ms:
+    import time  # pylint: disable=g-import-not-at-top
+    t0 = time.time()
+    out["methods"][m.name] = dict(_method_result(m, methods_lib.model_config(model, m, n), params, ts),
+                                  eval_time_s=round(time.time() - t0, 1))
+  return out
+
+
+def setup(config, ts: dict) -> dict:
+  from kexue_jax import config_lib  # pylint: disable=g-import-not-at-top
+  n = ts["n"]
+  return {"train_length": n, "test_lengths": sorted(ts["sets"]), "extension": methods_lib.EXTENSION,
+          "windows": {str(L): int(len(s[0])) for L, s in sorted(ts["sets"].items())},
+          "windows_at_8x": int(len(ts["sets"][n * methods_lib.EXTENSION][0])), "growing_docs": int(len(ts["growing"])),
+          "steps": int(config.num_train_steps), "batch_size": int(config.batch_size),
+          "model": {k: v for k, v in config_lib.to_dict(config.model).items() if k != "layer_attention"},
+          "optimizer": dict(config_lib.to_dict(config.optimizer)),
+          "segment_rule": "L > N: s ~ U{N..L/2}; L = N: s ~ U{N/4..N/2}"}
+
+
+# ------------------------------------------------------------------------------------------- Records <-> report.
+
+
+def _summary(r: dict) -> dict:
+  keys = ("variant", "step", "num_params", "wall_time_s", "train", "eval", "config_arg", "batch_size", "seq_len",
+          "tokens", "steps_per_sec_median", "steps_per_sec_max")
+  return {k: r[k] for k in keys if k in r}
+
+
+def to_results(records, extras: dict, meta: dict) -> dict:
+  """The results dict report.py reads (runs, methods, copy curves, probes, meta) from the launcher's records."""
+  import time  # pylint: disable=g-import-not-at-top
+  runs = [r for r in records if not r.get("probe")]
+  first = next((r for r in runs if r["name"] == "rope"), (runs or records)[0])
+  legacy = extras.get("legacy_meta") or {}
+  wall = sum(r.get("wall_time_s", 0.0) for r in records)
+  res_meta = dict(first["setup"], scale=first.get("scale"), variants=[r["variant"] for r in runs if not r.get("seed")],
+                  default_variants=list(DEFAULT_VARIANTS), seeds=1 + max((r.get("seed", 0) for r in runs), default=0),
+                  hardware=meta.get("trained_on", ""), jax=meta.get("versions", ""),
+                  date_utc=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                  command=(meta.get("commands") or ["python -m experiments length_extrapolation"])[0],
+                  train_commands={r["name"]: r.get("command", "") for r in records},
+                  train_wall_s=round(sum(r.get("train_time_s", 0.0) for r in records), 1),
+                  train_wall_this_invocation_s=round(sum(r.get("train_time_s", 0.0) for r in records), 1),
+                  eval_wall_s=round(sum(r.get("eval_time_s", 0.0) for r in records), 1), total_wall_s=round(wall, 1))
+  res_meta.update({k: v for k, v in legacy.items() if k not in ("variants", "default_variants", "seeds")})
+  curve = lambda name: next((r.get("copy_curve", []) for r in runs if r["name"] == name), [])
+  return {"meta": res_meta, "baselines": first.get("baselines", {}), "invocations": extras.get("invocations"),
+          "runs": {r["name"]: _summary(r) for r in runs},
+          "methods": {k: v for r in runs for k, v in r.get("methods", {}).items()},
+          "copy_vs_steps": curve("rope"), "copy_vs_steps_copy_aug": curve("rope_copy"),
+          "copy_probes": [{"arg": r["probe"], "summary": _summary(r), "curve": r.get("copy_curve", [])}
+                          for r in records if r.get("probe")]}
+
+
+def from_results(res: dict) -> tuple[list[dict], dict]:
+  """Records and extras from a results.json of the former driver (experiments/length_extrapolation/run.py)."""
+  setup_keys = ("train_length", "test_lengths", "extension", "windows", "windows_at_8x", "growing_docs", "steps",
+                "batch_size", "model", "optimizer", "segment_rule")
+  base = dict(setup={k: res["meta"][k] for k in setup_keys if k in res["meta"]}, baselines=res.get("baselines", {}),
+              scale=res["meta"].get("scale"))
+  curves = {"rope": res.get("copy_vs_steps") or [], "rope_copy": res.get("copy_vs_steps_copy_aug") or []}
+  records = []
+  for name, r in res["runs"].items():
+    seed = int(name.rsplit("_s", 1)[1]) if "_s" in name and name.rsplit("_s", 1)[1].isdigit() else 0
+    records.append({**base, **r, "name": name, "seed": seed, "variant": r.get("variant", name),
+                    "copy_curve": curves.get(name, []),
+                    "methods": {k: v for k, v in res["methods"].items() if v.get("ckpt") == name}})
+  for p in res.get("copy_probes") or []:
+    records.append({**base, **p["summary"], "name": probe_name(p["arg"]), "probe": p["arg"], "seed": 0,
+                    "variant": "rope", "copy_curve": p["curve"], "methods": {}})
+  return records, {"legacy_meta": {k: v for k, v in res["meta"].items() if k not in setup_keys},
+                   "invocations": res.get("invocations")}
+
+
+def write_report(records, extras_, out_dir: str, meta: dict) -> str:
+  from experiments.framework import report as R  # pylint: disable=g-import-not-at-top
+  from experiments.length_extrapolation import report  # pylint: disable=g-import-not-at-top
+  os.makedirs(out_dir, exist_ok=True)
+  if (extras_.get("legacy_meta") or {}).get("hardware") and meta.get("trained_on", "").startswith("not recorded"):
+    meta = dict(meta, trained_on=extras_["legacy_meta"]["hardware"])   # runs of the former driver
+  report.write_report(to_results(records, extras_, meta), out_dir, footer=R.footer(meta))
+  return os.path.join(out_dir, "REPORT.md")
+
+
+def run(workdir: str, scale: str = "default", variants=None, methods=None, seeds: int = 1,
+        out_dir: str | None = None) -> dict:
+  """The study from Python (the Colab notebook): trains / reuses the runs of ``plan`` (restricted to ``variants``
+  and ``methods``), evaluates them, writes the report into ``out_dir`` (default W/report); returns the results
+  dict report.py reads."""
+  import sys  # pylint: disable=g-import-not-at-top
+  from experiments.framework import report as R  # pylint: disable=g-import-not-at-top
+  records = [launcher.run_one(sys.modules[__name__], r, workdir, ()) for r in plan(seeds, scale, variants, methods)]
+  meta = dict(R.machine(), commands=[f"study.run({workdir!r}, {scale!r}, variants={variants}, methods={methods})"])
+  meta["trained_on"] = meta["machine"]
+  write_report(records, {}, out_dir or os.path.join(workdir, "report"), meta)
+  return to_results(records, {}, meta)
