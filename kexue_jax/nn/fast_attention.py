@@ -47,10 +47,11 @@ import numpy as np
 from absl import logging
 from jax.sharding import PartitionSpec as P
 
-from kexue_jax.nn import attention as attn_lib
+from kexue_jax.nn import attention_config as acfg
+from kexue_jax.nn import pallas_rerope
 from kexue_jax.nn import positions as pos_lib
 
-KERNELS = attn_lib.KERNELS
+KERNELS = acfg.KERNELS
 FLASH_POSITIONS = ("rope", "none")
 CUDNN_DTYPES = (jnp.bfloat16, jnp.float16)
 CUDNN_IMPLEMENTATION = "cudnn"     # tests set "xla" to run this path's numerics on CPU
@@ -59,7 +60,10 @@ _logged: dict = {}                 # (config, message) -> message; one log line 
 
 
 def _backend() -> str:
-  return jax.default_backend()
+  """The platform of the current mesh's devices (an AOT compile for a TPU topology on a CPU host is
+  "tpu"), else jax's default backend."""
+  device = getattr(jax.sharding.get_abstract_mesh(), "abstract_device", None)
+  return getattr(device, "platform", None) or jax.default_backend()
 
 
 def _log_once(config, msg, level=logging.WARNING):
@@ -102,7 +106,6 @@ def unsupported(kernel, config, *, backend, L, S, head_dim, dtype, has_valid=Fal
   if c.lambda_first_tokens:
     return "Lambda-mask (lambda_first_tokens) not expressible"
   if kernel == "pallas_rerope":
-    from kexue_jax.nn import pallas_rerope  # pylint: disable=g-import-not-at-top
     if c.position not in pallas_rerope.POSITIONS:
       return f"position {c.position!r} not in the Pallas ReRoPE kernel {pallas_rerope.POSITIONS}"
     if has_segments:
@@ -271,15 +274,14 @@ def fast_attend(q_BLHD, k_BSHD, v_BSHD, *, config, q_positions_BL, k_positions_B
               logging.INFO)
 
   if kernel == "pallas_rerope":
-    from kexue_jax.nn import pallas_rerope  # pylint: disable=g-import-not-at-top
     block = {"tpu": 128, "gpu": 64}.get(backend, c.block_size)
     fn = lambda q, k, v, qp, kp, kv: pallas_rerope.rerope_flash_attention(
         q, k, v, config=c, q_positions_BL=qp, k_positions_BS=kp, k_valid_BS=kv, length=length,
-        block_q=block, block_k=block, interpret=interpret)
+        block_q=block, block_k=block, interpret=interpret, platform=backend)
     return _on_mesh(fn, q_BLHD, k_BSHD, v_BSHD, q_positions_BL, k_positions_BS, k_valid_BS)
 
   if c.position == "rope":
-    rope = functools.partial(pos_lib.apply_rope, **attn_lib._rope_kwargs(c, length))  # pylint: disable=protected-access
+    rope = functools.partial(pos_lib.apply_rope, **acfg.rope_kwargs(c, length))
     q_BLHD, k_BSHD = rope(q_BLHD, q_positions_BL), rope(k_BSHD, k_positions_BS)
   if kernel == "cudnn":
     try:
