@@ -41,6 +41,7 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TPU_SKIP_MDS_QUERY", "1")
 os.environ.setdefault("TPU_ACCELERATOR_TYPE", "v5litepod-8")
 os.environ.setdefault("TPU_WORKER_HOSTNAMES", "localhost")
+os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")  # several compiles (CI, tests) at once
 
 import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import ml_collections  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -110,8 +111,8 @@ def topology_devices(topo: Topology) -> list[Any]:
     desc = topologies.get_topology_desc(platform="tpu", topology_name=topo.name, chip_config_name="default",
                                         chips_per_host_bounds=topo.chips_per_host_bounds, num_slices=1)
   except Exception as e:  # noqa: BLE001 - libtpu missing or too old: one line
-    raise AotError(f"cannot describe TPU topology {topo.name} ({str(e).splitlines()[0][:160]}); install "
-                   "libtpu in this environment: pip install -e '.[tpu]' (see setup.cfg).") from e
+    raise AotError(f"cannot describe TPU topology {topo.name} ({str(e).splitlines()[0][:160]}); AOT compiles "
+                   "need libtpu in this environment: pip install -e '.[tpu]' (see setup.cfg).") from e
   return list(desc.devices)
 
 
@@ -247,6 +248,18 @@ def advice(config: ml_collections.ConfigDict, mem: dict[str, int] | None, capaci
 def compile_for_topology(config: ml_collections.ConfigDict, topology: str, *, mfu: float = 0.4,
                          with_eval: bool = True) -> dict[str, Any]:
   """Compiles ``config``'s train (and eval) step for ``topology``; returns the report dict (see module doc)."""
+  friendly, topo = resolve_topology(topology)
+  devices = topology_devices(topo)
+  kind = devices[0].device_kind
+  if kind not in CHIPS:
+    raise AotError(f"no HBM/peak figures for device kind {kind!r}; add it to kexue_jax.aot.CHIPS.")
+  report = compile_on_devices(config, devices, CHIPS[kind], mfu=mfu, with_eval=with_eval)
+  return {"topology": friendly, "topology_name": topo.name, **report}
+
+
+def compile_on_devices(config: ml_collections.ConfigDict, devices, chip: Chip, *, mfu: float = 0.4,
+                       with_eval: bool = True) -> dict[str, Any]:
+  """The report for ``devices`` (a TPU topology's, or any devices: tests use CPU ones) of ``chip``."""
   from flax import linen as nn  # pylint: disable=g-import-not-at-top
   from kexue_jax import config_lib  # pylint: disable=g-import-not-at-top
   from kexue_jax import tasks  # pylint: disable=g-import-not-at-top
@@ -255,15 +268,10 @@ def compile_for_topology(config: ml_collections.ConfigDict, topology: str, *, mf
   t0 = time.perf_counter()
   jax.config.update("jax_threefry_partitionable", True)
   config_lib.validate(config)
-  friendly, topo = resolve_topology(topology)
-  devices = topology_devices(topo)
   kind = devices[0].device_kind
-  chip = CHIPS.get(kind)
-  if chip is None:
-    raise AotError(f"no HBM/peak figures for device kind {kind!r}; add it to kexue_jax.aot.CHIPS.")
   per_chip = devices_per_chip(devices)
   num_chips = len(devices) // per_chip
-  config = _resolve_auto_dtypes(config, "tpu")
+  config = _resolve_auto_dtypes(config, devices[0].platform)
 
   mesh, rules = train.make_mesh_and_rules(config, devices)
   task = tasks.get_task(config)
@@ -284,7 +292,7 @@ def compile_for_topology(config: ml_collections.ConfigDict, topology: str, *, mf
   fits = hbm_per_chip <= chip.hbm_bytes
   num_params = sum(int(np.prod(a.shape)) for a in jax.tree.leaves(steps.abstract_model["params"]))
   report = {
-      "topology": friendly, "topology_name": topo.name, "device_kind": kind, "chips": num_chips,
+      "device_kind": kind, "chips": num_chips,
       "devices": len(devices), "hosts": len({d.process_index for d in devices}),
       "mesh": {k: int(v) for k, v in mesh.shape.items()},
       "num_params": num_params, "batch_size": int(config.batch_size),
