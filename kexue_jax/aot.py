@@ -364,8 +364,9 @@ def _flags():
       "topology", "v5e-8", f"TPU slice: {', '.join(TOPOLOGIES)} (or its topology name, e.g. v5e:2x4).")
   as_json = flags.DEFINE_bool("json", False, "Print one JSON object instead of the table.")
   mfu = flags.DEFINE_float("mfu", 0.4, "Model-FLOPs utilisation assumed for the projected step time.")
+  with_eval = flags.DEFINE_bool("eval", True, "Also compile the eval step (--noeval: the train step only).")
   flags.mark_flags_as_required(["config"])
-  return config, topology, as_json, mfu
+  return config, topology, as_json, mfu, with_eval
 
 
 def run_main():
@@ -374,7 +375,7 @@ def run_main():
   from absl import app  # pylint: disable=g-import-not-at-top
   from absl import flags  # pylint: disable=g-import-not-at-top
   from absl import logging  # pylint: disable=g-import-not-at-top
-  config_flag, topology, as_json, mfu = _flags()
+  config_flag, topology, as_json, mfu, with_eval = _flags()
 
   def main(argv):
     if not flags.FLAGS["verbosity"].present:
@@ -384,7 +385,7 @@ def run_main():
       sys.exit(2)
     config = config_flag.value
     try:
-      report = compile_for_topology(config, topology.value, mfu=mfu.value)
+      report = compile_for_topology(config, topology.value, mfu=mfu.value, with_eval=with_eval.value)
     except (AotError, ValueError) as e:
       print(f"kexue_jax.aot: error: {e}", file=sys.stderr, flush=True)
       sys.exit(2)

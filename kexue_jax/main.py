@@ -27,6 +27,7 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)  # keep the console to the progress bar; --verbosity=0 for INFO
   import jax  # pylint: disable=g-import-not-at-top
 
+  _cpu_when_libtpu_without_tpu(jax)
   config = _CONFIG.value
   if config.get("distributed_init", False):
     jax.distributed.initialize()
@@ -40,6 +41,21 @@ def main(argv):
     logging.info("Traceback of the error below:", exc_info=True)
     print(f"\nkexue_jax: error: {e}", file=sys.stderr, flush=True)
     sys.exit(2)
+
+
+def _cpu_when_libtpu_without_tpu(jax) -> None:
+  """libtpu installed (the [tpu] extra, e.g. for kexue_jax.aot) on a machine without a TPU: jax would try the
+  TPU at start-up and print libtpu's warnings. Use the CPU then, unless JAX_PLATFORMS chooses."""
+  import glob  # pylint: disable=g-import-not-at-top
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  import os  # pylint: disable=g-import-not-at-top
+  if os.environ.get("JAX_PLATFORMS") or importlib.util.find_spec("libtpu") is None:
+    return
+  if glob.glob("/dev/accel*") or glob.glob("/dev/vfio/[0-9]*"):  # TPU VMs expose their chips here
+    return
+  if any(importlib.util.find_spec(p) for p in ("jax_cuda12_plugin", "jax_cuda13_plugin")):
+    return
+  jax.config.update("jax_platforms", "cpu")
 
 
 def run_main():
