@@ -35,7 +35,11 @@ the batch and head axes given by the logical-axis rules (outside a mesh, e.g.
 in the training loop's init, they are called directly).
 
 Status: dispatch, the cuDNN branch (with XLA standing in), splash and the
-Pallas ReRoPE kernel (interpreter) are tested on CPU; no GPU/TPU run yet.
+Pallas ReRoPE kernel (interpreter) are tested on CPU; splash and the Pallas
+ReRoPE kernel are compiled for TPU (Mosaic, inside shard_map) by
+kexue_jax.aot with libtpu (tests/test_aot.py); no GPU/TPU run yet. The
+platform is the current mesh's (`_backend`), so an AOT compile for a TPU
+topology on a CPU host picks the TPU kernels.
 """
 import functools
 import math

@@ -47,8 +47,12 @@ Conventions and constraints:
     Mosaic GPU lowering, which would stage the whole K/V of a head in shared
     memory (> 228 KiB already at S=512, d=128, bf16).
   * Tested on CPU with interpret=True (numerics, gradients, under a mesh),
-    and lowered to Triton IR for CUDA with jax.export; Triton/PTX compilation,
-    Mosaic (TPU) lowering and benchmarks need the hardware (none here yet).
+    lowered to Triton IR for CUDA with jax.export, and compiled for TPU
+    (Mosaic, forward + the XLA backward, inside shard_map) with libtpu by
+    kexue_jax.aot (tests/test_aot.py). Mosaic reads the TPU generation from
+    the current mesh, so compile under `jax.set_mesh` (the training loop and
+    aot do). Triton/PTX compilation and benchmarks need a GPU
+    (benchmarks/accelerator_check.py).
 """
 import functools
 
