@@ -224,20 +224,22 @@ def _memory(compiled) -> dict[str, int]:
           "total_bytes": int(arg + out - alias + temp + code)}
 
 
-def advice(config: ml_collections.ConfigDict, mem: dict[str, int] | None, capacity: int) -> list[str]:
+def advice(config: ml_collections.ConfigDict, mem: dict[str, int] | None, capacity: int, *,
+           num_devices: int = 8, activations_heavy: bool | None = None) -> list[str]:
   """What to change so the step fits (largest lever first), from where the bytes go."""
-  tips = []
   mesh = {k: int(v) for k, v in config.mesh.items()}
-  state_heavy = mem is None or mem["argument_bytes"] >= mem["temp_bytes"]
+  if activations_heavy is None:
+    activations_heavy = mem is not None and mem["temp_bytes"] > mem["argument_bytes"]
   fsdp_tip = ("shard parameters and optimizer state over the chips: --config.mesh.fsdp=-1 --config.mesh.data=1"
-              if mesh.get("fsdp", 1) == 1 else None)
+              if mesh.get("fsdp", 1) == 1 and num_devices > 1 else None)
   remat_tip = ("recompute activations in the backward pass: --config.model.remat=True"
                if "remat" in config.model and not config.model.remat else None)
   mb = int(config.microbatches)
   mb_tip = (f"accumulate gradients over slices: --config.microbatches={2 * mb}"
             if config.batch_size % (2 * mb) == 0 else None)
   batch_tip = f"a smaller global batch: --config.batch_size={config.batch_size // 2}"
-  order = [fsdp_tip, remat_tip, mb_tip, batch_tip] if state_heavy else [remat_tip, mb_tip, fsdp_tip, batch_tip]
+  order = [remat_tip, mb_tip, fsdp_tip, batch_tip] if activations_heavy else [fsdp_tip, remat_tip, mb_tip,
+                                                                               batch_tip]
   tips = [t for t in order if t]
   if mem is not None:
     tips.insert(0, f"needs {mem['total_bytes'] / GiB:.2f} GiB per chip of {capacity / GiB:.0f} GiB "
@@ -308,7 +310,7 @@ def compile_on_devices(config: ml_collections.ConfigDict, devices, chip: Chip, *
   if compiled_eval is not None:
     report["eval_hbm_bytes_per_chip"] = _memory(compiled_eval)["total_bytes"] * per_chip
   if not fits:
-    report["advice"] = advice(config, mem, chip.hbm_bytes)
+    report["advice"] = advice(config, mem, chip.hbm_bytes, num_devices=len(devices))
   return report
 
 
@@ -339,17 +341,17 @@ def format_report(r: dict[str, Any]) -> str:
   return "\n".join(lines)
 
 
-def failure_advice(config, error: Exception) -> str:
-  """One line for a step that does not compile."""
-  msg = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
+def failure_advice(config, error: Exception, num_devices: int = 8) -> tuple[str, int]:
+  """(one line, exit status) for a step that does not compile: 3 = out of HBM, 1 = anything else."""
+  msg = (str(error).strip().splitlines() or [type(error).__name__])[0][:300].rstrip(".")
   low = str(error).lower()
-  if "resource_exhausted" in low or "out of memory" in low or "exceeds" in low and "memory" in low:
-    tips = advice(config, None, 0)
-    return f"does not fit: {msg}. What to change: {'; or '.join(tips)}."
+  if any(s in low for s in ("resource_exhausted", "out of memory", "ran out of memory")):
+    tips = advice(config, None, 0, num_devices=num_devices, activations_heavy="temporaries" in low)
+    return f"does not fit: {msg}. What to change: {'; or '.join(tips)}.", 3
   if "mosaic" in low or "pallas" in low or "splash" in low:
     return (f"kernel failed to compile: {msg}. What to change: --config.model.attention.kernel=xla "
-            "(the XLA attention path).")
-  return f"does not compile: {msg}"
+            "(the XLA attention path)."), 1
+  return f"does not compile: {msg}", 1
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -370,7 +372,7 @@ def _flags():
 
 
 def run_main():
-  """``python -m kexue_jax.aot``; exit 0 = compiles and fits, 3 = compiles but does not fit, 1 = does not
+  """``python -m kexue_jax.aot``; exit 0 = fits, 3 = does not fit (the report or the compiler says so), 1 = does not
   compile, 2 = bad input. (Flags are defined here, not at import, so tests can import this module.)"""
   from absl import app  # pylint: disable=g-import-not-at-top
   from absl import flags  # pylint: disable=g-import-not-at-top
@@ -390,8 +392,10 @@ def run_main():
       print(f"kexue_jax.aot: error: {e}", file=sys.stderr, flush=True)
       sys.exit(2)
     except Exception as e:  # noqa: BLE001 - an XLA / Mosaic compile error: one line and what to change
-      print(f"kexue_jax.aot: {topology.value}: {failure_advice(config, e)}", file=sys.stderr, flush=True)
-      sys.exit(1)
+      devices = len(topology_devices(resolve_topology(topology.value)[1]))
+      line, status = failure_advice(config, e, devices)
+      print(f"kexue_jax.aot: {topology.value}: {line}", file=sys.stderr, flush=True)
+      sys.exit(status)
     print(json.dumps(report, sort_keys=True) if as_json.value else format_report(report), flush=True)
     sys.exit(0 if report["fits"] else 3)
 

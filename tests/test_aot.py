@@ -87,6 +87,16 @@ def test_advice_when_it_does_not_fit():
   assert "remat" in aot.advice(c, mem, 16 * 2**30)[1]
 
 
+def test_failure_advice_for_an_out_of_hbm_compile():
+  c = _config("configs/lm/tiny.py:runlocal")
+  err = RuntimeError("RESOURCE_EXHAUSTED: Ran out of memory on HBM, the total memory required for HLO "
+                     "temporaries (705.22G) exceeds available HBM (15.75G).\nmore")
+  line, status = aot.failure_advice(c, err, num_devices=1)
+  assert status == 3 and line.startswith("does not fit: RESOURCE_EXHAUSTED: Ran out of memory on HBM")
+  assert "\n" not in line and "fsdp" not in line   # one chip: nothing to shard over
+  assert line.index("microbatches") < line.index("batch_size=")
+
+
 def test_cli_bad_topology_is_one_line_exit_2():
   p = subprocess.run([sys.executable, "-m", "kexue_jax.aot", "--config=configs/lm/tiny.py:runlocal",
                       "--topology=v9-8"], cwd=ROOT, capture_output=True, text=True, check=False)
