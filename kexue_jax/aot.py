@@ -274,6 +274,10 @@ def compile_on_devices(config: ml_collections.ConfigDict, devices, chip: Chip, *
   per_chip = devices_per_chip(devices)
   num_chips = len(devices) // per_chip
   config = _resolve_auto_dtypes(config, devices[0].platform)
+  hosts = len({d.process_index for d in devices})
+  if config.batch_size % hosts:   # train.run's per-process check (jax.process_count() is 1 here)
+    raise AotError(f"config.batch_size={config.batch_size} is not divisible by the {hosts} hosts of this "
+                   f"topology; use a multiple of {hosts}.")
 
   mesh, rules = train.make_mesh_and_rules(config, devices)
   task = tasks.get_task(config)
@@ -295,7 +299,7 @@ def compile_on_devices(config: ml_collections.ConfigDict, devices, chip: Chip, *
   num_params = sum(int(np.prod(a.shape)) for a in jax.tree.leaves(steps.abstract_model["params"]))
   report = {
       "device_kind": kind, "chips": num_chips,
-      "devices": len(devices), "hosts": len({d.process_index for d in devices}),
+      "devices": len(devices), "hosts": hosts,
       "mesh": {k: int(v) for k, v in mesh.shape.items()},
       "num_params": num_params, "batch_size": int(config.batch_size),
       "hbm_bytes_per_chip": int(hbm_per_chip), "hbm_capacity_bytes": int(chip.hbm_bytes), "fits": bool(fits),
