@@ -110,6 +110,10 @@ def write_table(rows: dict, order) -> None:
         f"{gib(r['hbm_capacity_bytes'])} | {gib(r['eval_hbm_bytes_per_chip']) if 'eval_hbm_bytes_per_chip' in r else '-'} | "
         f"{'yes' if r['fits'] else '**no**'} | {r['flops_per_step']:.3g} | "
         f"{'' if ms is None else f'{ms * 1e3:.3g}'} | {r['compile_time_s']:.0f} |")
+  missing = [k for k in order if k not in rows]
+  if missing:
+    lines += ["", f"Not compiled yet ({len(missing)}; `python benchmarks/tpu_aot.py` continues from the cache): "
+              + ", ".join(f"`{c.replace('configs/', '')}` on {t}" for c, t in missing) + "."]
   advice = [(k, rows[k]) for k in order if k in rows and rows[k].get("advice")]
   if advice:
     lines += ["", "## What to change where it does not fit", ""]

@@ -349,6 +349,13 @@ def failure_advice(config, error: Exception, num_devices: int = 8) -> tuple[str,
   """(one line, exit status) for a step that does not compile: 3 = out of HBM, 1 = anything else."""
   msg = (str(error).strip().splitlines() or [type(error).__name__])[0][:300].rstrip(".")
   low = str(error).lower()
+  if "vmemoom" in low or "memory space vmem" in low:   # a kernel's on-chip scratch, not HBM
+    kernel = re.search(r"%(\w+?)(?:\.\d+)? = ", str(error))
+    size = re.search(r"Scoped allocation with size (\S+) and limit (\S+)", str(error))
+    what = f"{kernel.group(1) if kernel else 'a kernel'} needs {size.group(1) if size else 'more'} of on-chip " \
+           f"VMEM (limit {size.group(2) if size else '?'})"
+    return (f"does not compile: {what}. What to change: --config.model.attention.kernel=xla, or smaller "
+            "head dims (the kernel's tile is block x (head_dim + value dim))."), 1
   if any(s in low for s in ("resource_exhausted", "out of memory", "ran out of memory")):
     tips = advice(config, None, 0, num_devices=num_devices, activations_heavy="temporaries" in low)
     return f"does not fit: {msg}. What to change: {'; or '.join(tips)}.", 3

@@ -97,6 +97,26 @@ def test_failure_advice_for_an_out_of_hbm_compile():
   assert line.index("microbatches") < line.index("batch_size=")
 
 
+def test_failure_advice_for_a_kernel_out_of_vmem():
+  """The error libtpu gave for the LE `full` config (GAU values of 1536 dims) before splash's tiles were sized
+  to the head dims (fast_attention._splash_block)."""
+  err = RuntimeError(
+      "RESOURCE_EXHAUSTED: E1001: CompileTimeScopedVmemOom:\nRan out of memory in memory space vmem while "
+      "allocating on stack for %splash_mha_dkv_no_residuals.1 = (f32[32,512,128]) custom-call(...). Scoped "
+      "allocation with size 18.27M and limit 16.00M exceeded scoped vmem limit by 2.27M.")
+  line, status = aot.failure_advice(_config("configs/lm/tiny.py:runlocal"), err)
+  assert status == 1
+  assert line.startswith("does not compile: splash_mha_dkv_no_residuals needs 18.27M of on-chip VMEM "
+                         "(limit 16.00M). What to change: --config.model.attention.kernel=xla")
+
+
+def test_splash_tiles_fit_scoped_vmem():
+  from kexue_jax.nn import fast_attention as F  # pylint: disable=g-import-not-at-top
+  assert F._splash_block(512, 128, 128) == 512      # the LE medium config (compiled for v5e-8)
+  assert F._splash_block(512, 128, 1536) == 256     # GAU values: 512 needed 18.3 MiB of 16 MiB VMEM
+  assert F._splash_block(384, 128, 128) == 128
+
+
 def test_cli_bad_topology_is_one_line_exit_2():
   p = subprocess.run([sys.executable, "-m", "kexue_jax.aot", "--config=configs/lm/tiny.py:runlocal",
                       "--topology=v9-8"], cwd=ROOT, capture_output=True, text=True, check=False)

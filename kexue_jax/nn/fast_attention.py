@@ -162,16 +162,23 @@ def _on_mesh(fn, q_BLHD, k_BSHD, v_BSHD, *batch_args):
 # ----------------------------------------------------------------------------
 # Kernels. Inputs: q carries its scale; q, k already rotated (splash, cudnn).
 
-def _splash_block(n):
-  return next(b for b in (512, 256, 128) if n % b == 0)
+# Splash's tiles must fit the 16 MiB default scoped VMEM: measured with libtpu (kexue_jax.aot), the dkv
+# kernel needs 18.3 MiB at block 512 with head dims (D, Dv) = (128, 1536) (a GAU's values), i.e. about
+# 22 bytes per unit of block * (D + Dv). Keep block * (D + Dv) <= 2**19 (about 11.5 MiB).
+_SPLASH_TILE_BUDGET = 2**19
+
+
+def _splash_block(n, head_dim=128, value_dim=128):
+  fits = [b for b in (512, 256, 128) if n % b == 0 and b * (head_dim + value_dim) <= _SPLASH_TILE_BUDGET]
+  return fits[0] if fits else 128
 
 
 @functools.lru_cache(maxsize=64)
-def _splash_kernel(num_heads, L, S, causal, window, interpret):
+def _splash_kernel(num_heads, L, S, causal, window, interpret, head_dim=128, value_dim=128):
   """A splash MHA kernel for one example (mask processing is numpy: cached)."""
   from jax.experimental.pallas.ops.tpu import splash_attention as sa  # pylint: disable=g-import-not-at-top
   mask = splash_mask(L, S, causal=causal, window=window)
-  b = _splash_block(L)
+  b = _splash_block(L, head_dim, value_dim)
   blocks = sa.BlockSizes(block_q=b, block_kv=b, block_kv_compute=b, block_q_dkv=b,
                          block_kv_dkv=b, block_kv_dkv_compute=b, block_q_dq=b, block_kv_dq=b)
   return sa.make_splash_mha(sa.MultiHeadMask([mask] * num_heads), block_sizes=blocks,
@@ -223,9 +230,9 @@ def has_visible_key(k_valid_BS, L, *, causal, window):
 
 
 def _splash(q_BLHD, k_BSHD, v_BSHD, k_valid_BS, q_seg_BL, k_seg_BS, *, config, interpret):
-  B, L, H, _ = q_BLHD.shape
+  B, L, H, D = q_BLHD.shape
   S = k_BSHD.shape[1]
-  kernel = _splash_kernel(H, L, S, config.causal, config.window, interpret)
+  kernel = _splash_kernel(H, L, S, config.causal, config.window, interpret, D, v_BSHD.shape[-1])
   heads_first = lambda x: jnp.swapaxes(x, 1, 2)                      # (B, H, L, D)
   seg = splash_segment_ids(B, L, S, k_valid_BS, q_seg_BL, k_seg_BS)
   if seg is None:
