@@ -117,6 +117,23 @@ def test_splash_tiles_fit_scoped_vmem():
   assert F._splash_block(384, 128, 128) == 128
 
 
+def test_no_bf16_mosaic_kernels_on_tpu_v2(monkeypatch):
+  """libtpu refused splash's bf16 matmul for a v2-8 ("CompileTimeMosaicUnsupportedRhsType"): on v2/v3 the
+  Mosaic kernels fall back to XLA for bf16 inputs."""
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from kexue_jax.nn import attention_config as acfg  # pylint: disable=g-import-not-at-top
+  from kexue_jax.nn import fast_attention as F  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(F, "_backend", lambda: "tpu")
+  monkeypatch.setattr(F, "_device_kind", lambda: "TPU v2")
+  monkeypatch.setattr(F, "_logged", {})
+  q = jnp.zeros((1, 128, 1, 128), jnp.bfloat16)
+  pos = jnp.zeros((1, 128))
+  out = F.fast_attend(q, q, q, config=acfg.AttentionConfig(kernel="splash"), q_positions_BL=pos,
+                      k_positions_BS=pos)
+  assert out is None
+  assert any("no bf16 Mosaic matmul on TPU v2" in m for m in F._logged.values())  # pylint: disable=protected-access
+
+
 def test_cli_bad_topology_is_one_line_exit_2():
   p = subprocess.run([sys.executable, "-m", "kexue_jax.aot", "--config=configs/lm/tiny.py:runlocal",
                       "--topology=v9-8"], cwd=ROOT, capture_output=True, text=True, check=False)

@@ -15,7 +15,8 @@ the mask built into the kernel:
                    Masks: causal / full, causal sliding window; bf16/fp16 inputs only.
   "pallas_rerope"  pallas_rerope.rerope_flash_attention on any backend (Triton on
                    GPU, Mosaic on TPU). Masks: causal / full, sliding window, key padding.
-  "auto"           TPU: splash, GPU: cudnn, CPU: XLA; ReRoPE stays on XLA (the
+  "auto"           TPU: splash (v4 and newer for bf16: v2/v3 have no bf16 Mosaic
+                   matmul, XLA there), GPU: cudnn, CPU: XLA; ReRoPE stays on XLA (the
                    Pallas ReRoPE kernel is opt-in until verified on hardware).
   "xla"            never calls this module.
 
@@ -68,6 +69,17 @@ def _backend() -> str:
   "tpu"), else jax's default backend."""
   device = getattr(jax.sharding.get_abstract_mesh(), "abstract_device", None)
   return getattr(device, "platform", None) or jax.default_backend()
+
+
+def _device_kind() -> str:
+  """The current mesh's device kind ("TPU v5 lite", ...), else the default device's."""
+  device = getattr(jax.sharding.get_abstract_mesh(), "abstract_device", None)
+  return getattr(device, "device_kind", None) or jax.devices()[0].device_kind
+
+
+# Mosaic has no bf16 matmul on these (libtpu: "CompileTimeMosaicUnsupportedRhsType ... vector<128x128xbf16>"
+# compiling splash for a v2-8, kexue_jax.aot); their Pallas kernels would need float32 inputs.
+NO_BF16_MOSAIC = ("TPU v2", "TPU v3")
 
 
 def _log_once(config, msg, level=logging.WARNING):
@@ -278,6 +290,10 @@ def fast_attend(q_BLHD, k_BSHD, v_BSHD, *, config, q_positions_BL, k_positions_B
                        has_segments=q_segment_ids_BL is not None, extra=extra)
   if reason:
     _log_once(c, f"{kernel} not used ({reason}); falling back to the XLA path")
+    return None
+  if (backend == "tpu" and kernel in ("splash", "pallas_rerope") and jnp.dtype(q_BLHD.dtype) == jnp.bfloat16
+      and _device_kind() in NO_BF16_MOSAIC):
+    _log_once(c, f"{kernel} not used (no bf16 Mosaic matmul on {_device_kind()}); falling back to the XLA path")
     return None
   interpret = backend == "cpu"
   if interpret and kernel != "cudnn":
