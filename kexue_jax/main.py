@@ -230,8 +230,9 @@ def main(argv):
   except UsageError as e:
     fail(str(e))
 
-  _init_distributed(config)
   import jax  # pylint: disable=g-import-not-at-top
+  _cpu_when_libtpu_without_tpu(jax)  # before any backend starts, so also before jax.distributed
+  _init_distributed(config)
   logging.info("JAX %s, process %d/%d, devices: %s", jax.__version__, jax.process_index(),
                jax.process_count(), jax.devices())
   from kexue_jax import metrics as metrics_lib  # pylint: disable=g-import-not-at-top
@@ -249,6 +250,21 @@ def main(argv):
   if result.get("preempted"):
     return EXIT_CODES.get(result["preempted"], EXIT_CODES["SIGTERM"])
   return 0
+
+
+def _cpu_when_libtpu_without_tpu(jax) -> None:
+  """libtpu installed (the [tpu] extra, e.g. for kexue_jax.aot) on a machine without a TPU: jax would try the
+  TPU at start-up and print libtpu's warnings. Use the CPU then, unless JAX_PLATFORMS chooses."""
+  import glob  # pylint: disable=g-import-not-at-top
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  import os  # pylint: disable=g-import-not-at-top
+  if os.environ.get("JAX_PLATFORMS") or importlib.util.find_spec("libtpu") is None:
+    return
+  if glob.glob("/dev/accel*") or glob.glob("/dev/vfio/[0-9]*"):  # TPU VMs expose their chips here
+    return
+  if any(importlib.util.find_spec(p) for p in ("jax_cuda12_plugin", "jax_cuda13_plugin")):
+    return
+  jax.config.update("jax_platforms", "cpu")
 
 
 def run_main():

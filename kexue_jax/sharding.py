@@ -115,6 +115,9 @@ def make_mesh(mesh_cfg: Mapping[str, int], devices: Sequence[jax.Device] | None 
   if devices == list(jax.devices()):
     # Lets jax pick a topology-aware device order (TPU ICI rings etc.).
     return jax.make_mesh(shape, MESH_AXES, axis_types=(AxisType.Auto,) * len(shape))
+  if devices[0].platform == "tpu":
+    # A TPU topology that is not this process's backend (kexue_jax.aot): the same topology-aware order.
+    return jax.make_mesh(shape, MESH_AXES, axis_types=(AxisType.Auto,) * len(shape), devices=devices)
   return Mesh(np.asarray(devices).reshape(shape), MESH_AXES, axis_types=(AxisType.Auto,) * len(shape))
 
 

@@ -13,6 +13,7 @@ restarts, and a resumed run continues exactly where the interrupted one stopped.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from typing import Any
@@ -109,6 +110,79 @@ def make_train_step(task, tx, lr_schedule, *, rng, microbatches: int, guard_nonf
   return train_step
 
 
+def make_mesh_and_rules(config: ml_collections.ConfigDict, devices=None):
+  """The run's ``('data', 'fsdp', 'tensor')`` mesh over ``devices`` (default all) and its logical-axis rules,
+  after the batch-size checks (one-line errors before any compute)."""
+  devices = list(devices or jax.devices())
+  mesh_cfg = sharding.resolve_mesh_config(config.mesh, config.get("mesh_preset", "auto"), devices)
+  mesh = sharding.make_mesh(mesh_cfg, devices)
+  rules = sharding.normalize_rules(config.logical_axis_rules)
+  sharding.check_batch_size(config.batch_size, mesh)
+  sharding.check_batch_size(config.batch_size // config.microbatches, mesh, "config.batch_size / microbatches")
+  return mesh, rules
+
+
+@dataclasses.dataclass(frozen=True)
+class Steps:
+  """What ``build_steps`` makes: the sharded state's layout and the jitted (not yet compiled) steps.
+
+  ``train_step(state, batch) -> (state, metrics)`` donates the state; ``eval_step(state, batch) -> {name:
+  (sum, count)}``. Lower them inside ``jax.set_mesh(mesh), nn.logical_axis_rules(rules)``.
+  """
+  tx: optax.GradientTransformation
+  lr_schedule: Any
+  init_rng: jax.Array
+  abstract_model: Any     # {'step', 'params', 'extra'} ShapeDtypeStructs (unboxed)
+  abstract_state: Any     # the full state's ShapeDtypeStructs, carrying their shardings
+  state_sh: Any           # NamedShardings of the state
+  init_state: Any         # rng -> state (jit it with out_shardings=state_sh)
+  train_step: Any
+  eval_step: Any
+  optimizer_skips: bool
+
+
+def build_steps(config: ml_collections.ConfigDict, task, batch_spec, mesh, rules) -> Steps:
+  """Optimizer, sharded state layout and the jitted train/eval steps for ``config`` on ``mesh``.
+
+  The one place the steps are built: ``run`` trains with them and ``kexue_jax.aot`` compiles them for a TPU
+  topology, so both see the same shardings, donation and dtype policy.
+  """
+  batch_sh, repl = sharding.batch_sharding(mesh), sharding.replicated(mesh)
+  tx, lr_schedule = optim.make_optimizer(config.optimizer, config.num_train_steps)
+  init_rng, train_rng = jax.random.split(jax.random.key(config.seed))
+
+  def init_model(rng):
+    variables = task.init(rng, {k: jnp.zeros(s.shape, s.dtype) for k, s in batch_spec.items()})
+    extra = {k: v for k, v in variables.items() if k != "params"}
+    return {"step": jnp.zeros((), jnp.int32), "params": variables["params"], "extra": extra}
+
+  # Initialisation runs outside the mesh/rules context: there `unbox` would apply activation constraints to
+  # flax DenseGeneral's flattened kernels (rank mismatch). Placement comes from `out_shardings` instead.
+  abstract_boxed = jax.eval_shape(init_model, init_rng)
+  model_sh = sharding.logical_shardings(abstract_boxed, mesh, rules)
+  abstract_model = nn.unbox(abstract_boxed)
+  abstract_opt = jax.eval_shape(tx.init, abstract_model["params"])
+  state_sh = {**model_sh, "opt_state": sharding.follow_params(abstract_opt, abstract_model["params"],
+                                                              model_sh["params"], mesh)}
+  abstract_state = jax.tree.map(lambda a, sh: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh),
+                                {**abstract_model, "opt_state": abstract_opt}, state_sh)
+
+  def init_state(rng):
+    state = nn.unbox(init_model(rng))
+    return {**state, "opt_state": tx.init(state["params"])}
+
+  optimizer_skips = bool(config.optimizer.get("skip_nonfinite", False))
+  train_step = make_train_step(task, tx, lr_schedule, rng=train_rng, microbatches=config.microbatches,
+                               guard_nonfinite=config.stop_on_nonfinite and not optimizer_skips)
+  train_step = jax.jit(train_step, in_shardings=(state_sh, batch_sh), out_shardings=(state_sh, repl),
+                       donate_argnums=(0,))
+  eval_step = jax.jit(lambda s, b: task.evaluate({"params": s["params"], **s["extra"]}, b),
+                      in_shardings=(state_sh, batch_sh), out_shardings=repl)
+  return Steps(tx=tx, lr_schedule=lr_schedule, init_rng=init_rng, abstract_model=abstract_model,
+               abstract_state=abstract_state, state_sh=state_sh, init_state=init_state,
+               train_step=train_step, eval_step=eval_step, optimizer_skips=optimizer_skips)
+
+
 def _init_from(state, init_cfg, task, tx, abstract_params, state_sh):
   """``config.init_from``: a fresh run starts from another run's parameters (fine-tuning).
 
@@ -195,41 +269,17 @@ def _run(config: ml_collections.ConfigDict, workdir: epath.Path, *, devices=None
   jax.config.update("jax_threefry_partitionable", True)
 
   # ---------------------------------------------------------------- Mesh and logical-axis rules.
-  mesh_cfg = sharding.resolve_mesh_config(config.mesh, config.get("mesh_preset", "auto"),
-                                          devices or jax.devices())
-  mesh = sharding.make_mesh(mesh_cfg, devices)
-  rules = sharding.normalize_rules(config.logical_axis_rules)
-  sharding.check_batch_size(config.batch_size, mesh)
-  sharding.check_batch_size(config.batch_size // config.microbatches, mesh, "config.batch_size / microbatches")
-  batch_sh, repl = sharding.batch_sharding(mesh), sharding.replicated(mesh)
+  mesh, rules = make_mesh_and_rules(config, devices)
+  batch_sh = sharding.batch_sharding(mesh)
 
   # ---------------------------------------------------------------- Task, data, optimizer.
   task = tasks.get_task(config)
   train_iter = pipeline.make_train_iter(config.data, seed=config.seed, global_batch_size=config.batch_size)
   batch_spec = _peek_batch_spec(train_iter, config.batch_size)
-  tx, lr_schedule = optim.make_optimizer(config.optimizer, config.num_train_steps)
-  init_rng, train_rng = jax.random.split(jax.random.key(config.seed))
 
   # ---------------------------------------------------------------- Sharded train state.
-  def init_model(rng):
-    variables = task.init(rng, {k: jnp.zeros(s.shape, s.dtype) for k, s in batch_spec.items()})
-    extra = {k: v for k, v in variables.items() if k != "params"}
-    return {"step": jnp.zeros((), jnp.int32), "params": variables["params"], "extra": extra}
-
-  # Initialisation runs outside the mesh/rules context: there `unbox` would apply activation constraints to
-  # flax DenseGeneral's flattened kernels (rank mismatch). Placement comes from `out_shardings` instead.
-  abstract_boxed = jax.eval_shape(init_model, init_rng)
-  model_sh = sharding.logical_shardings(abstract_boxed, mesh, rules)
-  abstract_model = nn.unbox(abstract_boxed)
-  abstract_opt = jax.eval_shape(tx.init, abstract_model["params"])
-  state_sh = {**model_sh, "opt_state": sharding.follow_params(abstract_opt, abstract_model["params"],
-                                                              model_sh["params"], mesh)}
-  abstract_state = jax.tree.map(lambda a, sh: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh),
-                                {**abstract_model, "opt_state": abstract_opt}, state_sh)
-
-  def init_state(rng):
-    state = nn.unbox(init_model(rng))
-    return {**state, "opt_state": tx.init(state["params"])}
+  steps = build_steps(config, task, batch_spec, mesh, rules)
+  tx, state_sh, abstract_state, abstract_model = steps.tx, steps.state_sh, steps.abstract_state, steps.abstract_model
 
   checkpointer = ckpt_lib.Checkpointer(workdir, max_to_keep=config.max_checkpoints_to_keep,
                                        async_save=config.async_checkpointing,
@@ -250,21 +300,17 @@ def _run(config: ml_collections.ConfigDict, workdir: epath.Path, *, devices=None
   elif eval_only:
     raise ValueError(f"--eval_only: {checkpointer.directory} holds no finished checkpoint; train it first.")
   else:
-    state = jax.jit(init_state, out_shardings=state_sh)(init_rng)
+    state = jax.jit(steps.init_state, out_shardings=state_sh)(steps.init_rng)
     start_step = 0
     if config.get("init_from") and config.init_from.get("workdir"):
       state = _init_from(state, config.init_from, task, tx, abstract_model["params"], state_sh)
   num_params = sum(int(np.prod(a.shape)) for a in jax.tree.leaves(abstract_model["params"]))
 
   # ---------------------------------------------------------------- Compiled steps.
-  optimizer_skips = bool(config.optimizer.get("skip_nonfinite", False))
-  train_step = make_train_step(task, tx, lr_schedule, rng=train_rng, microbatches=config.microbatches,
-                               guard_nonfinite=config.stop_on_nonfinite and not optimizer_skips)
+  optimizer_skips = steps.optimizer_skips
   with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-    train_step = jax.jit(train_step, in_shardings=(state_sh, batch_sh), out_shardings=(state_sh, repl),
-                         donate_argnums=(0,)).lower(abstract_state, batch_spec).compile()
-    eval_step = jax.jit(lambda s, b: task.evaluate({"params": s["params"], **s["extra"]}, b),
-                        in_shardings=(state_sh, batch_sh), out_shardings=repl)
+    train_step = steps.train_step.lower(abstract_state, batch_spec).compile()
+  eval_step = steps.eval_step
   step_flops = metrics_lib.compiled_flops(train_step)
   peak_flops = metrics_lib.peak_flops_per_device()
   units_per_step = config.batch_size * task.units_per_example(batch_spec)

@@ -26,9 +26,12 @@ def _cells():
 def test_install_and_drive_cells_are_colab_only():
   code = [c.source for c in _cells() if c.cell_type == "code"]
   assert "REPO_URL" in code[0] and "KEXUE_NOTEBOOK_RUNLOCAL" in code[0]
+  assert "<owner>" not in code[0]                     # the user pastes a clone URL; empty -> one-line message
+  assert "REPO_URL is empty" in code[1] and "check=True" not in code[1].split("pip")[0]
   for src in code:
-    if "pip" in src or "drive.mount" in src:
-      assert "IN_COLAB" in src.split("pip" if "pip" in src else "drive.mount")[0], src
+    for action in ('"pip"', "pip install", "drive.mount"):
+      if action in src:
+        assert "IN_COLAB" in src.split(action)[0], src
     assert "setup_tpu(" not in src  # gone from jax (jax.tools.colab_tpu)
 
 
@@ -82,6 +85,7 @@ def test_notebook_executes_on_cpu(tmp_path, monkeypatch):
   assert "cpu | 8 devices" in text, text
   assert "'data': 8" in text                         # the auto mesh spans all 8 devices
   assert "configs/length_extrapolation/rope.py:scale=tiny" in text
+  assert "corpus: python_stdlib_text/stdlib_py" in text and "sha256 " in text   # which bytes it trains on
   images = [o for o in outputs if "image/png" in o.get("data", {})]
   assert len(images) == 2                            # training loss; accuracy vs length
   # The study ran: its record, report and checkpoints are in the workdir.

@@ -1,8 +1,9 @@
 """Pure-functional Flax (linen) modules and functions: no configs, no meshes, only logical axis names.
 
-positions.py (the RoPE family and its length-extrapolation variants), attention.py (one attention entry
-point), rerope_blockwise.py (O(n·block) ReRoPE), transformer.py (LM / encoder, per-layer attention, HWFA),
-gau.py (Su's gated attention unit), cnn.py / resnet.py / vit.py (vision), heads.py, layers.py.
+positions.py (the RoPE family and its length-extrapolation variants), attention_config.py (AttentionConfig and
+the shared ReRoPE rotations: the bottom of the attention modules), attention.py (one attention entry point),
+fast_attention.py / pallas_rerope.py (kernels), rerope_blockwise.py (O(n·block) ReRoPE), transformer.py
+(LM / encoder, per-layer attention, HWFA), gau.py (Su's gated attention unit), cnn.py / resnet.py / vit.py (vision), heads.py, layers.py.
 """
 from kexue_jax.nn.attention import AttentionConfig
 from kexue_jax.nn.attention import MultiHeadAttention

@@ -24,7 +24,6 @@ Causal/window masks compare the token *positions* for the 1D methods
 order for the 2D methods.
 log n: n = query position + 1 (causal), or the number of valid keys (bidirectional).
 """
-import dataclasses
 import functools
 import math
 from typing import Any
@@ -33,98 +32,14 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from kexue_jax.nn import attention_config as acfg
+from kexue_jax.nn import fast_attention
 from kexue_jax.nn import positions as pos_lib
-
-POSITIONS = ("rope", "none", "rerope", "leaky_rerope", "alibi", "xpos", "rope2d", "rope_tie")
-TWO_D = ("rope2d", "rope_tie")
-QK_NORMS = ("none", "kna", "qna", "cosa")
-LOGN = ("none", "train", "retrofit")
-REROPE_IMPLS = ("auto", "two_matrix", "relative", "blockwise")
-IMPLS = ("dense", "blockwise")
-KERNELS = ("xla", "auto", "splash", "cudnn", "pallas_rerope")
-
-
-@dataclasses.dataclass(frozen=True)
-class AttentionConfig:
-  """Hashable attention options (all defaulted).
-
-  position: one of POSITIONS. "leaky_rerope" uses leaky_k (k < 1 is the
-    training-time inverse-Leaky form, kexue.fm/archives/9728).
-  scaling: positions.RopeScaling (PI / NTK-old/aware/fixed/mixed / dynamic / YaRN),
-    applies to "rope", "rerope" and "leaky_rerope" (not to xPos / 2D / RoPE-Tie).
-  logn: "none" | "train" (q * log_{L_train} n) | "retrofit" (q * max(1, log_{L_train} n));
-    logn_base_length = L_train.
-  qk_norm: "none" | "kna" | "qna" | "cosa"; CosA uses lambda = cosa_scale * log n with
-    n = logn_base_length / 2 when logn == "none", else the per-row n (9859).
-  window: sliding-window size w (query sees keys with 0 <= i-j < w); with
-    lambda_first_tokens > 0 it also sees the first tokens (Lambda-mask).
-  rerope_window, leaky_k: ReRoPE window w and leak k.
-  rerope_impl: "auto" (relative form for one query, two matrices otherwise),
-    "two_matrix", "relative" (one score matrix, keys re-rotated per query),
-    "blockwise" (online softmax over tiles, rerope_blockwise.py).
-  impl: "dense" (n x n scores) | "blockwise" (tiled online softmax, memory
-    O(n block), skips causal / out-of-window tiles) for positions "rope",
-    "none", "rerope", "leaky_rerope" with causal/bidirectional, key padding,
-    sliding window and Lambda masks (no dropout, segment ids or extra mask).
-    block_size: the tile size.
-  kernel: "xla" (the paths above) | "auto" | "splash" | "cudnn" | "pallas_rerope":
-    fast kernels where the config is expressible, else XLA with a one-line
-    log (fast_attention.py; "auto" = XLA on CPU).
-  """
-  position: str = "rope"
-  rope_base: float = 10000.0
-  rotary_fraction: float = 1.0
-  causal: bool = True
-  window: int | None = None
-  rope_convention: str = "rotate_half"
-  scaling: pos_lib.RopeScaling | None = None
-  logn: str = "none"
-  logn_base_length: int = 512
-  qk_norm: str = "none"
-  cosa_scale: float = 4.0
-  rerope_window: int = 512
-  leaky_k: float = 16.0
-  rerope_impl: str = "auto"
-  impl: str = "dense"
-  block_size: int = 256
-  lambda_first_tokens: int = 0
-  xpos_scale_base: float = 512.0
-  kernel: str = "xla"
-
-  def __post_init__(self):
-    def check(name, value, allowed):
-      if value not in allowed:
-        raise ValueError(f"Unknown {name} {value!r}; use one of {allowed}.")
-    check("position method", self.position, POSITIONS)
-    check("qk_norm", self.qk_norm, QK_NORMS)
-    check("logn mode", self.logn, LOGN)
-    check("rerope_impl", self.rerope_impl, REROPE_IMPLS)
-    check("impl", self.impl, IMPLS)
-    check("kernel", self.kernel, KERNELS)
-    check("rope_convention", self.rope_convention, pos_lib.CONVENTIONS)
-    if self.window is not None and self.window < 1:
-      raise ValueError(f"window must be >= 1 (or None for full attention), got {self.window}.")
-    if self.lambda_first_tokens < 0:
-      raise ValueError(f"lambda_first_tokens must be >= 0, got {self.lambda_first_tokens}.")
-    if self.lambda_first_tokens and self.window is None:
-      raise ValueError("lambda_first_tokens (Lambda-mask) needs a sliding window: set window.")
-    if self.rerope_window < 1:
-      raise ValueError(f"rerope_window must be >= 1, got {self.rerope_window}.")
-    if not self.leaky_k > 0:
-      raise ValueError(f"leaky_k must be > 0 (k > 1 Leaky ReRoPE, k < 1 inverse-Leaky), "
-                       f"got {self.leaky_k}.")
-    if self.logn != "none" and self.logn_base_length < 2:
-      raise ValueError(f"logn_base_length (L_train) must be >= 2, got {self.logn_base_length}.")
-    if self.qk_norm == "cosa" and self.logn == "retrofit":
-      raise ValueError("qk_norm='cosa' sets its own log n temperature; use logn='none' "
-                       "(fixed n = L_train/2) or 'train' (per-row n), not 'retrofit'.")
-    if self.block_size < 1:
-      raise ValueError(f"block_size must be >= 1, got {self.block_size}.")
-
-  @property
-  def is_rerope(self):
-    return self.position in ("rerope", "leaky_rerope")
-
+from kexue_jax.nn import rerope_blockwise
+# The options and the shared ReRoPE rotations live in the bottom module attention_config.py (re-exported).
+from kexue_jax.nn.attention_config import AttentionConfig
+from kexue_jax.nn.attention_config import IMPLS, KERNELS, LOGN, POSITIONS, QK_NORMS, REROPE_IMPLS, TWO_D
+from kexue_jax.nn.attention_config import rerope_far_rotations
 
 # ----------------------------------------------------------------------------
 # Masks.
@@ -155,35 +70,9 @@ def _einsum_scores(q_BLHD, k_BSHD):
   return jnp.einsum("blhd,bshd->bhls", q_BLHD, k_BSHD, preferred_element_type=jnp.float32)
 
 
-def _rope_kwargs(c, length):
-  return dict(base=c.rope_base, rotary_fraction=c.rotary_fraction,
-              convention=c.rope_convention, scaling=c.scaling, length=length)
-
-
-def _leak(c):
-  return c.leaky_k if c.position == "leaky_rerope" else None
-
-
-def rerope_far_rotations(q_BLHD, k_BSHD, q_pos_BL, k_pos_BS, c, length):
-  """The rotated tensors behind the 'far' ReRoPE score matrices (9708).
-
-  past (i - j >= w):   (R^{w} q)^T k                      ReRoPE
-                       (R^{(i-w)/k + w} q)^T R^{j/k} k     Leaky  -> rel (i-j-w)/k + w
-  future (j - i >= w): (R^{-w} q)^T k, or (R^{(i+w)/k - w} q)^T R^{j/k} k.
-  Returns (q_past, q_future, k_far).
-  """
-  rope = functools.partial(pos_lib.apply_rope, **_rope_kwargs(c, length))
-  w, kk = float(c.rerope_window), _leak(c)
-  if kk is None:
-    return (rope(q_BLHD, jnp.full_like(q_pos_BL, w)),
-            rope(q_BLHD, jnp.full_like(q_pos_BL, -w)), k_BSHD)
-  return (rope(q_BLHD, (q_pos_BL - w) / kk + w), rope(q_BLHD, (q_pos_BL + w) / kk - w),
-          rope(k_BSHD, k_pos_BS / kk))
-
-
 def rerope_scores_two_matrix(q_BLHD, k_BSHD, q_pos_BL, k_pos_BS, c, length):
   """Parallel ReRoPE: standard RoPE scores inside |i-j| < w, clamped ones outside."""
-  rope = functools.partial(pos_lib.apply_rope, **_rope_kwargs(c, length))
+  rope = functools.partial(pos_lib.apply_rope, **acfg.rope_kwargs(c, length))
   s_near = _einsum_scores(rope(q_BLHD, q_pos_BL), rope(k_BSHD, k_pos_BS))
   q_past, q_fut, k_far = rerope_far_rotations(q_BLHD, k_BSHD, q_pos_BL, k_pos_BS, c, length)
   rel = (q_pos_BL[:, :, None] - k_pos_BS[:, None, :])[:, None]
@@ -204,7 +93,7 @@ def rerope_scores_relative(q_BLHD, k_BSHD, q_pos_BL, k_pos_BS, c, length):
   rot = pos_lib.rotary_dims(D, c.rotary_fraction)
   inv_freq = pos_lib.rope_inv_freq(rot, base=c.rope_base, scaling=c.scaling, length=length)
   rel_BLS = pos_lib.rerope_relative_position(
-      q_pos_BL[:, :, None] - k_pos_BS[:, None, :], c.rerope_window, _leak(c))
+      q_pos_BL[:, :, None] - k_pos_BS[:, None, :], c.rerope_window, acfg.leak(c))
   angles = (-rel_BLS[..., None] * inv_freq).reshape(B * L, S, rot // 2)
   k_rep = jnp.broadcast_to(k_BSHD[:, None], (B, L, S, H, D)).reshape(B * L, S, H, D)
   k_rot = pos_lib.rotate_by_angles(k_rep, angles, convention=c.rope_convention)
@@ -302,7 +191,6 @@ def attend(q_BLHD, k_BSHD, v_BSHD, *, config: AttentionConfig = AttentionConfig(
     length = jnp.maximum(float(S), jnp.max(k_pos) + 1.0)
 
   if c.kernel != "xla":  # fast kernels (TPU splash, cuDNN, Pallas ReRoPE); None = not expressible
-    from kexue_jax.nn import fast_attention  # pylint: disable=g-import-not-at-top
     out = fast_attention.fast_attend(
         q_BLHD, k_BSHD, v_BSHD, config=c, q_positions_BL=q_pos, k_positions_BS=k_pos,
         k_valid_BS=k_valid_BS, q_segment_ids_BL=q_segment_ids_BL,
@@ -312,7 +200,6 @@ def attend(q_BLHD, k_BSHD, v_BSHD, *, config: AttentionConfig = AttentionConfig(
       return out
 
   if c.impl == "blockwise" or (c.is_rerope and c.rerope_impl == "blockwise"):
-    from kexue_jax.nn import rerope_blockwise  # pylint: disable=g-import-not-at-top
     dropout = dropout_rng is not None and dropout_rate > 0.0
     if (mask_BLS is not None or q_segment_ids_BL is not None or dropout or explicit_order
         or c.position not in rerope_blockwise.BLOCKWISE_POSITIONS):
@@ -346,7 +233,7 @@ def _scores(q, k, q_pos, k_pos, c, length):
   if c.position in ("none", "alibi"):
     return _einsum_scores(q, k)
   if c.position == "rope":
-    rope = functools.partial(pos_lib.apply_rope, **_rope_kwargs(c, length))
+    rope = functools.partial(pos_lib.apply_rope, **acfg.rope_kwargs(c, length))
     return _einsum_scores(rope(q, q_pos), rope(k, k_pos))
   if c.position == "xpos":
     kw = dict(base=c.rope_base, scale_base=c.xpos_scale_base, convention=c.rope_convention)

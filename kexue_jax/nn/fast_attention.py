@@ -15,7 +15,8 @@ the mask built into the kernel:
                    Masks: causal / full, causal sliding window; bf16/fp16 inputs only.
   "pallas_rerope"  pallas_rerope.rerope_flash_attention on any backend (Triton on
                    GPU, Mosaic on TPU). Masks: causal / full, sliding window, key padding.
-  "auto"           TPU: splash, GPU: cudnn, CPU: XLA; ReRoPE stays on XLA (the
+  "auto"           TPU: splash (v4 and newer for bf16: v2/v3 have no bf16 Mosaic
+                   matmul, XLA there), GPU: cudnn, CPU: XLA; ReRoPE stays on XLA (the
                    Pallas ReRoPE kernel is opt-in until verified on hardware).
   "xla"            never calls this module.
 
@@ -35,7 +36,11 @@ the batch and head axes given by the logical-axis rules (outside a mesh, e.g.
 in the training loop's init, they are called directly).
 
 Status: dispatch, the cuDNN branch (with XLA standing in), splash and the
-Pallas ReRoPE kernel (interpreter) are tested on CPU; no GPU/TPU run yet.
+Pallas ReRoPE kernel (interpreter) are tested on CPU; splash and the Pallas
+ReRoPE kernel are compiled for TPU (Mosaic, inside shard_map) by
+kexue_jax.aot with libtpu (tests/test_aot.py); no GPU/TPU run yet. The
+platform is the current mesh's (`_backend`), so an AOT compile for a TPU
+topology on a CPU host picks the TPU kernels.
 """
 import functools
 import math
@@ -47,10 +52,11 @@ import numpy as np
 from absl import logging
 from jax.sharding import PartitionSpec as P
 
-from kexue_jax.nn import attention as attn_lib
+from kexue_jax.nn import attention_config as acfg
+from kexue_jax.nn import pallas_rerope
 from kexue_jax.nn import positions as pos_lib
 
-KERNELS = attn_lib.KERNELS
+KERNELS = acfg.KERNELS
 FLASH_POSITIONS = ("rope", "none")
 CUDNN_DTYPES = (jnp.bfloat16, jnp.float16)
 CUDNN_IMPLEMENTATION = "cudnn"     # tests set "xla" to run this path's numerics on CPU
@@ -59,7 +65,21 @@ _logged: dict = {}                 # (config, message) -> message; one log line 
 
 
 def _backend() -> str:
-  return jax.default_backend()
+  """The platform of the current mesh's devices (an AOT compile for a TPU topology on a CPU host is
+  "tpu"), else jax's default backend."""
+  device = getattr(jax.sharding.get_abstract_mesh(), "abstract_device", None)
+  return getattr(device, "platform", None) or jax.default_backend()
+
+
+def _device_kind() -> str:
+  """The current mesh's device kind ("TPU v5 lite", ...), else the default device's."""
+  device = getattr(jax.sharding.get_abstract_mesh(), "abstract_device", None)
+  return getattr(device, "device_kind", None) or jax.devices()[0].device_kind
+
+
+# Mosaic has no bf16 matmul on these (libtpu: "CompileTimeMosaicUnsupportedRhsType ... vector<128x128xbf16>"
+# compiling splash for a v2-8, kexue_jax.aot); their Pallas kernels would need float32 inputs.
+NO_BF16_MOSAIC = ("TPU v2", "TPU v3")
 
 
 def _log_once(config, msg, level=logging.WARNING):
@@ -102,7 +122,6 @@ def unsupported(kernel, config, *, backend, L, S, head_dim, dtype, has_valid=Fal
   if c.lambda_first_tokens:
     return "Lambda-mask (lambda_first_tokens) not expressible"
   if kernel == "pallas_rerope":
-    from kexue_jax.nn import pallas_rerope  # pylint: disable=g-import-not-at-top
     if c.position not in pallas_rerope.POSITIONS:
       return f"position {c.position!r} not in the Pallas ReRoPE kernel {pallas_rerope.POSITIONS}"
     if has_segments:
@@ -155,16 +174,23 @@ def _on_mesh(fn, q_BLHD, k_BSHD, v_BSHD, *batch_args):
 # ----------------------------------------------------------------------------
 # Kernels. Inputs: q carries its scale; q, k already rotated (splash, cudnn).
 
-def _splash_block(n):
-  return next(b for b in (512, 256, 128) if n % b == 0)
+# Splash's tiles must fit the 16 MiB default scoped VMEM: measured with libtpu (kexue_jax.aot), the dkv
+# kernel needs 18.3 MiB at block 512 with head dims (D, Dv) = (128, 1536) (a GAU's values), i.e. about
+# 22 bytes per unit of block * (D + Dv). Keep block * (D + Dv) <= 2**19 (about 11.5 MiB).
+_SPLASH_TILE_BUDGET = 2**19
+
+
+def _splash_block(n, head_dim=128, value_dim=128):
+  fits = [b for b in (512, 256, 128) if n % b == 0 and b * (head_dim + value_dim) <= _SPLASH_TILE_BUDGET]
+  return fits[0] if fits else 128
 
 
 @functools.lru_cache(maxsize=64)
-def _splash_kernel(num_heads, L, S, causal, window, interpret):
+def _splash_kernel(num_heads, L, S, causal, window, interpret, head_dim=128, value_dim=128):
   """A splash MHA kernel for one example (mask processing is numpy: cached)."""
   from jax.experimental.pallas.ops.tpu import splash_attention as sa  # pylint: disable=g-import-not-at-top
   mask = splash_mask(L, S, causal=causal, window=window)
-  b = _splash_block(L)
+  b = _splash_block(L, head_dim, value_dim)
   blocks = sa.BlockSizes(block_q=b, block_kv=b, block_kv_compute=b, block_q_dkv=b,
                          block_kv_dkv=b, block_kv_dkv_compute=b, block_q_dq=b, block_kv_dq=b)
   return sa.make_splash_mha(sa.MultiHeadMask([mask] * num_heads), block_sizes=blocks,
@@ -216,9 +242,9 @@ def has_visible_key(k_valid_BS, L, *, causal, window):
 
 
 def _splash(q_BLHD, k_BSHD, v_BSHD, k_valid_BS, q_seg_BL, k_seg_BS, *, config, interpret):
-  B, L, H, _ = q_BLHD.shape
+  B, L, H, D = q_BLHD.shape
   S = k_BSHD.shape[1]
-  kernel = _splash_kernel(H, L, S, config.causal, config.window, interpret)
+  kernel = _splash_kernel(H, L, S, config.causal, config.window, interpret, D, v_BSHD.shape[-1])
   heads_first = lambda x: jnp.swapaxes(x, 1, 2)                      # (B, H, L, D)
   seg = splash_segment_ids(B, L, S, k_valid_BS, q_seg_BL, k_seg_BS)
   if seg is None:
@@ -265,21 +291,24 @@ def fast_attend(q_BLHD, k_BSHD, v_BSHD, *, config, q_positions_BL, k_positions_B
   if reason:
     _log_once(c, f"{kernel} not used ({reason}); falling back to the XLA path")
     return None
+  if (backend == "tpu" and kernel in ("splash", "pallas_rerope") and jnp.dtype(q_BLHD.dtype) == jnp.bfloat16
+      and _device_kind() in NO_BF16_MOSAIC):
+    _log_once(c, f"{kernel} not used (no bf16 Mosaic matmul on {_device_kind()}); falling back to the XLA path")
+    return None
   interpret = backend == "cpu"
   if interpret and kernel != "cudnn":
     _log_once(c, f"{kernel} runs in the Pallas interpreter on {backend} (slow; for tests)",
               logging.INFO)
 
   if kernel == "pallas_rerope":
-    from kexue_jax.nn import pallas_rerope  # pylint: disable=g-import-not-at-top
     block = {"tpu": 128, "gpu": 64}.get(backend, c.block_size)
     fn = lambda q, k, v, qp, kp, kv: pallas_rerope.rerope_flash_attention(
         q, k, v, config=c, q_positions_BL=qp, k_positions_BS=kp, k_valid_BS=kv, length=length,
-        block_q=block, block_k=block, interpret=interpret)
+        block_q=block, block_k=block, interpret=interpret, platform=backend)
     return _on_mesh(fn, q_BLHD, k_BSHD, v_BSHD, q_positions_BL, k_positions_BS, k_valid_BS)
 
   if c.position == "rope":
-    rope = functools.partial(pos_lib.apply_rope, **attn_lib._rope_kwargs(c, length))  # pylint: disable=protected-access
+    rope = functools.partial(pos_lib.apply_rope, **acfg.rope_kwargs(c, length))
     q_BLHD, k_BSHD = rope(q_BLHD, q_positions_BL), rope(k_BSHD, k_positions_BS)
   if kernel == "cudnn":
     try:

@@ -9,7 +9,7 @@ No flash kernel in JAX expresses ReRoPE (kexue.fm/archives/9708): its logits are
 and Leaky ReRoPE (leak k) clamps to w + (|i-j| - w)/k instead:
 past = (R_{(i-w)/k+w} q_i)^T (R_{j/k} k_j), future = (R_{(i+w)/k-w} q_i)^T (R_{j/k} k_j).
 So the five rotated copies q_near, q_past, q_future, k_near, k_far are made
-once in XLA (O(n d), `attention.rerope_far_rotations`), and the kernel runs
+once in XLA (O(n d), `attention_config.rerope_far_rotations`), and the kernel runs
 flash attention over them, choosing per (query block, key block) tile:
 
     past only    (every i - j >= w in the tile)   one matmul  q_past k_far^T
@@ -47,8 +47,12 @@ Conventions and constraints:
     Mosaic GPU lowering, which would stage the whole K/V of a head in shared
     memory (> 228 KiB already at S=512, d=128, bf16).
   * Tested on CPU with interpret=True (numerics, gradients, under a mesh),
-    and lowered to Triton IR for CUDA with jax.export; Triton/PTX compilation,
-    Mosaic (TPU) lowering and benchmarks need the hardware (none here yet).
+    lowered to Triton IR for CUDA with jax.export, and compiled for TPU
+    (Mosaic, forward + the XLA backward, inside shard_map) with libtpu by
+    kexue_jax.aot (tests/test_aot.py). Mosaic reads the TPU generation from
+    the current mesh, so compile under `jax.set_mesh` (the training loop and
+    aot do). Triton/PTX compilation and benchmarks need a GPU
+    (benchmarks/accelerator_check.py).
 """
 import functools
 
@@ -56,8 +60,7 @@ import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
-from kexue_jax.nn import attention as attn_lib
-from kexue_jax.nn import positions as pos_lib
+from kexue_jax.nn import attention_config as acfg
 from kexue_jax.nn import rerope_blockwise
 
 POSITIONS = rerope_blockwise.BLOCKWISE_POSITIONS
@@ -155,20 +158,8 @@ def _forward(q_BLHD, k_BSHD, v_BSHD, q_pos_BL, k_pos_BS, k_valid_BS, length, *, 
   c = config
   B, L, H, D = q_BLHD.shape
   S, Dv = k_BSHD.shape[1], v_BSHD.shape[-1]
-  if c.position == "none":
-    q_near = q_past = q_fut = q_BLHD
-    k_near = k_far = k_BSHD
-  else:
-    rope = functools.partial(pos_lib.apply_rope, **attn_lib._rope_kwargs(c, length))  # pylint: disable=protected-access
-    q_near, k_near = rope(q_BLHD, q_pos_BL), rope(k_BSHD, k_pos_BS)
-    if c.is_rerope:
-      q_past, q_fut, k_far = attn_lib.rerope_far_rotations(
-          q_BLHD, k_BSHD, q_pos_BL, k_pos_BS, c, length)
-    else:
-      q_past = q_fut = q_near
-      k_far = k_near
-  if c.causal:
-    q_fut = q_past                    # never read when causal
+  q_near, q_past, q_fut, k_near, k_far = acfg.rotated_copies(
+      q_BLHD, k_BSHD, q_pos_BL, k_pos_BS, c, length)
 
   bq, bk = min(block_q, _round_up(L, 8)), min(block_k, _round_up(S, 8))
   Lp, Sp = _round_up(L, bq), _round_up(S, bk)

@@ -26,13 +26,10 @@ The loop is a `lax.map` over query blocks with a `lax.fori_loop` over key
 blocks: plain jnp/lax, so it runs on CPU/GPU/TPU; a Pallas kernel could
 replace the tile body later.
 """
-import functools
-
 import jax
 import jax.numpy as jnp
 
-from kexue_jax.nn import attention as attn_lib
-from kexue_jax.nn import positions as pos_lib
+from kexue_jax.nn import attention_config as acfg
 
 _NEG = -1e30
 
@@ -82,21 +79,7 @@ def blockwise_attention(q_BLHD, k_BSHD, v_BSHD, *, q_positions_BL, k_positions_B
   k_pos = jnp.asarray(k_positions_BS, jnp.float32)
   k_valid = jnp.ones((B, S), bool) if k_valid_BS is None else jnp.asarray(k_valid_BS, bool)
 
-  if c.position == "none":
-    q_near, k_near = q_BLHD, k_BSHD
-    q_past = q_fut = q_near
-    k_far = k_near
-  else:
-    rope = functools.partial(pos_lib.apply_rope, **attn_lib._rope_kwargs(c, length))  # pylint: disable=protected-access
-    q_near, k_near = rope(q_BLHD, q_pos), rope(k_BSHD, k_pos)
-    if c.is_rerope:
-      q_past, q_fut, k_far = attn_lib.rerope_far_rotations(
-          q_BLHD, k_BSHD, q_pos, k_pos, c, length)
-    else:
-      q_past = q_fut = q_near
-      k_far = k_near
-  if c.causal:
-    q_fut = q_past          # never used when causal; skip carrying a third copy
+  q_near, q_past, q_fut, k_near, k_far = acfg.rotated_copies(q_BLHD, k_BSHD, q_pos, k_pos, c, length)
 
   # Pad to whole blocks: padded queries repeat the last position (dropped at
   # the end); padded keys repeat the last position and are invalid.
@@ -178,10 +161,3 @@ def blockwise_attention(q_BLHD, k_BSHD, v_BSHD, *, q_positions_BL, k_positions_B
   out = jnp.moveaxis(out, 0, 1).reshape(B, nq * bq, H, Dv)[:, :L]
   return out.astype(v_BSHD.dtype)
 
-
-def rerope_attention_blockwise(q_BLHD, k_BSHD, v_BSHD, **kwargs):
-  """ReRoPE / Leaky ReRoPE through `blockwise_attention` (kept for its name)."""
-  if not kwargs["config"].is_rerope:
-    raise ValueError("rerope_attention_blockwise is for rerope/leaky_rerope, got "
-                     f"{kwargs['config'].position!r}.")
-  return blockwise_attention(q_BLHD, k_BSHD, v_BSHD, **kwargs)

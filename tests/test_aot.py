@@ -1,0 +1,183 @@
+"""kexue_jax.aot: the batch's shapes without data, the shared step builder, reports, and -- where libtpu is
+installed (`pip install -e '.[tpu]'`; CI has it) -- real compiles for TPU topologies. Tests that need libtpu
+take the `libtpu` fixture and skip cleanly without it."""
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from kexue_jax import aot
+from kexue_jax import train
+from kexue_jax.data import pipeline
+from conftest import load_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _config(path_arg):
+  path, _, arg = path_arg.partition(":")
+  return load_config(path, arg or None)
+
+
+@pytest.fixture(scope="module")
+def libtpu():
+  if not aot.libtpu_available():
+    pytest.skip("libtpu not installed (pip install -e '.[tpu]')")
+
+
+def test_topology_names():
+  assert aot.resolve_topology("v5e-8")[1].name == "v5e:2x4"
+  assert aot.resolve_topology("v5e:4x4") == ("v5e-16", aot.TOPOLOGIES["v5e-16"])
+  with pytest.raises(aot.AotError, match="unknown --topology 'v9-8'; use one of v2-8"):
+    aot.resolve_topology("v9-8")
+
+
+@pytest.mark.parametrize("config", ["configs/lm/tiny.py:runlocal", "configs/simsiam/cifar10_resnet18.py:runlocal"])
+def test_abstract_batch_equals_the_real_pipeline(config):
+  c = _config(config)
+  real = train._peek_batch_spec(  # pylint: disable=protected-access
+      pipeline.make_train_iter(c.data, seed=c.seed, global_batch_size=c.batch_size), c.batch_size)
+  fake = aot.abstract_batch(c)
+  assert jax.tree.map(lambda s: (s.shape, np.dtype(s.dtype)), fake) == \
+      jax.tree.map(lambda s: (s.shape, np.dtype(s.dtype)), real)
+
+
+def test_catalog_dataset_shapes_without_tensorflow_or_data():
+  c = _config("configs/simsiam/cifar10_resnet18.py")
+  spec = aot.abstract_batch(c)
+  assert (spec["x"].shape, spec["x"].dtype, spec["label"].shape) == ((512, 32, 32, 3), np.float32, (512,))
+
+
+def test_report_on_cpu_devices_uses_the_train_step_builder(monkeypatch):
+  """The report's numbers come from the steps train.build_steps makes (here compiled for 8 CPU devices)."""
+  calls = []
+  build = train.build_steps
+  monkeypatch.setattr(train, "build_steps", lambda *a, **k: calls.append(1) or build(*a, **k))
+  c = _config("configs/lm/tiny.py:runlocal")
+  chip = aot.Chip(hbm_bytes=2**30, peak_bf16_flops=1e12, name="test")
+  r = aot.compile_on_devices(c, jax.devices()[:8], chip, mfu=0.5)
+  assert calls == [1]
+  assert r["mesh"] == {"data": 8, "fsdp": 1, "tensor": 1} and r["chips"] == 8
+  mem = r["memory_per_device"]
+  assert r["hbm_bytes_per_chip"] == mem["argument_bytes"] + mem["output_bytes"] - mem["alias_bytes"] \
+      + mem["temp_bytes"] + mem["code_bytes"]
+  # The donated state is aliased: the state's bytes are counted once.
+  assert mem["alias_bytes"] > 0
+  assert r["fits"] is True and "advice" not in r
+  np.testing.assert_allclose(r["flops_per_step"], 8 * r["flops_per_device"])
+  np.testing.assert_allclose(r["projected_step_time_s"], r["flops_per_device"] / (0.5 * 1e12))
+
+
+def test_advice_when_it_does_not_fit():
+  c = _config("configs/length_extrapolation/rope.py:scale=medium")
+  mem = {"argument_bytes": 20 * 2**30, "temp_bytes": 2**30, "output_bytes": 0, "alias_bytes": 0,
+         "code_bytes": 0, "total_bytes": 21 * 2**30}
+  tips = aot.advice(c, mem, 16 * 2**30)
+  assert tips[0].startswith("needs 21.00 GiB per chip of 16 GiB")
+  assert tips[1] == ("shard parameters and optimizer state over the chips: "
+                     "--config.mesh.fsdp=-1 --config.mesh.data=1")
+  assert "--config.model.remat=True" in tips[2]
+  assert tips[-1] == "a smaller global batch: --config.batch_size=32"
+  # Activation-heavy: recomputation first.
+  mem.update(argument_bytes=2**30, temp_bytes=20 * 2**30)
+  assert "remat" in aot.advice(c, mem, 16 * 2**30)[1]
+
+
+def test_failure_advice_for_an_out_of_hbm_compile():
+  c = _config("configs/lm/tiny.py:runlocal")
+  err = RuntimeError("RESOURCE_EXHAUSTED: Ran out of memory on HBM, the total memory required for HLO "
+                     "temporaries (705.22G) exceeds available HBM (15.75G).\nmore")
+  line, status = aot.failure_advice(c, err, num_devices=1)
+  assert status == 3 and line.startswith("does not fit: RESOURCE_EXHAUSTED: Ran out of memory on HBM")
+  assert "\n" not in line and "fsdp" not in line   # one chip: nothing to shard over
+  assert line.index("microbatches") < line.index("batch_size=")
+
+
+def test_failure_advice_for_a_kernel_out_of_vmem():
+  """The error libtpu gave for the LE `full` config (GAU values of 1536 dims) before splash's tiles were sized
+  to the head dims (fast_attention._splash_block)."""
+  err = RuntimeError(
+      "RESOURCE_EXHAUSTED: E1001: CompileTimeScopedVmemOom:\nRan out of memory in memory space vmem while "
+      "allocating on stack for %splash_mha_dkv_no_residuals.1 = (f32[32,512,128]) custom-call(...). Scoped "
+      "allocation with size 18.27M and limit 16.00M exceeded scoped vmem limit by 2.27M.")
+  line, status = aot.failure_advice(_config("configs/lm/tiny.py:runlocal"), err)
+  assert status == 1
+  assert line.startswith("does not compile: splash_mha_dkv_no_residuals needs 18.27M of on-chip VMEM "
+                         "(limit 16.00M). What to change: --config.model.attention.kernel=xla")
+
+
+def test_splash_tiles_fit_scoped_vmem():
+  from kexue_jax.nn import fast_attention as F  # pylint: disable=g-import-not-at-top
+  assert F._splash_block(512, 128, 128) == 512      # the LE medium config (compiled for v5e-8)
+  assert F._splash_block(512, 128, 1536) == 256     # GAU values: 512 needed 18.3 MiB of 16 MiB VMEM
+  assert F._splash_block(384, 128, 128) == 128
+
+
+def test_no_bf16_mosaic_kernels_on_tpu_v2(monkeypatch):
+  """libtpu refused splash's bf16 matmul for a v2-8 ("CompileTimeMosaicUnsupportedRhsType"): on v2/v3 the
+  Mosaic kernels fall back to XLA for bf16 inputs."""
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from kexue_jax.nn import attention_config as acfg  # pylint: disable=g-import-not-at-top
+  from kexue_jax.nn import fast_attention as F  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(F, "_backend", lambda: "tpu")
+  monkeypatch.setattr(F, "_device_kind", lambda: "TPU v2")
+  monkeypatch.setattr(F, "_logged", {})
+  q = jnp.zeros((1, 128, 1, 128), jnp.bfloat16)
+  pos = jnp.zeros((1, 128))
+  out = F.fast_attend(q, q, q, config=acfg.AttentionConfig(kernel="splash"), q_positions_BL=pos,
+                      k_positions_BS=pos)
+  assert out is None
+  assert any("no bf16 Mosaic matmul on TPU v2" in m for m in F._logged.values())  # pylint: disable=protected-access
+
+
+def test_cli_bad_topology_is_one_line_exit_2():
+  p = subprocess.run([sys.executable, "-m", "kexue_jax.aot", "--config=configs/lm/tiny.py:runlocal",
+                      "--topology=v9-8"], cwd=ROOT, capture_output=True, text=True, check=False)
+  assert p.returncode == 2
+  assert p.stderr.strip().splitlines()[-1].startswith("kexue_jax.aot: error: unknown --topology 'v9-8'")
+
+
+# --------------------------------------------------------------------------------------------------------
+# Real TPU compiles (libtpu).
+
+@pytest.mark.parametrize("topology,chips,hosts,mesh", [
+    pytest.param("v5e-1", 1, 1, {"data": 1, "fsdp": 1, "tensor": 1}, marks=pytest.mark.slow),
+    ("v5e-16", 16, 2, {"data": 2, "fsdp": 8, "tensor": 1}),   # multi-host preset: DP across hosts
+])
+def test_tpu_compile_tiny_lm(libtpu, topology, chips, hosts, mesh):
+  r = aot.compile_for_topology(_config("configs/lm/tiny.py:runlocal"), topology, with_eval=False)
+  assert (r["chips"], r["hosts"], r["mesh"]) == (chips, hosts, mesh)
+  assert r["device_kind"] == "TPU v5 lite" and r["hbm_capacity_bytes"] == 16 * 2**30
+  assert r["fits"] and 0 < r["hbm_bytes_per_chip"] < r["hbm_capacity_bytes"]
+  assert r["flops_per_step"] > 0
+
+
+@pytest.mark.slow
+def test_tpu_cli_json(libtpu):
+  p = subprocess.run([sys.executable, "-m", "kexue_jax.aot", "--config=configs/lm/tiny.py:runlocal",
+                      "--topology=v2-8", "--json"], cwd=ROOT, capture_output=True, text=True, check=False)
+  assert p.returncode == 0, p.stderr[-2000:]
+  r = json.loads(p.stdout.strip().splitlines()[-1])
+  for key in ("topology", "chips", "hbm_bytes_per_chip", "hbm_capacity_bytes", "fits", "flops_per_step"):
+    assert key in r
+  # v2-8: 4 chips of two TensorCores, one device each; 16 GiB per chip.
+  assert (r["topology"], r["chips"], r["devices"], r["hbm_capacity_bytes"]) == ("v2-8", 4, 8, 16 * 2**30)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kernel,name", [("auto", "splash_mha"), ("pallas_rerope", "rerope_flash")])
+def test_tpu_attention_kernels_compile_inside_shard_map(libtpu, kernel, name):
+  """kernel='auto' is splash on TPU; the Pallas ReRoPE kernel lowers to Mosaic (its numerics are checked
+  against the XLA reference in interpret mode in test_kernels.py)."""
+  c = _config("configs/length_extrapolation/inv_leaky.py:scale=tiny")
+  c.data.seq_len, c.batch_size = 128, 8
+  c.model.attention.kernel = kernel
+  c.model.attention.logn_base_length = 128
+  if kernel == "auto":
+    c.model.attention.position = "rope"
+  r = aot.compile_for_topology(c, "v5e-8", with_eval=False)
+  assert any(k.startswith(name) for k in r["pallas_kernels"]), r["pallas_kernels"]
