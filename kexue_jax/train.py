@@ -289,8 +289,9 @@ def _run(config: ml_collections.ConfigDict, workdir: epath.Path, *, devices=None
   if eval_only and checkpoint_step is not None and checkpoint_step not in checkpointer.manager.all_steps():
     raise ValueError(f"--eval_step={checkpoint_step}: {checkpointer.directory} has no checkpoint of that step; "
                      f"steps present: {sorted(checkpointer.manager.all_steps())}.")
+  adapters = ckpt_lib.nonfinite_guard_adapters(abstract_state, sharding.replicated(mesh))
   restored = checkpointer.restore(abstract_state, train_iter, step=checkpoint_step if eval_only else None,
-                                  adapters=ckpt_lib.nonfinite_guard_adapters(abstract_state, repl))
+                                  adapters=adapters)
   if restored is not None:
     state, start_step = restored
     if jax.process_index() == 0 and not eval_only:

@@ -13,7 +13,7 @@ import pytest
 from kexue_jax import aot
 from kexue_jax import train
 from kexue_jax.data import pipeline
-from conftest import load_config
+from tests.helpers import load_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
