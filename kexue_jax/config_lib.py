@@ -265,8 +265,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
                      f"data.preprocess='lm_windows' yields byte tokens 0..{_BYTE_VOCAB - 1}; set "
                      f"model.vocab_size >= {_BYTE_VOCAB}.")
   lr = config.optimizer.get("learning_rate")
-  if isinstance(lr, (int, float)) and not lr > 0:
-    raise ValueError(f"config.optimizer.learning_rate must be > 0, got {lr}.")
+  if isinstance(lr, (int, float)) and not lr >= 0:  # 0 is a deliberate frozen run (tests use it); < 0 ascends
+    raise ValueError(f"config.optimizer.learning_rate must be >= 0, got {lr}.")
   if config.batch_size % config.get("microbatches", 1):
     raise ValueError(f"config.batch_size={config.batch_size} is not divisible by "
                      f"config.microbatches={config.microbatches}.")

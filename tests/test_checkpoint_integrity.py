@@ -190,7 +190,7 @@ def test_resume_with_changed_batch_size_or_width_refuses(tmp_path):
     ({"data.num_workers": -1}, "config.data.num_workers must be >= 0"),
     ({"model.vocab_size": 100}, "vocab_size=100 is smaller than the data's vocabulary"),
     ({"optimizer.learning_rate": float("inf")}, "learning_rate must be a finite number"),
-    ({"optimizer.learning_rate": 0.0}, "learning_rate must be > 0"),
+    ({"optimizer.learning_rate": -1e-3}, "learning_rate must be >= 0"),
     ({"max_checkpoints_to_keep": -1}, "max_checkpoints_to_keep must be >= 0"),
 ])
 def test_fuzzed_config_is_a_one_line_error(tmp_path, override, message):
