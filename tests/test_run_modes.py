@@ -6,22 +6,15 @@ import os
 import numpy as np
 import pytest
 
-from tests.helpers import load_config
+from tests import test_train
 from kexue_jax import checkpoint as ckpt_lib
 from kexue_jax import metrics as metrics_lib
 from kexue_jax import train
 
 
 def tiny(steps=4, **kw):
-  c = load_config("configs/lm/tiny.py", "runlocal")
-  c.num_train_steps, c.log_every_steps, c.progress_bar, c.batch_size = steps, 2, False, 8
-  for k, v in kw.items():
-    node = c
-    *parents, leaf = k.split(".")
-    for p in parents:
-      node = node[p]
-    node[leaf] = v
-  return c
+  """test_train's tiny LM config, logging every 2 steps."""
+  return test_train.tiny(steps, **{"log_every_steps": 2, **kw})
 
 
 def eval_records(workdir):
