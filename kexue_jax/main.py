@@ -186,7 +186,10 @@ def _parse_flags(argv: list[str]) -> list[str]:
   if any(a in _HELP for a in argv[1:]):
     shipped = textwrap.fill(", ".join(config_lib.shipped_configs()) or "(none found)", width=110,
                             initial_indent=" " * 26, subsequent_indent=" " * 26)
-    print(USAGE.format(shipped=shipped))
+    try:
+      print(USAGE.format(shipped=shipped), flush=True)
+    except BrokenPipeError:  # `kexue --help | head`: the reader closed the pipe; that is not an error
+      os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     sys.exit(0)
   try:
     rest, overrides = split_overrides(argv)
