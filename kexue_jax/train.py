@@ -251,6 +251,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None, eval_o
       raise ValueError(f"--eval_only: {workdir} has no checkpoints/; train it first (the same command without "
                        "--eval_only) or point --workdir at a trained run.")
     return _run(config, workdir, devices=devices, eval_only=True, checkpoint_step=checkpoint_step)
+  created = not workdir.exists()
   workdir_lib.check_writable(workdir)
   lock = workdir_lib.acquire_lock(workdir)
   try:
@@ -261,6 +262,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None, eval_o
     return _run(config, workdir, devices=devices)
   finally:
     lock.release()
+    if created and jax.process_index() == 0 and workdir.exists() and not any(workdir.iterdir()):
+      workdir.rmdir()  # a run that failed before writing anything leaves no workdir behind
 
 
 def _run(config: ml_collections.ConfigDict, workdir: epath.Path, *, devices=None, eval_only: bool = False,

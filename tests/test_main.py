@@ -48,6 +48,9 @@ MISTAKES = {
     "no_config": ([], "--config and --workdir are required"),
     "eval_only_untrained": (["--config", "lm/tiny:runlocal", "--eval_only"], "has no checkpoints/"),
     "eval_step_without_eval_only": (["--config", "lm/tiny", "--eval_step=3"], "--eval_step is for --eval_only"),
+    # found by train.run itself (after the workdir was created and locked): the workdir is removed again
+    "mesh_found_by_the_run": (["--config", "lm/tiny:runlocal", "--config.mesh.data=64"],
+                              "multiplies to 64 devices"),
 }
 
 
