@@ -173,3 +173,11 @@ def hwfa_window(num_layers: int, train_length):
 
 def log2i(x):
   return int(round(math.log2(x)))
+
+
+def qk_norm_config(kind: str, arg=None):
+  """QNA / KNA (kexue.fm/archives/9859): ``qk_norm=kind`` with RoPE (``nope``: none) and log n (``logn``)."""
+  a = parse(arg)
+  name = kind + ("_nope" if a.nope else "") + ("_logn" if a.logn else "")
+  return make_config(name, arg, attention=dict(
+      qk_norm=kind, logn="train" if a.logn else "none", position="none" if a.nope else "rope"))

@@ -11,7 +11,4 @@ common = config_lib.load_sibling(__file__, "_common.py")
 
 
 def get_config(arg=None):
-  a = common.parse(arg)
-  name = "qna" + ("_nope" if a.nope else "") + ("_logn" if a.logn else "")
-  return common.make_config(name, arg, attention=dict(
-      qk_norm="qna", logn="train" if a.logn else "none", position="none" if a.nope else "rope"))
+  return common.qk_norm_config("qna", arg)
