@@ -8,7 +8,8 @@ Used by run.py; everything numeric lives in kexue_jax.evals.ssl. For one network
   2. Backbone features h (inference mode) of the train and test sets; projector outputs z of the test set.
   3. kNN accuracy (cosine, train set as the memory bank, k = 20, weights exp(sim / 0.1)) on h;
      linear-probe test accuracy on h (L-BFGS logistic regression on standardised features);
-     collapse_std / effective_rank of z and h over the 1000 test examples.
+     collapse_std and the three rank statistics (ssl.rank_statistics: singular-value entropy rank,
+     covariance entropy rank, top-3 variance fraction) of z and h over the 1000 test examples.
 """
 from __future__ import annotations
 
@@ -70,13 +71,9 @@ class Evaluator:
     embed = functools.partial(self._embed, v)
     h_train = ssl.batched_apply(lambda x: embed(x)[0], np.asarray(x_train), 4096)
     h_test, z_test = (np.asarray(a) for a in embed(x_test))
-    out = {
-        "knn": ssl.knn_accuracy(h_train, self.y_train, h_test, self.y_test, k=KNN_K, temperature=KNN_T),
-        "z_std": float(ssl.collapse_std(jnp.asarray(z_test))),
-        "z_erank": float(ssl.effective_rank(jnp.asarray(z_test))),
-        "h_std": float(ssl.collapse_std(jnp.asarray(h_test))),
-        "h_erank": float(ssl.effective_rank(jnp.asarray(h_test))),
-    }
+    out = {"knn": ssl.knn_accuracy(h_train, self.y_train, h_test, self.y_test, k=KNN_K, temperature=KNN_T)}
+    for name, a in (("z", z_test), ("h", h_test)):  # std, sv_rank, cov_rank, top3_var of z and of h
+      out.update({k: float(v) for k, v in ssl.rank_statistics(jnp.asarray(a), prefix=f"{name}_").items()})
     if self.probe if probe is None else probe:
       out["probe"] = ssl.linear_probe(h_train, self.y_train, h_test, self.y_test)["test_accuracy"]
     return out

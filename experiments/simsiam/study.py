@@ -29,28 +29,31 @@ VARIANTS = {  # variant -> (config arguments, label)
     "no_predictor": ("stopgrad=True,predictor=none", "no predictor (h = identity)"),
     "frozen_predictor": ("stopgrad=True,predictor=frozen", "predictor frozen at random init"),
     "constlr_predictor": ("stopgrad=True,predictor=constlr", "predictor with constant lr"),
+    "headbn_none": ("stopgrad=True,predictor=mlp,headbn=none", "no BN in the heads"),
+    "headbn_hidden": ("stopgrad=True,predictor=mlp,headbn=hidden", "BN on the heads' hidden layers only"),
+    "headbn_all": ("stopgrad=True,predictor=mlp,headbn=all", "BN also on the predictor output"),
+    "simclr": ("predictor=none,objective=simclr", "SimCLR reference (NT-Xent on z1, z2; T = 0.5)"),
     "mean_target": ("stopgrad=True,predictor=none,target=mean_view", "Su: target z(x̄), stop-grad, no predictor"),
     "mean_target_nosg": ("stopgrad=False,predictor=none,target=mean_view",
                          "Su: target z(x̄), no stop-grad, no predictor"),
 }
-MAIN = ("simsiam", "no_stopgrad")
-# Seconds per run (500 steps + 6 checkpoint evaluations) measured in the default study on 2 idle CPU cores
-# (experiments/simsiam/results.json: 36-44 s view targets, ~60 s mean-view), for the --dry_run estimate.
-EST_S = {"view": 45.0, "mean_view": 65.0, "tiny": 12.0}
-COLLAPSE_ERANK = 2.0
+MAIN = ("simsiam", "no_stopgrad")  # 5 seeds each (the paper's Fig. 2 has 5 trials); every other arm 3
+# Seconds per run (1000 steps, checkpoint evaluations with a probe at steps 0, 250, ..., 1000) on 2 idle CPU cores,
+# from 2000-step runs of seed 0 (experiments/simsiam config docstring): ~65 steps/s view targets, ~45 mean-view,
+# ~12 s of compiles and ~1.5 s per evaluation; for the --dry_run estimate (the report shows the measured times).
+EST_S = {"view": 32.0, "mean_view": 45.0, "tiny": 12.0}
 
 
 def plan(seeds: int | None = None, scale: str = "default") -> list[launcher.Run]:
   """Seed 0 of every variant first, then the further seeds (an interrupted study still covers every row)."""
   if scale not in ("default", "tiny"):
     raise ValueError(f"simsiam scales are default, tiny; got {scale!r}.")
-  every = seeds is not None  # --seeds K: K seeds of every variant; default: 3 of the main two, 1 of the rest
-  seeds = seeds or (1 if scale == "tiny" else 3)
   variants = ("simsiam", "no_predictor") if scale == "tiny" else tuple(VARIANTS)  # tiny: the fast compiles
+  per_variant = {v: seeds or (1 if scale == "tiny" else 5 if v in MAIN else 3) for v in variants}
   runs = []
-  for seed in range(seeds):
+  for seed in range(max(per_variant.values())):
     for v in variants:
-      if seed == 0 or v in MAIN or every:
+      if seed < per_variant[v]:
         arg = VARIANTS[v][0] + f",seed={seed}" + (",runlocal" if scale == "tiny" else "")
         est = EST_S["tiny" if scale == "tiny" else "mean_view" if "mean_view" in arg else "view"]
         runs.append(launcher.Run(arg.replace(",", "_").replace("=", ""), f"{CONFIG}:{arg}",
@@ -74,15 +77,16 @@ def _evaluator(config):
   return _CACHE[key]
 
 
+# Curve name -> the training monitor it reads (tasks/simsiam.py, logged every log_every_steps on the train batch).
+TRAIN_KEYS = {"loss": "loss", "z_std": "z/std", "z_sv_rank": "z/sv_rank", "z_cov_rank": "z/cov_rank",
+              "z_top3_var": "z/top3_var", "h_cov_rank": "h/cov_rank", "grad_norm/encoder": "grad_norm/encoder",
+              "grad_norm/predictor": "grad_norm/predictor"}
+
+
 def train_curves(run_dir: str) -> dict[str, list]:
   from kexue_jax import metrics as metrics_lib  # pylint: disable=g-import-not-at-top
-  # Curve name -> the training monitor it reads (tasks/simsiam.py logs z/std and the singular-value rank z/sv_rank,
-  # the statistic the former z_erank was; runs from before that rename logged z_std / z_erank).
-  keys = {"loss": "loss", "z_std": "z/std", "z_erank": "z/sv_rank", "grad_norm/encoder": "grad_norm/encoder",
-          "grad_norm/predictor": "grad_norm/predictor"}
   rows = [m for m in metrics_lib.read_metrics(run_dir) if "train/loss" in m]
-  return {"step": [int(m["step"]) for m in rows],
-          **{k: [m.get(f"train/{v}", m.get(f"train/{k}")) for m in rows] for k, v in keys.items()}}
+  return {"step": [int(m["step"]) for m in rows], **{k: [m.get(f"train/{v}") for m in rows] for k, v in TRAIN_KEYS.items()}}
 
 
 def evaluate(run, config, run_dir: str, record: dict) -> dict:
@@ -94,7 +98,7 @@ def evaluate(run, config, run_dir: str, record: dict) -> dict:
   steps = [] if "error" in record else sorted(int(p) for p in os.listdir(ckpts) if p.isdigit())
   for step in steps:
     state, _ = checkpoint.load_state(run_dir, step)
-    curve.append({"step": step, **ev({"params": state["params"], **state["extra"]}, probe=step == steps[-1])})
+    curve.append({"step": step, **ev({"params": state["params"], **state["extra"]}, probe=True)})
   return dict(curve=curve, final=curve[-1] if steps else {}, untrained=curve[0], proj_dim=int(config.task.proj_dim),
               steps=int(config.num_train_steps), train_curves=train_curves(run_dir))
 
@@ -118,44 +122,73 @@ def by_variant(records) -> dict[str, list[dict]]:
   return dict(out)
 
 
-def grad_ratio(r: dict, lo: float, hi: float) -> float:
-  """Mean ||g_predictor|| / ||g_encoder|| over logged steps in (lo·T, hi·T] (lo < 0: from the first window)."""
+def _window(r: dict, key: str, lo: float, hi: float) -> list[float]:
+  """Logged training values of ``key`` at steps in (lo·T, hi·T] (lo < 0: from the first logged step)."""
   tc = r.get("train_curves", {})
-  vals = [p / e for s, p, e in zip(tc.get("step", []), tc.get("grad_norm/predictor") or [],
-                                   tc.get("grad_norm/encoder") or []) if lo * r["steps"] < s <= hi * r["steps"]
+  return [v for st, v in zip(tc.get("step", []), tc.get(key) or []) if lo * r["steps"] < st <= hi * r["steps"]
+          and v is not None]
+
+
+def grad_ratio(r: dict, lo: float, hi: float) -> float:
+  """Mean ||g_predictor|| / ||g_encoder|| over logged steps in (lo·T, hi·T]."""
+  tc = r.get("train_curves", {})
+  vals = [p / e for st, p, e in zip(tc.get("step", []), tc.get("grad_norm/predictor") or [],
+                                    tc.get("grad_norm/encoder") or []) if lo * r["steps"] < st <= hi * r["steps"]
           and p is not None and e]
   return float(np.mean(vals)) if vals else float("nan")
 
 
+def final_loss(r: dict) -> float:
+  """Mean logged train loss over the last 10% of training (also defined for a run resumed at its last step)."""
+  return float(np.mean(_window(r, "loss", 0.9, 1.0) or [np.nan]))
+
+
+FINAL = ("probe", "knn", "z_std", "z_sv_rank", "z_cov_rank", "z_top3_var", "h_cov_rank", "h_sv_rank", "h_top3_var")
+
+
 def samples(records) -> dict[str, dict]:
-  """{metric/variant: {seed: value}}; "0" suffix = the untrained network (step 0 of the same seed)."""
+  """{metric/variant: {seed: value}}; a "0" suffix = the untrained network (step 0 of the same seed)."""
   out: dict[str, dict] = {}
   for v, rs in by_variant(records).items():
     for r in rs:
-      for k in ("probe", "knn", "z_erank", "z_std"):
-        out.setdefault(f"{k}/{v}", {})[r["seed"]] = r["final"].get(k, float("nan"))
-        out.setdefault(f"{k}0/{v}", {})[r["seed"]] = r["untrained"].get(k, float("nan"))
-      out.setdefault(f"loss/{v}", {})[r["seed"]] = r.get("train", {}).get("loss", float("nan"))
+      put = lambda k, x, r=r, v=v: out.setdefault(f"{k}/{v}", {}).__setitem__(r["seed"], float(x))
+      for k in FINAL:
+        put(k, r["final"].get(k, np.nan))
+        put(k + "0", r["untrained"].get(k, np.nan))
+      put("loss", final_loss(r))
+      late = _window(r, "loss", 0.5, 1.0)   # instability: sd of the logged train loss over the second half
+      put("loss_sd", np.std(late, ddof=1) if len(late) > 1 else np.nan)
       first = r["train_curves"]["step"][0] / r["steps"] if r.get("train_curves", {}).get("step") else 0
-      out.setdefault(f"ratio_first/{v}", {})[r["seed"]] = grad_ratio(r, -1, first)
-      out.setdefault(f"ratio_mid/{v}", {})[r["seed"]] = grad_ratio(r, 0.1, 0.2)
+      put("ratio_first", grad_ratio(r, -1, first))
+      put("ratio_mid", grad_ratio(r, 0.1, 0.2))
+      put("ratio_drop", grad_ratio(r, -1, first) / grad_ratio(r, 0.1, 0.2))
   return out
 
 
+COLLAPSE_RANK, COLLAPSE_TOP3 = 2.0, 0.95  # declared before the 1000-step study (config docstring: seed-0 pilot)
+
+
+def _collapse_claims(k: str, v: str, what: str) -> list[C.Claim]:
+  return [C.Claim(f"{k}a", f"{what} z collapses: covariance rank of z < {COLLAPSE_RANK:g}", "one_sample",
+                  f"z_cov_rank/{v}", direction="<", reference=COLLAPSE_RANK, family=v),
+          C.Claim(f"{k}b", f"{what} the top 3 principal components hold > {COLLAPSE_TOP3:.0%} of z's variance",
+                  "one_sample", f"z_top3_var/{v}", reference=COLLAPSE_TOP3, family=v, digits=3),
+          C.Claim(f"{k}c", f"{what} the backbone's kNN accuracy ends below SimSiam's", "welch", f"knn/{v}",
+                  "knn/simsiam", direction="<", family=v, scale=100, digits=1),
+          C.Claim(f"{k}d", f"{what} the backbone's linear probe ends below SimSiam's", "welch", f"probe/{v}",
+                  "probe/simsiam", direction="<", family=v, scale=100, digits=1),
+          C.Claim(f"{k}e", f"{what} the backbone itself does not collapse: its probe ends above the untrained "
+                  "network's", "paired", f"probe/{v}", f"probe0/{v}", family=v, scale=100, digits=1)]
+
+
 def claims(d: int, raw_probe: float | None) -> list[C.Claim]:
-  out = []
-  for k, v in (("1", "no_stopgrad"), ("2", "no_predictor")):
-    what = "Without stop-gradient" if k == "1" else "Without the predictor (stop-gradient kept)"
-    out += [C.Claim(f"{k}a", f"{what} z collapses: effective rank of z < {COLLAPSE_ERANK:g}", "one_sample",
-                    f"z_erank/{v}", direction="<", reference=COLLAPSE_ERANK, family=v),
-            C.Claim(f"{k}b", f"{what} the collapse std of z falls below its untrained value", "paired",
-                    f"z_std/{v}", f"z_std0/{v}", direction="<", family=v, digits=4),
-            C.Claim(f"{k}c", f"{what} the linear probe ends below the untrained network", "paired",
-                    f"probe/{v}", f"probe0/{v}", direction="<", family=v, scale=100, digits=1)]
-  out += [C.Claim("3a", "SimSiam: z_std ≈ 1/√d (equivalent within ±0.5/√d)", "one_sample", "z_std/simsiam",
-                  direction="~", margin=0.5 / math.sqrt(d), reference=1 / math.sqrt(d), family="simsiam", digits=4),
-          C.Claim("3b", f"SimSiam: high effective rank of z (> d/4 = {d / 4:g})", "one_sample", "z_erank/simsiam",
-                  reference=d / 4, family="simsiam", digits=1),
+  """Declared before the default 1000-step run (tests, margins, minimum n = 3 seeds)."""
+  out = (_collapse_claims("1", "no_stopgrad", "Without stop-gradient")
+         + _collapse_claims("2", "no_predictor", "Without the predictor (stop-gradient kept)"))
+  out += [C.Claim("3a", f"SimSiam does not collapse: covariance rank of z > {COLLAPSE_RANK:g}", "one_sample",
+                  "z_cov_rank/simsiam", reference=COLLAPSE_RANK, family="simsiam", digits=2),
+          C.Claim("3b", f"SimSiam's z_std is nearer 1/√d = {1 / math.sqrt(d):.4f} than without stop-gradient "
+                  "(higher)", "welch", "z_std/simsiam", "z_std/no_stopgrad", family="simsiam", digits=4),
           C.Claim("3c", "SimSiam: linear probe above the untrained network", "paired", "probe/simsiam",
                   "probe0/simsiam", family="simsiam", scale=100, digits=1)]
   if raw_probe is not None:
@@ -168,9 +201,33 @@ def claims(d: int, raw_probe: float | None) -> list[C.Claim]:
           C.Claim("5", "A constant-lr predictor is not worse than a decayed one (non-inferiority, margin 1 point; "
                   "paper 68.1 vs 67.7)", "welch", "probe/constlr_predictor", "probe/simsiam", margin=-0.01,
                   scale=100, digits=1),
-          C.Claim("6", "Su's fast predictor (our operationalisation): ‖∇pred‖/‖∇enc‖ of the first logging window "
+          C.Claim("6a", "Su's fast predictor (our operationalisation): ‖∇pred‖/‖∇enc‖ of the first logging window "
                   "exceeds its mean over 10–20% of training", "paired", "ratio_first/simsiam", "ratio_mid/simsiam",
-                  digits=3)]
+                  family="ratio", digits=3),
+          C.Claim("6b", "The same fall of the gradient ratio happens without stop-gradient (if it holds, the "
+                  "ratio does not single out SimSiam)", "paired", "ratio_first/no_stopgrad",
+                  "ratio_mid/no_stopgrad", family="ratio", digits=3),
+          C.Claim("6c", "The ratio falls more (first / 10–20% window) in SimSiam than without stop-gradient",
+                  "welch", "ratio_drop/simsiam", "ratio_drop/no_stopgrad", family="ratio", digits=2),
+          C.Claim("7a", "No BN in the heads learns worse: probe below SimSiam (paper 34.6 vs 68.1)", "welch",
+                  "probe/headbn_none", "probe/simsiam", direction="<", family="headbn", scale=100, digits=1),
+          C.Claim("7b", f"No BN in the heads is not a collapse (paper): covariance rank of z > {COLLAPSE_RANK:g}",
+                  "one_sample", "z_cov_rank/headbn_none", reference=COLLAPSE_RANK, family="headbn"),
+          C.Claim("7c", "BN on the hidden layers only ≈ the default (equivalent within ±1.5 points; paper 67.4 vs "
+                  "68.1)", "welch", "probe/headbn_hidden", "probe/simsiam", direction="~", margin=0.015,
+                  family="headbn", scale=100, digits=1),
+          C.Claim("7d", "BN also on the predictor output is unstable (paper): the train loss's sd over the second "
+                  "half of training exceeds SimSiam's", "welch", "loss_sd/headbn_all", "loss_sd/simsiam",
+                  family="headbn", digits=4),
+          C.Claim("8", "SimSiam is not worse than the SimCLR reference (non-inferiority, margin 1 point; paper "
+                  "ImageNet 68.1 vs 66.5, CIFAR-10 91.8 vs 91.1)", "welch", "probe/simsiam", "probe/simclr",
+                  margin=-0.01, scale=100, digits=1),
+          C.Claim("9a", f"Su's open question: target z(x̄) with stop-gradient and no predictor does not collapse "
+                  f"(covariance rank of z > {COLLAPSE_RANK:g})", "one_sample", "z_cov_rank/mean_target",
+                  reference=COLLAPSE_RANK, family="mean_target"),
+          C.Claim("9b", "Target z(x̄) without stop-gradient (Su's loss as written) collapses: covariance rank of "
+                  f"z < {COLLAPSE_RANK:g}", "one_sample", "z_cov_rank/mean_target_nosg", direction="<",
+                  reference=COLLAPSE_RANK, family="mean_target")]
   return out
 
 
@@ -191,23 +248,21 @@ def _stat(rs, key, where="final") -> stats.Stat:
   return stats.Stat([float(r[where][key]) for r in rs if np.isfinite(r[where].get(key, np.nan))])
 
 
+COLUMNS = (("probe", 100, 1), ("knn", 100, 1), ("z_cov_rank", 1, 2), ("z_sv_rank", 1, 1), ("z_top3_var", 1, 3),
+           ("z_std", 1, 4), ("h_cov_rank", 1, 2))
+
+
 def table_ablation(g, raw) -> str:
-  rows = []
-  for v, (_, label) in VARIANTS.items():
-    if v in g:
-      rs, d = g[v], g[v][0]["proj_dim"]
-      rows.append([label, published.ABLATION.get(v, ("", "—"))[1], _stat(rs, "probe").fmt(100),
-                   _stat(rs, "knn").fmt(100), f"{_stat(rs, 'z_std').fmt(1, 4)} ({1 / math.sqrt(d):.4f})",
-                   _stat(rs, "z_erank").fmt(1, 1), _stat(rs, "loss", "train").fmt(1, 3), len(rs)])
-  un = g.get("simsiam", [])
-  if un:
-    rows.append(["untrained network (step 0, BN stats of the train set)", f"{published.BYOL_RANDOM_INIT_LINEAR} (BYOL)",
-                 _stat(un, "probe", "untrained").fmt(100), _stat(un, "knn", "untrained").fmt(100),
-                 _stat(un, "z_std", "untrained").fmt(1, 4), _stat(un, "z_erank", "untrained").fmt(1, 1), "—", len(un)])
+  """The paper's Table 1 / 3 layout: one row per arm, the paper's number beside ours."""
+  rows = [[label, published.ABLATION.get(v, ("", "—"))[1]] + [_stat(g[v], k).fmt(sc, dg) for k, sc, dg in COLUMNS]
+          + [stats.Stat([final_loss(r) for r in g[v]]).fmt(1, 3), len(g[v])] for v, (_, label) in VARIANTS.items() if v in g]
+  if un := g.get("simsiam", []):
+    rows.append(["untrained network (step 0, BN stats of the train set)", f"{published.BYOL_RANDOM_INIT_LINEAR} (BYOL)"]
+                + [_stat(un, k, "untrained").fmt(sc, dg) for k, sc, dg in COLUMNS] + ["—", len(un)])
   if raw:
-    rows.append(["raw input signals", "—", f"{raw['probe'] * 100:.1f}", f"{raw['knn'] * 100:.1f}", "—", "—", "—", "—"])
-  return R.table(["variant", "paper (ImageNet top-1 %)", "linear probe %", "kNN %", "z_std (1/√d)", "erank(z)",
-                  "final train loss", "seeds"], rows)
+    rows.append(["raw input signals", "—", f"{raw['probe'] * 100:.1f}", f"{raw['knn'] * 100:.1f}"] + ["—"] * 7)
+  return R.table(["variant", "paper (ImageNet top-1 %)", "linear probe %", "kNN %", "cov rank z", "sv rank z",
+                  "top-3 var z", "z_std", "cov rank h", "final train loss", "seeds"], rows)
 
 
 def table_paper() -> str:
@@ -215,30 +270,52 @@ def table_paper() -> str:
                  [[VARIANTS[v][1], f"{row}: {num}", note] for v, (row, num, note) in published.ABLATION.items()])
 
 
-def table_curve(g) -> str:
+def _curve_mean(rs, key: str, step: int) -> float:
+  return float(np.mean([c[key] for r in rs for c in r["curve"] if c["step"] == step and key in c] or [np.nan]))
+
+
+def table_curve(g, key: str = "probe", scale: float = 100, digits: int = 1) -> str:
   steps = sorted({c["step"] for rs in g.values() for r in rs for c in r["curve"]})
-  rows = [[VARIANTS[v][1]] + [f"{np.mean(x) * 100:.1f}" if (x := [c['knn'] for r in g[v] for c in r['curve']
-                                                                   if c['step'] == s]) else "—" for s in steps]
-          for v in VARIANTS if v in g]
-  return R.table(["variant"] + [str(s) for s in steps], rows)
+  return R.table(["variant"] + [str(s) for s in steps], [
+      [VARIANTS[v][1]] + [f"{_curve_mean(g[v], key, s) * scale:.{digits}f}" for s in steps] for v in VARIANTS if v in g])
+
+
+def _band(ax, x, ys, **kw):
+  """Mean over seeds with a min-max band (curves of equal length; NaN where a monitor is missing)."""
+  y = np.array([[np.nan if v is None else v for v in row] for row in ys], float)
+  if np.isnan(y).all():   # e.g. the gradient ratio of an arm without a predictor
+    return
+  ax.plot(x, np.nanmean(y, 0), **kw)
+  ax.fill_between(x, np.nanmin(y, 0), np.nanmax(y, 0), color=kw["color"], alpha=0.15, lw=0)
+
+
+PANELS = (("probe", "linear probe % (test, backbone)", "ckpt"), ("knn", "kNN % (test, backbone)", "ckpt"),
+          ("z_cov_rank", "covariance rank of z (train batch)", "log"), ("z_sv_rank", "singular-value rank of z", "log"),
+          ("z_top3_var", "top-3 variance fraction of z", ""), ("z_std", "collapse std of z/‖z‖", ""),
+          ("h_cov_rank", "covariance rank of h (backbone)", "log"), ("ratio", "‖∇ predictor‖ / ‖∇ encoder‖", "log"))
 
 
 def plots(g, raw, out_dir) -> list[str]:
-  fig, ax = R.figure(2, 2)
-  for k, v in enumerate(VARIANTS):
-    for i, r in enumerate(g.get(v, [])):
-      tc, kw = r["train_curves"], dict(color=f"C{k}", alpha=0.8, lw=1.2, label=VARIANTS[v][1] if i == 0 else None)
-      ax[0, 0].plot(tc["step"], tc["z_std"], **kw)
-      ax[0, 1].plot(tc["step"], tc["z_erank"], **kw)
-      ax[1, 1].plot(tc["step"], [p / e if p is not None and e else np.nan for p, e in
-                                 zip(tc["grad_norm/predictor"], tc["grad_norm/encoder"])], **kw)
-      ax[1, 0].plot([c["step"] for c in r["curve"]], [c["knn"] * 100 for c in r["curve"]], marker="o", ms=3, **kw)
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  fig, axes = R.figure(4, 2, size=(13, 15))
+  colors = matplotlib.colormaps["tab20"].colors[::2] + matplotlib.colormaps["tab20"].colors[1::2]
+  for k, v in enumerate(v for v in VARIANTS if v in g):
+    kw = dict(color=colors[k % len(colors)], lw=1.3, label=VARIANTS[v][1])
+    for i, (ax, (key, label, kind)) in enumerate(zip(axes.flat, PANELS)):
+      kw = {**kw, "label": VARIANTS[v][1] if i == 0 else None}   # one legend, on the first panel
+      if kind == "ckpt":
+        x = [c["step"] for c in g[v][0]["curve"]]
+        _band(ax, x, [[c.get(key, np.nan) * 100 for c in r["curve"]] for r in g[v]], marker="o", ms=3, **kw)
+      else:
+        tc0 = g[v][0]["train_curves"]
+        ys = [[p / e if p is not None and e else None for p, e in zip(r["train_curves"]["grad_norm/predictor"],
+                                                                    r["train_curves"]["grad_norm/encoder"])]
+              if key == "ratio" else r["train_curves"][key] for r in g[v]]
+        _band(ax, tc0["step"], [y[:len(tc0["step"])] for y in ys], **kw)
+      ax.set(xlabel="step", ylabel=label, yscale="log" if kind == "log" else "linear")
   if raw:
-    ax[1, 0].axhline(raw["knn"] * 100, color="gray", ls=":", label="raw input")
-  ax[0, 0].set(xlabel="step", ylabel="collapse std of z/‖z‖ (train batch)")
-  ax[0, 1].set(xlabel="step", ylabel="effective rank of z (train batch)", yscale="log")
-  ax[1, 0].set(xlabel="step", ylabel="kNN accuracy % (test)")
-  ax[1, 1].set(xlabel="step", ylabel="‖∇ predictor‖ / ‖∇ encoder‖", yscale="log")
+    axes[0, 0].axhline(raw["probe"] * 100, color="gray", ls=":", label="raw input")
+    axes[0, 1].axhline(raw["knn"] * 100, color="gray", ls=":")
   return [R.save(fig, out_dir, "fig_curves.png")]
 
 
@@ -255,7 +332,8 @@ def write_report(records, extras_, out_dir: str, meta: dict) -> str:
   text = R.fill(os.path.join(os.path.dirname(__file__), "report_template.md"), dict(
       d=d, steps=next(iter(g.values()))[0]["steps"] if g else 0, runs=len(records), rules=R.RULES,
       checklist=R.checklist(verdicts, data if meta.get("legacy") else None), toy=f"**{'✅ holds' if ok else '❌ does not hold'}** — {toy}",
-      failed="\n".join(failed) or "none", ablation=table_ablation(g, raw), paper=table_paper(), curve=table_curve(g),
+      failed="\n".join(failed) or "none", ablation=table_ablation(g, raw), paper=table_paper(),
+      curve=table_curve(g), curve_knn=table_curve(g, "knn"), curve_rank=table_curve(g, "z_cov_rank", 1, 2),
       plots="\n\n".join(f"![{p}]({p})" for p in figs), footer=R.footer(meta)))
   path = os.path.join(out_dir, "REPORT.md")
   with open(path, "w") as f:

@@ -40,7 +40,7 @@ def test_unknown_study_scale_and_override_fail_before_compute(tmp_path, capsys):
 def test_dry_run_prints_plan_and_estimate(tmp_path, capsys):
   assert launcher.main(["simsiam", "--workdir", str(tmp_path), "--dry_run", "--seeds", "2"]) == 0
   out = capsys.readouterr().out
-  assert "14 runs" in out and "estimated" in out and "predictor=frozen,seed=1" in out
+  assert "22 runs" in out and "estimated" in out and "predictor=frozen,seed=1" in out
   assert not os.listdir(tmp_path)
 
 

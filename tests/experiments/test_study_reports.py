@@ -11,36 +11,45 @@ from experiments.rdrop import study as rdrop
 from experiments.simsiam import study as simsiam
 
 
-def _simsiam_record(variant, seed, probe, erank, std, loss=-0.9, d=64):
-  curve = [dict(step=0, knn=0.70, probe=0.75 + 0.01 * seed, z_std=0.124, z_erank=40.0, h_std=0.05, h_erank=30.0),
-           dict(step=100, knn=probe - 0.02, probe=probe, z_std=std, z_erank=erank, h_std=0.05, h_erank=20.0)]
+UNTRAINED = dict(knn=0.70, z_std=0.124, z_sv_rank=48.0, z_cov_rank=23.0, z_top3_var=0.39, h_std=0.05,
+                 h_sv_rank=30.0, h_cov_rank=14.0, h_top3_var=0.59)
+# variant -> final metrics of a world where every claim holds (probe of the untrained network: 0.75 + 0.01 seed)
+ARMS = {"simsiam": dict(probe=0.85, knn=0.83, z_cov_rank=5.5, z_top3_var=0.82, z_std=0.122),
+        "no_stopgrad": dict(probe=0.80, knn=0.74, z_cov_rank=1.2, z_top3_var=0.999, z_std=0.110),
+        "no_predictor": dict(probe=0.80, knn=0.79, z_cov_rank=1.5, z_top3_var=0.99, z_std=0.112),
+        "frozen_predictor": dict(probe=0.72, loss=-0.3), "constlr_predictor": dict(probe=0.855),
+        "headbn_none": dict(probe=0.60, z_cov_rank=4.0), "headbn_hidden": dict(probe=0.848),
+        "headbn_all": dict(loss_sd=0.05), "simclr": dict(probe=0.84),
+        "mean_target": dict(z_cov_rank=3.0), "mean_target_nosg": dict(z_cov_rank=1.2)}
+RATIOS = {"simsiam": (2.0, 0.5), "no_stopgrad": (1.0, 0.8)}  # gradient-ratio (first window, later steps)
+
+
+def _simsiam_record(variant, seed, d=64, **override):
+  e = 0.002 * seed
+  final = {**UNTRAINED, **ARMS["simsiam"], "loss": -0.9, "loss_sd": 0.0, **ARMS[variant], **override}
+  final = {k: v + (e if k in ("probe", "knn") else e * v) for k, v in final.items()}
+  loss, sd = final.pop("loss"), final.pop("loss_sd")
+  curve = [dict(step=0, probe=0.75 + 0.01 * seed, **UNTRAINED), dict(step=100, **final)]
   steps = list(range(10, 110, 10))
+  first, later = RATIOS.get(variant, (1.0, 1.0))
+  curves = {k: [final[k]] * 10 for k in ("z_std", "z_sv_rank", "z_cov_rank", "z_top3_var", "h_cov_rank")}
   return dict(name=f"{variant}{seed}", variant=variant, seed=seed, config="c", command=f"python -m x {variant}",
               proj_dim=d, steps=100, curve=curve, final=curve[-1], untrained=curve[0], train={"loss": loss},
-              train_curves={"step": steps, "loss": [loss] * 10, "z_std": [std] * 10, "z_erank": [erank] * 10,
+              train_curves={"step": steps, "loss": [loss + sd * (-1) ** i * (1 + seed) for i in range(10)], **curves,
                             "grad_norm/encoder": [1.0] * 10,
-                            "grad_norm/predictor": [2.0 + 0.1 * seed] + [0.5 + 0.01 * seed] * 9},
+                            "grad_norm/predictor": [first + 0.1 * seed] + [later + 0.01 * seed] * 9},
               train_time_s=10.0, eval_time_s=2.0, wall_time_s=12.0)
 
 
-def simsiam_records(ss_probe=0.85, nosg_erank=1.1):
-  out = []
-  for s in range(3):
-    e = 0.002 * s
-    out += [_simsiam_record("simsiam", s, ss_probe + e, 30.0 + s, 0.121 + e / 10),
-            _simsiam_record("no_stopgrad", s, 0.5 + e, nosg_erank + e, 0.08 + e, loss=-1.0),
-            _simsiam_record("no_predictor", s, 0.45 + e, 1.05 + e, 0.09 + e, loss=-1.0),
-            _simsiam_record("frozen_predictor", s, 0.72 + e, 20.0, 0.12, loss=-0.3 + e),
-            _simsiam_record("constlr_predictor", s, ss_probe + 0.01 - e, 30.0, 0.12),
-            _simsiam_record("mean_target", s, 0.6, 1.5, 0.1)]
-  return out
+def simsiam_records(**override_nosg):
+  return [_simsiam_record(v, s, **(override_nosg if v == "no_stopgrad" else {})) for s in range(3) for v in ARMS]
 
 
 def test_simsiam_claims_on_synthetic_records():
   good = C.judge_all(simsiam.claims(64, 0.33), simsiam.samples(simsiam_records()))
   assert {v.claim.id: v.verdict for v in good} == {v.claim.id: C.HOLDS for v in good}, [v.line() for v in good]
   bad = {v.claim.id: v.verdict for v in
-         C.judge_all(simsiam.claims(64, 0.33), simsiam.samples(simsiam_records(nosg_erank=20.0)))}
+         C.judge_all(simsiam.claims(64, 0.33), simsiam.samples(simsiam_records(z_cov_rank=20.0)))}
   assert bad["1a"] == C.FAILS and bad["2a"] == C.HOLDS
 
 
