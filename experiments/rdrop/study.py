@@ -108,7 +108,7 @@ def plan(seeds: int | None = None, scale: str = "default") -> list[launcher.Run]
 
 def key(r: dict) -> str:
   """A setting's name (all but the seed): "mlp/n1000/p0.3/a4", "mlp/n1000w1024/p0.3/a0", "cnn/lab100/semi/p0.3/a0",
-  "cnn/lab100/only/p0.3/1pass" (the width only on supervised settings). Records of the former plan have no passes label: α = 0 alone was one pass."""
+  "cnn/lab100/only/p0.3/1pass". Records of the former plan have no passes label: there α = 0 alone was one pass."""
   data = (f"lab{r['labelled']}/{'semi' if r['unlabelled'] else 'only'}" if r["labelled"] else
           f"n{r['train_size']}" + (f"w{r['width']}" if r.get("width") else ""))
   one = r.get("passes", "single" if r["alpha"] == 0 and not (r["labelled"] and r["unlabelled"]) else "") == "single"
@@ -236,21 +236,25 @@ def table_published(data) -> str:
 
 
 def plots(data, out_dir) -> list[str]:
+  """One row per model: test accuracy, gap and train CE against α (two passes), plain dropout dotted."""
   sup = supervised(data)
+  models = sorted({s.split("/")[0] for s in sup})
   if not sup:
     return []
-  fig, ax = R.figure(1, 3)
+  fig, ax = R.figure(len(models), 3)
   for i, s in enumerate(sup):
-    al, color = alphas(data, s), f"C{i % 10}"
-    for axis, metric, sc in ((ax[0, 0], "acc", 100), (ax[0, 1], "gap", 1), (ax[0, 2], "ce", 1)):
+    row, al, color = ax[models.index(s.split("/")[0])], alphas(data, s), f"C{i % 10}"
+    for axis, metric, sc in zip(row, ("acc", "gap", "ce"), (100, 1, 1)):
       st = [stats.Stat(list(data.get(f"{metric}:{s}/a{a:g}", {}).values())) for a in al]
       axis.errorbar(al, [x.mean * sc for x in st], yerr=[x.std * sc for x in st], marker="o", capsize=3, label=s,
                     color=color)
       if f"{metric}:{s}/1pass" in data:   # plain one-pass dropout: a dotted level
         axis.axhline(stats.Stat(list(data[f"{metric}:{s}/1pass"].values())).mean * sc, color=color, ls=":")
-  for axis, label in zip(ax[0], ("test accuracy %", "gap: ½ sym. KL of two dropout passes", "final train CE")):
-    axis.set(xlabel="α (two passes; dotted: plain one-pass dropout)", ylabel=label, xscale="symlog")
-  ax[0, 1].set_yscale("log")
+  for row in ax:
+    for axis, label in zip(row, ("test accuracy %", "gap: ½ sym. KL of two dropout passes", "final train CE")):
+      axis.set(xlabel="α (two passes; dotted: plain one-pass dropout)", ylabel=label, xscale="symlog")
+      axis.set_xlim(left=-0.1)
+    row[1].set_yscale("log")
   return [R.save(fig, out_dir, "fig_supervised.png")]
 
 
