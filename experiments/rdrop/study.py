@@ -1,18 +1,25 @@
-r"""R-Drop, "dropout twice" (issue #7) on MNIST-1D: consistency, accuracy, regime, semi-supervised, large α.
+r"""R-Drop, "dropout twice" (issues #7, #16) on MNIST-1D: against the two-pass control, converged, Su's own cell.
 
-  python -m experiments rdrop --workdir /tmp/kexue/rdrop --processes 2            # 95 runs (5 seeds)
-  python -m experiments rdrop --workdir /tmp/kexue/rdrop --scale full_grid        # + the CNN on the MLP grid (115)
-  python -m experiments rdrop --workdir W --scale cnn_6000 --seeds 3              # the follow-up: CNN, 3x steps
-  python -m experiments rdrop --workdir W --scale tiny                            # smoke test (< 2 min)
+  python -m experiments rdrop --workdir /tmp/kexue/rdrop --processes 2          # default: 133 runs, ~24 min
+  python -m experiments rdrop --workdir W --scale full                          # the whole design, 310 runs
+  python -m experiments rdrop --workdir W --scale tiny                          # smoke test (< 2 min)
 
-Every run is configs/rdrop/mnist1d.py with one argument string; α = 0 is plain single-pass dropout. Parts:
-supervised (MLP: dropout {0.1, 0.3} x α {0, 1, 4}; CNN: dropout 0.3 x α {0, 4}; 1000 examples), data (all 4000
-examples, dropout 0.3, α {0, 4}), alpha (MLP α = 64), semi (MLP, 40 / 200 labelled: labelled-only plain,
-labelled-only R-Drop α 4, Su's semi-supervised KL on the rest). Prose: report_template.md.
+Every run is configs/rdrop/mnist1d.py with one argument string, trained for that config's converged STEPS.
+Arms: "1pass" = plain dropout (α = 0, one pass), "a0" = the two-pass control (α = 0, the duplicated batch, CE on
+both passes), "aA" = R-Drop α = A (the same two passes + the KL). R-Drop's effect is aA − a0; Su's tables compare
+aA with 1pass. Parts (full = all of them at 5 seeds; default = the subset marked *, MLP 5 seeds, CNN 3 seeds):
+  grid     arms {1pass, a0, a0.5, a1, a2, a4} x p {0.1, 0.3} x {MLP, CNN} x n {1000, 4000}
+           (* MLP at n = 1000; * MLP at n = 4000 and CNN at n = 1000: p = 0.3, arms 1pass, a0, a4)
+  alpha    a64 at n = 1000, p = 0.3 (too large an α)                                       (* MLP)
+  explain  Su's cell (a0 vs a4, p = 0.3, n = 1000) at 4x width: MLP 1024, CNN 128 channels  (* MLP)
+  semi     CNN, the first 100 / 200 examples labelled: 1pass, a0, a4 on the labelled only; a0 + Su's KL on
+           the unlabelled rest                                                             (* 100 labels)
+Prose: report_template.md.
 """
 from __future__ import annotations
 
 import collections
+import math
 import os
 
 import numpy as np
@@ -22,54 +29,77 @@ from experiments.framework import claims as C
 from experiments.framework import launcher
 from experiments.framework import report as R
 from experiments.rdrop import published
+from kexue_jax import config_lib
 
 CONFIG = "configs/rdrop/mnist1d.py"
-# Wall seconds per run measured in the default study (2000 steps, 2-core CPU shared, load 4-5), by model and
-# kind, for the --dry_run estimate only.
-EST_S = {("mlp", "single"): 12.0, ("mlp", "two"): 15.0, ("mlp", "semi"): 15.0,
-         ("cnn", "single"): 30.0, ("cnn", "two"): 44.0, ("cnn", "semi"): 55.0}
-NONINFERIORITY = 0.005   # "equal to or better": accuracy at most half a point below plain dropout (declared)
-
-
-def run_arg(model, alpha, dropout, train_size=1000, labelled=0, unlabelled=False, seed=0, extra="") -> str:
-  two = alpha != 0 or (labelled and unlabelled)  # the unlabelled KL term needs two passes even at α = 0
-  parts = [f"model={model}", f"alpha={alpha:g}", f"dropout={dropout:g}", f"passes={'duplicate' if two else 'single'}"]
-  parts += [f"labelled={labelled}", f"unlabelled={unlabelled}"] if labelled else [f"train_size={train_size}"]
-  return ",".join(parts + [f"seed={seed}"]) + extra
+mnist1d = config_lib.load_sibling(os.path.join(launcher.REPO, CONFIG), os.path.basename(CONFIG))  # STEPS, labels
+# --dry_run estimate: seconds per run = FIXED_S + steps x STEP_MS, CPU seconds (user + system, all threads), i.e.
+# the wall time of a run when `--processes 2` keeps both cores of an otherwise idle 2-core machine busy.
+# Measured once per kind by a 400-step run (width 1024: the MLP's `width=1024`), in one process at load ~11:
+# steps/s of the later 100-step log windows gives each run's share of wall time spent stepping; the CPU seconds
+# are split in that proportion (STEP_MS: stepping, FIXED_S: start, compile, the 20-pass evaluation). Check: this
+# gives 0.7-0.8 x the former wall estimates at 2000 steps (load 4-5). On the shared machine at load 10-15 the
+# former study's runs took ~3x these CPU seconds in wall time. CNN at 4x width: 16x the flops, not measured.
+FIXED_S = {"mlp": 7.0, "cnn": 13.5}
+STEP_MS = {("mlp", "1pass"): 1.65, ("mlp", "2pass"): 2.63, ("cnn", "1pass"): 4.5, ("cnn", "2pass"): 8.7,
+           ("cnn", "semi"): 16.4}
+WIDE = {"mlp": (1024, 11.7 / 2.63), "cnn": (128, 16.0)}   # width, step-cost factor
+NONINFERIORITY = 0.005   # "R-Drop >= the control": accuracy at most half a point below it (declared before the run)
+SU = 0.3                 # Su's dropout rate; his α is published.SU_ALPHA = 4
+ARMS = ("1pass", 0, 0.5, 1, 2, 4)
 
 
 def settings(scale: str) -> list[tuple]:
-  """(model, alpha, dropout, train_size, labelled, unlabelled) of every setting of a scale."""
+  """(part, model, arm, p, n, labelled, unlabelled, width) of every setting; arm "1pass" or α (two passes)."""
   if scale == "tiny":
-    return [("mlp", 0, 0.3, 1000, 0, False), ("mlp", 4, 0.3, 1000, 0, False)]
-  if scale == "cnn_6000":
-    return [("cnn", a, 0.3, 1000, 0, False) for a in (0, 4)]
-  grid = {"mlp": ((0.1, 0.3), (0, 1, 4)), "cnn": ((0.3,), (0, 4))}
+    return [("grid", "mlp", a, SU, 1000, 0, False, 0) for a in ("1pass", 0, 4)] + [
+        ("semi", "cnn", 0, SU, 0, 100, True, 0)]
+  full = scale == "full"
   out = []
   for model in ("mlp", "cnn"):
-    dropouts, alphas = grid["mlp" if scale == "full_grid" else model]
-    out += [(model, a, p, 1000, 0, False) for p in dropouts for a in alphas]
-    out += [(model, a, 0.3, 4000, 0, False) for a in (0, 4)]
-  out.append(("mlp", 64, 0.3, 1000, 0, False))
-  for lab in (40, 200):
-    out += [("mlp", 0, 0.3, lab, lab, False), ("mlp", 4, 0.3, lab, lab, False), ("mlp", 0, 0.3, lab, lab, True)]
+    for n in (1000, 4000):
+      for p in (0.1, SU):
+        arms = (ARMS if full or (model, n) == ("mlp", 1000) else
+                ("1pass", 0, 4) if p == SU and (model, n) != ("cnn", 4000) else ())
+        out += [("grid", model, a, p, n, 0, False, 0) for a in arms]
+    if full or model == "mlp":
+      out.append(("alpha", model, 64, SU, 1000, 0, False, 0))
+      out += [("explain", model, a, SU, 1000, 0, False, WIDE[model][0]) for a in (0, 4)]
+  for lab in mnist1d.SEMI_LABELLED if full else mnist1d.SEMI_LABELLED[:1]:
+    out += [("semi", "cnn", a, SU, 0, lab, False, 0) for a in ("1pass", 0, 4)] + [("semi", "cnn", 0, SU, 0, lab,
+                                                                                       True, 0)]
   return out
 
 
+def run_arg(model, arm, p, n=1000, labelled=0, unlabelled=False, width=0, seed=0) -> str:
+  parts = [f"model={model}", f"alpha={0 if arm == '1pass' else arm:g}", f"dropout={p:g}",
+           f"passes={'single' if arm == '1pass' else 'duplicate'}"]
+  parts += [f"labelled={labelled}", f"unlabelled={unlabelled}"] if labelled else [f"train_size={n}"]
+  return ",".join(parts + [f"width={width}"] * bool(width) + [f"seed={seed}"])
+
+
+def est_s(model, arm, n, labelled, unlabelled, width) -> float:
+  kind = "semi" if unlabelled else "1pass" if arm == "1pass" else "2pass"
+  factor = WIDE[model][1] if width else 1.0
+  return FIXED_S[model] + mnist1d.default_steps(model, labelled or n) * STEP_MS[(model, kind)] * factor / 1e3
+
+
 def plan(seeds: int | None = None, scale: str = "default") -> list[launcher.Run]:
-  if scale not in ("default", "full_grid", "cnn_6000", "tiny"):
-    raise ValueError(f"rdrop scales are default, full_grid, cnn_6000, tiny; got {scale!r}.")
-  seeds = seeds or {"tiny": 1, "cnn_6000": 3}.get(scale, 5)
-  extra = {"tiny": ",runlocal", "cnn_6000": ",steps=6000"}.get(scale, "")
+  """Seed after seed (an interrupted study still covers every setting); --seeds K: K seeds of every part."""
+  if scale not in ("default", "full", "tiny"):
+    raise ValueError(f"rdrop scales are default, full, tiny; got {scale!r}.")
   runs = []
-  for seed in range(seeds):
-    for model, alpha, p, n, lab, unl in settings(scale):
-      arg = run_arg(model, alpha, p, n, lab, unl, seed, extra)
-      kind = "semi" if lab and unl else "single" if alpha == 0 else "two"
-      labels = dict(model=model, alpha=float(alpha), dropout=float(p), train_size=n, labelled=lab, unlabelled=unl,
-                    seed=seed)
-      runs.append(launcher.Run(arg.replace(",", "_").replace("=", ""), f"{CONFIG}:{arg}", labels,
-                               EST_S[(model, kind)] * (3 if scale == "cnn_6000" else 0.2 if scale == "tiny" else 1)))
+  for seed in range(seeds or {"tiny": 1}.get(scale, 5)):
+    for part, model, arm, p, n, lab, unl, width in settings(scale):
+      if seeds is None and scale == "default" and model == "cnn" and seed >= 3:
+        continue   # the default's CNN parts (semi, Su's cell): 3 seeds, to fit 30 minutes
+      arg = run_arg(model, arm, p, n, lab, unl, width, seed)
+      labels = dict(part=part, model=model, alpha=0.0 if arm == "1pass" else float(arm), dropout=p,
+                    passes="single" if arm == "1pass" else "duplicate", train_size=lab or n, labelled=lab,
+                    unlabelled=unl, width=width, seed=seed)
+      spec = f"{CONFIG}:{arg}" + (",runlocal" if scale == "tiny" else "")
+      runs.append(launcher.Run(arg.replace(",", "_").replace("=", ""), spec, labels,
+                               10.0 if scale == "tiny" else round(est_s(model, arm, n, lab, unl, width), 1)))
   return runs
 
 
@@ -77,58 +107,81 @@ def plan(seeds: int | None = None, scale: str = "default") -> list[launcher.Run]
 
 
 def key(r: dict) -> str:
-  """A setting's name (everything but the seed): "mlp/n1000/p0.3/a4" or "mlp/lab40/semi/p0.3/a0"."""
-  data = f"lab{r['labelled']}/{'semi' if r['unlabelled'] else 'only'}" if r["labelled"] else f"n{r['train_size']}"
-  return f"{r['model']}/{data}/p{float(r['dropout']):g}/a{float(r['alpha']):g}"
+  """A setting's name (all but the seed): "mlp/n1000/p0.3/a4", "mlp/n1000w1024/p0.3/a0", "cnn/lab100/semi/p0.3/a0",
+  "cnn/lab100/only/p0.3/1pass". Records of the former plan have no passes label: there α = 0 alone was one pass."""
+  data = (f"lab{r['labelled']}/{'semi' if r['unlabelled'] else 'only'}" if r["labelled"] else
+          f"n{r['train_size']}" + (f"w{r['width']}" if r.get("width") else ""))
+  one = r.get("passes", "single" if r["alpha"] == 0 and not (r["labelled"] and r["unlabelled"]) else "") == "single"
+  return f"{r['model']}/{data}/p{float(r['dropout']):g}/" + ("1pass" if one else f"a{float(r['alpha']):g}")
 
 
-def samples(records) -> dict[str, dict]:
-  """{metric:setting: {seed: value}} for acc, kl (consistency), dis, ce (final train CE); gain:setting = acc(α)
-  - acc(0) per seed (same seed = same initialisation and data order)."""
-  out: dict[str, dict] = collections.defaultdict(dict)
+def samples(records) -> dict:
+  """{metric:setting: {seed: value}} for acc (test accuracy), gap (dropout_kl: ½ symmetric KL between two dropout
+  passes on the test set), kl (KL(P̄‖P0)), ce (train CE, last log window); gain:setting/aA = acc(aA) − acc(a0) per
+  seed (same seed = same initialisation and data order); trend:setting = [(α, log10 gap)] over the two-pass arms."""
+  out: dict = collections.defaultdict(dict)
   for r in records:
     if r.get("error"):
       continue
-    for name, v in (("acc", r["eval"].get("accuracy")), ("kl", r["eval"].get("consistency_kl")),
-                    ("dis", r["eval"].get("consistency_disagree")), ("ce", r["train"].get("ce"))):
+    for name, v in (("acc", r["eval"].get("accuracy")), ("gap", r["eval"].get("dropout_kl")),
+                    ("kl", r["eval"].get("consistency_kl")), ("ce", r["train"].get("ce"))):
       if v is not None:
         out[f"{name}:{key(r)}"][r["seed"]] = float(v)
-  for k in [k for k in out if k.startswith("acc:") and not k.endswith("/a0")]:
+  for k in [k for k in out if k.startswith("acc:") and "/a" in k and not k.endswith("/a0")]:
     base = out.get(k.rsplit("/a", 1)[0] + "/a0", {})
-    out["gain:" + k[4:]] = {s: v - base[s] for s, v in out[k].items() if s in base}
+    out["gain:" + k[4:]] = {seed: v - base[seed] for seed, v in out[k].items() if seed in base}
+  for s in supervised(out):
+    pts = [(a, math.log10(g)) for a in alphas(out, s) if a <= 4 for g in out.get(f"gap:{s}/a{a:g}", {}).values()
+           if g > 0]
+    if len({a for a, _ in pts}) >= 3:
+      out[f"trend:{s}"] = pts
   return dict(out)
 
 
 def supervised(data) -> list[str]:
-  """Supervised settings without α ("mlp/n1000/p0.3") that have plain dropout and some R-Drop run."""
-  base = {k[4:].rsplit("/a", 1)[0] for k in data if k.startswith("acc:") and "/n" in k and k.endswith("/a0")}
-  return sorted(b for b in base if any(k.startswith(f"acc:{b}/a") and not k.endswith("/a0") for k in data))
+  """Supervised settings without the arm ("mlp/n1000/p0.3") that have the two-pass control."""
+  return sorted({k[4:-3] for k in data if k.startswith("acc:") and "/n" in k and k.endswith("/a0")})
+
+
+def alphas(data, s) -> list[float]:
+  return sorted(float(k.rsplit("/a", 1)[1]) for k in data if k.startswith(f"acc:{s}/a"))
 
 
 def claims(data) -> list[C.Claim]:
   sup, out = supervised(data), []
-  for s in sup:
-    out.append(C.Claim(f"1 {s}", f"R-Drop (α = 4) shrinks the consistency gap KL(P̄‖P0) ({s})", "paired",
-                       f"kl:{s}/a4", f"kl:{s}/a0", direction="<", family="consistency", digits=4))
-    out += [C.Claim(f"2 {s} α{a}", f"Test accuracy with R-Drop α = {a} is not below plain dropout (non-inferiority, "
-                    f"margin {NONINFERIORITY * 100:g} point) ({s})", "paired", f"acc:{s}/a{a}", f"acc:{s}/a0",
-                    margin=-NONINFERIORITY, family="accuracy", scale=100) for a in (1, 4) if f"acc:{s}/a{a}" in data]
+  out += [C.Claim(f"1 {s}", f"The consistency gap (½ sym. KL between two dropout passes, test set) shrinks as α "
+                  f"grows from 0 to 4 (slope of log10 gap on α) ({s})", "trend", f"trend:{s}", direction="<",
+                  family="gap", unit="runs", digits=3) for s in sup if f"trend:{s}" in data]
+  out += [C.Claim(f"2 {s}", f"At Su's setting (α = 4, p = {SU}) R-Drop is not below the two-pass control "
+                  f"(non-inferiority, margin {NONINFERIORITY * 100:g} point) ({s})", "paired", f"acc:{s}/a4",
+                  f"acc:{s}/a0", margin=-NONINFERIORITY, family="control", scale=100)
+          for s in sup if s.endswith(f"/p{SU}") and f"acc:{s}/a4" in data]
   for model in sorted({s.split("/")[0] for s in sup}):
-    mine = [s for s in sup if s.startswith(model + "/") and f"gain:{s}/a4" in data]
-    low = min(mine, key=lambda s: (int(s.split("/")[1][1:]), -float(s.split("/")[2][1:])), default=None)
-    out += [C.Claim(f"3 {model} {o}", f"The α = 4 gain is larger at low data / high dropout ({low}) than at {o}",
-                    "paired", f"gain:{low}/a4", f"gain:{o}/a4", family="regime", scale=100) for o in mine if o != low]
-  for lab in sorted({k.split("/")[1] for k in data if "/lab" in k}):
-    s = f"mlp/{lab}"
-    out.append(C.Claim(f"4 {lab}", f"Semi-supervised ({lab[3:]} labels): the KL-only term on unlabelled data beats "
-                       "labelled-only plain training (Su, 1% labels: +1.44 valid, +0.80 test)", "paired",
-                       f"acc:{s}/semi/p0.3/a0", f"acc:{s}/only/p0.3/a0", family="semi", scale=100))
-  for s in sup:
-    if f"acc:{s}/a64" in data:
-      out += [C.Claim(f"5 {s} ce", f"Too large an α under-fits: train CE at α = 64 above α = 4 ({s})", "paired",
-                      f"ce:{s}/a64", f"ce:{s}/a4", family="underfit", digits=3),
-              C.Claim(f"5 {s} acc", f"Too large an α under-fits: test accuracy at α = 64 below α = 4 ({s})",
-                      "paired", f"acc:{s}/a64", f"acc:{s}/a4", direction="<", family="underfit", scale=100)]
+    low = f"{model}/n1000/p{SU}"
+    out += [C.Claim(f"3 {o}", f"The R-Drop gain acc(α = 4) − acc(two-pass control) is larger at low data / high "
+                    f"dropout ({low}) than at {o}", "paired", f"gain:{low}/a4", f"gain:{o}/a4", family="regime",
+                    scale=100) for o in sup if o.startswith(model + "/n") and "w" not in o.split("/")[1]
+            and o != low and f"gain:{o}/a4" in data and f"gain:{low}/a4" in data]
+  for s in (s for s in sup if f"acc:{s}/a64" in data):
+    out += [C.Claim(f"4 {s} ce", f"Too large an α under-fits: train CE at α = 64 above α = 4 ({s})", "paired",
+                    f"ce:{s}/a64", f"ce:{s}/a4", family="underfit", digits=3),
+            C.Claim(f"4 {s} acc", f"Too large an α under-fits: test accuracy at α = 64 below α = 4 ({s})",
+                    "paired", f"acc:{s}/a64", f"acc:{s}/a4", direction="<", family="underfit", scale=100)]
+  for lab in sorted({k.split("/")[1] for k in data if "/lab" in k}, key=lambda x: int(x[3:])):
+    semi, only = f"acc:cnn/{lab}/semi/p{SU}/a0", f"acc:cnn/{lab}/only/p{SU}"
+    out += [C.Claim(f"5 {lab} {arm}", f"Semi-supervised ({lab[3:]} labels): the KL term on the unlabelled rest "
+                    f"beats labelled-only {text}", "paired", semi, f"{only}/{arm}", family="semi", scale=100)
+            for arm, text in (("1pass", "plain dropout (Su, 1% labels: +1.44 valid, +0.80 test)"),
+                              ("a0", "two-pass training (the control)"), ("a4", "R-Drop (KL on labelled data)"))]
+  out += [C.Claim(f"6 {s}", f"Su's cell (α = 4, p = {SU}): R-Drop beats plain one-pass dropout (Su: +0.9 to +2.4 "
+                  f"on CLUE) ({s})", "paired", f"acc:{s}/a4", f"acc:{s}/1pass", family="su", scale=100)
+          for s in sup if s.endswith(f"/p{SU}") and f"acc:{s}/1pass" in data and f"acc:{s}/a4" in data]
+  for model, (width, _) in WIDE.items():
+    s, wide = f"{model}/n1000/p{SU}", f"{model}/n1000w{width}/p{SU}"
+    if f"gain:{wide}/a4" in data and f"gain:{s}/a4" in data:
+      out.append(C.Claim(f"7 {model}", f"Capacity explains Su's cell: at 4x width ({width}) the gain over the "
+                         f"two-pass control is larger than at the default width ({s})", "paired",
+                         f"gain:{wide}/a4", f"gain:{s}/a4", family="explain", scale=100))
   return out
 
 
@@ -139,57 +192,69 @@ def _cell(data, name, scale=100.0, digits=1) -> str:
   return stats.Stat(list(data.get(name, {}).values())).fmt(scale, digits)
 
 
-def alphas_of(data, s) -> list[float]:
-  return sorted(float(k.rsplit("/a", 1)[1]) for k in data if k.startswith(f"acc:{s}/a"))
-
-
 def table_supervised(data) -> str:
   rows = []
   for s in supervised(data):
-    for a in alphas_of(data, s):
-      k = f"{s}/a{a:g}"
-      rows.append(s.split("/") + [f"{a:g}", _cell(data, f"acc:{k}"), _cell(data, f"kl:{k}", 1e3, 2),
-                                  _cell(data, f"dis:{k}", 100, 2), _cell(data, f"ce:{k}", 1, 3),
-                                  len(data.get(f"acc:{k}", {}))])
-  return R.table(["model", "train size", "dropout", "α", "test acc %", "KL(P̄‖P0) ×10⁻³", "disagree %",
-                  "final train CE", "seeds"], rows)
+    for arm in ["1pass"] * (f"acc:{s}/1pass" in data) + [f"a{a:g}" for a in alphas(data, s)]:
+      k = f"{s}/{arm}"
+      rows.append(s.split("/") + [arm, _cell(data, f"acc:{k}"), _cell(data, f"gain:{k}", 100, 2),
+                                  _cell(data, f"gap:{k}", 1e3, 2), _cell(data, f"kl:{k}", 1e3, 2),
+                                  _cell(data, f"ce:{k}", 1, 3), len(data.get(f"acc:{k}", {}))])
+  return R.table(["model", "data (w: width)", "dropout", "arm", "test acc %", "gain vs a0 (points)",
+                  "gap ×10⁻³", "KL(P̄‖P0) ×10⁻³", "final train CE", "seeds"], rows)
 
 
 def table_semi(data) -> str:
-  rows = []
-  for lab in sorted({k.split("/")[1] for k in data if "/lab" in k}, key=lambda x: int(x[3:])):
-    s = f"mlp/{lab}"
-    rows.append([lab[3:], _cell(data, f"acc:{s}/only/p0.3/a0"), _cell(data, f"acc:{s}/only/p0.3/a4"),
-                 _cell(data, f"acc:{s}/semi/p0.3/a0")])
-  return R.table(["labels", "labelled only, plain", "labelled only, R-Drop α=4", "+ unlabelled KL (Su)"], rows)
+  rows = [[lab[3:]] + [_cell(data, f"acc:cnn/{lab}/{arm}") for arm in (
+      f"only/p{SU}/1pass", f"only/p{SU}/a0", f"only/p{SU}/a4", f"semi/p{SU}/a0")]
+          for lab in sorted({k.split("/")[1] for k in data if "/lab" in k}, key=lambda x: int(x[3:]))]
+  return R.table(["labels", "labelled only, plain", "labelled only, two-pass control", "labelled only, R-Drop α=4",
+                  "+ unlabelled KL (Su)"], rows)
+
+
+def _diff(data, a, b) -> str:
+  """Mean ± sd over seeds of the per-seed difference a − b, in points."""
+  pa, pb = data.get(a, {}), data.get(b, {})
+  return stats.Stat([v - pb[k] for k, v in pa.items() if k in pb]).fmt(100, 2)
 
 
 def table_published(data) -> str:
-  rows = [["Su (kexue.fm/archives/8496)", f"{t}, {m}", f"{b:.2f}", f"{r:.2f}", f"{r - b:+.2f}"]
+  rows = [["Su (kexue.fm/archives/8496)", f"{t}, {m}", f"{b:.2f}", "—", f"{r:.2f}", f"{r - b:+.2f}", "—"]
           for t, m, b, r in published.SU_SUPERVISED]
-  for s in supervised(data):
-    if f"acc:{s}/a4" in data:
-      g = stats.Stat(list(data.get(f"gain:{s}/a4", {}).values()))
-      rows.append(["ours", f"MNIST-1D {s}, α=4, accuracy %", _cell(data, f"acc:{s}/a0"), _cell(data, f"acc:{s}/a4"),
-                   g.fmt(100, 2)])
-  rows += [["Su, semi-supervised 1% labels", f"sentiment {sp}, accuracy %", f"{sup:.2f}", f"{rd:.2f}",
-            f"{rd - sup:+.2f} (VAT {vat:.2f})"] for sp, sup, vat, rd in published.SU_SEMI]
-  return R.table(["source", "task", "baseline", "R-Drop", "gain"], rows)
+  for s in (s for s in supervised(data) if s.endswith(f"/p{SU}") and f"acc:{s}/1pass" in data):
+    one, two, rd = (f"acc:{s}/{arm}" for arm in ("1pass", "a0", "a4"))
+    rows.append(["ours, Su's cell (α = 4)", f"MNIST-1D {s}, accuracy %", _cell(data, one), _cell(data, two),
+                 _cell(data, rd), _diff(data, rd, one), _diff(data, rd, two)])
+  rows += [["Su, semi-supervised 1% labels", f"sentiment {sp}, accuracy % (VAT {vat:.2f})", f"{sup:.2f}", "—",
+            f"{rd:.2f}", f"{rd - sup:+.2f}", "—"] for sp, sup, vat, rd in published.SU_SEMI]
+  for lab in sorted({k.split("/")[1] for k in data if "/lab" in k}, key=lambda x: int(x[3:])):
+    one, two, rd = (f"acc:cnn/{lab}/{arm}/p{SU}/{a}" for arm, a in (("only", "1pass"), ("only", "a0"), ("semi", "a0")))
+    rows.append([f"ours, semi-supervised {lab[3:]} labels", "MNIST-1D CNN, accuracy %", _cell(data, one),
+                 _cell(data, two), _cell(data, rd), _diff(data, rd, one), _diff(data, rd, two)])
+  return R.table(["source", "task", "baseline (plain dropout)", "two-pass control", "R-Drop (semi: + unlabelled KL)",
+                  "gain vs baseline", "gain vs control"], rows)
 
 
 def plots(data, out_dir) -> list[str]:
+  """One row per model: test accuracy, gap and train CE against α (two passes), plain dropout dotted."""
   sup = supervised(data)
+  models = sorted({s.split("/")[0] for s in sup})
   if not sup:
     return []
-  fig, ax = R.figure(1, 3)
-  for s in sup:
-    al = alphas_of(data, s)
-    for axis, metric, sc in ((ax[0, 0], "acc", 100), (ax[0, 1], "kl", 1), (ax[0, 2], "ce", 1)):
+  fig, ax = R.figure(len(models), 3)
+  for i, s in enumerate(sup):
+    row, al, color = ax[models.index(s.split("/")[0])], alphas(data, s), f"C{i % 10}"
+    for axis, metric, sc in zip(row, ("acc", "gap", "ce"), (100, 1, 1)):
       st = [stats.Stat(list(data.get(f"{metric}:{s}/a{a:g}", {}).values())) for a in al]
-      axis.errorbar(al, [x.mean * sc for x in st], yerr=[x.std * sc for x in st], marker="o", capsize=3, label=s)
-  for axis, label in zip(ax[0], ("test accuracy %", "KL(P̄‖P0)", "final train CE (dropout on)")):
-    axis.set(xlabel="α (0: plain dropout)", ylabel=label, xscale="symlog")
-  ax[0, 1].set_yscale("log")
+      axis.errorbar(al, [x.mean * sc for x in st], yerr=[x.std * sc for x in st], marker="o", capsize=3, label=s,
+                    color=color)
+      if f"{metric}:{s}/1pass" in data:   # plain one-pass dropout: a dotted level
+        axis.axhline(stats.Stat(list(data[f"{metric}:{s}/1pass"].values())).mean * sc, color=color, ls=":")
+  for row in ax:
+    for axis, label in zip(row, ("test accuracy %", "gap: ½ sym. KL of two dropout passes", "final train CE")):
+      axis.set(xlabel="α (two passes; dotted: plain one-pass dropout)", ylabel=label, xscale="symlog")
+      axis.set_xlim(left=-0.1)
+    row[1].set_yscale("log")
   return [R.save(fig, out_dir, "fig_supervised.png")]
 
 
@@ -204,7 +269,7 @@ def write_report(records, extras, out_dir: str, meta: dict) -> str:
       runs=len(records), seeds=sorted({r["seed"] for r in records}), rules=R.RULES,
       checklist=R.checklist(verdicts, data if meta.get("legacy") else None), failed="\n".join(failed) or "none",
       supervised=table_supervised(data), semi=table_semi(data), published=table_published(data),
-      plots="\n\n".join(f"![{p}]({p})" for p in figs), footer=R.footer(meta),
+      margin=f"{NONINFERIORITY * 100:g}", plots="\n\n".join(f"![{p}]({p})" for p in figs), footer=R.footer(meta),
       mean_run_s=f"{np.mean([r.get('wall_time_s', 0) for r in records]):.1f}" if records else "—"))
   path = os.path.join(out_dir, "REPORT.md")
   with open(path, "w") as f:

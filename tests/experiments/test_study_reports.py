@@ -70,66 +70,71 @@ def test_simsiam_report_from_a_results_file(tmp_path):
 # ------------------------------------------------------------------------------------------------ R-Drop.
 
 
-def rdrop_records(acc_rdrop, kl_rdrop, semi_acc, seeds=5, std=0.002):
+def rdrop_records(gain=0.03, gap_slope=-1.0, semi_gain=0.05, seeds=5, std=0.002, scale="full"):
+  """Records of every run of a plan: R-Drop's gain over the two-pass control grows with α up to 4 (x2 at
+  n = 1000, p = 0.3; x4 at 4x width there), α = 64 under-fits, the gap is exp(gap_slope α/4) x 0.1."""
   rng = np.random.default_rng(0)
   out = []
-
-  def add(model, alpha, dropout, n=1000, labelled=0, unlabelled=False, acc=0.5, kl=0.1, ce=0.5):
-    for s in range(seeds):
-      e = rng.normal(size=3) * std
-      out.append(dict(model=model, alpha=alpha, dropout=dropout, train_size=labelled or n, labelled=labelled,
-                      unlabelled=unlabelled, seed=s, wall_time_s=10.0, command="python -m ...", name=f"r{len(out)}",
-                      eval=dict(accuracy=acc + e[0], consistency_kl=kl + e[1] / 10, consistency_disagree=0.05),
-                      train=dict(ce=ce + e[2], accuracy=0.9)))
-  for p in (0.1, 0.3):
-    add("mlp", 0.0, p, acc=0.50, kl=0.10)
-    add("mlp", 4.0, p, acc=acc_rdrop + (0.02 if p == 0.3 else 0.0), kl=kl_rdrop)
-  add("mlp", 64.0, 0.3, acc=0.40, kl=0.001, ce=1.5)
-  add("mlp", 0.0, 0.3, labelled=40, acc=0.25)
-  add("mlp", 4.0, 0.3, labelled=40, acc=0.26)
-  add("mlp", 0.0, 0.3, labelled=40, unlabelled=True, acc=semi_acc)
+  for run in rdrop.plan(seeds=None if scale == "default" else seeds, scale=scale):
+    lab, e = run.labels, rng.normal(size=3) * std
+    a, semi = lab["alpha"], lab["labelled"] and lab["unlabelled"]
+    factor = 1 + (lab["train_size"] == 1000 and lab["dropout"] == 0.3) + 2 * bool(lab["width"])
+    acc = (0.67 if lab["labelled"] else 0.5) + 0.005 * (lab["passes"] == "duplicate") + semi_gain * semi
+    acc += -0.1 if a > 4 else 0.0 if lab["labelled"] else gain * factor * a / 4
+    out.append(dict(lab, name=run.name, wall_time_s=10.0, command="python -m ...",
+                    eval=dict(accuracy=acc + e[0], dropout_kl=0.1 * np.exp(gap_slope * min(a, 4) / 4 + e[1] * 20),
+                              consistency_kl=0.05), train=dict(ce=(1.5 if a > 4 else 0.5) + e[2], accuracy=0.9)))
   return out
 
 
 def _rdrop_verdicts(records):
   data = rdrop.samples(records)
-  return {v.claim.id.split()[0] + ("" if len(v.claim.id.split()) < 3 else " " + v.claim.id.split()[-1]): v.verdict
-          for v in C.judge_all(rdrop.claims(data), data)}
+  return {v.claim.id: v.verdict for v in C.judge_all(rdrop.claims(data), data)}
 
 
 def test_rdrop_claims_on_synthetic_records():
-  good = _rdrop_verdicts(rdrop_records(0.53, 0.02, 0.30))
-  assert set(good.values()) == {C.HOLDS}, good
-  bad = _rdrop_verdicts(rdrop_records(0.45, 0.2, 0.20))
-  assert bad["1"] == bad["4"] == bad["2 α4"] == C.FAILS
-  # Within noise and 3 seeds: the accuracy claim cannot be decided either way.
-  noisy = _rdrop_verdicts(rdrop_records(0.5, 0.02, 0.255, seeds=3, std=0.05))
-  assert noisy["2 α4"] == C.INCONCLUSIVE
+  good = _rdrop_verdicts(rdrop_records())
+  ids = {i.split()[0] for i in good}
+  assert ids == set("1234567") and set(good.values()) == {C.HOLDS}, good
+  assert sum(i.startswith("1 ") for i in good) == 8 and sum(i.startswith("5 ") for i in good) == 6
+  bad = _rdrop_verdicts(rdrop_records(gain=-0.03, gap_slope=1.0, semi_gain=-0.05))
+  assert {i: v for i, v in bad.items() if v != C.FAILS} == {i: C.HOLDS for i in bad if i.startswith("4 ")}, bad
+  # Within noise and 3 seeds, R-Drop at Su's cell cannot be told from the control either way.
+  noisy = _rdrop_verdicts(rdrop_records(gain=0.0, seeds=3, std=0.05))
+  assert noisy["2 mlp/n1000/p0.3"] == C.INCONCLUSIVE
 
 
 def test_rdrop_report_and_a_diverged_run(tmp_path):
-  recs = rdrop_records(0.53, 0.02, 0.30)
+  recs = rdrop_records(scale="default")   # fewer plotted lines than the full plan
   recs.append({**recs[0], "seed": 99, "name": "diverged", "eval": {}, "train": {}, "error": "Non-finite loss"})
   path = tmp_path / "results.json"
-  path.write_text(json.dumps(recs))   # the former driver's format: a bare list of records
+  path.write_text(json.dumps({"runs": recs}))
   assert launcher.main(["rdrop", "--report_only", "--results", str(path), "--out", str(tmp_path / "o")]) == 0
   text = (tmp_path / "o" / "REPORT.md").read_text()
-  for s in ("✅ holds", "62.69", "`diverged`: Non-finite loss", "fig_supervised.png", "non-inferiority margin 0.5"):
+  for s in ("✅ holds", "62.69", "`diverged`: Non-finite loss", "fig_supervised.png", "non-inferiority margin 0.5",
+            "| mlp | n1000w1024 | p0.3 | a4 |", "+ unlabelled KL (Su)", "Su's cell"):
     assert s in text, s
+  assert "$" not in text.replace("$$", "")
 
 
 def test_rdrop_plan_and_configs():
-  runs = rdrop.plan()
-  assert len({r.name for r in runs}) == len(runs) == 95 and sum(r.labels["model"] == "cnn" for r in runs) == 20
-  assert len(rdrop.plan(scale="full_grid")) == 115 and len(rdrop.plan(scale="cnn_6000")) == 6
-  semi = [r for r in runs if r.labels["labelled"]]
-  assert {r.labels["labelled"] for r in semi} == {40, 200} and len(semi) == 30
-  c = launcher.load_run_config(semi[-1], ())
-  assert c.data.preprocess == "classification_semi" and c.data.num_labelled == 200
+  runs, full = rdrop.plan(), rdrop.plan(scale="full")
+  assert len({r.name for r in runs}) == len(runs) == 111 and len({r.name for r in full}) == len(full) == 310
+  assert sum(r.labels["model"] == "cnn" for r in runs) == 21 and sum(r.est_s for r in runs) / 2 <= 30 * 60
+  grid = {(r.labels["model"], r.labels["train_size"], r.labels["dropout"], r.labels["passes"], r.labels["alpha"])
+          for r in full if r.labels["part"] == "grid"}
+  assert len(grid) == 48 and {r.labels["labelled"] for r in full} == {0, 100, 200}
+  cfg = lambda pred: launcher.load_run_config(next(r for r in runs if pred(r.labels)), ())
+  c = cfg(lambda l: l["unlabelled"])
+  assert c.data.preprocess == "classification_semi" and c.data.num_labelled == 100 and c.num_train_steps == 6000
   assert c.task.rdrop_alpha == 0 and c.task.unlabelled_alpha == 4 and c.task.passes == "duplicate"
-  c = launcher.load_run_config(next(r for r in runs if r.labels["seed"] == 2 and r.labels["alpha"] == 0), ())
-  assert c.task.passes == "single" and c.seed == 2 and c.data.train_split == "train[:1000]"
-  assert sum(r.est_s for r in runs) <= 30 * 60
+  c = cfg(lambda l: l["labelled"] and l["passes"] == "duplicate" and l["alpha"] == 0 and not l["unlabelled"])
+  assert c.data.train_split == "train[:100]" and c.data.preprocess == "classification_inmemory"
+  c = cfg(lambda l: l["seed"] == 2 and l["passes"] == "duplicate" and l["alpha"] == 0 and l["train_size"] == 4000)
+  assert c.task.rdrop_alpha == 0 and c.seed == 2 and c.data.train_split == "train[:4000]" and c.num_train_steps == 7500
+  c = cfg(lambda l: l["width"] and l["alpha"] == 4)
+  assert c.model.hidden_dims == (1024, 1024) and c.model.dropout_rate == 0.3 and c.num_train_steps == 2500
+  assert cfg(lambda l: l["passes"] == "single").task.passes == "single"
 
 
 # ------------------------------------------------------------------------------------------- MLM / MAE.
