@@ -99,8 +99,29 @@ def test_bad_overrides_name_the_key(bad, match):
 
 
 def test_missing_file():
-  with pytest.raises(ValueError, match="does not exist"):
+  with pytest.raises(config_lib.ConfigNotFoundError, match="no config file 'configs/none/such.py'"):
     config_lib.load_config("configs/none/such.py")
+
+
+def test_short_names_and_typed_overrides_in_every_spelling():
+  """One loader for the CLI, the launcher and tests: ``name:arg`` specs, and overrides given as
+  ``--config.KEY=VALUE`` text (parsed to the key's type), ``key=value`` strings, pairs or a dict."""
+  assert config_lib.split_spec("lm/tiny:runlocal") == ("lm/tiny", "runlocal")
+  assert config_lib.split_spec("a/b.py:init=/x:y") == ("a/b.py", "init=/x:y")
+  c = config_lib.load_config("lm/tiny:runlocal", [("optimizer.learning_rate", "1"), "progress_bar=off"])
+  assert c.optimizer.learning_rate == 1.0 and isinstance(c.optimizer.learning_rate, float)
+  assert c.progress_bar is False
+  with pytest.raises(config_lib.ConfigError, match="did you mean config.optimizer"):
+    config_lib.load_config("lm/tiny", {"optimzer.learning_rate": 1.0})
+
+
+def test_a_config_file_that_fails_is_one_config_error(tmp_path):
+  (tmp_path / "broken.py").write_text("import no_such_module_xyz\n")
+  with pytest.raises(config_lib.ConfigError, match="does not load: ModuleNotFoundError"):
+    config_lib.load_config(str(tmp_path / "broken.py"))
+  (tmp_path / "empty.py").write_text("")
+  with pytest.raises(config_lib.ConfigError, match="has no get_config"):
+    config_lib.load_config(str(tmp_path / "empty.py"))
 
 
 def test_sibling_loads_through_the_same_loader():
