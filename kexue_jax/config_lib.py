@@ -317,6 +317,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if "checkpoint_timeout_s" in config and not float(config.checkpoint_timeout_s) > 0:
     raise ValueError(f"config.checkpoint_timeout_s must be > 0, got {config.checkpoint_timeout_s}.")
   _check_finite_numbers(config)
+  _check_profile(config.get("profile"), int(config.num_train_steps))
   model, data = config.model, config.data
   for key in _POSITIVE_MODEL_INTS:
     value = model.get(key)
@@ -338,6 +339,21 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.batch_size % config.get("microbatches", 1):
     raise ValueError(f"config.batch_size={config.batch_size} is not divisible by "
                      f"config.microbatches={config.microbatches}.")
+
+
+def _check_profile(profile: Any, num_train_steps: int) -> None:
+  """``config.profile`` traces steps ``start_step .. start_step + num_steps - 1``: both positive integers, and
+  the window must start within the run (else the run would end without the trace that was asked for)."""
+  if not profile or profile.get("start_step") is None:
+    return
+  start, num = profile.get("start_step"), profile.get("num_steps", 5)
+  for key, value in (("start_step", start), ("num_steps", num)):
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+      raise ValueError(f"config.profile.{key} must be a positive integer, got {value!r} (config.profile.start_step="
+                       f"None turns profiling off).")
+  if start > num_train_steps:
+    raise ValueError(f"config.profile.start_step={start} is after the run's last step (config.num_train_steps="
+                     f"{num_train_steps}); choose a step in 1..{num_train_steps}.")
 
 
 def _check_finite_numbers(config: Any, prefix: str = "config") -> None:

@@ -132,7 +132,8 @@ def main(argv):
     fail("--eval_step is for --eval_only runs; add --eval_only or drop --eval_step.")
   try:
     config = config_lib.load_config(_CONFIG.value, _overrides)
-  except config_lib.ConfigError as e:
+    config_lib.validate(config)  # before JAX starts: a bad value costs no backend start-up (train.run re-checks)
+  except ValueError as e:  # ConfigError included
     fail(str(e))
   config.lock()  # the run reads keys; it never adds one
 

@@ -48,6 +48,13 @@ MISTAKES = {
     "no_config": ([], "--config and --workdir are required"),
     "eval_only_untrained": (["--config", "lm/tiny:runlocal", "--eval_only"], "has no checkpoints/"),
     "eval_step_without_eval_only": (["--config", "lm/tiny", "--eval_step=3"], "--eval_step is for --eval_only"),
+    # config.profile is checked with the other config values, before any compute (not after compiling)
+    "profile_start_step": (["--config", "lm/tiny:runlocal", "--config.profile.start_step=0"],
+                           "config.profile.start_step must be a positive integer"),
+    "profile_num_steps": (["--config", "lm/tiny:runlocal", "--config.profile.start_step=2",
+                           "--config.profile.num_steps=0"], "config.profile.num_steps must be a positive integer"),
+    "profile_after_the_run": (["--config", "lm/tiny:runlocal", "--config.num_train_steps=10",
+                               "--config.profile.start_step=11"], "is after the run's last step"),
     # found by train.run itself (after the workdir was created and locked): the workdir is removed again
     "mesh_found_by_the_run": (["--config", "lm/tiny:runlocal", "--config.mesh.data=64"],
                               "multiplies to 64 devices"),
