@@ -238,7 +238,7 @@ TOP_LEVEL_KEYS = (
     "max_checkpoints_to_keep", "async_checkpointing", "num_eval_batches", "microbatches", "stop_on_nonfinite",
     "progress_bar", "mesh", "mesh_preset", "logical_axis_rules", "model", "task", "data", "optimizer", "distributed_init",
     "study", "init_from", "best_checkpoint_metric", "best_checkpoint_mode", "profile", "checkpoint_timeout_s",
-    "allow_config_change",
+    "allow_config_change", "preemption_check_every_steps",
 )
 
 # Model sizes that must be positive integers wherever a model config has them.
@@ -273,6 +273,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.stop_on_nonfinite = True       # NaN/Inf loss or gradients stops the run (unless the optimizer skips them)
   c.progress_bar = True
   c.distributed_init = False       # call jax.distributed.initialize() (multi-host TPU pods / GPU clusters)
+  # Multi-process runs agree on stopping after a SIGTERM/SIGINT every this many steps (one tiny all-gather,
+  # which waits for the step in flight): a signal is acted on within this many steps, so keep
+  # preemption_check_every_steps x step time well inside the scheduler's grace period (about 30 s for Cloud TPU
+  # / GCE spot VMs; SLURM's GraceTime). One process checks its signal at every step, at no cost.
+  c.preemption_check_every_steps = 10
   # A jax.profiler trace of steps start_step .. start_step + num_steps - 1 into WORKDIR/profile (TensorBoard's
   # profile plugin or Perfetto reads it); start_step None = no trace.
   c.profile = ml_collections.ConfigDict({"start_step": ml_collections.config_dict.placeholder(int),
@@ -305,7 +310,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
              if k not in config]
   if missing:
     raise ValueError(f"config is missing required keys {missing}; start from kexue_jax.config_lib.base_config().")
-  for key in ("num_train_steps", "batch_size", "log_every_steps", "microbatches"):
+  for key in ("num_train_steps", "batch_size", "log_every_steps", "microbatches", "preemption_check_every_steps"):
     if key in config and int(config[key]) < 1:
       raise ValueError(f"config.{key} must be >= 1, got {config[key]}.")
   for key in ("eval_every_steps", "checkpoint_every_steps"):

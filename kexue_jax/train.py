@@ -358,7 +358,8 @@ def _run(config: ml_collections.ConfigDict, workdir: epath.Path, *, devices=None
           f"to skip such steps.")
     window.append(m)
 
-  with ckpt_lib.PreemptionWatcher(checkpointer.manager) as watcher:
+  with ckpt_lib.PreemptionWatcher(checkpointer.manager,
+                                  config.get("preemption_check_every_steps", 1)) as watcher:
     for step in range(start_step + 1, total + 1):
       host_batch = next(train_iter)
       profiler.before_step(step)
