@@ -36,6 +36,7 @@ def test_base_config_holds_only_known_top_level_keys_and_validates():
     (lambda c: c.__setitem__("batch_size", 0), "config.batch_size must be >= 1"),
     (lambda c: c.__setitem__("eval_every_steps", -1), "config.eval_every_steps must be >= 0"),
     (lambda c: c.update(batch_size=6, microbatches=4), "not divisible by config.microbatches=4"),
+    (lambda c: c.__setitem__("preemption_check_every_steps", 0), "config.preemption_check_every_steps must be >= 1"),
     (lambda c: c.profile.update(start_step=0), "config.profile.start_step must be a positive integer"),
     (lambda c: c.profile.update(start_step=1, num_steps=-2), "config.profile.num_steps must be a positive"),
     (lambda c: c.profile.update(start_step=c.num_train_steps + 1), "is after the run's last step"),
