@@ -7,8 +7,10 @@ listed as a step (``latest_step`` ignores it) and stale temporaries are cleaned 
 Preemption (SIGTERM from a TPU maintenance event or ``kill``, SIGINT from Ctrl-C, a Colab disconnect):
 ``PreemptionWatcher`` turns the signal into a flag; the loop saves a checkpoint at the current step,
 waits for it to be written and exits cleanly. In multi-process runs the decision must be taken by all
-processes at the same step: the flags are OR-ed across processes every step (``distributed.any_process``),
-together with orbax's ``reached_preemption`` (the JAX coordination service's preemption sync point).
+processes at the same step: the flags are OR-ed across processes (``distributed.any_process``, a tiny
+collective) every ``config.preemption_check_every_steps`` steps, so all stop at the first such step after any
+of them got a signal; orbax's ``reached_preemption`` (the JAX coordination service's preemption sync point, a
+local query its API wants at every step) is consulted too.
 
 Integrity: every save records a content digest of each array and is refused if the state is not finite;
 every restore verifies the digests and falls back to the newest good step (``Checkpointer``).
@@ -374,15 +376,20 @@ class _Misfit(Exception):
 class PreemptionWatcher:
   """Turns SIGTERM / SIGINT into a flag the training loop polls once per step.
 
-  A second SIGINT while the final checkpoint is being written restores the default handler, so Ctrl-C
-  twice still kills a stuck run.
+  ``check_every_steps`` (k): with several processes they agree on stopping only at steps that are multiples
+  of k (one tiny all-gather there, none in between), so a signal is acted on within k steps; one process
+  stops at the step it got the signal. A second SIGINT while the final checkpoint is being written restores
+  the default handler, so Ctrl-C twice still kills a stuck run.
   """
 
   SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
-  def __init__(self, manager: ocp.CheckpointManager | None = None):
+  def __init__(self, manager: ocp.CheckpointManager | None = None, check_every_steps: int = 1):
+    if check_every_steps < 1:
+      raise ValueError(f"config.preemption_check_every_steps must be >= 1, got {check_every_steps}.")
     self._event = threading.Event()
     self._manager = manager
+    self._every = int(check_every_steps)
     self._previous = {}
     self.signal_name: str | None = None
 
@@ -405,16 +412,17 @@ class PreemptionWatcher:
     signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))
 
   def reached(self, step: int) -> bool:
-    """Whether to save and stop after ``step``. With several processes this is a collective, called by all
-    at every step: they stop together as soon as any one of them got a signal (a signal often reaches only
-    some hosts, or reaches them steps apart), or when JAX's preemption sync point says so."""
+    """Whether to save and stop after ``step``. With several processes every process must call it at every
+    step (all see the same step numbers): at multiples of ``check_every_steps`` it is a collective, and they
+    stop together if any one of them got a signal (a signal often reaches only some hosts, or reaches them
+    steps apart); at any step they stop together when JAX's preemption sync point says so."""
     local = self._event.is_set()
     if jax.process_count() == 1:
       return local
-    stop = distributed.any_process(local)
-    if self._manager is not None:
-      stop = bool(self._manager.reached_preemption(step)) or stop
-    return stop
+    # Both queries are made unconditionally, so every process takes part in the same collectives.
+    agreed = distributed.any_process(local) if step % self._every == 0 else False
+    synced = self._manager is not None and bool(self._manager.reached_preemption(step))
+    return agreed or synced
 
 
 class _DropMessage(pylogging.Filter):

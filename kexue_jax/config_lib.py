@@ -1,8 +1,9 @@
-"""Config helpers: the keys every training config has, ``parse_arg`` for ``:arg`` strings, validation.
+"""Config helpers: the one config loader, the keys every training config has, ``parse_arg``, validation.
 
 A config file is plain Python with ``get_config(arg=None) -> ml_collections.ConfigDict``; it usually starts
-from :func:`base_config` and overrides what it needs. Configs are locked by ``config_flags``, so a
-``--config.x.y=v`` override of a key that does not exist is an error naming the key.
+from :func:`base_config` and overrides what it needs. :func:`load_config` loads ``path-or-name[:arg]`` and
+applies ``--config.KEY=VALUE`` overrides the way absl's ``config_flags`` does (the value is parsed to the key's
+type; a key that does not exist is an error naming the closest one). Mistakes are :class:`ConfigError`, one line.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import math
 import os
 from typing import Any
 
+from absl import logging
 import ml_collections
 
 
@@ -50,11 +52,18 @@ def parse_arg(arg: str | None, **spec: Any) -> ml_collections.ConfigDict:
   return out
 
 
+class ConfigError(ValueError):
+  """A mistake in a config spec, its file or an override; the message is one line saying what to change
+  (``kexue`` prints it as ``kexue: error: ...`` with exit code 2)."""
+
+
+class ConfigNotFoundError(ConfigError):
+  """``--config`` names no config file; the message lists the shipped configs."""
+
+
 def _import_path(path: str):
   """Executes the Python file at ``path`` as a fresh module (config files are loaded by path, not as a package)."""
   path = os.path.abspath(path)
-  if not os.path.isfile(path):
-    raise ValueError(f"config file {path!r} does not exist; pass configs/<group>/<name>.py[:arg].")
   name = f"_kexue_config_{os.path.splitext(os.path.basename(path))[0]}_{abs(hash(path))}"
   spec = importlib.util.spec_from_file_location(name, path)
   module = importlib.util.module_from_spec(spec)
@@ -63,49 +72,112 @@ def _import_path(path: str):
 
 
 def split_spec(spec: str) -> tuple[str, str | None]:
-  """``"configs/x/y.py:a=1,b"`` -> ``("configs/x/y.py", "a=1,b")``; no ``:`` -> ``(spec, None)``."""
+  """``"configs/x/y.py:a=1,b"`` -> ``("configs/x/y.py", "a=1,b")``, ``"lm/tiny:runlocal"`` -> ``("lm/tiny",
+  "runlocal")``; no ``:`` -> ``(spec, None)``. A ``.py:`` splits first, so an arg may itself hold ``:``."""
   path, colon, arg = spec.partition(".py:")
-  return (path + ".py", arg) if colon else (spec, None)
+  if colon:
+    return path + ".py", arg
+  name, colon, arg = spec.partition(":")
+  return (name, arg) if colon else (spec, None)
 
 
-def _parse_override(current: Any, value: Any) -> Any:
-  """A command-line string becomes the type of the key it overrides (a Python literal unless that is a str)."""
-  if not isinstance(value, str) or isinstance(current, str):
-    return value
-  try:
-    return ast.literal_eval(value)
+def parse_value(text: str, field_type: type | None, where: str) -> Any:
+  """The text of ``--config.KEY=text`` as a value of the key's type (``where`` names the flag in errors)."""
+  if field_type is bool:
+    if text.lower() in ("true", "1", "yes", "on"):
+      return True
+    if text.lower() in ("false", "0", "no", "off"):
+      return False
+    raise ConfigError(f"{where}: expected true or false.")
+  if text == "None":
+    return None
+  if field_type is int:
+    try:
+      return int(text)
+    except ValueError:
+      raise ConfigError(f"{where}: expected an integer.") from None
+  if field_type is float:
+    try:
+      return float(text)
+    except ValueError:
+      raise ConfigError(f"{where}: expected a number (e.g. 3e-4).") from None
+  if field_type is str:
+    return text
+  if field_type is not None and issubclass(field_type, ml_collections.ConfigDict):
+    raise ConfigError(f"{where}: that key is a group; set its keys instead ({where.split('=')[0]}.KEY=VALUE).")
+  try:  # tuples, lists, and keys without a type (None-valued): a Python literal, else the text itself
+    return ast.literal_eval(text)
   except (ValueError, SyntaxError):
-    return value
+    if field_type in (tuple, list, dict):
+      raise ConfigError(f"{where}: expected a Python {field_type.__name__} literal.") from None
+    return text
+
+
+def apply_override(config: ml_collections.ConfigDict, dotted: str, value: Any) -> None:
+  """``config.<dotted> = value``; a string is parsed to the key's type (as ``--config.KEY=value`` is, like absl's
+  ``config_flags``), other values are set as they are. Unknown keys name the closest existing one."""
+  where = f"--config.{dotted}={value}"
+  node, parts = config, dotted.split(".")
+  for i, part in enumerate(parts):
+    keys = sorted(node.keys())
+    if part not in node:
+      path = ".".join(["config"] + parts[:i])
+      close = difflib.get_close_matches(part, keys, n=1)
+      hint = f"did you mean {path}.{close[0]}? " if close else ""
+      raise ConfigError(f"{where}: {path} has no key {part!r}; {hint}its keys are {', '.join(keys)}.")
+    if i < len(parts) - 1:
+      node = node[part]
+      if not isinstance(node, ml_collections.ConfigDict):
+        raise ConfigError(f"{where}: config.{'.'.join(parts[:i + 1])} is a {type(node).__name__}, not a group "
+                          "of keys.")
+  field_type = node.get_type(parts[-1])
+  parsed = parse_value(value, field_type, where) if isinstance(value, str) else value
+  try:
+    node[parts[-1]] = parsed
+  except (TypeError, ValueError) as e:
+    raise ConfigError(f"{where}: config.{dotted} is a {field_type.__name__}, cannot set it to "
+                      f"{parsed!r} ({e}).") from None
 
 
 def apply_overrides(config: ml_collections.ConfigDict, overrides: Any = ()) -> ml_collections.ConfigDict:
-  """Sets dotted keys: ``{"data.glob": "/x/*.txt"}`` or ``["data.glob=/x/*.txt", ...]`` (as ``--config.k=v``).
-
-  A key that does not exist is an error naming it (as ``config_flags`` does for a locked config).
-  """
-  items = overrides.items() if hasattr(overrides, "items") else (o.partition("=")[::2] for o in overrides)
+  """Sets dotted keys (:func:`apply_override` each): ``{"data.glob": "/x/*.txt"}``, ``["data.glob=/x/*.txt"]``
+  (as on the command line) or ``[("data.glob", "/x/*.txt")]``."""
+  if hasattr(overrides, "items"):
+    items = overrides.items()
+  else:
+    items = [o if isinstance(o, tuple) else tuple(o.partition("=")[::2]) for o in overrides]
   for key, value in items:
-    *parents, leaf = key.split(".")
-    node = config
-    for part in parents:
-      if not isinstance(node, ml_collections.ConfigDict) or part not in node:
-        raise ValueError(f"config override {key!r}: no key {part!r}; check the name against the config file.")
-      node = node[part]
-    if not isinstance(node, ml_collections.ConfigDict) or leaf not in node:
-      raise ValueError(f"config override {key!r}: no key {leaf!r}; check the name against the config file.")
-    try:
-      node[leaf] = _parse_override(node[leaf], value)
-    except TypeError as e:
-      raise ValueError(f"config override {key}={value!r}: {e}") from None
+    apply_override(config, key, value)
   return config
 
 
 def load_config(spec: str, overrides: Any = ()) -> ml_collections.ConfigDict:
-  """Loads ``path.py[:arg]`` the way ``--config path.py:arg`` does (``get_config(arg)``), then applies
-  ``overrides`` (:func:`apply_overrides`). The one config-file loader of the repo (launcher, tests, siblings)."""
-  path, arg = split_spec(spec)
-  module = _import_path(path)
-  config = module.get_config(arg) if arg is not None else module.get_config()
+  """``path-or-name[:arg]`` -> ``get_config(arg)`` (``get_config()`` without ``:``) with ``overrides`` applied
+  (:func:`apply_overrides`). The one config loader of the repo: ``kexue --config``, the study launcher, tests.
+
+  ``path-or-name`` is a file or a shipped config's short name (:func:`resolve_config_path`). Every failure (no
+  such file, a file that does not load, a bad ``:arg``, an unknown or mistyped override) is a
+  :class:`ConfigError` with a one-line message; the file's traceback is logged at INFO level.
+  """
+  name, arg = split_spec(spec)
+  path = resolve_config_path(name)
+  try:
+    module = _import_path(path)
+  except Exception as e:  # noqa: BLE001 - any failure of the user's file is reported, not traced
+    logging.info("Traceback of the config error:", exc_info=True)
+    raise ConfigError(f"config file {path} does not load: {type(e).__name__}: {e} (--verbosity=0 shows the "
+                      "traceback).") from None
+  if not hasattr(module, "get_config"):
+    raise ConfigError(f"config file {path} has no get_config(arg=None) function.")
+  try:
+    config = module.get_config(arg) if arg is not None else module.get_config()
+  except Exception as e:  # noqa: BLE001
+    logging.info("Traceback of the config error:", exc_info=True)
+    kind = "" if isinstance(e, ValueError) else f"{type(e).__name__}: "
+    raise ConfigError(f"--config {spec}: {kind}{e}") from None
+  if not isinstance(config, ml_collections.ConfigDict):
+    raise ConfigError(f"get_config() of {path} returned a {type(config).__name__}, not an ml_collections "
+                      "ConfigDict.")
   return apply_overrides(config, overrides)
 
 
@@ -116,10 +188,6 @@ def load_sibling(config_file: str, name: str):
   a study's configs are imported by path too.
   """
   return _import_path(os.path.join(os.path.dirname(os.path.abspath(config_file)), name))
-
-
-class ConfigNotFoundError(ValueError):
-  """``--config`` names no config file; the message lists the shipped configs."""
 
 
 def config_roots() -> list[str]:
@@ -170,7 +238,7 @@ TOP_LEVEL_KEYS = (
     "max_checkpoints_to_keep", "async_checkpointing", "num_eval_batches", "microbatches", "stop_on_nonfinite",
     "progress_bar", "mesh", "mesh_preset", "logical_axis_rules", "model", "task", "data", "optimizer", "distributed_init",
     "study", "init_from", "best_checkpoint_metric", "best_checkpoint_mode", "profile", "checkpoint_timeout_s",
-    "allow_config_change",
+    "allow_config_change", "preemption_check_every_steps",
 )
 
 # Model sizes that must be positive integers wherever a model config has them.
@@ -205,6 +273,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.stop_on_nonfinite = True       # NaN/Inf loss or gradients stops the run (unless the optimizer skips them)
   c.progress_bar = True
   c.distributed_init = False       # call jax.distributed.initialize() (multi-host TPU pods / GPU clusters)
+  # Multi-process runs agree on stopping after a SIGTERM/SIGINT every this many steps (one tiny all-gather,
+  # which waits for the step in flight): a signal is acted on within this many steps, so keep
+  # preemption_check_every_steps x step time well inside the scheduler's grace period (about 30 s for Cloud TPU
+  # / GCE spot VMs; SLURM's GraceTime). One process checks its signal at every step, at no cost.
+  c.preemption_check_every_steps = 10
   # A jax.profiler trace of steps start_step .. start_step + num_steps - 1 into WORKDIR/profile (TensorBoard's
   # profile plugin or Perfetto reads it); start_step None = no trace.
   c.profile = ml_collections.ConfigDict({"start_step": ml_collections.config_dict.placeholder(int),
@@ -237,7 +310,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
              if k not in config]
   if missing:
     raise ValueError(f"config is missing required keys {missing}; start from kexue_jax.config_lib.base_config().")
-  for key in ("num_train_steps", "batch_size", "log_every_steps", "microbatches"):
+  for key in ("num_train_steps", "batch_size", "log_every_steps", "microbatches", "preemption_check_every_steps"):
     if key in config and int(config[key]) < 1:
       raise ValueError(f"config.{key} must be >= 1, got {config[key]}.")
   for key in ("eval_every_steps", "checkpoint_every_steps"):
@@ -249,6 +322,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if "checkpoint_timeout_s" in config and not float(config.checkpoint_timeout_s) > 0:
     raise ValueError(f"config.checkpoint_timeout_s must be > 0, got {config.checkpoint_timeout_s}.")
   _check_finite_numbers(config)
+  _check_profile(config.get("profile"), int(config.num_train_steps))
   model, data = config.model, config.data
   for key in _POSITIVE_MODEL_INTS:
     value = model.get(key)
@@ -270,6 +344,21 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.batch_size % config.get("microbatches", 1):
     raise ValueError(f"config.batch_size={config.batch_size} is not divisible by "
                      f"config.microbatches={config.microbatches}.")
+
+
+def _check_profile(profile: Any, num_train_steps: int) -> None:
+  """``config.profile`` traces steps ``start_step .. start_step + num_steps - 1``: both positive integers, and
+  the window must start within the run (else the run would end without the trace that was asked for)."""
+  if not profile or profile.get("start_step") is None:
+    return
+  start, num = profile.get("start_step"), profile.get("num_steps", 5)
+  for key, value in (("start_step", start), ("num_steps", num)):
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+      raise ValueError(f"config.profile.{key} must be a positive integer, got {value!r} (config.profile.start_step="
+                       f"None turns profiling off).")
+  if start > num_train_steps:
+    raise ValueError(f"config.profile.start_step={start} is after the run's last step (config.num_train_steps="
+                     f"{num_train_steps}); choose a step in 1..{num_train_steps}.")
 
 
 def _check_finite_numbers(config: Any, prefix: str = "config") -> None:

@@ -8,18 +8,13 @@ number (143/130) after its checkpoint is saved.
 """
 from __future__ import annotations
 
-import ast
-import difflib
-import importlib.util
 import os
 import sys
 import textwrap
-from typing import Any
 
 from absl import app
 from absl import flags
 from absl import logging
-import ml_collections
 
 from kexue_jax import config_lib
 
@@ -61,10 +56,6 @@ EXIT_CODES = {"SIGTERM": 143, "SIGINT": 130}
 _overrides: list[tuple[str, str]] = []  # (dotted key, value text) of --config.KEY=VALUE, set by _parse_flags
 
 
-class UsageError(ValueError):
-  """A mistake in the command line or the config it names (reported as one line, exit code 2)."""
-
-
 def fail(message: str) -> None:
   """Prints ``kexue: error: <message>`` as one line on stderr and exits with code 2."""
   print(f"kexue: error: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
@@ -83,102 +74,13 @@ def split_overrides(argv: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
       key, eq, value = arg.lstrip("-")[len("config."):].partition("=")
       if not eq:
         if i + 1 == len(argv) or argv[i + 1].startswith("--"):
-          raise UsageError(f"{arg} needs a value: {arg}=VALUE.")
+          raise config_lib.ConfigError(f"{arg} needs a value: {arg}=VALUE.")
         i, value = i + 1, argv[i + 1]
       overrides.append((key, value))
     else:
       rest.append(arg)
     i += 1
   return rest, overrides
-
-
-def parse_value(text: str, field_type: type | None, where: str) -> Any:
-  """The text of ``--config.KEY=text`` as a value of the key's type (``where`` names the flag in errors)."""
-  if field_type is bool:
-    if text.lower() in ("true", "1", "yes", "on"):
-      return True
-    if text.lower() in ("false", "0", "no", "off"):
-      return False
-    raise UsageError(f"{where}: expected true or false.")
-  if text == "None":
-    return None
-  if field_type is int:
-    try:
-      return int(text)
-    except ValueError:
-      raise UsageError(f"{where}: expected an integer.") from None
-  if field_type is float:
-    try:
-      return float(text)
-    except ValueError:
-      raise UsageError(f"{where}: expected a number (e.g. 3e-4).") from None
-  if field_type is str:
-    return text
-  if field_type is not None and issubclass(field_type, ml_collections.ConfigDict):
-    raise UsageError(f"{where}: that key is a group; set its keys instead ({where.split('=')[0]}.KEY=VALUE).")
-  try:  # tuples, lists, and keys without a type (None-valued): a Python literal, else the text itself
-    return ast.literal_eval(text)
-  except (ValueError, SyntaxError):
-    if field_type in (tuple, list, dict):
-      raise UsageError(f"{where}: expected a Python {field_type.__name__} literal.") from None
-    return text
-
-
-def apply_override(config: ml_collections.ConfigDict, dotted: str, text: str) -> None:
-  """``config.<dotted> = text`` parsed to the key's type; unknown keys name the closest existing one."""
-  where = f"--config.{dotted}={text}"
-  node, parts = config, dotted.split(".")
-  for i, part in enumerate(parts):
-    keys = sorted(node.keys())
-    if part not in node:
-      path = ".".join(["config"] + parts[:i])
-      close = difflib.get_close_matches(part, keys, n=1)
-      hint = f"did you mean {path}.{close[0]}? " if close else ""
-      raise UsageError(f"{where}: {path} has no key {part!r}; {hint}its keys are {', '.join(keys)}.")
-    if i < len(parts) - 1:
-      node = node[part]
-      if not isinstance(node, ml_collections.ConfigDict):
-        raise UsageError(f"{where}: config.{'.'.join(parts[:i + 1])} is a {type(node).__name__}, not a group "
-                         "of keys.")
-  field_type = node.get_type(parts[-1])
-  value = parse_value(text, field_type, where)
-  try:
-    node[parts[-1]] = value
-  except (TypeError, ValueError) as e:
-    raise UsageError(f"{where}: config.{dotted} is a {field_type.__name__}, cannot set it to "
-                     f"{value!r} ({e}).") from None
-
-
-def load_config(spec: str, overrides: list[tuple[str, str]]) -> ml_collections.ConfigDict:
-  """``path-or-name[:arg]`` -> ``get_config(arg)`` with the overrides applied, locked (no new keys)."""
-  name, colon, arg = spec.partition(":")
-  try:
-    path = config_lib.resolve_config_path(name)
-  except config_lib.ConfigNotFoundError as e:
-    raise UsageError(str(e)) from None
-  try:
-    module_spec = importlib.util.spec_from_file_location(f"_kexue_config_{abs(hash(path))}", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-  except Exception as e:  # noqa: BLE001 - any failure of the user's file is reported, not traced
-    logging.info("Traceback of the config error:", exc_info=True)
-    raise UsageError(f"config file {path} does not load: {type(e).__name__}: {e} (--verbosity=0 shows the "
-                     "traceback).") from None
-  if not hasattr(module, "get_config"):
-    raise UsageError(f"config file {path} has no get_config(arg=None) function.")
-  try:
-    config = module.get_config(arg) if colon else module.get_config()
-  except Exception as e:  # noqa: BLE001
-    logging.info("Traceback of the config error:", exc_info=True)
-    raise UsageError(f"--config {spec}: {type(e).__name__ + ': ' if not isinstance(e, ValueError) else ''}"
-                     f"{e}") from None
-  if not isinstance(config, ml_collections.ConfigDict):
-    raise UsageError(f"get_config() of {path} returned a {type(config).__name__}, not an ml_collections "
-                     "ConfigDict.")
-  config.lock()
-  for dotted, text in overrides:
-    apply_override(config, dotted, text)
-  return config
 
 
 def _parse_flags(argv: list[str]) -> list[str]:
@@ -195,7 +97,7 @@ def _parse_flags(argv: list[str]) -> list[str]:
     rest, overrides = split_overrides(argv)
     _overrides[:] = overrides
     return flags.FLAGS(rest)
-  except (flags.Error, UsageError) as e:
+  except (flags.Error, config_lib.ConfigError) as e:
     fail(f"{str(e).rstrip('.')}; kexue --help lists the flags.")
   return []  # unreachable
 
@@ -229,9 +131,11 @@ def main(argv):
   if _EVAL_STEP.value is not None and not _EVAL_ONLY.value:
     fail("--eval_step is for --eval_only runs; add --eval_only or drop --eval_step.")
   try:
-    config = load_config(_CONFIG.value, _overrides)
-  except UsageError as e:
+    config = config_lib.load_config(_CONFIG.value, _overrides)
+    config_lib.validate(config)  # before JAX starts: a bad value costs no backend start-up (train.run re-checks)
+  except ValueError as e:  # ConfigError included
     fail(str(e))
+  config.lock()  # the run reads keys; it never adds one
 
   import jax  # pylint: disable=g-import-not-at-top
   _cpu_when_libtpu_without_tpu(jax)  # before any backend starts, so also before jax.distributed

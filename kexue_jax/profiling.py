@@ -18,9 +18,8 @@ class StepWindowProfiler:
   """Starts/stops one trace around steps ``[start_step, start_step + num_steps)``; no-op when unset."""
 
   def __init__(self, logdir: str | epath.Path, start_step: int | None, num_steps: int = 5):
-    if start_step is not None and (start_step < 1 or num_steps < 1):
-      raise ValueError(f"config.profile.start_step must be >= 1 and config.profile.num_steps >= 1, got "
-                       f"{start_step} and {num_steps}.")
+    """``start_step >= 1`` and ``num_steps >= 1`` (``config_lib.validate`` checks ``config.profile`` before any
+    compute)."""
     self.logdir = epath.Path(logdir)
     self.first = start_step
     self.last = None if start_step is None else start_step + num_steps - 1

@@ -343,6 +343,7 @@ def _run(config: ml_collections.ConfigDict, workdir: epath.Path, *, devices=None
   window: list[dict[str, Any]] = []
   pending = None  # (step, device metrics) of the step in flight: fetched after the next one is dispatched
   last_train, last_eval, preempted = {}, {}, None
+  last_loss = None  # the loss of the last logged step (the final step once the run ends)
   t_window, steps_in_window = time.perf_counter(), 0
 
   def consume(step_and_metrics):
@@ -358,7 +359,8 @@ def _run(config: ml_collections.ConfigDict, workdir: epath.Path, *, devices=None
           f"to skip such steps.")
     window.append(m)
 
-  with ckpt_lib.PreemptionWatcher(checkpointer.manager) as watcher:
+  with ckpt_lib.PreemptionWatcher(checkpointer.manager,
+                                  config.get("preemption_check_every_steps", 1)) as watcher:
     for step in range(start_step + 1, total + 1):
       host_batch = next(train_iter)
       profiler.before_step(step)
@@ -383,6 +385,7 @@ def _run(config: ml_collections.ConfigDict, workdir: epath.Path, *, devices=None
         dt = time.perf_counter() - t_window
         last_train = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
         m_last = window[-1]
+        last_loss = float(m_last["loss"])
         steps_per_sec = steps_in_window / dt
         rec = {**{f"train/{k}": v for k, v in last_train.items() if k != "learning_rate"},
                "learning_rate": float(m_last["learning_rate"]), "steps_per_sec": steps_per_sec,
@@ -411,6 +414,12 @@ def _run(config: ml_collections.ConfigDict, workdir: epath.Path, *, devices=None
   checkpointer.close()
   writer.close()
   progress.close()
+  if optimizer_skips and not preempted and last_loss is not None and not np.isfinite(last_loss):
+    # The guard kept the state finite (so it was saved), but a run whose last step is still skipped diverged.
+    raise NonFiniteError(
+        f"The run reached step {total} but its loss there is {last_loss} "
+        f"(optimizer.skip_nonfinite skipped {int(optim.num_skipped_steps(state['opt_state']))} steps): it "
+        f"diverged. Lower optimizer.learning_rate or set optimizer.clip_grad_norm, and train in a new --workdir.")
 
   final_step = int(jax.device_get(state["step"]))
   result = {"step": final_step, "train": last_train, "eval": last_eval, "preempted": preempted,

@@ -78,3 +78,37 @@ def test_preemption_watcher_turns_sigterm_into_a_flag():
     os.kill(os.getpid(), signal.SIGTERM)
     assert watcher.reached(0) and watcher.signal_name == "SIGTERM"
   assert signal.getsignal(signal.SIGTERM) is before
+
+
+@pytest.mark.parametrize("every", [1, 4])
+def test_processes_agree_on_stopping_only_every_k_steps(monkeypatch, every):
+  """Two processes (simulated): the other one got SIGTERM before step 6. The all-gather runs only at multiples
+  of k, and both stop at the first of them from step 6 on; a single process stops at its signal's step."""
+  signal_step, gathers = 6, []
+
+  def any_process(flag):  # this process's flag OR'ed with the other process's (signalled before signal_step)
+    gathers.append(step)
+    return bool(flag) or step >= signal_step
+
+  monkeypatch.setattr(checkpoint.distributed, "any_process", any_process)
+  monkeypatch.setattr(checkpoint.jax, "process_count", lambda: 2)
+  watcher = checkpoint.PreemptionWatcher(check_every_steps=every)
+  stopped = None
+  for step in range(1, 20):
+    if watcher.reached(step):
+      stopped = step
+      break
+  want = next(s for s in range(signal_step, 20) if s % every == 0)
+  assert stopped == want
+  assert gathers == [s for s in range(1, want + 1) if s % every == 0]
+
+  monkeypatch.setattr(checkpoint.jax, "process_count", lambda: 1)
+  gathers.clear()
+  watcher = checkpoint.PreemptionWatcher(check_every_steps=every)
+  with watcher:
+    assert not watcher.reached(1)
+    os.kill(os.getpid(), signal.SIGTERM)
+    assert watcher.reached(2) and watcher.signal_name == "SIGTERM"  # not a multiple of 4: checked anyway
+  assert not gathers
+  with pytest.raises(ValueError, match="preemption_check_every_steps must be >= 1"):
+    checkpoint.PreemptionWatcher(check_every_steps=0)

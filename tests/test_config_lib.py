@@ -36,6 +36,10 @@ def test_base_config_holds_only_known_top_level_keys_and_validates():
     (lambda c: c.__setitem__("batch_size", 0), "config.batch_size must be >= 1"),
     (lambda c: c.__setitem__("eval_every_steps", -1), "config.eval_every_steps must be >= 0"),
     (lambda c: c.update(batch_size=6, microbatches=4), "not divisible by config.microbatches=4"),
+    (lambda c: c.__setitem__("preemption_check_every_steps", 0), "config.preemption_check_every_steps must be >= 1"),
+    (lambda c: c.profile.update(start_step=0), "config.profile.start_step must be a positive integer"),
+    (lambda c: c.profile.update(start_step=1, num_steps=-2), "config.profile.num_steps must be a positive"),
+    (lambda c: c.profile.update(start_step=c.num_train_steps + 1), "is after the run's last step"),
 ])
 def test_validate_errors(change, match):
   c = config_lib.base_config()
@@ -99,8 +103,29 @@ def test_bad_overrides_name_the_key(bad, match):
 
 
 def test_missing_file():
-  with pytest.raises(ValueError, match="does not exist"):
+  with pytest.raises(config_lib.ConfigNotFoundError, match="no config file 'configs/none/such.py'"):
     config_lib.load_config("configs/none/such.py")
+
+
+def test_short_names_and_typed_overrides_in_every_spelling():
+  """One loader for the CLI, the launcher and tests: ``name:arg`` specs, and overrides given as
+  ``--config.KEY=VALUE`` text (parsed to the key's type), ``key=value`` strings, pairs or a dict."""
+  assert config_lib.split_spec("lm/tiny:runlocal") == ("lm/tiny", "runlocal")
+  assert config_lib.split_spec("a/b.py:init=/x:y") == ("a/b.py", "init=/x:y")
+  c = config_lib.load_config("lm/tiny:runlocal", [("optimizer.learning_rate", "1"), "progress_bar=off"])
+  assert c.optimizer.learning_rate == 1.0 and isinstance(c.optimizer.learning_rate, float)
+  assert c.progress_bar is False
+  with pytest.raises(config_lib.ConfigError, match="did you mean config.optimizer"):
+    config_lib.load_config("lm/tiny", {"optimzer.learning_rate": 1.0})
+
+
+def test_a_config_file_that_fails_is_one_config_error(tmp_path):
+  (tmp_path / "broken.py").write_text("import no_such_module_xyz\n")
+  with pytest.raises(config_lib.ConfigError, match="does not load: ModuleNotFoundError"):
+    config_lib.load_config(str(tmp_path / "broken.py"))
+  (tmp_path / "empty.py").write_text("")
+  with pytest.raises(config_lib.ConfigError, match="has no get_config"):
+    config_lib.load_config(str(tmp_path / "empty.py"))
 
 
 def test_sibling_loads_through_the_same_loader():

@@ -48,6 +48,13 @@ MISTAKES = {
     "no_config": ([], "--config and --workdir are required"),
     "eval_only_untrained": (["--config", "lm/tiny:runlocal", "--eval_only"], "has no checkpoints/"),
     "eval_step_without_eval_only": (["--config", "lm/tiny", "--eval_step=3"], "--eval_step is for --eval_only"),
+    # config.profile is checked with the other config values, before any compute (not after compiling)
+    "profile_start_step": (["--config", "lm/tiny:runlocal", "--config.profile.start_step=0"],
+                           "config.profile.start_step must be a positive integer"),
+    "profile_num_steps": (["--config", "lm/tiny:runlocal", "--config.profile.start_step=2",
+                           "--config.profile.num_steps=0"], "config.profile.num_steps must be a positive integer"),
+    "profile_after_the_run": (["--config", "lm/tiny:runlocal", "--config.num_train_steps=10",
+                               "--config.profile.start_step=11"], "is after the run's last step"),
     # found by train.run itself (after the workdir was created and locked): the workdir is removed again
     "mesh_found_by_the_run": (["--config", "lm/tiny:runlocal", "--config.mesh.data=64"],
                               "multiplies to 64 devices"),
@@ -75,7 +82,7 @@ def test_short_config_name_works_from_any_directory(tmp_path):
 
 
 def test_overrides_are_parsed_to_the_keys_types():
-  c = main.load_config("lm/tiny:runlocal", [
+  c = config_lib.load_config("lm/tiny:runlocal", [
       ("optimizer.learning_rate", "3e-4"), ("optimizer.learning_rate", "1"), ("mesh.data", "-1"),
       ("progress_bar", "False"), ("data.glob", "/x/**/*.txt"), ("init_from.step", "5"),
       ("model.attention.position", "alibi"), ("init_from.mapping", "(('a', 'b'),)"), ("data.glob", "None")])
@@ -86,8 +93,8 @@ def test_overrides_are_parsed_to_the_keys_types():
 
 
 def test_overrides_cannot_add_keys():
-  with pytest.raises(main.UsageError, match="did you mean config.seed"):
-    main.load_config("lm/tiny", [("sead", "1")])
+  with pytest.raises(config_lib.ConfigError, match="did you mean config.seed"):
+    config_lib.load_config("lm/tiny", [("sead", "1")])
 
 
 def test_split_overrides_takes_both_spellings():
@@ -106,7 +113,7 @@ def test_shipped_configs_all_load_by_short_name():
   names = config_lib.shipped_configs()
   assert "lm/tiny" in names and not any(n.split("/")[1].startswith("_") for n in names)
   for name in names:
-    assert isinstance(main.load_config(name, []), ml_collections.ConfigDict), name
+    assert isinstance(config_lib.load_config(name, []), ml_collections.ConfigDict), name
 
 
 def test_error_found_by_the_run_is_one_line_naming_a_real_key(tmp_path):
@@ -117,7 +124,7 @@ def test_error_found_by_the_run_is_one_line_naming_a_real_key(tmp_path):
   assert proc.returncode == 2, proc.stderr
   lines = proc.stderr.splitlines()
   assert len(lines) == 1 and "config.optimizer.warmup_steps" in lines[0], proc.stderr
-  main.load_config("lm/tiny", [("optimizer.warmup_steps", "1")])  # the named key can be set
+  config_lib.load_config("lm/tiny", [("optimizer.warmup_steps", "1")])  # the named key can be set
 
 
 def test_resolve_config_path_in_an_installed_layout(tmp_path, monkeypatch):

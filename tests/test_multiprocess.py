@@ -1,7 +1,7 @@
 """Multi-process runs on this machine: 2 processes x 4 fake CPU devices over gloo on 127.0.0.1.
 
 The code path is a multi-host run's: ``--coordinator_address/--num_processes/--process_id``, host-local
-data slices, sharded checkpoints written by both processes, the per-step stop agreement on SIGTERM.
+data slices, sharded checkpoints written by both processes, the stop agreement on SIGTERM (every k steps).
 References are single-process runs on 8 devices (the global data stream and the random numbers do not
 depend on the process count, so the runs agree to float32 reduction-order error).
 """
@@ -81,26 +81,29 @@ def test_two_process_save_then_two_process_resume_is_bit_exact(tmp_path):
 
 
 @pytest.mark.slow
-def test_sigterm_to_both_saves_then_one_process_resumes(tmp_path):
-  steps = 40
+@pytest.mark.parametrize("signalled", ["both", "one"])
+def test_sigterm_saves_at_an_agreed_step_then_one_process_resumes(tmp_path, signalled):
+  """SIGTERM to both processes, or to process 1 only: the processes agree on stopping every
+  ``preemption_check_every_steps`` (4) steps, so both save one checkpoint at a multiple of 4 and exit 143."""
+  steps, every = 40, 4
   workdir = tmp_path / "mp"
-  procs = launch.spawn(_args(workdir, steps, checkpoint_every_steps=1000), num_processes=2,
-                       devices_per_process=4, env=_env(), cwd=REPO, log_dir=str(tmp_path))
+  procs = launch.spawn(_args(workdir, steps, checkpoint_every_steps=1000, preemption_check_every_steps=every),
+                       num_processes=2, devices_per_process=4, env=_env(), cwd=REPO, log_dir=str(tmp_path))
   metrics = workdir / "metrics.jsonl"
   deadline = time.time() + TIMEOUT_S
   while time.time() < deadline and all(p.poll() is None for p in procs):
     if metrics.exists() and len(metrics.read_text().splitlines()) >= 3:
       break
     time.sleep(0.1)
-  for p in procs:
+  for p in procs if signalled == "both" else procs[1:]:
     p.send_signal(signal.SIGTERM)
   codes = launch.wait_all(procs, TIMEOUT_S)
   logs = "".join((tmp_path / f"process_{i}.log").read_text()[-3000:] for i in range(2))
-  # Both stop at the same step and save (exit 0 here, 143 once main maps a preemption to 128 + SIGTERM).
-  assert all(c in (0, 143) for c in codes), (codes, logs)
-  assert "stopped by SIGTERM" in logs
+  # Both stop at the same step, save, and report the preemption (128 + SIGTERM).
+  assert codes == [143, 143], (codes, logs)
+  assert "stopped by " in logs
   saved = sorted(int(p) for p in os.listdir(workdir / "checkpoints") if p.isdigit())
-  assert saved and saved[-1] < steps, saved
+  assert saved and saved[-1] < steps and saved[-1] % every == 0, saved
   assert not [p for p in os.listdir(workdir / "checkpoints") if "tmp" in p]
   # Restore onto ONE process (8 devices): the data iterator position is global, so it re-shards.
   out = _reference(workdir, steps, checkpoint_every_steps=1000)

@@ -210,7 +210,9 @@ def test_microbatches_equal_one_big_batch(tmp_path):
 def test_optimizer_guard_skips_and_counts(tmp_path):
   c = tiny(steps=5)
   c.optimizer.update(dict(learning_rate=1e38, warmup_steps=0, schedule="constant", skip_nonfinite=True))
-  train.run(c, str(tmp_path))
+  # The run goes to the end, but one that ends on a skipped (NaN-loss) step is not reported as finished.
+  with pytest.raises(train.NonFiniteError, match=r"reached step 5 but its loss there is nan .*skipped 4 steps"):
+    train.run(c, str(tmp_path))
   recs = [r for r in metrics_lib.read_metrics(tmp_path) if "skipped_steps" in r]
   # Logged after steps 1..5. Step 1's gradients are finite (its update sends the parameters to +-inf),
   # so the count is 0 after it; steps 2..5 see non-finite gradients and are skipped one by one.
