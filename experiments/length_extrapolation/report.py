@@ -12,6 +12,7 @@ import os
 import re
 
 import numpy as np
+from scipy import stats as scipy_stats
 
 from experiments.framework import claims as claims_lib
 from experiments.framework import report as framework_report
@@ -248,14 +249,11 @@ def copy_trend(curve, tokens_per_step: float, target: float = 10.0) -> dict | No
   if len(pts) < 3 or not tokens_per_step:
     return None
   x, y = np.array([p[0] for p in pts]) / 1e6, np.array([p[1] for p in pts])
-  slope, icpt = np.polyfit(x, y, 1)
-  resid = y - (slope * x + icpt)
-  se = float(np.sqrt(resid @ resid / (len(x) - 2) / np.sum((x - x.mean()) ** 2)))
-  last_x, last_y = float(x[-1]), float(y[-1])
+  fit, last_x, last_y = scipy_stats.linregress(x, y), float(x[-1]), float(y[-1])
   rising = claims_lib.judge(claims_lib.Claim("gap", "the copy gap rises", "trend", "gap"),
                             {"gap": list(zip(x, y))}).verdict == claims_lib.HOLDS
-  reach = last_x + (target - last_y) / slope if rising and last_y < target else None
-  return {"slope_per_mtok": float(slope), "slope_se": se, "points": len(x), "last_mtok": last_x,
+  reach = last_x + (target - last_y) / fit.slope if rising and last_y < target else None
+  return {"slope_per_mtok": float(fit.slope), "slope_se": float(fit.stderr), "points": len(x), "last_mtok": last_x,
           "last_gap": last_y, "target": target, "reach_mtok": None if reach is None else float(reach)}
 
 
@@ -381,10 +379,8 @@ def _cost_md(R: Results, res: dict) -> str:
                    f"{r.get('wall_time_s', 0):.0f}", f"{r.get('steps_per_sec_median', nan):.1f} / "
                    f"{r.get('steps_per_sec_max', nan):.1f}", f"{100 * (r.get('train') or {}).get('accuracy', nan):.2f}",
                    f"`{r.get('config_arg', '')}`"] for v, r in runs.items()])
-  invs = res.get("invocations") or [{"command": meta["command"], "date_utc": meta["date_utc"],
-                                     "total_wall_s": meta["total_wall_s"],
-                                     "train_wall_this_invocation_s": meta.get("train_wall_this_invocation_s", 0),
-                                     "eval_wall_s": meta["eval_wall_s"]}]
+  # The former driver recorded its invocations; the launcher's runs have their wall time in the footer.
+  invs = res.get("invocations") or []
   # The default study = the default variants and their seed replicates; the rest are opt-in extras.
   default = set(meta.get("default_variants") or
                 [v for v in runs if not v.endswith("_copy") and not re.search(r"_s\d+$", v)])
@@ -393,29 +389,20 @@ def _cost_md(R: Results, res: dict) -> str:
   for m in [*R.m.values(), *R.reps.values()]:
     evals[in_default(m.get("ckpt", ""))] += m.get("eval_time_s", 0)
   train = {d: sum(r.get("wall_time_s", 0) for v, r in runs.items() if in_default(v) == d) for d in (True, False)}
-  mtok = f"{sum(r.get('tokens', 0) for v, r in runs.items() if in_default(v)) / 1e6:.1f}"
-  if len(invs) == 1:
-    first = invs[0]
-    measured = T["cost_one"].substitute(
-        command=first["command"], total=f"{first['total_wall_s']:.0f}", minutes=f"{first['total_wall_s'] / 60:.1f}",
-        train=f"{first['train_wall_this_invocation_s']:.0f}", runs=len(runs), mtok=mtok,
-        eval=f"{first['eval_wall_s']:.0f}")
-  else:
-    measured = T["cost_many"].substitute(
-        variants=len(default), seeds=int(meta.get("seeds", 1)), invocations=len(invs), train=f"{train[True]:.0f}",
-        runs=sum(1 for v in runs if in_default(v)), mtok=mtok, eval=f"{evals[True]:.0f}",
-        minutes=f"{(train[True] + evals[True]) / 60:.1f}")
-    extra = [v for v in runs if not in_default(v)]
-    if extra:
-      measured += "\n" + T["cost_extras"].substitute(
+  extra = [v for v in runs if not in_default(v)]
+  measured = "" if not invs else T["cost_many"].substitute(
+      variants=len(default), seeds=int(meta.get("seeds", 1)), invocations=len(invs), train=f"{train[True]:.0f}",
+      runs=sum(1 for v in runs if in_default(v)), eval=f"{evals[True]:.0f}",
+      mtok=f"{sum(r.get('tokens', 0) for v, r in runs.items() if in_default(v)) / 1e6:.1f}",
+      minutes=f"{(train[True] + evals[True]) / 60:.1f}", extras="" if not extra else "\n" + T["cost_extras"].substitute(
           names=", ".join(f"`{v}`" for v in extra), train=f"{train[False]:.0f}", eval=f"{evals[False]:.0f}",
-          minutes=f"{(train[False] + evals[False]) / 60:.1f}")
-  return T["cost"].substitute(
-      table=table, hardware=meta["hardware"], jax=meta["jax"], date=meta["date_utc"], measured=measured,
-      invocations="\n".join(T["invocation"].substitute(
+          minutes=f"{(train[False] + evals[False]) / 60:.1f}")) + "".join(
+      "\n" + T["invocation"].substitute(
           command=i["command"], date=i["date_utc"], total=f"{i['total_wall_s']:.0f}",
           minutes=f"{i['total_wall_s'] / 60:.1f}", train=f"{i['train_wall_this_invocation_s']:.0f}",
-          eval=f"{i['eval_wall_s']:.0f}") for i in invs),
+          eval=f"{i['eval_wall_s']:.0f}") for i in invs)
+  return T["cost"].substitute(
+      table=table, hardware=meta["hardware"], jax=meta["jax"], date=meta["date_utc"], measured=measured,
       each="; ".join(f"`{c}`" for c in meta["train_commands"].values()))
 
 
