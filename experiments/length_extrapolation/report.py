@@ -264,31 +264,30 @@ def trend_sentence(t: dict, n: int, tokens_per_s: float | None = None) -> str:
   elif t["reach_mtok"] is None:
     verdict = T["trend_flat"].substitute()
   else:
-    cost = T["trend_cost"].substitute(ktok=f"{tokens_per_s / 1e3:.1f}", minutes=f"{t['reach_mtok'] * 1e6 / tokens_per_s / 60:.0f}") if tokens_per_s else ""
+    cost = "" if not tokens_per_s else T["trend_cost"].substitute(
+        ktok=f"{tokens_per_s / 1e3:.1f}", minutes=f"{t['reach_mtok'] * 1e6 / tokens_per_s / 60:.0f}")
     verdict = T["trend_reach"].substitute(target=target, reach=f"{t['reach_mtok']:.0f}", cost=cost,
                                           ratio=f"{t['reach_mtok'] / t['last_mtok']:.1f}")
   return T["trend"].substitute(points=t["points"], n=n, slope=f"{t['slope_per_mtok']:+.2f}", se=f"{t['slope_se']:.2f}",
                                last=f"{t['last_gap']:+.2f}", mtok=f"{t['last_mtok']:.1f}", verdict=verdict)
 
 
-def _tokens_per_s(summary: dict) -> float | None:
-  """Training throughput of one run (tokens / wall seconds; the machine may have been shared)."""
-  tok, wall = summary.get("tokens"), summary.get("wall_time_s")
-  return tok / wall if tok and wall else None
-
-
-def _curves(res: dict) -> list[tuple[str, list, float, float | None]]:
-  """(name, copy curve, tokens per step, tokens/s) of the baselines and the probes."""
+def _curves(res: dict) -> list[dict]:
+  """The copy curves of the baselines and the probes: name (in the regime paragraph), title (of a baseline's
+  section), curve, tokens per step, training tokens/s (the machine may have been shared), probe."""
   n, runs, out = int(res["meta"]["train_length"]), res.get("runs", {}), []
-  for key, name, run in (("copy_vs_steps", "the baseline (`rope.py`)", "rope"),
-                         ("copy_vs_steps_copy_aug", f"the copy-augmented baseline (`rope.py:{COPY_ARG_TEXT}`)",
-                          "rope_copy")):
+  speed = lambda r: r["tokens"] / r["wall_time_s"] if r.get("tokens") and r.get("wall_time_s") else None
+  for key, name, title, run in (
+      ("copy_vs_steps", "the baseline (`rope.py`)", "baseline RoPE", "rope"),
+      ("copy_vs_steps_copy_aug", f"the copy-augmented baseline (`rope.py:{COPY_ARG_TEXT}`)",
+       "copy-augmented RoPE, `rope_copy`", "rope_copy")):
     if res.get(key):
-      out.append((name, res[key], res["meta"].get("batch_size", 0) * n, _tokens_per_s(runs.get(run, {}))))
+      out.append(dict(name=name, title=title, curve=res[key], tps=res["meta"].get("batch_size", 0) * n,
+                      speed=speed(runs.get(run, {})), probe=None))
   for p in le_claims.probes(res):
     ps = p["summary"]
-    out.append((f"`rope.py:{p['arg']}`", p["curve"], ps.get("tokens", 0) / max(1, ps.get("step", 1)),
-                _tokens_per_s(ps)))
+    out.append(dict(name=f"`rope.py:{p['arg']}`", title=None, curve=p["curve"], speed=speed(ps), probe=p,
+                    tps=ps.get("tokens", 0) / max(1, ps.get("step", 1))))
   return out
 
 
@@ -297,11 +296,11 @@ def copy_regime_verdict(res: dict) -> str:
   T, curves = _blocks(), _curves(res)
   if not curves:
     return ""
-  copying = [name for name, c, _, _ in curves if 100 * (c[-1]["rep_acc"] - c[-1]["nonrep_acc"]) > 10]
+  copying = [c["name"] for c in curves if 100 * (c["curve"][-1]["rep_acc"] - c["curve"][-1]["nonrep_acc"]) > 10]
   if copying:
     return T["regime_yes"].substitute(copying=", ".join(copying),
-                                      plain=", ".join(nm for nm, *_ in curves if nm not in copying) or "none")
-  trends = [(name, copy_trend(c, tps), speed) for name, c, tps, speed in curves]
+                                      plain=", ".join(c["name"] for c in curves if c["name"] not in copying) or "none")
+  trends = [(c["name"], copy_trend(c["curve"], c["tps"]), c["speed"]) for c in curves]
   routes = [(t["reach_mtok"] * 1e6 / speed, name, t) for name, t, speed in trends
             if t and t["reach_mtok"] is not None and speed]
   route = T["regime_flat"].substitute()
@@ -342,25 +341,23 @@ def _copy_md(R: Results, res: dict, out_dir: str) -> str:
   verdict = copy_regime_verdict(res)
   if verdict:
     out.append(T["regime"].substitute(verdict=verdict))
-  trend = lambda curve, tps, speed: "" if (t := copy_trend(curve, tps)) is None else (
-      "\n\n" + trend_sentence(t, n, speed))
-  for key, title, run in (("copy_vs_steps", "baseline RoPE", "rope"),
-                          ("copy_vs_steps_copy_aug", "copy-augmented RoPE, `rope_copy`", "rope_copy")):
-    if res.get(key):
-      out.append(T["curve"].substitute(title=title, table=curve_table(res[key], n, L8, far=False), trend=trend(
-          res[key], R.meta.get("batch_size", 0) * n, _tokens_per_s(res.get("runs", {}).get(run, {})))))
-  for p in le_claims.probes(res):
-    ps, (c0, c1) = p["summary"], (p["curve"][0], p["curve"][-1])
-    gap = lambda c: f"{100 * (c['rep_acc'] - c['nonrep_acc']):+.2f}"
+  for c in _curves(res):
+    t = copy_trend(c["curve"], c["tps"])
+    trend = "" if t is None else "\n\n" + trend_sentence(t, n, c["speed"])
+    if not c["probe"]:
+      out.append(T["curve"].substitute(title=c["title"], table=curve_table(c["curve"], n, L8, False), trend=trend))
+      continue
+    ps, (c0, c1) = c["probe"]["summary"], (c["curve"][0], c["curve"][-1])
+    gap = lambda x: f"{100 * (x['rep_acc'] - x['nonrep_acc']):+.2f}"
     out.append(T["probe"].substitute(
-        arg=p["arg"], params=f"{ps.get('num_params', 0):,}", mtok=f"{ps.get('tokens', 0) / 1e6:.1f}",
-        wall=f"{ps.get('wall_time_s', 0):.0f}", table=curve_table(p["curve"], n, L8, far=True), s0=c0["step"],
+        arg=c["probe"]["arg"], params=f"{ps.get('num_params', 0):,}", mtok=f"{ps.get('tokens', 0) / 1e6:.1f}",
+        wall=f"{ps.get('wall_time_s', 0):.0f}", table=curve_table(c["curve"], n, L8, True), s0=c0["step"],
         s1=c1["step"], n=n, L8=L8, g0=gap(c0), g1=gap(c1), a0=_pct(c0["nonrep_acc"]), a1=_pct(c1["nonrep_acc"]),
-        b0=_pct(c0["nonrep_acc_8x"]), b1=_pct(c1["nonrep_acc_8x"]),
-        trend=trend(p["curve"], ps.get("tokens", 0) / max(1, ps.get("step", 1)), _tokens_per_s(ps))))
+        b0=_pct(c0["nonrep_acc_8x"]), b1=_pct(c1["nonrep_acc_8x"]), trend=trend))
   controls = [T["control_run"].substitute(
       file=name, body=copy_control_md(c), args=(f" --arg {c['arg']}" if c.get("arg") else "") + f" --steps "
-      f"{c['steps']}" + (f" --every {c['every']}" if c.get("every") else "")) for name, c in load_copy_controls(out_dir)]
+      f"{c['steps']}" + (f" --every {c['every']}" if c.get("every") else ""))
+      for name, c in load_copy_controls(out_dir)]
   if controls:
     out.append(T["controls"].substitute(runs="\n\n".join(controls)))
   return "\n".join(s + "\n" for s in out)
@@ -458,7 +455,8 @@ def write_report(res: dict, out_dir: str, plots: bool = True, footer: str = "") 
       copy_arm=T["copy_arm"].substitute() if "copy/rope" in R.m else "") + "\n\n"
   names = list(R.m)
   text = T["main"].substitute(
-      _setup(R, res, T), rules=framework_report.RULES, checklist=checklist, caution=caution, su_table=su_table(R, names),
+      _setup(R, res, T), rules=framework_report.RULES, checklist=checklist, caution=caution,
+      su_table=su_table(R, names),
       paired=paired_table(R, [k for k in names if k != "rope"]), acc_nonrep=lengths_table(R, names),
       acc_rep=lengths_table(R, names, "rep"), loss=lengths_table(R, names, "nonrep", "loss"), growing=growing_table(R),
       plots=plot_all(R, out_dir) if plots else "", copy=_copy_md(R, res, out_dir), cost=_cost_md(R, res),

@@ -234,7 +234,8 @@ def write_report(records, extras_, out_dir: str, meta: dict) -> str:
   counts = extras_.get("eval_counts") or []
   os.makedirs(out_dir, exist_ok=True)
   return R.write(
-      __file__, out_dir, meta, verdicts, data, records, plots(data, timing, out_dir), pretrain_steps=setup.get("pretrain_steps", "?"), finetune_steps=setup.get("finetune_steps", "?"),
+      __file__, out_dir, meta, verdicts, data, records, plots(data, timing, out_dir),
+      pretrain_steps=setup.get("pretrain_steps", "?"), finetune_steps=setup.get("finetune_steps", "?"),
       pool=setup.get("pool", "?"), train_per_class=setup.get("train_per_class", "?"),
       classes=", ".join(extras_.get("classes") or []), n_eval=sum(counts),
       majority=f"{max(counts) / sum(counts) * 100:.1f}" if counts else "?",
