@@ -46,9 +46,9 @@ def blocks(template_path: str) -> dict[str, string.Template]:
           **{k: string.Template(v.rstrip("\n")) for k, v in zip(parts[1::2], parts[2::2])}}
 
 
-def fill(template_path: str, fields: Mapping[str, Any], block: str = "main") -> str:
-  """One part of the study's template (``blocks``) with its placeholders filled."""
-  return blocks(template_path)[block].substitute({k: str(v) for k, v in fields.items()})
+def fill(template_path: str, fields: Mapping[str, Any]) -> str:
+  """The study's template (its "main" part, ``blocks``) with its placeholders filled."""
+  return blocks(template_path)["main"].substitute(fields)
 
 
 def write(study_file: str, out_dir: str, meta: Mapping[str, Any], verdicts, data, records, figs, **fields) -> str:
