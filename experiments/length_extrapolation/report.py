@@ -6,6 +6,7 @@ paired over windows (mean of the per-window differences ± its SE); a single num
 """
 from __future__ import annotations
 
+import functools
 import glob
 import json
 import os
@@ -23,7 +24,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 COPY_ARG_TEXT = "copy=0.25,copy_source=random,copy_warmup=600"
 
 
+@functools.cache
 def _blocks() -> dict:
+  """The parts of report_template.md (framework report.blocks), read once."""
   return framework_report.blocks(os.path.join(HERE, "report_template.md"))
 
 
