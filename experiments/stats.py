@@ -11,11 +11,6 @@ class Stat:
   """The values of one metric over seeds."""
   values: list[float]
 
-  @classmethod
-  def of(cls, samples, name: str) -> "Stat":
-    """The values of ``samples[name]`` ({seed: value}; none if absent)."""
-    return cls(list(samples.get(name, {}).values()))
-
   @property
   def n(self) -> int:
     return len(self.values)

@@ -149,12 +149,16 @@ def measurements(timing, drift) -> list[str]:
 # ------------------------------------------------------------------------------------------- Tables + plots.
 
 
+def _stat(data, name) -> stats.Stat:
+  return stats.Stat(list(data.get(name, {}).values()))
+
+
 def table_finetune(data) -> str:
   rows = []
   for init, corr in (("mlm", 0), ("mlm", CORRECTION_R), ("mae", 0), ("none", 0)):
     k = key(init, corr, 0)
-    rows.append([INITS[init] + (f" + correction r={corr:g}" if corr else ""), stats.Stat.of(data, f"acc:{k}").n,
-                 stats.Stat.of(data, f"acc:{k}").fmt(100), stats.Stat.of(data, f"loss:{k}").fmt(digits=3)])
+    rows.append([INITS[init] + (f" + correction r={corr:g}" if corr else ""), _stat(data, f"acc:{k}").n,
+                 _stat(data, f"acc:{k}").fmt(100), _stat(data, f"loss:{k}").fmt(digits=3)])
   return R.table(["encoder init", "seeds", "test accuracy %", "test cross-entropy (nats)"], rows)
 
 
@@ -166,17 +170,17 @@ def table_droptoken(data, timing, records) -> str:
     sps = [r["steps_per_sec"] for r in records if r.get("kind", "finetune") == "finetune" and r["init"] == "mlm"
            and not r["correction"] and float(r["drop"]) == p and r.get("steps_per_sec")]
     t = tt.get(str(p))
-    rows.append([f"{p:g}", f"{mlm.num_kept(64, p)} / 64", stats.Stat.of(data, f"acc:{key('mlm', 0, p)}").fmt(100),
+    rows.append([f"{p:g}", f"{mlm.num_kept(64, p)} / 64", _stat(data, f"acc:{key('mlm', 0, p)}").fmt(100),
                  "—" if t is None else f"{t * 1000:.1f}", f"{np.mean(sps):.2f}" if sps else "—"])
   return R.table(["DropToken p", "kept tokens", "test accuracy %", "step time (ms, benchmark)",
                   "steps/s in the runs"], rows)
 
 
 def table_published(data) -> str:
-  ref, base = np.array(published.SU_DROPTOKEN[0.0]), stats.Stat.of(data, f"acc:{key('mlm', 0, 0)}")
+  ref, base = np.array(published.SU_DROPTOKEN[0.0]), _stat(data, f"acc:{key('mlm', 0, 0)}")
   rows = []
   for p, row in published.SU_DROPTOKEN.items():
-    st = stats.Stat.of(data, f"acc:{key('mlm', 0, p)}")
+    st = _stat(data, f"acc:{key('mlm', 0, p)}")
     rows.append([f"{p:g}", *[f"{x:.2f}" for x in row], f"{np.mean(np.array(row) - ref):+.2f}",
                  f"{(st.mean - base.mean) * 100:+.2f}" if st.n and base.n else "—"])
   return R.table(["p", *published.SU_DROPTOKEN_TASKS, "Su: mean Δ vs p=0", "ours: Δ vs p=0 (pts)"], rows)
@@ -211,7 +215,7 @@ def table_drift(drift) -> str:
 def plots(data, timing, out_dir) -> list[str]:
   fig, ax = R.figure(1, 2)
   ps = [p for p in DROPS if f"acc:{key('mlm', 0, p)}" in data]
-  st = [stats.Stat.of(data, f"acc:{key('mlm', 0, p)}") for p in ps]
+  st = [_stat(data, f"acc:{key('mlm', 0, p)}") for p in ps]
   ax[0, 0].errorbar(ps, [s.mean * 100 for s in st], yerr=[s.std * 100 for s in st], marker="o", capsize=4,
                     label="test accuracy (mean ± sd)")
   ax[0, 0].set(xlabel="DropToken ratio p", ylabel="test accuracy %")
@@ -233,13 +237,19 @@ def write_report(records, extras_, out_dir: str, meta: dict) -> str:
   verdicts = C.judge_all(claims(), data)
   counts = extras_.get("eval_counts") or []
   os.makedirs(out_dir, exist_ok=True)
-  return R.write(
-      __file__, out_dir, meta, verdicts, data, records, plots(data, timing, out_dir),
+  figs = plots(data, timing, out_dir)
+  text = R.fill(os.path.join(os.path.dirname(__file__), "report_template.md"), dict(
       pretrain_steps=setup.get("pretrain_steps", "?"), finetune_steps=setup.get("finetune_steps", "?"),
       pool=setup.get("pool", "?"), train_per_class=setup.get("train_per_class", "?"),
       classes=", ".join(extras_.get("classes") or []), n_eval=sum(counts),
-      majority=f"{max(counts) / sum(counts) * 100:.1f}" if counts else "?",
+      majority=f"{max(counts) / sum(counts) * 100:.1f}" if counts else "?", rules=R.RULES,
+      checklist=R.checklist(verdicts, data if meta.get("legacy") else None),
       measurements="\n".join(f"- {m}" for m in measurements(timing, drift)) or "(not measured)",
       finetune=table_finetune(data), droptoken=table_droptoken(data, timing, records),
       pretrain=table_pretrain(records, timing), drift=table_drift(drift), published=table_published(data),
-      su_correction=published.SU_CORRECTION, su_droptoken=published.SU_DROPTOKEN_VERDICT)
+      su_correction=published.SU_CORRECTION, su_droptoken=published.SU_DROPTOKEN_VERDICT,
+      plots="\n\n".join(f"![{p}]({p})" for p in figs), footer=R.footer(meta)))
+  path = os.path.join(out_dir, "REPORT.md")
+  with open(path, "w") as f:
+    f.write(text)
+  return path

@@ -136,7 +136,7 @@ def claims(data) -> list[C.Claim]:
 
 
 def _cell(data, name, scale=100.0, digits=1) -> str:
-  return stats.Stat.of(data, name).fmt(scale, digits)
+  return stats.Stat(list(data.get(name, {}).values())).fmt(scale, digits)
 
 
 def alphas_of(data, s) -> list[float]:
@@ -169,7 +169,7 @@ def table_published(data) -> str:
           for t, m, b, r in published.SU_SUPERVISED]
   for s in supervised(data):
     if f"acc:{s}/a4" in data:
-      g = stats.Stat.of(data, f"gain:{s}/a4")
+      g = stats.Stat(list(data.get(f"gain:{s}/a4", {}).values()))
       rows.append(["ours", f"MNIST-1D {s}, α=4, accuracy %", _cell(data, f"acc:{s}/a0"), _cell(data, f"acc:{s}/a4"),
                    g.fmt(100, 2)])
   rows += [["Su, semi-supervised 1% labels", f"sentiment {sp}, accuracy %", f"{sup:.2f}", f"{rd:.2f}",
@@ -185,7 +185,7 @@ def plots(data, out_dir) -> list[str]:
   for s in sup:
     al = alphas_of(data, s)
     for axis, metric, sc in ((ax[0, 0], "acc", 100), (ax[0, 1], "kl", 1), (ax[0, 2], "ce", 1)):
-      st = [stats.Stat.of(data, f"{metric}:{s}/a{a:g}") for a in al]
+      st = [stats.Stat(list(data.get(f"{metric}:{s}/a{a:g}", {}).values())) for a in al]
       axis.errorbar(al, [x.mean * sc for x in st], yerr=[x.std * sc for x in st], marker="o", capsize=3, label=s)
   for axis, label in zip(ax[0], ("test accuracy %", "KL(P̄‖P0)", "final train CE (dropout on)")):
     axis.set(xlabel="α (0: plain dropout)", ylabel=label, xscale="symlog")
@@ -198,7 +198,15 @@ def write_report(records, extras, out_dir: str, meta: dict) -> str:
   data = samples(records)
   verdicts = C.judge_all(claims(data), data)
   os.makedirs(out_dir, exist_ok=True)
-  return R.write(__file__, out_dir, meta, verdicts, data, records, plots(data, out_dir), runs=len(records),
-                 seeds=sorted({r["seed"] for r in records}), supervised=table_supervised(data), semi=table_semi(data),
-                 published=table_published(data),
-                 mean_run_s=f"{np.mean([r.get('wall_time_s', 0) for r in records]):.1f}" if records else "—")
+  figs = plots(data, out_dir)
+  failed = [f"- `{r['name']}`: {r['error'][:200]}" for r in records if r.get("error")]
+  text = R.fill(os.path.join(os.path.dirname(__file__), "report_template.md"), dict(
+      runs=len(records), seeds=sorted({r["seed"] for r in records}), rules=R.RULES,
+      checklist=R.checklist(verdicts, data if meta.get("legacy") else None), failed="\n".join(failed) or "none",
+      supervised=table_supervised(data), semi=table_semi(data), published=table_published(data),
+      plots="\n\n".join(f"![{p}]({p})" for p in figs), footer=R.footer(meta),
+      mean_run_s=f"{np.mean([r.get('wall_time_s', 0) for r in records]):.1f}" if records else "—"))
+  path = os.path.join(out_dir, "REPORT.md")
+  with open(path, "w") as f:
+    f.write(text)
+  return path
