@@ -59,7 +59,12 @@ def write(study_file: str, out_dir: str, meta: Mapping[str, Any], verdicts, data
       rules=RULES, checklist=checklist(verdicts, data if meta.get("legacy") else None),
       failed="\n".join(failed) or "none", plots="\n\n".join(f"![{p}]({p})" for p in figs), footer=footer(meta),
       **fields))
-  path = os.path.join(out_dir, "REPORT.md")
+  return save_text(out_dir, text)
+
+
+def save_text(out_dir: str, text: str, name: str = "REPORT.md") -> str:
+  """Writes ``text`` to out_dir/name atomically (a crash never leaves half a report); returns the path."""
+  path = os.path.join(out_dir, name)
   with open(path + ".tmp", "w") as f:
     f.write(text)
   os.replace(path + ".tmp", path)

@@ -464,6 +464,5 @@ def write_report(res: dict, out_dir: str, plots: bool = True, footer: str = "") 
       acc_rep=lengths_table(R, names, "rep"), loss=lengths_table(R, names, "nonrep", "loss"), growing=growing_table(R),
       plots=plot_all(R, out_dir) if plots else "", copy=_copy_md(R, res, out_dir), cost=_cost_md(R, res),
       footer=footer)
-  with open(os.path.join(out_dir, "REPORT.md"), "w") as f:
-    f.write(text)
+  framework_report.save_text(out_dir, text)
   return text
