@@ -74,10 +74,11 @@ def load_run_config(run: Run, overrides: Sequence[str], workdir: str | None = No
 
 
 def _write_json(path: str, obj: Any) -> None:
-  """Atomic: a crash never leaves half a file."""
+  """Atomic: a crash never leaves half a file. Keys keep their order (a study's tables follow it, e.g. the
+  methods of a length-extrapolation record; sorting would list them alphabetically)."""
   os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
   with open(path + ".tmp", "w") as f:
-    json.dump(obj, f, indent=1, sort_keys=True, default=float)
+    json.dump(obj, f, indent=1, default=float)
   os.replace(path + ".tmp", path)
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import string
 import subprocess
 from typing import Any, Mapping, Sequence
@@ -35,15 +36,44 @@ def checklist(verdicts: Sequence[claims_lib.Verdict], samples: Mapping[str, Any]
   return "\n".join(out)
 
 
-def fill(template_path: str, fields: Mapping[str, Any]) -> str:
-  """``$name`` placeholders of the study's Markdown template (string.Template: no clash with LaTeX braces)."""
+def blocks(template_path: str) -> dict[str, string.Template]:
+  """A study's Markdown template, by part: the text before the first ``<!-- block NAME -->`` line is "main" (the
+  report); each such line starts block NAME (prose the report code fills in where it applies; trailing newlines
+  dropped). ``$name`` placeholders (string.Template: no clash with LaTeX braces)."""
   with open(template_path) as f:
-    return string.Template(f.read()).substitute({k: str(v) for k, v in fields.items()})
+    parts = re.split(r"^<!-- block (\w+) -->\n", f.read(), flags=re.M)
+  return {"main": string.Template(parts[0]),
+          **{k: string.Template(v.rstrip("\n")) for k, v in zip(parts[1::2], parts[2::2])}}
 
 
-def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-  """A Markdown table."""
-  lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+def fill(template_path: str, fields: Mapping[str, Any]) -> str:
+  """The study's template (its "main" part, ``blocks``) with its placeholders filled."""
+  return blocks(template_path)["main"].substitute(fields)
+
+
+def write(study_file: str, out_dir: str, meta: Mapping[str, Any], verdicts, data, records, figs, **fields) -> str:
+  """REPORT.md of the study beside ``study_file`` into out_dir (atomically): its report_template.md filled with
+  ``fields`` and the shared parts (verdict rules, claim checklist, failed runs, plots, footer); returns the path."""
+  failed = [f"- `{r['name']}`: {r['error'][:200]}" for r in records if r.get("error")]
+  text = fill(os.path.join(os.path.dirname(os.path.abspath(study_file)), "report_template.md"), dict(
+      rules=RULES, checklist=checklist(verdicts, data if meta.get("legacy") else None),
+      failed="\n".join(failed) or "none", plots="\n\n".join(f"![{p}]({p})" for p in figs), footer=footer(meta),
+      **fields))
+  return save_text(out_dir, text)
+
+
+def save_text(out_dir: str, text: str, name: str = "REPORT.md") -> str:
+  """Writes ``text`` to out_dir/name atomically (a crash never leaves half a report); returns the path."""
+  path = os.path.join(out_dir, name)
+  with open(path + ".tmp", "w") as f:
+    f.write(text)
+  os.replace(path + ".tmp", path)
+  return path
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[Any]], sep: str = " --- ") -> str:
+  """A Markdown table (``sep``: the cell text of its header rule, e.g. "---")."""
+  lines = ["| " + " | ".join(header) + " |", "|" + f"{sep}|" * len(header)]
   lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
   return "\n".join(lines)
 

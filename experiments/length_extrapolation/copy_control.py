@@ -80,8 +80,10 @@ def main(argv=None):
   print(md)
   if a.out:
     tag = "" if not a.arg else "_" + "".join(ch if ch.isalnum() else "_" for ch in a.arg)
-    with open(os.path.join(a.out, f"copy_control{tag}.json"), "w") as f:
+    path = os.path.join(a.out, f"copy_control{tag}.json")
+    with open(path + ".tmp", "w") as f:
       json.dump(res, f, indent=1)
+    os.replace(path + ".tmp", path)   # atomic: the report never reads half a file
 
 
 if __name__ == "__main__":

@@ -46,77 +46,44 @@ def rerope_windows(n: int) -> list[int]:
 def all_methods(n: int, variants: tuple[str, ...]) -> list[Method]:
   """Every method whose checkpoint is among `variants` (names of the configs that are trained)."""
   w4, w2 = max(1, n // 4), max(1, n // 2)
-  out: list[Method] = []
-  add = lambda *a, **k: out.append(Method(*a, **k))
-  lt = "retrofit"
-
-  if "rope" in variants:
-    add("rope", "rope", {}, core=True, note="direct extrapolation")
-    add("logn†", "rope", dict(logn=lt), core=True)
-    add("pi", "rope", scaling("pi", n), core=True)
-    add("ntk_old", "rope", scaling("ntk_old", n), core=True)
-    add("ntk_fixed", "rope", scaling("ntk_fixed", n))
-    add("ntk_mixed", "rope", scaling("ntk_mixed", n, mixed_b=0.625), core=True)
-    add("ntk_fixed+logn†", "rope", dict(logn=lt, **scaling("ntk_fixed", n)))
-    add("ntk_mixed+logn†", "rope", dict(logn=lt, **scaling("ntk_mixed", n)))
-    add("dynamic_ntk", "rope", scaling("dynamic_ntk", n), core=True)
-    add("yarn", "rope", scaling("yarn", n), core=True)
-    for w in rerope_windows(n):
-      add(f"rerope_w{w}", "rope", dict(position="rerope", rerope_window=w), core=w in (w4, n))
-      if w in (w4, w2):
-        add(f"rerope_w{w}+logn†", "rope", dict(position="rerope", rerope_window=w, logn=lt))
-    add(f"leaky_w{w4}_k16", "rope", dict(position="leaky_rerope", rerope_window=w4, leaky_k=16.0), core=True)
-    add("window", "rope", dict(window=n), core=True, note="sliding window = N")
-    add("lambda", "rope", dict(window=n, lambda_first_tokens=4), core=True, note="window N + first 4 tokens")
-
-  if "rope_logn" in variants:
-    p = "logn/"
-    add(p + "rope", "rope_logn", {}, core=True)
-    add(p + "pi", "rope_logn", scaling("pi", n))
-    add(p + "ntk_old", "rope_logn", scaling("ntk_old", n))
-    add(p + "ntk_fixed", "rope_logn", scaling("ntk_fixed", n))
-    add(p + "ntk_mixed", "rope_logn", scaling("ntk_mixed", n), core=True)
-    add(p + "yarn", "rope_logn", scaling("yarn", n))
-    for w in rerope_windows(n):
-      add(f"{p}rerope_w{w}", "rope_logn", dict(position="rerope", rerope_window=w), core=w == w4)
-    for w, k in ((w4, 16), (w4, 64), (w2, 8), (w2, 16)):
-      add(f"{p}leaky_w{w}_k{k}", "rope_logn", dict(position="leaky_rerope", rerope_window=w, leaky_k=float(k)),
-          core=(w, k) == (w4, 16))
-    add(p + "window", "rope_logn", dict(window=n))
-
-  if "hwfa" in variants:
-    add("hwfa", "hwfa", {}, core=True)
-  if "inv_leaky" in variants:
-    add("inv_leaky", "inv_leaky", dict(position="rope"), core=True, note="trained Leaky k=1/16, run as RoPE")
-  if "hwfa2" in variants:
-    add("hwfa2", "hwfa2", {}, note="RoPE in the full layers (no swap)")
-    add("hwfa2+rerope", "hwfa2", {}, layer_fn=_hwfa2_rerope, core=True)
-  # Copy-augmented checkpoints (run.py COPY_VARIANTS): the repeated column needs a model that copies.
-  if "rope_copy" in variants:
-    p = "copy/"
-    add(p + "rope", "rope_copy", {}, core=True)
-    add(p + "pi", "rope_copy", scaling("pi", n))
-    add(p + "ntk_mixed", "rope_copy", scaling("ntk_mixed", n, mixed_b=0.625), core=True)
-    add(p + "yarn", "rope_copy", scaling("yarn", n))
-    add(f"{p}rerope_w{w4}", "rope_copy", dict(position="rerope", rerope_window=w4), core=True)
-    add(f"{p}rerope_w{n}", "rope_copy", dict(position="rerope", rerope_window=n))
-    add(f"{p}leaky_w{w4}_k16", "rope_copy", dict(position="leaky_rerope", rerope_window=w4, leaky_k=16.0))
-    add(p + "window", "rope_copy", dict(window=n), core=True)
-  if "rope_logn_copy" in variants:
-    p = "copy-logn/"
-    add(p + "rope", "rope_logn_copy", {})
-    add(p + "ntk_mixed", "rope_logn_copy", scaling("ntk_mixed", n), core=True)
-    add(f"{p}rerope_w{w4}", "rope_logn_copy", dict(position="rerope", rerope_window=w4), core=True)
-    add(f"{p}leaky_w{w4}_k16", "rope_logn_copy", dict(position="leaky_rerope", rerope_window=w4, leaky_k=16.0))
-  if "hwfa_copy" in variants:
-    add("copy/hwfa", "hwfa_copy", {}, core=True)
-  for v in ("kna", "cosa", "kna_logn", "cosa_logn"):
-    if v in variants:
-      add(v, v, {}, core=True)
-  for v in ("kna", "cosa"):
-    if v in variants:
-      add(f"{v}/yarn", v, scaling("yarn", n))
-      add(f"{v}/rerope_w{w4}", v, dict(position="rerope", rerope_window=w4))
+  sc = lambda kind, **kw: scaling(kind, n, **kw)
+  rr = lambda w, **kw: dict(position="rerope", rerope_window=w, **kw)
+  leaky = lambda w, k: dict(position="leaky_rerope", rerope_window=w, leaky_k=float(k))
+  lt, mixed = "retrofit", sc("ntk_mixed", mixed_b=0.625)
+  by_ckpt = {  # checkpoint -> its methods: (name, attention changes, core[, note or layer_fn])
+      "rope": [("rope", {}, 1, "direct extrapolation"), ("logn†", dict(logn=lt), 1), ("pi", sc("pi"), 1),
+               ("ntk_old", sc("ntk_old"), 1), ("ntk_fixed", sc("ntk_fixed"), 0), ("ntk_mixed", mixed, 1),
+               ("ntk_fixed+logn†", dict(logn=lt, **sc("ntk_fixed")), 0),
+               ("ntk_mixed+logn†", dict(logn=lt, **sc("ntk_mixed")), 0), ("dynamic_ntk", sc("dynamic_ntk"), 1),
+               ("yarn", sc("yarn"), 1)]
+              + [m for w in rerope_windows(n) for m in [(f"rerope_w{w}", rr(w), w in (w4, n))]
+                 + [(f"rerope_w{w}+logn†", rr(w, logn=lt), 0)] * (w in (w4, w2))]
+              + [(f"leaky_w{w4}_k16", leaky(w4, 16), 1), ("window", dict(window=n), 1, "sliding window = N"),
+                 ("lambda", dict(window=n, lambda_first_tokens=4), 1, "window N + first 4 tokens")],
+      "rope_logn": [("logn/rope", {}, 1)] + [(f"logn/{k}", sc(k), k == "ntk_mixed")
+                                            for k in ("pi", "ntk_old", "ntk_fixed", "ntk_mixed", "yarn")]
+                   + [(f"logn/rerope_w{w}", rr(w), w == w4) for w in rerope_windows(n)]
+                   + [(f"logn/leaky_w{w}_k{k}", leaky(w, k), (w, k) == (w4, 16))
+                      for w, k in ((w4, 16), (w4, 64), (w2, 8), (w2, 16))] + [("logn/window", dict(window=n), 0)],
+      "hwfa": [("hwfa", {}, 1)],
+      "inv_leaky": [("inv_leaky", dict(position="rope"), 1, "trained Leaky k=1/16, run as RoPE")],
+      "hwfa2": [("hwfa2", {}, 0, "RoPE in the full layers (no swap)"), ("hwfa2+rerope", {}, 1, _hwfa2_rerope)],
+      # Copy-augmented checkpoints (study.py VARIANTS): the repeated column needs a model that copies.
+      "rope_copy": [("copy/rope", {}, 1), ("copy/pi", sc("pi"), 0), ("copy/ntk_mixed", mixed, 1),
+                    ("copy/yarn", sc("yarn"), 0), (f"copy/rerope_w{w4}", rr(w4), 1), (f"copy/rerope_w{n}", rr(n), 0),
+                    (f"copy/leaky_w{w4}_k16", leaky(w4, 16), 0), ("copy/window", dict(window=n), 1)],
+      "rope_logn_copy": [("copy-logn/rope", {}, 0), ("copy-logn/ntk_mixed", sc("ntk_mixed"), 1),
+                         (f"copy-logn/rerope_w{w4}", rr(w4), 1), (f"copy-logn/leaky_w{w4}_k16", leaky(w4, 16), 0)],
+      "hwfa_copy": [("copy/hwfa", {}, 1)],
+      **{v: [(v, {}, 1)] for v in ("kna", "cosa", "kna_logn", "cosa_logn")},
+  }
+  extra = {v: [(f"{v}/yarn", sc("yarn"), 0), (f"{v}/rerope_w{w4}", rr(w4), 0)] for v in ("kna", "cosa")}
+  out = []
+  for table in (by_ckpt, extra):
+    for ckpt, ms in table.items():
+      for name, attention, core, *more in ms if ckpt in variants else ():
+        fn = more[0] if more and callable(more[0]) else None
+        out.append(Method(name, ckpt, attention, fn, bool(core), more[0] if more and not fn else ""))
   return out
 
 

@@ -15,7 +15,6 @@ tokenizer.json (`hf.load_tokenizer`).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import sys
@@ -25,7 +24,9 @@ import flax.linen as nn
 import jax
 import numpy as np
 
+from experiments.framework import report
 from experiments.length_extrapolation import evaluate
+from kexue_jax import config_lib
 from kexue_jax import hf
 from kexue_jax import sharding
 
@@ -51,14 +52,6 @@ def test_documents(study):
   texts = [bytes(docs.window(d, 0, int(n)).astype(np.uint8)).decode("utf-8", "replace")
            for d, n in enumerate(docs.lengths)]
   return TokenDocuments([np.asarray(e.ids, np.int32) for e in tok.encode_batch(texts)])
-
-
-def load_config(spec: str):
-  path, _, arg = spec.partition(":")
-  module_spec = importlib.util.spec_from_file_location("pretrained_cfg", path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  return module.get_config(arg or None)
 
 
 def run(config, log=print) -> dict:
@@ -98,19 +91,15 @@ def run(config, log=print) -> dict:
 def tables(out: dict) -> str:
   """Su's layout: accuracy at N (train) / L (repeated) / L (non-repeated), then loss, then growing context."""
   n, lengths, res = out["train_length"], out["lengths"], out["results"]
-  mean = lambda x: float(np.mean(x))
+  acc = lambda r, L, which: f"{100 * np.mean(r[str(L)][which]['acc']):.2f}%"
   cols = [f"{n}(训练)"] + [c for L in lengths[1:] for c in (f"{L}(重复)", f"{L}(不重复)")]
-  lines = ["| 测试长度 | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
-  for name, r in res.items():
-    row = [mean(r[str(n)]["nonrep"]["acc"])]
-    for L in lengths[1:]:
-      row += [mean(r[str(L)]["rep"]["acc"]), mean(r[str(L)]["nonrep"]["acc"])]
-    lines.append(f"| {name} | " + " | ".join(f"{100 * v:.2f}%" for v in row) + " |")
-  lines += ["", "Loss on the last N tokens with L tokens of context (growing context, lower is better):", "",
-            "| 测试长度 | " + " | ".join(str(L) for L in lengths) + " |", "|---" * (len(lengths) + 1) + "|"]
-  for name, r in res.items():
-    lines.append(f"| {name} | " + " | ".join(f"{mean(r[str(L)]['growing']['loss']):.4f}" for L in lengths) + " |")
-  return "\n".join(lines)
+  return "\n\n".join([
+      report.table(["测试长度", *cols], [[name, acc(r, n, "nonrep")] + [acc(r, L, w) for L in lengths[1:] for w in
+                                                                       ("rep", "nonrep")] for name, r in res.items()],
+                   sep="---"),
+      "Loss on the last N tokens with L tokens of context (growing context, lower is better):",
+      report.table(["测试长度", *map(str, lengths)], [[name] + [f"{np.mean(r[str(L)]['growing']['loss']):.4f}"
+                                                            for L in lengths] for name, r in res.items()], sep="---")])
 
 
 def main(argv=None) -> int:
@@ -119,7 +108,7 @@ def main(argv=None) -> int:
   p.add_argument("--out", default=None, help="write the results JSON here")
   a = p.parse_args(argv)
   try:
-    config = load_config(a.config)
+    config = config_lib.load_config(a.config)
     if not os.path.isdir(config.study.checkpoint):
       raise hf.CheckpointFormatError(
           f"no checkpoint directory {config.study.checkpoint}: export one (python -m kexue_jax.hf export "
@@ -132,7 +121,7 @@ def main(argv=None) -> int:
   if a.out:
     with open(a.out + ".tmp", "w") as f:
       json.dump(out, f, indent=1)
-    os.replace(a.out + ".tmp", a.out)
+    os.replace(a.out + ".tmp", a.out)   # atomic: never half a file
   return 0
 
 

@@ -327,15 +327,8 @@ def write_report(records, extras_, out_dir: str, meta: dict) -> str:
   verdicts = C.judge_all(claims(d, raw and raw["probe"]), data)
   ok, toy = toy_check()
   os.makedirs(out_dir, exist_ok=True)
-  figs = plots(g, raw, out_dir) if g else []
-  failed = [f"- `{r['name']}`: {r['error'][:200]}" for r in records if r.get("error")]
-  text = R.fill(os.path.join(os.path.dirname(__file__), "report_template.md"), dict(
-      d=d, steps=next(iter(g.values()))[0]["steps"] if g else 0, runs=len(records), rules=R.RULES,
-      checklist=R.checklist(verdicts, data if meta.get("legacy") else None), toy=f"**{'✅ holds' if ok else '❌ does not hold'}** — {toy}",
-      failed="\n".join(failed) or "none", ablation=table_ablation(g, raw), paper=table_paper(),
-      curve=table_curve(g), curve_knn=table_curve(g, "knn"), curve_rank=table_curve(g, "z_cov_rank", 1, 2),
-      plots="\n\n".join(f"![{p}]({p})" for p in figs), footer=R.footer(meta)))
-  path = os.path.join(out_dir, "REPORT.md")
-  with open(path, "w") as f:
-    f.write(text)
-  return path
+  return R.write(__file__, out_dir, meta, verdicts, data, records, plots(g, raw, out_dir) if g else [], d=d,
+                 steps=next(iter(g.values()))[0]["steps"] if g else 0, runs=len(records),
+                 toy=f"**{'✅ holds' if ok else '❌ does not hold'}** — {toy}", ablation=table_ablation(g, raw),
+                 paper=table_paper(), curve=table_curve(g), curve_knn=table_curve(g, "knn"),
+                 curve_rank=table_curve(g, "z_cov_rank", 1, 2))
