@@ -61,6 +61,7 @@ class Topology:
   name: str                                     # e.g. "v5e:2x4"
   chips_per_host_bounds: tuple[int, int, int]
   note: str = ""
+  chip_config: str = "default"                  # "megacore": one device per chip of two TensorCores
 
 
 # Friendly name -> topology. Each was compiled here with the libtpu of the jax 0.10 line.
@@ -68,7 +69,8 @@ TOPOLOGIES: dict[str, Topology] = {
     "v2-8": Topology("v2:2x2", (2, 2, 1), "Colab TPU v2-8: 4 chips, 8 TensorCores (one device each)"),
     "v5e-1": Topology("v5e:1x1", (1, 1, 1), "Colab v5e-1: one chip"),
     "v5e-8": Topology("v5e:2x4", (2, 4, 1), "one v5e host, 8 chips"),
-    "v4-8": Topology("v4:2x2x1", (2, 2, 1), "one v4 host: 4 chips, 8 TensorCores (one device each)"),
+    # jax sees a v4 chip as one (megacore) device, and its mesh builder accepts nothing else for TPU > v3.
+    "v4-8": Topology("v4:2x2x1", (2, 2, 1), "one v4 host: 4 megacore chips (one device each)", "megacore"),
     "v6e-8": Topology("v6e:2x4", (2, 4, 1), "one v6e host, 8 chips"),
     "v5p-8": Topology("v5p:2x2x1", (2, 2, 1), "one v5p host: 4 megacore chips"),
     "v5e-16": Topology("v5e:4x4", (2, 4, 1), "two v5e hosts, 16 chips (the multi-host mesh)"),
@@ -113,7 +115,7 @@ def topology_devices(topo: Topology) -> list[Any]:
   """The TPU devices of ``topo`` (needs libtpu; no TPU)."""
   try:
     from jax.experimental import topologies  # pylint: disable=g-import-not-at-top
-    desc = topologies.get_topology_desc(platform="tpu", topology_name=topo.name, chip_config_name="default",
+    desc = topologies.get_topology_desc(platform="tpu", topology_name=topo.name, chip_config_name=topo.chip_config,
                                         chips_per_host_bounds=topo.chips_per_host_bounds, num_slices=1)
   except Exception as e:  # noqa: BLE001 - libtpu missing or too old: one line
     raise AotError(f"cannot describe TPU topology {topo.name} ({str(e).splitlines()[0][:160]}); AOT compiles "

@@ -252,6 +252,13 @@ def test_cli_bad_topology_is_one_line_exit_2():
 # --------------------------------------------------------------------------------------------------------
 # Real TPU compiles (libtpu).
 
+def test_tpu_v4_is_one_megacore_device_per_chip(libtpu):
+  """jax's TPU mesh builder takes one device per chip for TPU > v3 (a real v4-8 shows 4 devices); the default
+  chip config's 8 TensorCore devices made every v4-8 compile fail."""
+  devices = aot.topology_devices(aot.TOPOLOGIES["v4-8"])
+  assert (len(devices), aot.devices_per_chip(devices), devices[0].device_kind) == (4, 1, "TPU v4")
+
+
 @pytest.mark.parametrize("topology,chips,hosts,mesh", [
     pytest.param("v5e-1", 1, 1, {"data": 1, "fsdp": 1, "tensor": 1}, marks=pytest.mark.slow),
     ("v5e-16", 16, 2, {"data": 2, "fsdp": 8, "tensor": 1}),   # multi-host preset: DP across hosts
