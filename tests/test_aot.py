@@ -149,12 +149,13 @@ def _flag_values(tip):
     ({"data": 8, "fsdp": 1, "tensor": 1}, 8, 1, "train"),
 ])
 def test_advice_is_valid_on_the_mesh(mesh, batch, microbatches, step):
-  """Each suggested change, applied to the config, gives a mesh and batch that sharding.check_batch_size and
-  config_lib.validate accept -- checked here by rebuilding the mesh from the suggested flags."""
+  """Each suggested change, applied to the config, changes something and gives a mesh (resolved by
+  sharding.mesh_shape from the suggested flags) whose data x fsdp divides the batch and each microbatch slice, as
+  sharding.check_batch_size and config_lib.validate demand."""
   from kexue_jax import sharding  # pylint: disable=g-import-not-at-top
   c = _config("configs/length_extrapolation/pretrained.py:full")
   c.batch_size, c.microbatches = batch, microbatches
-  c.model.num_heads = 32
+  c.model.num_heads, c.model.remat = 32, False
   n = mesh["data"] * mesh["fsdp"] * mesh["tensor"]
   mem = {"argument_bytes": 2**30, "temp_bytes": 30 * 2**30, "output_bytes": 0, "alias_bytes": 0, "code_bytes": 0,
          "total_bytes": 31 * 2**30}
