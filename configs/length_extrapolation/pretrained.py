@@ -67,6 +67,7 @@ def get_config(arg=None):
   rope_base = arch.pop("rope_base")
   c.model = dict(name="transformer_lm", **arch, norm="pre", block="mha", norm_type="rmsnorm",
                  mlp_activation="silu", mlp_gated=True, use_bias=False, qkv_bias=None, dropout_rate=0.0,
+                 remat=False,
                  attention=dict(position="rope", rope_base=rope_base, rope_convention="rotate_half",
                                 causal=True),
                  dtype="bfloat16" if a.full else "float32", param_dtype="bfloat16" if a.full else "float32")
