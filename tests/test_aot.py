@@ -297,3 +297,13 @@ def test_tpu_attention_kernels_compile_inside_shard_map(libtpu, kernel, name):
     c.model.attention.position = "rope"
   r = aot.compile_for_topology(c, "v5e-8", with_eval=False)
   assert any(k.startswith(name) for k in r["pallas_kernels"]), r["pallas_kernels"]
+
+
+@pytest.mark.slow
+def test_tpu_eval_only_on_v4_8(libtpu):
+  """The eval step alone, for v4-8's 4 megacore chips (the 7B row of RESULTS_tpu_aot.md on a tiny model)."""
+  r = aot.compile_for_topology(_config("configs/length_extrapolation/pretrained.py:runlocal"), "v4-8",
+                               eval_only=True)
+  assert (r["step"], r["chips"], r["devices"], r["device_kind"]) == ("eval", 4, 4, "TPU v4")
+  assert r["hbm_capacity_bytes"] == 32 * 2**30 and r["memory_per_device"]["alias_bytes"] == 0
+  assert r["fits"] and r["hbm_bytes_per_chip"] == r["eval_hbm_bytes_per_chip"] and r["flops_per_step"] > 0
