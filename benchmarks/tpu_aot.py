@@ -34,6 +34,9 @@ FIRST = ["configs/length_extrapolation/rope.py:scale=medium", "configs/rdrop/cif
          "configs/simsiam/cifar10_resnet18.py", "configs/length_extrapolation/rope.py:scale=full"]
 CONFIGS = FIRST + [c for c in ([f"configs/length_extrapolation/{v}.py:scale=medium" for v in LE]
                                + [f"configs/length_extrapolation/{v}.py:scale=full" for v in LE]) if c not in FIRST]
+# Evaluation configs (a pretrained checkpoint is measured, never trained): their eval step alone (--eval_only).
+EVAL_ONLY = ("configs/length_extrapolation/pretrained.py:full",)
+EVAL_ONLY_TOPOLOGIES = ("v5e-8", "v4-8")
 # Every topology for one config of each kind; the rest on v5e-8.
 ALL_TOPOLOGIES = ("v5e-8", "v5e-1", "v2-8", "v4-8", "v6e-8", "v5p-8", "v5e-16")
 EVERY_TOPOLOGY = ("configs/length_extrapolation/rope.py:scale=medium", "configs/simsiam/cifar10_resnet18.py")
@@ -44,6 +47,7 @@ def plan(only: str | None, topologies: tuple[str, ...] | None):
   rows += [(c, "v5e-8") for c in FIRST[3:]]
   rows += [(c, t) for c in EVERY_TOPOLOGY for t in ALL_TOPOLOGIES if t != "v5e-8" and (c, t) not in rows]
   rows += [(c, "v5e-8") for c in CONFIGS if c not in FIRST]
+  rows += [(c, t) for c in EVAL_ONLY for t in EVAL_ONLY_TOPOLOGIES]
   if only:
     rows = [r for r in rows if only in r[0]]
   if topologies:
@@ -52,8 +56,10 @@ def plan(only: str | None, topologies: tuple[str, ...] | None):
 
 
 def compile_one(config: str, topology: str, timeout: int) -> dict:
+  # The table reports the train step (the eval step is smaller: no backward, no optimizer); for evaluation
+  # configs, the eval step alone.
   cmd = [sys.executable, "-m", "kexue_jax.aot", f"--config={config}", f"--topology={topology}", "--json",
-         "--noeval"]   # the table reports the train step (the eval step is smaller: no backward, no optimizer)
+         "--eval_only" if config in EVAL_ONLY else "--noeval"]
   t0 = time.perf_counter()
   try:
     p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False)
@@ -87,7 +93,9 @@ def write_table(rows: dict, order) -> None:
       "compiles the same train/eval steps (`train.build_steps`). HBM = XLA's `memory_analysis()` of the train",
       "step per chip (arguments + outputs - donated aliases + temporaries + code); FLOPs = XLA's",
       "`cost_analysis()` summed over devices; projected step time at 40% MFU of the chip's bf16 peak",
-      "(`--mfu`). Compile time is this 2-core CPU machine's, shared with other jobs.",
+      "(`--mfu`). Compile time is this 2-core CPU machine's, shared with other jobs. Evaluation configs",
+      "(train column `eval only`) compile the eval step alone (`--eval_only`): their HBM, fit, FLOPs and",
+      "projected time are the eval step's.",
       "",
       f"Machine: {platform.platform()}, Python {platform.python_version()}; "
       f"jax {_version('jax')}, libtpu {_version('libtpu')}.",
@@ -106,9 +114,10 @@ def write_table(rows: dict, order) -> None:
       continue
     m = r["mesh"]
     ms = r["projected_step_time_s"]
+    train_gib = "eval only" if r.get("step") == "eval" else gib(r["hbm_bytes_per_chip"])
     lines.append(
         f"| `{cfg}` | {r['topology']} | {r['chips']} | {m['data']}, {m['fsdp']}, {m['tensor']} | "
-        f"{r['num_params'] / 1e6:.1f}M | {r['batch_size']} | {gib(r['hbm_bytes_per_chip'])} | "
+        f"{r['num_params'] / 1e6:.1f}M | {r['batch_size']} | {train_gib} | "
         f"{gib(r['hbm_capacity_bytes'])} | {gib(r['eval_hbm_bytes_per_chip']) if 'eval_hbm_bytes_per_chip' in r else '-'} | "
         f"{'yes' if r['fits'] else '**no**'} | {r['flops_per_step']:.3g} | "
         f"{'' if ms is None else f'{ms * 1e3:.3g}'} | {r['compile_time_s']:.0f} |")

@@ -2,6 +2,7 @@ r"""Compile a config's train and eval steps for a real TPU topology on any machi
 
     python -m kexue_jax.aot --config configs/length_extrapolation/rope.py:scale=medium --topology v5e-8
     python -m kexue_jax.aot --config configs/simsiam/cifar10_resnet18.py --topology v5e:4x4 --json
+    python -m kexue_jax.aot --config configs/length_extrapolation/pretrained.py:full --topology v4-8 --eval_only
 
 With ``libtpu`` installed (``pip install -e '.[tpu]'``), ``jax.experimental.topologies`` describes a TPU slice
 without owning it; this module builds the run's mesh from those devices exactly as ``train.run`` builds it
@@ -15,7 +16,11 @@ shardings, donation, ``dtype="auto"`` = bf16 on TPU, ``attention.kernel="auto"``
 * FLOPs: XLA's ``cost_analysis()`` of the per-device program (custom-call kernels such as splash attention
   report what Pallas declares for them), times the devices = FLOPs per step; and a projected step time at a
   stated model-FLOPs utilisation ``--mfu`` over the chip's bf16 peak;
-* when it does not fit, or does not compile: what to change (fsdp, remat, microbatches, batch).
+* when it does not fit, or does not compile: what to change (fsdp, remat, microbatches, batch), each valid on
+  the run's mesh (a batch that ``data x fsdp`` still divides).
+
+``--eval_only`` compiles the eval step alone and reports it: for evaluation configs (a pretrained checkpoint
+measured at long context) whose train step is never run.
 
 No dataset is read: the batch's shapes come from the preprocessing applied to a few synthetic examples made
 from the dataset's TFDS feature spec (``abstract_batch``), so catalog datasets need not be prepared.
@@ -56,6 +61,7 @@ class Topology:
   name: str                                     # e.g. "v5e:2x4"
   chips_per_host_bounds: tuple[int, int, int]
   note: str = ""
+  chip_config: str = "default"                  # "megacore": one device per chip of two TensorCores
 
 
 # Friendly name -> topology. Each was compiled here with the libtpu of the jax 0.10 line.
@@ -63,7 +69,8 @@ TOPOLOGIES: dict[str, Topology] = {
     "v2-8": Topology("v2:2x2", (2, 2, 1), "Colab TPU v2-8: 4 chips, 8 TensorCores (one device each)"),
     "v5e-1": Topology("v5e:1x1", (1, 1, 1), "Colab v5e-1: one chip"),
     "v5e-8": Topology("v5e:2x4", (2, 4, 1), "one v5e host, 8 chips"),
-    "v4-8": Topology("v4:2x2x1", (2, 2, 1), "one v4 host: 4 chips, 8 TensorCores (one device each)"),
+    # jax sees a v4 chip as one (megacore) device, and its mesh builder accepts nothing else for TPU > v3.
+    "v4-8": Topology("v4:2x2x1", (2, 2, 1), "one v4 host: 4 megacore chips (one device each)", "megacore"),
     "v6e-8": Topology("v6e:2x4", (2, 4, 1), "one v6e host, 8 chips"),
     "v5p-8": Topology("v5p:2x2x1", (2, 2, 1), "one v5p host: 4 megacore chips"),
     "v5e-16": Topology("v5e:4x4", (2, 4, 1), "two v5e hosts, 16 chips (the multi-host mesh)"),
@@ -108,7 +115,7 @@ def topology_devices(topo: Topology) -> list[Any]:
   """The TPU devices of ``topo`` (needs libtpu; no TPU)."""
   try:
     from jax.experimental import topologies  # pylint: disable=g-import-not-at-top
-    desc = topologies.get_topology_desc(platform="tpu", topology_name=topo.name, chip_config_name="default",
+    desc = topologies.get_topology_desc(platform="tpu", topology_name=topo.name, chip_config_name=topo.chip_config,
                                         chips_per_host_bounds=topo.chips_per_host_bounds, num_slices=1)
   except Exception as e:  # noqa: BLE001 - libtpu missing or too old: one line
     raise AotError(f"cannot describe TPU topology {topo.name} ({str(e).splitlines()[0][:160]}); AOT compiles "
@@ -224,49 +231,90 @@ def _memory(compiled) -> dict[str, int]:
           "total_bytes": int(arg + out - alias + temp + code)}
 
 
+def mesh_sizes(config: ml_collections.ConfigDict, devices) -> dict[str, int]:
+  """``{'data', 'fsdp', 'tensor'}`` sizes of the mesh ``train.make_mesh_and_rules`` builds over ``devices`` (-1 and
+  the topology preset resolved), without building it."""
+  from kexue_jax import sharding  # pylint: disable=g-import-not-at-top
+  cfg = sharding.resolve_mesh_config(config.mesh, config.get("mesh_preset", "auto"), devices)
+  return dict(zip(sharding.MESH_AXES, sharding.mesh_shape(cfg, len(devices))))
+
+
 def advice(config: ml_collections.ConfigDict, mem: dict[str, int] | None, capacity: int, *,
-           num_devices: int = 8, activations_heavy: bool | None = None) -> list[str]:
-  """What to change so the step fits (largest lever first), from where the bytes go."""
-  mesh = {k: int(v) for k, v in config.mesh.items()}
+           mesh: dict[str, int], activations_heavy: bool | None = None, step: str = "train") -> list[str]:
+  """What to change so the ``step`` ("train" or "eval") fits, largest lever first, from where the bytes go.
+
+  Every suggestion is valid on ``mesh`` (the resolved sizes, see ``mesh_sizes``): the global batch -- and, for the
+  train step, each microbatch slice -- stays divisible by the data-parallel size ``data x fsdp`` that
+  ``sharding.check_batch_size`` demands. Recomputation and microbatches only shrink a backward pass, so the eval
+  step gets neither.
+  """
+  data, fsdp, tensor = mesh["data"], mesh["fsdp"], mesh["tensor"]
+  dp, batch = data * fsdp, int(config.batch_size)
+  train = step == "train"
+  mb = int(config.microbatches) if train else 1
   if activations_heavy is None:
     activations_heavy = mem is not None and mem["temp_bytes"] > mem["argument_bytes"]
-  fsdp_tip = ("shard parameters and optimizer state over the chips: --config.mesh.fsdp=-1 --config.mesh.data=1"
-              if mesh.get("fsdp", 1) == 1 and num_devices > 1 else None)
+  fsdp_tip = (f"shard parameters{' and optimizer state' if train else ''} over the chips: --config.mesh.fsdp=-1 "
+              "--config.mesh.data=1" if data > 1 and fsdp == 1 else None)
   remat_tip = ("recompute activations in the backward pass: --config.model.remat=True"
-               if "remat" in config.model and not config.model.remat else None)
-  mb = int(config.microbatches)
-  mb_tip = (f"accumulate gradients over slices: --config.microbatches={2 * mb}"
-            if config.batch_size % (2 * mb) == 0 else None)
-  batch_tip = f"a smaller global batch: --config.batch_size={config.batch_size // 2}"
+               if train and "remat" in config.model and not config.model.remat else None)
+  more_mb = [k for k in range(mb + 1, batch // dp + 1) if batch % k == 0 and (batch // k) % dp == 0]
+  mb_tip = (f"accumulate gradients over slices: --config.microbatches={more_mb[0]}"
+            if train and more_mb else None)
+  unit = dp * mb                                # the global batch must stay a multiple of this
+  smaller = (batch // 2) // unit * unit
+  if smaller:
+    batch_tip = f"a smaller global batch: --config.batch_size={smaller}"
+  else:  # one example per data-parallel device (per slice) already: halve data x fsdp by doubling tensor
+    heads = config.model.get("num_heads")
+    halve_data = f" --config.mesh.data={data // 2}" if fsdp % 2 else ""   # else fsdp=-1 halves itself
+    batch_tip = (f"the batch is already {batch} = one example per data-parallel device{' and slice' if mb > 1 else ''}"
+                 f" (data x fsdp = {dp}); split the model instead: --config.mesh.tensor={2 * tensor} "
+                 f"--config.mesh.fsdp=-1{halve_data} --config.batch_size={batch // 2}"
+                 if dp % 2 == 0 and batch % 2 == 0 and (heads is None or heads % (2 * tensor) == 0) else None)
   order = [remat_tip, mb_tip, fsdp_tip, batch_tip] if activations_heavy else [fsdp_tip, remat_tip, mb_tip,
                                                                                batch_tip]
   tips = [t for t in order if t]
   if mem is not None:
-    tips.insert(0, f"needs {mem['total_bytes'] / GiB:.2f} GiB per chip of {capacity / GiB:.0f} GiB "
+    tips.insert(0, f"{step} step needs {mem['total_bytes'] / GiB:.2f} GiB per chip of {capacity / GiB:.0f} GiB "
                    f"(state+batch {mem['argument_bytes'] / GiB:.2f}, activations/temp {mem['temp_bytes'] / GiB:.2f})")
   return tips
 
 
+def _check_steps(with_eval: bool, eval_only: bool) -> None:
+  if eval_only and not with_eval:
+    raise AotError("--eval_only compiles only the eval step, which --noeval skips; drop one of the two.")
+
+
 def compile_for_topology(config: ml_collections.ConfigDict, topology: str, *, mfu: float = 0.4,
-                         with_eval: bool = True) -> dict[str, Any]:
-  """Compiles ``config``'s train (and eval) step for ``topology``; returns the report dict (see module doc)."""
+                         with_eval: bool = True, eval_only: bool = False) -> dict[str, Any]:
+  """Compiles ``config``'s train (and eval) step -- or, ``eval_only``, its eval step alone -- for ``topology``;
+  returns the report dict (see module doc)."""
+  _check_steps(with_eval, eval_only)
   friendly, topo = resolve_topology(topology)
   devices = topology_devices(topo)
   kind = devices[0].device_kind
   if kind not in CHIPS:
     raise AotError(f"no HBM/peak figures for device kind {kind!r}; add it to kexue_jax.aot.CHIPS.")
-  report = compile_on_devices(config, devices, CHIPS[kind], mfu=mfu, with_eval=with_eval)
+  report = compile_on_devices(config, devices, CHIPS[kind], mfu=mfu, with_eval=with_eval, eval_only=eval_only)
   return {"topology": friendly, "topology_name": topo.name, **report}
 
 
 def compile_on_devices(config: ml_collections.ConfigDict, devices, chip: Chip, *, mfu: float = 0.4,
-                       with_eval: bool = True) -> dict[str, Any]:
-  """The report for ``devices`` (a TPU topology's, or any devices: tests use CPU ones) of ``chip``."""
+                       with_eval: bool = True, eval_only: bool = False) -> dict[str, Any]:
+  """The report for ``devices`` (a TPU topology's, or any devices: tests use CPU ones) of ``chip``.
+
+  The report's memory, FLOPs, fit and advice are the train step's; with ``eval_only`` (an evaluation config,
+  e.g. a pretrained checkpoint's) only the eval step is compiled and they are the eval step's (``"step"`` says
+  which). The eval step takes the whole state but reads only params/extra: jit drops the unused optimizer state
+  from its arguments (``keep_unused=False``), so its memory is what an evaluation needs.
+  """
   from flax import linen as nn  # pylint: disable=g-import-not-at-top
   from kexue_jax import config_lib  # pylint: disable=g-import-not-at-top
   from kexue_jax import tasks  # pylint: disable=g-import-not-at-top
   from kexue_jax import train  # pylint: disable=g-import-not-at-top
 
+  _check_steps(with_eval, eval_only)
   t0 = time.perf_counter()
   jax.config.update("jax_threefry_partitionable", True)
   config_lib.validate(config)
@@ -284,9 +332,12 @@ def compile_on_devices(config: ml_collections.ConfigDict, devices, chip: Chip, *
   batch_spec = abstract_batch(config)
   steps = train.build_steps(config, task, batch_spec, mesh, rules)
   with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-    compiled = steps.train_step.lower(steps.abstract_state, batch_spec).compile()
+    compiled = None if eval_only else steps.train_step.lower(steps.abstract_state, batch_spec).compile()
     compiled_eval = steps.eval_step.lower(steps.abstract_state, batch_spec).compile() if with_eval else None
 
+  step = "eval" if eval_only else "train"
+  if eval_only:
+    compiled = compiled_eval
   mem = _memory(compiled)
   hlo = compiled.as_text() or ""
   kernels = sorted(set(re.findall(r"(splash_mha\w*|rerope_flash\w*)", hlo)))
@@ -298,7 +349,7 @@ def compile_on_devices(config: ml_collections.ConfigDict, devices, chip: Chip, *
   fits = hbm_per_chip <= chip.hbm_bytes
   num_params = sum(int(np.prod(a.shape)) for a in jax.tree.leaves(steps.abstract_model["params"]))
   report = {
-      "device_kind": kind, "chips": num_chips,
+      "step": step, "device_kind": kind, "chips": num_chips,
       "devices": len(devices), "hosts": hosts,
       "mesh": {k: int(v) for k, v in mesh.shape.items()},
       "num_params": num_params, "batch_size": int(config.batch_size),
@@ -308,13 +359,13 @@ def compile_on_devices(config: ml_collections.ConfigDict, devices, chip: Chip, *
       "peak_bf16_flops_per_chip": chip.peak_bf16_flops, "mfu_assumed": mfu,
       "projected_step_time_s": flops_device / (mfu * peak_device) if flops_device else None,
       "compile_time_s": time.perf_counter() - t0,
-      "pallas_kernels": kernels,    # Mosaic kernels in the compiled train step (splash, Pallas ReRoPE)
+      "pallas_kernels": kernels,    # Mosaic kernels in the compiled step (splash, Pallas ReRoPE)
       "tpu_custom_calls": hlo.count('custom_call_target="tpu_custom_call"'),
   }
   if compiled_eval is not None:
     report["eval_hbm_bytes_per_chip"] = _memory(compiled_eval)["total_bytes"] * per_chip
   if not fits:
-    report["advice"] = advice(config, mem, chip.hbm_bytes, num_devices=len(devices))
+    report["advice"] = advice(config, mem, chip.hbm_bytes, mesh=report["mesh"], step=step)
   return report
 
 
@@ -322,7 +373,9 @@ def format_report(r: dict[str, Any]) -> str:
   mem = r["memory_per_device"]
   gib = lambda b: f"{b / GiB:.3f} GiB"
   unit = "chip" if r["devices"] == r["chips"] else f"device ({r['devices'] // r['chips']} per chip)"
+  step = r.get("step", "train")
   lines = [
+      f"step            : {step}{' (--eval_only)' if step == 'eval' else ''}",
       f"topology        : {r['topology']} ({r['topology_name']}): {r['chips']} x {r['device_kind']}, "
       f"{r['devices']} devices on {r['hosts']} host(s)",
       f"mesh            : {r['mesh']}   parameters: {r['num_params']:,}   global batch: {r['batch_size']}",
@@ -331,22 +384,23 @@ def format_report(r: dict[str, Any]) -> str:
       f"HBM per chip    : {gib(r['hbm_bytes_per_chip'])} of {gib(r['hbm_capacity_bytes'])} -> "
       f"{'fits' if r['fits'] else 'DOES NOT FIT'}",
   ]
-  if "eval_hbm_bytes_per_chip" in r:
+  if "eval_hbm_bytes_per_chip" in r and step == "train":
     lines.append(f"eval step       : {gib(r['eval_hbm_bytes_per_chip'])} per chip")
   if r["projected_step_time_s"]:
     lines.append(f"FLOPs per step  : {r['flops_per_step']:.3e} ({r['flops_per_device']:.3e} per device); "
                  f"projected step time {r['projected_step_time_s'] * 1e3:.3g} ms at {r['mfu_assumed']:.0%} MFU "
                  f"of {r['peak_bf16_flops_per_chip'] / 1e12:.0f} TFLOP/s bf16 per chip")
   lines.append(f"Mosaic kernels  : {', '.join(r['pallas_kernels']) or 'none'} "
-               f"({r['tpu_custom_calls']} tpu_custom_call ops in the train step)")
+               f"({r['tpu_custom_calls']} tpu_custom_call ops in the {step} step)")
   lines.append(f"compile time    : {r['compile_time_s']:.1f} s (on this machine)")
   for tip in r.get("advice", []):
     lines.append(f"  what to change: {tip}")
   return "\n".join(lines)
 
 
-def failure_advice(config, error: Exception, num_devices: int = 8) -> tuple[str, int]:
-  """(one line, exit status) for a step that does not compile: 3 = out of HBM, 1 = anything else."""
+def failure_advice(config, error: Exception, mesh: dict[str, int], step: str = "train") -> tuple[str, int]:
+  """(one line, exit status) for a step that does not compile on ``mesh`` (``mesh_sizes``): 3 = out of HBM,
+  1 = anything else."""
   msg = (str(error).strip().splitlines() or [type(error).__name__])[0][:300].rstrip(".")
   low = str(error).lower()
   if "vmemoom" in low or "memory space vmem" in low:   # a kernel's on-chip scratch, not HBM
@@ -357,7 +411,7 @@ def failure_advice(config, error: Exception, num_devices: int = 8) -> tuple[str,
     return (f"does not compile: {what}. What to change: --config.model.attention.kernel=xla, or smaller "
             "head dims (the kernel's tile is block x (head_dim + value dim))."), 1
   if any(s in low for s in ("resource_exhausted", "out of memory", "ran out of memory")):
-    tips = advice(config, None, 0, num_devices=num_devices, activations_heavy="temporaries" in low)
+    tips = advice(config, None, 0, mesh=mesh, activations_heavy="temporaries" in low, step=step)
     return f"does not fit: {msg}. What to change: {'; or '.join(tips)}.", 3
   if "mosaic" in low or "pallas" in low or "splash" in low:
     return (f"kernel failed to compile: {msg}. What to change: --config.model.attention.kernel=xla "
@@ -378,8 +432,11 @@ def _flags():
   as_json = flags.DEFINE_bool("json", False, "Print one JSON object instead of the table.")
   mfu = flags.DEFINE_float("mfu", 0.4, "Model-FLOPs utilisation assumed for the projected step time.")
   with_eval = flags.DEFINE_bool("eval", True, "Also compile the eval step (--noeval: the train step only).")
+  eval_only = flags.DEFINE_bool(
+      "eval_only", False, "Compile the eval step alone and report it (an evaluation config, e.g. a pretrained "
+      "checkpoint's, as `kexue --eval_only` runs it).")
   flags.mark_flags_as_required(["config"])
-  return config, topology, as_json, mfu, with_eval
+  return config, topology, as_json, mfu, with_eval, eval_only
 
 
 def run_main():
@@ -388,7 +445,7 @@ def run_main():
   from absl import app  # pylint: disable=g-import-not-at-top
   from absl import flags  # pylint: disable=g-import-not-at-top
   from absl import logging  # pylint: disable=g-import-not-at-top
-  config_flag, topology, as_json, mfu, with_eval = _flags()
+  config_flag, topology, as_json, mfu, with_eval, eval_only = _flags()
 
   def main(argv):
     if not flags.FLAGS["verbosity"].present:
@@ -398,13 +455,14 @@ def run_main():
       sys.exit(2)
     config = config_flag.value
     try:
-      report = compile_for_topology(config, topology.value, mfu=mfu.value, with_eval=with_eval.value)
+      report = compile_for_topology(config, topology.value, mfu=mfu.value, with_eval=with_eval.value,
+                                    eval_only=eval_only.value)
     except (AotError, ValueError) as e:
       print(f"kexue_jax.aot: error: {e}", file=sys.stderr, flush=True)
       sys.exit(2)
     except Exception as e:  # noqa: BLE001 - an XLA / Mosaic compile error: one line and what to change
-      devices = len(topology_devices(resolve_topology(topology.value)[1]))
-      line, status = failure_advice(config, e, devices)
+      mesh = mesh_sizes(config, topology_devices(resolve_topology(topology.value)[1]))
+      line, status = failure_advice(config, e, mesh, step="eval" if eval_only.value else "train")
       print(f"kexue_jax.aot: {topology.value}: {line}", file=sys.stderr, flush=True)
       sys.exit(status)
     print(json.dumps(report, sort_keys=True) if as_json.value else format_report(report), flush=True)

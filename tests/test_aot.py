@@ -1,8 +1,10 @@
 """kexue_jax.aot: the batch's shapes without data, the shared step builder, reports, and -- where libtpu is
 installed (`pip install -e '.[tpu]'`; CI has it) -- real compiles for TPU topologies. Tests that need libtpu
 take the `libtpu` fixture and skip cleanly without it."""
+import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -72,26 +74,124 @@ def test_report_on_cpu_devices_uses_the_train_step_builder(monkeypatch):
   np.testing.assert_allclose(r["projected_step_time_s"], r["flops_per_device"] / (0.5 * 1e12))
 
 
+def test_eval_only_compiles_the_shared_eval_step_alone(monkeypatch):
+  """--eval_only: the eval step train.build_steps makes, compiled alone (the train step is never lowered); its
+  arguments are the parameters and the batch only -- jit drops the unused optimizer state."""
+  build = train.build_steps
+  built = []
+
+  def build_without_train(*a, **k):
+    steps = build(*a, **k)
+    built.append(steps)
+    return dataclasses.replace(steps, train_step=None)   # lowering it would fail
+
+  monkeypatch.setattr(train, "build_steps", build_without_train)
+  c = _config("configs/length_extrapolation/pretrained.py:runlocal")
+  chip = aot.Chip(hbm_bytes=2**30, peak_bf16_flops=1e12, name="test")
+  r = aot.compile_on_devices(c, jax.devices()[:8], chip, mfu=0.5, eval_only=True)
+  assert len(built) == 1 and r["step"] == "eval"
+  mem = r["memory_per_device"]
+  params = built[0].abstract_model["params"]
+  param_bytes = sum(a.size * a.dtype.itemsize for a in jax.tree.leaves(params))
+  batch = aot.abstract_batch(c)
+  batch_bytes_per_device = sum(a.size * a.dtype.itemsize for a in jax.tree.leaves(batch)) // 8
+  assert r["mesh"] == {"data": 8, "fsdp": 1, "tensor": 1}     # parameters replicated, batch split in 8
+  assert mem["argument_bytes"] == param_bytes + batch_bytes_per_device
+  assert mem["alias_bytes"] == 0                               # nothing donated
+  assert r["hbm_bytes_per_chip"] == r["eval_hbm_bytes_per_chip"] == mem["total_bytes"]
+  assert r["fits"] is True and r["flops_per_step"] > 0
+  np.testing.assert_allclose(r["projected_step_time_s"], r["flops_per_device"] / (0.5 * 1e12))
+  assert aot.format_report({**r, "topology": "cpu-8", "topology_name": "cpu"}).startswith(
+      "step            : eval (--eval_only)")
+  with pytest.raises(aot.AotError, match="--eval_only compiles only the eval step, which --noeval skips"):
+    aot.compile_on_devices(c, jax.devices()[:8], chip, with_eval=False, eval_only=True)
+
+
+def test_pretrained_full_needs_no_overrides():
+  """The 7B evaluation config builds its (unused) optimizer as it is: warmup <= num_train_steps."""
+  from kexue_jax import config_lib, optim  # pylint: disable=g-import-not-at-top
+  c = _config("configs/length_extrapolation/pretrained.py:full")
+  config_lib.validate(c)
+  optim.make_optimizer(c.optimizer, c.num_train_steps)
+
+
 def test_advice_when_it_does_not_fit():
   c = _config("configs/length_extrapolation/rope.py:scale=medium")
+  mesh = aot.mesh_sizes(c, jax.devices()[:8])
+  assert mesh == {"data": 8, "fsdp": 1, "tensor": 1}   # the CPU preset for the default mesh
   mem = {"argument_bytes": 20 * 2**30, "temp_bytes": 2**30, "output_bytes": 0, "alias_bytes": 0,
          "code_bytes": 0, "total_bytes": 21 * 2**30}
-  tips = aot.advice(c, mem, 16 * 2**30)
-  assert tips[0].startswith("needs 21.00 GiB per chip of 16 GiB")
+  tips = aot.advice(c, mem, 16 * 2**30, mesh=mesh)
+  assert tips[0].startswith("train step needs 21.00 GiB per chip of 16 GiB")
   assert tips[1] == ("shard parameters and optimizer state over the chips: "
                      "--config.mesh.fsdp=-1 --config.mesh.data=1")
   assert "--config.model.remat=True" in tips[2]
   assert tips[-1] == "a smaller global batch: --config.batch_size=32"
   # Activation-heavy: recomputation first.
   mem.update(argument_bytes=2**30, temp_bytes=20 * 2**30)
-  assert "remat" in aot.advice(c, mem, 16 * 2**30)[1]
+  assert "remat" in aot.advice(c, mem, 16 * 2**30, mesh=mesh)[1]
+
+
+def _flag_values(tip):
+  return dict(re.findall(r"--config\.([\w.]+)=(\S+)", tip))
+
+
+@pytest.mark.parametrize("mesh,batch,microbatches,step", [
+    ({"data": 1, "fsdp": 8, "tensor": 1}, 8, 1, "eval"),     # pretrained.py:full on v5e-8 (the reported case)
+    ({"data": 1, "fsdp": 8, "tensor": 1}, 8, 1, "train"),
+    ({"data": 8, "fsdp": 1, "tensor": 1}, 64, 1, "train"),
+    ({"data": 8, "fsdp": 1, "tensor": 1}, 24, 1, "train"),   # halving gives 12: not a multiple of 8
+    ({"data": 8, "fsdp": 1, "tensor": 1}, 64, 4, "train"),
+    ({"data": 2, "fsdp": 8, "tensor": 1}, 16, 1, "train"),   # v5e-16's multi-host preset
+    ({"data": 2, "fsdp": 2, "tensor": 2}, 12, 3, "train"),
+    ({"data": 1, "fsdp": 1, "tensor": 1}, 16, 1, "train"),   # one chip
+    ({"data": 4, "fsdp": 1, "tensor": 1}, 4, 1, "eval"),
+    ({"data": 8, "fsdp": 1, "tensor": 1}, 8, 1, "train"),
+])
+def test_advice_is_valid_on_the_mesh(mesh, batch, microbatches, step):
+  """Each suggested change, applied to the config, changes something and gives a mesh (resolved by
+  sharding.mesh_shape from the suggested flags) whose data x fsdp divides the batch and each microbatch slice, as
+  sharding.check_batch_size and config_lib.validate demand."""
+  from kexue_jax import sharding  # pylint: disable=g-import-not-at-top
+  c = _config("configs/length_extrapolation/pretrained.py:full")
+  c.batch_size, c.microbatches = batch, microbatches
+  c.model.num_heads, c.model.remat = 32, False
+  n = mesh["data"] * mesh["fsdp"] * mesh["tensor"]
+  mem = {"argument_bytes": 2**30, "temp_bytes": 30 * 2**30, "output_bytes": 0, "alias_bytes": 0, "code_bytes": 0,
+         "total_bytes": 31 * 2**30}
+  tips = aot.advice(c, mem, 16 * 2**30, mesh=mesh, step=step)
+  assert tips[0].startswith(f"{step} step needs 31.00 GiB")
+  changes = [_flag_values(t) for t in tips[1:]]
+  assert changes, tips                  # something to change
+  for change in changes:
+    assert change, tips
+    new_mesh = dict(mesh)
+    new_mesh.update({k.split(".")[1]: int(v) for k, v in change.items() if k.startswith("mesh.")})
+    sizes = dict(zip(("data", "fsdp", "tensor"), sharding.mesh_shape(new_mesh, n)))
+    b, k = int(change.get("batch_size", batch)), int(change.get("microbatches", microbatches))
+    dp = sizes["data"] * sizes["fsdp"]
+    assert b < batch or k > microbatches or sizes != mesh or change.get("model.remat") == "True", change
+    assert b % k == 0 and b % dp == 0 and (b // k) % dp == 0, (change, sizes)
+  if step == "eval":   # no backward pass: neither recomputation nor gradient accumulation helps
+    assert not any("remat" in t or "microbatches" in t for t in tips)
+  if mesh["fsdp"] > 1 or mesh["data"] == 1:   # already sharded, or nothing to shard over
+    assert not any("shard parameters" in t for t in tips)
+
+
+def test_advice_for_the_7b_eval_on_v5e_8():
+  """The batch is one example per chip on 8-way FSDP: halving it (4) would not divide over the 8 chips, so the
+  advice splits the model over `tensor` to make room for the smaller batch."""
+  c = _config("configs/length_extrapolation/pretrained.py:full")
+  tips = aot.advice(c, None, 0, mesh={"data": 1, "fsdp": 8, "tensor": 1}, step="eval")
+  assert tips == ["the batch is already 8 = one example per data-parallel device (data x fsdp = 8); split the "
+                  "model instead: --config.mesh.tensor=2 --config.mesh.fsdp=-1 --config.batch_size=4"]
 
 
 def test_failure_advice_for_an_out_of_hbm_compile():
   c = _config("configs/lm/tiny.py:runlocal")
   err = RuntimeError("RESOURCE_EXHAUSTED: Ran out of memory on HBM, the total memory required for HLO "
                      "temporaries (705.22G) exceeds available HBM (15.75G).\nmore")
-  line, status = aot.failure_advice(c, err, num_devices=1)
+  line, status = aot.failure_advice(c, err, mesh={"data": 1, "fsdp": 1, "tensor": 1})
   assert status == 3 and line.startswith("does not fit: RESOURCE_EXHAUSTED: Ran out of memory on HBM")
   assert "\n" not in line and "fsdp" not in line   # one chip: nothing to shard over
   assert line.index("microbatches") < line.index("batch_size=")
@@ -104,7 +204,8 @@ def test_failure_advice_for_a_kernel_out_of_vmem():
       "RESOURCE_EXHAUSTED: E1001: CompileTimeScopedVmemOom:\nRan out of memory in memory space vmem while "
       "allocating on stack for %splash_mha_dkv_no_residuals.1 = (f32[32,512,128]) custom-call(...). Scoped "
       "allocation with size 18.27M and limit 16.00M exceeded scoped vmem limit by 2.27M.")
-  line, status = aot.failure_advice(_config("configs/lm/tiny.py:runlocal"), err)
+  line, status = aot.failure_advice(_config("configs/lm/tiny.py:runlocal"), err,
+                                    mesh={"data": 8, "fsdp": 1, "tensor": 1})
   assert status == 1
   assert line.startswith("does not compile: splash_mha_dkv_no_residuals needs 18.27M of on-chip VMEM "
                          "(limit 16.00M). What to change: --config.model.attention.kernel=xla")
@@ -134,6 +235,14 @@ def test_no_bf16_mosaic_kernels_on_tpu_v2(monkeypatch):
   assert any("no bf16 Mosaic matmul on TPU v2" in m for m in F._logged.values())  # pylint: disable=protected-access
 
 
+def test_cli_eval_only_with_noeval_is_one_line_exit_2():
+  p = subprocess.run([sys.executable, "-m", "kexue_jax.aot", "--config=configs/lm/tiny.py:runlocal", "--eval_only",
+                      "--noeval"], cwd=ROOT, capture_output=True, text=True, check=False)
+  assert p.returncode == 2
+  assert p.stderr.strip().splitlines() == [
+      "kexue_jax.aot: error: --eval_only compiles only the eval step, which --noeval skips; drop one of the two."]
+
+
 def test_cli_bad_topology_is_one_line_exit_2():
   p = subprocess.run([sys.executable, "-m", "kexue_jax.aot", "--config=configs/lm/tiny.py:runlocal",
                       "--topology=v9-8"], cwd=ROOT, capture_output=True, text=True, check=False)
@@ -143,6 +252,13 @@ def test_cli_bad_topology_is_one_line_exit_2():
 
 # --------------------------------------------------------------------------------------------------------
 # Real TPU compiles (libtpu).
+
+def test_tpu_v4_is_one_megacore_device_per_chip(libtpu):
+  """jax's TPU mesh builder takes one device per chip for TPU > v3 (a real v4-8 shows 4 devices); the default
+  chip config's 8 TensorCore devices made every v4-8 compile fail."""
+  devices = aot.topology_devices(aot.TOPOLOGIES["v4-8"])
+  assert (len(devices), aot.devices_per_chip(devices), devices[0].device_kind) == (4, 1, "TPU v4")
+
 
 @pytest.mark.parametrize("topology,chips,hosts,mesh", [
     pytest.param("v5e-1", 1, 1, {"data": 1, "fsdp": 1, "tensor": 1}, marks=pytest.mark.slow),
@@ -181,3 +297,13 @@ def test_tpu_attention_kernels_compile_inside_shard_map(libtpu, kernel, name):
     c.model.attention.position = "rope"
   r = aot.compile_for_topology(c, "v5e-8", with_eval=False)
   assert any(k.startswith(name) for k in r["pallas_kernels"]), r["pallas_kernels"]
+
+
+@pytest.mark.slow
+def test_tpu_eval_only_on_v4_8(libtpu):
+  """The eval step alone, for v4-8's 4 megacore chips (the 7B row of RESULTS_tpu_aot.md on a tiny model)."""
+  r = aot.compile_for_topology(_config("configs/length_extrapolation/pretrained.py:runlocal"), "v4-8",
+                               eval_only=True)
+  assert (r["step"], r["chips"], r["devices"], r["device_kind"]) == ("eval", 4, 4, "TPU v4")
+  assert r["hbm_capacity_bytes"] == 32 * 2**30 and r["memory_per_device"]["alias_bytes"] == 0
+  assert r["fits"] and r["hbm_bytes_per_chip"] == r["eval_hbm_bytes_per_chip"] and r["flops_per_step"] > 0

@@ -13,8 +13,10 @@ Arguments (comma-separated):
   demo            the CPU demo model: N = 64, 400 steps (~2 min on 2 cores)
   full            Llama-2-7B (meta-llama/Llama-2-7b-hf layout) at N = 4096, tested at 4K/8K/16K, bf16,
                   FSDP over all devices (v5e-8 / v4-8); the model fields equal what `hf.load_config` reads from
-                  that checkpoint's config.json (tested). The TPU AOT compile check (TPU issue) has not landed
-                  in this branch, so nothing here compiles it ahead of time yet.
+                  that checkpoint's config.json (tested). An evaluation config: its eval step compiles for a
+                  TPU without one (abstract shapes, no weights read):
+                    python -m kexue_jax.aot --config configs/length_extrapolation/pretrained.py:full \
+                        --topology v5e-8 --eval_only
   checkpoint=DIR  the HF checkpoint directory to evaluate (default /tmp/hf/export; full: /data/Llama-2-7b-hf)
   methods=a+b+c   subset of the method names below ('+'-separated; default: all)
   windows=N       test windows per length (default 32 demo, 64 full)
@@ -65,6 +67,7 @@ def get_config(arg=None):
   rope_base = arch.pop("rope_base")
   c.model = dict(name="transformer_lm", **arch, norm="pre", block="mha", norm_type="rmsnorm",
                  mlp_activation="silu", mlp_gated=True, use_bias=False, qkv_bias=None, dropout_rate=0.0,
+                 remat=False,
                  attention=dict(position="rope", rope_base=rope_base, rope_convention="rotate_half",
                                 causal=True),
                  dtype="bfloat16" if a.full else "float32", param_dtype="bfloat16" if a.full else "float32")
@@ -81,7 +84,7 @@ def get_config(arg=None):
   c.progress_bar = False
   c.optimizer.name = "adamw"
   c.optimizer.learning_rate = 3e-3
-  c.optimizer.warmup_steps = 1 if scale == "tiny" else 40
+  c.optimizer.warmup_steps = {"tiny": 1, "demo": 40, "full": 0}[scale]   # <= num_train_steps (full: 1)
   c.optimizer.schedule = "cosine"
   if a.full:
     c.mesh.data, c.mesh.fsdp = 1, -1
