@@ -1,7 +1,7 @@
 r"""Lion and Tiger against AdamW (issue #19): Su's and the Lion paper's claims on the built-in byte LM.
 
   python -m experiments lion --workdir /tmp/kexue/lion --processes 2    # default: 56 runs, <= 30 min on 2 CPUs
-  python -m experiments lion --workdir W --scale full                    # accelerator: 10x steps, 5 seeds, full grids
+  python -m experiments lion --workdir W --scale full                    # accelerator: 2000 steps, 5 seeds
   python -m experiments lion --workdir W --scale tiny                    # smoke test (< 2 min)
 
 Every run is configs/lion/byte_lm.py with one argument string (grids from configs/lion/_sweeps.py) and the scale's
