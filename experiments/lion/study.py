@@ -236,7 +236,7 @@ def samples(records, counts=None) -> dict[str, dict]:
     out[f"ratio_{name}"] = {s: pa[s] - pb[s] for s in pa if s in pb}
   gaps = []
   for b in sorted({r["batch"] for r in ok if r["accum"] == 1}):
-    lion, adamw = (out.get(f"loss:{o}/lr{TRANSFER[o][0]:g}/wd{TRANSFER[o][1]:g}/b{b}", {}) for o in ("lion", "adamw"))
+    lion, adamw = (out.get(f"loss:{_at(o, b)}", {}) for o in ("lion", "adamw"))
     out[f"gap:b{b}"] = {s: lion[s] - adamw[s] for s in lion if s in adamw}
     gaps += [(math.log2(b), g) for g in out[f"gap:b{b}"].values()]
   out["gap_trend"] = gaps
@@ -251,55 +251,51 @@ def samples(records, counts=None) -> dict[str, dict]:
   return {k: dict(v) if isinstance(v, dict) else v for k, v in out.items() if len(v)}
 
 
+def _at(o: str, b: int = 16) -> str:
+  """The setting key of an optimizer at its transfer point."""
+  return "{}/lr{:g}/wd{:g}/b{}".format(o, *TRANSFER[o], b)
+
+
 def claims(batches=(4, 16, 64)) -> list[C.Claim]:
-  """Declared before the runs: test, direction, margin and minimum n of every claim."""
-  lo, hi = LR_BAND
-  lion_u = f"lion/lr{EMB_LR:g}/wd{EMB_WD:g}/b16/untied"
-  out = [C.Claim("1a", "Lion's best lr is 3-10x smaller than AdamW's (per-seed log10 ratio of the interpolated "
-                 "best lrs within [log 3, log 10])", "one_sample", "ratio_lr", direction="~", margin=(hi - lo) / 2,
-                 reference=(hi + lo) / 2, family="transfer", digits=2),
+  """Declared before the runs: test, direction, margin and minimum n of every claim (eval losses in nats/byte)."""
+  band = dict(direction="~", margin=(LR_BAND[1] - LR_BAND[0]) / 2, reference=sum(LR_BAND) / 2, family="transfer")
+  lion_u, tiger_u = (f"{o}/lr{EMB_LR:g}/wd{EMB_WD:g}/b16/untied" for o in ("lion", "tiger"))
+  rows = dict(family="anomaly", unit="bytes", digits=3)
+  out = [C.Claim("1a", "Lion's best lr is 3-10x smaller than AdamW's (per-seed log10 ratio of the interpolated best "
+                 "lrs within [log 3, log 10])", "one_sample", "ratio_lr", **band),
          C.Claim("1b", "Lion's best λ is 3-10x larger than AdamW's (log10 ratio within [log 3, log 10])",
-                 "one_sample", "ratio_wd", direction="~", margin=(hi - lo) / 2, reference=(hi + lo) / 2,
-                 family="transfer", digits=2),
-         C.Claim("1c", f"At their best lrs Lion matches or beats AdamW (eval loss, non-inferiority margin "
-                 f"{BEST_MARGIN} nats)", "paired", "bestloss:lion", "bestloss:adamw", direction="<",
-                 margin=-BEST_MARGIN, family="transfer", digits=3)]
-  small = min(batches)
-  out += [C.Claim("2a", f"Lion is worse than AdamW at small batch ({small}): eval loss Lion − AdamW > 0",
-                  "paired", f"loss:lion/lr{TRANSFER['lion'][0]:g}/wd{TRANSFER['lion'][1]:g}/b{small}",
-                  f"loss:adamw/lr{TRANSFER['adamw'][0]:g}/wd{TRANSFER['adamw'][1]:g}/b{small}", family="batch",
-                  digits=3),
-          C.Claim("2b", "The Lion − AdamW gap closes or reverses as the batch grows (slope of the gap on log2 batch "
-                  "< 0, fixed number of examples)", "trend", "gap_trend", direction="<", family="batch", unit="runs",
-                  digits=3)]
-  out += [C.Claim("3a", f"Tiger ≈ Lion in eval loss at the same lr and λ (equivalence ±{TIGER_MARGIN} nats)",
-                  "paired", "loss:tiger/lr0.0003/wd0.3/b16", "loss:lion/lr0.0003/wd0.3/b16", direction="~",
-                  margin=TIGER_MARGIN, family="tiger", digits=3),
-          C.Claim("3b", f"Tiger's in-momentum accumulation (batch 4 x 4) ≈ Tiger at batch 16 (±{TIGER_MARGIN} nats)",
-                  "paired", "loss:tiger/lr0.0003/wd0.3/b4x4", "loss:tiger/lr0.0003/wd0.3/b16", direction="~",
-                  margin=TIGER_MARGIN, family="tiger", digits=3)]
-  out += [C.Claim("4a", "Under Lion (untied, λ 1) rows of rare bytes grow larger than frequent rows (mean |θ| / "
-                  "median frequent row)", "welch", f"row:{lion_u}:rare", f"row:{lion_u}:frequent", family="anomaly",
-                  unit="bytes", digits=3)]
-  tiger_u, adamw_u = lion_u.replace("lion", "tiger"), "adamw/lr{:g}/wd{:g}/b16/untied".format(*TRANSFER["adamw"])
-  out += [C.Claim("4b", "Under Tiger (untied, λ 1) too", "welch", f"row:{tiger_u}:rare", f"row:{tiger_u}:frequent",
-                  family="anomaly", unit="bytes", digits=3),
-          C.Claim("4c", "AdamW (untied) shows no such anomaly: rare rows' relative size below Lion's (paired by byte)",
-                  "paired", f"row:{adamw_u}:rare", f"row:{lion_u}:rare", direction="<", family="anomaly",
-                  unit="bytes", digits=3)]
-  for k, (fix, what) in enumerate((("/lazy", "(a) lazy row updates"), ("/emb_adamw", "(c) AdamW for the embeddings"),
-                                   ("", "(b) tied embeddings"))):
-    out.append(C.Claim(f"4{'def'[k]}", f"Fix {what} keeps rare rows below untied Lion's (paired by byte)", "paired",
-                       f"row:{lion_u.replace('/untied', '') if not fix else lion_u + fix}:rare", f"row:{lion_u}:rare",
-                       direction="<", family="anomaly", unit="bytes", digits=3))
-  amos = f"loss:lion/amos{AMOS_A0:g}/b16"
-  out += [C.Claim("5a", f"Su's Amos recipe (α0 = {AMOS_A0:g}: lr = α0·σ, λ = α0/(2σ)) is not worse than Lion at its "
-                  f"best lr (non-inferiority {BEST_MARGIN} nats)", "paired", amos, "bestloss:lion", direction="<",
-                  margin=-BEST_MARGIN, family="amos", digits=3),
-          C.Claim("5b", "The Amos λ is within 3x of Lion's measured best λ (log10)", "one_sample", "logwd:lion",
-                  direction="~", margin=math.log10(3.0), reference=math.log10(amos_hp(AMOS_A0)[1]), family="amos",
-                  digits=2)]
-  return out
+                 "one_sample", "ratio_wd", **band),
+         C.Claim("1c", f"At their best lrs Lion matches or beats AdamW (non-inferiority margin {BEST_MARGIN})",
+                 "paired", "bestloss:lion", "bestloss:adamw", direction="<", margin=-BEST_MARGIN,
+                 family="transfer", digits=3),
+         C.Claim("2a", f"Lion is worse than AdamW at small batch ({min(batches)}): loss Lion − AdamW > 0", "paired",
+                 f"loss:{_at('lion', min(batches))}", f"loss:{_at('adamw', min(batches))}", family="batch", digits=3),
+         C.Claim("2b", "The Lion − AdamW gap closes or reverses as the batch grows (slope on log2 batch < 0, "
+                 "fixed number of examples)", "trend", "gap_trend", direction="<", family="batch", unit="runs",
+                 digits=3),
+         C.Claim("3a", f"Tiger ≈ Lion in loss at the same lr and λ (equivalence ±{TIGER_MARGIN})", "paired",
+                 f"loss:{_at('tiger')}", f"loss:{_at('lion')}", direction="~", margin=TIGER_MARGIN, family="tiger",
+                 digits=3),
+         C.Claim("3b", f"Tiger's in-momentum accumulation (batch 4 x 4) ≈ Tiger at batch 16 (±{TIGER_MARGIN})",
+                 "paired", f"loss:{_at('tiger', 4)}x4", f"loss:{_at('tiger')}", direction="~", margin=TIGER_MARGIN,
+                 family="tiger", digits=3),
+         C.Claim("4a", "Under Lion (untied, λ 1) rows of rare bytes grow larger than frequent rows (mean |θ| of a "
+                 "row / median frequent row)", "welch", f"row:{lion_u}:rare", f"row:{lion_u}:frequent", **rows),
+         C.Claim("4b", "Under Tiger (untied, λ 1) too", "welch", f"row:{tiger_u}:rare", f"row:{tiger_u}:frequent",
+                 **rows),
+         C.Claim("4c", "AdamW (untied) does not: its rare rows' relative size is below Lion's (paired by byte)",
+                 "paired", f"row:{_at('adamw')}/untied:rare", f"row:{lion_u}:rare", direction="<", **rows)]
+  for i, (run, fix) in enumerate(((f"{lion_u}/lazy", "(a) lazy row updates"),
+                                  (f"{lion_u}/emb_adamw", "(c) AdamW for the embeddings"),
+                                  (lion_u.replace("/untied", ""), "(b) tied embeddings"))):
+    out.append(C.Claim(f"4{'def'[i]}", f"Fix {fix} keeps rare rows below untied Lion's (paired by byte)", "paired",
+                       f"row:{run}:rare", f"row:{lion_u}:rare", direction="<", **rows))
+  return out + [
+      C.Claim("5a", f"Su's Amos recipe (α0 = {AMOS_A0:g}: lr = α0·σ, λ = α0/(2σ)) is not worse than Lion at its best "
+              f"lr (non-inferiority {BEST_MARGIN})", "paired", f"loss:lion/amos{AMOS_A0:g}/b16", "bestloss:lion",
+              direction="<", margin=-BEST_MARGIN, family="amos", digits=3),
+      C.Claim("5b", "The Amos λ is within 3x of Lion's measured best λ (log10)", "one_sample", "logwd:lion",
+              direction="~", margin=math.log10(3.0), reference=math.log10(amos_hp(AMOS_A0)[1]), family="amos")]
 
 
 # ------------------------------------------------------------------------------------------- Tables + plots.
@@ -335,42 +331,33 @@ def table_best(data) -> str:
 
 
 def table_batch(records, data) -> str:
-  rows = []
-  for b in sorted({r["batch"] for r in _runs(records, accum=1, emb=False, amos=0.0, untied=False)}):
-    k = {o: "loss:{}/lr{:g}/wd{:g}/b{}".format(o, *TRANSFER[o], b) for o in ("lion", "adamw")}
-    if k["lion"] in data:
-      steps = next(r["steps"] for r in _runs(records, batch=b, opt="lion"))
-      rows.append([b, steps, _cell(data, k["lion"]), _cell(data, k["adamw"]), _cell(data, f"gap:b{b}")])
+  rows = [[b, next(r["steps"] for r in _runs(records, batch=b, opt="lion")), _cell(data, f"loss:{_at('lion', b)}"),
+           _cell(data, f"loss:{_at('adamw', b)}"), _cell(data, f"gap:b{b}")]
+          for b in sorted({r["batch"] for r in _runs(records, accum=1)}) if f"loss:{_at('lion', b)}" in data]
   return R.table(["batch", "steps", "Lion (3e-4, λ 0.3)", "AdamW (1e-3, λ 0.03)", "Lion − AdamW"], rows)
 
 
-def state_check(records) -> tuple[str, str]:
-  """Optimizer-state bytes read from the checkpoints: a deterministic check (exact up to scalar counters)."""
-  size = {}
-  for name, match in (("lion", dict(opt="lion", lr=3e-4, wd=0.3, batch=16)), ("tiger", dict(opt="tiger", batch=16)),
-                      ("tiger accumulating 4", dict(opt="tiger", accum=4)), ("adamw", dict(opt="adamw", batch=16))):
-    rs = [r for r in _runs(records, untied=False, **match) if r.get("state_bytes")]
+def state_check(records, data) -> tuple[str, str]:
+  """Loss and optimizer-state bytes (read from the checkpoints) of Lion, Tiger, Tiger accumulating, AdamW; the
+  buffer count is a deterministic check (exact up to scalar counters), not a statistical claim."""
+  rows, ratio = [], {}
+  for name, k in (("lion", _at("lion")), ("tiger", _at("tiger")), ("tiger, accumulating 4", _at("tiger", 4) + "x4"),
+                  ("adamw", _at("adamw"))):
+    rs = [r for r in _runs(records, untied=False) if key(r) == k and r.get("state_bytes")]
     if rs:
-      size[name] = (rs[0]["state_bytes"], rs[0]["param_bytes"])
-  rows = [[n, f"{s:,}", f"{p:,}", f"{s / p:.4f}", published.TIGER_BUFFERS.get(n.split()[0], "")]
-          for n, (s, p) in size.items()]
-  if "lion" in size:
-    p = size["lion"][1]
-    rows.append(["lion + gradient accumulation (optax.MultiSteps' buffer)", f"{size['lion'][0] + p:,}", f"{p:,}",
-                 f"{(size['lion'][0] + p) / p:.4f}", ""])
-  ok = len(size) == 4 and all(abs(size[n][0] / size[n][1] - 1) < 1e-3 for n in ("lion", "tiger", "tiger accumulating 4")
-                              ) and abs(size["adamw"][0] / size["adamw"][1] - 2) < 1e-3
+      st, p = rs[0]["state_bytes"], rs[0]["param_bytes"]
+      ratio[name] = st / p
+      rows.append([name, _cell(data, f"loss:{k}"), f"{st:,}", f"{p:,}", f"{st / p:.4f}",
+                   published.TIGER_BUFFERS[name.split(",")[0]]])
+      if name == "lion":  # what gradient accumulation adds outside Tiger: one f32 gradient-sized buffer
+        rows.append(["lion + accumulation (optax.MultiSteps' buffer)", "", f"{st + p:,}", f"{p:,}",
+                     f"{(st + p) / p:.4f}", ""])
+  ok = len(ratio) == 4 and all(abs(v - (2 if n == "adamw" else 1)) < 1e-3 for n, v in ratio.items())
   line = (f"**{'✅ holds' if ok else '❌ does not hold'}** — one parameter-sized buffer for Lion and Tiger (with and "
-          "without accumulation), two for AdamW (state / parameter bytes within 0.1% of 1 and 2)") if size else \
+          "without accumulation), two for AdamW: state / parameter bytes within 0.1% of 1 and 2") if ratio else \
       "not measured (no checkpoints)"
-  return line, R.table(["optimizer", "state bytes", "parameter bytes", "state / params",
+  return line, R.table(["optimizer", "eval loss", "state bytes", "parameter bytes", "state / params",
                         "Su's buffers with accumulation"], rows)
-
-
-def table_tiger(data) -> str:
-  rows = [[k[5:], _cell(data, k), len(data[k])] for k in ("loss:lion/lr0.0003/wd0.3/b16", "loss:tiger/lr0.0003/wd0.3/b16",
-                                                          "loss:tiger/lr0.0003/wd0.3/b4x4") if k in data]
-  return R.table(["setting", "eval loss", "seeds"], rows)
 
 
 def table_embedding(records, counts) -> str:
@@ -387,14 +374,12 @@ def table_embedding(records, counts) -> str:
 
 
 def table_amos(records, data) -> str:
-  rows = []
-  for a in sorted({r["amos"] for r in _runs(records) if r["amos"]}):
-    lr, wd = amos_hp(a)
-    rows.append([f"{a:g}", f"{lr:.2g}", f"{wd:.2g}", _cell(data, f"loss:lion/amos{a:g}/b16")])
-  rows.append(["Lion's sweep best", "", "", _cell(data, "bestloss:lion")])
+  runs = {r["amos"]: r for r in _runs(records) if r["amos"]}
+  rows = [[f"{a:g}", f"{r['lr']:.2g}", f"{r['wd']:.2g}", _cell(data, f"loss:{key(r)}")] for a, r in sorted(runs.items())]
   bert = published.AMOS_BERT
-  rows.append([f"Su, BERT-base (σ {bert['sigma']})", f"{bert['lr']:g}", f"{bert['wd']:g}", "good MLM (no number)"])
-  return R.table(["α0", "lr = α0·σ", "λ = α0/(2σ)", "eval loss"], rows)
+  return R.table(["α0", "lr = α0·σ", "λ = α0/(2σ)", "eval loss"], rows + [
+      ["Lion's sweep, best lr per seed", "", "", _cell(data, "bestloss:lion")],
+      [f"Su, BERT-base (σ {bert['sigma']})", f"{bert['lr']:g}", f"{bert['wd']:g}", "good MLM (no number given)"]])
 
 
 def plots(records, data, counts, out_dir) -> list[str]:
@@ -432,14 +417,14 @@ def write_report(records, extras_, out_dir: str, meta: dict) -> str:
   verdicts = C.judge_all(claims(batches), data)
   os.makedirs(out_dir, exist_ok=True)
   figs = plots(records, data, counts, out_dir) if records else []
-  state_line, state_table = state_check(records)
+  state_line, state_table = state_check(records, data)
   failed = [f"- `{r['name']}`: {r['error'][:200]}" for r in records if r.get("error")]
   text = R.fill(os.path.join(os.path.dirname(__file__), "report_template.md"), dict(
       runs=len(records), seeds=sorted({r["seed"] for r in records}), rules=R.RULES,
       steps=max([r["steps"] for r in records if r.get("batch") == 16] or [0]),
       checklist=R.checklist(verdicts), state_check=state_line, failed="\n".join(failed) or "none",
       sweep=table_sweep(records, data), best=table_best(data), batch=table_batch(records, data),
-      tiger=table_tiger(data), state=state_table, amos=table_amos(records, data),
+      state=state_table, amos=table_amos(records, data),
       embedding=table_embedding(records, counts) if counts is not None else "not measured (no byte counts)",
       plots="\n\n".join(f"![{p}]({p})" for p in figs), footer=R.footer(meta)))
   path = os.path.join(out_dir, "REPORT.md")
