@@ -130,10 +130,22 @@ def plan(seeds: int | None = None, scale: str = "default") -> list[launcher.Run]
 # ------------------------------------------------------------------------------------------- Evaluation.
 
 
+def _init_embedding(config) -> np.ndarray:
+  """The run's input embedding at step 0, re-initialised exactly as train.run does (same key split and PRNG)."""
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  from kexue_jax import tasks  # pylint: disable=g-import-not-at-top
+  jax.config.update("jax_threefry_partitionable", True)  # as train.run
+  init_rng, _ = jax.random.split(jax.random.key(config.seed))
+  tokens = jax.numpy.zeros((2, config.data.seq_len + 1), jax.numpy.int32)
+  variables = nn.unbox(jax.jit(tasks.get_task(config).init)(init_rng, {"tokens": tokens}))
+  return np.asarray(variables["params"]["embed"]["embedding"], np.float64)
+
+
 def evaluate(run, config, run_dir: str, record: dict) -> dict:
-  """Applied lr / λ, the loss curve, optimizer-state bytes and per-row |θ| of the input embedding at every
-  checkpoint (max: kexue_jax.optim.embedding_row_max_abs; mean: every entry of a stale row drifts)."""
-  del run
+  """Applied lr / λ, the loss curve, optimizer-state bytes, the bytes seen in training, and per row of the input
+  embedding at every checkpoint: max |θ| (kexue_jax.optim.embedding_row_max_abs), mean |θ| and the mean
+  displacement |θ - θ_0| from the initialisation (sign updates move every entry of a stale row the same way)."""
   import jax  # pylint: disable=g-import-not-at-top
   from kexue_jax import checkpoint  # pylint: disable=g-import-not-at-top
   from kexue_jax import metrics as metrics_lib  # pylint: disable=g-import-not-at-top
@@ -145,13 +157,15 @@ def evaluate(run, config, run_dir: str, record: dict) -> dict:
   ckpts = os.path.join(run_dir, "checkpoints")
   steps = [] if "error" in record or not os.path.isdir(ckpts) else sorted(
       int(p) for p in os.listdir(ckpts) if p.isdigit())
-  emb = []
+  emb, init = [], _init_embedding(config) if steps and run.labels.get("emb") else None
   for step in steps:
     state, _ = checkpoint.load_state(run_dir, step)
     table = np.asarray(state["params"]["embed"]["embedding"], np.float64)
     row_max = np.asarray(optim.embedding_row_max_abs({"embed": {"embedding": table}})["embed/embedding"])
     emb.append({"step": step, "max": np.round(row_max, 5).tolist(),
                 "mean": np.round(np.abs(table).mean(1), 5).tolist()})
+    if init is not None:
+      emb[-1]["disp"] = np.round(np.abs(table - init).mean(1), 6).tolist()
   if steps:  # bytes seen in training: a nonzero optimizer-state row of the input embedding (momentum, ν)
     opt_leaves = jax.tree_util.tree_flatten_with_path(state["opt_state"])[0]
     seen = np.zeros(table.shape[0], bool)
@@ -243,9 +257,8 @@ def samples(records, counts=None) -> dict[str, dict]:
   if counts is not None:
     for r in ok:
       if r.get("emb") and r.get("embedding"):
-        g, last = byte_groups(counts, r["tokens"], r.get("seen")), r["embedding"][-1]
-        mean = np.asarray(last["mean"])
-        rel = mean / np.median(mean[g["frequent"]])
+        g, disp = byte_groups(counts, r["tokens"], r.get("seen")), np.asarray(r["embedding"][-1]["disp"])
+        rel = disp / np.median(disp[g["frequent"]])
         for grp in ("rare", "frequent"):
           out[f"row:{key(r)}:{grp}"] = {f"{r['seed']}/{i}": float(rel[i]) for i in g[grp]}
   return {k: dict(v) if isinstance(v, dict) else v for k, v in out.items() if len(v)}
@@ -279,16 +292,16 @@ def claims(batches=(4, 16, 64)) -> list[C.Claim]:
          C.Claim("3b", f"Tiger's in-momentum accumulation (batch 4 x 4) ≈ Tiger at batch 16 (±{TIGER_MARGIN})",
                  "paired", f"loss:{_at('tiger', 4)}x4", f"loss:{_at('tiger')}", direction="~", margin=TIGER_MARGIN,
                  family="tiger", digits=3),
-         C.Claim("4a", "Under Lion (untied, λ 1) rows of rare bytes grow larger than frequent rows (mean |θ| of a "
-                 "row / median frequent row)", "welch", f"row:{lion_u}:rare", f"row:{lion_u}:frequent", **rows),
+         C.Claim("4a", "Under Lion (untied, λ 1) rows of rare bytes drift further than frequent rows (mean |θ − θ0| "
+                 "of a row / median frequent row)", "welch", f"row:{lion_u}:rare", f"row:{lion_u}:frequent", **rows),
          C.Claim("4b", "Under Tiger (untied, λ 1) too", "welch", f"row:{tiger_u}:rare", f"row:{tiger_u}:frequent",
                  **rows),
-         C.Claim("4c", "AdamW (untied) does not: its rare rows' relative size is below Lion's (paired by byte)",
+         C.Claim("4c", "AdamW (untied) does not: its rare rows' relative drift is below Lion's (paired by byte)",
                  "paired", f"row:{_at('adamw')}/untied:rare", f"row:{lion_u}:rare", direction="<", **rows)]
   for i, (run, fix) in enumerate(((f"{lion_u}/lazy", "(a) lazy row updates"),
                                   (f"{lion_u}/emb_adamw", "(c) AdamW for the embeddings"),
                                   (lion_u.replace("/untied", ""), "(b) tied embeddings"))):
-    out.append(C.Claim(f"4{'def'[i]}", f"Fix {fix} keeps rare rows below untied Lion's (paired by byte)", "paired",
+    out.append(C.Claim(f"4{'def'[i]}", f"Fix {fix} keeps rare rows' relative drift below untied Lion's (paired by byte)", "paired",
                        f"row:{run}:rare", f"row:{lion_u}:rare", direction="<", **rows))
   return out + [
       C.Claim("5a", f"Su's Amos recipe (α0 = {AMOS_A0:g}: lr = α0·σ, λ = α0/(2σ)) is not worse than Lion at its best "
@@ -364,13 +377,13 @@ def table_embedding(records, counts) -> str:
   rows = []
   for r in [r for r in _runs(records, emb=True) if r.get("embedding")]:
     g, last = byte_groups(counts, r["tokens"], r.get("seen")), r["embedding"][-1]
-    mean, mx = np.asarray(last["mean"]), np.asarray(last["max"])
-    f = lambda v, grp: f"{np.mean(v[g[grp]]):.3f}" if len(g[grp]) else "—"
-    rows.append([key(r), r["seed"], f"{r['wd']:g}", len(g["rare"]), f(mean, "rare"), f(mean, "frequent"),
-                 f(mean, "absent"), f(mx, "rare"), f(mx, "frequent"),
-                 f"{r['wd'] * np.max(mx[g['rare']]):.3f}" if len(g["rare"]) else "—"])
-  return R.table(["run", "seed", "λ", "rare bytes", "mean|θ| rare", "frequent", "absent", "max|θ| rare", "frequent",
-                  "λ·max|θ| rare (1 = Su's ±1/λ)"], rows)
+    v = {k: np.asarray(last.get(k, [np.nan] * 256)) for k in ("disp", "mean", "max")}
+    f = lambda k, grp: f"{np.mean(v[k][g[grp]]):.3f}" if len(g[grp]) else "—"
+    rows.append([key(r), r["seed"], f"{r['wd']:g}", len(g["rare"]), f("disp", "rare"), f("disp", "frequent"),
+                 f("mean", "rare"), f("mean", "frequent"), f("mean", "absent"), f("max", "rare"), f("max", "frequent"),
+                 f"{r['wd'] * np.max(v['max'][g['rare']]):.3f}" if len(g["rare"]) else "—"])
+  return R.table(["run", "seed", "λ", "rare bytes", "drift |θ−θ0| rare", "frequent", "mean|θ| rare", "frequent",
+                  "absent", "max|θ| rare", "frequent", "λ·max|θ| rare (1 = Su's ±1/λ)"], rows)
 
 
 def table_amos(records, data) -> str:
@@ -400,9 +413,9 @@ def plots(records, data, counts, out_dir) -> list[str]:
       continue
     steps = [e["step"] for e in r["embedding"]]
     for grp, ls in (("rare", "-"), ("frequent", ":")):
-      ax[1, 0].plot(steps, [np.mean(np.asarray(e["mean"])[g[grp]]) for e in r["embedding"]], ls, color=f"C{i}",
-                    label=f"{key(r)} ({grp})")
-  ax[1, 0].set(xlabel="step", ylabel="mean |θ| of embedding rows")
+      ax[1, 0].plot(steps, [np.mean(np.asarray(e.get("disp", e["mean"]))[g[grp]]) for e in r["embedding"]], ls,
+                    color=f"C{i}", label=f"{key(r)} ({grp})")
+  ax[1, 0].set(xlabel="step", ylabel="mean |θ − θ0| of embedding rows")
   for i, r in enumerate(_runs(records, seed=0, batch=16, untied=False, emb=False, amos=0.0)):
     if (r["lr"], r["wd"]) == TRANSFER[r["opt"]]:
       ax[1, 1].plot(r["curve"]["step"], r["curve"]["loss"], color=f"C{i}", label=r["opt"])
