@@ -194,8 +194,7 @@ def lion_records(gap_small=0.05, tiger_delta=0.005, noise=0.003):
       stale = r["untied"] and r["fix"] == "none" and o != "adamw"
       mean = 0.08 + 0.002 * rng.normal(size=256)
       mean[128:160] += 0.04 if stale else -0.005
-      r["embedding"] = [{"step": r["steps"], "mean": mean.tolist(), "max": (3 * mean).tolist(),
-                         "disp": (mean - 0.07).tolist()}]
+      r["embedding"] = [{"step": r["steps"], "mean": mean.tolist(), "max": (3 * mean).tolist()}]
     out.append(r)
   return out, {"byte_counts": counts.tolist()}
 
