@@ -241,10 +241,12 @@ def samples(records, counts=None) -> dict[str, dict]:
     for s in sorted({r["seed"] for r in base}):
       lr_pts = {r["lr"]: _loss(r) for r in base if r["seed"] == s and r["wd"] == TRANSFER[o][1]}
       wd_pts = {r["wd"]: _loss(r) for r in base if r["seed"] == s and r["lr"] == TRANSFER[o][0]}
+      for name, pts in (("lr", lr_pts), ("wd", wd_pts)):
+        if len(pts) >= 3:
+          out[f"log{name}:{o}"][s] = best = best_log_lr(pts)
+          out[f"edge{name}:{o}"][s] = float(best in np.log10([min(pts), max(pts)]))
       if len(lr_pts) >= 3:
-        out[f"loglr:{o}"][s], out[f"bestloss:{o}"][s] = best_log_lr(lr_pts), np.nanmin(list(lr_pts.values()))
-      if len(wd_pts) >= 3:
-        out[f"logwd:{o}"][s] = best_log_lr(wd_pts)
+        out[f"bestloss:{o}"][s] = np.nanmin(list(lr_pts.values()))
   for name, (a, b) in (("lr", ("adamw", "lion")), ("wd", ("lion", "adamw"))):
     pa, pb = out.get(f"log{name}:{a}", {}), out.get(f"log{name}:{b}", {})
     out[f"ratio_{name}"] = {s: pa[s] - pb[s] for s in pa if s in pb}
@@ -335,8 +337,10 @@ def table_sweep(records, data) -> str:
 def table_best(data) -> str:
   rows = []
   for o in ("lion", "adamw"):
-    lr, wd = (10 ** stats.Stat(list(data.get(f"log{n}:{o}", {}).values())).mean for n in ("lr", "wd"))
-    rows.append([o, f"{lr:.2g}", f"{wd:.2g}", f"{lr * wd:.1e}", _cell(data, f"bestloss:{o}")])
+    best = {n: 10 ** stats.Stat(list(data.get(f"log{n}:{o}", {}).values())).mean for n in ("lr", "wd")}
+    cell = {n: f"{v:.2g}" + (f" (grid edge in {int(sum(e.values()))} of {len(e)} seeds)" if sum(
+        (e := data.get(f"edge{n}:{o}", {})).values()) else "") for n, v in best.items()}
+    rows.append([o, cell["lr"], cell["wd"], f"{best['lr'] * best['wd']:.1e}", _cell(data, f"bestloss:{o}")])
   ratio = lambda n: stats.Stat([10 ** v for v in data.get(f"ratio_{n}", {}).values()]).fmt(1, 1)
   rows.append(["AdamW / Lion (lr), Lion / AdamW (λ)", ratio("lr"), ratio("wd"), "", ""])
   rows += [[f"README: {task}", f"Lion {l[0]:g} / AdamW {a[0]:g}", f"Lion {l[1]:g} / AdamW {a[1]:g}",
@@ -383,8 +387,8 @@ def table_embedding(records, counts) -> str:
     rows.append([key(r), r["seed"], f"{r['wd']:g}", len(g["rare"]), f("disp", "rare"), f("disp", "frequent"),
                  f("mean", "rare"), f("mean", "frequent"), f("mean", "absent"), f("max", "rare"), f("max", "frequent"),
                  f"{r['wd'] * np.max(v['max'][g['rare']]):.3f}" if len(g["rare"]) else "—"])
-  return R.table(["run", "seed", "λ", "rare bytes", "drift |θ−θ0| rare", "frequent", "mean|θ| rare", "frequent",
-                  "absent", "max|θ| rare", "frequent", "λ·max|θ| rare (1 = Su's ±1/λ)"], rows)
+  return R.table(["run", "seed", "λ", "rare bytes", "drift: mean abs(θ−θ0), rare", "frequent", "mean abs(θ), rare",
+                  "frequent", "absent", "max abs(θ), rare", "frequent", "λ·max abs(θ), rare (1 = Su's ±1/λ)"], rows)
 
 
 def table_amos(records, data) -> str:
@@ -416,7 +420,7 @@ def plots(records, data, counts, out_dir) -> list[str]:
     for grp, ls in (("rare", "-"), ("frequent", ":")):
       ax[1, 0].plot(steps, [np.mean(np.asarray(e.get("disp", e["mean"]))[g[grp]]) for e in r["embedding"]], ls,
                     color=f"C{i}", label=f"{key(r)} ({grp})")
-  ax[1, 0].set(xlabel="step", ylabel="mean |θ − θ0| of embedding rows")
+  ax[1, 0].set(xlabel="step", ylabel="row drift mean|θ − θ0| (mean|θ| if not recorded)")
   for i, r in enumerate(_runs(records, seed=0, batch=16, untied=False, emb=False, amos=0.0)):
     if (r["lr"], r["wd"]) == TRANSFER[r["opt"]]:
       ax[1, 1].plot(r["curve"]["step"], r["curve"]["loss"], color=f"C{i}", label=r["opt"])
