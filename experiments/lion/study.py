@@ -402,7 +402,7 @@ def table_amos(records, data) -> str:
 
 def plots(records, data, counts, out_dir) -> list[str]:
   fig, ax = R.figure(2, 2)
-  for i, o in enumerate(("lion", "adamw", "tiger")):
+  for i, o in enumerate(TRANSFER):
     pts = sorted((r["lr"], _loss(r)) for r in _runs(records, opt=o, batch=16, untied=False, emb=False, amos=0.0)
                  if r["wd"] == TRANSFER[o][1])
     if pts:
@@ -421,9 +421,10 @@ def plots(records, data, counts, out_dir) -> list[str]:
       ax[1, 0].plot(steps, [np.mean(np.asarray(e.get("disp", e["mean"]))[g[grp]]) for e in r["embedding"]], ls,
                     color=f"C{i}", label=f"{key(r)} ({grp})")
   ax[1, 0].set(xlabel="step", ylabel="row drift mean|θ − θ0| (mean|θ| if not recorded)")
-  for i, r in enumerate(_runs(records, seed=0, batch=16, untied=False, emb=False, amos=0.0)):
+  for r in _runs(records, seed=0, batch=16, untied=False, emb=False, amos=0.0):
     if (r["lr"], r["wd"]) == TRANSFER[r["opt"]]:
-      ax[1, 1].plot(r["curve"]["step"], r["curve"]["loss"], color=f"C{i}", label=r["opt"])
+      ax[1, 1].plot(r["curve"]["step"], r["curve"]["loss"], color=f"C{list(TRANSFER).index(r['opt'])}",
+                    label=r["opt"])
   ax[1, 1].set(xlabel="step", ylabel="train loss (transfer point, seed 0)")
   return [R.save(fig, out_dir, "fig_lion.png")]
 
