@@ -304,8 +304,8 @@ def claims(batches=(4, 16, 64)) -> list[C.Claim]:
   for i, (run, fix) in enumerate(((f"{lion_u}/lazy", "(a) lazy row updates"),
                                   (f"{lion_u}/emb_adamw", "(c) AdamW for the embeddings"),
                                   (lion_u.replace("/untied", ""), "(b) tied embeddings"))):
-    out.append(C.Claim(f"4{'def'[i]}", f"Fix {fix} keeps rare rows' relative size below untied Lion's (paired by byte)", "paired",
-                       f"row:{run}:rare", f"row:{lion_u}:rare", direction="<", **rows))
+    out.append(C.Claim(f"4{'def'[i]}", f"Fix {fix} keeps rare rows' relative size below untied Lion's (paired by "
+                       "byte)", "paired", f"row:{run}:rare", f"row:{lion_u}:rare", direction="<", **rows))
   return out + [
       C.Claim("5a", f"Su's Amos recipe (α0 = {AMOS_A0:g}: lr = α0·σ, λ = α0/(2σ)) is not worse than Lion at its best "
               f"lr (non-inferiority {BEST_MARGIN})", "paired", f"loss:lion/amos{AMOS_A0:g}/b16", "bestloss:lion",
@@ -393,7 +393,8 @@ def table_embedding(records, counts) -> str:
 
 def table_amos(records, data) -> str:
   runs = {r["amos"]: r for r in _runs(records) if r["amos"]}
-  rows = [[f"{a:g}", f"{r['lr']:.2g}", f"{r['wd']:.2g}", _cell(data, f"loss:{key(r)}")] for a, r in sorted(runs.items())]
+  rows = [[f"{a:g}", f"{r['lr']:.2g}", f"{r['wd']:.2g}", _cell(data, f"loss:{key(r)}")]
+          for a, r in sorted(runs.items())]
   bert = published.AMOS_BERT
   return R.table(["α0", "lr = α0·σ", "λ = α0/(2σ)", "eval loss"], rows + [
       ["Lion's sweep, best lr per seed", "", "", _cell(data, "bestloss:lion")],
