@@ -98,13 +98,14 @@ def test_shell_round_trips_the_invocation():
 
 
 @pytest.mark.slow
-def test_tiny_simsiam_end_to_end_leaves_the_checkout_clean(tmp_path):
+@pytest.mark.parametrize("study,figure", [("simsiam", "fig_curves.png"), ("lion", "fig_lion.png")])
+def test_tiny_study_end_to_end_leaves_the_checkout_clean(tmp_path, study, figure):
   """The CI form of a study: `--scale tiny` trains, evaluates and reports in the workdir only."""
   before = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True).stdout
-  subprocess.run([sys.executable, "-m", "experiments", "simsiam", "--workdir", str(tmp_path), "--scale", "tiny"],
+  subprocess.run([sys.executable, "-m", "experiments", study, "--workdir", str(tmp_path), "--scale", "tiny"],
                  cwd=REPO, check=True, timeout=600)
   text = open(tmp_path / "report" / "REPORT.md").read()
-  assert "## Claim checklist" in text and "Provenance" in text and (tmp_path / "report" / "fig_curves.png").exists()
+  assert "## Claim checklist" in text and "Provenance" in text and (tmp_path / "report" / figure).exists()
   after = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True).stdout
   assert after == before
 
