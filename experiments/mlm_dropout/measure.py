@@ -16,7 +16,8 @@ DROPS = (0.0, 0.1, 0.15, 0.25, 0.5)
 CORRECTION_R = 0.15
 
 
-def _config(name: str, arg: str = ""):
+def load_config(name: str, arg: str = ""):
+  """configs/mlm_dropout/<name> with its argument string (e.g. "mode=mae,rate=0.5")."""
   return config_lib.load_config(os.path.join(CONFIGS, name) + f":{arg}")
 
 
@@ -55,15 +56,13 @@ def time_steps(configs: dict, rounds: int = 5, steps: int = 5) -> dict[str, floa
   return {k: float(np.median(v)) for k, v in times.items()}
 
 
-def timing_study(steps: int = 5, rounds: int = 5, extra: str = "") -> dict:
-  """Median step times of fine-tuning at every DropToken ratio and of MLM / MAE-style pre-training
-  (``extra``: more config arguments, e.g. ",runlocal")."""
-  ft = {str(p): _config("finetune.py", f"drop={p:g}" + extra) for p in DROPS}
-  pre = {"mlm": _config("pretrain.py", "mode=mlm" + extra), "mae": _config("pretrain.py", "mode=mae" + extra)}
-  for r in (0.5, 0.75):
-    pre[f"mae@{r:g}"] = _config("pretrain.py", f"mode=mae,rate={r:g}" + extra)
-    pre[f"mlm@{r:g}"] = _config("pretrain.py", f"mode=mlm,rate={r:g}" + extra)
-  return {"droptoken": time_steps(ft, rounds, steps), "pretrain": time_steps(pre, rounds, steps)}
+def timing_study(steps: int = 5, rounds: int = 5, extra: str = "", pretrain: bool = True) -> dict:
+  """Median step times of fine-tuning at every DropToken ratio and (``pretrain``) of MLM / MAE-style
+  pre-training at mask rates 15/50/75% (``extra``: more config arguments, e.g. ",runlocal")."""
+  ft = {str(p): load_config("finetune.py", f"drop={p:g}" + extra) for p in DROPS}
+  pre = {f"{m}@{r:g}".replace("@0.15", ""): load_config("pretrain.py", f"mode={m},rate={r:g}" + extra)
+         for r in (0.15, 0.5, 0.75) for m in ("mlm", "mae")} if pretrain else {}
+  return {"droptoken": time_steps(ft, rounds, steps), "pretrain": time_steps(pre, rounds, steps) if pre else {}}
 
 
 # ------------------------------------------------------------------------------------ Representation drift.

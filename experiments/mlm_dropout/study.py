@@ -1,6 +1,6 @@
 r"""MLM / MAE seen as dropout (issues #8, #17): pre-training, fine-tuning, DropToken, Su's embedding correction.
 
-  python -m experiments mlm_dropout --workdir /tmp/kexue/mlm_dropout        # default: 38 runs, ~45 min, 2 cores
+  python -m experiments mlm_dropout --workdir /tmp/kexue/mlm_dropout        # default: 37 runs, ~45 min, 2 cores
   python -m experiments mlm_dropout --workdir W --scale full                # the complete design (accelerator)
   python -m experiments mlm_dropout --workdir W --scale tiny                # smoke test (< 2 min)
 
@@ -19,8 +19,9 @@ an interrupted study still reports balanced pairs.
   tiny     MLM runlocal; 1                      c0 c.15                                                    1  1
 
 The default is the subset that fits ~45 min of the 2-core CPU and decides the most claims (correction, drift,
-DropToken 0.15 / 0.5, transfer); MAE-style and r = 0.4 need two more pre-trainings each (~19 min) and run in
-`full` only. Then measure.py: a step-time benchmark, Su's mask identity, the test set's files; each MLM
+DropToken 0.15 / 0.5, transfer) with 8 seed pairs per comparison: the paired SDs of the former 3-seed study (0.7-1.0
+points) need 5-7 pairs for a +-1 point 95% CI. MAE-style and r = 0.4 need two more pre-trainings each (~19 min) and
+run in `full` only. Then measure.py: a step-time benchmark, Su's mask identity, the test set's files; each MLM
 checkpoint's drift under the correction is measured when its run ends. Prose: report_template.md.
 """
 from __future__ import annotations
@@ -107,17 +108,18 @@ def evaluate(run, config, run_dir: str, record: dict) -> dict:
     out["correct"] = "".join("01"[int(c)] for c in outcomes.classification_outcomes(config, run_dir)["correct"])
   elif run.labels["mode"] == "mlm":
     local = bool(config.study.arg.runlocal)
-    test = measure._config("finetune.py", FT_ARGS + ",runlocal" * local)  # pylint: disable=protected-access
+    test = measure.load_config("finetune.py", FT_ARGS + ",runlocal" * local)
     out["drift"] = measure.drift_study(config, run_dir, test, **(dict(mc_draws=2, batch=16) if local else {}))
   return out
 
 
 def extras(workdir: str, scale: str = "default") -> dict:
-  """Step-time benchmark (not at tiny: 11 compilations), the test set, Su's mask identity, the setup."""
+  """Step-time benchmark (not at tiny: 11 compilations; pre-training steps at full only, where MAE-style runs),
+  the test set, Su's mask identity, the setup."""
   runs = plan(scale=scale)
   pre, ft = (launcher.load_run_config(next(r for r in runs if r.labels["kind"] == k), (), workdir)
              for k in ("pretrain", "finetune"))
-  return {"timing": {} if scale == "tiny" else measure.timing_study(), **measure.eval_set(ft),
+  return {"timing": {} if scale == "tiny" else measure.timing_study(pretrain=scale == "full"), **measure.eval_set(ft),
           "identity": measure.mask_identity(),
           "setup": {"pretrain_steps": pre.num_train_steps, "finetune_steps": ft.num_train_steps, "pool": ft.task.pool,
                     "train_per_class": ft.data.train_per_class, "eval_per_file": ft.data.eval_per_file}}
