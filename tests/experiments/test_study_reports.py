@@ -170,7 +170,8 @@ def test_mlm_claims_and_report_on_synthetic_records(tmp_path):
   assert launcher.main(["mlm_dropout", "--report_only", "--results", str(path), "--out", str(tmp_path / "o")]) == 0
   text = (tmp_path / "o" / "REPORT.md").read_text()
   for s in ("Claim checklist", "DropToken", "60.", "MAE-style is cheaper", "fig_mlm.png", "Provenance",
-            "pre-training seed", "seeds × files", "pairs for ±1 pt", "reached a ±1 point", "64 windows from 16 files"):
+            "pre-training seed", "seeds × files", "pairs for ±1 pt", "reached a ±1 point",
+            "64 windows from 16 files"):
     assert s in text, s
   row = next(l for l in text.splitlines() if l.startswith("| 1 | 10 |"))   # claim 1: 10 seed pairs
   boot = float(row.split("|")[7].strip().lstrip("±"))
