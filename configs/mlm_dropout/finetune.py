@@ -25,9 +25,10 @@ Arguments:
   train_per_class=32  labelled windows per class (0 = every training window, class-balanced).
   holdout=0.0      0: test files = the builder's validation+test split (40 usable files). h > 0: a fraction h of
                    each class's files of all three splits are test files (text_views.is_holdout; h = 0.5 gives
-                   ~200), the others the labelled pool; pre-train with pretrain.py:holdout=h (the same h) so the
+                   230), the others the labelled pool; pre-train with pretrain.py:holdout=h (the same h) so the
                    encoder never reads a test file.
-  per_file=0       at most this many test windows per file (0 = no cap); with holdout=0.5 use e.g. 8.
+  per_file=0       at most this many test windows per file (0 = no cap); the study uses holdout=0.5,per_file=16:
+                   1152 windows from 230 files (per_file=8 leaves 3 classes short of 128 windows: 1056).
   steps=150, batch=32, lr=3e-4, dropout=0.1, seq_len=64 (as in the pre-training), seed=0, runlocal.
 """
 from kexue_jax import config_lib

@@ -1,5 +1,6 @@
-"""Measurements of the MLM/MAE study besides training (issue #8): step-time benchmark, representation drift under
-Su's embedding correction, evaluation class counts. Used by experiments/mlm_dropout/study.py."""
+"""Measurements of the MLM/MAE study besides training (issues #8, #17): step-time benchmark, representation drift
+under Su's embedding correction (with a file-level SE), the test set's classes and files, Su's MAE mask identity
+checked by exact enumeration. Used by experiments/mlm_dropout/study.py."""
 from __future__ import annotations
 
 import os
@@ -15,7 +16,8 @@ DROPS = (0.0, 0.1, 0.15, 0.25, 0.5)
 CORRECTION_R = 0.15
 
 
-def _config(name: str, arg: str = ""):
+def load_config(name: str, arg: str = ""):
+  """configs/mlm_dropout/<name> with its argument string (e.g. "mode=mae,rate=0.5")."""
   return config_lib.load_config(os.path.join(CONFIGS, name) + f":{arg}")
 
 
@@ -54,46 +56,49 @@ def time_steps(configs: dict, rounds: int = 5, steps: int = 5) -> dict[str, floa
   return {k: float(np.median(v)) for k, v in times.items()}
 
 
-def timing_study(steps: int = 5, rounds: int = 5, extra: str = "") -> dict:
-  """Median step times of fine-tuning at every DropToken ratio and of MLM / MAE-style pre-training
-  (``extra``: more config arguments, e.g. ",runlocal")."""
-  ft = {str(p): _config("finetune.py", f"drop={p:g}" + extra) for p in DROPS}
-  pre = {"mlm": _config("pretrain.py", "mode=mlm" + extra), "mae": _config("pretrain.py", "mode=mae" + extra)}
-  for r in (0.5, 0.75):
-    pre[f"mae@{r:g}"] = _config("pretrain.py", f"mode=mae,rate={r:g}" + extra)
-    pre[f"mlm@{r:g}"] = _config("pretrain.py", f"mode=mlm,rate={r:g}" + extra)
-  return {"droptoken": time_steps(ft, rounds, steps), "pretrain": time_steps(pre, rounds, steps)}
+def timing_study(steps: int = 5, rounds: int = 5, extra: str = "", pretrain: bool = True) -> dict:
+  """Median step times of fine-tuning at every DropToken ratio and (``pretrain``) of MLM / MAE-style
+  pre-training at mask rates 15/50/75% (``extra``: more config arguments, e.g. ",runlocal")."""
+  ft = {str(p): load_config("finetune.py", f"drop={p:g}" + extra) for p in DROPS}
+  pre = {f"{m}@{r:g}".replace("@0.15", ""): load_config("pretrain.py", f"mode={m},rate={r:g}" + extra)
+         for r in (0.15, 0.5, 0.75) for m in ("mlm", "mae")} if pretrain else {}
+  return {"droptoken": time_steps(ft, rounds, steps), "pretrain": time_steps(pre, rounds, steps) if pre else {}}
 
 
 # ------------------------------------------------------------------------------------ Representation drift.
 
 
-def drift_study(mlm_workdir: str, num_windows: int = 256, mc_draws: int = 16, batch: int = 64,
-                extra: str = "") -> dict:
-  """Su's consistency question on unmasked text, for the MLM encoder with and without the correction.
+def drift_study(pre_config, workdir: str, test_config, mc_draws: int = 8, batch: int = 64) -> dict:
+  """Su's consistency question on unmasked text, for an MLM encoder with and without the correction.
 
-  On `num_windows` validation windows x (clean, never masked), with h(x; E) the final hidden states and P(x; E)
-  the MLM predictive distribution, at byte positions:
+  On the test windows x of `test_config` (clean, never masked; each from a file the encoder never read when
+  both configs use the same holdout), with h(x; E) the final hidden states and P(x; E) the MLM predictive
+  distribution of the `pre_config` run in `workdir`, E_corr its embedding corrected at r = its mask rate,
+  at byte positions:
     cos_dist_corrected_vs_plain  mean 1 - cos(h(x; E_corr), h(x; E)): how far the correction moves the states;
     cos_dist_mc_vs_{plain,corrected}  mean 1 - cos(hbar, h(x; .)) with hbar = mean over `mc_draws` BERT
         maskings x~ of h(x~; E): the "model average" the pre-training actually fits, against the "weight
         average" without / with the correction (Su: the corrected one is the right inference model);
     kl_mc_vs_{plain,corrected}   mean KL(Pbar || P(x; .)), Pbar = mean of P(x~; E) over the maskings;
-    acc_unmasked_{plain,corrected}  argmax P(x; .) == x_i (copying the visible byte).
+    acc_unmasked_{plain,corrected}  argmax P(x; .) == x_i (copying the visible byte);
+    kl_gain, kl_gain_se  the mean over windows of KL(Pbar||P plain) - KL(Pbar||P corrected) (each window's
+        mean over its bytes; > 0: the corrected model is closer to the masked-input average) and its
+        file-clustered SE (kexue_jax/evals/clustered.py); kl_gain_by_file: {file: mean over its windows}. The gain
+        is linear in Pbar (sum Pbar (log P_corr - log P_plain)), so few draws add variance, which the SE covers,
+        not bias.
   """
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from kexue_jax import checkpoint  # pylint: disable=g-import-not-at-top
   from kexue_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  from kexue_jax.evals import clustered  # pylint: disable=g-import-not-at-top
   from kexue_jax.tasks import mlm  # pylint: disable=g-import-not-at-top
-  config = _config("pretrain.py", "mode=mlm" + extra)
-  task = mlm.MLMTask(config)
-  state, _ = checkpoint.load_state(mlm_workdir)
+  task = mlm.MLMTask(pre_config)
+  state, _ = checkpoint.load_state(workdir)
   plain = state["params"]
-  corrected = mlm.correct_params(plain, CORRECTION_R, mask_frac=task.mask_frac, random_frac=task.random_frac)
-  ev = pipeline.make_eval_iter(config.data, split="validation", global_batch_size=batch,
-                               num_batches=max(1, num_windows // batch))
-  tokens = np.concatenate([b["tokens"] for b in ev])
+  corrected = mlm.correct_params(plain, task.rate, mask_frac=task.mask_frac, random_frac=task.random_frac)
+  ev = list(pipeline.make_eval_iter(test_config.data, split=test_config.data.eval_split, global_batch_size=batch))
+  tokens, file_N = (np.concatenate([b[k] for b in ev]) for k in ("tokens", "file"))
 
   @jax.jit
   def forward(params, tok):
@@ -111,7 +116,7 @@ def drift_study(mlm_workdir: str, num_windows: int = 256, mc_draws: int = 16, ba
     b = b / np.linalg.norm(b, axis=-1, keepdims=True)
     return 1.0 - (a * b).sum(-1)
 
-  sums = {}
+  sums, gain_N = {}, []
   for i in range(0, len(tokens), batch):
     tok = jnp.asarray(tokens[i:i + batch])
     byte = np.asarray(tok) < mlm.NUM_BYTES
@@ -136,15 +141,59 @@ def drift_study(mlm_workdir: str, num_windows: int = 256, mc_draws: int = 16, ba
       s = sums.setdefault(k, [0.0, 0.0])
       s[0] += float(v[byte].sum())
       s[1] += float(byte.sum())
+    gain_BL = vals["kl_mc_vs_plain"] - vals["kl_mc_vs_corrected"]
+    gain_N.append((gain_BL * byte).sum(-1) / byte.sum(-1))
   out = {k: s / c for k, (s, c) in sums.items()}
-  out.update(mc_draws=mc_draws, num_windows=int(len(tokens)), correction_r=CORRECTION_R)
+  gain_N = np.concatenate(gain_N)
+  files = np.unique(file_N)
+  out["kl_gain"], out["kl_gain_se"] = clustered.cluster_mean_se(gain_N, file_N)
+  out.update(kl_gain_by_file={str(f): float(gain_N[file_N == f].mean()) for f in files}, mc_draws=mc_draws,
+             num_windows=int(len(tokens)), num_files=int(len(files)), correction_r=task.rate)
   return out
 
 
-def eval_class_counts(extra: str = "") -> tuple[list[str], list[int]]:
-  """The task's classes and the number of evaluation windows of each."""
+# ------------------------------------------------------------------------------------ The test set.
+
+
+def eval_set(config) -> dict:
+  """The fine-tuning config's classes, its evaluation windows per class and each window's file, in the order
+  of the evaluation batches (what evals/outcomes.py scores)."""
   from kexue_jax.data import pipeline  # pylint: disable=g-import-not-at-top
-  config = _config("finetune.py", extra.lstrip(","))
-  ev = pipeline.make_eval_iter(config.data, split=config.data.eval_split, global_batch_size=config.batch_size)
-  labels = np.concatenate([b["label"] for b in ev])
-  return list(config.data.classes), np.bincount(labels, minlength=len(config.data.classes)).tolist()
+  ev = list(pipeline.make_eval_iter(config.data, split=config.data.eval_split, global_batch_size=config.batch_size,
+                                    num_batches=config.num_eval_batches))
+  labels, files = (np.concatenate([b[k] for b in ev]) for k in ("label", "file"))
+  return {"classes": list(config.data.classes), "eval_files": files.tolist(),
+          "eval_counts": np.bincount(labels, minlength=len(config.data.classes)).tolist()}
+
+
+# ------------------------------------------------------------------------------------ Su's MAE identity.
+
+
+def mask_identity(n: int = 8, kept: int = 6) -> dict:
+  """E[M~_1 * ... * M~_n] = the all-p matrix (https://kexue.fm/archives/8770), by exact enumeration in float64.
+
+  M~_i is the n x n all-ones matrix when token i is kept and the all-ones matrix with column i zeroed when it is
+  dropped; the elementwise product over i therefore has column j equal to keep_j. Two mask laws: i.i.d.
+  keep_i ~ Bernoulli(p) (Su's dropout view; all 2^n masks weighted by p^k (1-p)^(n-k)) and exactly `kept` of n
+  kept, a uniform subset (DropToken / the MAE encoder; all C(n, kept) subsets, p = kept / n). Returns the
+  largest |E - p| of each and max |Norm(pA) - A| for a random row-stochastic A (Norm: row renormalisation).
+  """
+  import itertools  # pylint: disable=g-import-not-at-top
+
+  def product(keep):   # the elementwise product of the M~_i
+    out = np.ones((n, n))
+    for i in np.flatnonzero(~np.asarray(keep, bool)):
+      out[:, i] = 0.0
+    return out
+
+  p = kept / n
+  masks = list(itertools.product((0, 1), repeat=n))
+  bern = sum(p ** sum(m) * (1 - p) ** (n - sum(m)) * product(m) for m in masks)
+  subsets = [m for m in masks if sum(m) == kept]
+  fixed = sum(product(m) for m in subsets) / len(subsets)
+  a = np.exp(np.random.default_rng(0).normal(size=(n, n)))
+  a /= a.sum(-1, keepdims=True)
+  pa = p * a
+  return {"n": n, "p": p, "bernoulli_masks": len(masks), "subsets": len(subsets),
+          "max_dev_bernoulli": float(np.abs(bern - p).max()), "max_dev_subsets": float(np.abs(fixed - p).max()),
+          "max_dev_norm": float(np.abs(pa / pa.sum(-1, keepdims=True) - a).max())}

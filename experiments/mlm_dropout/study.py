@@ -1,19 +1,35 @@
-r"""MLM / MAE seen as dropout (issue #8): pre-training, fine-tuning, DropToken, Su's embedding correction.
+r"""MLM / MAE seen as dropout (issues #8, #17): pre-training, fine-tuning, DropToken, Su's embedding correction.
 
-  python -m experiments mlm_dropout --workdir /tmp/kexue/mlm_dropout      # 2 pre-training + 24 fine-tuning runs
-  python -m experiments mlm_dropout --workdir W --scale tiny              # smoke test
+  python -m experiments mlm_dropout --workdir /tmp/kexue/mlm_dropout        # default: 37 runs, ~45 min, 2 cores
+  python -m experiments mlm_dropout --workdir W --scale full                # the complete design (accelerator)
+  python -m experiments mlm_dropout --workdir W --scale tiny                # smoke test (< 2 min)
 
-Stage 0: MLM (BERT 15%, 80/10/10) and MAE-style (15% of the bytes dropped from the encoder, 1-layer decoder)
-pre-training, configs/mlm_dropout/pretrain.py. Stage 1: fine-tuning on the stdlib package task
-(configs/mlm_dropout/finetune.py), seed by seed: {MLM, MLM + correction r = 0.15, MAE-style, from scratch} at
-DropToken 0 and MLM at DropToken {0.1, 0.15, 0.25, 0.5}. Then measure.py: a step-time benchmark, the
-representation drift under the correction, the evaluation class counts. Prose: report_template.md.
+Stage 0, pre-training (configs/mlm_dropout/pretrain.py, holdout=0.5: no test file is read): each checkpoint arm,
+MLM (BERT 15%, 80/10/10), MAE-style (15% of the bytes dropped from the encoder, 1-layer decoder) and MLM at
+r = 0.4 (Su's higher-rate extension), with pre-training seeds s. Stage 1, fine-tuning (finetune.py, holdout=0.5,
+per_file=16: 1152 test windows from 230 held-out files): from every checkpoint each of its settings (embedding
+correction r, DropToken p) with fine-tuning seeds f, and from scratch with seeds f. Two settings on one checkpoint
+with the same f share the encoder, the head's initialisation and the data order: comparisons are paired by (s, f).
+Order: pre-trainings, then fine-tuning seed-major (every setting gets its f-th seed before any its (f+1)-th), so
+an interrupted study still reports balanced pairs.
+
+  scale    checkpoints x pre-training seeds     settings (c: correction r, p: DropToken) per checkpoint   f  scratch
+  full     MLM, MAE-style, MLM r=0.4; 2 each    MLM: c0 c.15 p.1 p.15 p.25 p.5; MAE: c0; r=0.4: c0 c.4     5  5
+  default  MLM; 2                               c0 c.15 p.15 p.5                                           4  3
+  tiny     MLM runlocal; 1                      c0 c.15                                                    1  1
+
+The default is the subset that fits ~45 min of the 2-core CPU and decides the most claims (correction, drift,
+DropToken 0.15 / 0.5, transfer) with 8 seed pairs per comparison: the paired SDs of the former 3-seed study (0.7-1.0
+points) need 5-7 pairs for a +-1 point 95% CI. MAE-style and r = 0.4 need two more pre-trainings each (~19 min) and
+run in `full` only. Then measure.py: a step-time benchmark, Su's mask identity, the test set's files; each MLM
+checkpoint's drift under the correction is measured when its run ends. Prose: report_template.md.
 """
 from __future__ import annotations
 
 import os
 
 import numpy as np
+from scipy import stats as sp_stats
 
 from experiments import stats
 from experiments.framework import claims as C
@@ -22,165 +38,285 @@ from experiments.framework import report as R
 from experiments.mlm_dropout import measure
 from experiments.mlm_dropout import published
 
-DROPS, CORRECTION_R = measure.DROPS, measure.CORRECTION_R
+DROPS, CORR_R, HIGH_R = measure.DROPS, measure.CORRECTION_R, 0.4
+PT_ARGS, FT_ARGS = "holdout=0.5", "holdout=0.5,per_file=16"   # test files: never pre-trained on, <= 16 windows each
 INITS = {"mlm": "MLM", "mae": "MAE-style", "none": "from scratch"}
-# Wall seconds measured on the idle 2-core CPU (pre-training 600 steps: MLM 276 s, MAE 293 s; a fine-tuning
-# run ~41 s of which ~15 s start-up), for the --dry_run estimate only.
-EST_S = {"mlm": 276.0 * 2, "mae": 293.0 * 2, "finetune": 26.0, "startup": 15.0, "tiny": 15.0}
-MARGIN = 0.01   # one accuracy point: the equivalence / non-inferiority margin, declared before the runs
+MLM, MAE, MLM_HIGH = ("mlm", CORR_R), ("mae", CORR_R), ("mlm", HIGH_R)
+# scale: ({checkpoint (mode, rate): fine-tuning settings (correction, drop)}, pre-training seeds, f seeds, scratch)
+SCALES = {
+    "full": ({MLM: ((0, 0), (CORR_R, 0), *((0, p) for p in DROPS[1:])), MAE: ((0, 0),),
+              MLM_HIGH: ((0, 0), (HIGH_R, 0))}, 2, 5, 5),
+    "default": ({MLM: ((0, 0), (CORR_R, 0), (0, 0.15), (0, 0.5))}, 2, 4, 3),
+    "tiny": ({MLM: ((0, 0), (CORR_R, 0))}, 1, 1, 1),
+}
+# Wall seconds on the idle 2-core CPU, for --dry_run. Measured (experiments/mlm_dropout/results.json, 1200 steps):
+# pre-training MLM 550 s, MAE-style 572 s (r = 0.4 costs as r = 0.15: MLM encodes every token); a fine-tuning run
+# 26 s of training at p = 0 (~70% of a step scales with the kept tokens) + 15 s start-up. CPU seconds measured on
+# the loaded machine (wall there meaningless): the drift pass with 16 draws 52 s (8 draws: ~30 s), the per-window
+# outcomes 2.6 s; the 4 evaluation mask draws of pre-training, not measured, +5 s.
+EST_S = {"mlm": 555.0, "mae": 577.0, "drift": 30.0, "finetune": 26.0, "startup": 15.0, "outcomes": 5.0,
+         "tiny": 15.0}
+MARGIN = 0.01   # one accuracy point: the equivalence / non-inferiority margin and the CI target, declared before
+                # the runs
 
 
-def finetune_name(init: str, corr: float, drop: float, seed: int) -> str:
-  return f"ft_init{init}_correction{corr:g}_drop{drop:g}_seed{seed}"
+def pt_name(mode: str, rate: float, s: int) -> str:
+  return f"pt_{mode}_r{rate:g}_s{s}"
+
+
+def ft_name(init: str, rate: float, s, corr: float, drop: float, f: int) -> str:
+  return f"ft_{'none' if init == 'none' else pt_name(init, rate, s)[3:]}_c{corr:g}_p{drop:g}_f{f}"
 
 
 def plan(seeds: int | None = None, scale: str = "default") -> list[launcher.Run]:
-  """Both pre-trainings (stage 0), then the fine-tuning runs seed-major (stage 1)."""
-  if scale not in ("default", "tiny"):
-    raise ValueError(f"mlm_dropout scales are default, tiny; got {scale!r}.")
+  """Pre-trainings (stage 0), then fine-tuning seed-major (stage 1); ``seeds`` overrides f and scratch seeds."""
+  if scale not in SCALES:
+    raise ValueError(f"mlm_dropout scales are {', '.join(SCALES)}; got {scale!r}.")
+  arms, pt_seeds, ft_seeds, scratch = SCALES[scale]
+  ft_seeds, scratch = seeds or ft_seeds, seeds or scratch
   tiny = scale == "tiny"
   extra = ",runlocal" if tiny else ""
-  modes = ("mlm",) if tiny else ("mlm", "mae")   # tiny: 4 runs that touch every code path but MAE's
-  runs = [launcher.Run(f"pretrain_{m}", f"configs/mlm_dropout/pretrain.py:mode={m}{extra}", {"kind": "pretrain",
-                       "mode": m}, EST_S["tiny" if tiny else m]) for m in modes]
-  settings = [("mlm", 0.0, 0.0), ("mlm", CORRECTION_R, 0.0), ("mae", 0.0, 0.0), ("none", 0.0, 0.0)]
-  settings = [s for s in settings if s[0] in modes + ("none",)] + [("mlm", 0.0, p) for p in DROPS if p and not tiny]
-  for seed in range(seeds or (1 if tiny else 3)):
-    for init, corr, drop in settings:
-      arg = ([f"init={{workdir}}/runs/pretrain_{init}"] if init != "none" else []) + [
-          f"correction={corr:g}", f"drop={drop:g}", f"seed={seed}"]
-      est = EST_S["tiny"] if tiny else EST_S["startup"] + EST_S["finetune"] * (0.3 + 0.7 * (1 - drop))
-      runs.append(launcher.Run(finetune_name(init, corr, drop, seed),
-                               "configs/mlm_dropout/finetune.py:" + ",".join(arg) + extra,
-                               dict(kind="finetune", init=init, correction=corr, drop=drop, seed=seed), est, stage=1))
+  runs = [launcher.Run(pt_name(m, r, s), f"configs/mlm_dropout/pretrain.py:mode={m},rate={r:g},seed={s},{PT_ARGS}"
+                       + extra, dict(kind="pretrain", mode=m, rate=r, pt_seed=s),
+                       EST_S["tiny"] if tiny else EST_S[m] + EST_S["drift"] * (m == "mlm"))
+          for s in range(pt_seeds) for m, r in arms]
+
+  def finetune(init, rate, s, corr, drop, f):
+    arg = [f"init={{workdir}}/runs/{pt_name(init, rate, s)}"] * (init != "none") + [
+        f"correction={corr:g}", f"drop={drop:g}", f"seed={f}", FT_ARGS]
+    est = EST_S["startup"] + EST_S["outcomes"] + EST_S["finetune"] * (0.3 + 0.7 * (1 - drop))
+    return launcher.Run(ft_name(init, rate, s, corr, drop, f), "configs/mlm_dropout/finetune.py:" + ",".join(arg)
+                        + extra, dict(kind="finetune", init=init, rate=rate, pt_seed=s, correction=corr, drop=drop,
+                                      seed=f), EST_S["tiny"] if tiny else est, stage=1)
+
+  for f in range(max(ft_seeds, scratch)):
+    runs += [finetune(m, r, s, c, p, f) for s in range(pt_seeds if f < ft_seeds else 0)
+             for (m, r), settings in arms.items() for c, p in settings]
+    runs += [finetune("none", 0.0, None, 0.0, 0.0, f)] * (f < scratch)
   return runs
 
 
 def evaluate(run, config, run_dir: str, record: dict) -> dict:
-  """The training loop's own median steps/s (noisier than the benchmark: the CPU may be shared)."""
-  del run, config, record
+  """Every run: the training loop's median steps/s. Fine-tuning: the 0/1 outcome of each test window (string, in
+  the evaluation order of measure.eval_set). MLM pre-training: the drift under the correction (measure.py)."""
   from kexue_jax import metrics as metrics_lib  # pylint: disable=g-import-not-at-top
-  sps = [m["steps_per_sec"] for m in metrics_lib.read_metrics(run_dir) if m.get("steps_per_sec")]
-  return {"steps_per_sec": float(np.median(sps)) if sps else None}
+  rates = [m["steps_per_sec"] for m in metrics_lib.read_metrics(run_dir) if m.get("steps_per_sec")]
+  out = {"steps_per_sec": float(np.median(rates)) if rates else None}
+  if record.get("error"):
+    return out
+  if run.labels["kind"] == "finetune":
+    from kexue_jax.evals import outcomes  # pylint: disable=g-import-not-at-top
+    out["correct"] = "".join("01"[int(c)] for c in outcomes.classification_outcomes(config, run_dir)["correct"])
+  elif run.labels["mode"] == "mlm":
+    local = bool(config.study.arg.runlocal)
+    test = measure.load_config("finetune.py", FT_ARGS + ",runlocal" * local)
+    out["drift"] = measure.drift_study(config, run_dir, test, **(dict(mc_draws=2, batch=16) if local else {}))
+  return out
 
 
 def extras(workdir: str, scale: str = "default") -> dict:
-  """Step-time benchmark, drift of the MLM encoder under the correction, class counts, the setup."""
-  extra = ",runlocal" if scale == "tiny" else ""   # tiny: no benchmark (11 compilations), a small drift set
-  classes, counts = measure.eval_class_counts(extra)
+  """Step-time benchmark (not at tiny: 11 compilations; pre-training steps at full only, where MAE-style runs),
+  the test set, Su's mask identity, the setup."""
   runs = plan(scale=scale)
   pre, ft = (launcher.load_run_config(next(r for r in runs if r.labels["kind"] == k), (), workdir)
              for k in ("pretrain", "finetune"))
-  return {"timing": {} if extra else measure.timing_study(), "classes": classes, "eval_counts": counts,
-          "drift": measure.drift_study(os.path.join(workdir, "runs", "pretrain_mlm"), extra=extra,
-                                       **(dict(num_windows=16, mc_draws=2, batch=16) if extra else {})),
+  return {"timing": {} if scale == "tiny" else measure.timing_study(pretrain=scale == "full"), **measure.eval_set(ft),
+          "identity": measure.mask_identity(),
           "setup": {"pretrain_steps": pre.num_train_steps, "finetune_steps": ft.num_train_steps, "pool": ft.task.pool,
-                    "train_per_class": ft.data.train_per_class, "eval_per_class": ft.data.eval_per_class}}
-
-
-def from_results(res: dict) -> tuple[list[dict], dict]:
-  """The former driver's results.json ({"finetune", "pretrain", "timing", ...}) as (records, extras)."""
-  records = [dict(r, kind="finetune") for r in res.get("finetune", [])]
-  records += [dict(r, kind="pretrain") for r in (res.get("pretrain") or {}).values()]
-  return records, {k: res.get(k) for k in ("timing", "drift", "classes", "eval_counts", "setup")}
+                    "train_per_class": ft.data.train_per_class, "eval_per_file": ft.data.eval_per_file}}
 
 
 # ------------------------------------------------------------------------------------------- Samples + claims.
 
 
-def key(init, corr, drop) -> str:
-  return f"{init}/c{float(corr):g}/p{float(drop):g}"
+def key(init, rate, corr, drop) -> str:
+  return f"{init}{'' if init == 'none' else f'{float(rate):g}'}/c{float(corr):g}/p{float(drop):g}"
 
 
-def samples(records, timing) -> dict:
-  """{acc|loss:init/c/p: {seed: value}}; "steptime": [(p, seconds)] of the DropToken benchmark."""
+def samples(records, extras_) -> dict:
+  """Named samples: "acc:", "loss:", "win:" + key -> {unit: value} (unit "s<pre-training seed>/f<fine-tuning
+  seed>", from scratch "f<seed>"; win: each test window's 0/1 outcome); "acc@f:", "loss@f:" -> {f: mean over the
+  pre-training seeds}; "dcorr:r<r>" (and "win:dcorr:r<r>") -> accuracy with minus without the correction on the
+  r checkpoints; "drift:r<r>" -> {test file: KL gain, mean over the checkpoints}; "steptime" -> [(p, seconds)].
+  Records of the former design (no rate, one pre-training run) read as rate 0.15, pre-training seed 0."""
   out: dict = {}
   for r in records:
-    if r.get("kind", "finetune") == "finetune" and not r.get("error"):
-      k = key(r["init"], r["correction"], r["drop"])
-      for name, metric in (("acc", "accuracy"), ("loss", "loss")):
-        out.setdefault(f"{name}:{k}", {})[r["seed"]] = float(r["eval"][metric])
-  if (timing or {}).get("droptoken"):
-    out["steptime"] = [(float(p), t) for p, t in timing["droptoken"].items()]
+    if r.get("error"):
+      continue
+    if r.get("kind", "finetune") == "finetune":
+      k = key(r["init"], r.get("rate", CORR_R), r["correction"], r["drop"])
+      unit = f"f{r['seed']}" if r["init"] == "none" else f"s{r.get('pt_seed', 0)}/f{r['seed']}"
+      out.setdefault(f"acc:{k}", {})[unit] = float(r["eval"]["accuracy"])
+      out.setdefault(f"loss:{k}", {})[unit] = float(r["eval"]["loss"])
+      if r.get("correct"):
+        out.setdefault(f"win:{k}", {})[unit] = np.array([c == "1" for c in r["correct"]], float)
+    for file, gain in ((r.get("drift") or {}).get("kl_gain_by_file") or {}).items():
+      out.setdefault(f"drift:r{r.get('rate', CORR_R):g}", {}).setdefault(file, []).append(gain)
+  for name in [n for n in out if n.startswith(("acc:", "loss:")) and "/f" in next(iter(out[n]))]:
+    by_f: dict = {}
+    for unit, v in out[name].items():
+      by_f.setdefault(unit.split("/")[1], []).append(v)
+    out[name.replace(":", "@f:", 1)] = {f: float(np.mean(v)) for f, v in by_f.items()}
+  for name in [n for n in out if n.startswith("drift:")]:
+    out[name] = {f: float(np.mean(v)) for f, v in out[name].items()}
+  for r in (CORR_R, HIGH_R):
+    for kind in ("acc", "win"):
+      a, b = out.get(f"{kind}:{key('mlm', r, r, 0)}", {}), out.get(f"{kind}:{key('mlm', r, 0, 0)}", {})
+      if a and b:
+        out[f"{kind}:dcorr:r{r:g}" if kind == "win" else f"dcorr:r{r:g}"] = {u: a[u] - b[u] for u in a if u in b}
+  if ((extras_ or {}).get("timing") or {}).get("droptoken"):
+    out["steptime"] = [(float(p), t) for p, t in extras_["timing"]["droptoken"].items()]
   return out
 
 
 def claims() -> list[C.Claim]:
-  base, pct = key("mlm", 0, 0), dict(scale=100, digits=2)
+  """The claims, declared before the runs (margins included). Units: (pre-training, fine-tuning) seed pairs."""
+  pct, acc = dict(scale=100, digits=2, unit="seed pairs"), lambda *k: f"acc:{key(*k)}"
+  base, pt = acc("mlm", CORR_R, 0, 0), f"{MARGIN * 100:g} point"
   return [
-      C.Claim("1", f"The embedding correction (r = {CORRECTION_R:g}) changes fine-tuning accuracy by less than "
-              f"{MARGIN * 100:g} point (Su: no significant change)", "paired", f"acc:{key('mlm', CORRECTION_R, 0)}",
-              f"acc:{base}", direction="~", margin=MARGIN, **pct),
-      *[C.Claim(f"2 p{p:g}", f"DropToken p = {p:g} is not worse than p = 0 (non-inferiority, margin {MARGIN * 100:g} "
-                "point; Su: neutral to slightly positive at 0.1-0.15)", "paired", f"acc:{key('mlm', 0, p)}",
-                f"acc:{base}", margin=-MARGIN, family="droptoken", **pct) for p in (0.1, 0.15)],
-      C.Claim("3", "DropToken p = 0.5 hurts", "paired", f"acc:{key('mlm', 0, 0.5)}", f"acc:{base}", direction="<",
+      C.Claim("1", f"The embedding correction (r = {CORR_R:g}) changes fine-tuning accuracy by less than {pt} "
+              "(Su: no significant change)", "paired", acc("mlm", CORR_R, CORR_R, 0), base, direction="~",
+              margin=MARGIN, **pct),
+      C.Claim("1b", f"On clean test windows the corrected model (r = {CORR_R:g}) is closer to the masked-input "
+              "average than the plain one: KL(P̄‖P) falls (Su's reading; the KL gain ×1000 per test file, averaged "
+              "over its windows and the MLM checkpoints)", "one_sample", f"drift:r{CORR_R:g}", reference=0.0,
+              unit="test files", scale=1000),
+      *[C.Claim(f"2 p{p:g}", f"DropToken p = {p:g} is not worse than p = 0 (non-inferiority, margin {pt}; Su: "
+                "neutral to slightly positive at 0.1-0.15)", "paired", acc("mlm", CORR_R, 0, p), base,
+                margin=-MARGIN, family="droptoken", **pct) for p in (0.1, 0.15)],
+      C.Claim("3", "DropToken p = 0.5 hurts", "paired", acc("mlm", CORR_R, 0, 0.5), base, direction="<",
               family="droptoken", **pct),
-      C.Claim("4", "DropToken step time falls with the kept fraction (benchmark medians vs p; slope in ms per unit of p)", "trend", "steptime",
-              direction="<", unit="ratios", scale=1000, digits=1),
-      C.Claim("5", f"MAE-style pre-training transfers at least as well as MLM (non-inferiority, margin "
-              f"{MARGIN * 100:g} point; MAE paper)", "paired", f"acc:{key('mae', 0, 0)}", f"acc:{base}",
-              margin=-MARGIN, **pct),
-      C.Claim("6a", "Sanity: MLM pre-training transfers (test accuracy above training from scratch)", "paired",
-              f"acc:{base}", f"acc:{key('none', 0, 0)}", family="transfer", **pct),
+      C.Claim("4", "DropToken step time falls with the kept fraction (benchmark medians vs p; slope in ms per unit "
+              "of p)", "trend", "steptime", direction="<", unit="ratios", scale=1000, digits=1),
+      C.Claim("5", f"MAE-style pre-training transfers at least as well as MLM at the same steps and batch "
+              f"(non-inferiority, margin {pt}; MAE paper)", "paired", acc("mae", CORR_R, 0, 0), base, margin=-MARGIN, **pct),
+      C.Claim("6a", "Sanity: MLM pre-training transfers (test accuracy above training from scratch; per fine-tuning "
+              "seed, MLM averaged over its checkpoints)", "paired", "acc@f:" + key("mlm", CORR_R, 0, 0),
+              acc("none", 0, 0, 0), family="transfer", scale=100, digits=2),
       C.Claim("6b", "Sanity: MLM pre-training transfers (test cross-entropy below training from scratch)", "paired",
-              f"loss:{base}", f"loss:{key('none', 0, 0)}", direction="<", family="transfer", digits=3),
+              "loss@f:" + key("mlm", CORR_R, 0, 0), f"loss:{key('none', 0, 0, 0)}", direction="<",
+              family="transfer", digits=3),
+      C.Claim("7", f"Su's prediction: the correction raises accuracy more at r = {HIGH_R:g} than at r = {CORR_R:g} "
+              "(with minus without it on each checkpoint, r = 0.4 minus r = 0.15)", "paired", f"dcorr:r{HIGH_R:g}",
+              f"dcorr:r{CORR_R:g}", **pct),
   ]
 
 
-def measurements(timing, drift) -> list[str]:
+IDENTITY = C.Claim("8", "E over masks of the elementwise product M̃_1 ⊗ … ⊗ M̃_n is the all-p matrix, and "
+                   "Norm(pA) = A (Su's MAE-as-attention-dropout identity; deterministic: exact enumeration in "
+                   "float64, tolerance 1e-12)", "one_sample", "identity", direction="~", margin=1e-12,
+                   reference=0.75)
+
+
+def identity_verdict(ident: dict | None) -> C.Verdict:
+  if not ident:
+    return C.Verdict(IDENTITY, C.INCONCLUSIVE, note="not measured")
+  dev = max(ident["max_dev_bernoulli"], ident["max_dev_subsets"], ident["max_dev_norm"])
+  return C.Verdict(IDENTITY, C.HOLDS if dev <= IDENTITY.margin else C.FAILS, effect=dev, note=(
+      f"n = {ident['n']} tokens, p = {ident['p']:g}: max |E − p| {ident['max_dev_bernoulli']:.1e} over all "
+      f"{ident['bernoulli_masks']} i.i.d. Bernoulli masks, {ident['max_dev_subsets']:.1e} over all "
+      f"{ident['subsets']} kept subsets (DropToken / MAE); max |Norm(pA) − A| {ident['max_dev_norm']:.1e}"))
+
+
+def measurements(timing) -> list[str]:
   """Single benchmark numbers (medians of interleaved rounds), reported without a test."""
-  out = []
   tp = (timing or {}).get("pretrain") or {}
-  if "mae@0.75" in tp and "mlm@0.75" in tp:
-    out.append(f"MAE-style pre-training step at MAE's 75% ratio {tp['mae@0.75'] * 1000:.1f} ms vs MLM "
-               f"{tp['mlm@0.75'] * 1000:.1f} ms (15%: {tp.get('mae', np.nan) * 1000:.1f} vs "
-               f"{tp.get('mlm', np.nan) * 1000:.1f} ms): MAE-style is "
-               f"{'cheaper' if tp['mae@0.75'] < tp['mlm@0.75'] else 'not cheaper'} at 75% (MAE paper: cheaper)")
-  if drift:
-    closer = drift["kl_mc_vs_corrected"] < drift["kl_mc_vs_plain"]
-    out.append(f"Su's reading (on clean input the corrected model is closer to the masked-input average): KL(P̄‖P) "
-               f"plain {drift['kl_mc_vs_plain']:.4f}, corrected {drift['kl_mc_vs_corrected']:.4f}; 1 − cos(h̄, h) "
-               f"plain {drift['cos_dist_mc_vs_plain']:.4f}, corrected {drift['cos_dist_mc_vs_corrected']:.4f}: the "
-               f"corrected model is {'closer' if closer else 'not closer'} in KL")
-  return out
+  if "mae@0.75" not in tp or "mlm@0.75" not in tp:
+    return []
+  return [f"MAE-style pre-training step at MAE's 75% ratio {tp['mae@0.75'] * 1000:.1f} ms vs MLM "
+          f"{tp['mlm@0.75'] * 1000:.1f} ms (15%: {tp.get('mae', np.nan) * 1000:.1f} vs "
+          f"{tp.get('mlm', np.nan) * 1000:.1f} ms): MAE-style is "
+          f"{'cheaper' if tp['mae@0.75'] < tp['mlm@0.75'] else 'not cheaper'} at 75% (MAE paper: cheaper)"]
 
 
 # ------------------------------------------------------------------------------------------- Tables + plots.
 
 
-def _stat(data, name) -> stats.Stat:
-  return stats.Stat(list(data.get(name, {}).values()))
+def _stat(d: dict | None, prefix: str = "") -> stats.Stat:
+  """The values of {unit: value} whose unit starts with prefix ("s0/": one pre-training seed)."""
+  return stats.Stat([v for u, v in (d or {}).items() if u.startswith(prefix)])
+
+
+def pairs_needed(sd: float, target: float = MARGIN) -> int | None:
+  """Smallest n with a 95% paired-t CI half-width t_{0.975, n-1} sd / sqrt(n) <= target (None: > 10000)."""
+  return next((n for n in range(2, 10_001) if sp_stats.t.ppf(0.975, n - 1) * sd / np.sqrt(n) <= target), None)
+
+
+def table_power(verdicts, data, files) -> tuple[str, str]:
+  """Each paired accuracy claim: the effect per pre-training seed, the 95% CI half-width reached by the seed-level
+  paired t (the claims' test) and with the test files resampled too (seed x file-cluster bootstrap,
+  kexue_jax/evals/clustered.py), against the ±1 point target; and the pairs a ±1 point CI needs at the measured
+  SD of the paired differences. Returns (table, the line on what the target would take)."""
+  from kexue_jax.evals import clustered  # pylint: disable=g-import-not-at-top
+  rows, reached, worst = [], 0, (0, "", 0)
+  for v in verdicts:
+    c = v.claim
+    if c.test != "paired" or c.scale != 100 or c.a not in data or c.b not in data:
+      continue
+    units = sorted(set(data[c.a]) & set(data[c.b]))
+    d = {u: data[c.a][u] - data[c.b][u] for u in units}
+    seeds = sorted({u.split("/")[0] for u in units if "/" in u})
+    win = [data.get("win:" + n.split(":", 1)[1] if n.startswith("acc:") else "win:" + n, {}) for n in (c.a, c.b)]
+    boot = "—"
+    if files is not None and all(u in w for w in win for u in units) and len(units) > 1:
+      se = clustered.cluster_bootstrap_se(np.stack([win[0][u] - win[1][u] for u in units]), files)[1]
+      boot = f"±{1.96 * se * 100:.2f}"
+    sd = float(np.std(list(d.values()), ddof=1)) if len(d) > 1 else float("nan")
+    need = pairs_needed(sd) if np.isfinite(sd) else None
+    half = (v.ci[1] - v.ci[0]) / 2 * 100
+    reached += bool(half <= MARGIN * 100)
+    worst = max(worst, (need or 10_001, c.id, max(len(seeds), 1))) if np.isfinite(sd) else worst
+    rows.append([c.id, len(units), f"{v.effect * 100:+.2f}" if np.isfinite(v.effect) else "—",
+                 " / ".join(f"{_stat(d, s + '/').mean * 100:+.2f}" for s in seeds) or "—",
+                 f"{sd * 100:.2f}" if np.isfinite(sd) else "—", f"±{half:.2f}" if np.isfinite(half) else "—", boot,
+                 ("yes" if half <= MARGIN * 100 else "no") if np.isfinite(half) else "—",
+                 need or ("> 10000" if np.isfinite(sd) else "—")])
+  table = R.table(["claim", "pairs", "effect (pts)", "effect per pre-training seed", "SD of pair differences",
+                   "95% CI, seed-level t", "95% CI, seeds × files (bootstrap)", "±1 pt reached", "pairs for ±1 pt"],
+                  rows)
+  need, cid, n_pt = worst
+  line = (f"{reached} of {len(rows)} comparisons reached a ±{MARGIN * 100:g} point seed-level 95% CI. The widest "
+          f"(claim {cid}) needs {need if need <= 10_000 else '> 10000'} seed pairs at its measured SD: "
+          f"{-(-need // n_pt)} fine-tuning seeds on each of {n_pt} pre-training seed(s)." if cid else
+          "(no paired accuracy comparison measured)")
+  return table, line
 
 
 def table_finetune(data) -> str:
   rows = []
-  for init, corr in (("mlm", 0), ("mlm", CORRECTION_R), ("mae", 0), ("none", 0)):
-    k = key(init, corr, 0)
-    rows.append([INITS[init] + (f" + correction r={corr:g}" if corr else ""), _stat(data, f"acc:{k}").n,
-                 _stat(data, f"acc:{k}").fmt(100), _stat(data, f"loss:{k}").fmt(digits=3)])
-  return R.table(["encoder init", "seeds", "test accuracy %", "test cross-entropy (nats)"], rows)
+  for init, rate, corr in (("mlm", CORR_R, 0), ("mlm", CORR_R, CORR_R), ("mae", CORR_R, 0), ("mlm", HIGH_R, 0),
+                           ("mlm", HIGH_R, HIGH_R), ("none", 0, 0)):
+    k = key(init, rate, corr, 0)
+    acc, loss = data.get(f"acc:{k}", {}), data.get(f"loss:{k}", {})
+    name = INITS[init] + (f" r={rate:g}" if rate != CORR_R and init != "none" else "") + (
+        f" + correction r={corr:g}" if corr else "")
+    seeds = sorted({u.split("/")[0] + "/" for u in acc if "/" in u})
+    for s in seeds + [""] * (len(seeds) != 1):
+      rows.append([name, s[1:-1] or "all", _stat(acc, s).n, _stat(acc, s).fmt(100, 2),
+                   _stat(loss, s).fmt(digits=3)])
+  return R.table(["encoder init", "pre-training seed", "runs", "test accuracy %", "test cross-entropy (nats)"],
+                 rows)
 
 
 def table_droptoken(data, timing, records) -> str:
   from kexue_jax.tasks import mlm  # pylint: disable=g-import-not-at-top
-  tt = (timing or {}).get("droptoken") or {}
-  rows = []
+  tt, rows = (timing or {}).get("droptoken") or {}, []
   for p in DROPS:
-    sps = [r["steps_per_sec"] for r in records if r.get("kind", "finetune") == "finetune" and r["init"] == "mlm"
-           and not r["correction"] and float(r["drop"]) == p and r.get("steps_per_sec")]
+    rates = [r["steps_per_sec"] for r in records if r.get("kind", "finetune") == "finetune" and r["init"] == "mlm"
+            and r.get("rate", CORR_R) == CORR_R and not r["correction"] and float(r["drop"]) == p
+            and r.get("steps_per_sec")]
     t = tt.get(str(p))
-    rows.append([f"{p:g}", f"{mlm.num_kept(64, p)} / 64", _stat(data, f"acc:{key('mlm', 0, p)}").fmt(100),
-                 "—" if t is None else f"{t * 1000:.1f}", f"{np.mean(sps):.2f}" if sps else "—"])
+    rows.append([f"{p:g}", f"{mlm.num_kept(64, p)} / 64", _stat(data.get(f"acc:{key('mlm', CORR_R, 0, p)}")).fmt(100),
+                 "—" if t is None else f"{t * 1000:.1f}", f"{np.mean(rates):.2f}" if rates else "—"])
   return R.table(["DropToken p", "kept tokens", "test accuracy %", "step time (ms, benchmark)",
                   "steps/s in the runs"], rows)
 
 
 def table_published(data) -> str:
-  ref, base = np.array(published.SU_DROPTOKEN[0.0]), _stat(data, f"acc:{key('mlm', 0, 0)}")
+  ref, base = np.array(published.SU_DROPTOKEN[0.0]), _stat(data.get(f"acc:{key('mlm', CORR_R, 0, 0)}"))
   rows = []
   for p, row in published.SU_DROPTOKEN.items():
-    st = _stat(data, f"acc:{key('mlm', 0, p)}")
+    st = _stat(data.get(f"acc:{key('mlm', CORR_R, 0, p)}"))
     rows.append([f"{p:g}", *[f"{x:.2f}" for x in row], f"{np.mean(np.array(row) - ref):+.2f}",
                  f"{(st.mean - base.mean) * 100:+.2f}" if st.n and base.n else "—"])
   return R.table(["p", *published.SU_DROPTOKEN_TASKS, "Su: mean Δ vs p=0", "ours: Δ vs p=0 (pts)"], rows)
@@ -190,34 +326,33 @@ def table_pretrain(records, timing) -> str:
   tp, rows = (timing or {}).get("pretrain") or {}, []
   ms = lambda k: "—" if k not in tp else f"{tp[k] * 1000:.1f}"
   for r in records:
-    if r.get("kind") == "pretrain":
+    if r.get("kind") == "pretrain" and not r.get("error"):
       m = r["mode"]
-      rows.append([INITS[m], r.get("step"), f"{r['wall_time_s']:.0f}", ms(m), ms(m + "@0.5"), ms(m + "@0.75"),
-                   f"{r['eval']['loss']:.3f}", f"{r['eval']['accuracy'] * 100:.1f}"])
-  return R.table(["pre-training", "steps", "wall time (s)", "step 15% (ms)", "step 50%", "step 75%",
+      rows.append([f"{INITS[m]} r={r.get('rate', CORR_R):g}", r.get("pt_seed", 0), r.get("step"),
+                   f"{r['wall_time_s']:.0f}", ms(m), ms(m + "@0.5"), ms(m + "@0.75"), f"{r['eval']['loss']:.3f}",
+                   f"{r['eval']['accuracy'] * 100:.1f}"])
+  return R.table(["pre-training", "seed", "steps", "wall time (s)", "step 15% (ms)", "step 50%", "step 75%",
                   "eval loss (masked bytes)", "eval acc % (masked bytes)"], rows)
 
 
-def table_drift(drift) -> str:
-  if not drift:
-    return "(not measured)"
-  d = drift
-  return R.table(["on clean validation text (byte positions)", "without correction", "with correction"], [
-      ["1 − cos(h(x; E_corr), h(x; E))", "—", f"{d['cos_dist_corrected_vs_plain']:.4f}"],
-      [f"1 − cos(h̄, h(x; ·)), h̄ = mean over {d['mc_draws']} BERT maskings", f"{d['cos_dist_mc_vs_plain']:.4f}",
-       f"{d['cos_dist_mc_vs_corrected']:.4f}"],
-      ["KL(P̄ ‖ P(x; ·)), P̄ = mean MLM distribution over the maskings", f"{d['kl_mc_vs_plain']:.4f}",
-       f"{d['kl_mc_vs_corrected']:.4f}"],
-      ["MLM accuracy on unmasked bytes", f"{d['acc_unmasked_plain'] * 100:.2f}%",
-       f"{d['acc_unmasked_corrected'] * 100:.2f}%"]])
+def table_drift(records) -> str:
+  rows = [[f"MLM r={r['rate']:g} seed {r['pt_seed']}", f"{d['cos_dist_corrected_vs_plain']:.4f}",
+           f"{d['cos_dist_mc_vs_plain']:.4f} / {d['cos_dist_mc_vs_corrected']:.4f}",
+           f"{d['kl_mc_vs_plain']:.4f} / {d['kl_mc_vs_corrected']:.4f}",
+           f"{d['kl_gain'] * 1000:+.2f} ± {d['kl_gain_se'] * 1000:.2f}",
+           f"{d['acc_unmasked_plain'] * 100:.2f} / {d['acc_unmasked_corrected'] * 100:.2f}", d["num_files"]]
+          for r in records for d in [r.get("drift")] if d]
+  return R.table(["checkpoint", "1 − cos(h(x; E_corr), h(x; E))", "1 − cos(h̄, h): plain / corrected",
+                  "KL(P̄ ‖ P): plain / corrected", "KL gain ×1000 ± SE (files)",
+                  "MLM acc % unmasked: plain / corr.", "test files"], rows) if rows else "(not measured)"
 
 
 def plots(data, timing, out_dir) -> list[str]:
   fig, ax = R.figure(1, 2)
-  ps = [p for p in DROPS if f"acc:{key('mlm', 0, p)}" in data]
-  st = [_stat(data, f"acc:{key('mlm', 0, p)}") for p in ps]
+  ps = [p for p in DROPS if f"acc:{key('mlm', CORR_R, 0, p)}" in data]
+  st = [_stat(data[f"acc:{key('mlm', CORR_R, 0, p)}"]) for p in ps]
   ax[0, 0].errorbar(ps, [s.mean * 100 for s in st], yerr=[s.std * 100 for s in st], marker="o", capsize=4,
-                    label="test accuracy (mean ± sd)")
+                    label="test accuracy (mean ± sd over seed pairs)")
   ax[0, 0].set(xlabel="DropToken ratio p", ylabel="test accuracy %")
   tt = (timing or {}).get("droptoken") or {}
   if tt:
@@ -232,21 +367,23 @@ def plots(data, timing, out_dir) -> list[str]:
 
 
 def write_report(records, extras_, out_dir: str, meta: dict) -> str:
-  timing, drift, setup = extras_.get("timing"), extras_.get("drift"), extras_.get("setup") or {}
-  data = samples(records, timing)
-  verdicts = C.judge_all(claims(), data)
-  counts = extras_.get("eval_counts") or []
+  timing, setup = extras_.get("timing"), extras_.get("setup") or {}
+  data = samples(records, extras_)
+  verdicts = C.judge_all(claims(), data) + [identity_verdict(extras_.get("identity"))]
+  counts, files = extras_.get("eval_counts") or [], extras_.get("eval_files")
+  power, power_line = table_power(verdicts, data, np.asarray(files) if files else None)
   os.makedirs(out_dir, exist_ok=True)
   figs = plots(data, timing, out_dir)
   text = R.fill(os.path.join(os.path.dirname(__file__), "report_template.md"), dict(
       pretrain_steps=setup.get("pretrain_steps", "?"), finetune_steps=setup.get("finetune_steps", "?"),
       pool=setup.get("pool", "?"), train_per_class=setup.get("train_per_class", "?"),
+      per_file=setup.get("eval_per_file", "?"), n_files=len(set(files)) if files else "?",
       classes=", ".join(extras_.get("classes") or []), n_eval=sum(counts),
       majority=f"{max(counts) / sum(counts) * 100:.1f}" if counts else "?", rules=R.RULES,
-      checklist=R.checklist(verdicts, data if meta.get("legacy") else None),
-      measurements="\n".join(f"- {m}" for m in measurements(timing, drift)) or "(not measured)",
+      checklist=R.checklist(verdicts, data if meta.get("legacy") else None), power=power, power_line=power_line,
+      measurements="\n".join(f"- {m}" for m in measurements(timing)) or "(not measured)",
       finetune=table_finetune(data), droptoken=table_droptoken(data, timing, records),
-      pretrain=table_pretrain(records, timing), drift=table_drift(drift), published=table_published(data),
+      pretrain=table_pretrain(records, timing), drift=table_drift(records), published=table_published(data),
       su_correction=published.SU_CORRECTION, su_droptoken=published.SU_DROPTOKEN_VERDICT,
       plots="\n\n".join(f"![{p}]({p})" for p in figs), footer=R.footer(meta)))
   path = os.path.join(out_dir, "REPORT.md")

@@ -141,47 +141,92 @@ def test_rdrop_plan_and_configs():
 # ------------------------------------------------------------------------------------------- MLM / MAE.
 
 
-def mlm_results(seeds=3):
-  """The former driver's results.json layout, with runs from mlm_dropout.plan()."""
+def mlm_results(n_files=16, per_file=4):
+  """A launcher results.json for mlm_dropout's full plan: synthetic accuracies with known effects (points: MAE
+  +0.5, p = 0.5 -10, from scratch -20, the correction +0 at r = 0.15 and +3 at r = 0.4), each run's 0/1 outcomes
+  on n_files x per_file test windows, MLM drift with a positive KL gain on every file."""
   rng = np.random.default_rng(0)
+  n = n_files * per_file
   records = []
-  for r in mlm.plan(seeds):
-    if r.labels["kind"] == "finetune":
-      acc = {"mlm": 0.6, "mae": 0.605, "none": 0.4}[r.labels["init"]] - (0.1 if r.labels["drop"] == 0.5 else 0.0)
-      records.append(dict(r.labels, name=r.name, eval={"accuracy": acc + 0.002 * rng.normal(), "loss": 1.0 - acc},
-                          wall_time_s=30.0, steps_per_sec=5.0, command="python -m ..."))
-  pre = {m: {"mode": m, "eval": {"accuracy": 0.3, "loss": 2.5}, "wall_time_s": 100.0, "step": 600, "name": m,
-             "command": "python -m ..."} for m in ("mlm", "mae")}
-  timing = {"droptoken": {str(p): 0.1 * (1 - p) + 0.01 for p in mlm.DROPS},
-            "pretrain": {"mlm": 0.2, "mae": 0.21, "mae@0.75": 0.1, "mlm@0.75": 0.2}}
-  drift = {"cos_dist_corrected_vs_plain": 0.01, "cos_dist_mc_vs_plain": 0.05, "cos_dist_mc_vs_corrected": 0.04,
-           "kl_mc_vs_plain": 0.2, "kl_mc_vs_corrected": 0.18, "acc_unmasked_plain": 0.9,
-           "acc_unmasked_corrected": 0.89, "mc_draws": 8}
-  return {"finetune": records, "pretrain": pre, "timing": timing, "drift": drift, "classes": ["a", "b"],
-          "eval_counts": [64, 64], "setup": {"pretrain_steps": 600, "finetune_steps": 150, "pool": "mean"}}
+  for r in mlm.plan(scale="full"):
+    lab = r.labels
+    if lab["kind"] == "pretrain":
+      drift = {"cos_dist_corrected_vs_plain": 0.01, "cos_dist_mc_vs_plain": 0.05, "cos_dist_mc_vs_corrected": 0.04,
+               "kl_mc_vs_plain": 0.2, "kl_mc_vs_corrected": 0.18, "acc_unmasked_plain": 0.9,
+               "acc_unmasked_corrected": 0.89, "kl_gain": 0.02, "kl_gain_se": 0.002, "num_files": n_files,
+               "kl_gain_by_file": {str(f): 0.02 + 0.002 * rng.normal() for f in range(n_files)}}
+      records.append(dict(lab, name=r.name, eval={"accuracy": 0.3, "loss": 2.5}, wall_time_s=100.0, step=1200,
+                          **({"drift": drift} if lab["mode"] == "mlm" else {})))
+      continue
+    acc = {"mlm": 0.6, "mae": 0.605, "none": 0.4}[lab["init"]] - (0.1 if lab["drop"] == 0.5 else 0.0)
+    acc += 0.03 * (lab["correction"] == 0.4) + 0.002 * rng.normal()
+    correct = "".join("01"[int(x)] for x in rng.random(n) < acc)
+    records.append(dict(lab, name=r.name, eval={"accuracy": acc, "loss": 1.0 - acc}, correct=correct,
+                        wall_time_s=30.0, steps_per_sec=5.0, command="python -m ..."))
+  extras = {"timing": {"droptoken": {str(p): 0.1 * (1 - p) + 0.01 for p in mlm.DROPS},
+                       "pretrain": {"mlm": 0.2, "mae": 0.21, "mae@0.75": 0.1, "mlm@0.75": 0.2}},
+            "classes": ["a", "b"], "eval_counts": [n // 2, n // 2], "eval_files": np.repeat(np.arange(n_files),
+                                                                                          per_file).tolist(),
+            "identity": mlm.measure.mask_identity(), "setup": {"pretrain_steps": 1200, "finetune_steps": 150,
+                                                               "pool": "mean", "eval_per_file": per_file}}
+  return {"study": "mlm_dropout", "runs": records, "extras": extras, "meta": {"trained_on": "synthetic"}}
 
 
-def test_mlm_claims_and_report_from_the_former_layout(tmp_path):
+def test_mlm_claims_and_report_on_synthetic_records(tmp_path):
   res = mlm_results()
-  records, extras = mlm.from_results(res)
-  data = mlm.samples(records, extras["timing"])
+  data = mlm.samples(res["runs"], res["extras"])
+  assert len(data[f"acc:{mlm.key('mlm', 0.15, 0, 0)}"]) == 10                      # 2 pre-training x 5 seeds
+  assert set(data[f"acc@f:{mlm.key('mlm', 0.15, 0, 0)}"]) == {f"f{f}" for f in range(5)}
   verdicts = {v.claim.id: v.verdict for v in C.judge_all(mlm.claims(), data)}
-  assert verdicts["3"] == verdicts["4"] == verdicts["6a"] == verdicts["5"] == C.HOLDS, verdicts
-  assert verdicts["1"] == C.HOLDS   # correction: same accuracy within ±1 point
+  assert all(verdicts[i] == C.HOLDS for i in ("1", "1b", "2 p0.1", "2 p0.15", "3", "4", "5", "6a", "6b", "7")), verdicts
+  assert mlm.identity_verdict(res["extras"]["identity"]).verdict == C.HOLDS
   path = tmp_path / "results.json"
   path.write_text(json.dumps(res))
   assert launcher.main(["mlm_dropout", "--report_only", "--results", str(path), "--out", str(tmp_path / "o")]) == 0
   text = (tmp_path / "o" / "REPORT.md").read_text()
-  for s in ("Claim checklist", "DropToken", "60.06", "MAE-style is cheaper", "fig_mlm.png", "Provenance"):
+  for s in ("Claim checklist", "DropToken", "60.", "MAE-style is cheaper", "fig_mlm.png", "Provenance",
+            "pre-training seed", "seeds × files", "pairs for ±1 pt", "reached a ±1 point",
+            "64 windows from 16 files"):
     assert s in text, s
+  row = next(l for l in text.splitlines() if l.startswith("| 1 | 10 |"))   # claim 1: 10 seed pairs
+  boot = float(row.split("|")[7].strip().lstrip("±"))
+  assert 0 < boot < 100   # the seeds x files bootstrap CI half-width, in points
 
 
-def test_mlm_plan_stages_and_workdir():
-  runs = mlm.plan()
-  assert len(runs) == 26 and {r.stage for r in runs[:2]} == {0} and {r.stage for r in runs[2:]} == {1}
-  c = launcher.load_run_config(runs[2], (), "/w")
-  assert c.init_from.workdir == "/w/runs/pretrain_mlm"
-  assert len(mlm.plan(scale="tiny")) == 4
+def test_mlm_pairs_needed_for_a_one_point_ci():
+  # t(0.975, 6) / sqrt(7) = 0.925 <= 1 < t(0.975, 5) / sqrt(6) = 1.050 (scipy.stats.t, tabulated values)
+  assert mlm.pairs_needed(0.01) == 7
+  assert mlm.pairs_needed(0.008) == 5   # 2.776 * 0.8 / sqrt(5) = 0.993; 3.182 * 0.8 / 2 = 1.273
+
+
+def test_mlm_mask_identity_is_exact():
+  ident = mlm.measure.mask_identity(n=6, kept=3)
+  assert ident["bernoulli_masks"] == 64 and ident["subsets"] == 20 and ident["p"] == 0.5
+  assert max(ident["max_dev_bernoulli"], ident["max_dev_subsets"], ident["max_dev_norm"]) < 1e-14
+
+
+def test_mlm_plan_pairs_stages_and_budget():
+  for scale, n_pt, n_ft in (("default", 2, 4), ("full", 2, 5)):
+    runs = mlm.plan(scale=scale)
+    names = [r.name for r in runs]
+    assert len(set(names)) == len(names)
+    pre = [r for r in runs if r.labels["kind"] == "pretrain"]
+    assert runs[:len(pre)] == pre and {r.stage for r in pre} == {0} and {r.stage for r in runs[len(pre):]} == {1}
+    ft = [r.labels for r in runs[len(pre):]]
+    assert [f["seed"] for f in ft] == sorted(f["seed"] for f in ft)               # fine-tuning seed-major
+    arms = {(f["init"], f["rate"], f["correction"], f["drop"]) for f in ft if f["init"] != "none"}
+    for arm in arms:   # every setting has every (pre-training seed, fine-tuning seed) pair
+      units = {(f["pt_seed"], f["seed"]) for f in ft if (f["init"], f["rate"], f["correction"], f["drop"]) == arm}
+      assert units == {(s, f) for s in range(n_pt) for f in range(n_ft)}, arm
+  assert {(a[0], a[1]) for a in arms} == {("mlm", 0.15), ("mae", 0.15), ("mlm", 0.4)}
+  assert ("mlm", 0.4, 0.4, 0.0) in arms and len(pre) == 6
+  assert sum(r.est_s for r in mlm.plan()) <= 45 * 60
+  c = launcher.load_run_config(mlm.plan()[2], (), "/w")
+  assert c.init_from.workdir == "/w/runs/pt_mlm_r0.15_s0" and c.data.holdout_frac == 0.5
+  assert c.data.eval_per_file == 16 and c.task.correction_r == 0
+  p = launcher.load_run_config(pre[-1], ())
+  assert p.data.holdout_frac == 0.5 and p.task.mask_rate == 0.4 and p.seed == 1
+  assert len(mlm.plan(scale="tiny")) == 4 and len(mlm.plan(3, "default")) == 2 + 3 * 8 + 3
 
 
 # ------------------------------------------------------------------------------------------------ Lion.
