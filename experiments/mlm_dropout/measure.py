@@ -68,6 +68,13 @@ def timing_study(steps: int = 5, rounds: int = 5, extra: str = "", pretrain: boo
 # ------------------------------------------------------------------------------------ Representation drift.
 
 
+def cos_dist(a, b):
+  """1 - cos(a, b) along the last axis."""
+  a = a / np.linalg.norm(a, axis=-1, keepdims=True)
+  b = b / np.linalg.norm(b, axis=-1, keepdims=True)
+  return 1.0 - (a * b).sum(-1)
+
+
 def drift_study(pre_config, workdir: str, test_config, mc_draws: int = 8, batch: int = 64) -> dict:
   """Su's consistency question on unmasked text, for an MLM encoder with and without the correction.
 
@@ -110,11 +117,6 @@ def drift_study(pre_config, workdir: str, test_config, mc_draws: int = 8, batch:
     inp, _ = mlm.bert_mask(key, tok, tok < mlm.NUM_BYTES, rate=task.rate, mask_frac=task.mask_frac,
                            random_frac=task.random_frac)
     return forward(params, inp)
-
-  def cos_dist(a, b):
-    a = a / np.linalg.norm(a, axis=-1, keepdims=True)
-    b = b / np.linalg.norm(b, axis=-1, keepdims=True)
-    return 1.0 - (a * b).sum(-1)
 
   sums, gain_N = {}, []
   for i in range(0, len(tokens), batch):
