@@ -443,3 +443,88 @@ def test_study_seeds_tiny(tmp_path):
   assert out["runs"]["rope_s1"]["step"] == 4 and "seed=1" in out["runs"]["rope_s1"]["config_arg"]
   # Replicates only of the seed-aware methods (methods.seed_method_names: rerope_w4 is not one at N = 16).
   assert out["methods"]["rope@s1"]["ckpt"] == "rope_s1" and "rerope_w4@s1" not in out["methods"]
+
+
+# ---------------------------------------------------------------------------- protocols vs a float64 reference
+
+
+def _np_token_stats(logits_BLV, targets_BL):
+  """float64 cross-entropy and argmax-correctness per target, written out from the logits."""
+  z = np.asarray(logits_BLV, np.float64)
+  logp = z - z.max(-1, keepdims=True)
+  logp -= np.log(np.exp(logp).sum(-1, keepdims=True))
+  ce = -np.take_along_axis(logp, np.asarray(targets_BL)[..., None], -1)[..., 0]
+  return ce, (z.argmax(-1) == targets_BL).astype(np.float64)
+
+
+def _close(got, want):
+  """The evaluator stores 4 decimals (float32 compute): within half a unit of the last stored digit."""
+  np.testing.assert_allclose(got, want, rtol=1e-6, atol=5e-5)
+
+
+def _tiny_lm(n_seed=0):
+  import jax
+  from kexue_jax import config_lib, models
+  cfg = config_lib.to_dict(study.load_config("rope", "tiny")[0].model)
+  model = models.build_model(cfg)
+  return cfg, model, model.init(jax.random.key(n_seed), np.zeros((1, 8), np.int32))["params"]
+
+
+def test_tail_protocol_matches_float64_reference():
+  cfg, model, params = _tiny_lm()
+  n, length = 16, 48
+  nonrep = np.random.default_rng(0).integers(0, 256, size=(3, length + 1)).astype(np.int32)
+  rep, seg = evaluate.repeated_set(nonrep, n)
+  out = evaluate.evaluate_length(cfg, params, nonrep, rep, seg, train_length=n)
+  for key, tokens in (("nonrep", nonrep), ("rep", rep)):
+    ce, cor = _np_token_stats(model.apply({"params": params}, tokens[:, :-1]), tokens[:, 1:])
+    tail = [i for i in range(length) if i >= n]   # the query at position i (0-based) predicts token i + 1
+    _close(out[key]["acc"], cor.mean(1))
+    _close(out[key]["loss"], ce.mean(1))
+    _close(out[key]["tail_acc"], cor[:, tail].mean(1))
+    _close(out[key]["tail_loss"], ce[:, tail].mean(1))
+  at_n = evaluate.evaluate_length(cfg, params, nonrep[:, :n + 1], rep[:, :n + 1], seg, train_length=n)
+  assert "tail_acc" not in at_n["nonrep"]   # L = N: no query beyond the training length
+
+
+def test_logn_dagger_gain_lives_in_the_tail():
+  """log n-dagger leaves queries i < N unchanged, so its tail gain is its all-positions gain x L / (L - N)."""
+  cfg, _, params = _tiny_lm(1)
+  n, length = 16, 64
+  tokens = np.random.default_rng(1).integers(0, 256, size=(2, length + 1)).astype(np.int32)
+  ce0, _ = evaluate.token_stats(cfg, params, tokens)
+  ce1, _ = evaluate.token_stats(dict(cfg, attention=dict(cfg["attention"], logn="retrofit")), params, tokens)
+  ce0, ce1 = np.asarray(ce0, np.float64), np.asarray(ce1, np.float64)
+  eps = 1e-6 * np.abs(ce0).max()   # float32 rounding of the values compared
+  np.testing.assert_allclose(ce1[:, :n], ce0[:, :n], rtol=0, atol=eps)   # queries 0..N-1 untouched
+  gain_all, gain_tail = (ce0 - ce1).mean(1), (ce0 - ce1)[:, n:].mean(1)
+  assert np.abs(ce1 - ce0)[:, n:].max() > 100 * eps   # the retrofit changes the tail
+  np.testing.assert_allclose(gain_tail, gain_all * length / (length - n), rtol=0, atol=2 * eps)
+
+
+def test_mlm_length_scoring_matches_float64_reference():
+  import jax
+  from kexue_jax.tasks import mlm
+  from tests.helpers import load_config
+  c = load_config("configs/length_extrapolation/logn_mlm.py", "runlocal,logn")
+  task = mlm.MLMTask(c)
+  rng = np.random.default_rng(2)
+  tokens = np.concatenate([np.full((4, 1), 256), rng.integers(0, 256, size=(4, 63))], 1).astype(np.int32)
+  variables = task.init(jax.random.key(0), {"tokens": tokens[:1, :16]})   # trained at 16, scored at 64
+  got = evaluate.mlm_window_stats(c, variables["params"], tokens)
+  for k, row in enumerate(tokens):
+    # The documented evaluation masks: window k masked from fold_in(fold_in(key(eval_seed), k), draw 0).
+    key = jax.random.fold_in(jax.random.fold_in(jax.random.key(c.task.eval_seed), k), 0)
+    inputs, sel = mlm.bert_mask(key, row[None], row[None] < 256, rate=0.15)
+    ce, cor = _np_token_stats(task.model.apply(variables, inputs)[0], row)
+    sel = np.asarray(sel[0])
+    assert sel.sum() > 0 and not sel[0]   # bytes only, never [CLS]
+    _close(got["acc"][k], cor[sel].mean())
+    _close(got["loss"][k], ce[sel].mean())
+
+
+def test_mlm_set_is_cls_plus_document_bytes():
+  docs = _Docs([bytes(range(i, i + 100)) for i in range(4)])
+  s = evaluate.mlm_set(docs, 20, 3)
+  assert s.shape == (3, 20) and (s[:, 0] == 256).all() and s[:, 1:].max() < 256
+  assert all(np.array_equal(np.diff(r[1:]), np.ones(18)) for r in s)   # contiguous bytes of one document
