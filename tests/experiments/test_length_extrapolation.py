@@ -132,7 +132,10 @@ def test_published_mapping_points_at_transcribed_rows():
 
 def test_configs_build_every_variant():
   from kexue_jax import models
-  for v in study.VARIANTS:
+  for v in study.MLM_VARIANTS:   # Su's MLM table: logn_mlm.py, tiny = runlocal, otherwise its own default size
+    c, spec = study.load_config(v, "tiny")
+    assert c.task.name == "mlm" and c.data.seq_len == 16 and spec.endswith("runlocal" + ",logn" * (v == "mlm_e"))
+  for v in set(study.VARIANTS) - set(study.MLM_VARIANTS):
     for scale in ("tiny", "default", "medium", "full"):
       c, arg = study.load_config(v, scale)
       base = v[:-len("_copy")] if v.endswith("_copy") else v   # copy variants: the base config + copy args
@@ -164,14 +167,15 @@ def _synthetic(good: bool, n=128, windows=40, seed=0):
   # accuracy at 8n (fractions); 1x accuracy is `base` for everything except where noted.
   acc8 = {"rope": 0.25, "pi": 0.15, "ntk_old": 0.40, "ntk_fixed": 0.41, "ntk_mixed": 0.42, "yarn": 0.48,
           "rerope_w16": 0.50, "rerope_w32": 0.545, "rerope_w64": 0.55, "rerope_w96": 0.54, "rerope_w128": 0.08,
-          "window": 0.45, "lambda": 0.50, "logn/rope": 0.26, "logn/ntk_mixed": 0.47,
+          "window": 0.545, "lambda": 0.555, "logn/rope": 0.26, "logn/ntk_mixed": 0.47,
           "ntk_mixed+logn†": 0.44, "rerope_w64+logn†": 0.552, "logn/rerope_w64": 0.555,
           "logn/rerope_w32": 0.55, "logn/leaky_w32_k16": 0.551, "logn/leaky_w64_k16": 0.55,
           "logn/leaky_w64_k8": 0.50, "hwfa": 0.535, "inv_leaky": 0.54, "hwfa2": 0.30, "hwfa2+rerope": 0.556,
           "kna": 0.50, "cosa": 0.49, "dynamic_ntk": 0.45}
   if not good:  # reverse the orderings the checklist tests
     acc8 = {k: 0.20 for k in acc8}
-    acc8.update({"rope": 0.50, "pi": 0.53, "rerope_w128": 0.52, "ntk_old": 0.45, "ntk_mixed": 0.45})
+    acc8.update({"rope": 0.50, "pi": 0.53, "rerope_w128": 0.52, "ntk_old": 0.45, "ntk_mixed": 0.45,
+                 "window": 0.10, "hwfa": 0.40})
   methods = {}
   for name, a8 in acc8.items():
     ckpt = "rope_logn" if name.startswith("logn/") else name if name in ("hwfa", "inv_leaky", "kna", "cosa") \
@@ -215,26 +219,43 @@ def _verdicts(res):
   return {v.claim.id: v for v, _, _ in le_claims.verdicts(res)}
 
 
+def _with_seeds(res, seeds=5, n=128, sd=0.004):
+  """Seed replicates ("name@s<k>") of the seed-aware methods, with their own windows' noise."""
+  rng = np.random.default_rng(7)
+  names = methods_lib.seed_method_names(n) & set(res["methods"])
+  for k in range(1, seeds):
+    for name in names:
+      rep = copy.deepcopy(res["methods"][name])
+      for r in rep["by_length"].values():
+        for which in ("nonrep", "rep"):
+          r[which]["acc"] = list(np.asarray(r[which]["acc"]) + rng.normal(0, sd, len(r[which]["acc"])))
+      res["methods"][f"{name}@s{k}"] = dict(rep, ckpt=rep["ckpt"] + f"_s{k}")
+  return res
+
+
 def test_checklist_holds_on_good_and_fails_on_reversed_results():
-  good, bad = _verdicts(_synthetic(True)), _verdicts(_synthetic(False))
-  for cid in ("0a", "0b", "1a", "2", "3a-old", "3a-mixed", "5b", "5b'", "6b", "7b", "8b-far", "11b-kna", "12a",
-              "14a", "14b", "15a"):
+  good, bad = _verdicts(_with_seeds(_synthetic(True))), _verdicts(_with_seeds(_synthetic(False)))
+  for cid in ("0a", "0b", "1a", "2", "3a-old", "3a-mixed", "5b", "5b'", "6b", "7b", "8a", "8b-far", "11b-kna",
+              "12a", "14a", "14b", "15a", "W1", "W2", "W3", "H1", "H1'"):
     assert good[cid].verdict == claims_lib.HOLDS, (cid, good[cid].line())
-  for cid in ("0a", "1a", "2", "3a-old", "5b", "6b", "8b-far", "14a", "14b"):
+  for cid in ("0a", "1a", "2", "3a-old", "5b", "6b", "8b-far", "14a", "14b", "W1", "W3", "H1"):
     assert bad[cid].verdict == claims_lib.FAILS, (cid, bad[cid].line())
+  one_seed = _verdicts(_synthetic(True))   # seed-level claims need 5 training seeds
+  assert all(one_seed[c].verdict == claims_lib.INCONCLUSIVE and "minimum 5" in one_seed[c].line()
+             for c in ("2", "8a", "W1", "H1"))
   assert good["0c"].verdict == claims_lib.INCONCLUSIVE and "below the minimum" in good["0c"].line()  # one run
   assert good["15b"].verdict == claims_lib.INCONCLUSIVE and "not measured" in good["15b"].line()
 
 
 def test_claims_are_scipy_tests_on_the_windows():
   res = _synthetic(True)
-  v = _verdicts(res)["2"]   # rope - pi at 8x, paired over windows, one-sided
-  a = np.array(res["methods"]["rope"]["by_length"]["1024"]["nonrep"]["acc"]) * 100
-  b = np.array(res["methods"]["pi"]["by_length"]["1024"]["nonrep"]["acc"]) * 100
+  v = _verdicts(res)["3a-old"]   # ntk_old - rope at 8x, paired over windows, one-sided
+  a = np.array(res["methods"]["ntk_old"]["by_length"]["1024"]["nonrep"]["acc"]) * 100
+  b = np.array(res["methods"]["rope"]["by_length"]["1024"]["nonrep"]["acc"]) * 100
   assert v.effect == pytest.approx((a - b).mean())
   assert v.p == pytest.approx(scipy_stats.ttest_rel(a, b, alternative="greater").pvalue)
   # 1a: Welch t of the 8x windows against 0.75x the L_train windows.
-  x = np.array(res["methods"]["rope"]["by_length"]["128"]["nonrep"]["acc"]) * 100
+  a, x = b, np.array(res["methods"]["rope"]["by_length"]["128"]["nonrep"]["acc"]) * 100
   v1 = _verdicts(res)["1a"]
   assert v1.p == pytest.approx(scipy_stats.ttest_ind(a, 0.75 * x, equal_var=False, alternative="less").pvalue)
 
@@ -357,19 +378,19 @@ def test_copy_control_smoke():
 def test_seed_claims_pair_the_per_seed_means_and_replicates_stay_out_of_the_tables(tmp_path):
   res = _synthetic(True)
   rng = np.random.default_rng(5)
-  for seed in (1, 2):  # replicates with their own windows' values
+  for seed in (1, 2, 3, 4):  # replicates with their own windows' values
     for name in ("ntk_mixed", "logn/ntk_mixed", "ntk_mixed+logn†"):
       rep = copy.deepcopy(res["methods"][name])
       for r in rep["by_length"].values():
         r["nonrep"]["acc"] = list(np.asarray(r["nonrep"]["acc"]) + rng.normal(0, 0.02, len(r["nonrep"]["acc"])))
       res["methods"][f"{name}@s{seed}"] = rep
   mean = lambda k: 100 * np.mean(res["methods"][k]["by_length"]["1024"]["nonrep"]["acc"])
-  a = [mean("logn/ntk_mixed" + sfx) for sfx in ("", "@s1", "@s2")]
-  b = [mean("ntk_mixed+logn†" + sfx) for sfx in ("", "@s1", "@s2")]
+  a = [mean("logn/ntk_mixed" + sfx) for sfx in ("", "@s1", "@s2", "@s3", "@s4")]
+  b = [mean("ntk_mixed+logn†" + sfx) for sfx in ("", "@s1", "@s2", "@s3", "@s4")]
   v = _verdicts(res)["4a-retro"]
-  assert v.n == 3 and v.claim.unit == "seeds" and v.effect == pytest.approx(np.mean(a) - np.mean(b))
+  assert v.n == 5 and v.claim.unit == "seeds" and v.effect == pytest.approx(np.mean(a) - np.mean(b))
   assert v.p == pytest.approx(scipy_stats.ttest_rel(a, b, alternative="greater").pvalue)
-  assert _verdicts(_synthetic(True))["4a-pre"].verdict == claims_lib.INCONCLUSIVE   # one seed: below min_n 3
+  assert _verdicts(_synthetic(True))["4a-pre"].verdict == claims_lib.INCONCLUSIVE   # one seed: below min_n 5
   text = report.write_report(res, str(tmp_path), plots=False)
   assert "@s1" not in text.split("## Runs, cost and commands")[0]
 
@@ -379,8 +400,9 @@ def test_seed_replicates_name_their_checkpoints():
   reps = methods_lib.seed_replicates(base, 128, 3)
   names = {m.name for m in reps}
   assert {"ntk_mixed@s1", "ntk_mixed@s2", "logn/ntk_mixed@s2", "rerope_w64+logn†@s1"} <= names
-  assert all(m.ckpt in ("rope_s1", "rope_s2", "rope_logn_s1", "rope_logn_s2") and not m.core for m in reps)
-  assert not any(m.name.startswith("hwfa") for m in reps)
+  assert {"hwfa@s1", "window@s2", "pi@s1", "logn/rerope_w32@s2"} <= names   # issue #18: W, H, 2, 5a
+  assert all(m.ckpt in ("rope_s1", "rope_s2", "rope_logn_s1", "rope_logn_s2", "hwfa_s1", "hwfa_s2") and not m.core
+             for m in reps)
   assert methods_lib.seed_replicates(base, 128, 1) == []
 
 
@@ -390,9 +412,12 @@ def test_seed_replicates_name_their_checkpoints():
 def test_plan_default_and_tiny():
   runs = study.plan()
   names = [r.name for r in runs]
-  assert names[:len(study.DEFAULT_VARIANTS)] == list(study.DEFAULT_VARIANTS)
-  assert {"rope_s1", "rope_s2", "rope_logn_s1", "rope_logn_s2"} <= set(names)       # seeds of the log-n claims
-  assert sum(n.startswith("copy_probe__") for n in names) == len(study.PROBES)
+  # The decisive default: rope, rope_logn and hwfa with 5 training seeds each, within the 60-minute budget.
+  assert sorted(names) == sorted(f"{v}_s{k}" if k else v for v in study.DEFAULT_VARIANTS for k in range(5))
+  assert sum(r.est_s for r in runs) <= 60 * 60
+  ext = [r.name for r in study.plan(scale="extended")]
+  assert set(names) < set(ext) and {"mlm_o_s4", "mlm_e_s4", "hwfa_copy", "kna"} <= set(ext)
+  assert sum(n.startswith("copy_probe__") for n in ext) == len(study.PROBES)
   rope = runs[0]
   assert "max_checkpoints_to_keep=5" in rope.overrides and rope.labels == dict(scale="default", methods=None,
                                                                                 variant="rope", seed=0)
