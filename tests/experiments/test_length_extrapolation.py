@@ -553,3 +553,47 @@ def test_mlm_set_is_cls_plus_document_bytes():
   s = evaluate.mlm_set(docs, 20, 3)
   assert s.shape == (3, 20) and (s[:, 0] == 256).all() and s[:, 1:].max() < 256
   assert all(np.array_equal(np.diff(r[1:]), np.ones(18)) for r in s)   # contiguous bytes of one document
+
+
+def test_samples_follow_the_evaluation_protocol():
+  res = _synthetic(True)
+  for m in res["methods"].values():
+    for L, r in m["by_length"].items():
+      if int(L) > 128:
+        for which in ("nonrep", "rep"):
+          r[which]["tail_acc"] = list(np.asarray(r[which]["acc"]) + 0.05)
+  acc = lambda L, key="acc": 100 * np.asarray(res["methods"]["rope"]["by_length"][L]["nonrep"][key])
+  vals = lambda S, k: np.array(list(S[k].values()))
+  S_all, S_tail, S_last = (le_claims.samples(res, p) for p in ("all", "tail", "last"))
+  np.testing.assert_allclose(vals(S_all, "nonrep/1024/rope"), acc("1024"))
+  np.testing.assert_allclose(vals(S_tail, "nonrep/1024/rope"), acc("1024", "tail_acc"))
+  np.testing.assert_allclose(vals(S_tail, "nonrep/128/rope"), acc("128"))        # L = N: no tail, all targets
+  np.testing.assert_allclose(vals(S_last, "nonrep/1024/rope"),                    # the growing documents
+                             100 * np.asarray(res["methods"]["rope"]["growing"]["1024"]["acc"]))
+  res["meta"]["eval_protocol"] = "tail"   # the run's study.eval_protocol is the default
+  assert le_claims.samples(res)["nonrep/1024/rope"] == S_tail["nonrep/1024/rope"]
+  with pytest.raises(ValueError, match="protocol"):
+    le_claims.samples(res, "first")
+
+
+def test_mlm_claims_pair_attention_e_and_o_over_seeds():
+  res, rng = _synthetic(True), np.random.default_rng(3)
+  su = dict(lengths=[64, 128, 256, 512, 1024], attention_o=[43.27, 36.53, 23.02, 15.12, 11.54],
+            attention_e=[43.11, 41.17, 34.04, 20.15, 13.58])
+  res["mlm"] = {}
+  for v, bonus in (("attention_o", 0.0), ("attention_e", 0.05)):
+    for s in range(5):
+      by = {str(L): {"acc": list(0.4 - 0.05 * k + (bonus * k > 0) * bonus + rng.normal(0, 0.01, 8)),
+                     "loss": [2.0] * 8} for k, L in enumerate(su["lengths"])}
+      res["mlm"][f"{v}_s{s}"] = dict(variant=v, seed=s, train_length=64, published=su, by_length=by)
+  v = _verdicts(res)
+  assert v["T1-4x"].verdict == claims_lib.HOLDS and v["T1-4x"].n == 5 and v["T1-4x"].claim.unit == "seeds"
+  assert v["T1-N"].verdict == claims_lib.HOLDS   # equal at N: within the 1-point margin
+  S = le_claims.samples(res)
+  e = [np.mean(res["mlm"][f"attention_e_s{s}"]["by_length"]["256"]["acc"]) * 100 for s in range(5)]
+  o = [np.mean(res["mlm"][f"attention_o_s{s}"]["by_length"]["256"]["acc"]) * 100 for s in range(5)]
+  assert v["T1-4x"].p == pytest.approx(scipy_stats.ttest_rel(e, o, alternative="greater").pvalue)
+  assert list(S["mlm/256/attention_e"].values()) == pytest.approx(100 * np.asarray(res["mlm"]["attention_e_s0"]
+                                                                                  ["by_length"]["256"]["acc"]))
+  items = dict((c.id, su_text) for c, su_text in le_claims.checklist(res, S))
+  assert items["T1-4x"] == "34.04 vs 23.02 (n=256)" and items["T1-N"] == "43.11 vs 43.27 (n=64)"
