@@ -182,8 +182,9 @@ def mlm_scores(config, params, windows: int) -> dict:
   """{length: per-window MLM accuracy / loss} at each study.test_length (Su's 8823 table), the same number of
   bytes per length (`windows` at the longest)."""
   from experiments.length_extrapolation import evaluate  # pylint: disable=g-import-not-at-top
+  from kexue_jax import config_lib  # pylint: disable=g-import-not-at-top
   docs = evaluate.documents("test", config.data.name, config.data.get("text_key", "text"))
-  lengths = [int(x) for x in config.study.test_lengths]
+  lengths = config_lib.to_dict(config.study)["test_lengths"]   # FieldReferences of data.seq_len, resolved
   return {str(L): evaluate.mlm_window_stats(config, params, evaluate.mlm_set(docs, L, windows * max(lengths) // L))
           for L in lengths}
 
@@ -215,8 +216,8 @@ def evaluate(run, config, run_dir: str, record: dict) -> dict:
   lab, n = run.labels, int(config.data.seq_len)
   if lab["variant"] in MLM_VARIANTS:
     if "error" in record:
-      return {}
-    return dict(mlm=dict(variant=config.study.variant, seed=lab["seed"], train_length=n,
+      return dict(methods={})
+    return dict(methods={}, mlm=dict(variant=config.study.variant, seed=lab["seed"], train_length=n,
                          published=config_lib.to_dict(config.study.published),
                          by_length=mlm_scores(config, checkpoint.load_state(run_dir)[0]["params"],
                                               WINDOWS[_config_scale(lab["scale"])])))

@@ -597,3 +597,19 @@ def test_mlm_claims_pair_attention_e_and_o_over_seeds():
                                                                                   ["by_length"]["256"]["acc"]))
   items = dict((c.id, su_text) for c, su_text in le_claims.checklist(res, S))
   assert items["T1-4x"] == "34.04 vs 23.02 (n=256)" and items["T1-N"] == "43.11 vs 43.27 (n=64)"
+
+
+# Trains a 4-step MLM and scores it at 5 lengths (~25 s of CPU); mlm_window_stats itself is tested by default.
+@pytest.mark.slow
+def test_study_scores_an_mlm_run_at_every_test_length(tmp_path):
+  from experiments.framework import launcher
+  run = next(r for r in study.plan(scale="tiny", variants=("mlm_e",)) if r.name == "mlm_e")
+  rec = launcher.run_one(study, run, str(tmp_path), ())
+  by = rec["mlm"]["by_length"]
+  assert rec["mlm"]["variant"] == "attention_e" and rec["mlm"]["train_length"] == 16
+  assert sorted(by, key=int) == ["16", "32", "64", "128", "256"]              # 1x..16x the MLM's N
+  assert len(by["256"]["acc"]) == study.WINDOWS["tiny"] and len(by["16"]["acc"]) == 16 * study.WINDOWS["tiny"]
+  assert all(0.0 <= a <= 1.0 for a in by["256"]["acc"])
+  res = study.to_results([rec], {}, {"trained_on": "cpu"})
+  assert res["mlm"]["mlm_e"]["by_length"] == by and "seeds/256/mlm/attention_e" in le_claims.samples(
+      dict(res, methods={}, meta=dict(res["meta"], train_length=16)))
