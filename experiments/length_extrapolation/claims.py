@@ -31,8 +31,8 @@ PROTOCOLS = ("all", "tail", "last")
 def _acc(m: dict, which: str, length: str, protocol: str):
   """Per-window accuracies (fractions) of one method at one length under the protocol; None if not measured."""
   r = m.get("by_length", {}).get(length, {}).get(which)
-  if protocol == "last" and which == "nonrep":
-    r = (m.get("growing") or {}).get(length)
+  if protocol == "last" and which == "nonrep":   # the growing documents (older results: core methods only)
+    r = m["by_length"][length].get("growing") or (m.get("growing") or {}).get(length)
   if not r:
     return None
   return r.get("tail_acc", r["acc"]) if protocol == "tail" else r["acc"]
@@ -78,6 +78,23 @@ def samples(res: dict, protocol: str | None = None) -> dict[str, dict]:
       out[f"probe gap/{p['arg']}"] = {0: 100 * (p["curve"][-1]["rep_acc"] - p["curve"][-1]["nonrep_acc"])}
   return out
 
+
+def logn_gains(res: dict) -> list[dict]:
+  """Issue #18's finding (are our log-n gains small because of the protocol?): the gain of log n-dagger and of
+  pre-trained log n over none at 8x under each evaluation protocol, paired over training seeds.
+  [{"pair", "protocol", "effect", "se", "n"}] in points; pairs without two seeds are left out."""
+  n, ext = int(res["meta"]["train_length"]), int(res["meta"].get("extension", 8))
+  w2 = max(1, n // 2)
+  pairs = [("logn†", "rope"), ("ntk_mixed+logn†", "ntk_mixed"), (f"rerope_w{w2}+logn†", f"rerope_w{w2}"),
+           ("logn/rope", "rope"), ("logn/ntk_mixed", "ntk_mixed"), (f"logn/rerope_w{w2}", f"rerope_w{w2}")]
+  rows = []
+  for p in PROTOCOLS:
+    S = samples(res, p)
+    for a, b in pairs:
+      est = C.estimate(C.Claim("gain", "", "paired", f"seeds/{n * ext}/{a}", f"seeds/{n * ext}/{b}"), S)
+      if est is not None and est.n > 1:
+        rows.append(dict(pair=f"{a} - {b}", protocol=p, effect=est.effect, se=est.se, n=est.n))
+  return rows
 
 def probes(res: dict) -> list[dict]:
   """The copy probes with a curve (older results.json files hold a single "copy_probe")."""

@@ -130,7 +130,7 @@ def seed_method_names(n: int) -> set[str]:
   w2, w4 = max(1, n // 2), max(1, n // 4)
   return {"rope", "ntk_mixed", "ntk_mixed+logn†", f"rerope_w{w2}", f"rerope_w{w2}+logn†", "logn/rope",
           "logn/ntk_mixed", f"logn/rerope_w{w2}",
-          "pi", "window", "hwfa", f"rerope_w{w4}", f"logn/rerope_w{w4}",   # issue #18: claims 2, 5a, W, H
+          "logn†", "pi", "window", "hwfa", f"rerope_w{w4}", f"logn/rerope_w{w4}",   # issue #18: 2, 5a, W, H
           f"copy-logn/rerope_w{w4}", "copy/hwfa"}
 
 

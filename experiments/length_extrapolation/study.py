@@ -163,17 +163,17 @@ def test_sets(config, windows: int, mults=(1, 2, 4, 8)) -> dict:
   return _CACHE[key]
 
 
-def _method_result(m, model_cfg, params, ts, protocol: str = "all") -> dict:
-  """by_length (all and tail per window) and, for core methods or the "last" protocol, the growing context."""
+def _method_result(m, model_cfg, params, ts) -> dict:
+  """by_length: per-window stats of both sets (all targets and the tail) and the growing documents' last N bytes
+  (the "last" protocol); core methods also keep the growing context by length (report.py's table)."""
   from experiments.length_extrapolation import evaluate  # pylint: disable=g-import-not-at-top
   n, ext = ts["n"], methods_lib.EXTENSION
   res = {"ckpt": m.ckpt, "core": m.core, "note": m.note, "attention": m.attention,
          "layer_fn": m.layer_fn.__name__ if m.layer_fn else None, "by_length": {}}
   for length in (sorted(ts["sets"]) if m.core else [n, n * ext]):
-    grow = ts["growing"][:, -(length + 1):] if m.core or protocol == "last" else None
-    r = evaluate.evaluate_length(model_cfg, params, *ts["sets"][length], grow, n)
-    if "growing" in r:
-      res.setdefault("growing", {})[str(length)] = r.pop("growing")
+    r = evaluate.evaluate_length(model_cfg, params, *ts["sets"][length], ts["growing"][:, -(length + 1):], n)
+    if m.core:
+      res.setdefault("growing", {})[str(length)] = r["growing"]
     res["by_length"][str(length)] = r
   return res
 
@@ -237,10 +237,9 @@ def evaluate(run, config, run_dir: str, record: dict) -> dict:
     return out
   ms = run_methods(run.name, lab["variant"], lab["seed"], n, lab.get("methods"))
   params = checkpoint.load_state(run_dir)[0]["params"] if ms else None
-  protocol = config.study.get("eval_protocol", "all")
   for m in ms:
     t0 = time.time()
-    out["methods"][m.name] = dict(_method_result(m, methods_lib.model_config(model, m, n), params, ts, protocol),
+    out["methods"][m.name] = dict(_method_result(m, methods_lib.model_config(model, m, n), params, ts),
                                   eval_time_s=round(time.time() - t0, 1))
   return out
 

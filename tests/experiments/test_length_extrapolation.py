@@ -226,6 +226,7 @@ def _with_seeds(res, seeds=5, n=128, sd=0.004):
   for k in range(1, seeds):
     for name in names:
       rep = copy.deepcopy(res["methods"][name])
+      rep.pop("growing", None)
       for r in rep["by_length"].values():
         for which in ("nonrep", "rep"):
           r[which]["acc"] = list(np.asarray(r[which]["acc"]) + rng.normal(0, sd, len(r[which]["acc"])))
@@ -613,3 +614,18 @@ def test_study_scores_an_mlm_run_at_every_test_length(tmp_path):
   res = study.to_results([rec], {}, {"trained_on": "cpu"})
   assert res["mlm"]["mlm_e"]["by_length"] == by and "seeds/256/mlm/attention_e" in le_claims.samples(
       dict(res, methods={}, meta=dict(res["meta"], train_length=16)))
+
+
+def test_logn_gains_by_protocol_pair_the_seeds():
+  res = _with_seeds(_synthetic(True))
+  for m in res["methods"].values():
+    for L, r in m["by_length"].items():
+      r["nonrep"]["tail_acc"] = list(np.asarray(r["nonrep"]["acc"]) + (0.02 if "logn" in m["ckpt"] else 0.0))
+  rows = {(r["pair"], r["protocol"]): r for r in le_claims.logn_gains(res)}
+  seeds = ("",) + tuple(f"@s{k}" for k in range(1, 5))
+  per_seed = lambda x, key: [100 * np.mean(res["methods"][x + s]["by_length"]["1024"]["nonrep"][key]) for s in seeds]
+  d = np.subtract(per_seed("logn/ntk_mixed", "tail_acc"), per_seed("ntk_mixed", "tail_acc"))
+  r = rows[("logn/ntk_mixed - ntk_mixed", "tail")]
+  assert r["n"] == 5 and r["effect"] == pytest.approx(d.mean()) and r["se"] == pytest.approx(d.std(ddof=1) / 5 ** .5)
+  assert rows[("logn/ntk_mixed - ntk_mixed", "all")]["effect"] == pytest.approx(r["effect"] - 2.0)
+  assert {p for _, p in rows} == {"all", "tail"}   # "last": the synthetic growing documents have no replicates
