@@ -1,6 +1,6 @@
 r"""Length extrapolation (issue #5): pre-training variants, inference-time methods at 1x..8x N, Su's claims.
 
-  python -m experiments length_extrapolation --workdir /tmp/le                 # the decisive default (~59 min)
+  python -m experiments length_extrapolation --workdir /tmp/le                 # the decisive default (~60 min)
   python -m experiments length_extrapolation --workdir /tmp/le --scale extended   # + every other variant
   python -m experiments length_extrapolation --workdir /tmp/le --scale tiny    # smoke test (< 2 min)
   python -m experiments length_extrapolation --workdir W --config.data.glob='/my/corpus/**/*.txt'
@@ -16,8 +16,8 @@ The report (report.py) is built from the records; ``run`` is the same from Pytho
 Plans (issue #18: the default <= 60 min on 2 cores; cross-checkpoint claims need >= 5 training seeds):
   default    the decisive subset: rope, rope_logn and hwfa, each with SEEDS = 5 training seeds (window vs
              ReRoPE, HWFA vs ReRoPE, log n pre-trained vs retrofit vs none, PI, 5a, 8a). --dry_run: 15 runs,
-             ~59 min on an idle 2-core CPU (EST_S: measured per-run training + ~2.5 s per evaluated method and
-             length); a shared machine is slower.
+             59.6 min on an idle 2-core CPU (EST_S: measured per-run training + ~2.5 s per evaluated method
+             and length); a shared machine is slower.
   extended   default + the other variants (InvLeaky, KNA, CosA, HWFA2, KNA/CosA-log n), the copy-augmented
              checkpoints (the repeated column, and the runs that test the window / HWFA hypotheses), the copy
              probes and Su's MLM log-n table (Attention-O / -E), 5 seeds of every checkpoint that claims compare:
