@@ -323,9 +323,10 @@ def former(claim: C.Claim, S: dict) -> str | None:
   return C.HOLDS if d > 2 * est.se else C.FAILS if d < -2 * est.se else C.INCONCLUSIVE
 
 
-def verdicts(res: dict) -> list[tuple[C.Verdict, str, str | None]]:
-  """(verdict, Su's numbers, the former rule's verdict) per claim; 5c is inconclusive unless the baseline copies."""
-  S = samples(res)
+def verdicts(res: dict, protocol: str | None = None) -> list[tuple[C.Verdict, str, str | None]]:
+  """(verdict, Su's numbers, the former rule's verdict) per claim under an evaluation protocol (default: the
+  run's); 5c is inconclusive unless the baseline copies."""
+  S = samples(res, protocol)
   items = checklist(res, S)
   vs = C.judge_all([c for c, _ in items], S)
   copies = next((v.verdict for v in vs if v.claim.id == "0a"), None) == C.HOLDS

@@ -60,7 +60,7 @@ COPY_CHECKPOINTS, PROBE_CHECKPOINTS = 4, 6
 # --dry_run estimate, seconds: training per run (default: 1200 steps at the ~6 steps/s the seed replicates of the
 # recorded study ran at on 2 CPU cores; an MLM run ~2x; a probe 3x) + EVAL_S per evaluated method and length
 # (recorded: 1.7-3.2 s).
-EST_S = {"tiny": 10.0, "default": 200.0, "medium": 3600.0, "full": 36000.0}
+EST_S = {"tiny": 15.0, "default": 200.0, "medium": 3600.0, "full": 36000.0}
 EVAL_S = {"tiny": 1.0, "default": 2.5, "medium": 10.0, "full": 60.0}
 
 

@@ -571,6 +571,9 @@ def test_samples_follow_the_evaluation_protocol():
   np.testing.assert_allclose(vals(S_tail, "nonrep/128/rope"), acc("128"))        # L = N: no tail, all targets
   np.testing.assert_allclose(vals(S_last, "nonrep/1024/rope"),                    # the growing documents
                              100 * np.asarray(res["methods"]["rope"]["growing"]["1024"]["acc"]))
+  v = {v.claim.id: v for v, _, _ in le_claims.verdicts(res, "tail")}["3a-old"]   # the checklist under a protocol
+  tail = lambda x: 100 * np.asarray(res["methods"][x]["by_length"]["1024"]["nonrep"]["tail_acc"])
+  assert v.effect == pytest.approx((tail("ntk_old") - tail("rope")).mean())
   res["meta"]["eval_protocol"] = "tail"   # the run's study.eval_protocol is the default
   assert le_claims.samples(res)["nonrep/1024/rope"] == S_tail["nonrep/1024/rope"]
   with pytest.raises(ValueError, match="protocol"):
