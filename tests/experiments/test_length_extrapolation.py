@@ -578,6 +578,11 @@ def test_samples_follow_the_evaluation_protocol():
   assert le_claims.samples(res)["nonrep/1024/rope"] == S_tail["nonrep/1024/rope"]
   with pytest.raises(ValueError, match="protocol"):
     le_claims.samples(res, "first")
+  pi = res["methods"]["pi"]   # a non-core method: its growing documents live under by_length only
+  pi["by_length"]["1024"]["growing"] = pi.pop("growing")["1024"]
+  S = le_claims.samples(res, "last")
+  assert list(S["grow/1024/pi"].values()) == pi["by_length"]["1024"]["growing"]["loss"] and "grow/512/pi" not in S
+  np.testing.assert_allclose(vals(S, "nonrep/1024/pi"), 100 * np.asarray(pi["by_length"]["1024"]["growing"]["acc"]))
 
 
 def test_mlm_claims_pair_attention_e_and_o_over_seeds():
