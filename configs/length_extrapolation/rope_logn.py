@@ -10,7 +10,8 @@ both files), each at N = 128, 1200 steps, seeds 0-4:
   arch=su vs arch=prenorm4x2                      (architecture, both factors at once)
   arch=su,norm=pre / arch=su,heads=2              (which factor, if the two presets differ)
   --config.data.seq_len=64 / 256 with the winner  (training length)
-  eval=all vs eval=tail vs eval=last              (protocol: re-evaluation only, no training)
+  eval=all vs eval=tail vs eval=last              (protocol: every evaluation records all three; no rerun:
+                                                   experiments/length_extrapolation/claims.py logn_gains)
 """
 from kexue_jax import config_lib
 

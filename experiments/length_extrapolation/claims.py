@@ -4,9 +4,15 @@ Samples (accuracies in percent, losses in nats/byte), built from the results dic
   nonrep/L/x, rep/L/x   {window: accuracy} of method x at test length L (every method sees the same windows,
                         so two methods at one length are compared paired over windows; two lengths, Welch)
   grow/C/x              {document: loss on its last N bytes with C bytes of context} (paired over documents)
-  seeds/L/x             {seed: mean non-repeated accuracy} of x on the checkpoint of each training seed (claims
-                        that compare two training runs: paired over seeds, so seed-to-seed noise counts)
-Claims sharing a number (3a-old, 3a-mixed, ...) form a Holm family. Su's numbers: kexue.fm/archives/9603-9859.
+  seeds/L/x, seeds-rep/L/x   {seed: mean non-repeated / repeated accuracy} of x at L on the checkpoint of each
+                        training seed: claims that compare two training runs (and those whose window-level
+                        effect is about the seed spread) pair these over seeds, so seed-to-seed noise counts;
+                        they need SEED_MIN_N = 5 seeds (issue #18), else they say how many
+  mlm/L/x, seeds/L/mlm/x   Su's MLM log-n table (8823): {window: masked-byte accuracy} of Attention-O / -E
+The accuracy of a window follows the evaluation protocol (``samples(res, protocol)``; default: the run's
+``study.eval_protocol``, evaluate.py): "all" targets, the "tail" beyond N (at L = N: all), or "last" (the
+non-repeated samples become the growing-context documents' last N bytes with L bytes of context).
+Claims sharing a number (3a-old, 3a-mixed, ...) form a Holm family. Su's numbers: kexue.fm/archives/8823-9859.
 """
 from __future__ import annotations
 
@@ -18,23 +24,49 @@ from experiments.length_extrapolation import published
 # Su's smallest ReRoPE gain over the baseline at 8x (w = 64..384, T5b, kexue.fm/archives/9708): 45.19 - 23.16.
 SU_SPREAD_GAIN = min(published.SU[f"ReRoPE-w{w}"][2] for w in (64, 128, 256, 384)) - published.SU["Baseline"][2]
 ROBUST_SPREAD = 0.25             # claim 6a: windows within a quarter of that gain of each other
+SEED_MIN_N = 5                   # training seeds a seed-level claim needs (issue #18)
+PROTOCOLS = ("all", "tail", "last")
 
 
-def samples(res: dict) -> dict[str, dict]:
+def _acc(m: dict, which: str, length: str, protocol: str):
+  """Per-window accuracies (fractions) of one method at one length under the protocol; None if not measured."""
+  r = m.get("by_length", {}).get(length, {}).get(which)
+  if protocol == "last" and which == "nonrep":   # the growing documents (older results: core methods only)
+    r = m["by_length"][length].get("growing") or (m.get("growing") or {}).get(length)
+  if not r:
+    return None
+  return r.get("tail_acc", r["acc"]) if protocol == "tail" else r["acc"]
+
+
+def samples(res: dict, protocol: str | None = None) -> dict[str, dict]:
   n, ext = int(res["meta"]["train_length"]), int(res["meta"].get("extension", 8))
+  protocol = protocol or res["meta"].get("eval_protocol", "all")
+  if protocol not in PROTOCOLS:
+    raise ValueError(f"evaluation protocol {protocol!r}; use one of {PROTOCOLS}.")
   out: dict[str, dict] = {}
   for name, m in res["methods"].items():
-    for length, r in m.get("by_length", {}).items():
+    for length in m.get("by_length", {}):
       for which in ("nonrep", "rep"):
-        if r.get(which):
-          out[f"{which}/{length}/{name}"] = dict(enumerate(100 * np.asarray(r[which]["acc"], float)))
-    for ctx, g in (m.get("growing") or {}).items():
+        acc = _acc(m, which, length, protocol)
+        if acc is not None:
+          out[f"{which}/{length}/{name}"] = dict(enumerate(100 * np.asarray(acc, float)))
+    by_ctx = {L: r["growing"] for L, r in m.get("by_length", {}).items() if "growing" in r}
+    for ctx, g in {**by_ctx, **(m.get("growing") or {})}.items():
       out[f"grow/{ctx}/{name}"] = dict(enumerate(np.asarray(g["loss"], float)))
   for name in [k for k in res["methods"] if "@s" not in k]:
     reps = {0: name, **{int(k.rsplit("@s", 1)[1]): k for k in res["methods"]
                            if "@s" in k and k.rsplit("@s", 1)[0] == name}}
-    out[f"seeds/{n * ext}/{name}"] = {s: _mean(out[f"nonrep/{n * ext}/{k}"]) for s, k in reps.items()
-                                      if f"nonrep/{n * ext}/{k}" in out}
+    for which, kind in (("nonrep", "seeds"), ("rep", "seeds-rep")):
+      for length in res["methods"][name].get("by_length", {}):
+        per_seed = {s: _mean(out[f"{which}/{length}/{k}"]) for s, k in reps.items() if f"{which}/{length}/{k}" in out}
+        if per_seed:
+          out[f"{kind}/{length}/{name}"] = per_seed
+  for r in (res.get("mlm") or {}).values():
+    for length, x in r["by_length"].items():
+      acc = 100 * np.asarray(x["acc"], float)
+      if not r["seed"]:
+        out[f"mlm/{length}/{r['variant']}"] = dict(enumerate(acc))
+      out.setdefault(f"seeds/{length}/mlm/{r['variant']}", {})[r["seed"]] = float(np.nanmean(acc))
   for k in ("nonrep", "rep"):
     for x in ("rope", "copy/rope"):
       if f"{k}/{n}/{x}" in out:
@@ -47,6 +79,23 @@ def samples(res: dict) -> dict[str, dict]:
       out[f"probe gap/{p['arg']}"] = {0: 100 * (p["curve"][-1]["rep_acc"] - p["curve"][-1]["nonrep_acc"])}
   return out
 
+
+def logn_gains(res: dict) -> list[dict]:
+  """Issue #18's finding (are our log-n gains small because of the protocol?): the gain of log n-dagger and of
+  pre-trained log n over none at 8x under each evaluation protocol, paired over training seeds.
+  [{"pair", "protocol", "effect", "se", "n"}] in points; pairs without two seeds are left out."""
+  n, ext = int(res["meta"]["train_length"]), int(res["meta"].get("extension", 8))
+  w2 = max(1, n // 2)
+  pairs = [("logn†", "rope"), ("ntk_mixed+logn†", "ntk_mixed"), (f"rerope_w{w2}+logn†", f"rerope_w{w2}"),
+           ("logn/rope", "rope"), ("logn/ntk_mixed", "ntk_mixed"), (f"logn/rerope_w{w2}", f"rerope_w{w2}")]
+  rows = []
+  for p in PROTOCOLS:
+    S = samples(res, p)
+    for a, b in pairs:
+      est = C.estimate(C.Claim("gain", "", "paired", f"seeds/{n * ext}/{a}", f"seeds/{n * ext}/{b}"), S)
+      if est is not None and est.n > 1:
+        rows.append(dict(pair=f"{a} - {b}", protocol=p, effect=est.effect, se=est.se, n=est.n))
+  return rows
 
 def probes(res: dict) -> list[dict]:
   """The copy probes with a curve (older results.json files hold a single "copy_probe")."""
@@ -64,6 +113,8 @@ def checklist(res: dict, S: dict) -> list[tuple[C.Claim, str]]:
   L8, w4, w2 = n * ext, max(1, n // 4), max(1, n // 2)
   nr, rp = (lambda x, L=L8: f"nonrep/{L}/{x}"), (lambda x, L=L8: f"rep/{L}/{x}")
   win = dict(unit="windows")
+  sd = lambda x, L=L8: f"seeds/{L}/{x}"
+  seeds = dict(unit="seeds", min_n=SEED_MIN_N)
   out: list[tuple[C.Claim, str]] = []
 
   def add(su, cid, text, test, a, b=None, **kw):
@@ -84,8 +135,9 @@ def checklist(res: dict, S: dict) -> list[tuple[C.Claim, str]]:
       f"{n}", "welch", nr("rope"), f"0.75x nonrep/{n}/rope", direction="<")
   drop = (_mean(S.get(nr("rope", n))) or 0) - (_mean(S.get(nr("rope"))) or 0)
   add("23.16 -> 24.02", "1b", f"Log-n pre-training alone barely helps at 8x: its gain < 1/4 of the baseline's drop "
-      f"({drop:.2f} points)", "one_sample", "logn gain/rope", direction="<", reference=drop / 4, unit="seeds")
-  add("13.54 < 23.16", "2", "PI without fine-tuning is worse than the baseline at 8x", "paired", nr("rope"), nr("pi"))
+      f"({drop:.2f} points)", "one_sample", "logn gain/rope", direction="<", reference=drop / 4, **seeds)
+  add("13.54 < 23.16", "2", "PI without fine-tuning is worse than the baseline at 8x (paired over training seeds)",
+      "paired", sd("rope"), sd("pi"), **seeds)
   for v in ("old", "mixed"):
     add("39.27 / 40.12 vs 23.16", f"3a-{v}", f"NTK-RoPE ({v}) beats the baseline at 8x without fine-tuning",
         "paired", nr(f"ntk_{v}"), nr("rope"))
@@ -94,24 +146,26 @@ def checklist(res: dict, S: dict) -> list[tuple[C.Claim, str]]:
         "1 point)", "paired", nr(f"ntk_{a}"), nr(f"ntk_{b}"), margin=-1.0)
   for cid, base, lab, su in (("4a", "ntk_mixed", "NTK-mixed", "45.41 > 42.38 > 40.12"),
                              ("4b", f"rerope_w{w2}", f"ReRoPE w={w2}", "49.07 > 48.85 > 48.48")):
-    sd = lambda x: f"seeds/{L8}/{x}"
     add(su, f"{cid}-pre", f"Log n helps {lab}: pre-trained log n > none at 8x", "paired", sd("logn/" + base),
-        sd(base), unit="seeds")
+        sd(base), **seeds)
     if f"{base}+logn†" in res["methods"]:
       add(su, f"{cid}-retro", f"{lab}: pre-trained log n > inference-only log n† at 8x", "paired",
-          sd("logn/" + base), sd(base + "+logn†"), unit="seeds")
+          sd("logn/" + base), sd(base + "+logn†"), **seeds)
       add(su, f"{cid}-none", f"{lab}: log n† (retrofit) > none at 8x", "paired", sd(base + "+logn†"), sd(base),
-          unit="seeds")
+          **seeds)
   _rerope_claims(add, nr, rp, n, L8, w4, S)
   _architecture_claims(add, nr, n, L8, w2, w4, res)
+  _window_hwfa_claims(add, nr, rp, n, L8, w2, w4, S)
   _context_claims(add, nr, rp, n, L8, w4, res)
+  _mlm_claims(add, res)
   return out
 
 
 def _rerope_claims(add, nr, rp, n, L8, w4, S):
   for cid, x in (("5a", f"logn/rerope_w{w4}"), ("5a'", f"rerope_w{w4}")):
     add("49.07 vs 49.40 (log n, w=256)", cid, f"{x} at 8x stays within 1 point of (or above) its own L_train "
-        "accuracy (non-inferiority)", "welch", nr(x), nr(x, n), margin=-1.0)
+        "accuracy (non-inferiority, paired over training seeds)", "paired", f"seeds/{L8}/{x}", f"seeds/{n}/{x}",
+        margin=-1.0, unit="seeds", min_n=SEED_MIN_N)
   for cid, a, b in (("5b", f"rerope_w{w4}", "ntk_mixed"), ("5b'", f"logn/rerope_w{w4}", "logn/ntk_mixed")):
     add("48.48 vs 40.12; 49.07 vs 45.41", cid, f"{a} is ahead of {b} at 8x", "paired", nr(a), nr(b))
   add("85.12 vs 68.91 (log n)", "5c", "ReRoPE is ahead of NTK on the repeated set at 8x (meaningful only if the "
@@ -133,10 +187,11 @@ def _rerope_claims(add, nr, rp, n, L8, w4, S):
 
 
 def _architecture_claims(add, nr, n, L8, w2, w4, res):
-  add("48.70 vs 49.41", "8a", "HWFA costs little at L_train (non-inferior to the baseline, margin 3 points)",
-      "paired", nr("hwfa", n), nr("rope", n), margin=-3.0)
-  add("48.15 vs 23.16", "8b-far", "HWFA extrapolates with no inference change: above the baseline at 8x",
-      "paired", nr("hwfa"), nr("rope"))
+  sd, seeds = (lambda x, L=L8: f"seeds/{L}/{x}"), dict(unit="seeds", min_n=SEED_MIN_N)
+  add("48.70 vs 49.41", "8a", "HWFA costs little at L_train (non-inferior to the baseline, margin 3 points; "
+      "paired over training seeds)", "paired", sd("hwfa", n), sd("rope", n), margin=-3.0, **seeds)
+  add("48.15 vs 23.16", "8b-far", "HWFA extrapolates with no inference change: above the baseline at 8x (paired "
+      "over training seeds)", "paired", sd("hwfa"), sd("rope"), **seeds)
   add("48.15 vs 48.70 at 512", "8b-own", "HWFA at 8x is within 2 points of (or above) its L_train accuracy",
       "welch", nr("hwfa"), nr("hwfa", n), margin=-2.0)
   add("48.15 <= 48.32", "9-hwfa", "InvLeaky is above HWFA at 8x", "paired", nr("inv_leaky"), nr("hwfa"))
@@ -165,6 +220,60 @@ def _architecture_claims(add, nr, n, L8, w2, w4, res):
         "paired", nr(k, n), nr("rope", n), direction="<")
   add("1.4996 vs 1.6081 (LLaMA loss)", "13b", f"ReRoPE's tax (w = N/2) is smaller than NTK's: rerope_w{w2} above "
       "ntk_old at L_train", "paired", nr(f"rerope_w{w2}", n), nr("ntk_old", n))
+
+
+def _window_hwfa_claims(add, nr, rp, n, L8, w2, w4, S):
+  """Su's two orderings that our data reverse (issue #18), each with the hypothesis test that follows it:
+  W  the sliding window is a very strong baseline on non-repeated text (9431), yet ReRoPE, which keeps the far
+     tokens, is the better method (9708): the hypothesis is that non-repeated bytes at this scale carry little
+     beyond N, so ReRoPE's advantage shows only where far context predicts (W3: the same last N bytes with 8N
+     of context; W4: the repeated column of the copy-augmented checkpoint).
+  H  ReRoPE is above HWFA at 8x (T5a, 9708); the hypothesis is that HWFA's window layers (locality) suit
+     non-repeated byte text, so ReRoPE + log n leads where retrieval matters (H2: the repeated column).
+  """
+  sd, seeds = (lambda x, L=L8: f"seeds/{L}/{x}"), dict(unit="seeds", min_n=SEED_MIN_N)
+  # The stronger of Su's recommended ReRoPE windows (N/4, N/2) on seed 0 (the hard side for W1, the fair one for W2).
+  rr = max((f"rerope_w{w}" for w in (w4, w2)), key=lambda x: _mean(S.get(nr(x))) or -np.inf)
+  add("qualitative (9431: a very strong baseline)", "W1", f"The sliding window (N) is within 1 point of (or above) "
+      f"{rr} at 8x on non-repeated text (non-inferiority, paired over training seeds)", "paired", sd("window"),
+      sd(rr), margin=-1.0, family="W", **seeds)
+  add("qualitative (9708: ReRoPE keeps the far tokens)", "W2", f"{rr} is above the sliding window (N) at 8x on "
+      "non-repeated text (paired over training seeds)", "paired", sd(rr), sd("window"), family="W", **seeds)
+  for cid, p in (("W3", ""), ("W3'", "logn/")):
+    add("1.4996 -> 1.4267 (LLaMA, ReRoPE)", cid, f"Far context helps ReRoPE, not the window: on the same last {n} "
+        f"bytes with {L8} bytes of context, {p}rerope_w{w4}'s loss is below {p}window's", "paired",
+        f"grow/{L8}/{p}window", f"grow/{L8}/{p}rerope_w{w4}", unit="documents", digits=3, family="W3")
+  add("qualitative (windows lose far tokens)", "W4", f"Repeated column at 8x: ReRoPE (w={w4}) retrieves beyond N "
+      "where the window cannot (copy-augmented checkpoint)", "paired", rp(f"copy/rerope_w{w4}"),
+      rp("copy/window"), unit="windows", family="W4")
+  for cid, x, su in (("H1", f"rerope_w{w2}", "48.48 vs 48.15 (w=256)"),
+                     ("H1'", f"logn/rerope_w{w2}", "49.07 vs 48.15 (log n, w=256)")):
+    add(su, cid, f"{x} is above HWFA at 8x on non-repeated text (paired over training seeds)", "paired", sd(x),
+        sd("hwfa"), family="H", **seeds)
+  add("85.12 vs 80.84 (log n, w=256)", "H2", f"Repeated column at 8x: ReRoPE-log n (w={w4}) is above HWFA "
+      "(copy-augmented checkpoints, paired over training seeds)", "paired", f"seeds-rep/{L8}/copy-logn/rerope_w{w4}",
+      f"seeds-rep/{L8}/copy/hwfa", family="H2", **seeds)
+
+
+def _mlm_claims(add, res):
+  """Su's first log-n table (8823, T1): MLM trained at n = N_mlm, Attention-E (log_512 n) vs Attention-O."""
+  runs = [r for r in (res.get("mlm") or {}).values() if not r["seed"]]
+  if not runs:
+    return
+  n, su = int(runs[0]["train_length"]), runs[0].get("published") or {}
+  col = {L: k for k, L in enumerate(su.get("lengths", []))}
+  sd, seeds = (lambda x, L: f"seeds/{L}/mlm/{x}"), dict(unit="seeds", min_n=SEED_MIN_N)
+  for L in sorted(int(x) for x in runs[0]["by_length"]):
+    k = col.get(L * su["lengths"][0] // n) if col else None
+    nums = f"{su['attention_e'][k]} vs {su['attention_o'][k]} (n={su['lengths'][k]})" if k is not None else "-"
+    if L == n:
+      add(nums, "T1-N", f"MLM at its training length {n}: Attention-E (log n) is within 1 point of (or above) "
+          "Attention-O (non-inferiority, paired over training seeds)", "paired", sd("attention_e", L),
+          sd("attention_o", L), margin=-1.0, **seeds)
+    else:
+      add(nums, f"T1-{L // n}x", f"MLM at {L} ({L // n}x its training length): Attention-E (log n) is above "
+          "Attention-O (paired over training seeds)", "paired", sd("attention_e", L), sd("attention_o", L),
+          family="T1", **seeds)
 
 
 def _context_claims(add, nr, rp, n, L8, w4, res):
@@ -216,9 +325,10 @@ def former(claim: C.Claim, S: dict) -> str | None:
   return C.HOLDS if d > 2 * est.se else C.FAILS if d < -2 * est.se else C.INCONCLUSIVE
 
 
-def verdicts(res: dict) -> list[tuple[C.Verdict, str, str | None]]:
-  """(verdict, Su's numbers, the former rule's verdict) per claim; 5c is inconclusive unless the baseline copies."""
-  S = samples(res)
+def verdicts(res: dict, protocol: str | None = None) -> list[tuple[C.Verdict, str, str | None]]:
+  """(verdict, Su's numbers, the former rule's verdict) per claim under an evaluation protocol (default: the
+  run's); 5c is inconclusive unless the baseline copies."""
+  S = samples(res, protocol)
   items = checklist(res, S)
   vs = C.judge_all([c for c, _ in items], S)
   copies = next((v.verdict for v in vs if v.claim.id == "0a"), None) == C.HOLDS
@@ -237,7 +347,7 @@ def _label(key: str) -> str:
   return f"{parts[2]} ({parts[0]} @{parts[1]})" if len(parts) == 3 and parts[0] in SAMPLE_KINDS else key
 
 
-SAMPLE_KINDS = ("nonrep", "rep", "grow", "seeds")
+SAMPLE_KINDS = ("nonrep", "rep", "grow", "seeds", "seeds-rep", "mlm")
 
 
 def means_text(v: C.Verdict, S: dict) -> str:

@@ -15,8 +15,19 @@ segment lengths):
   growing       the last N targets of a long document, scored with C = N, 2N, 4N, 8N tokens of context
                 (Su's later protocol, 9948 / bojone/rerope eval_loss.py): "longer context, lower loss".
 
-Metrics per window: next-token accuracy (Su's metric) and cross-entropy (nats/byte). Per-window values are
-kept so that methods can be compared *paired* on the same windows (report.py).
+Metrics per window: next-token accuracy (Su's metric) and cross-entropy (nats/byte), averaged over
+  all           every target of the window (Su's tables, 9603), and, for L > N, over
+  tail          the targets predicted at query positions i >= N (0-based; the target is token i + 1): the last
+                L - N targets, exactly where distances >= N occur and where log n-dagger (n = i + 1 > N) changes
+                the query; at L = N the tail is empty and "all" stands for it. For log n-dagger the gain over
+                its checkpoint's plain RoPE therefore is tail = all x L / (L - N) (8/7 at 8x): the protocol
+                rescales the gain but cannot hide a 3-8x larger one.
+The third protocol ("last", 9948 / eval_loss.py) is the growing set above. Per-window values are kept so that
+methods can be compared *paired* on the same windows (report.py).
+
+MLM at longer lengths (Su's first log-n table, kexue.fm/archives/8823): ``mlm_set`` = [CLS] + L - 1 held-out
+bytes per window, ``mlm_window_stats`` = per-window accuracy / cross-entropy over the BERT-masked bytes, with the
+masks of the MLM task's own evaluation (tasks/mlm.py: window k masked from fold_in(key(eval_seed), k)).
 """
 from __future__ import annotations
 
@@ -29,6 +40,7 @@ import numpy as np
 import optax
 
 from kexue_jax import models
+from kexue_jax import vocab
 from kexue_jax.data import pipeline
 from kexue_jax.data import preprocess
 
@@ -143,9 +155,18 @@ def _r(x, nd=4):
   return [round(float(v), nd) for v in np.asarray(x)]
 
 
+def _window_stats(ce_BL, cor_BL, train_length=None) -> dict:
+  """Per-window mean accuracy / loss; with `train_length` N < L also over the tail (query positions >= N)."""
+  out = {"acc": _r(cor_BL.mean(1)), "loss": _r(ce_BL.mean(1))}
+  if train_length and ce_BL.shape[1] > train_length:
+    out.update(tail_acc=_r(cor_BL[:, train_length:].mean(1)), tail_loss=_r(ce_BL[:, train_length:].mean(1)))
+  return out
+
+
 def evaluate_length(model_cfg, params, nonrep_BT, rep_BT, seg, growing_BT=None, train_length=None):
-  """Per-window accuracy/loss on both sets at one length (repeated also over the copy targets only) and,
-  if `growing_BT` (long documents cut to this length) is given, on their last `train_length` targets.
+  """Per-window accuracy/loss on both sets at one length (repeated also over the copy targets only; with
+  `train_length`, also over the tail, module docstring) and, if `growing_BT` (long documents cut to this length)
+  is given, on their last `train_length` targets.
 
   All windows go through the model in equal-size calls of len(nonrep_BT) windows: one compilation per length.
   """
@@ -155,15 +176,33 @@ def evaluate_length(model_cfg, params, nonrep_BT, rep_BT, seg, growing_BT=None, 
   pos = np.arange(1, nonrep_BT.shape[1])[None, :]   # position of each target token
   copy_mask = pos >= np.asarray(seg)[:, None]
   rep_cor = cor[n:n + r]
-  out = {
-      "nonrep": {"acc": _r(cor[:n].mean(1)), "loss": _r(ce[:n].mean(1))},
-      "rep": {"acc": _r(rep_cor.mean(1)), "loss": _r(ce[n:n + r].mean(1)),
-              "copy_acc": _r((rep_cor * copy_mask).sum(1) / np.maximum(copy_mask.sum(1), 1))},
-  }
+  out = {"nonrep": _window_stats(ce[:n], cor[:n], train_length),
+         "rep": dict(_window_stats(ce[n:n + r], rep_cor, train_length),
+                     copy_acc=_r((rep_cor * copy_mask).sum(1) / np.maximum(copy_mask.sum(1), 1)))}
   if growing_BT is not None:
     t = train_length
     out["growing"] = {"loss": _r(ce[n + r:, -t:].mean(1)), "acc": _r(cor[n + r:, -t:].mean(1))}
   return out
+
+
+def mlm_set(docs, length: int, num: int) -> np.ndarray:
+  """int32[num, length]: [CLS] + length - 1 contiguous held-out bytes (the `cls_windows` layout at `length`)."""
+  body = nonrepeated_set(docs, length - 2, num)
+  return np.concatenate([np.full((len(body), 1), vocab.CLS_ID, np.int32), body], 1)
+
+
+def mlm_window_stats(config, params, tokens_BL: np.ndarray) -> dict[str, list[float]]:
+  """{"acc", "loss"} per window over its BERT-masked bytes (NaN: none masked), masked as the "mlm" task's
+  evaluation masks window k as example k (all `task.eval_draws` draws): the same at any batch size."""
+  from kexue_jax.tasks import mlm  # pylint: disable=g-import-not-at-top
+  task = mlm.MLMTask(config)
+  if task.mode != "mlm":
+    raise ValueError(f"MLM length scoring needs task.mode='mlm', got {task.mode!r}.")
+  one = lambda t_L, i: task.evaluate({"params": params}, {"tokens": t_L[None], "index": i[None]})
+  out = jax.device_get(jax.jit(jax.vmap(one))(jnp.asarray(tokens_BL), jnp.arange(len(tokens_BL))))
+  count = np.asarray(out["accuracy"][1], np.float64)
+  mean = lambda s: np.where(count > 0, np.asarray(s, np.float64) / np.maximum(count, 1.0), np.nan)
+  return {"acc": _r(mean(out["accuracy"][0])), "loss": _r(mean(out["loss"][0]))}
 
 
 def ngram_baselines(train_docs, nonrep_BT: np.ndarray) -> dict[str, float]:

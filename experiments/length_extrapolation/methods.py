@@ -90,13 +90,15 @@ def all_methods(n: int, variants: tuple[str, ...]) -> list[Method]:
 # Seed replicates (run.py --seeds): the checkpoints retrained with other seeds, and the methods evaluated on
 # them -- those of the claims that compare two checkpoints (log n pre-trained vs not), where one training seed
 # cannot separate the method from seed noise.
-SEED_CKPTS = ("rope", "rope_logn")
+SEED_CKPTS = ("rope", "rope_logn", "hwfa", "rope_logn_copy", "hwfa_copy")
 
 
 def seed_method_names(n: int) -> set[str]:
-  w2 = max(1, n // 2)
+  w2, w4 = max(1, n // 2), max(1, n // 4)
   return {"rope", "ntk_mixed", "ntk_mixed+logn†", f"rerope_w{w2}", f"rerope_w{w2}+logn†", "logn/rope",
-          "logn/ntk_mixed", f"logn/rerope_w{w2}"}
+          "logn/ntk_mixed", f"logn/rerope_w{w2}",
+          "logn†", "pi", "window", "hwfa", f"rerope_w{w4}", f"logn/rerope_w{w4}",   # issue #18: 2, 5a, W, H
+          f"copy-logn/rerope_w{w4}", "copy/hwfa"}
 
 
 def seed_replicates(methods: list[Method], n: int, seeds: int) -> list[Method]:

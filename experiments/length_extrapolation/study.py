@@ -1,6 +1,7 @@
 r"""Length extrapolation (issue #5): pre-training variants, inference-time methods at 1x..8x N, Su's claims.
 
-  python -m experiments length_extrapolation --workdir /tmp/le                 # the default CPU study
+  python -m experiments length_extrapolation --workdir /tmp/le                 # the decisive default (~60 min)
+  python -m experiments length_extrapolation --workdir /tmp/le --scale extended   # + every other variant
   python -m experiments length_extrapolation --workdir /tmp/le --scale tiny    # smoke test (< 2 min)
   python -m experiments length_extrapolation --workdir W --config.data.glob='/my/corpus/**/*.txt'
   python -m experiments length_extrapolation --report_only --results experiments/length_extrapolation/results.json \
@@ -8,8 +9,20 @@ r"""Length extrapolation (issue #5): pre-training variants, inference-time metho
 
 Every run is a config of configs/length_extrapolation/ (``VARIANTS``). After training, ``evaluate`` scores every
 method of methods.py whose checkpoint is that run on the shared test sets (evaluate.py: non-repeated and repeated
-windows at 1x..8x N, the growing-context protocol), and the copy check at each kept checkpoint of the baselines.
+windows at 1x..8x N, all targets and the tail beyond N, the growing-context protocol), and the copy check at each
+kept checkpoint of the baselines; an MLM run (logn_mlm.py, Su's first log-n table) is scored at 1x..16x its N.
 The report (report.py) is built from the records; ``run`` is the same from Python (the Colab notebook).
+
+Plans (issue #18: the default <= 60 min on 2 cores; cross-checkpoint claims need >= 5 training seeds):
+  default    the decisive subset: rope, rope_logn and hwfa, each with SEEDS = 5 training seeds (window vs
+             ReRoPE, HWFA vs ReRoPE, log n pre-trained vs retrofit vs none, PI, 5a, 8a). --dry_run: 15 runs,
+             59.6 min on an idle 2-core CPU (EST_S: measured per-run training + ~2.5 s per evaluated method
+             and length); a shared machine is slower.
+  extended   default + the other variants (InvLeaky, KNA, CosA, HWFA2, KNA/CosA-log n), the copy-augmented
+             checkpoints (the repeated column, and the runs that test the window / HWFA hypotheses), the copy
+             probes and Su's MLM log-n table (Attention-O / -E), 5 seeds of every checkpoint that claims compare:
+             44 runs, ~3.5 h (--dry_run; the MLM runs not yet measured, guessed at 2x an LM run).
+  tiny       two checkpoints and a few methods (< 2 min). medium / full: accelerator scales.
 """
 from __future__ import annotations
 
@@ -30,23 +43,36 @@ VARIANTS = {
     "inv_leaky": ("inv_leaky.py", ""), "kna": ("kna.py", ""), "cosa": ("cosa.py", ""),
     "hwfa2": ("hwfa2.py", ""), "kna_logn": ("kna.py", "logn"), "cosa_logn": ("cosa.py", "logn"),
     "rope_copy": ("rope.py", COPY_ARG), "rope_logn_copy": ("rope_logn.py", COPY_ARG), "hwfa_copy": ("hwfa.py", COPY_ARG),
+    "mlm_o": ("logn_mlm.py", ""), "mlm_e": ("logn_mlm.py", "logn"),
 }
-DEFAULT_VARIANTS = ("rope", "rope_logn", "hwfa", "inv_leaky", "kna", "cosa", "hwfa2")
-EXTRA_VARIANTS = ("kna_logn", "cosa_logn", "rope_copy", "rope_logn_copy", "hwfa_copy")   # the committed study's
+MLM_VARIANTS = ("mlm_o", "mlm_e")   # Su's 8823 table: Attention-O / Attention-E (no scale argument)
+DEFAULT_VARIANTS = ("rope", "rope_logn", "hwfa")
+EXTRA_VARIANTS = ("inv_leaky", "kna", "cosa", "hwfa2", "kna_logn", "cosa_logn", "rope_copy", "rope_logn_copy",
+                  "hwfa_copy") + MLM_VARIANTS
+SEEDS = 5            # training seeds of the checkpoints that claims compare (methods.SEED_CKPTS, the MLM runs)
 # Copy probes of the committed study: other baselines whose copy gap is followed over 6 checkpoints.
 PROBES = ("heads=4,norm=pre,steps=2400", "copy=0.5,steps=4000")
 TINY = ("rope", "hwfa")   # the smoke test: two checkpoints and a few methods (each method compiles its programs)
 TINY_METHODS = ("rope", "ntk_mixed", "rerope_w4", "hwfa")
+SCALES = ("tiny", "default", "extended", "medium", "full")
 WINDOWS = {"tiny": 8, "default": 16, "medium": 32, "full": 64}   # test windows at 8x N (more at shorter lengths)
 COPY_CHECKPOINTS, PROBE_CHECKPOINTS = 4, 6
-# Seconds per run (training + evaluations) for the --dry_run estimate: the default study measured 111.8 min over
-# 18 runs on 2 shared CPU cores (experiments/length_extrapolation/REPORT.md), ~5 min a run, ~3x for a probe.
-EST_S = {"tiny": 15.0, "default": 300.0, "medium": 3600.0, "full": 36000.0}
+# --dry_run estimate, seconds: training per run (default: 1200 steps at the ~6 steps/s the seed replicates of the
+# recorded study ran at on 2 CPU cores; an MLM run ~2x; a probe 3x) + EVAL_S per evaluated method and length
+# (recorded: 1.7-3.2 s).
+EST_S = {"tiny": 15.0, "default": 200.0, "medium": 3600.0, "full": 36000.0}
+EVAL_S = {"tiny": 1.0, "default": 2.5, "medium": 10.0, "full": 60.0}
+
+
+def _config_scale(scale: str) -> str:
+  return "default" if scale == "extended" else scale
 
 
 def config_spec(variant: str, scale: str, extra: str = "") -> str:
   fname, arg = VARIANTS[variant]
-  return f"{CONFIG_DIR}/{fname}:" + ",".join(filter(None, [f"scale={scale}", arg, extra]))
+  size = ("runlocal" if scale == "tiny" else "") if variant in MLM_VARIANTS else f"scale={_config_scale(scale)}"
+  arg = ",".join(filter(None, [size, arg, extra]))
+  return f"{CONFIG_DIR}/{fname}" + (f":{arg}" if arg else "")
 
 
 def load_config(variant: str, scale: str, extra: str = ""):
@@ -67,29 +93,47 @@ def probe_name(arg: str) -> str:
   return "copy_probe__" + "".join(ch if ch.isalnum() else "_" for ch in arg)
 
 
+def run_methods(name: str, variant: str, seed: int, n: int, only=None) -> list:
+  """The methods evaluated on run `name` (seed replicates: the seed-aware ones); `only`: names to keep."""
+  ms = methods_lib.all_methods(n, (variant,))
+  ms = methods_lib.seed_replicates(ms, n, seed + 1) if seed else ms
+  return [m for m in ms if m.ckpt == name and (not only or m.name.split("@")[0] in only)]
+
+
 def plan(seeds: int | None = None, scale: str = "default", variants=None, methods=None) -> list[launcher.Run]:
-  """Every variant at seed 0, then seeds 1.. of rope / rope_logn (the cross-checkpoint claims), then the probes.
-  ``variants`` / ``methods`` (names) restrict the plan (the notebook, smoke tests)."""
-  if scale not in WINDOWS:
-    raise ValueError(f"length_extrapolation scales are {', '.join(WINDOWS)}; got {scale!r}.")
-  seeds = seeds or (1 if scale == "tiny" else 3)
-  variants = tuple(variants or (TINY if scale == "tiny" else DEFAULT_VARIANTS + EXTRA_VARIANTS * (scale == "default")))
+  """Every variant at seed 0, then seeds 1.. of methods.SEED_CKPTS and the MLM runs, then the probes (module
+  docstring). ``variants`` / ``methods`` (names) restrict the plan (the notebook, smoke tests)."""
+  if scale not in SCALES:
+    raise ValueError(f"length_extrapolation scales are {', '.join(SCALES)}; got {scale!r}.")
+  seeds = seeds or {"tiny": 1, "medium": 3, "full": 3}.get(scale, SEEDS)
+  full_set = DEFAULT_VARIANTS + EXTRA_VARIANTS
+  variants = tuple(variants or (TINY if scale == "tiny" else full_set if scale == "extended" else DEFAULT_VARIANTS))
   bad = [v for v in variants if v not in VARIANTS]
   if bad:
     raise ValueError(f"unknown variants {bad}; choose from {sorted(VARIANTS)}.")
   methods = methods or (TINY_METHODS if scale == "tiny" else None)
-  est, labels = EST_S[scale], dict(scale=scale, methods=list(methods) if methods else None)
+  train_s, eval_s = EST_S[_config_scale(scale)], EVAL_S[_config_scale(scale)]
+  ref_steps = load_config("rope", scale)[0].num_train_steps
+  labels = dict(scale=scale, methods=list(methods) if methods else None)
+  seeded = methods_lib.SEED_CKPTS + MLM_VARIANTS
   runs = []
   for seed in range(seeds):
-    for v in variants if seed == 0 else [v for v in methods_lib.SEED_CKPTS if v in variants]:
+    for v in variants if seed == 0 else [v for v in seeded if v in variants]:
+      name = v + (f"_s{seed}" if seed else "")
       spec = config_spec(v, scale, f"seed={seed}" if seed else "")
+      c = launcher.load_run_config(launcher.Run(v, spec), ())
+      work = (len(c.study.test_lengths) if v in MLM_VARIANTS else
+              sum(4 if m.core else 2 for m in run_methods(name, v, seed, int(c.data.seq_len), methods)))
       keep = _keep(spec, COPY_CHECKPOINTS) if v in ("rope", "rope_copy") and not seed else ()
-      runs.append(launcher.Run(v + (f"_s{seed}" if seed else ""), spec, dict(labels, variant=v, seed=seed), est,
+      work += 2 * (COPY_CHECKPOINTS + 1) * bool(keep)   # the copy check: 2 evaluations per kept checkpoint
+      train = train_s * (2 if v in MLM_VARIANTS else c.num_train_steps / ref_steps)
+      runs.append(launcher.Run(name, spec, dict(labels, variant=v, seed=seed), train + eval_s * work,
                                overrides=keep))
-  for arg in PROBES if scale == "default" and variants == DEFAULT_VARIANTS + EXTRA_VARIANTS else ():
+  for arg in PROBES if scale == "extended" and variants == full_set else ():
     spec = config_spec("rope", scale, arg)
-    runs.append(launcher.Run(probe_name(arg), spec,
-                             dict(labels, variant="rope", seed=0, probe=arg), 3 * est,
+    steps = launcher.load_run_config(launcher.Run("p", spec), ()).num_train_steps
+    runs.append(launcher.Run(probe_name(arg), spec, dict(labels, variant="rope", seed=0, probe=arg),
+                             train_s * steps / ref_steps + 3 * (PROBE_CHECKPOINTS + 1) * eval_s,
                              overrides=_keep(spec, PROBE_CHECKPOINTS)))
   return runs
 
@@ -120,17 +164,29 @@ def test_sets(config, windows: int, mults=(1, 2, 4, 8)) -> dict:
 
 
 def _method_result(m, model_cfg, params, ts) -> dict:
+  """by_length: per-window stats of both sets (all targets and the tail) and the growing documents' last N bytes
+  (the "last" protocol); core methods also keep the growing context by length (report.py's table)."""
   from experiments.length_extrapolation import evaluate  # pylint: disable=g-import-not-at-top
   n, ext = ts["n"], methods_lib.EXTENSION
   res = {"ckpt": m.ckpt, "core": m.core, "note": m.note, "attention": m.attention,
          "layer_fn": m.layer_fn.__name__ if m.layer_fn else None, "by_length": {}}
   for length in (sorted(ts["sets"]) if m.core else [n, n * ext]):
-    grow = ts["growing"][:, -(length + 1):] if m.core else None
-    r = evaluate.evaluate_length(model_cfg, params, *ts["sets"][length], grow, n)
-    if "growing" in r:
-      res.setdefault("growing", {})[str(length)] = r.pop("growing")
+    r = evaluate.evaluate_length(model_cfg, params, *ts["sets"][length], ts["growing"][:, -(length + 1):], n)
+    if m.core:
+      res.setdefault("growing", {})[str(length)] = r["growing"]
     res["by_length"][str(length)] = r
   return res
+
+
+def mlm_scores(config, params, windows: int) -> dict:
+  """{length: per-window MLM accuracy / loss} at each study.test_length (Su's 8823 table), the same number of
+  bytes per length (`windows` at the longest)."""
+  from experiments.length_extrapolation import evaluate  # pylint: disable=g-import-not-at-top
+  from kexue_jax import config_lib  # pylint: disable=g-import-not-at-top
+  docs = evaluate.documents("test", config.data.name, config.data.get("text_key", "text"))
+  lengths = config_lib.to_dict(config.study)["test_lengths"]   # FieldReferences of data.seq_len, resolved
+  return {str(L): evaluate.mlm_window_stats(config, params, evaluate.mlm_set(docs, L, windows * max(lengths) // L))
+          for L in lengths}
 
 
 def copy_curve(model_cfg, run_dir: str, ts: dict, lengths) -> list[dict]:
@@ -153,10 +209,19 @@ def copy_curve(model_cfg, run_dir: str, ts: dict, lengths) -> list[dict]:
 
 
 def evaluate(run, config, run_dir: str, record: dict) -> dict:
-  """Every method on this checkpoint (seed replicates: the seed-aware ones), the copy check, training speed."""
+  """Every method on this checkpoint (seed replicates: the seed-aware ones), the copy check, training speed;
+  an MLM run: its accuracy at every test length."""
+  import time  # pylint: disable=g-import-not-at-top
   from kexue_jax import checkpoint, config_lib, metrics  # pylint: disable=g-import-not-at-top
   lab, n = run.labels, int(config.data.seq_len)
-  ts = test_sets(config, WINDOWS[lab["scale"]])
+  if lab["variant"] in MLM_VARIANTS:
+    if "error" in record:
+      return dict(methods={})
+    return dict(methods={}, mlm=dict(variant=config.study.variant, seed=lab["seed"], train_length=n,
+                         published=config_lib.to_dict(config.study.published),
+                         by_length=mlm_scores(config, checkpoint.load_state(run_dir)[0]["params"],
+                                              WINDOWS[_config_scale(lab["scale"])])))
+  ts = test_sets(config, WINDOWS[_config_scale(lab["scale"])])
   model = config_lib.to_dict(config.model)
   sps = [m["steps_per_sec"] for m in metrics.read_metrics(run_dir) if "steps_per_sec" in m]
   out = dict(setup=setup(config, ts), baselines=ts["baselines"], config_arg=record["config"],
@@ -170,12 +235,9 @@ def evaluate(run, config, run_dir: str, record: dict) -> dict:
                                    ts, [n, n * methods_lib.EXTENSION] if lab.get("probe") else [n])
   if lab.get("probe"):
     return out
-  ms = methods_lib.all_methods(n, (lab["variant"],))
-  ms = methods_lib.seed_replicates(ms, n, lab["seed"] + 1) if lab["seed"] else ms
-  ms = [m for m in ms if m.ckpt == run.name and (not lab.get("methods") or m.name.split("@")[0] in lab["methods"])]
+  ms = run_methods(run.name, lab["variant"], lab["seed"], n, lab.get("methods"))
   params = checkpoint.load_state(run_dir)[0]["params"] if ms else None
   for m in ms:
-    import time  # pylint: disable=g-import-not-at-top
     t0 = time.time()
     out["methods"][m.name] = dict(_method_result(m, methods_lib.model_config(model, m, n), params, ts),
                                   eval_time_s=round(time.time() - t0, 1))
@@ -191,7 +253,8 @@ def setup(config, ts: dict) -> dict:
           "steps": int(config.num_train_steps), "batch_size": int(config.batch_size),
           "model": {k: v for k, v in config_lib.to_dict(config.model).items() if k != "layer_attention"},
           "optimizer": dict(config_lib.to_dict(config.optimizer)),
-          "segment_rule": "L > N: s ~ U{N..L/2}; L = N: s ~ U{N/4..N/2}"}
+          "segment_rule": "L > N: s ~ U{N..L/2}; L = N: s ~ U{N/4..N/2}",
+          "eval_protocol": config.study.get("eval_protocol", "all")}
 
 
 # ------------------------------------------------------------------------------------------- Records <-> report.
@@ -207,10 +270,10 @@ def to_results(records, extras: dict, meta: dict) -> dict:
   """The results dict report.py reads (runs, methods, copy curves, probes, meta) from the launcher's records."""
   import time  # pylint: disable=g-import-not-at-top
   runs = [r for r in records if not r.get("probe")]
-  first = next((r for r in runs if r["name"] == "rope"), (runs or records)[0])
+  first = next((r for r in runs if r["name"] == "rope"), next((r for r in records if "setup" in r), records[0]))
   legacy = extras.get("legacy_meta") or {}
   wall = sum(r.get("wall_time_s", 0.0) for r in records)
-  res_meta = dict(first["setup"], scale=first.get("scale"), variants=[r["variant"] for r in runs if not r.get("seed")],
+  res_meta = dict(first.get("setup", {}), scale=first.get("scale"), variants=[r["variant"] for r in runs if not r.get("seed")],
                   default_variants=list(DEFAULT_VARIANTS), seeds=1 + max((r.get("seed", 0) for r in runs), default=0),
                   hardware=meta.get("trained_on", ""), jax=meta.get("versions", ""),
                   date_utc=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -222,7 +285,7 @@ def to_results(records, extras: dict, meta: dict) -> dict:
   res_meta.update({k: v for k, v in legacy.items() if k not in ("variants", "default_variants", "seeds")})
   curve = lambda name: next((r.get("copy_curve", []) for r in runs if r["name"] == name), [])
   return {"meta": res_meta, "baselines": first.get("baselines", {}), "invocations": extras.get("invocations"),
-          "runs": {r["name"]: _summary(r) for r in runs},
+          "runs": {r["name"]: _summary(r) for r in runs}, "mlm": {r["name"]: r["mlm"] for r in runs if "mlm" in r},
           "methods": {k: v for r in runs for k, v in r.get("methods", {}).items()},
           "copy_vs_steps": curve("rope"), "copy_vs_steps_copy_aug": curve("rope_copy"),
           "copy_probes": [{"arg": r["probe"], "summary": _summary(r), "curve": r.get("copy_curve", [])}

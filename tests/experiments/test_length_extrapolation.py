@@ -132,7 +132,10 @@ def test_published_mapping_points_at_transcribed_rows():
 
 def test_configs_build_every_variant():
   from kexue_jax import models
-  for v in study.VARIANTS:
+  for v in study.MLM_VARIANTS:   # Su's MLM table: logn_mlm.py, tiny = runlocal, otherwise its own default size
+    c, spec = study.load_config(v, "tiny")
+    assert c.task.name == "mlm" and c.data.seq_len == 16 and spec.endswith("runlocal" + ",logn" * (v == "mlm_e"))
+  for v in set(study.VARIANTS) - set(study.MLM_VARIANTS):
     for scale in ("tiny", "default", "medium", "full"):
       c, arg = study.load_config(v, scale)
       base = v[:-len("_copy")] if v.endswith("_copy") else v   # copy variants: the base config + copy args
@@ -164,14 +167,15 @@ def _synthetic(good: bool, n=128, windows=40, seed=0):
   # accuracy at 8n (fractions); 1x accuracy is `base` for everything except where noted.
   acc8 = {"rope": 0.25, "pi": 0.15, "ntk_old": 0.40, "ntk_fixed": 0.41, "ntk_mixed": 0.42, "yarn": 0.48,
           "rerope_w16": 0.50, "rerope_w32": 0.545, "rerope_w64": 0.55, "rerope_w96": 0.54, "rerope_w128": 0.08,
-          "window": 0.45, "lambda": 0.50, "logn/rope": 0.26, "logn/ntk_mixed": 0.47,
+          "window": 0.545, "lambda": 0.555, "logn/rope": 0.26, "logn/ntk_mixed": 0.47,
           "ntk_mixed+logn†": 0.44, "rerope_w64+logn†": 0.552, "logn/rerope_w64": 0.555,
           "logn/rerope_w32": 0.55, "logn/leaky_w32_k16": 0.551, "logn/leaky_w64_k16": 0.55,
           "logn/leaky_w64_k8": 0.50, "hwfa": 0.535, "inv_leaky": 0.54, "hwfa2": 0.30, "hwfa2+rerope": 0.556,
           "kna": 0.50, "cosa": 0.49, "dynamic_ntk": 0.45}
   if not good:  # reverse the orderings the checklist tests
     acc8 = {k: 0.20 for k in acc8}
-    acc8.update({"rope": 0.50, "pi": 0.53, "rerope_w128": 0.52, "ntk_old": 0.45, "ntk_mixed": 0.45})
+    acc8.update({"rope": 0.50, "pi": 0.53, "rerope_w128": 0.52, "ntk_old": 0.45, "ntk_mixed": 0.45,
+                 "window": 0.10, "hwfa": 0.40})
   methods = {}
   for name, a8 in acc8.items():
     ckpt = "rope_logn" if name.startswith("logn/") else name if name in ("hwfa", "inv_leaky", "kna", "cosa") \
@@ -215,26 +219,44 @@ def _verdicts(res):
   return {v.claim.id: v for v, _, _ in le_claims.verdicts(res)}
 
 
+def _with_seeds(res, seeds=5, n=128, sd=0.004):
+  """Seed replicates ("name@s<k>") of the seed-aware methods, with their own windows' noise."""
+  rng = np.random.default_rng(7)
+  names = methods_lib.seed_method_names(n) & set(res["methods"])
+  for k in range(1, seeds):
+    for name in names:
+      rep = copy.deepcopy(res["methods"][name])
+      rep.pop("growing", None)
+      for r in rep["by_length"].values():
+        for which in ("nonrep", "rep"):
+          r[which]["acc"] = list(np.asarray(r[which]["acc"]) + rng.normal(0, sd, len(r[which]["acc"])))
+      res["methods"][f"{name}@s{k}"] = dict(rep, ckpt=rep["ckpt"] + f"_s{k}")
+  return res
+
+
 def test_checklist_holds_on_good_and_fails_on_reversed_results():
-  good, bad = _verdicts(_synthetic(True)), _verdicts(_synthetic(False))
-  for cid in ("0a", "0b", "1a", "2", "3a-old", "3a-mixed", "5b", "5b'", "6b", "7b", "8b-far", "11b-kna", "12a",
-              "14a", "14b", "15a"):
+  good, bad = _verdicts(_with_seeds(_synthetic(True))), _verdicts(_with_seeds(_synthetic(False)))
+  for cid in ("0a", "0b", "1a", "2", "3a-old", "3a-mixed", "5b", "5b'", "6b", "7b", "8a", "8b-far", "11b-kna",
+              "12a", "14a", "14b", "15a", "W1", "W2", "W3", "H1", "H1'"):
     assert good[cid].verdict == claims_lib.HOLDS, (cid, good[cid].line())
-  for cid in ("0a", "1a", "2", "3a-old", "5b", "6b", "8b-far", "14a", "14b"):
+  for cid in ("0a", "1a", "2", "3a-old", "5b", "6b", "8b-far", "14a", "14b", "W1", "W3", "H1"):
     assert bad[cid].verdict == claims_lib.FAILS, (cid, bad[cid].line())
+  one_seed = _verdicts(_synthetic(True))   # seed-level claims need 5 training seeds
+  assert all(one_seed[c].verdict == claims_lib.INCONCLUSIVE and "minimum 5" in one_seed[c].line()
+             for c in ("2", "8a", "W1", "H1"))
   assert good["0c"].verdict == claims_lib.INCONCLUSIVE and "below the minimum" in good["0c"].line()  # one run
   assert good["15b"].verdict == claims_lib.INCONCLUSIVE and "not measured" in good["15b"].line()
 
 
 def test_claims_are_scipy_tests_on_the_windows():
   res = _synthetic(True)
-  v = _verdicts(res)["2"]   # rope - pi at 8x, paired over windows, one-sided
-  a = np.array(res["methods"]["rope"]["by_length"]["1024"]["nonrep"]["acc"]) * 100
-  b = np.array(res["methods"]["pi"]["by_length"]["1024"]["nonrep"]["acc"]) * 100
+  v = _verdicts(res)["3a-old"]   # ntk_old - rope at 8x, paired over windows, one-sided
+  a = np.array(res["methods"]["ntk_old"]["by_length"]["1024"]["nonrep"]["acc"]) * 100
+  b = np.array(res["methods"]["rope"]["by_length"]["1024"]["nonrep"]["acc"]) * 100
   assert v.effect == pytest.approx((a - b).mean())
   assert v.p == pytest.approx(scipy_stats.ttest_rel(a, b, alternative="greater").pvalue)
   # 1a: Welch t of the 8x windows against 0.75x the L_train windows.
-  x = np.array(res["methods"]["rope"]["by_length"]["128"]["nonrep"]["acc"]) * 100
+  a, x = b, np.array(res["methods"]["rope"]["by_length"]["128"]["nonrep"]["acc"]) * 100
   v1 = _verdicts(res)["1a"]
   assert v1.p == pytest.approx(scipy_stats.ttest_ind(a, 0.75 * x, equal_var=False, alternative="less").pvalue)
 
@@ -357,19 +379,19 @@ def test_copy_control_smoke():
 def test_seed_claims_pair_the_per_seed_means_and_replicates_stay_out_of_the_tables(tmp_path):
   res = _synthetic(True)
   rng = np.random.default_rng(5)
-  for seed in (1, 2):  # replicates with their own windows' values
+  for seed in (1, 2, 3, 4):  # replicates with their own windows' values
     for name in ("ntk_mixed", "logn/ntk_mixed", "ntk_mixed+logn†"):
       rep = copy.deepcopy(res["methods"][name])
       for r in rep["by_length"].values():
         r["nonrep"]["acc"] = list(np.asarray(r["nonrep"]["acc"]) + rng.normal(0, 0.02, len(r["nonrep"]["acc"])))
       res["methods"][f"{name}@s{seed}"] = rep
   mean = lambda k: 100 * np.mean(res["methods"][k]["by_length"]["1024"]["nonrep"]["acc"])
-  a = [mean("logn/ntk_mixed" + sfx) for sfx in ("", "@s1", "@s2")]
-  b = [mean("ntk_mixed+logn†" + sfx) for sfx in ("", "@s1", "@s2")]
+  a = [mean("logn/ntk_mixed" + sfx) for sfx in ("", "@s1", "@s2", "@s3", "@s4")]
+  b = [mean("ntk_mixed+logn†" + sfx) for sfx in ("", "@s1", "@s2", "@s3", "@s4")]
   v = _verdicts(res)["4a-retro"]
-  assert v.n == 3 and v.claim.unit == "seeds" and v.effect == pytest.approx(np.mean(a) - np.mean(b))
+  assert v.n == 5 and v.claim.unit == "seeds" and v.effect == pytest.approx(np.mean(a) - np.mean(b))
   assert v.p == pytest.approx(scipy_stats.ttest_rel(a, b, alternative="greater").pvalue)
-  assert _verdicts(_synthetic(True))["4a-pre"].verdict == claims_lib.INCONCLUSIVE   # one seed: below min_n 3
+  assert _verdicts(_synthetic(True))["4a-pre"].verdict == claims_lib.INCONCLUSIVE   # one seed: below min_n 5
   text = report.write_report(res, str(tmp_path), plots=False)
   assert "@s1" not in text.split("## Runs, cost and commands")[0]
 
@@ -379,8 +401,9 @@ def test_seed_replicates_name_their_checkpoints():
   reps = methods_lib.seed_replicates(base, 128, 3)
   names = {m.name for m in reps}
   assert {"ntk_mixed@s1", "ntk_mixed@s2", "logn/ntk_mixed@s2", "rerope_w64+logn†@s1"} <= names
-  assert all(m.ckpt in ("rope_s1", "rope_s2", "rope_logn_s1", "rope_logn_s2") and not m.core for m in reps)
-  assert not any(m.name.startswith("hwfa") for m in reps)
+  assert {"hwfa@s1", "window@s2", "pi@s1", "logn/rerope_w32@s2"} <= names   # issue #18: W, H, 2, 5a
+  assert all(m.ckpt in ("rope_s1", "rope_s2", "rope_logn_s1", "rope_logn_s2", "hwfa_s1", "hwfa_s2") and not m.core
+             for m in reps)
   assert methods_lib.seed_replicates(base, 128, 1) == []
 
 
@@ -390,9 +413,12 @@ def test_seed_replicates_name_their_checkpoints():
 def test_plan_default_and_tiny():
   runs = study.plan()
   names = [r.name for r in runs]
-  assert names[:len(study.DEFAULT_VARIANTS)] == list(study.DEFAULT_VARIANTS)
-  assert {"rope_s1", "rope_s2", "rope_logn_s1", "rope_logn_s2"} <= set(names)       # seeds of the log-n claims
-  assert sum(n.startswith("copy_probe__") for n in names) == len(study.PROBES)
+  # The decisive default: rope, rope_logn and hwfa with 5 training seeds each, within the 60-minute budget.
+  assert sorted(names) == sorted(f"{v}_s{k}" if k else v for v in study.DEFAULT_VARIANTS for k in range(5))
+  assert sum(r.est_s for r in runs) <= 60 * 60
+  ext = [r.name for r in study.plan(scale="extended")]
+  assert set(names) < set(ext) and {"mlm_o_s4", "mlm_e_s4", "hwfa_copy", "kna"} <= set(ext)
+  assert sum(n.startswith("copy_probe__") for n in ext) == len(study.PROBES)
   rope = runs[0]
   assert "max_checkpoints_to_keep=5" in rope.overrides and rope.labels == dict(scale="default", methods=None,
                                                                                 variant="rope", seed=0)
@@ -443,3 +469,171 @@ def test_study_seeds_tiny(tmp_path):
   assert out["runs"]["rope_s1"]["step"] == 4 and "seed=1" in out["runs"]["rope_s1"]["config_arg"]
   # Replicates only of the seed-aware methods (methods.seed_method_names: rerope_w4 is not one at N = 16).
   assert out["methods"]["rope@s1"]["ckpt"] == "rope_s1" and "rerope_w4@s1" not in out["methods"]
+
+
+# ---------------------------------------------------------------------------- protocols vs a float64 reference
+
+
+def _np_token_stats(logits_BLV, targets_BL):
+  """float64 cross-entropy and argmax-correctness per target, written out from the logits."""
+  z = np.asarray(logits_BLV, np.float64)
+  logp = z - z.max(-1, keepdims=True)
+  logp -= np.log(np.exp(logp).sum(-1, keepdims=True))
+  ce = -np.take_along_axis(logp, np.asarray(targets_BL)[..., None], -1)[..., 0]
+  return ce, (z.argmax(-1) == targets_BL).astype(np.float64)
+
+
+def _close(got, want):
+  """The evaluator stores 4 decimals (float32 compute): within half a unit of the last stored digit."""
+  np.testing.assert_allclose(got, want, rtol=1e-6, atol=5e-5)
+
+
+def _tiny_lm(n_seed=0):
+  import jax
+  from kexue_jax import config_lib, models
+  cfg = config_lib.to_dict(study.load_config("rope", "tiny")[0].model)
+  model = models.build_model(cfg)
+  return cfg, model, model.init(jax.random.key(n_seed), np.zeros((1, 8), np.int32))["params"]
+
+
+def test_tail_protocol_matches_float64_reference():
+  cfg, model, params = _tiny_lm()
+  n, length = 16, 48
+  nonrep = np.random.default_rng(0).integers(0, 256, size=(3, length + 1)).astype(np.int32)
+  rep, seg = evaluate.repeated_set(nonrep, n)
+  out = evaluate.evaluate_length(cfg, params, nonrep, rep, seg, train_length=n)
+  for key, tokens in (("nonrep", nonrep), ("rep", rep)):
+    ce, cor = _np_token_stats(model.apply({"params": params}, tokens[:, :-1]), tokens[:, 1:])
+    tail = [i for i in range(length) if i >= n]   # the query at position i (0-based) predicts token i + 1
+    _close(out[key]["acc"], cor.mean(1))
+    _close(out[key]["loss"], ce.mean(1))
+    _close(out[key]["tail_acc"], cor[:, tail].mean(1))
+    _close(out[key]["tail_loss"], ce[:, tail].mean(1))
+  at_n = evaluate.evaluate_length(cfg, params, nonrep[:, :n + 1], rep[:, :n + 1], seg, train_length=n)
+  assert "tail_acc" not in at_n["nonrep"]   # L = N: no query beyond the training length
+
+
+def test_logn_dagger_gain_lives_in_the_tail():
+  """log n-dagger leaves queries i < N unchanged, so its tail gain is its all-positions gain x L / (L - N)."""
+  cfg, _, params = _tiny_lm(1)
+  n, length = 16, 64
+  tokens = np.random.default_rng(1).integers(0, 256, size=(2, length + 1)).astype(np.int32)
+  ce0, _ = evaluate.token_stats(cfg, params, tokens)
+  ce1, _ = evaluate.token_stats(dict(cfg, attention=dict(cfg["attention"], logn="retrofit")), params, tokens)
+  ce0, ce1 = np.asarray(ce0, np.float64), np.asarray(ce1, np.float64)
+  eps = 1e-6 * np.abs(ce0).max()   # float32 rounding of the values compared
+  np.testing.assert_allclose(ce1[:, :n], ce0[:, :n], rtol=0, atol=eps)   # queries 0..N-1 untouched
+  gain_all, gain_tail = (ce0 - ce1).mean(1), (ce0 - ce1)[:, n:].mean(1)
+  assert np.abs(ce1 - ce0)[:, n:].max() > 100 * eps   # the retrofit changes the tail
+  np.testing.assert_allclose(gain_tail, gain_all * length / (length - n), rtol=0, atol=2 * eps)
+
+
+def test_mlm_length_scoring_matches_float64_reference():
+  import jax
+  from kexue_jax.tasks import mlm
+  from tests.helpers import load_config
+  c = load_config("configs/length_extrapolation/logn_mlm.py", "runlocal,logn")
+  task = mlm.MLMTask(c)
+  rng = np.random.default_rng(2)
+  tokens = np.concatenate([np.full((4, 1), 256), rng.integers(0, 256, size=(4, 63))], 1).astype(np.int32)
+  variables = task.init(jax.random.key(0), {"tokens": tokens[:1, :16]})   # trained at 16, scored at 64
+  got = evaluate.mlm_window_stats(c, variables["params"], tokens)
+  for k, row in enumerate(tokens):
+    # The documented evaluation masks: window k masked from fold_in(fold_in(key(eval_seed), k), draw 0).
+    key = jax.random.fold_in(jax.random.fold_in(jax.random.key(c.task.eval_seed), k), 0)
+    inputs, sel = mlm.bert_mask(key, row[None], row[None] < 256, rate=0.15)
+    ce, cor = _np_token_stats(task.model.apply(variables, inputs)[0], row)
+    sel = np.asarray(sel[0])
+    assert sel.sum() > 0 and not sel[0]   # bytes only, never [CLS]
+    _close(got["acc"][k], cor[sel].mean())
+    _close(got["loss"][k], ce[sel].mean())
+
+
+def test_mlm_set_is_cls_plus_document_bytes():
+  docs = _Docs([bytes(range(i, i + 100)) for i in range(4)])
+  s = evaluate.mlm_set(docs, 20, 3)
+  assert s.shape == (3, 20) and (s[:, 0] == 256).all() and s[:, 1:].max() < 256
+  assert all(np.array_equal(np.diff(r[1:]), np.ones(18)) for r in s)   # contiguous bytes of one document
+
+
+def test_samples_follow_the_evaluation_protocol():
+  res = _synthetic(True)
+  for m in res["methods"].values():
+    for L, r in m["by_length"].items():
+      if int(L) > 128:
+        for which in ("nonrep", "rep"):
+          r[which]["tail_acc"] = list(np.asarray(r[which]["acc"]) + 0.05)
+  acc = lambda L, key="acc": 100 * np.asarray(res["methods"]["rope"]["by_length"][L]["nonrep"][key])
+  vals = lambda S, k: np.array(list(S[k].values()))
+  S_all, S_tail, S_last = (le_claims.samples(res, p) for p in ("all", "tail", "last"))
+  np.testing.assert_allclose(vals(S_all, "nonrep/1024/rope"), acc("1024"))
+  np.testing.assert_allclose(vals(S_tail, "nonrep/1024/rope"), acc("1024", "tail_acc"))
+  np.testing.assert_allclose(vals(S_tail, "nonrep/128/rope"), acc("128"))        # L = N: no tail, all targets
+  np.testing.assert_allclose(vals(S_last, "nonrep/1024/rope"),                    # the growing documents
+                             100 * np.asarray(res["methods"]["rope"]["growing"]["1024"]["acc"]))
+  v = {v.claim.id: v for v, _, _ in le_claims.verdicts(res, "tail")}["3a-old"]   # the checklist under a protocol
+  tail = lambda x: 100 * np.asarray(res["methods"][x]["by_length"]["1024"]["nonrep"]["tail_acc"])
+  assert v.effect == pytest.approx((tail("ntk_old") - tail("rope")).mean())
+  res["meta"]["eval_protocol"] = "tail"   # the run's study.eval_protocol is the default
+  assert le_claims.samples(res)["nonrep/1024/rope"] == S_tail["nonrep/1024/rope"]
+  with pytest.raises(ValueError, match="protocol"):
+    le_claims.samples(res, "first")
+  pi = res["methods"]["pi"]   # a non-core method: its growing documents live under by_length only
+  pi["by_length"]["1024"]["growing"] = pi.pop("growing")["1024"]
+  S = le_claims.samples(res, "last")
+  assert list(S["grow/1024/pi"].values()) == pi["by_length"]["1024"]["growing"]["loss"] and "grow/512/pi" not in S
+  np.testing.assert_allclose(vals(S, "nonrep/1024/pi"), 100 * np.asarray(pi["by_length"]["1024"]["growing"]["acc"]))
+
+
+def test_mlm_claims_pair_attention_e_and_o_over_seeds():
+  res, rng = _synthetic(True), np.random.default_rng(3)
+  su = dict(lengths=[64, 128, 256, 512, 1024], attention_o=[43.27, 36.53, 23.02, 15.12, 11.54],
+            attention_e=[43.11, 41.17, 34.04, 20.15, 13.58])
+  res["mlm"] = {}
+  for v, bonus in (("attention_o", 0.0), ("attention_e", 0.05)):
+    for s in range(5):
+      by = {str(L): {"acc": list(0.4 - 0.05 * k + (bonus * k > 0) * bonus + rng.normal(0, 0.01, 8)),
+                     "loss": [2.0] * 8} for k, L in enumerate(su["lengths"])}
+      res["mlm"][f"{v}_s{s}"] = dict(variant=v, seed=s, train_length=64, published=su, by_length=by)
+  v = _verdicts(res)
+  assert v["T1-4x"].verdict == claims_lib.HOLDS and v["T1-4x"].n == 5 and v["T1-4x"].claim.unit == "seeds"
+  assert v["T1-N"].verdict == claims_lib.HOLDS   # equal at N: within the 1-point margin
+  S = le_claims.samples(res)
+  e = [np.mean(res["mlm"][f"attention_e_s{s}"]["by_length"]["256"]["acc"]) * 100 for s in range(5)]
+  o = [np.mean(res["mlm"][f"attention_o_s{s}"]["by_length"]["256"]["acc"]) * 100 for s in range(5)]
+  assert v["T1-4x"].p == pytest.approx(scipy_stats.ttest_rel(e, o, alternative="greater").pvalue)
+  assert list(S["mlm/256/attention_e"].values()) == pytest.approx(100 * np.asarray(res["mlm"]["attention_e_s0"]
+                                                                                  ["by_length"]["256"]["acc"]))
+  items = dict((c.id, su_text) for c, su_text in le_claims.checklist(res, S))
+  assert items["T1-4x"] == "34.04 vs 23.02 (n=256)" and items["T1-N"] == "43.11 vs 43.27 (n=64)"
+
+
+# Trains a 4-step MLM and scores it at 5 lengths (~25 s of CPU); mlm_window_stats itself is tested by default.
+@pytest.mark.slow
+def test_study_scores_an_mlm_run_at_every_test_length(tmp_path):
+  from experiments.framework import launcher
+  run = next(r for r in study.plan(scale="tiny", variants=("mlm_e",)) if r.name == "mlm_e")
+  rec = launcher.run_one(study, run, str(tmp_path), ())
+  by = rec["mlm"]["by_length"]
+  assert rec["mlm"]["variant"] == "attention_e" and rec["mlm"]["train_length"] == 16
+  assert sorted(by, key=int) == ["16", "32", "64", "128", "256"]              # 1x..16x the MLM's N
+  assert len(by["256"]["acc"]) == study.WINDOWS["tiny"] and len(by["16"]["acc"]) == 16 * study.WINDOWS["tiny"]
+  assert all(0.0 <= a <= 1.0 for a in by["256"]["acc"])
+  res = study.to_results([rec], {}, {"trained_on": "cpu"})
+  assert res["mlm"]["mlm_e"]["by_length"] == by and "seeds/256/mlm/attention_e" in le_claims.samples(
+      dict(res, methods={}, meta=dict(res["meta"], train_length=16)))
+
+
+def test_logn_gains_by_protocol_pair_the_seeds():
+  res = _with_seeds(_synthetic(True))
+  for m in res["methods"].values():
+    for L, r in m["by_length"].items():
+      r["nonrep"]["tail_acc"] = list(np.asarray(r["nonrep"]["acc"]) + (0.02 if "logn" in m["ckpt"] else 0.0))
+  rows = {(r["pair"], r["protocol"]): r for r in le_claims.logn_gains(res)}
+  seeds = ("",) + tuple(f"@s{k}" for k in range(1, 5))
+  per_seed = lambda x, key: [100 * np.mean(res["methods"][x + s]["by_length"]["1024"]["nonrep"][key]) for s in seeds]
+  d = np.subtract(per_seed("logn/ntk_mixed", "tail_acc"), per_seed("ntk_mixed", "tail_acc"))
+  r = rows[("logn/ntk_mixed - ntk_mixed", "tail")]
+  assert r["n"] == 5 and r["effect"] == pytest.approx(d.mean()) and r["se"] == pytest.approx(d.std(ddof=1) / 5 ** .5)
+  assert rows[("logn/ntk_mixed - ntk_mixed", "all")]["effect"] == pytest.approx(r["effect"] - 2.0)
+  assert {p for _, p in rows} == {"all", "tail"}   # "last": the synthetic growing documents have no replicates
