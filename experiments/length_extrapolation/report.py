@@ -436,16 +436,18 @@ def _setup(R: Results, res: dict, T: dict) -> dict:
   """The computed fields of the template's Setup section."""
   meta, n, m, opt = R.meta, R.n, R.meta["model"], R.meta["optimizer"]
   seeds, b = int(meta.get("seeds", 1)), res.get("baselines", {})
+  ckpts = {re.sub(r"_s\d+$", "", v.get("ckpt", "?")) for v in R.reps.values()}   # checkpoints with seed replicates
+  seeded = ", ".join(f"`{c}`" for c in sorted(ckpts)) or "no variant"
   return dict(
       {k: m.get(k) for k in ("num_layers", "embed_dim", "num_heads", "head_dim", "mlp_dim", "norm", "block")},
       n=n, L8=n * R.ext, ext=R.ext, lengths=", ".join(map(str, meta["test_lengths"])), steps=meta["steps"],
       batch_size=meta["batch_size"], mtok=f"{meta['steps'] * meta['batch_size'] * n / 1e6:.2f}",
       learning_rate=opt.get("learning_rate"), warmup_steps=opt.get("warmup_steps"),
-      seed_note=f"seed 0 ({seeds} seeds of `rope` and `rope_logn`)." if seeds > 1 else "one seed.",
+      seed_note=f"seed 0 ({seeds} seeds of {seeded})." if seeds > 1 else "one seed.",
       su_setup=f"{published.SU_SETUP['params']} {published.SU_SETUP['layers']}-layer {published.SU_SETUP['block']}",
       windows=", ".join(f"{v} at {k}" for k, v in meta["windows"].items()), segment_rule=meta["segment_rule"],
       growing_docs=meta["growing_docs"],
-      seeds=T["seeds_many"].substitute(seeds=seeds) if seeds > 1 else T["seeds_one"].substitute(),
+      seeds=T["seeds_many"].substitute(seeds=seeds, seeded=seeded) if seeds > 1 else T["seeds_one"].substitute(),
       ngram=T["ngram"].substitute(n=n, unigram=f"{100 * b['unigram_acc']:.2f}", bigram=f"{100 * b['bigram_acc']:.2f}")
       if b else "")
 
