@@ -257,11 +257,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"python -m experiments: error: {e}", file=sys.stderr)
     return 2
   out = a.out or os.path.join(a.workdir, "report")
-  train_cmd = _shell(a, overrides, report_only=False, results=None, out=None, workdir=a.workdir or "W")
+  # The report names the workdir "W": a path on the machine that trained means nothing to a reader.
+  portable = lambda cmd: cmd.replace(a.workdir, "W") if a.workdir else cmd
+  train_cmd = _shell(a, overrides, report_only=False, results=None, out=None, workdir="W")
   meta = dict(report_lib.machine(), overrides=", ".join(f"`--config.{o}`" for o in overrides),
-              commands=[" ".join(train_cmd)] + [" ".join(_shell(a, overrides))] * a.report_only,
+              commands=[" ".join(train_cmd)] + [portable(" ".join(_shell(a, overrides)))] * a.report_only,
               wall=wall_line(records, est, time.time() - t0),
-              example_run=next((r["command"] for r in records if r.get("command")), ""))
+              example_run=portable(next((r["command"] for r in records if r.get("command")), "")))
   meta["trained_on"] = meta["machine"]
   if a.results:  # the report is made here; the runs were trained where the results file says
     prev = _read_json(a.results)

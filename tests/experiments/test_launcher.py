@@ -80,6 +80,7 @@ def test_run_cache_overrides_and_report_dir(tmp_path, monkeypatch):
   report = json.load(open(os.path.join(wd, "report", "REPORT.json")))
   assert "optimizer.learning_rate=0.002" in report["meta"]["overrides"] and report["meta"]["git"]
   assert os.path.exists(os.path.join(wd, "report", "results.json"))
+  assert not any(wd in c for c in report["meta"]["commands"])   # the report calls the workdir "W"
   # A finished run is never retrained (train.run would fail here), nor evaluated again.
   from kexue_jax import train  # pylint: disable=g-import-not-at-top
   monkeypatch.setattr(train, "run", lambda *a, **k: pytest.fail("retrained a finished run"))
