@@ -5,7 +5,7 @@ Two things live here:
     the CPU demo trains, exports with `python -m kexue_jax.hf export` and reloads like any HF checkpoint:
       python -m kexue_jax.main --config configs/length_extrapolation/pretrained.py:demo --workdir /tmp/hf/lm
   * `config.study`: the evaluation of a checkpoint directory (config.json + safetensors) under every method,
-    read by `python -m experiments.length_extrapolation.pretrained` (per-length accuracy / loss on non-repeated
+    read by `python -m kexue_jax.evals.length_pretrained` (per-length accuracy / loss on non-repeated
     and repeated windows, the growing-context loss, in Su's table layout).
 
 Arguments (comma-separated):

@@ -1,54 +1,16 @@
-"""The evaluated methods: (trained checkpoint, attention changes at inference).
-
-A method is a `Method(name, ckpt, attention, layer_fn, core)`:
-  ckpt       which training run's parameters it uses (a config of configs/length_extrapolation/);
-  attention  AttentionConfig fields overriding the trained ones (PI/NTK/YaRN scalings, log n dagger,
-             ReRoPE / Leaky ReRoPE, sliding window, Lambda-mask);
-  layer_fn   (per-layer attention dicts, N) -> new list, for changes that touch only some layers (HWFA2);
-  core       evaluated at every test length (plots); the others only at 1x and 8x (tables, claims).
-
-Names: methods on the log-n pre-trained checkpoint are prefixed "logn/"; "+logn†" is the inference-only
-log-n retrofit q * max(1, log_N n) (kexue.fm/archives/9706 eq. 14). k = 8 for PI / NTK / YaRN at every test
-length (Su's tables are at 8x); dynamic NTK recomputes its factor from the current length (9948).
+"""The methods the study evaluates on each of its checkpoints (kexue_jax/evals/length_methods.py: what a method
+changes), named as in the claims: "logn/" = on the log-n pre-trained checkpoint, "copy/" = on a copy-augmented one,
+"+logn†" = the inference-only log-n retrofit. Windows scale with N (our w at N = 128 is Su's w at 512 / 4).
 """
 import dataclasses
-from typing import Any, Callable
 
-EXTENSION = 8
-
-
-@dataclasses.dataclass(frozen=True)
-class Method:
-  name: str
-  ckpt: str
-  attention: dict = dataclasses.field(default_factory=dict)
-  layer_fn: Callable[[list, int], list] | None = None
-  core: bool = False
-  note: str = ""
+from kexue_jax.evals import length_methods as L
 
 
-def scaling(kind: str, n: int, **kw) -> dict[str, Any]:
-  factor = 1.0 if kind == "dynamic_ntk" else float(EXTENSION)
-  return dict(scaling=dict(kind=kind, factor=factor, train_length=n, **kw))
-
-
-def _hwfa2_rerope(layers, n):
-  """Only the full-attention layers switch to ReRoPE, window N/2 (kexue.fm/archives/9731)."""
-  return [dict(l, position="rerope", rerope_window=max(1, n // 2)) if l.get("window") is None else dict(l)
-          for l in layers]
-
-
-def rerope_windows(n: int) -> list[int]:
-  """Su's w in {64, 128, 256, 384, 512} at N = 512 -> {N/8, N/4, N/2, 3N/4, N}."""
-  return sorted({max(1, n // 8), max(1, n // 4), max(1, n // 2), max(1, 3 * n // 4), n})
-
-
-def all_methods(n: int, variants: tuple[str, ...]) -> list[Method]:
+def all_methods(n: int, variants: tuple[str, ...]) -> list[L.Method]:
   """Every method whose checkpoint is among `variants` (names of the configs that are trained)."""
   w4, w2 = max(1, n // 4), max(1, n // 2)
-  sc = lambda kind, **kw: scaling(kind, n, **kw)
-  rr = lambda w, **kw: dict(position="rerope", rerope_window=w, **kw)
-  leaky = lambda w, k: dict(position="leaky_rerope", rerope_window=w, leaky_k=float(k))
+  sc, rr, leaky = lambda kind, **kw: L.scaling(kind, n, **kw), L.rerope, L.leaky_rerope
   lt, mixed = "retrofit", sc("ntk_mixed", mixed_b=0.625)
   by_ckpt = {  # checkpoint -> its methods: (name, attention changes, core[, note or layer_fn])
       "rope": [("rope", {}, 1, "direct extrapolation"), ("logn†", dict(logn=lt), 1), ("pi", sc("pi"), 1),
@@ -56,18 +18,18 @@ def all_methods(n: int, variants: tuple[str, ...]) -> list[Method]:
                ("ntk_fixed+logn†", dict(logn=lt, **sc("ntk_fixed")), 0),
                ("ntk_mixed+logn†", dict(logn=lt, **sc("ntk_mixed")), 0), ("dynamic_ntk", sc("dynamic_ntk"), 1),
                ("yarn", sc("yarn"), 1)]
-              + [m for w in rerope_windows(n) for m in [(f"rerope_w{w}", rr(w), w in (w4, n))]
+              + [m for w in L.rerope_windows(n) for m in [(f"rerope_w{w}", rr(w), w in (w4, n))]
                  + [(f"rerope_w{w}+logn†", rr(w, logn=lt), 0)] * (w in (w4, w2))]
               + [(f"leaky_w{w4}_k16", leaky(w4, 16), 1), ("window", dict(window=n), 1, "sliding window = N"),
                  ("lambda", dict(window=n, lambda_first_tokens=4), 1, "window N + first 4 tokens")],
       "rope_logn": [("logn/rope", {}, 1)] + [(f"logn/{k}", sc(k), k == "ntk_mixed")
                                             for k in ("pi", "ntk_old", "ntk_fixed", "ntk_mixed", "yarn")]
-                   + [(f"logn/rerope_w{w}", rr(w), w == w4) for w in rerope_windows(n)]
+                   + [(f"logn/rerope_w{w}", rr(w), w == w4) for w in L.rerope_windows(n)]
                    + [(f"logn/leaky_w{w}_k{k}", leaky(w, k), (w, k) == (w4, 16))
                       for w, k in ((w4, 16), (w4, 64), (w2, 8), (w2, 16))] + [("logn/window", dict(window=n), 0)],
       "hwfa": [("hwfa", {}, 1)],
       "inv_leaky": [("inv_leaky", dict(position="rope"), 1, "trained Leaky k=1/16, run as RoPE")],
-      "hwfa2": [("hwfa2", {}, 0, "RoPE in the full layers (no swap)"), ("hwfa2+rerope", {}, 1, _hwfa2_rerope)],
+      "hwfa2": [("hwfa2", {}, 0, "RoPE in the full layers (no swap)"), ("hwfa2+rerope", {}, 1, L.hwfa2_rerope)],
       # Copy-augmented checkpoints (study.py VARIANTS): the repeated column needs a model that copies.
       "rope_copy": [("copy/rope", {}, 1), ("copy/pi", sc("pi"), 0), ("copy/ntk_mixed", mixed, 1),
                     ("copy/yarn", sc("yarn"), 0), (f"copy/rerope_w{w4}", rr(w4), 1), (f"copy/rerope_w{n}", rr(n), 0),
@@ -83,7 +45,7 @@ def all_methods(n: int, variants: tuple[str, ...]) -> list[Method]:
     for ckpt, ms in table.items():
       for name, attention, core, *more in ms if ckpt in variants else ():
         fn = more[0] if more and callable(more[0]) else None
-        out.append(Method(name, ckpt, attention, fn, bool(core), more[0] if more and not fn else ""))
+        out.append(L.Method(name, ckpt, attention, fn, bool(core), more[0] if more and not fn else ""))
   return out
 
 
@@ -101,23 +63,8 @@ def seed_method_names(n: int) -> set[str]:
           f"copy-logn/rerope_w{w4}", "copy/hwfa"}
 
 
-def seed_replicates(methods: list[Method], n: int, seeds: int) -> list[Method]:
+def seed_replicates(methods: list[L.Method], n: int, seeds: int) -> list[L.Method]:
   """For seed s = 1..seeds-1: `name@s<s>` on checkpoint `<ckpt>_s<s>` (1x and 8x only)."""
   names = seed_method_names(n)
   return [dataclasses.replace(m, name=f"{m.name}@s{s}", ckpt=f"{m.ckpt}_s{s}", core=False)
           for s in range(1, seeds) for m in methods if m.ckpt in SEED_CKPTS and m.name in names]
-
-
-def model_config(train_model: dict, method: Method, n: int) -> dict:
-  """The trained `config.model` (a plain dict) with the method's inference-time changes."""
-  m = {k: (dict(v) if isinstance(v, dict) else v) for k, v in train_model.items()}
-  m["attention"] = {**dict(m.get("attention") or {}), **method.attention}
-  layers = m.get("layer_attention")
-  if layers:
-    layers = [dict(l or {}) for l in layers]
-    if method.attention:  # a change for every layer must not be shadowed by the per-layer entries
-      layers = [{**l, **method.attention} for l in layers]
-    if method.layer_fn is not None:
-      layers = method.layer_fn(layers, n)
-    m["layer_attention"] = layers
-  return m

@@ -7,8 +7,6 @@ paired over windows (mean of the per-window differences ± its SE); a single num
 from __future__ import annotations
 
 import functools
-import glob
-import json
 import os
 import re
 
@@ -22,6 +20,7 @@ from experiments.length_extrapolation import published
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 COPY_ARG_TEXT = "copy=0.25,copy_source=random,copy_warmup=600"
+_table = functools.partial(framework_report.table, sep="---")
 
 
 @functools.cache
@@ -30,12 +29,21 @@ def _blocks() -> dict:
   return framework_report.blocks(os.path.join(HERE, "report_template.md"))
 
 
+def _pct(v):
+  return "n/a" if v is None else f"{100 * v:.2f}"
+
+
+def _se(x) -> float:
+  return float(x.std(ddof=1) / np.sqrt(len(x)))
+
+
 class Results:
   """Accessors over the results dict; seed replicates ("name@s1") stay out of the tables (claims.py uses them)."""
 
   def __init__(self, res: dict):
     self.res, self.meta = res, res["meta"]
     self.n, self.ext = int(self.meta["train_length"]), int(self.meta.get("extension", 8))
+    self.L8, self.contexts = self.n * self.ext, [self.n * k for k in (1, 2, 4, self.ext)]
     self.m = {k: v for k, v in res["methods"].items() if "@s" not in k}
     self.reps = {k: v for k, v in res["methods"].items() if "@s" in k}
 
@@ -48,48 +56,33 @@ class Results:
     a = self.acc(name, length, which, key)
     return None if a is None else float(a.mean())
 
-  def se(self, name, length, which="nonrep", key="acc"):
-    a = self.acc(name, length, which, key)
-    return None if a is None or len(a) < 2 else float(a.std(ddof=1) / np.sqrt(len(a)))
-
-  def paired(self, a, b, length, which="nonrep", key="acc"):
+  def paired(self, a, b, length, which="nonrep"):
     """(mean(a - b), SE) over the shared windows, in points."""
-    x, y = self.acc(a, length, which, key), self.acc(b, length, which, key)
-    if x is None or y is None:
-      return None
-    d = x - y
-    return float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else 0.0
+    x, y = self.acc(a, length, which), self.acc(b, length, which)
+    return None if x is None or y is None else (float((x - y).mean()), _se(x - y) if len(x) > 1 else 0.0)
 
-  def growing(self, name, ctx, key="loss"):
+  def growing(self, name, ctx):
+    """Mean loss on the growing documents' last N bytes with ``ctx`` bytes of context (None if absent)."""
     g = self.m.get(name, {}).get("growing", {}).get(str(ctx))
-    return None if g is None else np.asarray(g[key], np.float64)
+    return None if g is None else float(np.asarray(g["loss"], np.float64).mean())
 
   def cell(self, name, length, which="nonrep", se=True, none="–"):
     """"mean ± SE" of a method's windows (2 decimals)."""
-    v, s = self.mean(name, length, which), self.se(name, length, which) if se else None
-    return none if v is None else f"{v:.2f}" + (f" ± {s:.2f}" if s is not None else "")
-
-
-def _table(header, rows) -> str:
-  return framework_report.table(header, rows, sep="---")
-
-
-def _pct(v):
-  return "n/a" if v is None else f"{100 * v:.2f}"
+    a = self.acc(name, length, which)
+    return none if a is None else f"{a.mean():.2f}" + (f" ± {_se(a):.2f}" if se and len(a) > 1 else "")
 
 
 # ------------------------------------------------------------------------------------------------ Tables.
 
 
 def su_table(R: Results, names) -> str:
-  n, L8 = R.n, R.n * R.ext
   rows = []
   for nm in names:
-    row = published.su_row(nm, n) or ""
+    row = published.su_row(nm, R.n) or ""
     su = published.SU.get(row)
-    rows.append([nm, row or "–", R.cell(nm, n), R.cell(nm, L8, "rep"), R.cell(nm, L8),
+    rows.append([nm, row or "–", R.cell(nm, R.n), R.cell(nm, R.L8, "rep"), R.cell(nm, R.L8),
                  " | ".join(f"{v:.2f}" for v in su) if su else "– | – | –"])
-  return _table(["method", "Su's row", f"ours {n} (train)", f"ours {L8} repeated", f"ours {L8} non-repeated",
+  return _table(["method", "Su's row", f"ours {R.n} (train)", f"ours {R.L8} repeated", f"ours {R.L8} non-repeated",
                  "Su 512 (train)", "Su 4096 repeated", "Su 4096 non-repeated"], rows)
 
 
@@ -104,16 +97,13 @@ def _su_copy(name: str, n: int) -> str | None:
 
 def copy_table(R: Results) -> str:
   """The repeated column on the copy-augmented checkpoints, Su's numbers beside ours."""
-  n, L8 = R.n, R.n * R.ext
-  rows = []
+  n, L8, rows = R.n, R.L8, []
   for k in [k for k in R.m if k.startswith(("copy/", "copy-logn/"))]:
     row = _su_copy(k, n)
-    su = published.SU.get(row) if row else None
-    ct = R.acc(k, L8, "rep", "copy_acc")
+    su, ct = published.SU.get(row) if row else None, R.acc(k, L8, "rep", "copy_acc")
     rows.append([k, row or "–", R.cell(k, n, none="n/a"), R.cell(k, n, "rep", se=False, none="n/a"),
-                 R.cell(k, L8, none="n/a"), R.cell(k, L8, "rep", none="n/a"),
-                 "n/a" if ct is None else f"{ct.mean():.2f}", "–" if su is None else f"{su[1]:.2f}",
-                 "–" if su is None else f"{su[2]:.2f}"])
+                 R.cell(k, L8, none="n/a"), R.cell(k, L8, "rep", none="n/a"), "n/a" if ct is None else f"{ct.mean():.2f}",
+                 "–" if su is None else f"{su[1]:.2f}", "–" if su is None else f"{su[2]:.2f}"])
   return _table(["method", "Su's row", f"ours {n} non-rep", f"ours {n} rep", f"ours {L8} non-rep", f"ours {L8} rep",
                  f"ours {L8} rep, copy targets", "Su 4096 rep", "Su 4096 non-rep"], rows)
 
@@ -126,54 +116,43 @@ def lengths_table(R: Results, names, which="nonrep", key="acc") -> str:
 
 
 def paired_table(R: Results, names, ref="rope") -> str:
-  n, L8 = R.n, R.n * R.ext
   f = lambda d: "n/a" if d is None else f"{d[0]:+.2f} ± {d[1]:.2f}"
-  return _table(["method", "ckpt", f"Δacc vs {ref} at {n} (tax)", f"Δacc vs {ref} at {L8} non-rep",
-                 f"Δacc vs {ref} at {L8} repeated"],
-                [[nm, R.m[nm]["ckpt"], f(R.paired(nm, ref, n)), f(R.paired(nm, ref, L8)),
-                  f(R.paired(nm, ref, L8, "rep"))] for nm in names])
-
-
-def _contexts(R: Results) -> list[int]:
-  return [R.n * k for k in (1, 2, 4, R.ext)]
+  return _table(["method", "ckpt", f"Δacc vs {ref} at {R.n} (tax)", f"Δacc vs {ref} at {R.L8} non-rep",
+                 f"Δacc vs {ref} at {R.L8} repeated"],
+                [[nm, R.m[nm]["ckpt"], f(R.paired(nm, ref, R.n)), f(R.paired(nm, ref, R.L8)),
+                  f(R.paired(nm, ref, R.L8, "rep"))] for nm in names])
 
 
 def growing_table(R: Results) -> str:
-  ctxs = _contexts(R)
-  return _table(["method"] + [f"loss, C={c}" for c in ctxs],
-                [[nm] + ["" if (g := R.growing(nm, c)) is None else f"{g.mean():.3f}" for c in ctxs]
+  return _table(["method"] + [f"loss, C={c}" for c in R.contexts],
+                [[nm] + ["" if (g := R.growing(nm, c)) is None else f"{g:.3f}" for c in R.contexts]
                  for nm in R.m if "growing" in R.m[nm]])
 
 
 def curve_table(curve, n: int, L8: int, far: bool) -> str:
   """Copy check (baseline / probe) per checkpoint: accuracies at L_train (and at 8x for the probes), in %."""
-  head = [f"non-rep {n}", f"rep {n}", f"rep {n} copy targets", f"gap {n}", f"random bytes {n}, copy targets"]
-  if not far:
-    head = ["non-repeated", "repeated", "repeated, copy targets only", "gap", "random bytes, copy targets"]
+  head = ([f"non-rep {n}", f"rep {n}", f"rep {n} copy targets", f"gap {n}", f"random bytes {n}, copy targets",
+           f"non-rep {L8}", f"rep {L8}", f"rep {L8} copy targets"] if far else
+          ["non-repeated", "repeated", "repeated, copy targets only", "gap", "random bytes, copy targets"])
   rows = [[c["step"], _pct(c["nonrep_acc"]), _pct(c["rep_acc"]), _pct(c["rep_copy_acc"]),
            f"{100 * (c['rep_acc'] - c['nonrep_acc']):+.2f}", _pct(c.get("rand_copy_acc"))]
-          + ([_pct(c["nonrep_acc_8x"]), _pct(c["rep_acc_8x"]), _pct(c["rep_copy_acc_8x"])] if far else [])
-          for c in curve]
-  return _table(["step"] + head + ([f"non-rep {L8}", f"rep {L8}", f"rep {L8} copy targets"] if far else []), rows)
+          + [_pct(c[k + "_8x"]) for k in ("nonrep_acc", "rep_acc", "rep_copy_acc") if far] for c in curve]
+  return _table(["step"] + head, rows)
 
 
 # ------------------------------------------------------------------------------------------------ Plots.
 
 
-def _style(i):
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  return dict(color=matplotlib.colormaps["tab20"](i % 20), marker="os^vDP*X"[i % 8], ms=4,
-              ls=("-", "--", ":")[(i // 8) % 3], lw=1.4)
-
-
-def _lines(path, series, xs, xlabel, ylabel, title, size, vline=None, ylog=False):
+def _lines(out_dir, name, series, xs, xlabel, ylabel, title, size, vline=None, ylog=False) -> str:
   """One panel in the house style: a line per (label, ys) over log2-spaced xs (None values skipped)."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
   fig, axes = framework_report.figure(size=size)
   ax = axes[0, 0]
   for i, (label, ys) in enumerate(series):
     pts = [(x, y) for x, y in zip(xs, ys) if y is not None]
     if pts:
-      ax.plot(*zip(*pts), **_style(i), label=label)
+      ax.plot(*zip(*pts), label=label, color=matplotlib.colormaps["tab20"](i % 20), marker="os^vDP*X"[i % 8], ms=4,
+              ls=("-", "--", ":")[(i // 8) % 3], lw=1.4)
   ax.set_xscale("log", base=2)
   if ylog:
     ax.set_yscale("log")
@@ -182,58 +161,43 @@ def _lines(path, series, xs, xlabel, ylabel, title, size, vline=None, ylog=False
   if vline:
     ax.axvline(vline, color="gray", ls=":", lw=1)
   ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
-  framework_report.save(fig, os.path.dirname(path) or ".", os.path.basename(path), ncol=2)
+  return framework_report.save(fig, out_dir, name, ncol=2)
 
 
-def _plot(R: Results, names, path, which="nonrep", title=""):
-  lens = R.meta["test_lengths"]
-  _lines(path, [(nm, [R.mean(nm, L, which) for L in lens]) for nm in names], lens,
-         "test length (tokens); dotted = L_train",
-         f"next-token accuracy (%), {'repeated' if which == 'rep' else 'non-repeated'} set",
-         title + " (± SE in the tables)", (8, 5), vline=R.n)
-
-
-def _plot_growing(R: Results, path):
-  ctxs = _contexts(R)
-  series = [(nm, [None if (g := R.growing(nm, c)) is None else g.mean() for c in ctxs])
-            for nm in R.m if "growing" in R.m[nm]]
-  _lines(path, [(nm, [None] * len(ys) if None in ys else ys) for nm, ys in series], ctxs,
-         f"context length C (the same last {R.n} tokens are scored)", "loss (nats/byte)",
-         "Growing-context protocol (9948 / bojone/rerope eval_loss.py)", (7.5, 4.8), ylog=True)
-
-
-def _plot_copy(R: Results, path):
+def _plot_copy(R: Results, out_dir: str) -> list:
   cc = R.res.get("copy_vs_steps") or []
   if not cc:
-    return False
+    return []
   fig, axes = framework_report.figure(size=(6, 4))
-  ax, steps = axes[0, 0], [c["step"] for c in cc]
   for key, label in (("nonrep_acc", "non-repeated"), ("rep_acc", "repeated (all targets)"),
                      ("rep_copy_acc", "repeated (copy targets)")):
-    ax.plot(steps, [100 * c[key] for c in cc], marker="o", label=label)
-  ax.set(xlabel="training step (baseline RoPE)", ylabel=f"accuracy (%) at L = L_train = {R.n}",
-         title="Copy check: does the baseline copy within L_train?")
-  framework_report.save(fig, os.path.dirname(path) or ".", os.path.basename(path), ncol=1)
-  return True
+    axes[0, 0].plot([c["step"] for c in cc], [100 * c[key] for c in cc], marker="o", label=label)
+  axes[0, 0].set(xlabel="training step (baseline RoPE)", ylabel=f"accuracy (%) at L = L_train = {R.n}",
+                 title="Copy check: does the baseline copy within L_train?")
+  return [("copy check vs steps", framework_report.save(fig, out_dir, "copy_vs_steps.png"))]
 
 
 def plot_all(R: Results, out_dir: str) -> str:
   """The PNGs and the report's Plots section."""
   os.makedirs(out_dir, exist_ok=True)
-  core = [k for k in R.m if R.m[k].get("core")]
-  _plot(R, [k for k in core if R.m[k]["ckpt"] == "rope"], os.path.join(out_dir, "acc_vs_length_rope.png"),
-        "nonrep", "Inference-time methods on the RoPE checkpoint (non-repeated)")
-  _plot(R, [k for k in core if R.m[k]["ckpt"] != "rope"] + (["rope"] if "rope" in R.m else []),
-        os.path.join(out_dir, "acc_vs_length_pretrained.png"), "nonrep",
-        "Log-n checkpoint and pre-training-time methods (non-repeated)")
-  _plot(R, core, os.path.join(out_dir, "acc_vs_length_repeated.png"), "rep", "Repeated set")
-  _plot_growing(R, os.path.join(out_dir, "growing_context.png"))
-  figs = [("RoPE checkpoint", "acc_vs_length_rope.png"), ("log n and pre-training methods",
-          "acc_vs_length_pretrained.png"), ("repeated", "acc_vs_length_repeated.png"),
-          ("growing context", "growing_context.png")]
-  if _plot_copy(R, os.path.join(out_dir, "copy_vs_steps.png")):
-    figs.append(("copy check vs steps", "copy_vs_steps.png"))
-  return "\n## Plots\n\n" + "\n\n".join(f"![{a}]({b})" for a, b in figs) + "\n"
+  core, lens = [k for k in R.m if R.m[k].get("core")], R.meta["test_lengths"]
+  acc = lambda name, names, which, title: _lines(
+      out_dir, name, [(nm, [R.mean(nm, L, which) for L in lens]) for nm in names], lens,
+      "test length (tokens); dotted = L_train",
+      f"next-token accuracy (%), {'repeated' if which == 'rep' else 'non-repeated'} set",
+      title + " (± SE in the tables)", (8, 5), vline=R.n)
+  grow = [(nm, [R.growing(nm, c) for c in R.contexts]) for nm in R.m if "growing" in R.m[nm]]
+  figs = [("RoPE checkpoint", acc("acc_vs_length_rope.png", [k for k in core if R.m[k]["ckpt"] == "rope"], "nonrep",
+                                  "Inference-time methods on the RoPE checkpoint (non-repeated)")),
+          ("log n and pre-training methods", acc(
+              "acc_vs_length_pretrained.png", [k for k in core if R.m[k]["ckpt"] != "rope"] + ["rope"] * ("rope" in R.m),
+              "nonrep", "Log-n checkpoint and pre-training-time methods (non-repeated)")),
+          ("repeated", acc("acc_vs_length_repeated.png", core, "rep", "Repeated set")),
+          ("growing context", _lines(
+              out_dir, "growing_context.png", [(nm, [None] * len(ys) if None in ys else ys) for nm, ys in grow],
+              R.contexts, f"context length C (the same last {R.n} tokens are scored)", "loss (nats/byte)",
+              "Growing-context protocol (9948 / bojone/rerope eval_loss.py)", (7.5, 4.8), ylog=True))]
+  return "\n## Plots\n\n" + "\n\n".join(f"![{a}]({b})" for a, b in figs + _plot_copy(R, out_dir)) + "\n"
 
 
 # ------------------------------------------------------------------------------------------------ Copy regime.
@@ -277,7 +241,7 @@ def trend_sentence(t: dict, n: int, tokens_per_s: float | None = None) -> str:
 
 def _curves(res: dict) -> list[dict]:
   """The copy curves of the baselines and the probes: name (in the regime paragraph), title (of a baseline's
-  section), curve, tokens per step, training tokens/s (the machine may have been shared), probe."""
+  section), curve, tokens per step, training tokens/s (the machine may have been shared), probe, trend."""
   n, runs, out = int(res["meta"]["train_length"]), res.get("runs", {}), []
   speed = lambda r: r["tokens"] / r["wall_time_s"] if r.get("tokens") and r.get("wall_time_s") else None
   for key, name, title, run in (
@@ -291,21 +255,18 @@ def _curves(res: dict) -> list[dict]:
     ps = p["summary"]
     out.append(dict(name=f"`rope.py:{p['arg']}`", title=None, curve=p["curve"], speed=speed(ps), probe=p,
                     tps=ps.get("tokens", 0) / max(1, ps.get("step", 1))))
-  return out
+  return [dict(c, trend=copy_trend(c["curve"], c["tps"])) for c in out]
 
 
-def copy_regime_verdict(res: dict) -> str:
+def copy_regime_verdict(res: dict, curves: list[dict]) -> str:
   """One paragraph from the copy curves: which baselines copy or are rising, and the cheapest route's budget."""
-  T, curves = _blocks(), _curves(res)
-  if not curves:
-    return ""
+  T = _blocks()
   copying = [c["name"] for c in curves if 100 * (c["curve"][-1]["rep_acc"] - c["curve"][-1]["nonrep_acc"]) > 10]
   if copying:
     return T["regime_yes"].substitute(copying=", ".join(copying),
                                       plain=", ".join(c["name"] for c in curves if c["name"] not in copying) or "none")
-  trends = [(c["name"], copy_trend(c["curve"], c["tps"]), c["speed"]) for c in curves]
-  routes = [(t["reach_mtok"] * 1e6 / speed, name, t) for name, t, speed in trends
-            if t and t["reach_mtok"] is not None and speed]
+  routes = [(t["reach_mtok"] * 1e6 / c["speed"], c["name"], t) for c in curves
+            if (t := c["trend"]) and t["reach_mtok"] is not None and c["speed"]]
   route = T["regime_flat"].substitute()
   if routes:
     secs, name, t = min(routes)
@@ -313,17 +274,8 @@ def copy_regime_verdict(res: dict) -> str:
     route = T["regime_route"].substitute(
         name=name, slope=f"{t['slope_per_mtok']:+.2f}", se=f"{t['slope_se']:.2f}", target=f"{t['target']:.0f}",
         reach=f"{t['reach_mtok']:.0f}", minutes=f"{secs / 60:.0f}", hours=f"{k * secs / 3600:.1f}", k=k)
-  flat = [name for name, t, _ in trends if not (t or {}).get("reach_mtok")]
+  flat = [c["name"] for c in curves if not (c["trend"] or {}).get("reach_mtok")]
   return T["regime_no"].substitute(flat=", ".join(flat) or "none", route=route)
-
-
-def load_copy_controls(out_dir: str) -> list[tuple[str, dict]]:
-  """copy_control*.json files next to the report (written by copy_control.py --out)."""
-  out = []
-  for path in sorted(glob.glob(os.path.join(out_dir, "copy_control*.json"))):
-    with open(path) as f:
-      out.append((os.path.basename(path), json.load(f)))
-  return out
 
 
 def copy_control_md(c: dict) -> str:
@@ -336,17 +288,14 @@ def copy_control_md(c: dict) -> str:
       hardware=c["hardware"], table=table, first="none" if s50 is None else f"step {s50}", steps=c["steps"])
 
 
-def _copy_md(R: Results, res: dict, out_dir: str) -> str:
-  """The copy-augmented checkpoints, the copy regime, copy vs steps, probes, positive control."""
-  T, n, L8, out = _blocks(), R.n, R.n * R.ext, []
-  if "copy/rope" in R.m:
-    out.append(T["copy_aug"].substitute(copy_arg=COPY_ARG_TEXT, L8=L8, n=n, half=L8 // 2, table=copy_table(R)))
-  verdict = copy_regime_verdict(res)
-  if verdict:
-    out.append(T["regime"].substitute(verdict=verdict))
-  for c in _curves(res):
-    t = copy_trend(c["curve"], c["tps"])
-    trend = "" if t is None else "\n\n" + trend_sentence(t, n, c["speed"])
+def _copy_md(R: Results, res: dict) -> str:
+  """The copy-augmented checkpoints, the copy regime, copy vs steps, probes, positive controls."""
+  T, n, L8, curves = _blocks(), R.n, R.L8, _curves(res)
+  out = [T["copy_aug"].substitute(copy_arg=COPY_ARG_TEXT, L8=L8, n=n, half=L8 // 2, table=copy_table(R))
+         ] if "copy/rope" in R.m else []
+  out += [T["regime"].substitute(verdict=copy_regime_verdict(res, curves))] if curves else []
+  for c in curves:
+    trend = "" if c["trend"] is None else "\n\n" + trend_sentence(c["trend"], n, c["speed"])
     if not c["probe"]:
       out.append(T["curve"].substitute(title=c["title"], table=curve_table(c["curve"], n, L8, False), trend=trend))
       continue
@@ -357,52 +306,51 @@ def _copy_md(R: Results, res: dict, out_dir: str) -> str:
         wall=f"{ps.get('wall_time_s', 0):.0f}", table=curve_table(c["curve"], n, L8, True), s0=c0["step"],
         s1=c1["step"], n=n, L8=L8, g0=gap(c0), g1=gap(c1), a0=_pct(c0["nonrep_acc"]), a1=_pct(c1["nonrep_acc"]),
         b0=_pct(c0["nonrep_acc_8x"]), b1=_pct(c1["nonrep_acc_8x"]), trend=trend))
-  controls = [T["control_run"].substitute(
-      file=name, body=copy_control_md(c), args=(f" --arg {c['arg']}" if c.get("arg") else "") + f" --steps "
-      f"{c['steps']}" + (f" --every {c['every']}" if c.get("every") else ""))
-      for name, c in load_copy_controls(out_dir)]
-  if controls:
-    out.append(T["controls"].substitute(runs="\n\n".join(controls)))
+  controls = [T["control_run"].substitute(name=c["name"], body=copy_control_md(c)) for c in res.get("copy_controls") or []]
+  out += [T["controls"].substitute(runs="\n\n".join(controls))] if controls else []
   return "\n".join(s + "\n" for s in out)
 
 
 # ------------------------------------------------------------------------------------------------ Cost.
 
 
+def _measured_md(R: Results, runs: dict, invs: list) -> str:
+  """Wall time of the default study (the default variants and their seed replicates) and of the opt-in extras,
+  over the invocations the former driver recorded (the launcher's runs have their wall time in the footer)."""
+  T, meta = _blocks(), R.meta
+  default = set(meta.get("default_variants") or
+                [v for v in runs if not v.endswith("_copy") and not re.search(r"_s\d+$", v)])
+  in_default = lambda v: re.sub(r"_s\d+$", "", v) in default
+  evals = {d: sum(m.get("eval_time_s", 0) for m in [*R.m.values(), *R.reps.values()]
+                  if in_default(m.get("ckpt", "")) == d) for d in (True, False)}
+  train = {d: sum(r.get("wall_time_s", 0) for v, r in runs.items() if in_default(v) == d) for d in (True, False)}
+  extra = [v for v in runs if not in_default(v)]
+  minutes = lambda d: f"{(train[d] + evals[d]) / 60:.1f}"
+  return T["cost_many"].substitute(
+      variants=len(default), seeds=int(meta.get("seeds", 1)), invocations=len(invs), train=f"{train[True]:.0f}",
+      runs=sum(1 for v in runs if in_default(v)), eval=f"{evals[True]:.0f}", minutes=minutes(True),
+      mtok=f"{sum(r.get('tokens', 0) for v, r in runs.items() if in_default(v)) / 1e6:.1f}",
+      extras="" if not extra else "\n" + T["cost_extras"].substitute(
+          names=", ".join(f"`{v}`" for v in extra), train=f"{train[False]:.0f}", eval=f"{evals[False]:.0f}",
+          minutes=minutes(False))) + "".join("\n" + T["invocation"].substitute(
+              command=i["command"], date=i["date_utc"], total=f"{i['total_wall_s']:.0f}",
+              minutes=f"{i['total_wall_s'] / 60:.1f}", train=f"{i['train_wall_this_invocation_s']:.0f}",
+              eval=f"{i['eval_wall_s']:.0f}") for i in invs)
+
+
 def _cost_md(R: Results, res: dict) -> str:
-  """Runs, wall times and commands (the invocations of the former driver's workdir where recorded)."""
-  T, meta, runs = _blocks(), R.meta, res.get("runs", {})
-  nan = float("nan")
+  """Runs, wall times and commands."""
+  meta, runs, nan = R.meta, res.get("runs", {}), float("nan")
   table = _table(["variant", "steps", "parameters", "tokens", "train wall (s)", "steps/s median / max",
                   "final train acc", "config"],
                  [[v, r.get("step"), f"{r.get('num_params', 0):,}", f"{r.get('tokens', 0):,}",
                    f"{r.get('wall_time_s', 0):.0f}", f"{r.get('steps_per_sec_median', nan):.1f} / "
                    f"{r.get('steps_per_sec_max', nan):.1f}", f"{100 * (r.get('train') or {}).get('accuracy', nan):.2f}",
                    f"`{r.get('config_arg', '')}`"] for v, r in runs.items()])
-  # The former driver recorded its invocations; the launcher's runs have their wall time in the footer.
   invs = res.get("invocations") or []
-  # The default study = the default variants and their seed replicates; the rest are opt-in extras.
-  default = set(meta.get("default_variants") or
-                [v for v in runs if not v.endswith("_copy") and not re.search(r"_s\d+$", v)])
-  in_default = lambda v: re.sub(r"_s\d+$", "", v) in default
-  evals = {True: 0.0, False: 0.0}
-  for m in [*R.m.values(), *R.reps.values()]:
-    evals[in_default(m.get("ckpt", ""))] += m.get("eval_time_s", 0)
-  train = {d: sum(r.get("wall_time_s", 0) for v, r in runs.items() if in_default(v) == d) for d in (True, False)}
-  extra = [v for v in runs if not in_default(v)]
-  measured = "" if not invs else T["cost_many"].substitute(
-      variants=len(default), seeds=int(meta.get("seeds", 1)), invocations=len(invs), train=f"{train[True]:.0f}",
-      runs=sum(1 for v in runs if in_default(v)), eval=f"{evals[True]:.0f}",
-      mtok=f"{sum(r.get('tokens', 0) for v, r in runs.items() if in_default(v)) / 1e6:.1f}",
-      minutes=f"{(train[True] + evals[True]) / 60:.1f}", extras="" if not extra else "\n" + T["cost_extras"].substitute(
-          names=", ".join(f"`{v}`" for v in extra), train=f"{train[False]:.0f}", eval=f"{evals[False]:.0f}",
-          minutes=f"{(train[False] + evals[False]) / 60:.1f}")) + "".join(
-      "\n" + T["invocation"].substitute(
-          command=i["command"], date=i["date_utc"], total=f"{i['total_wall_s']:.0f}",
-          minutes=f"{i['total_wall_s'] / 60:.1f}", train=f"{i['train_wall_this_invocation_s']:.0f}",
-          eval=f"{i['eval_wall_s']:.0f}") for i in invs)
-  return T["cost"].substitute(
-      table=table, hardware=meta["hardware"], jax=meta["jax"], date=meta["date_utc"], measured=measured,
+  return _blocks()["cost"].substitute(
+      table=table, hardware=meta["hardware"], jax=meta["jax"], date=meta["date_utc"],
+      measured=_measured_md(R, runs, invs) if invs else "",
       each="; ".join(f"`{c}`" for c in meta["train_commands"].values()))
 
 
@@ -440,11 +388,10 @@ def _setup(R: Results, res: dict, T: dict) -> dict:
   seeded = ", ".join(f"`{c}`" for c in sorted(ckpts)) or "no variant"
   return dict(
       {k: m.get(k) for k in ("num_layers", "embed_dim", "num_heads", "head_dim", "mlp_dim", "norm", "block")},
-      n=n, L8=n * R.ext, ext=R.ext, lengths=", ".join(map(str, meta["test_lengths"])), steps=meta["steps"],
+      n=n, L8=R.L8, ext=R.ext, lengths=", ".join(map(str, meta["test_lengths"])), steps=meta["steps"],
       batch_size=meta["batch_size"], mtok=f"{meta['steps'] * meta['batch_size'] * n / 1e6:.2f}",
       learning_rate=opt.get("learning_rate"), warmup_steps=opt.get("warmup_steps"),
       seed_note=f"seed 0 ({seeds} seeds of {seeded})." if seeds > 1 else "one seed.",
-      su_setup=f"{published.SU_SETUP['params']} {published.SU_SETUP['layers']}-layer {published.SU_SETUP['block']}",
       windows=", ".join(f"{v} at {k}" for k, v in meta["windows"].items()), segment_rule=meta["segment_rule"],
       growing_docs=meta["growing_docs"],
       seeds=T["seeds_many"].substitute(seeds=seeds, seeded=seeded) if seeds > 1 else T["seeds_one"].substitute(),
@@ -461,10 +408,9 @@ def write_report(res: dict, out_dir: str, plots: bool = True, footer: str = "") 
   names = list(R.m)
   text = T["main"].substitute(
       _setup(R, res, T), rules=framework_report.RULES, checklist=checklist, caution=caution,
-      su_table=su_table(R, names),
-      paired=paired_table(R, [k for k in names if k != "rope"]), acc_nonrep=lengths_table(R, names),
-      acc_rep=lengths_table(R, names, "rep"), loss=lengths_table(R, names, "nonrep", "loss"), growing=growing_table(R),
-      plots=plot_all(R, out_dir) if plots else "", copy=_copy_md(R, res, out_dir), cost=_cost_md(R, res),
-      footer=footer)
+      su_table=su_table(R, names), paired=paired_table(R, [k for k in names if k != "rope"]),
+      acc_nonrep=lengths_table(R, names), acc_rep=lengths_table(R, names, "rep"),
+      loss=lengths_table(R, names, "nonrep", "loss"), growing=growing_table(R),
+      plots=plot_all(R, out_dir) if plots else "", copy=_copy_md(R, res), cost=_cost_md(R, res), footer=footer)
   framework_report.save_text(out_dir, text)
   return text

@@ -1,17 +1,16 @@
 r"""Length extrapolation (issue #5): pre-training variants, inference-time methods at 1x..8x N, Su's claims.
 
-  python -m experiments length_extrapolation --workdir /tmp/le                 # the decisive default (~60 min)
+  python -m experiments length_extrapolation --workdir /tmp/le                    # the decisive default (~60 min)
   python -m experiments length_extrapolation --workdir /tmp/le --scale extended   # + every other variant
-  python -m experiments length_extrapolation --workdir /tmp/le --scale tiny    # smoke test (< 2 min)
+  python -m experiments length_extrapolation --workdir /tmp/le --scale tiny       # smoke test (< 2 min)
   python -m experiments length_extrapolation --workdir W --config.data.glob='/my/corpus/**/*.txt'
-  python -m experiments length_extrapolation --report_only --results experiments/length_extrapolation/results.json \
-      --out experiments/length_extrapolation
 
-Every run is a config of configs/length_extrapolation/ (``VARIANTS``). After training, ``evaluate`` scores every
-method of methods.py whose checkpoint is that run on the shared test sets (evaluate.py: non-repeated and repeated
-windows at 1x..8x N, all targets and the tail beyond N, the growing-context protocol), and the copy check at each
-kept checkpoint of the baselines; an MLM run (logn_mlm.py, Su's first log-n table) is scored at 1x..16x its N.
-The report (report.py) is built from the records; ``run`` is the same from Python (the Colab notebook).
+Every run is a config of configs/length_extrapolation/ (``VARIANTS``). ``evaluate`` scores every method of
+methods.py whose checkpoint is that run (kexue_jax/evals/length.py: non-repeated and repeated windows at 1x..8x N,
+all targets and the tail beyond N, the growing-context protocol), the copy check at each kept checkpoint of the
+baselines and probes, and the copy-accuracy curve of the positive control (``CONTROL``: pure copy data); an MLM
+run (logn_mlm.py, Su's first log-n table) is scored at 1x..16x its N. The report (report.py, report_template.md)
+is built from the records; ``run`` is the same from Python (the Colab notebook).
 
 Plans (issue #18: the default <= 60 min on 2 cores; cross-checkpoint claims need >= 5 training seeds):
   default    the decisive subset: rope, rope_logn and hwfa, each with SEEDS = 5 training seeds (window vs
@@ -20,18 +19,27 @@ Plans (issue #18: the default <= 60 min on 2 cores; cross-checkpoint claims need
              and length); a shared machine is slower.
   extended   default + the other variants (InvLeaky, KNA, CosA, HWFA2, KNA/CosA-log n), the copy-augmented
              checkpoints (the repeated column, and the runs that test the window / HWFA hypotheses), the copy
-             probes and Su's MLM log-n table (Attention-O / -E), 5 seeds of every checkpoint that claims compare:
-             44 runs, ~3.5 h (--dry_run; the MLM runs not yet measured, guessed at 2x an LM run).
+             probes, the positive control and Su's MLM log-n table (Attention-O / -E), 5 seeds of every
+             checkpoint that claims compare: 45 runs, ~3.6 h (--dry_run; the MLM runs guessed at 2x an LM run).
   tiny       two checkpoints and a few methods (< 2 min). medium / full: accelerator scales.
 """
 from __future__ import annotations
 
 import os
+import sys
+import time
 
 import numpy as np
 
 from experiments.framework import launcher
+from experiments.framework import report as report_lib
 from experiments.length_extrapolation import methods as methods_lib
+from experiments.length_extrapolation import report
+from kexue_jax import checkpoint
+from kexue_jax import config_lib
+from kexue_jax import metrics
+from kexue_jax.evals import length
+from kexue_jax.evals import length_methods
 
 CONFIG_DIR = "configs/length_extrapolation"
 COPY_ARG = "copy=0.25,copy_source=random,copy_warmup=600"
@@ -52,6 +60,11 @@ EXTRA_VARIANTS = ("inv_leaky", "kna", "cosa", "hwfa2", "kna_logn", "cosa_logn", 
 SEEDS = 5            # training seeds of the checkpoints that claims compare (methods.SEED_CKPTS, the MLM runs)
 # Copy probes of the committed study: other baselines whose copy gap is followed over 6 checkpoints.
 PROBES = ("heads=4,norm=pre,steps=2400", "copy=0.5,steps=4000")
+# Positive control: the baseline trained on pure copy data (every window random printable bytes tiled with period
+# N/4..N/2), its random-byte copy accuracy at every one of CONTROL_CHECKPOINTS checkpoints: how many steps the
+# architecture needs to form copying when copying is all the data asks for.
+CONTROL = ("copy_control", "steps=1000,copy=1,copy_source=random")
+CONTROL_CHECKPOINTS = 10
 TINY = ("rope", "hwfa")   # the smoke test: two checkpoints and a few methods (each method compiles its programs)
 TINY_METHODS = ("rope", "ntk_mixed", "rerope_w4", "hwfa")
 SCALES = ("tiny", "default", "extended", "medium", "full")
@@ -135,93 +148,42 @@ def plan(seeds: int | None = None, scale: str = "default", variants=None, method
     runs.append(launcher.Run(probe_name(arg), spec, dict(labels, variant="rope", seed=0, probe=arg),
                              train_s * steps / ref_steps + 3 * (PROBE_CHECKPOINTS + 1) * eval_s,
                              overrides=_keep(spec, PROBE_CHECKPOINTS)))
+  if scale == "extended" and variants == full_set:
+    spec = config_spec("rope", scale, CONTROL[1])
+    steps = launcher.load_run_config(launcher.Run("c", spec), ()).num_train_steps
+    runs.append(launcher.Run(CONTROL[0], spec, dict(labels, variant="rope", seed=0, control=True),
+                             train_s * steps / ref_steps + CONTROL_CHECKPOINTS * eval_s,
+                             overrides=_keep(spec, CONTROL_CHECKPOINTS)))
   return runs
 
 
 # ------------------------------------------------------------------------------------------- Evaluation.
 
-_CACHE: dict = {}
 
-
-def test_sets(config, windows: int, mults=(1, 2, 4, 8)) -> dict:
-  """Non-repeated / repeated windows per length, growing-context documents, random copies, n-gram baselines
-  (cached per corpus, length and size: every run of a plan shares them)."""
-  from experiments.length_extrapolation import evaluate  # pylint: disable=g-import-not-at-top
-  data, n = config.data, int(config.data.seq_len)
-  key = (data.name, data.text_key, str(data.get("glob", "")), n, windows)
-  if key not in _CACHE:
-    docs, ext = evaluate.documents("test", data.name, data.text_key), methods_lib.EXTENSION
-    sets = {}
-    for length in (n * m for m in mults):
-      nonrep = evaluate.nonrepeated_set(docs, length, windows * (ext * n // length))
-      sets[length] = (nonrep, *evaluate.repeated_set(nonrep, n))
-    train_split = "train" if data.name == evaluate.DATASET else "train[:2%]"   # a large catalog set: its first 2%
-    _CACHE[key] = dict(n=n, sets=sets, growing=evaluate.growing_set(docs, n, max(mults), windows),
-                       random=evaluate.random_repeated_set(n, n, len(sets[n][0])),
-                       baselines=evaluate.ngram_baselines(evaluate.documents(train_split, data.name, data.text_key),
-                                                          sets[n][0]))
-  return _CACHE[key]
-
-
-def _method_result(m, model_cfg, params, ts) -> dict:
-  """by_length: per-window stats of both sets (all targets and the tail) and the growing documents' last N bytes
-  (the "last" protocol); core methods also keep the growing context by length (report.py's table)."""
-  from experiments.length_extrapolation import evaluate  # pylint: disable=g-import-not-at-top
-  n, ext = ts["n"], methods_lib.EXTENSION
-  res = {"ckpt": m.ckpt, "core": m.core, "note": m.note, "attention": m.attention,
-         "layer_fn": m.layer_fn.__name__ if m.layer_fn else None, "by_length": {}}
-  for length in (sorted(ts["sets"]) if m.core else [n, n * ext]):
-    r = evaluate.evaluate_length(model_cfg, params, *ts["sets"][length], ts["growing"][:, -(length + 1):], n)
-    if m.core:
-      res.setdefault("growing", {})[str(length)] = r["growing"]
-    res["by_length"][str(length)] = r
-  return res
-
-
-def mlm_scores(config, params, windows: int) -> dict:
-  """{length: per-window MLM accuracy / loss} at each study.test_length (Su's 8823 table), the same number of
-  bytes per length (`windows` at the longest)."""
-  from experiments.length_extrapolation import evaluate  # pylint: disable=g-import-not-at-top
-  from kexue_jax import config_lib  # pylint: disable=g-import-not-at-top
-  docs = evaluate.documents("test", config.data.name, config.data.get("text_key", "text"))
-  lengths = config_lib.to_dict(config.study)["test_lengths"]   # FieldReferences of data.seq_len, resolved
-  return {str(L): evaluate.mlm_window_stats(config, params, evaluate.mlm_set(docs, L, windows * max(lengths) // L))
-          for L in lengths}
-
-
-def copy_curve(model_cfg, run_dir: str, ts: dict, lengths) -> list[dict]:
-  """Repeated vs non-repeated accuracy (and random-byte copy accuracy) at every kept checkpoint."""
-  from experiments.length_extrapolation import evaluate  # pylint: disable=g-import-not-at-top
-  from kexue_jax import checkpoint  # pylint: disable=g-import-not-at-top
-  d = os.path.join(run_dir, "checkpoints")
-  curve = []
-  for step in sorted(int(p) for p in os.listdir(d) if p.isdigit()) if os.path.isdir(d) else []:
-    params = checkpoint.load_state(run_dir, step)[0]["params"]
-    row = {"step": step}
-    for length in lengths:
-      tag = "" if length == ts["n"] else "_8x"
-      r = evaluate.evaluate_length(model_cfg, params, *ts["sets"][length])
-      row.update({f"nonrep_acc{tag}": float(np.mean(r["nonrep"]["acc"])), f"rep_acc{tag}": float(np.mean(r["rep"]["acc"])),
-                  f"rep_copy_acc{tag}": float(np.mean(r["rep"]["copy_acc"]))})
-    row["rand_copy_acc"] = float(np.mean(evaluate.copy_accuracy(model_cfg, params, *ts["random"])))
-    curve.append(row)
-  return curve
+def control_curve(config, run_dir: str) -> list[dict]:
+  """Copy accuracy on 64 held-out random-byte copy windows (their copy targets) and the training loss at every
+  kept checkpoint of the positive control."""
+  n, batch, model = int(config.data.seq_len), int(config.batch_size), config_lib.to_dict(config.model)
+  test = length.random_repeated_set(n, n, 64, seed=1)
+  losses = {int(m["step"]): m["train/loss"] for m in metrics.read_metrics(run_dir) if "train/loss" in m}
+  return [dict(step=step, copy_acc=float(np.mean(length.copy_accuracy(model, params, *test))),
+               train_loss=float(losses.get(step, np.nan)), sequences=step * batch)
+          for step, params in length.kept_checkpoints(run_dir)]
 
 
 def evaluate(run, config, run_dir: str, record: dict) -> dict:
   """Every method on this checkpoint (seed replicates: the seed-aware ones), the copy check, training speed;
-  an MLM run: its accuracy at every test length."""
-  import time  # pylint: disable=g-import-not-at-top
-  from kexue_jax import checkpoint, config_lib, metrics  # pylint: disable=g-import-not-at-top
-  lab, n = run.labels, int(config.data.seq_len)
+  an MLM run: its accuracy at every test length; the positive control: its copy curve."""
+  lab, n, windows = run.labels, int(config.data.seq_len), WINDOWS[_config_scale(lab["scale"])]
+  if (lab["variant"] in MLM_VARIANTS or lab.get("control")) and "error" in record:
+    return dict(methods={})
   if lab["variant"] in MLM_VARIANTS:
-    if "error" in record:
-      return dict(methods={})
     return dict(methods={}, mlm=dict(variant=config.study.variant, seed=lab["seed"], train_length=n,
                          published=config_lib.to_dict(config.study.published),
-                         by_length=mlm_scores(config, checkpoint.load_state(run_dir)[0]["params"],
-                                              WINDOWS[_config_scale(lab["scale"])])))
-  ts = test_sets(config, WINDOWS[_config_scale(lab["scale"])])
+                         by_length=length.mlm_scores(config, checkpoint.load_state(run_dir)[0]["params"], windows)))
+  if lab.get("control"):
+    return dict(methods={}, batch_size=int(config.batch_size), seq_len=n, control_curve=control_curve(config, run_dir))
+  ts = length.test_sets(config.data, windows)
   model = config_lib.to_dict(config.model)
   sps = [m["steps_per_sec"] for m in metrics.read_metrics(run_dir) if "steps_per_sec" in m]
   out = dict(setup=setup(config, ts), baselines=ts["baselines"], config_arg=record["config"],
@@ -231,25 +193,28 @@ def evaluate(run, config, run_dir: str, record: dict) -> dict:
   if "error" in record:
     return out
   if lab.get("probe") or run.name in ("rope", "rope_copy"):
-    out["copy_curve"] = copy_curve(methods_lib.model_config(model, methods_lib.Method("rope", "rope"), n), run_dir,
-                                   ts, [n, n * methods_lib.EXTENSION] if lab.get("probe") else [n])
+    out["copy_curve"] = length.copy_curve(model, run_dir, ts, [n, n * length_methods.EXTENSION] if lab.get("probe")
+                                          else [n])
   if lab.get("probe"):
     return out
   ms = run_methods(run.name, lab["variant"], lab["seed"], n, lab.get("methods"))
   params = checkpoint.load_state(run_dir)[0]["params"] if ms else None
   for m in ms:
     t0 = time.time()
-    out["methods"][m.name] = dict(_method_result(m, methods_lib.model_config(model, m, n), params, ts),
-                                  eval_time_s=round(time.time() - t0, 1))
+    lengths = sorted(ts["sets"]) if m.core else [n, n * length_methods.EXTENSION]
+    out["methods"][m.name] = dict(
+        ckpt=m.ckpt, core=m.core, note=m.note, attention=m.attention,
+        layer_fn=m.layer_fn.__name__ if m.layer_fn else None,
+        **length.evaluate_method(length_methods.model_config(model, m, n), params, ts, lengths, m.core),
+        eval_time_s=round(time.time() - t0, 1))
   return out
 
 
 def setup(config, ts: dict) -> dict:
-  from kexue_jax import config_lib  # pylint: disable=g-import-not-at-top
   n = ts["n"]
-  return {"train_length": n, "test_lengths": sorted(ts["sets"]), "extension": methods_lib.EXTENSION,
+  return {"train_length": n, "test_lengths": sorted(ts["sets"]), "extension": length_methods.EXTENSION,
           "windows": {str(L): int(len(s[0])) for L, s in sorted(ts["sets"].items())},
-          "windows_at_8x": int(len(ts["sets"][n * methods_lib.EXTENSION][0])), "growing_docs": int(len(ts["growing"])),
+          "windows_at_8x": int(len(ts["sets"][n * length_methods.EXTENSION][0])), "growing_docs": int(len(ts["growing"])),
           "steps": int(config.num_train_steps), "batch_size": int(config.batch_size),
           "model": {k: v for k, v in config_lib.to_dict(config.model).items() if k != "layer_attention"},
           "optimizer": dict(config_lib.to_dict(config.optimizer)),
@@ -267,21 +232,15 @@ def _summary(r: dict) -> dict:
 
 
 def to_results(records, extras: dict, meta: dict) -> dict:
-  """The results dict report.py reads (runs, methods, copy curves, probes, meta) from the launcher's records."""
-  import time  # pylint: disable=g-import-not-at-top
-  runs = [r for r in records if not r.get("probe")]
+  """The results dict report.py reads (runs, methods, copy curves, probes, controls, meta) from the records."""
+  runs = [r for r in records if not r.get("probe") and not r.get("control")]
   first = next((r for r in runs if r["name"] == "rope"), next((r for r in records if "setup" in r), records[0]))
   legacy = extras.get("legacy_meta") or {}
-  wall = sum(r.get("wall_time_s", 0.0) for r in records)
   res_meta = dict(first.get("setup", {}), scale=first.get("scale"), variants=[r["variant"] for r in runs if not r.get("seed")],
                   default_variants=list(DEFAULT_VARIANTS), seeds=1 + max((r.get("seed", 0) for r in runs), default=0),
                   hardware=meta.get("trained_on", ""), jax=meta.get("versions", ""),
                   date_utc=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                  command=(meta.get("commands") or ["python -m experiments length_extrapolation"])[0],
-                  train_commands={r["name"]: r.get("command", "") for r in records},
-                  train_wall_s=round(sum(r.get("train_time_s", 0.0) for r in records), 1),
-                  train_wall_this_invocation_s=round(sum(r.get("train_time_s", 0.0) for r in records), 1),
-                  eval_wall_s=round(sum(r.get("eval_time_s", 0.0) for r in records), 1), total_wall_s=round(wall, 1))
+                  train_commands={r["name"]: r.get("command", "") for r in records})
   res_meta.update({k: v for k, v in legacy.items() if k not in ("variants", "default_variants", "seeds")})
   curve = lambda name: next((r.get("copy_curve", []) for r in runs if r["name"] == name), [])
   return {"meta": res_meta, "baselines": first.get("baselines", {}), "invocations": extras.get("invocations"),
@@ -289,7 +248,11 @@ def to_results(records, extras: dict, meta: dict) -> dict:
           "methods": {k: v for r in runs for k, v in r.get("methods", {}).items()},
           "copy_vs_steps": curve("rope"), "copy_vs_steps_copy_aug": curve("rope_copy"),
           "copy_probes": [{"arg": r["probe"], "summary": _summary(r), "curve": r.get("copy_curve", [])}
-                          for r in records if r.get("probe")]}
+                          for r in records if r.get("probe")],
+          "copy_controls": [dict(name=r["name"], config=r["config"], batch_size=r["batch_size"],
+                                 train_length=r["seq_len"], steps=r["step"], wall_s=r["train_time_s"],
+                                 hardware=r.get("hardware", res_meta["hardware"]), curve=r["control_curve"])
+                            for r in records if r.get("control_curve")]}
 
 
 def from_results(res: dict) -> tuple[list[dict], dict]:
@@ -308,17 +271,19 @@ def from_results(res: dict) -> tuple[list[dict], dict]:
   for p in res.get("copy_probes") or []:
     records.append({**base, **p["summary"], "name": probe_name(p["arg"]), "probe": p["arg"], "seed": 0,
                     "variant": "rope", "copy_curve": p["curve"], "methods": {}})
+  for c in res.get("copy_controls") or []:   # the former copy_control.py's copy_control.json
+    records.append(dict(name=c["name"], variant="rope", seed=0, control=True, config=c["config"],
+                        batch_size=c["batch_size"], seq_len=c["train_length"], step=c["steps"],
+                        train_time_s=c["wall_s"], hardware=c["hardware"], control_curve=c["curve"], methods={}))
   return records, {"legacy_meta": {k: v for k, v in res["meta"].items() if k not in setup_keys},
                    "invocations": res.get("invocations")}
 
 
 def write_report(records, extras_, out_dir: str, meta: dict) -> str:
-  from experiments.framework import report as R  # pylint: disable=g-import-not-at-top
-  from experiments.length_extrapolation import report  # pylint: disable=g-import-not-at-top
   os.makedirs(out_dir, exist_ok=True)
   if (extras_.get("legacy_meta") or {}).get("hardware") and meta.get("trained_on", "").startswith("not recorded"):
     meta = dict(meta, trained_on=extras_["legacy_meta"]["hardware"])   # runs of the former driver
-  report.write_report(to_results(records, extras_, meta), out_dir, footer=R.footer(meta))
+  report.write_report(to_results(records, extras_, meta), out_dir, footer=report_lib.footer(meta))
   return os.path.join(out_dir, "REPORT.md")
 
 
@@ -327,10 +292,8 @@ def run(workdir: str, scale: str = "default", variants=None, methods=None, seeds
   """The study from Python (the Colab notebook): trains / reuses the runs of ``plan`` (restricted to ``variants``
   and ``methods``), evaluates them, writes the report into ``out_dir`` (default W/report); returns the results
   dict report.py reads."""
-  import sys  # pylint: disable=g-import-not-at-top
-  from experiments.framework import report as R  # pylint: disable=g-import-not-at-top
   records = [launcher.run_one(sys.modules[__name__], r, workdir, ()) for r in plan(seeds, scale, variants, methods)]
-  meta = dict(R.machine(), commands=[f"study.run({workdir!r}, {scale!r}, variants={variants}, methods={methods})"])
+  meta = dict(report_lib.machine(), commands=[f"study.run({workdir!r}, {scale!r}, variants={variants}, methods={methods})"])
   meta["trained_on"] = meta["machine"]
   write_report(records, {}, out_dir or os.path.join(workdir, "report"), meta)
   return to_results(records, {}, meta)

@@ -1,4 +1,4 @@
-"""configs/length_extrapolation/pretrained.py and the evaluation driver on an exported checkpoint."""
+"""configs/length_extrapolation/pretrained.py and kexue_jax/evals/length_pretrained.py on an exported checkpoint."""
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -8,7 +8,7 @@ import pytest
 pytest.importorskip("safetensors")
 
 from tests.helpers import load_config  # noqa: E402
-from experiments.length_extrapolation import pretrained as driver  # noqa: E402
+from kexue_jax.evals import length_pretrained as driver  # noqa: E402
 from kexue_jax import hf  # noqa: E402
 from kexue_jax import models  # noqa: E402
 from kexue_jax import sharding  # noqa: E402

@@ -1,14 +1,15 @@
-r"""Every length-extrapolation method on a pretrained HF checkpoint, through the study's evaluator (issue #23).
+r"""Every length-extrapolation method on a pretrained HF checkpoint (LLaMA family), through length.py (issue #23).
 
-  python -m experiments.length_extrapolation.pretrained \
+  python -m kexue_jax.evals.length_pretrained \
       --config configs/length_extrapolation/pretrained.py:demo,checkpoint=/tmp/hf/export,methods=rope+ntk_mixed+rerope
 
 The checkpoint (config.json + safetensors, `kexue_jax.hf`) is loaded once, onto a mesh over all devices
 (FSDP: `config.mesh`); each method of `config.study.methods` is an HF / our RoPE scaling plus AttentionConfig
 overrides on the same parameters. For each test length L = m N (N = study.train_length, m in study.mults):
-accuracy and loss on held-out non-repeated windows and on their repeated (tiled) versions (evaluate.py), and
+accuracy and loss on held-out non-repeated windows and on their repeated (tiled) versions (length_lib.py), and
 the growing-context loss on the last N tokens of long documents with L tokens of context (Su's LLaMA protocol,
 kexue.fm/archives/9708, bojone/rerope eval_loss.py). Prints Su's table layout; --out writes the JSON.
+Methods: ``config.study.methods`` (configs/length_extrapolation/pretrained.py).
 Byte models read the corpus as bytes; `tokenizer="checkpoint"` tokenises it with the checkpoint's
 tokenizer.json (`hf.load_tokenizer`).
 """
@@ -24,15 +25,14 @@ import flax.linen as nn
 import jax
 import numpy as np
 
-from experiments.framework import report
-from experiments.length_extrapolation import evaluate
 from kexue_jax import config_lib
 from kexue_jax import hf
 from kexue_jax import sharding
+from kexue_jax.evals import length as length_lib
 
 
 class TokenDocuments:
-  """The `Documents` interface evaluate.py reads (lengths, window, buffer) over token ids."""
+  """The `Documents` interface length.py reads (lengths, window, buffer) over token ids."""
 
   def __init__(self, ids_per_doc):
     self.lengths = np.array([len(x) for x in ids_per_doc], np.int64)
@@ -45,7 +45,7 @@ class TokenDocuments:
 
 
 def test_documents(study):
-  docs = evaluate.documents("test", study.dataset, study.text_key)
+  docs = length_lib.documents("test", study.dataset, study.text_key)
   if study.tokenizer == "bytes":
     return docs
   tok = hf.load_tokenizer(study.checkpoint)
@@ -67,9 +67,9 @@ def run(config, log=print) -> dict:
   lengths = [m * n for m in mults]
   sets = {}
   for length in lengths:   # equal tokens per length: more windows at shorter lengths
-    nonrep = evaluate.nonrepeated_set(docs, length, int(s.windows) * max(mults) * n // length)
-    sets[length] = (nonrep,) + evaluate.repeated_set(nonrep, n)
-  long_bt = evaluate.growing_set(docs, n, max(mults), int(s.growing_docs))
+    nonrep = length_lib.nonrepeated_set(docs, length, int(s.windows) * max(mults) * n // length)
+    sets[length] = (nonrep,) + length_lib.repeated_set(nonrep, n)
+  long_bt = length_lib.growing_set(docs, n, max(mults), int(s.growing_docs))
   results = {}
   for name, m in s.methods.items():
     rs = m.rope_scaling.to_dict() if hasattr(m.rope_scaling, "to_dict") else m.rope_scaling
@@ -79,7 +79,7 @@ def run(config, log=print) -> dict:
     with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
       for length in lengths:
         nonrep, rep, seg = sets[length]
-        res[str(length)] = evaluate.evaluate_length(model_cfg, params, nonrep, rep, seg,
+        res[str(length)] = length_lib.evaluate_length(model_cfg, params, nonrep, rep, seg,
                                                     long_bt[:, -(length + 1):], n)
     results[name] = res
     acc = lambda L, k: float(np.mean(res[str(L)][k]["acc"]))
@@ -88,18 +88,22 @@ def run(config, log=print) -> dict:
   return {"checkpoint": s.checkpoint, "train_length": n, "lengths": lengths, "results": results}
 
 
+def _table(header, rows) -> str:
+  return "\n".join(["| " + " | ".join(map(str, header)) + " |", "|" + "---|" * len(header)]
+                   + ["| " + " | ".join(map(str, r)) + " |" for r in rows])
+
+
 def tables(out: dict) -> str:
   """Su's layout: accuracy at N (train) / L (repeated) / L (non-repeated), then loss, then growing context."""
   n, lengths, res = out["train_length"], out["lengths"], out["results"]
   acc = lambda r, L, which: f"{100 * np.mean(r[str(L)][which]['acc']):.2f}%"
   cols = [f"{n}(训练)"] + [c for L in lengths[1:] for c in (f"{L}(重复)", f"{L}(不重复)")]
   return "\n\n".join([
-      report.table(["测试长度", *cols], [[name, acc(r, n, "nonrep")] + [acc(r, L, w) for L in lengths[1:] for w in
-                                                                       ("rep", "nonrep")] for name, r in res.items()],
-                   sep="---"),
+      _table(["测试长度", *cols], [[name, acc(r, n, "nonrep")] + [acc(r, L, w) for L in lengths[1:] for w in
+                                                                ("rep", "nonrep")] for name, r in res.items()]),
       "Loss on the last N tokens with L tokens of context (growing context, lower is better):",
-      report.table(["测试长度", *map(str, lengths)], [[name] + [f"{np.mean(r[str(L)]['growing']['loss']):.4f}"
-                                                            for L in lengths] for name, r in res.items()], sep="---")])
+      _table(["测试长度", *map(str, lengths)], [[name] + [f"{np.mean(r[str(L)]['growing']['loss']):.4f}"
+                                                     for L in lengths] for name, r in res.items()])])
 
 
 def main(argv=None) -> int:

@@ -1,4 +1,5 @@
-"""Test sets and evaluation of one trained checkpoint under an inference-time method.
+"""Length extrapolation: test sets and the evaluation of a trained LM checkpoint at longer lengths under an
+inference-time method (length_methods.py), as in Su's tables (kexue.fm/archives/9603 ... 9948).
 
 Test sets (held-out `test` split of the built-in byte-level corpus, fixed order, no randomness but the seeded
 segment lengths):
@@ -23,7 +24,7 @@ Metrics per window: next-token accuracy (Su's metric) and cross-entropy (nats/by
                 its checkpoint's plain RoPE therefore is tail = all x L / (L - N) (8/7 at 8x): the protocol
                 rescales the gain but cannot hide a 3-8x larger one.
 The third protocol ("last", 9948 / eval_loss.py) is the growing set above. Per-window values are kept so that
-methods can be compared *paired* on the same windows (report.py).
+methods can be compared *paired* on the same windows.
 
 MLM at longer lengths (Su's first log-n table, kexue.fm/archives/8823): ``mlm_set`` = [CLS] + L - 1 held-out
 bytes per window, ``mlm_window_stats`` = per-window accuracy / cross-entropy over the BERT-masked bytes, with the
@@ -33,16 +34,20 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
+from kexue_jax import checkpoint
+from kexue_jax import config_lib
 from kexue_jax import models
 from kexue_jax import vocab
 from kexue_jax.data import pipeline
 from kexue_jax.data import preprocess
+from kexue_jax.evals import length_methods
 
 DATASET = "python_stdlib_text"
 
@@ -214,3 +219,69 @@ def ngram_baselines(train_docs, nonrep_BT: np.ndarray) -> dict[str, float]:
   prev, targ = nonrep_BT[:, :-1].astype(np.int64), nonrep_BT[:, 1:].astype(np.int64)
   return {"unigram_acc": float(np.mean(targ == np.argmax(uni))),
           "bigram_acc": float(np.mean(np.argmax(bi, 1)[prev] == targ))}
+
+
+# ------------------------------------------------------------------------------------------ A checkpoint's scores.
+
+_SETS: dict = {}
+
+
+def test_sets(data, windows: int, mults=(1, 2, 4, 8), extension: int = length_methods.EXTENSION) -> dict:
+  """The test sets of one corpus (``config.data``) at N = data.seq_len: {"n", "sets": {L: (non-repeated, repeated,
+  segment lengths)}, "growing", "random" (copy check at N), "baselines" (n-gram accuracies at N)}. ``windows``
+  windows at extension x N, as many tokens at every length. Cached per corpus, length and size."""
+  n = int(data.seq_len)
+  key = (data.name, data.text_key, str(data.get("glob", "")), n, windows)
+  if key not in _SETS:
+    docs = documents("test", data.name, data.text_key)
+    sets = {}
+    for length in (n * m for m in mults):
+      nonrep = nonrepeated_set(docs, length, windows * (extension * n // length))
+      sets[length] = (nonrep, *repeated_set(nonrep, n))
+    train_split = "train" if data.name == DATASET else "train[:2%]"   # a large catalog set: its first 2%
+    _SETS[key] = dict(n=n, sets=sets, growing=growing_set(docs, n, max(mults), windows),
+                      random=random_repeated_set(n, n, len(sets[n][0])),
+                      baselines=ngram_baselines(documents(train_split, data.name, data.text_key), sets[n][0]))
+  return _SETS[key]
+
+
+def evaluate_method(model_cfg: dict, params, ts: dict, lengths, by_context: bool = False) -> dict:
+  """{"by_length": {L: evaluate_length(...) with the growing documents cut to L}} over ``lengths`` (of the test
+  sets ``ts``); with ``by_context`` also "growing": {L: the growing-context stats} (the same bytes by context)."""
+  n, res = ts["n"], {"by_length": {}}
+  for length in lengths:
+    r = evaluate_length(model_cfg, params, *ts["sets"][length], ts["growing"][:, -(length + 1):], n)
+    if by_context:
+      res.setdefault("growing", {})[str(length)] = r["growing"]
+    res["by_length"][str(length)] = r
+  return res
+
+
+def kept_checkpoints(run_dir: str):
+  """(step, params) of every checkpoint kept in a ``train.run`` directory, oldest first."""
+  d = os.path.join(run_dir, "checkpoints")
+  for step in sorted(int(p) for p in os.listdir(d) if p.isdigit()) if os.path.isdir(d) else []:
+    yield step, checkpoint.load_state(run_dir, step)[0]["params"]
+
+
+def copy_curve(model_cfg: dict, run_dir: str, ts: dict, lengths) -> list[dict]:
+  """At every kept checkpoint of ``run_dir``: mean non-repeated / repeated / repeated-copy-target accuracy at each
+  length (keys suffixed "_8x" beyond N) and the random-byte copy accuracy at N."""
+  curve = []
+  for step, params in kept_checkpoints(run_dir):
+    row = {"step": step}
+    for length in lengths:
+      tag, r = "" if length == ts["n"] else "_8x", evaluate_length(model_cfg, params, *ts["sets"][length])
+      row.update({f"nonrep_acc{tag}": float(np.mean(r["nonrep"]["acc"])), f"rep_acc{tag}": float(np.mean(r["rep"]["acc"])),
+                  f"rep_copy_acc{tag}": float(np.mean(r["rep"]["copy_acc"]))})
+    row["rand_copy_acc"] = float(np.mean(copy_accuracy(model_cfg, params, *ts["random"])))
+    curve.append(row)
+  return curve
+
+
+def mlm_scores(config, params, windows: int) -> dict:
+  """{L: per-window MLM accuracy / loss} at each config.study.test_length (Su's 8823 table), the same number of
+  bytes per length (``windows`` at the longest)."""
+  docs = documents("test", config.data.name, config.data.get("text_key", "text"))
+  lengths = config_lib.to_dict(config.study)["test_lengths"]   # FieldReferences of data.seq_len, resolved
+  return {str(L): mlm_window_stats(config, params, mlm_set(docs, L, windows * max(lengths) // L)) for L in lengths}
