@@ -26,7 +26,7 @@ Arguments (comma-separated, big_vision style), shared by every file of the folde
                             in-context copying within N; the repeated test set then asks whether copying
                             survives at distances >= N, never seen in training (Su's repeated column)
   copy_warmup=0             the first this many training steps see only tiled windows (a copy warm-up: on
-                            pure copy data the baseline forms copying in < 750 steps, copy_control.py)
+                            pure copy data the baseline forms copying in < 750 steps: the study's copy_control run)
   copy_source=text          the tiled segment: "text" (the window's prefix) or "random" (printable random
                             bytes, which only copying predicts: a much stronger push towards induction heads)
   arch=su                   architecture preset, applied before norm/heads: "su" (post-norm RMSNorm, 1 head,

@@ -142,18 +142,14 @@ def plan(seeds: int | None = None, scale: str = "default", variants=None, method
       train = train_s * (2 if v in MLM_VARIANTS else c.num_train_steps / ref_steps)
       runs.append(launcher.Run(name, spec, dict(labels, variant=v, seed=seed), train + eval_s * work,
                                overrides=keep))
-  for arg in PROBES if scale == "extended" and variants == full_set else ():
+  # The copy probes (3 evaluations per kept checkpoint) and the positive control (1), on the full extended plan.
+  extra = [(probe_name(a), a, PROBE_CHECKPOINTS, 3, dict(probe=a)) for a in PROBES] + [
+      (*CONTROL, CONTROL_CHECKPOINTS, 1, dict(control=True))]
+  for name, arg, keep, evals, lab in extra if scale == "extended" and variants == full_set else ():
     spec = config_spec("rope", scale, arg)
-    steps = launcher.load_run_config(launcher.Run("p", spec), ()).num_train_steps
-    runs.append(launcher.Run(probe_name(arg), spec, dict(labels, variant="rope", seed=0, probe=arg),
-                             train_s * steps / ref_steps + 3 * (PROBE_CHECKPOINTS + 1) * eval_s,
-                             overrides=_keep(spec, PROBE_CHECKPOINTS)))
-  if scale == "extended" and variants == full_set:
-    spec = config_spec("rope", scale, CONTROL[1])
-    steps = launcher.load_run_config(launcher.Run("c", spec), ()).num_train_steps
-    runs.append(launcher.Run(CONTROL[0], spec, dict(labels, variant="rope", seed=0, control=True),
-                             train_s * steps / ref_steps + CONTROL_CHECKPOINTS * eval_s,
-                             overrides=_keep(spec, CONTROL_CHECKPOINTS)))
+    steps = launcher.load_run_config(launcher.Run(name, spec), ()).num_train_steps
+    runs.append(launcher.Run(name, spec, dict(labels, variant="rope", seed=0, **lab),
+                             train_s * steps / ref_steps + evals * (keep + 1) * eval_s, overrides=_keep(spec, keep)))
   return runs
 
 
@@ -174,7 +170,8 @@ def control_curve(config, run_dir: str) -> list[dict]:
 def evaluate(run, config, run_dir: str, record: dict) -> dict:
   """Every method on this checkpoint (seed replicates: the seed-aware ones), the copy check, training speed;
   an MLM run: its accuracy at every test length; the positive control: its copy curve."""
-  lab, n, windows = run.labels, int(config.data.seq_len), WINDOWS[_config_scale(lab["scale"])]
+  lab, n = run.labels, int(config.data.seq_len)
+  windows = WINDOWS[_config_scale(lab["scale"])]
   if (lab["variant"] in MLM_VARIANTS or lab.get("control")) and "error" in record:
     return dict(methods={})
   if lab["variant"] in MLM_VARIANTS:
