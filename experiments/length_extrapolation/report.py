@@ -360,9 +360,8 @@ def _cost_md(R: Results, res: dict) -> str:
 def checklist_md(res: dict) -> tuple[str, bool]:
   """The claim table (verdicts of claims.py by the framework's tests) and whether the baseline copies (0a)."""
   S, vs = le_claims.samples(res), le_claims.verdicts(res)
-  rows = [[v.claim.id, v.claim.text, su, f"{le_claims.means_text(v, S)}; {v.line()}",
-           framework_report.MARK[v.verdict] + (f" (was *{old}* under the former rule: 2 SE, no minimum n, no Holm; "
-                                               "#14)" if old and old != v.verdict else "")] for v, su, old in vs]
+  rows = [[v.claim.id, v.claim.text, su, f"{le_claims.means_text(v, S)}; {v.line()}", framework_report.MARK[v.verdict]
+           + (_blocks()["former"].substitute(old=old) if old and old != v.verdict else "")] for v, su, old in vs]
   md = _table(["#", "claim", "Su", "ours", "verdict"], rows) + f"\n\n{claims_lib.summary([v for v, _, _ in vs])}.\n"
   failing = [v for v, _, _ in vs if v.verdict != claims_lib.HOLDS]
   if failing:

@@ -271,7 +271,8 @@ def from_results(res: dict) -> tuple[list[dict], dict]:
   for c in res.get("copy_controls") or []:   # the former copy_control.py's copy_control.json
     records.append(dict(name=c["name"], variant="rope", seed=0, control=True, config=c["config"],
                         batch_size=c["batch_size"], seq_len=c["train_length"], step=c["steps"],
-                        train_time_s=c["wall_s"], hardware=c["hardware"], control_curve=c["curve"], methods={}))
+                        train_time_s=c["wall_s"], wall_time_s=c["wall_s"], hardware=c["hardware"],
+                        control_curve=c["curve"], methods={}))
   return records, {"legacy_meta": {k: v for k, v in res["meta"].items() if k not in setup_keys},
                    "invocations": res.get("invocations")}
 
