@@ -20,7 +20,7 @@ Plans (issue #18: the default <= 60 min on 2 cores; cross-checkpoint claims need
   extended   default + the other variants (InvLeaky, KNA, CosA, HWFA2, KNA/CosA-log n), the copy-augmented
              checkpoints (the repeated column, and the runs that test the window / HWFA hypotheses), the copy
              probes, the positive control and Su's MLM log-n table (Attention-O / -E), 5 seeds of every
-             checkpoint that claims compare: 45 runs, ~3.6 h (--dry_run; the MLM runs guessed at 2x an LM run).
+             checkpoint that claims compare: 45 runs, ~3.5 h (--dry_run; the MLM runs guessed at 2x an LM run).
   tiny       two checkpoints and a few methods (< 2 min). medium / full: accelerator scales.
 """
 from __future__ import annotations

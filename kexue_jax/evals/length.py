@@ -99,10 +99,13 @@ def random_repeated_set(length: int, train_length: int, num: int, seed: int = 0)
 
 def copy_accuracy(model_cfg, params, rep_BT: np.ndarray, seg) -> list[float]:
   """Per-window accuracy on the copy targets (target positions >= s) of a tiled set."""
-  _, cor = token_stats(model_cfg, params, rep_BT)
-  pos = np.arange(1, rep_BT.shape[1])[None, :]
+  return _copy_acc(token_stats(model_cfg, params, rep_BT)[1], seg)
+
+
+def _copy_acc(correct_BL, seg) -> list[float]:
+  pos = np.arange(1, correct_BL.shape[1] + 1)[None, :]   # position of each target token
   mask = pos >= np.asarray(seg)[:, None]
-  return _r((cor * mask).sum(1) / np.maximum(mask.sum(1), 1))
+  return _r((correct_BL * mask).sum(1) / np.maximum(mask.sum(1), 1))
 
 
 def growing_set(docs, train_length: int, max_mult: int, num: int) -> np.ndarray:
@@ -178,12 +181,8 @@ def evaluate_length(model_cfg, params, nonrep_BT, rep_BT, seg, growing_BT=None, 
   parts = [nonrep_BT, rep_BT] + ([growing_BT] if growing_BT is not None else [])
   ce, cor = token_stats(model_cfg, params, np.concatenate(parts), chunk=len(nonrep_BT))
   n, r = len(nonrep_BT), len(rep_BT)
-  pos = np.arange(1, nonrep_BT.shape[1])[None, :]   # position of each target token
-  copy_mask = pos >= np.asarray(seg)[:, None]
-  rep_cor = cor[n:n + r]
   out = {"nonrep": _window_stats(ce[:n], cor[:n], train_length),
-         "rep": dict(_window_stats(ce[n:n + r], rep_cor, train_length),
-                     copy_acc=_r((rep_cor * copy_mask).sum(1) / np.maximum(copy_mask.sum(1), 1)))}
+         "rep": dict(_window_stats(ce[n:n + r], cor[n:n + r], train_length), copy_acc=_copy_acc(cor[n:n + r], seg))}
   if growing_BT is not None:
     t = train_length
     out["growing"] = {"loss": _r(ce[n + r:, -t:].mean(1)), "acc": _r(cor[n + r:, -t:].mean(1))}

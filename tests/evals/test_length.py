@@ -115,6 +115,8 @@ def test_tail_protocol_matches_float64_reference():
     _close(out[key]["loss"], ce.mean(1))
     _close(out[key]["tail_acc"], cor[:, tail].mean(1))
     _close(out[key]["tail_loss"], ce[:, tail].mean(1))
+  # copy targets of the repeated set (cor: the loop's last): the target at position p >= s is a copy
+  _close(out["rep"]["copy_acc"], [cor[k, np.arange(1, length + 1) >= s].mean() for k, s in enumerate(seg)])
   at_n = length_lib.evaluate_length(cfg, params, nonrep[:, :n + 1], rep[:, :n + 1], seg, train_length=n)
   assert "tail_acc" not in at_n["nonrep"]   # L = N: no query beyond the training length
 
