@@ -3,8 +3,8 @@ r"""Shared body of the length-extrapolation configs (issue #5, kexue.fm/archives
 Each pre-training-time variant is its own file in this folder (``rope.py``, ``rope_logn.py``, ``hwfa.py``,
 ``inv_leaky.py``, ``kna.py``, ``cosa.py``, ``hwfa2.py``); they all call :func:`make_config` here. The
 inference-time methods (PI, NTK, YaRN, log-n dagger, ReRoPE, Leaky ReRoPE, windows) are not training configs:
-``experiments/length_extrapolation/methods.py`` applies them to the finished checkpoints of ``rope`` and
-``rope_logn``.
+``kexue_jax/evals/length_methods.py`` applies them to finished checkpoints (which ones:
+``experiments/length_extrapolation/methods.py``).
 
 Su's setup (https://kexue.fm/archives/9603, 9708): single-head attention, Post-Norm, causal LM, per-token accuracy, trained at
 N = 512 and tested at 4096 (8x). Ours (``scale=default``): byte-level LM on the built-in Python-stdlib corpus,

@@ -10,7 +10,7 @@ Samples (accuracies in percent, losses in nats/byte), built from the results dic
                         they need SEED_MIN_N = 5 seeds (issue #18), else they say how many
   mlm/L/x, seeds/L/mlm/x   Su's MLM log-n table (8823): {window: masked-byte accuracy} of Attention-O / -E
 The accuracy of a window follows the evaluation protocol (``samples(res, protocol)``; default: the run's
-``study.eval_protocol``, evaluate.py): "all" targets, the "tail" beyond N (at L = N: all), or "last" (the
+``study.eval_protocol``, kexue_jax/evals/length.py): "all" targets, the "tail" beyond N (at L = N: all), or "last" (the
 non-repeated samples become the growing-context documents' last N bytes with L bytes of context).
 Claims sharing a number (3a-old, 3a-mixed, ...) form a Holm family. Su's numbers: kexue.fm/archives/8823-9859.
 """
