@@ -26,10 +26,10 @@ SWEEPS = config_lib.load_sibling(os.path.join(launcher.REPO, LM), "_sweeps.py") 
 SCALES, TRANSFER, AMOS_A0 = SWEEPS.SCALES, SWEEPS.TRANSFER, SWEEPS.AMOS_A0
 EVAL_SEQS = 512                # held-out sequences per LM evaluation, whatever the batch
 EMB_CKPTS = 5                  # checkpoints of an anomaly run (its row-max curve)
-# Wall seconds of one default run for --dry_run, from the committed default's records (56 runs at batch 4/16/64,
-# 1-minute load 11-13 on this 2-core machine, one process): ~11.5 s outside the steps + STEP_S[batch] a step;
-# ~1.5 s per checkpoint evaluate() reads back; an MNIST-1D run (2500 MLP steps): 11-19 s in the R-Drop study's
-# records (load 8-10). --processes 2 halves the sum (one run's process keeps about one core busy).
+# Wall s of a default run (--dry_run), from the committed default's records (load 11-13, one process): 11.5 s
+# + STEP_S[batch] a step + 1.5 s per checkpoint read back; MNIST-1D (2500 MLP steps): 11-19 s in the R-Drop
+# study's records, 14.7 s CPU measured. --processes 2 halves the sum: a run's process keeps ~1 core busy (26.5 s
+# CPU for a batch-16 150-step run whose committed wall time was 27-33 s).
 OVERHEAD_S, STEP_S, CKPT_S, CLS_S = 11.5, {4: 0.021, 8: 0.06, 16: 0.125, 32: 0.25, 64: 0.5, 128: 1.0}, 1.5, 15.0
 LR_BAND = (math.log10(3.0), 1.0)   # the transfer rule's 3-10x, as log10 ratios
 TIGER_MARGIN = 0.05                # nats of eval loss: "Tiger ≈ Lion" (declared)
@@ -80,9 +80,6 @@ def plan(seeds: int | None = None, scale: str = "default") -> list[launcher.Run]
   return runs
 
 
-# ------------------------------------------------------------------------------------------- Evaluation.
-
-
 def evaluate(run, config, run_dir: str, record: dict) -> dict:
   """Applied lr / λ, training tokens; from the checkpoints: optimizer-state and parameter bytes, the bytes seen in
   training (a nonzero optimizer-state row of the input embedding) and, for anomaly runs, every checkpoint's
@@ -90,11 +87,11 @@ def evaluate(run, config, run_dir: str, record: dict) -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   from kexue_jax import checkpoint  # pylint: disable=g-import-not-at-top
   from kexue_jax import optim  # pylint: disable=g-import-not-at-top
-  out = dict(lr=float(config.optimizer.learning_rate), wd=float(config.optimizer.weight_decay))
-  ckpts = os.path.join(run_dir, "checkpoints")
-  if run.labels.get("task") or "error" in record or not os.path.isdir(ckpts):
+  out, ckpts = dict(lr=float(config.optimizer.learning_rate), wd=float(config.optimizer.weight_decay)), \
+      os.path.join(run_dir, "checkpoints")
+  steps = sorted(int(p) for p in os.listdir(ckpts) if p.isdigit()) if os.path.isdir(ckpts) else []
+  if run.labels.get("task") or "error" in record or not steps:
     return out
-  steps = sorted(int(p) for p in os.listdir(ckpts) if p.isdigit())
   out.update(tokens=int(config.num_train_steps * config.batch_size * config.data.seq_len), embedding=[])
   for step in steps if run.labels.get("emb") else steps[-1:]:
     state, _ = checkpoint.load_state(run_dir, step)
@@ -120,9 +117,6 @@ def extras(workdir: str, scale: str = "default") -> dict:
   for i in range(len(source)):
     counts += np.bincount(np.frombuffer(source[i]["text"], np.uint8), minlength=256)
   return {"byte_counts": counts.tolist()}
-
-
-# ------------------------------------------------------------------------------------------- Samples + claims.
 
 
 def key(r: dict) -> str:
@@ -191,8 +185,8 @@ def samples(records, counts=None) -> dict[str, dict]:
   ok = [r for r in records if not r.get("error")]
   for r in ok:
     out[f"loss:{key(r)}"][r["seed"]] = _loss(r)
-  _sweeps(out, [r for r in ok if r["batch"] == 16 and not (r.get("task") or r["untied"] or r["amos"] or r["emb"])], "")
-  _sweeps(out, [r for r in ok if r.get("task") == "mnist1d"], "cls_")
+  _sweeps(out, _sweep_runs(ok), "")
+  _sweeps(out, _sweep_runs(ok, "mnist1d"), "cls_")
   gaps = []
   for b in sorted({r["batch"] for r in ok if r["accum"] == 1 and not r.get("task")}):
     lion, adamw = (out.get(f"loss:{_at(o, b)}", {}) for o in ("lion", "adamw"))
@@ -220,12 +214,11 @@ def _emb_keys(scale: str = "default") -> dict[str, str]:
               emb_adamw=lion + "/untied/emb_adamw", tied=lion)
 
 
-def claims(batches=(4, 16, 64)) -> list[C.Claim]:
+def claims(batches=(4, 16, 64), scale: str = "default") -> list[C.Claim]:
   """Declared before the runs: test, direction, margin and minimum n of every claim (LM: eval loss in nats/byte;
   MNIST-1D: test error; anomaly: max |θ| of a byte's input-embedding row at the last checkpoint)."""
   band = dict(direction="~", margin=(LR_BAND[1] - LR_BAND[0]) / 2, reference=sum(LR_BAND) / 2)
-  ek, rows = _emb_keys(), dict(family="anomaly", unit="bytes", digits=3)
-  lam = SCALES["default"]["emb"]["wd"]
+  ek, rows, lam = _emb_keys(scale), dict(family="anomaly", unit="bytes", digits=3), SCALES[scale]["emb"]["wd"]
   out = [C.Claim("1a", "Lion's best lr is 3-10x smaller than AdamW's (per-seed log10 ratio of the interpolated best "
                  "lrs within [log 3, log 10])", "one_sample", "ratio_lr", family="transfer", **band),
          C.Claim("1b", "Lion's best λ is 3-10x larger than AdamW's (log10 ratio within [log 3, log 10])",
@@ -268,9 +261,6 @@ def claims(batches=(4, 16, 64)) -> list[C.Claim]:
               direction="~", margin=math.log10(3.0), reference=math.log10(amos_hp(AMOS_A0)[1]), family="amos")]
 
 
-# ------------------------------------------------------------------------------------------- Tables + plots.
-
-
 def _cell(data, name, digits=3) -> str:
   return stats.Stat([v for v in data.get(name, {}).values() if np.isfinite(v)]).fmt(1, digits)
 
@@ -294,6 +284,8 @@ def table_sweep(records, data, task=None) -> str:
 
 def table_best(data, pre="") -> str:
   """Best lr / λ per optimizer (geometric mean over seeds of the interpolated bests), their ratios."""
+  if f"{pre}loglr:lion" not in data:
+    return "not measured (no lr sweep of 3 or more points)"
   rows = []
   for o in ("lion", "adamw"):
     best = {n: 10 ** stats.Stat(list(data.get(f"{pre}log{n}:{o}", {}).values())).mean for n in ("lr", "wd")}
@@ -378,12 +370,13 @@ def write_report(records, extras_, out_dir: str, meta: dict) -> str:
   counts = extras_.get("byte_counts")
   data = samples(records, counts)
   batches = sorted({r["batch"] for r in records if r.get("accum", 1) == 1 and not r.get("task")}) or [4]
+  steps = max([r["steps"] for r in records if r.get("batch") == 16 and not (r.get("task") or r.get("emb"))] or [0])
+  scale = {v["steps"]: k for k, v in SCALES.items()}.get(steps, "default")   # a scale is known by its LM steps
   os.makedirs(out_dir, exist_ok=True)
   state_line, state_table = state_check(records, data)
-  return R.write(__file__, out_dir, meta, C.judge_all(claims(batches), data), data, records,
+  return R.write(__file__, out_dir, meta, C.judge_all(claims(batches, scale), data), data, records,
                  plots(records, data, counts, out_dir) if records else [], runs=len(records),
-                 seeds=sorted({r["seed"] for r in records}), state_check=state_line, state=state_table,
-                 steps=max([r["steps"] for r in records if r.get("batch") == 16 and not r.get("task")] or [0]),
+                 seeds=sorted({r["seed"] for r in records}), state_check=state_line, state=state_table, steps=steps,
                  sweep=table_sweep(records, data), best=table_best(data), batch=table_batch(records, data),
                  cls_sweep=table_sweep(records, data, "mnist1d"), cls_best=table_best(data, "cls_"),
                  amos=table_amos(records, data),

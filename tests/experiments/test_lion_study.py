@@ -80,6 +80,9 @@ def test_plan_keeps_the_committed_runs_and_adds_the_new_arms():
   est = sum(r.est_s for r in runs.values())
   assert est / 2 <= 30 * 60   # with --processes 2 (the launcher halves the sum): within the 30-minute budget
   assert len(lion.plan(scale="tiny")) == 8 and len(lion.plan(scale="full")) > len(runs)
+  for scale in ("default", "full"):   # the anomaly claims name the settings the scale's plan runs
+    keys = {lion.key(r.labels) for r in lion.plan(scale=scale) if r.labels["emb"]}
+    assert set(lion._emb_keys(scale).values()) <= keys, scale  # pylint: disable=protected-access
 
 
 def test_lion_claims_on_synthetic_records():
