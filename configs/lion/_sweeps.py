@@ -37,7 +37,8 @@ def run_arg(opt, lr=None, wd=None, batch=16, steps=150, seed=0, untied=False, fi
 def settings(scale: str) -> list[tuple[dict, int]]:
   """(setting, number of seeds) of every part of a scale; duplicates are merged by the study's plan()."""
   s, t, e = SCALES[scale], SCALES[scale]["steps"], SCALES[scale]["emb"]
-  out = [(dict(opt=o, lr=lr, wd=TRANSFER[o][1], steps=t), s["seeds"]) for o in ("lion", "adamw") for lr in s[f"{o}_lrs"]]
+  out = [(dict(opt=o, lr=lr, wd=TRANSFER[o][1], steps=t), s["seeds"]) for o in ("lion", "adamw")
+         for lr in s[f"{o}_lrs"]]
   out += [(dict(opt=o, lr=TRANSFER[o][0], wd=wd, steps=t), s["wd_seeds"]) for o in ("lion", "adamw")
           for wd in s[f"{o}_wds"]]
   out += [(dict(opt=o, lr=TRANSFER[o][0], wd=TRANSFER[o][1], batch=b, steps=t * 16 // b), s["seeds"])
