@@ -16,7 +16,7 @@ AMOS_A0 = 3e-3   # the α0 of the Amos claims (all seeds): lr = α0/√128 ≈ 2
 SCALES = {
     "default": dict(steps=150, seq=64, seeds=3, wd_seeds=3, batches=(4, 16, 64), amos=(3e-3, 1e-2),
                     lion_lrs=LION_LRS, adamw_lrs=ADAMW_LRS, lion_wds=(0.03, 0.3, 3.0), adamw_wds=(0.003, 0.03, 0.3),
-                    emb=dict(lr=3e-3, wd=1.0, batch=4, steps=1500, seeds=1), cls=dict(seeds=3, **CLS_LRS)),
+                    emb=dict(lr=3e-3, wd=1.0, batch=4, steps=1500, seeds=2), cls=dict(seeds=3, **CLS_LRS)),
     "full": dict(steps=2000, seq=128, seeds=5, wd_seeds=5, batches=(4, 8, 16, 32, 64, 128), amos=(3e-3, 1e-2, 3e-2),
                  lion_lrs=LION_LRS, adamw_lrs=ADAMW_LRS, lion_wds=LION_WDS, adamw_wds=ADAMW_WDS,
                  emb=dict(lr=1e-3, wd=1.0, batch=16, steps=4000, seeds=3), cls=dict(seeds=5, **CLS_LRS)),
