@@ -6,7 +6,6 @@ import numpy as np
 
 from experiments.framework import claims as C
 from experiments.framework import launcher
-from experiments.lion import study as lion
 from experiments.mlm_dropout import study as mlm
 from experiments.rdrop import study as rdrop
 from experiments.simsiam import study as simsiam
@@ -227,60 +226,3 @@ def test_mlm_plan_pairs_stages_and_budget():
   p = launcher.load_run_config(pre[-1], ())
   assert p.data.holdout_frac == 0.5 and p.task.mask_rate == 0.4 and p.seed == 1
   assert len(mlm.plan(scale="tiny")) == 4 and len(mlm.plan(3, "default")) == 2 + 3 * 8 + 3
-
-
-# ------------------------------------------------------------------------------------------------ Lion.
-
-
-def lion_records(gap_small=0.05, tiger_delta=0.005, noise=0.003):
-  """Records of lion.plan() with a loss surface whose optima sit where the claims say (AdamW's best lr 6.7x
-  Lion's), the batch gap closing, and rare bytes' rows drifting under untied Lion/Tiger only."""
-  rng = np.random.default_rng(0)
-  counts = np.zeros(256, np.int64)
-  counts[65:91], counts[128:160] = 380_000, 300   # frequent letters; rare bytes (~5 expected occurrences)
-  out = []
-  for run in lion.plan():
-    r = dict(run.labels, name=run.name, command="python -m ...", wall_time_s=30.0)
-    o, b = r["opt"], r["batch"]
-    lr, wd = lion.amos_hp(r["amos"]) if r["amos"] else (r["lr"], r["wd"])
-    best = {"lion": (3e-4, 0.3), "adamw": (2e-3, 0.05), "tiger": (3e-4, 0.3)}[o]
-    loss = 2.5 + 0.1 * np.log10(lr / best[0]) ** 2 + 0.02 * np.log10(wd / best[1]) ** 2
-    loss += tiger_delta * (o == "tiger") + (gap_small * np.log2(16 / b) / 2 if o == "lion" else 0.0)
-    r.update(lr=lr, wd=wd, tokens=r["steps"] * b * 64, eval={"loss": loss + noise * rng.normal()},
-             curve={"step": [8, 16], "loss": [3.0, loss]}, param_bytes=460_032 * 4,
-             state_bytes=460_032 * 4 * (2 if o == "adamw" else 1) + 8)
-    if r["emb"]:
-      stale = r["untied"] and r["fix"] == "none" and o != "adamw"
-      mean = 0.08 + 0.002 * rng.normal(size=256)
-      mean[128:160] += 0.04 if stale else -0.005
-      r["embedding"] = [{"step": r["steps"], "mean": mean.tolist(), "max": (3 * mean).tolist()}]
-    out.append(r)
-  return out, {"byte_counts": counts.tolist()}
-
-
-def test_lion_claims_on_synthetic_records():
-  records, extras = lion_records()
-  data = lion.samples(records, extras["byte_counts"])
-  v = {x.claim.id: x.verdict for x in C.judge_all(lion.claims(), data)}
-  assert all(v[k] == C.HOLDS for k in ("1a", "1c", "2a", "2b", "3a", "3b", "4a", "4b", "4c", "4d", "4e", "4f")), v
-  assert v["1b"] == C.INCONCLUSIVE   # one seed of the λ sweep at the default scale: below the minimum n
-  bad_records, _ = lion_records(gap_small=-0.05, tiger_delta=0.2)
-  bad = {x.claim.id: x.verdict for x in C.judge_all(lion.claims(), lion.samples(bad_records, extras["byte_counts"]))}
-  assert bad["2a"] == bad["2b"] == bad["3a"] == C.FAILS
-
-
-def test_lion_report_and_plan(tmp_path):
-  records, extras = lion_records()
-  records.append({**records[0], "seed": 9, "name": "diverged", "eval": {}, "error": "Non-finite loss"})
-  path = tmp_path / "results.json"
-  path.write_text(json.dumps({"runs": records, "extras": extras}))
-  assert launcher.main(["lion", "--report_only", "--results", str(path), "--out", str(tmp_path / "o")]) == 0
-  text = (tmp_path / "o" / "REPORT.md").read_text()
-  for s in ("✅ holds", "➖ inconclusive", "`diverged`: Non-finite loss", "fig_lion.png", "77.9", "Provenance",
-            "one parameter-sized buffer"):
-    assert s in text, s
-  assert "$" not in text and (tmp_path / "o" / "fig_lion.png").exists()
-  runs = lion.plan()
-  assert len({r.name for r in runs}) == len(runs) and sum(r.est_s for r in runs) <= 30 * 60
-  c = launcher.load_run_config(next(r for r in runs if r.labels["fix"] == "emb_adamw"), ())
-  assert c.data.seq_len == 64 and not c.model.tie_embedding and c.optimizer.param_groups[0]["name"] == "adamw"
