@@ -221,6 +221,19 @@ def evaluate(eval_step, state, eval_batches, batch_sh) -> dict[str, float]:
   return {name: s / max(c, 1e-12) for name, (s, c) in totals.items()}
 
 
+def _diverged_message(status: dict[str, Any], *, total: int, rerun: bool, checkpoint: str = "") -> str:
+  """One line on a run that diverged under ``optimizer.skip_nonfinite`` (``status`` as saved with its final
+  checkpoint): at the end of that run (``rerun=False``), or when the same workdir is run again."""
+  first = status.get("first_nonfinite_step")
+  what = (f"reached step {status['step']} but its loss there is {status['loss']} (optimizer.skip_nonfinite "
+          f"skipped {status['skipped_steps']} steps{f', the first at step {first}' if first else ''}): it diverged")
+  fix = "Lower optimizer.learning_rate or set optimizer.clip_grad_norm, and train in a new --workdir"
+  if not rerun:
+    return f"The run {what}. {fix}."
+  return (f"This workdir's run {what}; {checkpoint} but holds that diverged state, so there is nothing to "
+          f"resume (num_train_steps={total}). {fix} (--eval_only still evaluates this one).")
+
+
 def _write_eval_only(config, workdir: epath.Path, step: int, result: dict[str, float]) -> dict[str, Any]:
   """Appends an eval-only record to ``workdir/eval_metrics.jsonl`` (never touching ``metrics.jsonl``)."""
   record = {"step": step, "split": config.data.eval_split, "num_eval_batches": config.num_eval_batches, **result}
@@ -295,8 +308,13 @@ def _run(config: ml_collections.ConfigDict, workdir: epath.Path, *, devices=None
   adapters = ckpt_lib.nonfinite_guard_adapters(abstract_state, sharding.replicated(mesh))
   restored = checkpointer.restore(abstract_state, train_iter, step=checkpoint_step if eval_only else None,
                                   adapters=adapters)
+  run_status: dict[str, Any] = {}
   if restored is not None:
     state, start_step = restored
+    run_status = checkpointer.run_status(start_step)
+    if run_status.get("diverged") and not eval_only:
+      raise NonFiniteError(_diverged_message(run_status, total=config.num_train_steps, rerun=True,
+                                             checkpoint=checkpointer.describe(start_step)))
     if jax.process_index() == 0 and not eval_only:
       done = start_step >= config.num_train_steps
       print(f"{'already finished at' if done else 'resumed from'} step {start_step} ({checkpointer.directory})",
@@ -326,6 +344,15 @@ def _run(config: ml_collections.ConfigDict, workdir: epath.Path, *, devices=None
     with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
       return {f"eval/{k}": v for k, v in evaluate(eval_step, state, eval_batches, batch_sh).items()}
 
+  def status_at(step):
+    """What the checkpoint of ``step`` records about the run: a skipping run that ends on a non-finite
+    loss diverged (the state stays finite, so it is saved; a rerun must not call it finished)."""
+    status = {"first_nonfinite_step": first_nonfinite}
+    if optimizer_skips and step == config.num_train_steps and not np.isfinite(last_loss):
+      status.update(diverged=True, step=step, loss=str(last_loss),
+                    skipped_steps=int(optim.num_skipped_steps(state["opt_state"])))
+    return status
+
   def run_eval(step):
     result = eval_metrics()
     writer.write(step, result)
@@ -344,12 +371,17 @@ def _run(config: ml_collections.ConfigDict, workdir: epath.Path, *, devices=None
   pending = None  # (step, device metrics) of the step in flight: fetched after the next one is dispatched
   last_train, last_eval, preempted = {}, {}, None
   last_loss = None  # the loss of the last logged step (the final step once the run ends)
+  first_nonfinite = run_status.get("first_nonfinite_step")  # with optimizer.skip_nonfinite, over resumes
   t_window, steps_in_window = time.perf_counter(), 0
 
   def consume(step_and_metrics):
+    nonlocal first_nonfinite
     step, m = step_and_metrics
     m = jax.device_get(m)
-    if not m.pop("finite") and config.stop_on_nonfinite and not optimizer_skips:
+    finite = m.pop("finite")
+    if not finite and first_nonfinite is None:
+      first_nonfinite = step
+    if not finite and config.stop_on_nonfinite and not optimizer_skips:
       checkpointer.wait()
       raise NonFiniteError(
           f"Non-finite loss or gradient norm at step {step} (loss={float(m['loss'])}, "
@@ -400,7 +432,8 @@ def _run(config: ml_collections.ConfigDict, workdir: epath.Path, *, devices=None
       if do_eval:
         last_eval = run_eval(step)
       if do_ckpt or stop:
-        checkpointer.save(step, state, train_iter, force=True, metrics=last_eval if do_eval else None)
+        checkpointer.save(step, state, train_iter, force=True, metrics=last_eval if do_eval else None,
+                          status=status_at(step))
       if stop:
         preempted = watcher.signal_name or "preemption"
         break
@@ -415,11 +448,9 @@ def _run(config: ml_collections.ConfigDict, workdir: epath.Path, *, devices=None
   writer.close()
   progress.close()
   if optimizer_skips and not preempted and last_loss is not None and not np.isfinite(last_loss):
-    # The guard kept the state finite (so it was saved), but a run whose last step is still skipped diverged.
-    raise NonFiniteError(
-        f"The run reached step {total} but its loss there is {last_loss} "
-        f"(optimizer.skip_nonfinite skipped {int(optim.num_skipped_steps(state['opt_state']))} steps): it "
-        f"diverged. Lower optimizer.learning_rate or set optimizer.clip_grad_norm, and train in a new --workdir.")
+    # The guard kept the state finite (so it was saved, marked diverged), but a run whose last step is still
+    # skipped diverged.
+    raise NonFiniteError(_diverged_message(status_at(total), total=total, rerun=False))
 
   final_step = int(jax.device_get(state["step"]))
   result = {"step": final_step, "train": last_train, "eval": last_eval, "preempted": preempted,
