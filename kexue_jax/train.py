@@ -183,6 +183,42 @@ def build_steps(config: ml_collections.ConfigDict, task, batch_spec, mesh, rules
                train_step=train_step, eval_step=eval_step, optimizer_skips=optimizer_skips)
 
 
+def _reference_model_config(node):
+  """``node`` with every attention ``kernel`` set to "xla" and every ``remat`` off (dicts, lists walked)."""
+  if isinstance(node, (dict, ml_collections.ConfigDict)):
+    return {k: "xla" if k == "kernel" else False if k == "remat" else _reference_model_config(v)
+            for k, v in node.items()}
+  if isinstance(node, (list, tuple)):
+    return type(node)(_reference_model_config(v) for v in node)
+  return node
+
+
+def model_flops_per_step(config: ml_collections.ConfigDict, batch_spec, *, step: str = "train") -> float | None:
+  """FLOPs of one train (or eval) step of ``config``, each counted once over the global batch: the MFU
+  numerator, the same for every mesh.
+
+  XLA's ``cost_analysis()`` of the step's *global* program (lowered, not partitioned: per-device counts of a
+  compiled SPMD program add replicated work, e.g. the optimizer update under data parallelism, once per
+  device), traced for one CPU device with ``attention.kernel="xla"`` (a Pallas/Mosaic custom call such as
+  splash attention counts 0 FLOPs in XLA's analysis), ``remat`` off (recomputation is not model work) and
+  ``microbatches=1`` (a loop body is counted once). Causal attention is counted as the full L x L matmuls,
+  as in PaLM's MFU (Chowdhery et al. 2022, appendix B). None when the backend gives no cost analysis.
+  """
+  c = config.copy_and_resolve_references()
+  with c.unlocked():
+    c.model = ml_collections.ConfigDict(_reference_model_config(c.model))
+    c.mesh = ml_collections.ConfigDict({axis: 1 for axis in c.mesh})
+    c.mesh_preset = "none"
+    c.microbatches = 1
+  mesh, rules = make_mesh_and_rules(c, jax.devices("cpu")[:1])
+  steps = build_steps(c, tasks.get_task(c), batch_spec, mesh, rules)
+  fn = steps.train_step if step == "train" else steps.eval_step
+  with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+    cost = fn.lower(steps.abstract_state, batch_spec).cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) and cost else cost
+  return float(cost["flops"]) if cost and "flops" in cost else None
+
+
 def _init_from(state, init_cfg, task, tx, abstract_params, state_sh):
   """``config.init_from``: a fresh run starts from another run's parameters (fine-tuning).
 
