@@ -1,7 +1,8 @@
 r"""Fault-injection campaign against the training engine: random SIGKILL/SIGTERM across 1 and 2 processes,
 and single-file corruptions of a checkpoint. Writes a markdown report.
 
-    python benchmarks/faults.py --trials 50 --out benchmarks/faults_result.md
+    python benchmarks/faults.py --trials 50                 # continues benchmarks/faults_result.jsonl
+    python benchmarks/faults.py --report_only               # rewrites the .md from the .jsonl, runs nothing
 
 Setup: the tiny byte LM (configs/lm/tiny.py:runlocal, batch 8, constant lr), ``STEPS`` steps, a checkpoint
 every ``EVERY`` steps. 1-process runs use 8 fake CPU devices, 2-process runs 2 x 4 over gloo on 127.0.0.1
@@ -10,22 +11,30 @@ every ``EVERY`` steps. 1-process runs use 8 fake CPU devices, 2-process runs 2 x
 * **Signal trials.** A run is started, and once a random number of steps is logged every process gets
   SIGKILL (a host lost) or SIGTERM (a preemption). The same command is then run again until it finishes.
   A trial passes when the finished run's losses are bit-identical to an uninterrupted run with the same
-  process count, no more than one checkpoint interval of steps was lost (none for SIGTERM), and every exit
-  was either clean or a one-line ``kexue_jax: error:``.
+  process count, no more steps were lost than ``max_lost`` allows (none for SIGTERM), and every resume
+  exited 0. The first exit is recorded (143 after SIGTERM, -9 after SIGKILL), not judged.
 * **Corruption trials.** For every file of the newest checkpoint of a finished run: flip one bit in the
   middle of the file (or, for empty files, delete it), then resume for more steps. Outcomes:
   ``verified-and-skipped`` (a one-line warning names the damaged step and the run resumes from the previous
   one), ``named error`` (exit 2 with one line), ``not read`` (the resumed run is still bit-identical to the
   reference: the file carried nothing the restore uses), or ``SILENT WRONG RESULT`` (the failure to avoid).
+
+Resumable: every result is appended to ``--results`` (a JSON line) as soon as it is known, and each session
+appends a ``{"kind": "session", ...}`` line (wall time, revision). Run again, the campaign keeps what is
+there and runs only the missing signal trials (trial i draws the same process count / signal / step as in a
+fresh campaign with the same ``--seed``) and the corruption pass if none was recorded; ``--fresh`` starts
+over. The report counts every session's results and names the revisions they ran on.
 """
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import random
 import shutil
 import signal
+import subprocess
 import sys
 import time
 
@@ -70,8 +79,11 @@ def run(root, workdir, nproc, steps=STEPS, tag="run"):
   return codes, text
 
 
+ERROR_PREFIX = "kexue: error:"  # kexue_jax.main.fail's one line
+
+
 def error_line(text):
-  lines = [l for l in text.splitlines() if l.startswith("kexue_jax: error:")]
+  lines = [l for l in text.splitlines() if l.startswith(ERROR_PREFIX)]
   return lines[-1] if lines else ""
 
 
@@ -90,12 +102,16 @@ def rescore(rec):
   return rec
 
 
-def signal_trial(root, refs, i, rng):
-  nproc = rng.choice([1, 2])
-  sig = rng.choice([signal.SIGKILL, signal.SIGTERM])
-  at = rng.randint(1, STEPS - 2)
+def draw(rng):
+  """Trial parameters (process count, signal, step to signal at): the same sequence for a seed, resumed or not."""
+  return rng.choice([1, 2]), rng.choice([signal.SIGKILL, signal.SIGTERM]), rng.randint(1, STEPS - 2)
+
+
+def signal_trial(root, refs, i, params):
+  nproc, sig, at = params
   workdir = os.path.join(root, f"trial{i}")
-  log_dir = os.path.join(root, "logs", f"trial{i}")
+  shutil.rmtree(workdir, ignore_errors=True)  # left by an interrupted session
+  log_dir = os.path.join(root, "logs", f"trial{i}-{time.time_ns()}")
   os.makedirs(log_dir)
   procs = launch.spawn(args(workdir), num_processes=nproc, devices_per_process=8 // nproc, env=env(root),
                        cwd=REPO, log_dir=log_dir)
@@ -166,13 +182,45 @@ def corruption_trials(root, refs, budget_end):
   return out
 
 
-def report(results, refs_info, path, wall, trials_asked):
-  sig = [r for r in results if r["kind"] == "signal"]
+def revision():
+  try:
+    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+                           capture_output=True, text=True).stdout.strip()
+    return out.stdout.strip() + ("+uncommitted" if dirty else "") if out.returncode == 0 else "unknown"
+  except OSError:
+    return "unknown"
+
+
+def load(path):
+  """(results, sessions) recorded in ``path`` (empty if it does not exist); results rescored."""
+  if not os.path.exists(path):
+    return [], []
+  recs = [json.loads(line) for line in open(path) if line.strip()]
+  return ([rescore(r) for r in recs if r["kind"] in ("signal", "corrupt")],
+          [r for r in recs if r["kind"] == "session"])
+
+
+def append(path, rec):
+  with open(path, "a") as f:
+    f.write(json.dumps(rec) + "\n")
+
+
+def report(results, sessions, path, trials_asked):
+  sig = sorted((r for r in results if r["kind"] == "signal"), key=lambda r: r["trial"])
   cor = [r for r in results if r["kind"] == "corrupt"]
+  wall = sum(s["wall_s"] for s in sessions)
+  kinds = collections.Counter((r["nproc"], r["signal"]) for r in sig)
+  mix = ", ".join(f"{n} x {name} {kinds[n, name]}" for n in (1, 2) for name in ("SIGKILL", "SIGTERM"))
+  runs = "; ".join(f"revision {s['revision']}: {s.get('signal_trials', '?')} signal trials, "
+                   f"{s.get('corrupt_trials', '?')} corruptions, {s['wall_s'] / 60:.1f} min" for s in sessions)
+  refs = "; ".join(dict.fromkeys(s["refs_info"] for s in sessions if s.get("refs_info")))
+  no_identity = sum(r.get("bit_identical") is None for r in cor)
   lines = ["# Fault-injection campaign (benchmarks/faults.py)", "",
            f"Tiny byte LM, {STEPS} steps, checkpoint every {EVERY}; 1 process x 8 CPU devices or 2 x 4 over "
-           f"gloo. Wall time {wall / 60:.1f} min on a shared 2-core machine.", "",
-           f"* signal trials run: **{len(sig)}** of {trials_asked} asked; passed: "
+           f"gloo. Wall time {wall / 60:.1f} min in {len(sessions)} session(s) on a shared 2-core machine "
+           f"({runs}).", "",
+           f"* signal trials run: **{len(sig)}** of {trials_asked} asked ({mix}); passed: "
            f"**{sum(r['ok'] for r in sig)}**; with data loss or a wrong result: "
            f"**{sum(not r['bit_identical'] for r in sig)}**",
            f"* corruption trials: **{len(cor)}**; silent wrong results: "
@@ -180,16 +228,25 @@ def report(results, refs_info, path, wall, trials_asked):
            f"A signal trial passes when the finished run is bit-identical to the uninterrupted one with the "
            f"same process count, every resume exits 0, and the steps lost (last step logged before the "
            f"signal minus the step resumed from) are at most {max_lost('SIGTERM')} for SIGTERM and "
-           f"{max_lost('SIGKILL')} for SIGKILL ({' '.join(max_lost.__doc__.split('.', 1)[1].split())})", "",
-           f"References: {refs_info}", "", "## Signal trials", "",
-           "| # | procs | signal | at step | first exit | saved step | steps lost | resume exit | bit-identical | ok |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+           f"{max_lost('SIGKILL')} for SIGKILL ({' '.join(max_lost.__doc__.split('.', 1)[1].split())}) "
+           f"The first exit is recorded, not judged: the engine exits 143 after a SIGTERM "
+           f"(`kexue_jax.main.EXIT_CODES`); rows with 0 there ran on an engine older than that exit code.", "",
+           f"References: {refs or 'not recorded'}."]
+  if len(sig) < trials_asked:
+    lines += ["", f"{trials_asked - len(sig)} of the {trials_asked} signal trials asked are still to run: "
+              f"`python benchmarks/faults.py --trials {trials_asked}` runs only those."]
+  lines += ["", "## Signal trials", "",
+            "| # | procs | signal | at step | first exit | saved step | steps lost | resume exit | bit-identical | ok |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
   for r in sig:
     lines.append(f"| {r['trial']} | {r['nproc']} | {r['signal']} | {r['at_step']} | {r['first_exit']} | "
                  f"{r['saved_step']} | {r['steps_lost']} | {r['resume_exit']} | {r['bit_identical']} | "
                  f"{'yes' if r['ok'] else '**NO**'} |")
-  lines += ["", "## Single-file corruptions of the newest checkpoint (1 process)", "",
-            "| file | damage | exit | outcome | message |", "|---|---|---|---|---|"]
+  lines += ["", "## Single-file corruptions of the newest checkpoint (1 process)", ""]
+  if no_identity:
+    lines += [f"{no_identity} row(s) without the bit-identity flag (`None`): recorded before it was kept; their "
+              f"outcome was judged from the exit code and the log.", ""]
+  lines += ["| file | damage | exit | outcome | message |", "|---|---|---|---|---|"]
   for r in cor:
     msg = r["error"].replace("|", "/")[:160]
     lines.append(f"| `{r['file']}` | {r['how']} | {r['exit']} | {r['outcome']} | {msg} |")
@@ -197,47 +254,74 @@ def report(results, refs_info, path, wall, trials_asked):
     f.write("\n".join(lines) + "\n")
 
 
+def references(root):
+  """Uninterrupted 1- and 2-process runs (kept in ``root`` across sessions) and a line comparing them."""
+  refs = {}
+  for nproc in (1, 2):
+    workdir = os.path.join(root, f"ref{nproc}")
+    if len(losses(workdir)) != STEPS:
+      shutil.rmtree(workdir, ignore_errors=True)
+      codes, text = run(root, workdir, nproc, tag=f"ref{nproc}")
+      assert codes == [0] * nproc, text[-3000:]
+    refs[nproc] = losses(workdir)
+  worst = max(abs(refs[1][s] - refs[2][s]) / abs(refs[1][s]) for s in refs[1])
+  return refs, f"1-process vs 2-process uninterrupted losses: max relative difference {worst:.1e}"
+
+
 def main():
   parser = argparse.ArgumentParser()
-  parser.add_argument("--trials", type=int, default=50)
+  parser.add_argument("--trials", type=int, default=50, help="signal trials wanted in all (done ones count)")
   parser.add_argument("--budget_min", type=float, default=60.0, help="stop starting trials after this")
   parser.add_argument("--root", default="/tmp/kexue_faults")
   parser.add_argument("--out", default=os.path.join(REPO, "benchmarks", "faults_result.md"))
+  parser.add_argument("--results", default=None, help="JSON lines of the campaign (default: --out with .jsonl)")
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--no_corruption", action="store_true")
-  parser.add_argument("--rescore", default=None,
-                      help="only rewrite --out from the JSON result lines of an earlier campaign's log")
-  parser.add_argument("--rescore_wall_min", type=float, default=0.0)
-  parser.add_argument("--rescore_refs", default="")
+  parser.add_argument("--fresh", action="store_true", help="discard --results and start over")
+  parser.add_argument("--report_only", action="store_true", help="only rewrite --out from --results")
+  parser.add_argument("--dry_run", action="store_true", help="print what would run, run nothing")
   a = parser.parse_args()
-  if a.rescore:
-    results = [rescore(json.loads(l)) for l in open(a.rescore) if l.startswith('{"kind"')]
-    results.sort(key=lambda r: r["kind"])  # corruptions first, as in a campaign
-    report(results, a.rescore_refs, a.out, 60 * a.rescore_wall_min, a.trials)
+  results_path = a.results or os.path.splitext(a.out)[0] + ".jsonl"
+  if a.fresh and not (a.report_only or a.dry_run) and os.path.exists(results_path):
+    os.remove(results_path)
+  results, sessions = load(results_path)
+  if a.report_only:
+    report(results, sessions, a.out, a.trials)
+    return
+  done = {r["trial"] for r in results if r["kind"] == "signal"}
+  rng = random.Random(a.seed)
+  todo = [(i, params) for i, params in ((i, draw(rng)) for i in range(a.trials)) if i not in done]
+  corrupt = not a.no_corruption and not any(r["kind"] == "corrupt" for r in results)
+  print(f"{results_path}: {len(done)} signal trials and {len(results) - len(done)} corruptions recorded; to run: "
+        f"{len(todo)} signal trials {[i for i, _ in todo]}" + (", the corruption pass" if corrupt else ""),
+        flush=True)
+  if a.dry_run or not (todo or corrupt):
     return
   t0 = time.time()
   end = t0 + 60 * a.budget_min
-  shutil.rmtree(a.root, ignore_errors=True)
-  os.makedirs(a.root)
-  rng = random.Random(a.seed)
-  refs = {}
-  for nproc in (1, 2):
-    codes, text = run(a.root, os.path.join(a.root, f"ref{nproc}"), nproc, tag=f"ref{nproc}")
-    assert codes == [0] * nproc, text[-3000:]
-    refs[nproc] = losses(os.path.join(a.root, f"ref{nproc}"))
-  worst = max(abs(refs[1][s] - refs[2][s]) / abs(refs[1][s]) for s in refs[1])
-  refs_info = f"1-process vs 2-process uninterrupted losses: max relative difference {worst:.1e}."
-  results = []
-  if not a.no_corruption:
-    results += corruption_trials(a.root, refs, t0 + 60 * a.budget_min / 3)
-    report(results, refs_info, a.out, time.time() - t0, a.trials)
-  for i in range(a.trials):
+  os.makedirs(a.root, exist_ok=True)
+  refs, refs_info = references(a.root)
+  session = dict(kind="session", revision=revision(), started=time.strftime("%Y-%m-%d %H:%M:%S"),
+                 refs_info=refs_info, signal_trials=0, corrupt_trials=0, wall_s=0.0)
+
+  def record(rec):
+    results.append(rec)
+    append(results_path, rec)
+    session[f"{rec['kind']}_trials"] += 1
+    session["wall_s"] = time.time() - t0
+    report(results, sessions + [session], a.out, a.trials)
+
+  if corrupt:
+    for rec in corruption_trials(a.root, refs, t0 + 60 * a.budget_min / 3):
+      record(rec)
+  for i, params in todo:
     if time.time() > end:
       break
-    results.append(signal_trial(a.root, refs, i, rng))
+    record(signal_trial(a.root, refs, i, params))
     print(json.dumps(results[-1]), flush=True)
-    report(results, refs_info, a.out, time.time() - t0, a.trials)
-  report(results, refs_info, a.out, time.time() - t0, a.trials)
+  session["wall_s"] = time.time() - t0
+  append(results_path, session)
+  report(results, sessions + [session], a.out, a.trials)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@ r"""AOT-compile every accelerator config for TPU topologies and write ``benchmar
 
 Each (config, topology) is one ``python -m kexue_jax.aot ... --json`` subprocess (a compile that fails or
 runs out of host memory does not stop the others). Rows already in the JSONL cache are not recompiled
-(``--fresh`` recompiles); the table is rewritten after every row, so an interrupted run keeps what it got.
+(``--fresh`` recompiles; rows from before FLOPs/step became the model FLOPs are recompiled too, or, without a
+compile, given the model FLOPs by ``--migrate_flops``); the table is rewritten after every row, so an
+interrupted run keeps what it got.
 """
 from __future__ import annotations
 
@@ -74,6 +76,19 @@ def compile_one(config: str, topology: str, timeout: int) -> dict:
   return out
 
 
+def migrate_flops(r: dict) -> dict:
+  """A row compiled when FLOPs/step was XLA's per-device count x devices, with the model FLOPs instead: its old
+  per-device count is exactly ``xla_flops_per_device``; the model FLOPs need no TPU compile."""
+  os.environ.setdefault("JAX_PLATFORMS", "cpu")
+  sys.path.insert(0, ROOT)
+  from kexue_jax import aot, config_lib, train  # pylint: disable=g-import-not-at-top
+  config = config_lib.load_config(r["config"])
+  flops = train.model_flops_per_step(config, aot.abstract_batch(config), step=r.get("step", "train"))
+  return {**r, "xla_flops_per_device": r["flops_per_device"], "flops_per_step": flops,
+          "flops_per_device": flops / r["devices"],
+          "projected_step_time_s": flops / (r["mfu_assumed"] * r["peak_bf16_flops_per_chip"] * r["chips"])}
+
+
 def load_cache() -> dict:
   rows = {}
   if os.path.exists(CACHE):
@@ -91,9 +106,12 @@ def write_table(rows: dict, order) -> None:
       "Produced by `python benchmarks/tpu_aot.py` (libtpu installed, no TPU): `kexue_jax.aot` builds each",
       "topology's devices with `jax.experimental.topologies`, the mesh exactly as `train.run` does, and",
       "compiles the same train/eval steps (`train.build_steps`). HBM = XLA's `memory_analysis()` of the train",
-      "step per chip (arguments + outputs - donated aliases + temporaries + code); FLOPs = XLA's",
-      "`cost_analysis()` summed over devices; projected step time at 40% MFU of the chip's bf16 peak",
-      "(`--mfu`). Compile time is this 2-core CPU machine's, shared with other jobs. Evaluation configs",
+      "step per chip (arguments + outputs - donated aliases + temporaries + code); FLOPs/step = the model",
+      "FLOPs (`train.model_flops_per_step`: XLA's `cost_analysis()` of the global, unpartitioned step with",
+      "XLA attention and no remat -- the same for every mesh; the compiled per-device count misses splash",
+      "attention, a Mosaic custom call, and counts replicated work once per device); projected step time =",
+      "FLOPs/step at 40% MFU of the chips' bf16 peak (`--mfu`). Compile time is this 2-core CPU machine's,",
+      "shared with other jobs. Evaluation configs",
       "(train column `eval only`) compile the eval step alone (`--eval_only`): their HBM, fit, FLOPs and",
       "projected time are the eval step's.",
       "",
@@ -113,14 +131,20 @@ def write_table(rows: dict, order) -> None:
       lines.append(f"| `{cfg}` | {r['topology']} | | | | | | | | **error** | | | {r['error']} |")
       continue
     m = r["mesh"]
-    ms = r["projected_step_time_s"]
+    stale = "xla_flops_per_device" not in r   # FLOPs counted the old way: not shown
+    ms = None if stale else r["projected_step_time_s"]
+    flops = "stale" if stale else f"{r['flops_per_step']:.3g}"
     train_gib = "eval only" if r.get("step") == "eval" else gib(r["hbm_bytes_per_chip"])
     lines.append(
         f"| `{cfg}` | {r['topology']} | {r['chips']} | {m['data']}, {m['fsdp']}, {m['tensor']} | "
         f"{r['num_params'] / 1e6:.1f}M | {r['batch_size']} | {train_gib} | "
         f"{gib(r['hbm_capacity_bytes'])} | {gib(r['eval_hbm_bytes_per_chip']) if 'eval_hbm_bytes_per_chip' in r else '-'} | "
-        f"{'yes' if r['fits'] else '**no**'} | {r['flops_per_step']:.3g} | "
+        f"{'yes' if r['fits'] else '**no**'} | {flops} | "
         f"{'' if ms is None else f'{ms * 1e3:.3g}'} | {r['compile_time_s']:.0f} |")
+  stale = [k for k in order if k in rows and "error" not in rows[k] and "xla_flops_per_device" not in rows[k]]
+  if stale:
+    lines += ["", f"FLOPs/step `stale` ({len(stale)} rows): compiled when FLOPs/step was XLA's per-device count x "
+              "devices (short by the splash attention matmuls); `python benchmarks/tpu_aot.py --migrate_flops` updates them."]
   missing = [k for k in order if k not in rows]
   if missing:
     lines += ["", f"Not compiled yet ({len(missing)}; `python benchmarks/tpu_aot.py` continues from the cache): "
@@ -151,14 +175,29 @@ def main():
   ap.add_argument("--timeout", type=int, default=1800, help="seconds per compile")
   ap.add_argument("--jobs", type=int, default=2, help="compiles at once (each one process)")
   ap.add_argument("--table_only", action="store_true", help="rewrite the table from the cache, compile nothing")
+  ap.add_argument("--migrate_flops", action="store_true",
+                  help="give cached rows of the old FLOPs count the model FLOPs (a CPU lowering each, no compile)")
   args = ap.parse_args()
+  if args.migrate_flops:
+    rows = load_cache()
+    for key, r in rows.items():
+      if "error" not in r and "xla_flops_per_device" not in r:
+        rows[key] = migrate_flops(r)
+        print(f"{key[0]} @ {key[1]}: {r['flops_per_step']:.3g} -> {rows[key]['flops_per_step']:.3g}", flush=True)
+    with open(CACHE + ".tmp", "w") as f:
+      for k in plan(None, None):
+        if k in rows:
+          f.write(json.dumps(rows[k], sort_keys=True) + "\n")
+    os.replace(CACHE + ".tmp", CACHE)
+    args.table_only = True
   if args.table_only:
     write_table(load_cache(), plan(None, None))
     return
   rows = {} if args.fresh else load_cache()
   full_order = plan(None, None)
+  # A row without `xla_flops_per_device` was written when FLOPs/step was XLA's per-device count x devices.
   todo = [key for key in plan(args.only, tuple(args.topologies or ()))
-          if key not in rows or "error" in rows[key]]
+          if key not in rows or "error" in rows[key] or "xla_flops_per_device" not in rows[key]]
   lock = threading.Lock()
 
   def one(key):

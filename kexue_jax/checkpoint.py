@@ -102,7 +102,7 @@ def state_report(state: Any) -> tuple[dict[str, str], bool, float]:
 
 
 # ---------------------------------------------------------------------------------------------- checkpointer
-_META = "meta"  # JSON: {digests, finite, max_abs_param, data_state, process_count}
+_META = "meta"  # JSON: {digests, finite, max_abs_param, data_state, process_count, run_status}
 _DATA = "data_iter"  # grain's own per-process iterator state (kept for iterators with worker state)
 
 
@@ -179,6 +179,10 @@ class Checkpointer:
     return (f"the last checkpoint, step {step} in {self.directory}, was {info['how']}: all values finite, "
             f"max |parameter| = {info['max_abs_param']:.3g}")
 
+  def run_status(self, step: int | None) -> dict[str, Any]:
+    """The ``status`` saved with checkpoint ``step`` (``{}`` if none, or the step was not saved/restored here)."""
+    return dict((self.checked.get(step) or {}).get("status") or {})
+
   # --------------------------------------------------------------------------------------------- save
   def _probe_writable(self) -> None:
     probe = self.directory / f".probe.{jax.process_index()}"
@@ -212,9 +216,10 @@ class Checkpointer:
                             f"{error[0]}; older checkpoints are untouched. Rerun to resume.") from error[0]
 
   def save(self, step: int, state: Any, data_iter: Any, *, force: bool = False,
-           metrics: dict[str, float] | None = None) -> bool:
+           metrics: dict[str, float] | None = None, status: dict[str, Any] | None = None) -> bool:
     """Saves ``state`` (and the iterator position) as ``step`` after checking it is finite; ``metrics`` (the
-    step's evaluation) rank it for ``best_metric``."""
+    step's evaluation) rank it for ``best_metric``; ``status`` (JSON) is what the run knew about itself at
+    that step (e.g. that it diverged), read back by ``run_status`` after a restore."""
     if self.best_metric and metrics is not None and self.best_metric not in metrics:
       raise ValueError(f"config.best_checkpoint_metric={self.best_metric!r} is not among the evaluation's "
                        f"metrics {sorted(metrics)}; set it to one of them.")
@@ -228,14 +233,14 @@ class Checkpointer:
     self._probe_writable()
     data_state = data_iter.get_state() if data_iter is not None else None
     meta = {"digests": digests, "finite": True, "max_abs_param": max_abs, "process_count": jax.process_count(),
-            "data_state": data_state if _simple_data_state(data_state) else None}
+            "data_state": data_state if _simple_data_state(data_state) else None, "run_status": status}
     args = {"state": ocp.args.StandardSave(state), _META: ocp.args.JsonSave(meta)}
     if data_iter is not None:
       args[_DATA] = grain.checkpoint.CheckpointSave(data_iter)
     saved = self.manager.save(step, args=ocp.args.Composite(**args), force=force,
                               metrics=metrics if self.best_metric else None)
     if saved:
-      self.checked[step] = {"how": "checked when written", "max_abs_param": max_abs}
+      self.checked[step] = {"how": "checked when written", "max_abs_param": max_abs, "status": status}
     return saved
 
   # --------------------------------------------------------------------------------------------- restore
@@ -294,7 +299,8 @@ class Checkpointer:
     if data_iter is not None:
       self._restore_data(step, data_iter, meta)
     self.checked[step] = {"how": "verified on restore" if meta is not None else
-                          "read back (no digests: written by an older version)", "max_abs_param": max_abs}
+                          "read back (no digests: written by an older version)", "max_abs_param": max_abs,
+                          "status": (meta or {}).get("run_status")}
     return (convert(state) if convert else state), step
 
   def _restore_data(self, step, data_iter, meta):

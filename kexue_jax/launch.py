@@ -23,7 +23,7 @@ def free_port() -> int:
     return s.getsockname()[1]
 
 
-def _slurm_job_id() -> int:
+def slurm_job_id() -> int:
   """A job id whose coordinator port (JAX's SLURM rule: 61440 + id mod 4096) is free here."""
   import random  # pylint: disable=g-import-not-at-top
   for _ in range(100):
@@ -37,34 +37,53 @@ def _slurm_job_id() -> int:
   raise RuntimeError("no free port in 61440..65535 for a simulated SLURM job")
 
 
+def slurm_env(num_processes: int, process_id: int, job_id: int) -> dict[str, str]:
+  """What ``srun`` gives task ``process_id`` of a one-node job on this machine (what JAX's SLURM detection
+  and the README's explicit ``srun bash -c`` recipe read)."""
+  return dict(SLURM_JOB_ID=str(job_id), SLURM_JOB_NODELIST="127.0.0.1", SLURM_STEP_NODELIST="127.0.0.1",
+              SLURM_NTASKS=str(num_processes), SLURM_STEP_NUM_NODES="1", SLURM_PROCID=str(process_id),
+              SLURM_LOCALID=str(process_id))
+
+
+def cpu_env(devices_per_process: int, env: dict | None = None) -> dict[str, str]:
+  """``env`` (default: this process's) with ``devices_per_process`` fake CPU devices."""
+  return dict(os.environ if env is None else env, JAX_NUM_CPU_DEVICES=str(devices_per_process),
+              JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
+
+
+def start(cmds: list[list[str]], envs: list[dict], *, cwd: str | None = None,
+          log_dir: str | None = None) -> list[subprocess.Popen]:
+  """Starts process i as ``cmds[i]`` with ``envs[i]`` (not waiting); its stdout+stderr go to
+  ``log_dir/process_i.log`` (or are inherited when ``log_dir`` is None)."""
+  procs = []
+  for i, (cmd, env) in enumerate(zip(cmds, envs)):
+    out = open(os.path.join(log_dir, f"process_{i}.log"), "w") if log_dir else None  # noqa: SIM115
+    procs.append(subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT if out else None))
+    if out:
+      out.close()
+  return procs
+
+
 def spawn(main_args: list[str], *, num_processes: int, devices_per_process: int, env: dict | None = None,
           cwd: str | None = None, log_dir: str | None = None, slurm: bool = False) -> list[subprocess.Popen]:
   """Starts the processes (not waiting). stdout+stderr of process i go to ``log_dir/process_i.log`` (or
   are inherited when ``log_dir`` is None).
 
-  ``slurm=True`` passes no flags but the environment ``srun`` gives each task (``SLURM_JOB_ID``,
-  ``SLURM_STEP_NODELIST``, ``SLURM_NTASKS``, ``SLURM_PROCID``, ``SLURM_LOCALID``) and appends
+  ``slurm=True`` passes no flags but the environment ``srun`` gives each task (``slurm_env``) and appends
   ``--config.distributed_init=True``: JAX's cluster auto-detection path, as under a real ``srun``.
   """
-  env = dict(os.environ if env is None else env, JAX_NUM_CPU_DEVICES=str(devices_per_process),
-             JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
+  env = cpu_env(devices_per_process, env)
   cmd = [sys.executable, "-m", "kexue_jax.main", *main_args]
   if slurm:
     cmd.append("--config.distributed_init=True")
-    env.update(SLURM_JOB_ID=str(_slurm_job_id()), SLURM_STEP_NODELIST="127.0.0.1",
-               SLURM_NTASKS=str(num_processes), SLURM_STEP_NUM_NODES="1")
-  elif num_processes > 1:
+    job_id = slurm_job_id()
+    return start([cmd] * num_processes, [dict(env, **slurm_env(num_processes, i, job_id))
+                                         for i in range(num_processes)], cwd=cwd, log_dir=log_dir)
+  if num_processes > 1:
     cmd += [f"--coordinator_address=127.0.0.1:{free_port()}", f"--num_processes={num_processes}"]
-  procs = []
-  for i in range(num_processes):
-    out = open(os.path.join(log_dir, f"process_{i}.log"), "w") if log_dir else None  # noqa: SIM115
-    extra = [f"--process_id={i}"] if num_processes > 1 and not slurm else []
-    task_env = dict(env, SLURM_PROCID=str(i), SLURM_LOCALID=str(i)) if slurm else env
-    procs.append(subprocess.Popen(cmd + extra, env=task_env, cwd=cwd, stdout=out,
-                                  stderr=subprocess.STDOUT if out else None))
-    if out:
-      out.close()
-  return procs
+    return start([cmd + [f"--process_id={i}"] for i in range(num_processes)], [env] * num_processes, cwd=cwd,
+                 log_dir=log_dir)
+  return start([cmd], [env], cwd=cwd, log_dir=log_dir)
 
 
 def wait_all(procs: list[subprocess.Popen], timeout: float) -> list[int]:

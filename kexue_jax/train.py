@@ -183,6 +183,42 @@ def build_steps(config: ml_collections.ConfigDict, task, batch_spec, mesh, rules
                train_step=train_step, eval_step=eval_step, optimizer_skips=optimizer_skips)
 
 
+def _reference_model_config(node):
+  """``node`` with every attention ``kernel`` set to "xla" and every ``remat`` off (dicts, lists walked)."""
+  if isinstance(node, (dict, ml_collections.ConfigDict)):
+    return {k: "xla" if k == "kernel" else False if k == "remat" else _reference_model_config(v)
+            for k, v in node.items()}
+  if isinstance(node, (list, tuple)):
+    return type(node)(_reference_model_config(v) for v in node)
+  return node
+
+
+def model_flops_per_step(config: ml_collections.ConfigDict, batch_spec, *, step: str = "train") -> float | None:
+  """FLOPs of one train (or eval) step of ``config``, each counted once over the global batch: the MFU
+  numerator, the same for every mesh.
+
+  XLA's ``cost_analysis()`` of the step's *global* program (lowered, not partitioned: per-device counts of a
+  compiled SPMD program add replicated work, e.g. the optimizer update under data parallelism, once per
+  device), traced for one CPU device with ``attention.kernel="xla"`` (a Pallas/Mosaic custom call such as
+  splash attention counts 0 FLOPs in XLA's analysis), ``remat`` off (recomputation is not model work) and
+  ``microbatches=1`` (a loop body is counted once). Causal attention is counted as the full L x L matmuls,
+  as in PaLM's MFU (Chowdhery et al. 2022, appendix B). None when the backend gives no cost analysis.
+  """
+  c = config.copy_and_resolve_references()
+  with c.unlocked():
+    c.model = ml_collections.ConfigDict(_reference_model_config(c.model))
+    c.mesh = ml_collections.ConfigDict({axis: 1 for axis in c.mesh})
+    c.mesh_preset = "none"
+    c.microbatches = 1
+  mesh, rules = make_mesh_and_rules(c, jax.devices("cpu")[:1])
+  steps = build_steps(c, tasks.get_task(c), batch_spec, mesh, rules)
+  fn = steps.train_step if step == "train" else steps.eval_step
+  with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+    cost = fn.lower(steps.abstract_state, batch_spec).cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) and cost else cost
+  return float(cost["flops"]) if cost and "flops" in cost else None
+
+
 def _init_from(state, init_cfg, task, tx, abstract_params, state_sh):
   """``config.init_from``: a fresh run starts from another run's parameters (fine-tuning).
 
@@ -219,6 +255,19 @@ def evaluate(eval_step, state, eval_batches, batch_sh) -> dict[str, float]:
       acc[0] += float(s)
       acc[1] += float(c)
   return {name: s / max(c, 1e-12) for name, (s, c) in totals.items()}
+
+
+def _diverged_message(status: dict[str, Any], *, total: int, rerun: bool, checkpoint: str = "") -> str:
+  """One line on a run that diverged under ``optimizer.skip_nonfinite`` (``status`` as saved with its final
+  checkpoint): at the end of that run (``rerun=False``), or when the same workdir is run again."""
+  first = status.get("first_nonfinite_step")
+  what = (f"reached step {status['step']} but its loss there is {status['loss']} (optimizer.skip_nonfinite "
+          f"skipped {status['skipped_steps']} steps{f', the first at step {first}' if first else ''}): it diverged")
+  fix = "Lower optimizer.learning_rate or set optimizer.clip_grad_norm, and train in a new --workdir"
+  if not rerun:
+    return f"The run {what}. {fix}."
+  return (f"This workdir's run {what}; {checkpoint} but holds that diverged state, so there is nothing to "
+          f"resume (num_train_steps={total}). {fix} (--eval_only still evaluates this one).")
 
 
 def _write_eval_only(config, workdir: epath.Path, step: int, result: dict[str, float]) -> dict[str, Any]:
@@ -295,8 +344,13 @@ def _run(config: ml_collections.ConfigDict, workdir: epath.Path, *, devices=None
   adapters = ckpt_lib.nonfinite_guard_adapters(abstract_state, sharding.replicated(mesh))
   restored = checkpointer.restore(abstract_state, train_iter, step=checkpoint_step if eval_only else None,
                                   adapters=adapters)
+  run_status: dict[str, Any] = {}
   if restored is not None:
     state, start_step = restored
+    run_status = checkpointer.run_status(start_step)
+    if run_status.get("diverged") and not eval_only:
+      raise NonFiniteError(_diverged_message(run_status, total=config.num_train_steps, rerun=True,
+                                             checkpoint=checkpointer.describe(start_step)))
     if jax.process_index() == 0 and not eval_only:
       done = start_step >= config.num_train_steps
       print(f"{'already finished at' if done else 'resumed from'} step {start_step} ({checkpointer.directory})",
@@ -326,6 +380,15 @@ def _run(config: ml_collections.ConfigDict, workdir: epath.Path, *, devices=None
     with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
       return {f"eval/{k}": v for k, v in evaluate(eval_step, state, eval_batches, batch_sh).items()}
 
+  def status_at(step):
+    """What the checkpoint of ``step`` records about the run: a skipping run that ends on a non-finite
+    loss diverged (the state stays finite, so it is saved; a rerun must not call it finished)."""
+    status = {"first_nonfinite_step": first_nonfinite}
+    if optimizer_skips and step == config.num_train_steps and not np.isfinite(last_loss):
+      status.update(diverged=True, step=step, loss=str(last_loss),
+                    skipped_steps=int(optim.num_skipped_steps(state["opt_state"])))
+    return status
+
   def run_eval(step):
     result = eval_metrics()
     writer.write(step, result)
@@ -344,12 +407,17 @@ def _run(config: ml_collections.ConfigDict, workdir: epath.Path, *, devices=None
   pending = None  # (step, device metrics) of the step in flight: fetched after the next one is dispatched
   last_train, last_eval, preempted = {}, {}, None
   last_loss = None  # the loss of the last logged step (the final step once the run ends)
+  first_nonfinite = run_status.get("first_nonfinite_step")  # with optimizer.skip_nonfinite, over resumes
   t_window, steps_in_window = time.perf_counter(), 0
 
   def consume(step_and_metrics):
+    nonlocal first_nonfinite
     step, m = step_and_metrics
     m = jax.device_get(m)
-    if not m.pop("finite") and config.stop_on_nonfinite and not optimizer_skips:
+    finite = m.pop("finite")
+    if not finite and first_nonfinite is None:
+      first_nonfinite = step
+    if not finite and config.stop_on_nonfinite and not optimizer_skips:
       checkpointer.wait()
       raise NonFiniteError(
           f"Non-finite loss or gradient norm at step {step} (loss={float(m['loss'])}, "
@@ -400,7 +468,8 @@ def _run(config: ml_collections.ConfigDict, workdir: epath.Path, *, devices=None
       if do_eval:
         last_eval = run_eval(step)
       if do_ckpt or stop:
-        checkpointer.save(step, state, train_iter, force=True, metrics=last_eval if do_eval else None)
+        checkpointer.save(step, state, train_iter, force=True, metrics=last_eval if do_eval else None,
+                          status=status_at(step))
       if stop:
         preempted = watcher.signal_name or "preemption"
         break
@@ -415,11 +484,9 @@ def _run(config: ml_collections.ConfigDict, workdir: epath.Path, *, devices=None
   writer.close()
   progress.close()
   if optimizer_skips and not preempted and last_loss is not None and not np.isfinite(last_loss):
-    # The guard kept the state finite (so it was saved), but a run whose last step is still skipped diverged.
-    raise NonFiniteError(
-        f"The run reached step {total} but its loss there is {last_loss} "
-        f"(optimizer.skip_nonfinite skipped {int(optim.num_skipped_steps(state['opt_state']))} steps): it "
-        f"diverged. Lower optimizer.learning_rate or set optimizer.clip_grad_norm, and train in a new --workdir.")
+    # The guard kept the state finite (so it was saved, marked diverged), but a run whose last step is still
+    # skipped diverged.
+    raise NonFiniteError(_diverged_message(status_at(total), total=total, rerun=False))
 
   final_step = int(jax.device_get(state["step"]))
   result = {"step": final_step, "train": last_train, "eval": last_eval, "preempted": preempted,

@@ -7,8 +7,12 @@ depend on the process count, so the runs agree to float32 reduction-order error)
 """
 import json
 import os
+import pathlib
+import re
 import shutil
 import signal
+import sys
+import textwrap
 import time
 
 import jax
@@ -17,7 +21,9 @@ import pytest
 
 from kexue_jax import checkpoint as ckpt_lib
 from kexue_jax import launch
+from kexue_jax import metrics as metrics_lib
 from kexue_jax import train
+from kexue_jax.data import builders
 from tests.test_train import REPO, losses, tiny
 
 TIMEOUT_S = 420  # per multi-process launch; the tests fail (never hang) past it
@@ -122,3 +128,64 @@ def test_slurm_environment_is_auto_detected(tmp_path):
   assert codes == [0, 0], logs
   assert "8 x cpu" in logs  # one 8-device mesh over both processes
   assert [r for r in losses(tmp_path / "mp")] and len(losses(tmp_path / "mp")) == 2
+
+
+def readme_recipes() -> dict[str, str]:
+  """The per-worker shell command of each launch recipe in the README's multi-host section, as written:
+  ``tpu_vm`` (the ``--command`` of ``gcloud ... --worker=all``), ``slurm`` and ``slurm_explicit`` (what
+  ``srun`` runs in each task)."""
+  text = (pathlib.Path(REPO) / "README.md").read_text()
+  section = text[text.index("## Multi-host runs"):]
+  section = section[:section.index("\n## ", 1)]
+  blocks = [textwrap.dedent(b) for b in re.findall(r"^ *```bash\n(.*?)^ *```", section, re.S | re.M)]
+  recipes = {}
+  for block in blocks:
+    if "gcloud compute tpus tpu-vm ssh" in block and "--worker=all" in block:
+      recipes["tpu_vm"] = re.search(r'--command="(.*?)"', block, re.S).group(1).strip()
+    elif block.startswith("#SBATCH"):
+      recipes["slurm"] = re.search(r"^srun (.*)", block, re.S | re.M).group(1).strip()
+    elif block.startswith("srun bash -c"):
+      recipes["slurm_explicit"] = block[len("srun "):].strip()
+  assert set(recipes) == {"tpu_vm", "slurm", "slurm_explicit"}, recipes
+  return recipes
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe", ["tpu_vm", "slurm", "slurm_explicit"])
+def test_readme_launch_recipe(tmp_path, recipe):
+  """Each README recipe's per-worker command, run as written by 2 local processes x 4 CPU devices.
+
+  Changed: ``--config``/``--workdir`` (the tiny LM, a temporary directory) and the explicit recipe's fixed
+  port (a free one). Environment: ``srun``'s ``SLURM_*`` variables and a stand-in ``scontrol`` printing this
+  host; for the TPU VM, ``~/kexue_jax`` is this checkout and the coordinator/process count/index JAX's TPU
+  detection would read from the metadata server are given as ``JAX_COORDINATOR_ADDRESS/...`` (read by
+  ``kexue_jax.distributed.initialize`` with ``--config.distributed_init=True``)."""
+  command = readme_recipes()[recipe]
+  workdir = tmp_path / "run"
+  command = re.sub(r"--config \S+", "--config configs/lm/tiny.py:runlocal", command)
+  command = re.sub(r"--workdir \S+", f"--workdir {workdir}", command)
+  if recipe == "slurm_explicit":
+    command = command.replace(":12345", f":{launch.free_port()}")
+  bin_dir, home = tmp_path / "bin", tmp_path / "home"
+  bin_dir.mkdir()
+  home.mkdir()
+  (bin_dir / "python").symlink_to(sys.executable)
+  (bin_dir / "scontrol").write_text("#!/bin/sh\necho 127.0.0.1\n")  # `scontrol show hostnames ...`
+  (bin_dir / "scontrol").chmod(0o755)
+  (home / "kexue_jax").symlink_to(REPO)
+  base = dict(launch.cpu_env(4, _env()), PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+              KEXUE_DATA_DIR=builders.default_data_dir())
+  if recipe == "tpu_vm":
+    coordinator = f"127.0.0.1:{launch.free_port()}"
+    envs = [dict(base, HOME=str(home), JAX_COORDINATOR_ADDRESS=coordinator, JAX_NUM_PROCESSES="2",
+                 JAX_PROCESS_ID=str(i)) for i in range(2)]
+  else:
+    job_id = launch.slurm_job_id()
+    envs = [dict(base, **launch.slurm_env(2, i, job_id)) for i in range(2)]
+  procs = launch.start([["bash", "-c", command]] * 2, envs, cwd=REPO, log_dir=str(tmp_path))
+  codes = launch.wait_all(procs, TIMEOUT_S)
+  logs = "".join((tmp_path / f"process_{i}.log").read_text()[-3000:] for i in range(2))
+  assert codes == [0, 0], (command, logs)
+  assert logs.count("8 x cpu") == 1, logs  # one 8-device mesh over both processes; process 0 prints the summary
+  steps = [r["step"] for r in metrics_lib.read_metrics(workdir) if "train/loss" in r]
+  assert steps == [2, 4], steps  # runlocal logs every 2 steps, once (process 0 only)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import load_config
+from tests.test_main import cli
 from kexue_jax import metrics as metrics_lib
 from kexue_jax import train
 
@@ -218,3 +219,22 @@ def test_optimizer_guard_skips_and_counts(tmp_path):
   # so the count is 0 after it; steps 2..5 see non-finite gradients and are skipped one by one.
   assert [r["skipped_steps"] for r in recs] == [0, 1, 2, 3, 4]
   assert recs[-1]["step"] == 5
+  # Run again on the same workdir (it once said "already finished at step 5" and exited 0): the final
+  # checkpoint is marked diverged, so the rerun refuses before compiling, in one line through the CLI
+  # (exit 2), naming the step, the skipped steps and the checkpoint; nothing in the workdir changes.
+  before = (tmp_path / "metrics.jsonl").read_text()
+  with pytest.raises(train.NonFiniteError, match=r"run reached step 5 but its loss there is nan .*skipped 4 steps, "
+                     r"the first at step 2\): it diverged; the last checkpoint, step 5 .* verified on restore: all "
+                     r"values finite.*nothing to resume"):
+    train.run(c, str(tmp_path))
+  flags = {"num_train_steps": 5, "log_every_steps": 1, "batch_size": 8, "progress_bar": False,
+           **{f"optimizer.{k}": v for k, v in c.optimizer.items() if k in ("learning_rate", "warmup_steps",
+                                                                          "schedule", "skip_nonfinite")}}
+  proc = cli("--config=lm/tiny:runlocal", f"--workdir={tmp_path}", *[f"--config.{k}={v}" for k, v in flags.items()],
+             timeout=300)
+  assert proc.returncode == 2, proc.stderr
+  assert "already finished" not in proc.stdout
+  lines = proc.stderr.splitlines()
+  assert len(lines) == 1 and "diverged" in lines[0] and "new --workdir" in lines[0], proc.stderr
+  assert (tmp_path / "metrics.jsonl").read_text() == before
+  assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit()) == ["5"]
