@@ -64,6 +64,7 @@ def write(study_file: str, out_dir: str, meta: Mapping[str, Any], verdicts, data
 
 def save_text(out_dir: str, text: str, name: str = "REPORT.md") -> str:
   """Writes ``text`` to out_dir/name atomically (a crash never leaves half a report); returns the path."""
+  os.makedirs(out_dir, exist_ok=True)
   path = os.path.join(out_dir, name)
   with open(path + ".tmp", "w") as f:
     f.write(text)
@@ -98,6 +99,7 @@ def save(fig, out_dir: str, name: str, ncol: int = 1) -> str:
     if ax.get_legend_handles_labels()[0]:
       ax.legend(fontsize=7, ncol=ncol)
   fig.tight_layout()
+  os.makedirs(out_dir, exist_ok=True)
   fig.savefig(os.path.join(out_dir, name), dpi=100)
   return name
 
