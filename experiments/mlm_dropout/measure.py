@@ -1,10 +1,9 @@
-"""Measurements of the MLM/MAE study besides training (issues #8, #17): step-time benchmark, representation drift
-under Su's embedding correction (with a file-level SE), the test set's classes and files, Su's MAE mask identity
-checked by exact enumeration. Used by experiments/mlm_dropout/study.py."""
+"""Measurements of the MLM/MAE study besides training (issues #8, #17): representation drift under Su's embedding
+correction (with a file-level SE), the test set's classes and files, Su's MAE mask identity checked by exact
+enumeration. The step-time benchmark is benchmarks/mlm_step_time.py. Used by experiments/mlm_dropout/study.py."""
 from __future__ import annotations
 
 import os
-import time
 
 import numpy as np
 
@@ -19,47 +18,6 @@ CORRECTION_R = 0.15
 def load_config(name: str, arg: str = ""):
   """configs/mlm_dropout/<name> with its argument string (e.g. "mode=mae,rate=0.5")."""
   return config_lib.load_config(os.path.join(CONFIGS, name) + f":{arg}")
-
-
-def _grad_step_fn(config):
-  """(jitted forward+backward of task.loss, params, batch) on one fixed training batch."""
-  import jax  # pylint: disable=g-import-not-at-top
-  import flax.linen as nn  # pylint: disable=g-import-not-at-top
-  from kexue_jax import tasks  # pylint: disable=g-import-not-at-top
-  from kexue_jax.data import pipeline  # pylint: disable=g-import-not-at-top
-  task = tasks.get_task(config)
-  batch = next(pipeline.make_train_iter(config.data, seed=0, global_batch_size=config.batch_size))
-  params = nn.unbox(task.init(jax.random.key(0), batch))["params"]
-  fn = jax.jit(jax.grad(lambda p, b, r: task.loss({"params": p}, b, r)[0]))
-  return fn, params, batch
-
-
-def time_steps(configs: dict, rounds: int = 5, steps: int = 5) -> dict[str, float]:
-  """{name: median seconds per forward+backward step}: all programs compiled first, then `rounds` interleaved
-  rounds of `steps` steps each (so a change of machine load hits every setting alike)."""
-  import jax  # pylint: disable=g-import-not-at-top
-  fns = {k: _grad_step_fn(c) for k, c in configs.items()}
-  key = jax.random.key(0)
-  for fn, p, b in fns.values():
-    jax.block_until_ready(fn(p, b, key))
-  times = {k: [] for k in fns}
-  for _ in range(rounds):
-    for k, (fn, p, b) in fns.items():
-      t0 = time.perf_counter()
-      for i in range(steps):
-        out = fn(p, b, jax.random.fold_in(key, i))
-      jax.block_until_ready(out)
-      times[k].append((time.perf_counter() - t0) / steps)
-  return {k: float(np.median(v)) for k, v in times.items()}
-
-
-def timing_study(steps: int = 5, rounds: int = 5, extra: str = "", pretrain: bool = True) -> dict:
-  """Median step times of fine-tuning at every DropToken ratio and (``pretrain``) of MLM / MAE-style
-  pre-training at mask rates 15/50/75% (``extra``: more config arguments, e.g. ",runlocal")."""
-  ft = {str(p): load_config("finetune.py", f"drop={p:g}" + extra) for p in DROPS}
-  pre = {f"{m}@{r:g}".replace("@0.15", ""): load_config("pretrain.py", f"mode={m},rate={r:g}" + extra)
-         for r in (0.15, 0.5, 0.75) for m in ("mlm", "mae")} if pretrain else {}
-  return {"droptoken": time_steps(ft, rounds, steps), "pretrain": time_steps(pre, rounds, steps) if pre else {}}
 
 
 def cos_dist(a, b):

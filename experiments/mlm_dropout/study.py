@@ -2,8 +2,8 @@ r"""MLM / MAE seen as dropout (issues #8, #17): pre-training, fine-tuning, DropT
 
 Stage 0 pre-trains each checkpoint arm (configs/mlm_dropout/pretrain.py), stage 1 fine-tunes from every checkpoint
 with each of its settings (finetune.py), seed-major, paired by (pre-training seed, fine-tuning seed); measure.py
-adds the step-time benchmark, Su's mask identity, the test set and each MLM checkpoint's drift. The scales are
-tabled in README.md; the report's prose is report_template.md.
+adds Su's mask identity, the test set and each MLM checkpoint's drift, benchmarks/mlm_step_time.py the step times.
+The scales are tabled in README.md; the report's prose is report_template.md.
 """
 from __future__ import annotations
 
@@ -93,11 +93,12 @@ def evaluate(run, config, run_dir: str, record: dict) -> dict:
 def extras(workdir: str, scale: str = "default") -> dict:
   """Step-time benchmark (not at tiny: 11 compilations; pre-training steps at full only, where MAE-style runs),
   the test set, Su's mask identity, the setup."""
+  from benchmarks import mlm_step_time  # pylint: disable=g-import-not-at-top
   runs = plan(scale=scale)
   pre, ft = (launcher.load_run_config(next(r for r in runs if r.labels["kind"] == k), (), workdir)
              for k in ("pretrain", "finetune"))
-  return {"timing": {} if scale == "tiny" else measure.timing_study(pretrain=scale == "full"), **measure.eval_set(ft),
-          "identity": measure.mask_identity(),
+  timing = {} if scale == "tiny" else mlm_step_time.timing_study(DROPS, pretrain=scale == "full")
+  return {"timing": timing, **measure.eval_set(ft), "identity": measure.mask_identity(),
           "setup": {"pretrain_steps": pre.num_train_steps, "finetune_steps": ft.num_train_steps, "pool": ft.task.pool,
                     "train_per_class": ft.data.train_per_class, "eval_per_file": ft.data.eval_per_file}}
 
