@@ -12,13 +12,8 @@ from experiments.framework import claims as claims_lib
 
 MARK = {claims_lib.HOLDS: "✅ holds", claims_lib.FAILS: "❌ does not hold", claims_lib.INCONCLUSIVE: "➖ inconclusive"}
 
-RULES = ("**Verdict rules** (experiments/framework/claims.py). Each claim names its samples and a test from "
-         "scipy.stats (paired t across seeds or windows, Welch t across independent runs, one-sample t against a "
-         "number, a linregress slope, or two one-sided tests for equivalence within a margin declared with the "
-         "claim). At α = 0.05 (Holm-adjusted within a family of claims on shared data) the claim *holds* when its "
-         "one-sided test rejects, *does not hold* when the opposite one-sided test rejects, and is *inconclusive* "
-         "otherwise or below its minimum n; an inconclusive line says how many units a test with 80% power would "
-         "need if the observed effect and spread are the truth. Each line: effect, its 95% CI, test, n, p.")
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "rules.md")) as _f:
+  RULES = " ".join(_f.read().split())   # the verdict rules: one paragraph of every report
 
 
 def checklist(verdicts: Sequence[claims_lib.Verdict], samples: Mapping[str, Any] | None = None) -> str:
@@ -79,9 +74,6 @@ def table(header: Sequence[str], rows: Sequence[Sequence[Any]], sep: str = " ---
   return "\n".join(lines)
 
 
-# ------------------------------------------------------------------------------------------------ Plots.
-
-
 def figure(rows: int = 1, cols: int = 1, size: tuple[float, float] | None = None):
   """(Figure, axes) in the one house style. A bare Figure (no pyplot state): safe in notebooks and threads."""
   from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
@@ -104,9 +96,6 @@ def save(fig, out_dir: str, name: str, ncol: int = 1) -> str:
   return name
 
 
-# ------------------------------------------------------------------------------------------------ Footer.
-
-
 def machine() -> dict[str, str]:
   """Machine, library versions and the git revision of the code that produced the report."""
   import flax  # pylint: disable=g-import-not-at-top
@@ -117,7 +106,8 @@ def machine() -> dict[str, str]:
     rev = subprocess.run(["git", "-C", repo, "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                          check=True).stdout.strip()
     dirty = subprocess.run(["git", "-C", repo, "status", "--porcelain", "--", "kexue_jax", "configs",
-                            ":(glob)experiments/**/*.py", ":(glob)experiments/**/report_template.md"],
+                            ":(glob)experiments/**/*.py", ":(glob)experiments/**/report_template.md",
+                            "experiments/framework/rules.md"],
                            capture_output=True, text=True, check=True).stdout.strip()
     rev += " (+ uncommitted changes)" if dirty else ""
   except (OSError, subprocess.CalledProcessError):

@@ -17,7 +17,3 @@ SU_SEMI = (
     ("valid", 88.93, 89.83, 90.37),
     ("test", 89.34, 90.37, 90.14),
 )
-SU_SEMI_LABEL_FRACTION = 0.01
-
-SU_ALPHA = 4.0
-PAPER_ALPHA_RANGE = (1.0, 5.0)
