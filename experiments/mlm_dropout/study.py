@@ -163,7 +163,8 @@ def claims() -> list[C.Claim]:
       C.Claim("4", "DropToken step time falls with the kept fraction (benchmark medians vs p; slope in ms per unit "
               "of p)", "trend", "steptime", direction="<", unit="ratios", scale=1000, digits=1),
       C.Claim("5", f"MAE-style pre-training transfers at least as well as MLM at the same steps and batch "
-              f"(non-inferiority, margin {pt}; MAE paper)", "paired", acc("mae", CORR_R, 0, 0), base, margin=-MARGIN, **pct),
+              f"(non-inferiority, margin {pt}; MAE paper)", "paired", acc("mae", CORR_R, 0, 0), base,
+              margin=-MARGIN, **pct),
       C.Claim("6a", "Sanity: MLM pre-training transfers (test accuracy above training from scratch; per fine-tuning "
               "seed, MLM averaged over its checkpoints)", "paired", "acc@f:" + key("mlm", CORR_R, 0, 0),
               acc("none", 0, 0, 0), family="transfer", scale=100, digits=2),

@@ -78,7 +78,8 @@ TRAIN_KEYS = {"loss": "loss", "z_std": "z/std", "z_sv_rank": "z/sv_rank", "z_cov
 def train_curves(run_dir: str) -> dict[str, list]:
   from kexue_jax import metrics as metrics_lib  # pylint: disable=g-import-not-at-top
   rows = [m for m in metrics_lib.read_metrics(run_dir) if "train/loss" in m]
-  return {"step": [int(m["step"]) for m in rows], **{k: [m.get(f"train/{v}") for m in rows] for k, v in TRAIN_KEYS.items()}}
+  return {"step": [int(m["step"]) for m in rows],
+          **{k: [m.get(f"train/{v}") for m in rows] for k, v in TRAIN_KEYS.items()}}
 
 
 def evaluate(run, config, run_dir: str, record: dict) -> dict:
@@ -244,9 +245,11 @@ COLUMNS = (("probe", 100, 1), ("knn", 100, 1), ("z_cov_rank", 1, 2), ("z_sv_rank
 def table_ablation(g, raw) -> str:
   """The paper's Table 1 / 3 layout: one row per arm, the paper's number beside ours."""
   rows = [[label, published.ABLATION.get(v, ("", "—"))[1]] + [_stat(g[v], k).fmt(sc, dg) for k, sc, dg in COLUMNS]
-          + [stats.Stat([final_loss(r) for r in g[v]]).fmt(1, 3), len(g[v])] for v, (_, label) in VARIANTS.items() if v in g]
+          + [stats.Stat([final_loss(r) for r in g[v]]).fmt(1, 3), len(g[v])]
+          for v, (_, label) in VARIANTS.items() if v in g]
   if un := g.get("simsiam", []):
-    rows.append(["untrained network (step 0, BN stats of the train set)", f"{published.BYOL_RANDOM_INIT_LINEAR} (BYOL)"]
+    rows.append(["untrained network (step 0, BN stats of the train set)",
+                 f"{published.BYOL_RANDOM_INIT_LINEAR} (BYOL)"]
                 + [_stat(un, k, "untrained").fmt(sc, dg) for k, sc, dg in COLUMNS] + ["—", len(un)])
   if raw:
     rows.append(["raw input signals", "—", f"{raw['probe'] * 100:.1f}", f"{raw['knn'] * 100:.1f}"] + ["—"] * 7)
@@ -265,8 +268,9 @@ def _curve_mean(rs, key: str, step: int) -> float:
 
 def table_curve(g, key: str = "probe", scale: float = 100, digits: int = 1) -> str:
   steps = sorted({c["step"] for rs in g.values() for r in rs for c in r["curve"]})
-  return R.table(["variant"] + [str(s) for s in steps], [
-      [VARIANTS[v][1]] + [f"{_curve_mean(g[v], key, s) * scale:.{digits}f}" for s in steps] for v in VARIANTS if v in g])
+  return R.table(["variant"] + [str(s) for s in steps],
+                 [[VARIANTS[v][1]] + [f"{_curve_mean(g[v], key, s) * scale:.{digits}f}" for s in steps]
+                  for v in VARIANTS if v in g])
 
 
 def _band(ax, x, ys, **kw):
