@@ -102,9 +102,6 @@ def _fmt_p(p: float) -> str:
   return f"{p:.2g}" if p >= 0.001 else f"{p:.1e}"
 
 
-# ------------------------------------------------------------------------------------------------ Tests.
-
-
 def _pairs(a: Any, b: Any) -> tuple[np.ndarray, np.ndarray]:
   """Aligns two samples by key ({seed: value}) or by position (equal-length sequences)."""
   if isinstance(a, Mapping) and isinstance(b, Mapping):
@@ -210,9 +207,6 @@ def holm(pvalues: Sequence[float]) -> np.ndarray:
   out = np.empty(m)
   out[order] = adjusted
   return out
-
-
-# ------------------------------------------------------------------------------------------------ Verdicts.
 
 
 def judge(claim: Claim, samples: Mapping[str, Any], p_adjusted: float | None = None,

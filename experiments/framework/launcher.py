@@ -140,9 +140,6 @@ def study_extras(study, workdir: str, scale: str) -> dict:
   return _read_json(path)
 
 
-# ------------------------------------------------------------------------------------------------ CLI.
-
-
 def parse(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
   p = argparse.ArgumentParser(prog="python -m experiments", description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)

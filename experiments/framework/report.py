@@ -12,13 +12,8 @@ from experiments.framework import claims as claims_lib
 
 MARK = {claims_lib.HOLDS: "✅ holds", claims_lib.FAILS: "❌ does not hold", claims_lib.INCONCLUSIVE: "➖ inconclusive"}
 
-RULES = ("**Verdict rules** (experiments/framework/claims.py). Each claim names its samples and a test from "
-         "scipy.stats (paired t across seeds or windows, Welch t across independent runs, one-sample t against a "
-         "number, a linregress slope, or two one-sided tests for equivalence within a margin declared with the "
-         "claim). At α = 0.05 (Holm-adjusted within a family of claims on shared data) the claim *holds* when its "
-         "one-sided test rejects, *does not hold* when the opposite one-sided test rejects, and is *inconclusive* "
-         "otherwise or below its minimum n; an inconclusive line says how many units a test with 80% power would "
-         "need if the observed effect and spread are the truth. Each line: effect, its 95% CI, test, n, p.")
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "rules.md")) as _f:
+  RULES = " ".join(_f.read().split())   # the verdict rules: one paragraph of every report
 
 
 def checklist(verdicts: Sequence[claims_lib.Verdict], samples: Mapping[str, Any] | None = None) -> str:
@@ -64,6 +59,7 @@ def write(study_file: str, out_dir: str, meta: Mapping[str, Any], verdicts, data
 
 def save_text(out_dir: str, text: str, name: str = "REPORT.md") -> str:
   """Writes ``text`` to out_dir/name atomically (a crash never leaves half a report); returns the path."""
+  os.makedirs(out_dir, exist_ok=True)
   path = os.path.join(out_dir, name)
   with open(path + ".tmp", "w") as f:
     f.write(text)
@@ -76,9 +72,6 @@ def table(header: Sequence[str], rows: Sequence[Sequence[Any]], sep: str = " ---
   lines = ["| " + " | ".join(header) + " |", "|" + f"{sep}|" * len(header)]
   lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
   return "\n".join(lines)
-
-
-# ------------------------------------------------------------------------------------------------ Plots.
 
 
 def figure(rows: int = 1, cols: int = 1, size: tuple[float, float] | None = None):
@@ -98,11 +91,9 @@ def save(fig, out_dir: str, name: str, ncol: int = 1) -> str:
     if ax.get_legend_handles_labels()[0]:
       ax.legend(fontsize=7, ncol=ncol)
   fig.tight_layout()
+  os.makedirs(out_dir, exist_ok=True)
   fig.savefig(os.path.join(out_dir, name), dpi=100)
   return name
-
-
-# ------------------------------------------------------------------------------------------------ Footer.
 
 
 def machine() -> dict[str, str]:
@@ -115,7 +106,8 @@ def machine() -> dict[str, str]:
     rev = subprocess.run(["git", "-C", repo, "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                          check=True).stdout.strip()
     dirty = subprocess.run(["git", "-C", repo, "status", "--porcelain", "--", "kexue_jax", "configs",
-                            ":(glob)experiments/**/*.py", ":(glob)experiments/**/report_template.md"],
+                            ":(glob)experiments/**/*.py", ":(glob)experiments/**/report_template.md",
+                            "experiments/framework/rules.md"],
                            capture_output=True, text=True, check=True).stdout.strip()
     rev += " (+ uncommitted changes)" if dirty else ""
   except (OSError, subprocess.CalledProcessError):

@@ -1,10 +1,9 @@
-"""Measurements of the MLM/MAE study besides training (issues #8, #17): step-time benchmark, representation drift
-under Su's embedding correction (with a file-level SE), the test set's classes and files, Su's MAE mask identity
-checked by exact enumeration. Used by experiments/mlm_dropout/study.py."""
+"""Measurements of the MLM/MAE study besides training (issues #8, #17): representation drift under Su's embedding
+correction (with a file-level SE), the test set's classes and files, Su's MAE mask identity checked by exact
+enumeration. The step-time benchmark is benchmarks/mlm_step_time.py. Used by experiments/mlm_dropout/study.py."""
 from __future__ import annotations
 
 import os
-import time
 
 import numpy as np
 
@@ -21,53 +20,6 @@ def load_config(name: str, arg: str = ""):
   return config_lib.load_config(os.path.join(CONFIGS, name) + f":{arg}")
 
 
-# ------------------------------------------------------------------------------------ Step-time benchmark.
-
-
-def _grad_step_fn(config):
-  """(jitted forward+backward of task.loss, params, batch) on one fixed training batch."""
-  import jax  # pylint: disable=g-import-not-at-top
-  import flax.linen as nn  # pylint: disable=g-import-not-at-top
-  from kexue_jax import tasks  # pylint: disable=g-import-not-at-top
-  from kexue_jax.data import pipeline  # pylint: disable=g-import-not-at-top
-  task = tasks.get_task(config)
-  batch = next(pipeline.make_train_iter(config.data, seed=0, global_batch_size=config.batch_size))
-  params = nn.unbox(task.init(jax.random.key(0), batch))["params"]
-  fn = jax.jit(jax.grad(lambda p, b, r: task.loss({"params": p}, b, r)[0]))
-  return fn, params, batch
-
-
-def time_steps(configs: dict, rounds: int = 5, steps: int = 5) -> dict[str, float]:
-  """{name: median seconds per forward+backward step}: all programs compiled first, then `rounds` interleaved
-  rounds of `steps` steps each (so a change of machine load hits every setting alike)."""
-  import jax  # pylint: disable=g-import-not-at-top
-  fns = {k: _grad_step_fn(c) for k, c in configs.items()}
-  key = jax.random.key(0)
-  for fn, p, b in fns.values():
-    jax.block_until_ready(fn(p, b, key))
-  times = {k: [] for k in fns}
-  for _ in range(rounds):
-    for k, (fn, p, b) in fns.items():
-      t0 = time.perf_counter()
-      for i in range(steps):
-        out = fn(p, b, jax.random.fold_in(key, i))
-      jax.block_until_ready(out)
-      times[k].append((time.perf_counter() - t0) / steps)
-  return {k: float(np.median(v)) for k, v in times.items()}
-
-
-def timing_study(steps: int = 5, rounds: int = 5, extra: str = "", pretrain: bool = True) -> dict:
-  """Median step times of fine-tuning at every DropToken ratio and (``pretrain``) of MLM / MAE-style
-  pre-training at mask rates 15/50/75% (``extra``: more config arguments, e.g. ",runlocal")."""
-  ft = {str(p): load_config("finetune.py", f"drop={p:g}" + extra) for p in DROPS}
-  pre = {f"{m}@{r:g}".replace("@0.15", ""): load_config("pretrain.py", f"mode={m},rate={r:g}" + extra)
-         for r in (0.15, 0.5, 0.75) for m in ("mlm", "mae")} if pretrain else {}
-  return {"droptoken": time_steps(ft, rounds, steps), "pretrain": time_steps(pre, rounds, steps) if pre else {}}
-
-
-# ------------------------------------------------------------------------------------ Representation drift.
-
-
 def cos_dist(a, b):
   """1 - cos(a, b) along the last axis."""
   a = a / np.linalg.norm(a, axis=-1, keepdims=True)
@@ -76,23 +28,13 @@ def cos_dist(a, b):
 
 
 def drift_study(pre_config, workdir: str, test_config, mc_draws: int = 8, batch: int = 64) -> dict:
-  """Su's consistency question on unmasked text, for an MLM encoder with and without the correction.
+  """Su's consistency question on the clean test windows of `test_config` (report_template.md: "Representation
+  drift"), for the MLM encoder of the `pre_config` run in `workdir` with and without the correction at its rate.
 
-  On the test windows x of `test_config` (clean, never masked; each from a file the encoder never read when
-  both configs use the same holdout), with h(x; E) the final hidden states and P(x; E) the MLM predictive
-  distribution of the `pre_config` run in `workdir`, E_corr its embedding corrected at r = its mask rate,
-  at byte positions:
-    cos_dist_corrected_vs_plain  mean 1 - cos(h(x; E_corr), h(x; E)): how far the correction moves the states;
-    cos_dist_mc_vs_{plain,corrected}  mean 1 - cos(hbar, h(x; .)) with hbar = mean over `mc_draws` BERT
-        maskings x~ of h(x~; E): the "model average" the pre-training actually fits, against the "weight
-        average" without / with the correction (Su: the corrected one is the right inference model);
-    kl_mc_vs_{plain,corrected}   mean KL(Pbar || P(x; .)), Pbar = mean of P(x~; E) over the maskings;
-    acc_unmasked_{plain,corrected}  argmax P(x; .) == x_i (copying the visible byte);
-    kl_gain, kl_gain_se  the mean over windows of KL(Pbar||P plain) - KL(Pbar||P corrected) (each window's
-        mean over its bytes; > 0: the corrected model is closer to the masked-input average) and its
-        file-clustered SE (kexue_jax/evals/clustered.py); kl_gain_by_file: {file: mean over its windows}. The gain
-        is linear in Pbar (sum Pbar (log P_corr - log P_plain)), so few draws add variance, which the SE covers,
-        not bias.
+  Means over byte positions: 1 - cos between final hidden states h (corrected vs plain; the mean h̄ over `mc_draws`
+  BERT maskings vs each), KL(P̄ || P) of the MLM distributions, the unmasked accuracy. kl_gain: the mean over
+  windows of KL(P̄||P plain) - KL(P̄||P corrected), with its file-clustered SE (evals/clustered.py) and per-file
+  means; it is linear in P̄, so few draws add variance (which the SE covers), not bias.
   """
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
@@ -118,7 +60,7 @@ def drift_study(pre_config, workdir: str, test_config, mc_draws: int = 8, batch:
                            random_frac=task.random_frac)
     return forward(params, inp)
 
-  sums, gain_N = {}, []
+  sums, count, gain_N = {}, 0.0, []
   for i in range(0, len(tokens), batch):
     tok = jnp.asarray(tokens[i:i + batch])
     byte = np.asarray(tok) < mlm.NUM_BYTES
@@ -140,21 +82,17 @@ def drift_study(pre_config, workdir: str, test_config, mc_draws: int = 8, batch:
         "acc_unmasked_corrected": (lp_c.argmax(-1) == tok_np).astype(np.float64),
     }
     for k, v in vals.items():
-      s = sums.setdefault(k, [0.0, 0.0])
-      s[0] += float(v[byte].sum())
-      s[1] += float(byte.sum())
+      sums[k] = sums.get(k, 0.0) + float(v[byte].sum())
+    count += float(byte.sum())
     gain_BL = vals["kl_mc_vs_plain"] - vals["kl_mc_vs_corrected"]
     gain_N.append((gain_BL * byte).sum(-1) / byte.sum(-1))
-  out = {k: s / c for k, (s, c) in sums.items()}
+  out = {k: v / count for k, v in sums.items()}
   gain_N = np.concatenate(gain_N)
   files = np.unique(file_N)
   out["kl_gain"], out["kl_gain_se"] = clustered.cluster_mean_se(gain_N, file_N)
   out.update(kl_gain_by_file={str(f): float(gain_N[file_N == f].mean()) for f in files}, mc_draws=mc_draws,
              num_windows=int(len(tokens)), num_files=int(len(files)), correction_r=task.rate)
   return out
-
-
-# ------------------------------------------------------------------------------------ The test set.
 
 
 def eval_set(config) -> dict:
@@ -166,9 +104,6 @@ def eval_set(config) -> dict:
   labels, files = (np.concatenate([b[k] for b in ev]) for k in ("label", "file"))
   return {"classes": list(config.data.classes), "eval_files": files.tolist(),
           "eval_counts": np.bincount(labels, minlength=len(config.data.classes)).tolist()}
-
-
-# ------------------------------------------------------------------------------------ Su's MAE identity.
 
 
 def mask_identity(n: int = 8, kept: int = 6) -> dict:

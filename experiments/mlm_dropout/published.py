@@ -1,13 +1,11 @@
 """Su Jianlin's published outcomes for MLM/MAE seen as dropout (https://kexue.fm/archives/8770).
 
-Transcribed exactly from the article and its comment thread and, for MAE, from He et al., arXiv 2111.06377
-(Tables 1c and 2).
+Transcribed exactly from the article and its comment thread.
 """
 
 # Embedding correction E_i <- 0.85 E_i + 0.15 (0.8 E_[MASK] + 0.1 E_i + 0.1 Avg E), BERT and RoBERTa on CLUE
 # (baseline code of kexue.fm/archives/8739): "没有显著变化" -- no significant change; no table of numbers.
 SU_CORRECTION = "no significant change on CLUE (BERT, RoBERTa); no numbers published"
-SU_CORRECTION_R = 0.15
 
 # DropToken during fine-tuning, BERT-base, CLUE dev accuracy (%), by drop ratio.
 SU_DROPTOKEN_TASKS = ("IFLYTEK", "TNEWS", "AFQMC", "OCNLI", "WSC", "CSL")
@@ -21,9 +19,3 @@ SU_DROPTOKEN = {
 SU_DROPTOKEN_VERDICT = ("mixed (参差不齐): clearly useful only on IFLYTEK, the rest luck; best ratio 0.1-0.15; "
                         "no wall-clock numbers reported")
 
-# MAE (He et al.), ViT-L/16, ImageNet-1K: encoder with / without mask tokens (Table 1c): fine-tune / linear
-# accuracy (%) and relative FLOPs; wall-clock of 800-epoch pre-training on 128 TPU-v3 cores (Table 2).
-MAE_MASK_TOKEN = {"with [M] in encoder": (84.2, 59.6, "3.3x"), "without [M] (default)": (84.9, 73.5, "1x")}
-MAE_WALLCLOCK = (("ViT-L, [M] in encoder, 8-block decoder", "42.4 h", "1x"),
-                 ("ViT-L, 8-block decoder", "15.4 h", "2.8x"),
-                 ("ViT-L, 1-block decoder", "11.6 h", "3.7x"))

@@ -1,32 +1,11 @@
 r"""MLM / MAE seen as dropout (issues #8, #17): pre-training, fine-tuning, DropToken, Su's embedding correction.
 
-  python -m experiments mlm_dropout --workdir /tmp/kexue/mlm_dropout        # default: 37 runs, ~45 min, 2 cores
-  python -m experiments mlm_dropout --workdir W --scale full                # the complete design (accelerator)
-  python -m experiments mlm_dropout --workdir W --scale tiny                # smoke test (< 2 min)
-
-Stage 0, pre-training (configs/mlm_dropout/pretrain.py, holdout=0.5: no test file is read): each checkpoint arm,
-MLM (BERT 15%, 80/10/10), MAE-style (15% of the bytes dropped from the encoder, 1-layer decoder) and MLM at
-r = 0.4 (Su's higher-rate extension), with pre-training seeds s. Stage 1, fine-tuning (finetune.py, holdout=0.5,
-per_file=16: 1152 test windows from 230 held-out files): from every checkpoint each of its settings (embedding
-correction r, DropToken p) with fine-tuning seeds f, and from scratch with seeds f. Two settings on one checkpoint
-with the same f share the encoder, the head's initialisation and the data order: comparisons are paired by (s, f).
-Order: pre-trainings, then fine-tuning seed-major (every setting gets its f-th seed before any its (f+1)-th), so
-an interrupted study still reports balanced pairs.
-
-  scale    checkpoints x pre-training seeds     settings (c: correction r, p: DropToken) per checkpoint   f  scratch
-  full     MLM, MAE-style, MLM r=0.4; 2 each    MLM: c0 c.15 p.1 p.15 p.25 p.5; MAE: c0; r=0.4: c0 c.4     5  5
-  default  MLM; 2                               c0 c.15 p.15 p.5                                           4  3
-  tiny     MLM runlocal; 1                      c0 c.15                                                    1  1
-
-The default is the subset that fits ~45 min of the 2-core CPU and decides the most claims (correction, drift,
-DropToken 0.15 / 0.5, transfer) with 8 seed pairs per comparison: the paired SDs of the former 3-seed study (0.7-1.0
-points) need 5-7 pairs for a +-1 point 95% CI. MAE-style and r = 0.4 need two more pre-trainings each (~19 min) and
-run in `full` only. Then measure.py: a step-time benchmark, Su's mask identity, the test set's files; each MLM
-checkpoint's drift under the correction is measured when its run ends. Prose: report_template.md.
+Stage 0 pre-trains each checkpoint arm (configs/mlm_dropout/pretrain.py), stage 1 fine-tunes from every checkpoint
+with each of its settings (finetune.py), seed-major, paired by (pre-training seed, fine-tuning seed); measure.py
+adds Su's mask identity, the test set and each MLM checkpoint's drift, benchmarks/mlm_step_time.py the step times.
+The scales are tabled in README.md; the report's prose is report_template.md.
 """
 from __future__ import annotations
-
-import os
 
 import numpy as np
 from scipy import stats as sp_stats
@@ -49,11 +28,8 @@ SCALES = {
     "default": ({MLM: ((0, 0), (CORR_R, 0), (0, 0.15), (0, 0.5))}, 2, 4, 3),
     "tiny": ({MLM: ((0, 0), (CORR_R, 0))}, 1, 1, 1),
 }
-# Wall seconds on the idle 2-core CPU, for --dry_run. Measured (experiments/mlm_dropout/results.json, 1200 steps):
-# pre-training MLM 550 s, MAE-style 572 s (r = 0.4 costs as r = 0.15: MLM encodes every token); a fine-tuning run
-# 26 s of training at p = 0 (~70% of a step scales with the kept tokens) + 15 s start-up. CPU seconds measured on
-# the loaded machine (wall there meaningless): the drift pass with 16 draws 52 s (8 draws: ~30 s), the per-window
-# outcomes 2.6 s; the 4 evaluation mask draws of pre-training, not measured, +5 s.
+# Wall seconds on the idle 2-core CPU for --dry_run, from the runs of results.json (1200 pre-training steps) and
+# CPU seconds of the drift pass and the per-window outcomes on the loaded machine.
 EST_S = {"mlm": 555.0, "mae": 577.0, "drift": 30.0, "finetune": 26.0, "startup": 15.0, "outcomes": 5.0,
          "tiny": 15.0}
 MARGIN = 0.01   # one accuracy point: the equivalence / non-inferiority margin and the CI target, declared before
@@ -117,16 +93,14 @@ def evaluate(run, config, run_dir: str, record: dict) -> dict:
 def extras(workdir: str, scale: str = "default") -> dict:
   """Step-time benchmark (not at tiny: 11 compilations; pre-training steps at full only, where MAE-style runs),
   the test set, Su's mask identity, the setup."""
+  from benchmarks import mlm_step_time  # pylint: disable=g-import-not-at-top
   runs = plan(scale=scale)
   pre, ft = (launcher.load_run_config(next(r for r in runs if r.labels["kind"] == k), (), workdir)
              for k in ("pretrain", "finetune"))
-  return {"timing": {} if scale == "tiny" else measure.timing_study(pretrain=scale == "full"), **measure.eval_set(ft),
-          "identity": measure.mask_identity(),
+  timing = {} if scale == "tiny" else mlm_step_time.timing_study(DROPS, pretrain=scale == "full")
+  return {"timing": timing, **measure.eval_set(ft), "identity": measure.mask_identity(),
           "setup": {"pretrain_steps": pre.num_train_steps, "finetune_steps": ft.num_train_steps, "pool": ft.task.pool,
                     "train_per_class": ft.data.train_per_class, "eval_per_file": ft.data.eval_per_file}}
-
-
-# ------------------------------------------------------------------------------------------- Samples + claims.
 
 
 def key(init, rate, corr, drop) -> str:
@@ -189,7 +163,8 @@ def claims() -> list[C.Claim]:
       C.Claim("4", "DropToken step time falls with the kept fraction (benchmark medians vs p; slope in ms per unit "
               "of p)", "trend", "steptime", direction="<", unit="ratios", scale=1000, digits=1),
       C.Claim("5", f"MAE-style pre-training transfers at least as well as MLM at the same steps and batch "
-              f"(non-inferiority, margin {pt}; MAE paper)", "paired", acc("mae", CORR_R, 0, 0), base, margin=-MARGIN, **pct),
+              f"(non-inferiority, margin {pt}; MAE paper)", "paired", acc("mae", CORR_R, 0, 0), base,
+              margin=-MARGIN, **pct),
       C.Claim("6a", "Sanity: MLM pre-training transfers (test accuracy above training from scratch; per fine-tuning "
               "seed, MLM averaged over its checkpoints)", "paired", "acc@f:" + key("mlm", CORR_R, 0, 0),
               acc("none", 0, 0, 0), family="transfer", scale=100, digits=2),
@@ -227,9 +202,6 @@ def measurements(timing) -> list[str]:
           f"{tp['mlm@0.75'] * 1000:.1f} ms (15%: {tp.get('mae', np.nan) * 1000:.1f} vs "
           f"{tp.get('mlm', np.nan) * 1000:.1f} ms): MAE-style is "
           f"{'cheaper' if tp['mae@0.75'] < tp['mlm@0.75'] else 'not cheaper'} at 75% (MAE paper: cheaper)"]
-
-
-# ------------------------------------------------------------------------------------------- Tables + plots.
 
 
 def _stat(d: dict | None, prefix: str = "") -> stats.Stat:
@@ -372,21 +344,14 @@ def write_report(records, extras_, out_dir: str, meta: dict) -> str:
   verdicts = C.judge_all(claims(), data) + [identity_verdict(extras_.get("identity"))]
   counts, files = extras_.get("eval_counts") or [], extras_.get("eval_files")
   power, power_line = table_power(verdicts, data, np.asarray(files) if files else None)
-  os.makedirs(out_dir, exist_ok=True)
-  figs = plots(data, timing, out_dir)
-  text = R.fill(os.path.join(os.path.dirname(__file__), "report_template.md"), dict(
+  return R.write(
+      __file__, out_dir, meta, verdicts, data, records, plots(data, timing, out_dir),
       pretrain_steps=setup.get("pretrain_steps", "?"), finetune_steps=setup.get("finetune_steps", "?"),
       pool=setup.get("pool", "?"), train_per_class=setup.get("train_per_class", "?"),
       per_file=setup.get("eval_per_file", "?"), n_files=len(set(files)) if files else "?",
       classes=", ".join(extras_.get("classes") or []), n_eval=sum(counts),
-      majority=f"{max(counts) / sum(counts) * 100:.1f}" if counts else "?", rules=R.RULES,
-      checklist=R.checklist(verdicts, data if meta.get("legacy") else None), power=power, power_line=power_line,
+      majority=f"{max(counts) / sum(counts) * 100:.1f}" if counts else "?", power=power, power_line=power_line,
       measurements="\n".join(f"- {m}" for m in measurements(timing)) or "(not measured)",
       finetune=table_finetune(data), droptoken=table_droptoken(data, timing, records),
       pretrain=table_pretrain(records, timing), drift=table_drift(records), published=table_published(data),
-      su_correction=published.SU_CORRECTION, su_droptoken=published.SU_DROPTOKEN_VERDICT,
-      plots="\n\n".join(f"![{p}]({p})" for p in figs), footer=R.footer(meta)))
-  path = os.path.join(out_dir, "REPORT.md")
-  with open(path, "w") as f:
-    f.write(text)
-  return path
+      su_correction=published.SU_CORRECTION, su_droptoken=published.SU_DROPTOKEN_VERDICT)

@@ -1,20 +1,8 @@
 r"""R-Drop, "dropout twice" (issues #7, #16) on MNIST-1D: against the two-pass control, converged, Su's own cell.
 
-  python -m experiments rdrop --workdir /tmp/kexue/rdrop --processes 2          # default: 133 runs, ~24 min
-  python -m experiments rdrop --workdir W --scale full                          # the whole design, 310 runs
-  python -m experiments rdrop --workdir W --scale tiny                          # smoke test (< 2 min)
-
-Every run is configs/rdrop/mnist1d.py with one argument string, trained for that config's converged STEPS.
-Arms: "1pass" = plain dropout (α = 0, one pass), "a0" = the two-pass control (α = 0, the duplicated batch, CE on
-both passes), "aA" = R-Drop α = A (the same two passes + the KL). R-Drop's effect is aA − a0; Su's tables compare
-aA with 1pass. Parts (full = all of them at 5 seeds; default = the subset marked *, MLP 5 seeds, CNN 3 seeds):
-  grid     arms {1pass, a0, a0.5, a1, a2, a4} x p {0.1, 0.3} x {MLP, CNN} x n {1000, 4000}
-           (* MLP at n = 1000; * MLP at n = 4000 and CNN at n = 1000: p = 0.3, arms 1pass, a0, a4)
-  alpha    a64 at n = 1000, p = 0.3 (too large an α)                                       (* MLP)
-  explain  Su's cell (a0 vs a4, p = 0.3, n = 1000) at 4x width: MLP 1024, CNN 128 channels  (* MLP)
-  semi     CNN, the first 100 / 200 examples labelled: 1pass, a0, a4 on the labelled only; a0 + Su's KL on
-           the unlabelled rest                                                             (* 100 labels)
-Prose: report_template.md.
+Every run is configs/rdrop/mnist1d.py with one argument string. Arms "1pass" (plain dropout), "a0" (the two-pass
+control) and "aA" (R-Drop, α = A); the parts and scales are tabled in README.md, the report's prose is
+report_template.md.
 """
 from __future__ import annotations
 
@@ -33,19 +21,14 @@ from kexue_jax import config_lib
 
 CONFIG = "configs/rdrop/mnist1d.py"
 mnist1d = config_lib.load_sibling(os.path.join(launcher.REPO, CONFIG), os.path.basename(CONFIG))  # STEPS, labels
-# --dry_run estimate: seconds per run = FIXED_S + steps x STEP_MS, CPU seconds (user + system, all threads), i.e.
-# the wall time of a run when `--processes 2` keeps both cores of an otherwise idle 2-core machine busy.
-# Measured once per kind by a 400-step run (width 1024: the MLP's `width=1024`), in one process at load ~11:
-# steps/s of the later 100-step log windows gives each run's share of wall time spent stepping; the CPU seconds
-# are split in that proportion (STEP_MS: stepping, FIXED_S: start, compile, the 20-pass evaluation). Check: this
-# gives 0.7-0.8 x the former wall estimates at 2000 steps (load 4-5). On the shared machine at load 10-15 the
-# former study's runs took ~3x these CPU seconds in wall time. CNN at 4x width: 16x the flops, not measured.
+# --dry_run estimate: CPU seconds per run = FIXED_S + steps x STEP_MS, i.e. the wall time with both cores of an
+# idle 2-core machine busy; one 400-step run per kind measured it (README.md). CNN at 4x width: from its flops.
 FIXED_S = {"mlp": 7.0, "cnn": 13.5}
 STEP_MS = {("mlp", "1pass"): 1.65, ("mlp", "2pass"): 2.63, ("cnn", "1pass"): 4.5, ("cnn", "2pass"): 8.7,
            ("cnn", "semi"): 16.4}
 WIDE = {"mlp": (1024, 11.7 / 2.63), "cnn": (128, 16.0)}   # width, step-cost factor
 NONINFERIORITY = 0.005   # "R-Drop >= the control": accuracy at most half a point below it (declared before the run)
-SU = 0.3                 # Su's dropout rate; his α is published.SU_ALPHA = 4
+SU = 0.3                 # Su's dropout rate; his α is 4
 ARMS = ("1pass", 0, 0.5, 1, 2, 4)
 
 
@@ -103,9 +86,6 @@ def plan(seeds: int | None = None, scale: str = "default") -> list[launcher.Run]
   return runs
 
 
-# ------------------------------------------------------------------------------------------- Samples + claims.
-
-
 def key(r: dict) -> str:
   """A setting's name (all but the seed): "mlp/n1000/p0.3/a4", "mlp/n1000w1024/p0.3/a0", "cnn/lab100/semi/p0.3/a0",
   "cnn/lab100/only/p0.3/1pass". Records of the former plan have no passes label: there α = 0 alone was one pass."""
@@ -143,6 +123,11 @@ def supervised(data) -> list[str]:
   return sorted({k[4:-3] for k in data if k.startswith("acc:") and "/n" in k and k.endswith("/a0")})
 
 
+def semi_labels(data) -> list[str]:
+  """The semi-supervised label counts measured ("lab100", "lab200")."""
+  return sorted({k.split("/")[1] for k in data if "/lab" in k}, key=lambda x: int(x[3:]))
+
+
 def alphas(data, s) -> list[float]:
   return sorted(float(k.rsplit("/a", 1)[1]) for k in data if k.startswith(f"acc:{s}/a"))
 
@@ -167,7 +152,7 @@ def claims(data) -> list[C.Claim]:
                     f"ce:{s}/a64", f"ce:{s}/a4", family="underfit", digits=3),
             C.Claim(f"4 {s} acc", f"Too large an α under-fits: test accuracy at α = 64 below α = 4 ({s})",
                     "paired", f"acc:{s}/a64", f"acc:{s}/a4", direction="<", family="underfit", scale=100)]
-  for lab in sorted({k.split("/")[1] for k in data if "/lab" in k}, key=lambda x: int(x[3:])):
+  for lab in semi_labels(data):
     semi, only = f"acc:cnn/{lab}/semi/p{SU}/a0", f"acc:cnn/{lab}/only/p{SU}"
     out += [C.Claim(f"5 {lab} {arm}", f"Semi-supervised ({lab[3:]} labels): the KL term on the unlabelled rest "
                     f"beats labelled-only {text}", "paired", semi, f"{only}/{arm}", family="semi", scale=100)
@@ -183,9 +168,6 @@ def claims(data) -> list[C.Claim]:
                          f"two-pass control is larger than at the default width ({s})", "paired",
                          f"gain:{wide}/a4", f"gain:{s}/a4", family="explain", scale=100))
   return out
-
-
-# ------------------------------------------------------------------------------------------- Tables + plots.
 
 
 def _cell(data, name, scale=100.0, digits=1) -> str:
@@ -207,7 +189,7 @@ def table_supervised(data) -> str:
 def table_semi(data) -> str:
   rows = [[lab[3:]] + [_cell(data, f"acc:cnn/{lab}/{arm}") for arm in (
       f"only/p{SU}/1pass", f"only/p{SU}/a0", f"only/p{SU}/a4", f"semi/p{SU}/a0")]
-          for lab in sorted({k.split("/")[1] for k in data if "/lab" in k}, key=lambda x: int(x[3:]))]
+          for lab in semi_labels(data)]
   return R.table(["labels", "labelled only, plain", "labelled only, two-pass control", "labelled only, R-Drop α=4",
                   "+ unlabelled KL (Su)"], rows)
 
@@ -227,7 +209,7 @@ def table_published(data) -> str:
                  _cell(data, rd), _diff(data, rd, one), _diff(data, rd, two)])
   rows += [["Su, semi-supervised 1% labels", f"sentiment {sp}, accuracy % (VAT {vat:.2f})", f"{sup:.2f}", "—",
             f"{rd:.2f}", f"{rd - sup:+.2f}", "—"] for sp, sup, vat, rd in published.SU_SEMI]
-  for lab in sorted({k.split("/")[1] for k in data if "/lab" in k}, key=lambda x: int(x[3:])):
+  for lab in semi_labels(data):
     one, two, rd = (f"acc:cnn/{lab}/{arm}/p{SU}/{a}" for arm, a in (("only", "1pass"), ("only", "a0"), ("semi", "a0")))
     rows.append([f"ours, semi-supervised {lab[3:]} labels", "MNIST-1D CNN, accuracy %", _cell(data, one),
                  _cell(data, two), _cell(data, rd), _diff(data, rd, one), _diff(data, rd, two)])
@@ -261,17 +243,7 @@ def plots(data, out_dir) -> list[str]:
 def write_report(records, extras, out_dir: str, meta: dict) -> str:
   del extras
   data = samples(records)
-  verdicts = C.judge_all(claims(data), data)
-  os.makedirs(out_dir, exist_ok=True)
-  figs = plots(data, out_dir)
-  failed = [f"- `{r['name']}`: {r['error'][:200]}" for r in records if r.get("error")]
-  text = R.fill(os.path.join(os.path.dirname(__file__), "report_template.md"), dict(
-      runs=len(records), seeds=sorted({r["seed"] for r in records}), rules=R.RULES,
-      checklist=R.checklist(verdicts, data if meta.get("legacy") else None), failed="\n".join(failed) or "none",
-      supervised=table_supervised(data), semi=table_semi(data), published=table_published(data),
-      margin=f"{NONINFERIORITY * 100:g}", plots="\n\n".join(f"![{p}]({p})" for p in figs), footer=R.footer(meta),
-      mean_run_s=f"{np.mean([r.get('wall_time_s', 0) for r in records]):.1f}" if records else "—"))
-  path = os.path.join(out_dir, "REPORT.md")
-  with open(path, "w") as f:
-    f.write(text)
-  return path
+  return R.write(__file__, out_dir, meta, C.judge_all(claims(data), data), data, records, plots(data, out_dir),
+                 runs=len(records), seeds=sorted({r["seed"] for r in records}), supervised=table_supervised(data),
+                 semi=table_semi(data), published=table_published(data), margin=f"{NONINFERIORITY * 100:g}",
+                 mean_run_s=f"{np.mean([r.get('wall_time_s', 0) for r in records]):.1f}" if records else "—")

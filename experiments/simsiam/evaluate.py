@@ -1,16 +1,6 @@
-"""Frozen-feature evaluation of SimSiam checkpoints (kNN, linear probe, collapse statistics on test data).
-
-Used by run.py; everything numeric lives in kexue_jax.evals.ssl. For one network state (a checkpoint's
-{params, extra} or the untrained initialisation):
-
-  1. BatchNorm statistics: the exact statistics of the whole training set (ssl.population_batch_stats),
-     for every BN layer of backbone, projector and predictor.
-  2. Backbone features h (inference mode) of the train and test sets; projector outputs z of the test set.
-  3. kNN accuracy (cosine, train set as the memory bank, k = 20, weights exp(sim / 0.1)) on h;
-     linear-probe test accuracy on h (L-BFGS logistic regression on standardised features);
-     collapse_std and the three rank statistics (ssl.rank_statistics: singular-value entropy rank,
-     covariance entropy rank, top-3 variance fraction) of z and h over the 1000 test examples.
-"""
+"""Frozen-feature evaluation of SimSiam checkpoints: BN statistics of the whole training set, then kNN and a linear
+probe on the backbone features h and the collapse statistics of z and h on the test set (the protocol is in
+report_template.md; everything numeric lives in kexue_jax.evals.ssl)."""
 from __future__ import annotations
 
 import functools

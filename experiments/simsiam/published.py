@@ -18,9 +18,4 @@ ABLATION = {
     "headbn_all": ("BN also on the predictor output (Table 3d)", "unstable", "loss oscillates; not a collapse"),
     "simclr": ("SimCLR, same 100-epoch setting (Table 4; repro.+)", "66.5", "CIFAR-10 (App. D): 91.1 vs SimSiam 91.8"),
 }
-
-PAPER_CIFAR10_LINEAR = 91.8  # App. D, CIFAR ResNet-18, 800 epochs (SimCLR in the same setting: 91.1)
 BYOL_RANDOM_INIT_LINEAR = 1.4  # BYOL (arXiv 2006.07733): a randomly initialised ResNet-50, ImageNet linear eval
-MNIST1D_REFERENCE = {  # greydanus/mnist1d notebooks/self-supervised-learning.ipynb (cells 10, 15)
-    "pixel kNN (k=10, Euclidean)": 59.6, "pixel linear": 32.8, "SimCLR linear probe on backbone": 82.0,
-}

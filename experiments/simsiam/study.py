@@ -1,11 +1,7 @@
 r"""SimSiam: why it does not collapse (issue #6) -- ablations on MNIST-1D, checkpoint evaluations, claims.
 
-  python -m experiments simsiam --workdir /tmp/kexue/simsiam            # 11 runs: 3 seeds of the main two
-  python -m experiments simsiam --workdir W --scale tiny                # smoke test (< 2 min)
-
-Every run is configs/simsiam/mnist1d.py with one argument string. After training, each kept checkpoint and
-the untrained initialisation (step 0) are evaluated (evaluate.py: kNN on backbone features at every checkpoint,
-linear probe at step 0 and at the end, collapse statistics of z on the test set). Prose: report_template.md.
+Every run is configs/simsiam/mnist1d.py with one argument string; after training, the untrained initialisation
+(step 0) and every kept checkpoint are evaluated (evaluate.py). The report's prose is report_template.md.
 """
 from __future__ import annotations
 
@@ -38,9 +34,8 @@ VARIANTS = {  # variant -> (config arguments, label)
                          "Su: target z(x̄), no stop-grad, no predictor"),
 }
 MAIN = ("simsiam", "no_stopgrad")  # 5 seeds each (the paper's Fig. 2 has 5 trials); every other arm 3
-# Seconds per run (1000 steps, checkpoint evaluations with a probe at steps 0, 250, ..., 1000) on 2 idle CPU cores,
-# from 2000-step runs of seed 0 (experiments/simsiam config docstring): ~65 steps/s view targets, ~45 mean-view,
-# ~12 s of compiles and ~1.5 s per evaluation; for the --dry_run estimate (the report shows the measured times).
+# --dry_run seconds per run on 2 idle CPU cores, from 2000-step runs of seed 0 (the config's docstring): ~65 steps/s
+# (view targets), ~45 (mean-view), ~12 s of compiles, ~1.5 s per checkpoint evaluation.
 EST_S = {"view": 32.0, "mean_view": 45.0, "tiny": 12.0}
 
 
@@ -59,9 +54,6 @@ def plan(seeds: int | None = None, scale: str = "default") -> list[launcher.Run]
         runs.append(launcher.Run(arg.replace(",", "_").replace("=", ""), f"{CONFIG}:{arg}",
                                  {"variant": v, "seed": seed}, est))
   return runs
-
-
-# ------------------------------------------------------------------------------------------- Evaluation.
 
 _CACHE: dict = {}
 
@@ -86,7 +78,8 @@ TRAIN_KEYS = {"loss": "loss", "z_std": "z/std", "z_sv_rank": "z/sv_rank", "z_cov
 def train_curves(run_dir: str) -> dict[str, list]:
   from kexue_jax import metrics as metrics_lib  # pylint: disable=g-import-not-at-top
   rows = [m for m in metrics_lib.read_metrics(run_dir) if "train/loss" in m]
-  return {"step": [int(m["step"]) for m in rows], **{k: [m.get(f"train/{v}") for m in rows] for k, v in TRAIN_KEYS.items()}}
+  return {"step": [int(m["step"]) for m in rows],
+          **{k: [m.get(f"train/{v}") for m in rows] for k, v in TRAIN_KEYS.items()}}
 
 
 def evaluate(run, config, run_dir: str, record: dict) -> dict:
@@ -111,9 +104,6 @@ def extras(workdir: str, scale: str = "default") -> dict:
   return {"raw": evaluate.raw_baselines(evaluate.load_split(config, "train"), evaluate.load_split(config, "test"))}
 
 
-# ------------------------------------------------------------------------------------------- Samples + claims.
-
-
 def by_variant(records) -> dict[str, list[dict]]:
   out = collections.defaultdict(list)
   for r in records:
@@ -122,20 +112,23 @@ def by_variant(records) -> dict[str, list[dict]]:
   return dict(out)
 
 
+def _ratios(tc: dict) -> list:
+  """||g_predictor|| / ||g_encoder|| at each logged step (None where a monitor is missing)."""
+  return [p / e if p is not None and e else None
+          for p, e in zip(tc.get("grad_norm/predictor") or [], tc.get("grad_norm/encoder") or [])]
+
+
 def _window(r: dict, key: str, lo: float, hi: float) -> list[float]:
-  """Logged training values of ``key`` at steps in (lo·T, hi·T] (lo < 0: from the first logged step)."""
+  """Logged training values of ``key`` ("ratio": the gradient ratio) at steps in (lo·T, hi·T] (lo < 0: from the
+  first logged step)."""
   tc = r.get("train_curves", {})
-  return [v for st, v in zip(tc.get("step", []), tc.get(key) or []) if lo * r["steps"] < st <= hi * r["steps"]
-          and v is not None]
+  values = _ratios(tc) if key == "ratio" else tc.get(key) or []
+  return [v for st, v in zip(tc.get("step", []), values) if lo * r["steps"] < st <= hi * r["steps"] and v is not None]
 
 
 def grad_ratio(r: dict, lo: float, hi: float) -> float:
   """Mean ||g_predictor|| / ||g_encoder|| over logged steps in (lo·T, hi·T]."""
-  tc = r.get("train_curves", {})
-  vals = [p / e for st, p, e in zip(tc.get("step", []), tc.get("grad_norm/predictor") or [],
-                                    tc.get("grad_norm/encoder") or []) if lo * r["steps"] < st <= hi * r["steps"]
-          and p is not None and e]
-  return float(np.mean(vals)) if vals else float("nan")
+  return float(np.mean(_window(r, "ratio", lo, hi) or [np.nan]))
 
 
 def final_loss(r: dict) -> float:
@@ -241,9 +234,6 @@ def toy_check() -> tuple[bool, str]:
               f"φ → {phi_f:.4f}, θ → {th_f:.4f} (Euler, dt = 1e-3, t = 20)")
 
 
-# ------------------------------------------------------------------------------------------- Tables + plots.
-
-
 def _stat(rs, key, where="final") -> stats.Stat:
   return stats.Stat([float(r[where][key]) for r in rs if np.isfinite(r[where].get(key, np.nan))])
 
@@ -255,9 +245,11 @@ COLUMNS = (("probe", 100, 1), ("knn", 100, 1), ("z_cov_rank", 1, 2), ("z_sv_rank
 def table_ablation(g, raw) -> str:
   """The paper's Table 1 / 3 layout: one row per arm, the paper's number beside ours."""
   rows = [[label, published.ABLATION.get(v, ("", "—"))[1]] + [_stat(g[v], k).fmt(sc, dg) for k, sc, dg in COLUMNS]
-          + [stats.Stat([final_loss(r) for r in g[v]]).fmt(1, 3), len(g[v])] for v, (_, label) in VARIANTS.items() if v in g]
+          + [stats.Stat([final_loss(r) for r in g[v]]).fmt(1, 3), len(g[v])]
+          for v, (_, label) in VARIANTS.items() if v in g]
   if un := g.get("simsiam", []):
-    rows.append(["untrained network (step 0, BN stats of the train set)", f"{published.BYOL_RANDOM_INIT_LINEAR} (BYOL)"]
+    rows.append(["untrained network (step 0, BN stats of the train set)",
+                 f"{published.BYOL_RANDOM_INIT_LINEAR} (BYOL)"]
                 + [_stat(un, k, "untrained").fmt(sc, dg) for k, sc, dg in COLUMNS] + ["—", len(un)])
   if raw:
     rows.append(["raw input signals", "—", f"{raw['probe'] * 100:.1f}", f"{raw['knn'] * 100:.1f}"] + ["—"] * 7)
@@ -276,8 +268,9 @@ def _curve_mean(rs, key: str, step: int) -> float:
 
 def table_curve(g, key: str = "probe", scale: float = 100, digits: int = 1) -> str:
   steps = sorted({c["step"] for rs in g.values() for r in rs for c in r["curve"]})
-  return R.table(["variant"] + [str(s) for s in steps], [
-      [VARIANTS[v][1]] + [f"{_curve_mean(g[v], key, s) * scale:.{digits}f}" for s in steps] for v in VARIANTS if v in g])
+  return R.table(["variant"] + [str(s) for s in steps],
+                 [[VARIANTS[v][1]] + [f"{_curve_mean(g[v], key, s) * scale:.{digits}f}" for s in steps]
+                  for v in VARIANTS if v in g])
 
 
 def _band(ax, x, ys, **kw):
@@ -308,9 +301,7 @@ def plots(g, raw, out_dir) -> list[str]:
         _band(ax, x, [[c.get(key, np.nan) * 100 for c in r["curve"]] for r in g[v]], marker="o", ms=3, **kw)
       else:
         tc0 = g[v][0]["train_curves"]
-        ys = [[p / e if p is not None and e else None for p, e in zip(r["train_curves"]["grad_norm/predictor"],
-                                                                    r["train_curves"]["grad_norm/encoder"])]
-              if key == "ratio" else r["train_curves"][key] for r in g[v]]
+        ys = [_ratios(r["train_curves"]) if key == "ratio" else r["train_curves"][key] for r in g[v]]
         _band(ax, tc0["step"], [y[:len(tc0["step"])] for y in ys], **kw)
       ax.set(xlabel="step", ylabel=label, yscale="log" if kind == "log" else "linear")
   if raw:
