@@ -130,10 +130,14 @@ def run_one(study, run: Run, workdir: str, overrides: Sequence[str]) -> dict:
 
 
 def study_extras(study, workdir: str, scale: str) -> dict:
-  """Study-level numbers (e.g. raw-input baselines), computed once into W/extras.json."""
+  """Study-level numbers (e.g. raw-input baselines), computed once per scale into W/extras[.scale].json.
+
+  Keyed by scale: a study's extras may depend on it (the MLM study benchmarks pre-training only at `full`),
+  and a workdir that ran the default and then `full` must not report `full` with the default's extras.
+  """
   if not hasattr(study, "extras"):
     return {}
-  path = os.path.join(workdir, "extras.json")
+  path = os.path.join(workdir, "extras.json" if scale == "default" else f"extras.{scale}.json")
   if not os.path.exists(path):
     t0 = time.time()
     _write_json(path, dict(study.extras(workdir, scale), time_s=round(time.time() - t0, 2)))

@@ -138,3 +138,13 @@ def test_run_overrides_apply_before_the_users():
                      overrides=("max_checkpoints_to_keep=7", "checkpoint_every_steps=2"))
   config = launcher.load_run_config(run, ["checkpoint_every_steps=3"])
   assert config.max_checkpoints_to_keep == 7 and config.checkpoint_every_steps == 3
+
+
+def test_extras_are_computed_once_per_scale(tmp_path):
+  """A workdir that ran the default and then `full` reports `full` with `full`'s extras, each computed once."""
+  calls = []
+  study = types.SimpleNamespace(extras=lambda workdir, scale: calls.append(scale) or {"scale": scale})
+  for scale in ("default", "full", "default", "full"):
+    assert launcher.study_extras(study, str(tmp_path), scale)["scale"] == scale
+  assert calls == ["default", "full"]
+  assert sorted(os.listdir(tmp_path)) == ["extras.full.json", "extras.json"]
