@@ -13,7 +13,7 @@ aA with 1pass. Parts (full = all of them at 5 seeds; default = the subset marked
   alpha    a64 at n = 1000, p = 0.3 (too large an α)                                       (* MLP)
   explain  Su's cell (a0 vs a4, p = 0.3, n = 1000) at 4x width: MLP 1024, CNN 128 channels  (* MLP)
   semi     CNN, the first 100 / 200 examples labelled: 1pass, a0, a4 on the labelled only; a0 + Su's KL on
-           the unlabelled rest                                                             (* 100 labels)
+           the unlabelled rest, β = 4 and the smaller mnist1d.SEMI_BETAS                   (* 100 labels)
 Prose: report_template.md.
 """
 from __future__ import annotations
