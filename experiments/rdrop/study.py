@@ -51,14 +51,16 @@ def settings(scale: str) -> list[tuple]:
   for lab in mnist1d.SEMI_LABELLED if full else mnist1d.SEMI_LABELLED[:1]:
     out += [("semi", "cnn", a, SU, 0, lab, False, 0) for a in ("1pass", 0, 4)] + [("semi", "cnn", 0, SU, 0, lab,
                                                                                        True, 0)]
+    out += [("semi", "cnn", 0, SU, 0, lab, True, 0, b) for b in mnist1d.SEMI_BETAS]   # 9th: β (default: Su's 4)
   return out
 
 
-def run_arg(model, arm, p, n=1000, labelled=0, unlabelled=False, width=0, seed=0) -> str:
+def run_arg(model, arm, p, n=1000, labelled=0, unlabelled=False, width=0, seed=0, beta=None) -> str:
   parts = [f"model={model}", f"alpha={0 if arm == '1pass' else arm:g}", f"dropout={p:g}",
            f"passes={'single' if arm == '1pass' else 'duplicate'}"]
   parts += [f"labelled={labelled}", f"unlabelled={unlabelled}"] if labelled else [f"train_size={n}"]
-  return ",".join(parts + [f"width={width}"] * bool(width) + [f"seed={seed}"])
+  parts += [f"width={width}"] * bool(width) + ([] if beta is None else [f"beta={beta:g}"])
+  return ",".join(parts + [f"seed={seed}"])
 
 
 def est_s(model, arm, n, labelled, unlabelled, width) -> float:
@@ -73,13 +75,13 @@ def plan(seeds: int | None = None, scale: str = "default") -> list[launcher.Run]
     raise ValueError(f"rdrop scales are default, full, tiny; got {scale!r}.")
   runs = []
   for seed in range(seeds or {"tiny": 1}.get(scale, 5)):
-    for part, model, arm, p, n, lab, unl, width in settings(scale):
+    for part, model, arm, p, n, lab, unl, width, *beta in settings(scale):
       if seeds is None and scale == "default" and model == "cnn" and seed >= 3:
         continue   # the default's CNN parts (semi, Su's cell): 3 seeds, to fit 30 minutes
-      arg = run_arg(model, arm, p, n, lab, unl, width, seed)
+      arg = run_arg(model, arm, p, n, lab, unl, width, seed, *beta)
       labels = dict(part=part, model=model, alpha=0.0 if arm == "1pass" else float(arm), dropout=p,
                     passes="single" if arm == "1pass" else "duplicate", train_size=lab or n, labelled=lab,
-                    unlabelled=unl, width=width, seed=seed)
+                    unlabelled=unl, width=width, seed=seed, **dict(beta=beta[0]) if beta else {})
       spec = f"{CONFIG}:{arg}" + (",runlocal" if scale == "tiny" else "")
       runs.append(launcher.Run(arg.replace(",", "_").replace("=", ""), spec, labels,
                                10.0 if scale == "tiny" else round(est_s(model, arm, n, lab, unl, width), 1)))
@@ -88,8 +90,10 @@ def plan(seeds: int | None = None, scale: str = "default") -> list[launcher.Run]
 
 def key(r: dict) -> str:
   """A setting's name (all but the seed): "mlp/n1000/p0.3/a4", "mlp/n1000w1024/p0.3/a0", "cnn/lab100/semi/p0.3/a0",
-  "cnn/lab100/only/p0.3/1pass". Records of the former plan have no passes label: there α = 0 alone was one pass."""
-  data = (f"lab{r['labelled']}/{'semi' if r['unlabelled'] else 'only'}" if r["labelled"] else
+  "cnn/lab100/only/p0.3/1pass", "cnn/lab100/semib1/p0.3/a0" (β = 1; no beta label: Su's 4). Records of the former
+  plan have no passes label: there α = 0 alone was one pass."""
+  semi = "semi" + (f"b{r['beta']:g}" if r.get("beta") is not None else "")
+  data = (f"lab{r['labelled']}/{semi if r['unlabelled'] else 'only'}" if r["labelled"] else
           f"n{r['train_size']}" + (f"w{r['width']}" if r.get("width") else ""))
   one = r.get("passes", "single" if r["alpha"] == 0 and not (r["labelled"] and r["unlabelled"]) else "") == "single"
   return f"{r['model']}/{data}/p{float(r['dropout']):g}/" + ("1pass" if one else f"a{float(r['alpha']):g}")
@@ -158,6 +162,16 @@ def claims(data) -> list[C.Claim]:
                     f"beats labelled-only {text}", "paired", semi, f"{only}/{arm}", family="semi", scale=100)
             for arm, text in (("1pass", "plain dropout (Su, 1% labels: +1.44 valid, +0.80 test)"),
                               ("a0", "two-pass training (the control)"), ("a4", "R-Drop (KL on labelled data)"))]
+    for b in semi_betas(data, lab):   # the explanation of claim 5: β = 4 in one joint step is too large
+      sb = f"cnn/{lab}/semib{b:g}/p{SU}/a0"
+      out += [C.Claim(f"8 {lab} b{b:g}", f"Semi-supervised ({lab[3:]} labels) at β = {b:g}: the KL term on the "
+                      f"unlabelled rest beats labelled-only two-pass training (the control)", "paired", f"acc:{sb}",
+                      f"{only}/a0", family="semi-beta", scale=100),
+              C.Claim(f"9 {lab} b{b:g} acc", f"Su's β = 4 is too large in one joint step: β = {b:g} beats β = 4 "
+                      f"({lab[3:]} labels, test accuracy)", "paired", f"acc:{sb}", semi, family="semi-beta", scale=100),
+              C.Claim(f"9 {lab} b{b:g} ce", f"β = 4 under-fits the labelled examples: their train CE at β = 4 is "
+                      f"above β = {b:g} ({lab[3:]} labels)", "paired", f"ce:{semi[4:]}", f"ce:{sb}",
+                      family="semi-beta", digits=3)]
   out += [C.Claim(f"6 {s}", f"Su's cell (α = 4, p = {SU}): R-Drop beats plain one-pass dropout (Su: +0.9 to +2.4 "
                   f"on CLUE) ({s})", "paired", f"acc:{s}/a4", f"acc:{s}/1pass", family="su", scale=100)
           for s in sup if s.endswith(f"/p{SU}") and f"acc:{s}/1pass" in data and f"acc:{s}/a4" in data]
@@ -186,12 +200,19 @@ def table_supervised(data) -> str:
                   "gap ×10⁻³", "KL(P̄‖P0) ×10⁻³", "final train CE", "seeds"], rows)
 
 
+def semi_betas(data, lab) -> list[float]:
+  """The β of the semi-supervised arms other than Su's 4 (mnist1d.SEMI_BETAS) that have runs."""
+  return sorted({float(k.split("/")[2][5:]) for k in data if k.startswith(f"acc:cnn/{lab}/semib")})
+
+
 def table_semi(data) -> str:
+  labs = semi_labels(data)
+  betas = sorted({b for lab in labs for b in semi_betas(data, lab)})
   rows = [[lab[3:]] + [_cell(data, f"acc:cnn/{lab}/{arm}") for arm in (
-      f"only/p{SU}/1pass", f"only/p{SU}/a0", f"only/p{SU}/a4", f"semi/p{SU}/a0")]
-          for lab in semi_labels(data)]
+      f"only/p{SU}/1pass", f"only/p{SU}/a0", f"only/p{SU}/a4", f"semi/p{SU}/a0",
+      *(f"semib{b:g}/p{SU}/a0" for b in betas))] for lab in labs]
   return R.table(["labels", "labelled only, plain", "labelled only, two-pass control", "labelled only, R-Drop α=4",
-                  "+ unlabelled KL (Su)"], rows)
+                  "+ unlabelled KL (Su)", *(f"+ unlabelled KL, β = {b:g}" for b in betas)], rows)
 
 
 def _diff(data, a, b) -> str:

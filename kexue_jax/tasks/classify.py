@@ -26,7 +26,10 @@ inputs (`x_unlabelled` / `tokens_unlabelled`), they get the KL term only, with t
 (`task.unlabelled_alpha`):  L += (beta / 2) * mean_unlabelled kl. beta = 4 is exactly Su's unlabelled loss
 mean(KL12 + KL21) = 2 kl. Su alternated a labelled step (plain CE, i.e. alpha = 0) and an unlabelled step with a
 second Adam at half the learning rate; we take one joint step on a batch of B labelled and B unlabelled
-examples (one optimizer), which is the same objective up to the relative step sizes.
+examples (one optimizer). The weighting differs: Adam normalises each of Su's two steps on its own, so his KL
+step stays about half his CE step however small either gradient gets, while in the joint step beta is the ratio
+of the two gradients, and once the few labelled examples are fitted (CE -> 0) the KL gradient takes over. So
+Su's beta = 4 does not carry over to the joint step (experiments/rdrop: the beta arms).
 
 Two passes in one jitted step (`task.passes`):
   "duplicate"   one forward pass on [x; x] (2B rows, one dropout key): Su's implementation. Dropout draws an

@@ -72,7 +72,8 @@ def test_simsiam_report_from_a_results_file(tmp_path):
 
 def rdrop_records(gain=0.03, gap_slope=-1.0, semi_gain=0.05, seeds=5, std=0.002, scale="full"):
   """Records of every run of a plan: R-Drop's gain over the two-pass control grows with α up to 4 (x2 at
-  n = 1000, p = 0.3; x4 at 4x width there), α = 64 under-fits, the gap is exp(gap_slope α/4) x 0.1."""
+  n = 1000, p = 0.3; x4 at 4x width there), α = 64 under-fits, the gap is exp(gap_slope α/4) x 0.1; a semi run at
+  a smaller β gains 2 semi_gain, at Su's β = 4 semi_gain, with its train CE 2 semi_gain above the smaller β's."""
   rng = np.random.default_rng(0)
   out = []
   for run in rdrop.plan(seeds=None if scale == "default" else seeds, scale=scale):
@@ -80,10 +81,12 @@ def rdrop_records(gain=0.03, gap_slope=-1.0, semi_gain=0.05, seeds=5, std=0.002,
     a, semi = lab["alpha"], lab["labelled"] and lab["unlabelled"]
     factor = 1 + (lab["train_size"] == 1000 and lab["dropout"] == 0.3) + 2 * bool(lab["width"])
     acc = (0.67 if lab["labelled"] else 0.5) + 0.005 * (lab["passes"] == "duplicate") + semi_gain * semi
+    acc += semi_gain * ("beta" in lab)
+    ce = (1.5 if a > 4 else 0.5) + 2 * semi_gain * (semi and "beta" not in lab)
     acc += -0.1 if a > 4 else 0.0 if lab["labelled"] else gain * factor * a / 4
     out.append(dict(lab, name=run.name, wall_time_s=10.0, command="python -m ...",
                     eval=dict(accuracy=acc + e[0], dropout_kl=0.1 * np.exp(gap_slope * min(a, 4) / 4 + e[1] * 20),
-                              consistency_kl=0.05), train=dict(ce=(1.5 if a > 4 else 0.5) + e[2], accuracy=0.9)))
+                              consistency_kl=0.05), train=dict(ce=ce + e[2], accuracy=0.9)))
   return out
 
 
@@ -95,7 +98,7 @@ def _rdrop_verdicts(records):
 def test_rdrop_claims_on_synthetic_records():
   good = _rdrop_verdicts(rdrop_records())
   ids = {i.split()[0] for i in good}
-  assert ids == set("1234567") and set(good.values()) == {C.HOLDS}, good
+  assert ids == set("123456789") and set(good.values()) == {C.HOLDS}, good
   assert sum(i.startswith("1 ") for i in good) == 8 and sum(i.startswith("5 ") for i in good) == 6
   bad = _rdrop_verdicts(rdrop_records(gain=-0.03, gap_slope=1.0, semi_gain=-0.05))
   assert {i: v for i, v in bad.items() if v != C.FAILS} == {i: C.HOLDS for i in bad if i.startswith("4 ")}, bad
@@ -112,22 +115,26 @@ def test_rdrop_report_and_a_diverged_run(tmp_path):
   assert launcher.main(["rdrop", "--report_only", "--results", str(path), "--out", str(tmp_path / "o")]) == 0
   text = (tmp_path / "o" / "REPORT.md").read_text()
   for s in ("✅ holds", "62.69", "`diverged`: Non-finite loss", "fig_supervised.png", "non-inferiority margin 0.5",
-            "| mlp | n1000w1024 | p0.3 | a4 |", "+ unlabelled KL (Su)", "Su's cell"):
+            "| mlp | n1000w1024 | p0.3 | a4 |", "+ unlabelled KL (Su)", "+ unlabelled KL, β = 1", "Su's cell"):
     assert s in text, s
   assert "$" not in text.replace("$$", "")
 
 
 def test_rdrop_plan_and_configs():
   runs, full = rdrop.plan(), rdrop.plan(scale="full")
-  assert len({r.name for r in runs}) == len(runs) == 111 and len({r.name for r in full}) == len(full) == 310
-  assert sum(r.labels["model"] == "cnn" for r in runs) == 21 and sum(r.est_s for r in runs) / 2 <= 30 * 60
+  assert len({r.name for r in runs}) == len(runs) == 114 and len({r.name for r in full}) == len(full) == 320
+  assert sum(r.labels["model"] == "cnn" for r in runs) == 24 and sum(r.est_s for r in runs) / 2 <= 30 * 60
   grid = {(r.labels["model"], r.labels["train_size"], r.labels["dropout"], r.labels["passes"], r.labels["alpha"])
           for r in full if r.labels["part"] == "grid"}
   assert len(grid) == 48 and {r.labels["labelled"] for r in full} == {0, 100, 200}
   cfg = lambda pred: launcher.load_run_config(next(r for r in runs if pred(r.labels)), ())
-  c = cfg(lambda l: l["unlabelled"])
+  c = cfg(lambda l: l["unlabelled"] and "beta" not in l)
   assert c.data.preprocess == "classification_semi" and c.data.num_labelled == 100 and c.num_train_steps == 6000
   assert c.task.rdrop_alpha == 0 and c.task.unlabelled_alpha == 4 and c.task.passes == "duplicate"
+  semi_beta = [r for r in runs if "beta" in r.labels]   # the smaller-β arms: Su's arm keeps its name (cache key)
+  assert {r.labels["beta"] for r in semi_beta} == set(rdrop.mnist1d.SEMI_BETAS) and len(semi_beta) == 3
+  c = launcher.load_run_config(semi_beta[0], ())
+  assert c.task.unlabelled_alpha == rdrop.mnist1d.SEMI_BETAS[0] and c.data.preprocess == "classification_semi"
   c = cfg(lambda l: l["labelled"] and l["passes"] == "duplicate" and l["alpha"] == 0 and not l["unlabelled"])
   assert c.data.train_split == "train[:100]" and c.data.preprocess == "classification_inmemory"
   c = cfg(lambda l: l["seed"] == 2 and l["passes"] == "duplicate" and l["alpha"] == 0 and l["train_size"] == 4000)

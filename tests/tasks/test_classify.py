@@ -200,9 +200,12 @@ def test_parameter_gradient_flows_through_both_passes(passes):
 # ---------------------------------------------------------------------------------------- Semi-supervised.
 
 
-def test_semi_supervised_loss_adds_kl_on_unlabelled():
+@pytest.mark.parametrize("beta", [0.0, 2.0])
+def test_semi_supervised_loss_adds_kl_on_unlabelled(beta):
+  """CE over the labelled rows only, + beta/2 x the unlabelled rows' KL (beta = 0: the two-pass loss of the labelled
+  rows, with the unlabelled rows only in the forward pass)."""
   task = tasks.get_task(_mlp_config())
-  task.beta = 2.0
+  task.beta = beta
   batch, rng = _batch(unlabelled=True), jax.random.key(9)
   v = jax.jit(task.init)(jax.random.key(0), batch)
   loss, aux = task.loss(v, batch, rng)
@@ -216,9 +219,9 @@ def test_semi_supervised_loss_adds_kl_on_unlabelled():
   ref = np.mean(np_paper_loss(z1, z2, y, task.alpha)) / 2 + task.beta / 2 * kl_u
   np.testing.assert_allclose(float(aux["metrics"]["kl_unlabelled"]), kl_u, rtol=1e-4)
   np.testing.assert_allclose(float(loss), ref, rtol=1e-5)
-  # The unlabelled inputs get gradient through the KL term alone (labels never touch them).
+  # The unlabelled inputs get gradient through the KL term alone (labels never touch them; no BatchNorm here).
   g = jax.grad(lambda xu: task.loss(v, {**batch, "x_unlabelled": xu}, rng)[0])(batch["x_unlabelled"])
-  assert float(jnp.abs(g).max()) > 0
+  assert (float(jnp.abs(g).max()) > 0) == (beta > 0)
 
 
 def test_single_pass_is_plain_dropout_and_rejects_alpha():
@@ -451,6 +454,11 @@ def test_mnist1d_config_semi_supervised_arm():
     assert semi.data.preprocess == "classification_semi" and semi.data.num_labelled == labelled
     assert base.data.train_split == f"train[:{labelled}]"
     assert semi.task.unlabelled_alpha == 4.0 and semi.num_train_steps == base.num_train_steps
+    for beta in MNIST1D.SEMI_BETAS:   # the smaller-β arms: only the KL weight differs
+      other = load_config("configs/rdrop/mnist1d.py", f"model=cnn,labelled={labelled},alpha=0,passes=duplicate,"
+                                                      f"beta={beta:g}")
+      assert other.task.unlabelled_alpha == beta and other.num_train_steps == semi.num_train_steps
+      assert other.data.to_dict() == semi.data.to_dict() and other.model.to_dict() == semi.model.to_dict()
 
 
 # ------------------------------------------------------------------------------------------------- Smoke.
