@@ -22,6 +22,7 @@ import dataclasses
 import importlib
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -260,11 +261,13 @@ def main(argv: Sequence[str] | None = None) -> int:
   out = a.out or os.path.join(a.workdir, "report")
   # The report names the workdir "W": a path on the machine that trained means nothing to a reader.
   portable = lambda cmd: cmd.replace(a.workdir, "W") if a.workdir else cmd
+  # A recorded run's command names the workdir it was trained in (with --results: another machine's path).
+  run_cmd = lambda cmd: re.sub(r"--workdir \S*/runs/", "--workdir W/runs/", cmd)
   train_cmd = _shell(a, overrides, report_only=False, results=None, out=None, workdir="W")
   meta = dict(report_lib.machine(), overrides=", ".join(f"`--config.{o}`" for o in overrides),
               commands=[" ".join(train_cmd)] + [portable(" ".join(_shell(a, overrides)))] * a.report_only,
               wall=wall_line(records, est, time.time() - t0),
-              example_run=portable(next((r["command"] for r in records if r.get("command")), "")))
+              example_run=run_cmd(next((r["command"] for r in records if r.get("command")), "")))
   meta["trained_on"] = meta["machine"]
   if a.results:  # the report is made here; the runs were trained where the results file says
     prev = _read_json(a.results)
