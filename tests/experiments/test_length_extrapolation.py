@@ -471,8 +471,9 @@ def test_study_scores_an_mlm_run_at_every_test_length(tmp_path):
       dict(res, methods={}, meta=dict(res["meta"], train_length=16)))
 
 
-def test_logn_gains_by_protocol_pair_the_seeds():
+def test_logn_gains_by_protocol_pair_the_seeds(tmp_path):
   res = _with_seeds(_synthetic(True))
+  no_tail = copy.deepcopy(res)
   for m in res["methods"].values():
     for L, r in m["by_length"].items():
       r["nonrep"]["tail_acc"] = list(np.asarray(r["nonrep"]["acc"]) + (0.02 if "logn" in m["ckpt"] else 0.0))
@@ -484,3 +485,14 @@ def test_logn_gains_by_protocol_pair_the_seeds():
   assert r["n"] == 5 and r["effect"] == pytest.approx(d.mean()) and r["se"] == pytest.approx(d.std(ddof=1) / 5 ** .5)
   assert rows[("logn/ntk_mixed - ntk_mixed", "all")]["effect"] == pytest.approx(r["effect"] - 2.0)
   assert {p for _, p in rows} == {"all", "tail"}   # "last": the synthetic growing documents have no replicates
+  t = scipy_stats.t.ppf(0.975, 4) * d.std(ddof=1) / 5 ** .5   # 95% t interval, 4 degrees of freedom
+  assert r["ci"] == pytest.approx((d.mean() - t, d.mean() + t))
+  # The report tabulates them: a row per pair, a column per protocol (no tail column when no tail was recorded).
+  section = lambda text: text.split("## Log-n gains at 1024")[1].split("\n## ")[0]
+  text = section(report.write_report(res, str(tmp_path), plots=False))
+  cell = f"{r['effect']:+.2f} ± {r['se']:.2f} ({r['ci'][0]:+.2f} to {r['ci'][1]:+.2f}), n = 5"
+  assert "| pre-trained | `logn/ntk_mixed - ntk_mixed` |" in text and cell in text and "protocol `tail`" in text
+  assert text.count("\n| ") == 1 + len({pr for pr, _ in rows})
+  text = section(report.write_report(no_tail, str(tmp_path), plots=False))
+  assert "protocol `all`" in text and "protocol `tail`" not in text and "did not record tail" in text
+  assert "## Log-n gains" not in report.write_report(_synthetic(True), str(tmp_path), plots=False)
