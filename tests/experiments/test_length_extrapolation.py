@@ -356,6 +356,24 @@ def test_plan_default_and_tiny():
     study.plan(scale="huge")
 
 
+def test_extended_plan_has_the_issue_18_variants():
+  """QNA, KeyNorm + NoPE, InvLeaky b8 and Su's HWFA2 grid (9731 T7) are runs of the extended plan only, each with
+  the methods that score it and Su's row beside it."""
+  new = {"qna": "qna.py:scale=default", "kna_nope": "kna.py:scale=default,nope",
+         "inv_leaky_b8": "inv_leaky.py:scale=default,b8",
+         **{f"hwfa2_w{w}_f{f}": f"hwfa2.py:scale=default,w={w},f={f}"
+            for f in (1, 2) for w in (8, 16, 32, 64) if (w, f) != (64, 2)}}   # w64-f2 is `hwfa2` itself
+  runs = {r.name: r for r in study.plan(scale="extended")}
+  assert {k: runs[k].config for k in new} == {k: f"{study.CONFIG_DIR}/{v}" for k, v in new.items()}
+  assert not set(new) & {r.name for r in study.plan()} and all(runs[k].est_s > 0 for k in new)
+  methods = {m.name: m for m in methods_lib.all_methods(128, tuple(new))}
+  assert {m.ckpt for m in methods.values()} == set(new)
+  assert published.su_row("hwfa2_w16_f1+rerope", 128) == "HFWA-ReRoPE-w64-f1" == published.su_row(
+      "hwfa2_w2_f1+rerope", 16)   # windows scale with N: Su's w~ = 64 at 512
+  assert published.su_row("qna", 128) == "QNA" and published.su_row("kna_nope", 128) is None
+  assert methods["inv_leaky_b8"].attention == dict(position="rope")   # run as RoPE with the trained base 80000
+
+
 def test_former_results_round_trip_through_records(tmp_path):
   res = _synthetic(True)
   res["runs"]["rope_s1"] = dict(res["runs"]["rope"])
