@@ -3,6 +3,7 @@ changes), named as in the claims: "logn/" = on the log-n pre-trained checkpoint,
 "+logn†" = the inference-only log-n retrofit. Windows scale with N (our w at N = 128 is Su's w at 512 / 4).
 """
 import dataclasses
+import re
 
 from kexue_jax.evals import length_methods as L
 
@@ -37,7 +38,10 @@ def all_methods(n: int, variants: tuple[str, ...]) -> list[L.Method]:
       "rope_logn_copy": [("copy-logn/rope", {}, 0), ("copy-logn/ntk_mixed", sc("ntk_mixed"), 1),
                          (f"copy-logn/rerope_w{w4}", rr(w4), 1), (f"copy-logn/leaky_w{w4}_k16", leaky(w4, 16), 0)],
       "hwfa_copy": [("copy/hwfa", {}, 1)],
-      **{v: [(v, {}, 1)] for v in ("kna", "cosa", "kna_logn", "cosa_logn")},
+      **{v: [(v, {}, 1)] for v in ("kna", "cosa", "kna_logn", "cosa_logn", "qna", "kna_nope")},
+      "inv_leaky_b8": [("inv_leaky_b8", dict(position="rope"), 1, "trained Leaky k=1/16, base 80000, run as RoPE")],
+      # Su's HWFA2 grid (9731 T7, study.py HWFA2_GRID): the ReRoPE swap, at L_train and 8x only.
+      **{v: [(f"{v}+rerope", {}, 0, L.hwfa2_rerope)] for v in variants if re.fullmatch(r"hwfa2_w\d+_f\d", v)},
   }
   extra = {v: [(f"{v}/yarn", sc("yarn"), 0), (f"{v}/rerope_w{w4}", rr(w4), 0)] for v in ("kna", "cosa")}
   out = []

@@ -25,7 +25,7 @@ OURS_TO_SU = {
     "logn/ntk_mixed": "NTK-RoPE-log n-mixed", "yarn": "Baseline-YaRN", "logn/yarn": "Baseline-log n-YaRN",
     "hwfa": "HFWA", "inv_leaky": "InvLeaky ReRoPE-w128-log n", "hwfa2+rerope": "HFWA-ReRoPE-w64-f2", "kna": "KNA",
     "kna_logn": "KNA-log n", "cosa": "CosA", "cosa_logn": "CosA-log n", "kna/yarn": "KNA-YaRN",
-    "cosa/yarn": "CosA-YaRN",
+    "cosa/yarn": "CosA-YaRN", "qna": "QNA", "inv_leaky_b8": "InvLeaky ReRoPE-w128-b8-log n",
 }
 
 
@@ -42,6 +42,10 @@ def su_row(name: str, n: int) -> str | None:
       return None
     suffix = "-log n" if logn else "-log n†" if dagger else ""
     row = f"ReRoPE-w{w_su}{suffix}" if kind == "rerope" else f"Leaky ReRoPE-w{w_su}-k{k}{suffix}"
+    return row if row in SU else None
+  m = re.fullmatch(r"hwfa2_w(\d+)_f(\d)\+rerope", name)   # the HWFA2 grid (9731 T7)
+  if m and not int(m.group(1)) * 512 % n:
+    row = f"HFWA-ReRoPE-w{int(m.group(1)) * 512 // n}-f{m.group(2)}"
     return row if row in SU else None
   m = re.fullmatch(r"(kna|cosa)/rerope_w(\d+)", name)
   if m and int(m.group(2)) == n // 4:   # Su's 9859 ReRoPE is (inferred) w = 128 = N/4

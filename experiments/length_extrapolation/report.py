@@ -123,6 +123,29 @@ def paired_table(R: Results, names, ref="rope") -> str:
                   f(R.paired(nm, ref, R.L8, "rep"))] for nm in names])
 
 
+def _has_tail(res: dict) -> bool:
+  """Whether the runs recorded tail accuracies (older results did not: there the "tail" protocol repeats "all")."""
+  return any("tail_acc" in (r.get("nonrep") or {}) for m in res["methods"].values()
+             for r in m.get("by_length", {}).values())
+
+
+def logn_gains_md(R: Results, res: dict) -> str:
+  """The log-n gains of claims.logn_gains (paired over training seeds at 8x), a column per evaluation protocol."""
+  rows = [r for r in le_claims.logn_gains(res) if r["protocol"] != "tail" or _has_tail(res)]
+  if not rows:
+    return ""
+  protocols = [p for p in le_claims.PROTOCOLS if any(r["protocol"] == p for r in rows)]
+  cells = {(r["pair"], r["protocol"]): r for r in rows}
+  cell = lambda r: "–" if r is None else (f"{r['effect']:+.2f} ± {r['se']:.2f} "
+                                          f"({r['ci'][0]:+.2f} to {r['ci'][1]:+.2f}), n = {r['n']}")
+  pairs = list(dict.fromkeys(r["pair"] for r in rows))
+  table = _table(["log n", "method - baseline"] + [f"protocol `{p}`" for p in protocols],
+                 [["pre-trained" if pr.startswith("logn/") else "inference-only †", f"`{pr}`"]
+                  + [cell(cells.get((pr, p))) for p in protocols] for pr in pairs])
+  return _blocks()["logn_gains"].substitute(
+      L8=R.L8, n=R.n, table=table, tail="" if _has_tail(res) else _blocks()["logn_no_tail"].substitute()) + "\n\n"
+
+
 def growing_table(R: Results) -> str:
   return _table(["method"] + [f"loss, C={c}" for c in R.contexts],
                 [[nm] + ["" if (g := R.growing(nm, c)) is None else f"{g:.3f}" for c in R.contexts]
@@ -408,6 +431,7 @@ def write_report(res: dict, out_dir: str, plots: bool = True, footer: str = "") 
   text = T["main"].substitute(
       _setup(R, res, T), rules=framework_report.RULES, checklist=checklist, caution=caution,
       su_table=su_table(R, names), paired=paired_table(R, [k for k in names if k != "rope"]),
+      logn_gains=logn_gains_md(R, res),
       acc_nonrep=lengths_table(R, names), acc_rep=lengths_table(R, names, "rep"),
       loss=lengths_table(R, names, "nonrep", "loss"), growing=growing_table(R),
       plots=plot_all(R, out_dir) if plots else "", copy=_copy_md(R, res), cost=_cost_md(R, res), footer=footer)

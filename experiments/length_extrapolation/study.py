@@ -20,7 +20,9 @@ Plans (issue #18: the default <= 60 min on 2 cores; cross-checkpoint claims need
   extended   default + the other variants (InvLeaky, KNA, CosA, HWFA2, KNA/CosA-log n), the copy-augmented
              checkpoints (the repeated column, and the runs that test the window / HWFA hypotheses), the copy
              probes, the positive control and Su's MLM log-n table (Attention-O / -E), 5 seeds of every
-             checkpoint that claims compare: 45 runs, ~3.5 h (--dry_run; the MLM runs guessed at 2x an LM run).
+             checkpoint that claims compare, and issue #18's untested variants (QNA, KNA + NoPE, InvLeaky b8, the
+             HWFA2 grid: 10 runs, ~34 min by the estimate; their architectures' recorded runs took 209-282 s of
+             training each on the shared machine): 55 runs, ~4.1 h (--dry_run; the MLM runs guessed at 2x an LM run).
   tiny       two checkpoints and a few methods (< 2 min). medium / full: accelerator scales.
 """
 from __future__ import annotations
@@ -52,11 +54,17 @@ VARIANTS = {
     "hwfa2": ("hwfa2.py", ""), "kna_logn": ("kna.py", "logn"), "cosa_logn": ("cosa.py", "logn"),
     "rope_copy": ("rope.py", COPY_ARG), "rope_logn_copy": ("rope_logn.py", COPY_ARG), "hwfa_copy": ("hwfa.py", COPY_ARG),
     "mlm_o": ("logn_mlm.py", ""), "mlm_e": ("logn_mlm.py", "logn"),
+    # Issue #18: the research note's variants not yet tested (extended plan only). QNA and KeyNorm + NoPE are Su's
+    # negative controls (9859); InvLeaky b8 trains with RoPE base 80000 (9728 T6); the HWFA2 grid is Su's T7
+    # (w~ in {32, ..., 256} at N = 512 -> N/16 .. N/2; its w = N/2, f = 2 point is `hwfa2` itself, 2 N/L at L = 4).
+    "qna": ("qna.py", ""), "kna_nope": ("kna.py", "nope"), "inv_leaky_b8": ("inv_leaky.py", "b8"),
+    **{f"hwfa2_w{w}_f{f}": ("hwfa2.py", f"w={w},f={f}") for f in (1, 2) for w in (8, 16, 32, 64) if (w, f) != (64, 2)},
 }
+HWFA2_GRID = tuple(v for v in VARIANTS if v.startswith("hwfa2_w"))
 MLM_VARIANTS = ("mlm_o", "mlm_e")   # Su's 8823 table: Attention-O / Attention-E (no scale argument)
 DEFAULT_VARIANTS = ("rope", "rope_logn", "hwfa")
 EXTRA_VARIANTS = ("inv_leaky", "kna", "cosa", "hwfa2", "kna_logn", "cosa_logn", "rope_copy", "rope_logn_copy",
-                  "hwfa_copy") + MLM_VARIANTS
+                  "hwfa_copy") + MLM_VARIANTS + ("qna", "kna_nope", "inv_leaky_b8") + HWFA2_GRID
 SEEDS = 5            # training seeds of the checkpoints that claims compare (methods.SEED_CKPTS, the MLM runs)
 # Copy probes of the committed study: other baselines whose copy gap is followed over 6 checkpoints.
 PROBES = ("heads=4,norm=pre,steps=2400", "copy=0.5,steps=4000")

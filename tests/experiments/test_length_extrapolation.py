@@ -356,6 +356,24 @@ def test_plan_default_and_tiny():
     study.plan(scale="huge")
 
 
+def test_extended_plan_has_the_issue_18_variants():
+  """QNA, KeyNorm + NoPE, InvLeaky b8 and Su's HWFA2 grid (9731 T7) are runs of the extended plan only, each with
+  the methods that score it and Su's row beside it."""
+  new = {"qna": "qna.py:scale=default", "kna_nope": "kna.py:scale=default,nope",
+         "inv_leaky_b8": "inv_leaky.py:scale=default,b8",
+         **{f"hwfa2_w{w}_f{f}": f"hwfa2.py:scale=default,w={w},f={f}"
+            for f in (1, 2) for w in (8, 16, 32, 64) if (w, f) != (64, 2)}}   # w64-f2 is `hwfa2` itself
+  runs = {r.name: r for r in study.plan(scale="extended")}
+  assert {k: runs[k].config for k in new} == {k: f"{study.CONFIG_DIR}/{v}" for k, v in new.items()}
+  assert not set(new) & {r.name for r in study.plan()} and all(runs[k].est_s > 0 for k in new)
+  methods = {m.name: m for m in methods_lib.all_methods(128, tuple(new))}
+  assert {m.ckpt for m in methods.values()} == set(new)
+  assert published.su_row("hwfa2_w16_f1+rerope", 128) == "HFWA-ReRoPE-w64-f1" == published.su_row(
+      "hwfa2_w2_f1+rerope", 16)   # windows scale with N: Su's w~ = 64 at 512
+  assert published.su_row("qna", 128) == "QNA" and published.su_row("kna_nope", 128) is None
+  assert methods["inv_leaky_b8"].attention == dict(position="rope")   # run as RoPE with the trained base 80000
+
+
 def test_former_results_round_trip_through_records(tmp_path):
   res = _synthetic(True)
   res["runs"]["rope_s1"] = dict(res["runs"]["rope"])
@@ -471,8 +489,9 @@ def test_study_scores_an_mlm_run_at_every_test_length(tmp_path):
       dict(res, methods={}, meta=dict(res["meta"], train_length=16)))
 
 
-def test_logn_gains_by_protocol_pair_the_seeds():
+def test_logn_gains_by_protocol_pair_the_seeds(tmp_path):
   res = _with_seeds(_synthetic(True))
+  no_tail = copy.deepcopy(res)
   for m in res["methods"].values():
     for L, r in m["by_length"].items():
       r["nonrep"]["tail_acc"] = list(np.asarray(r["nonrep"]["acc"]) + (0.02 if "logn" in m["ckpt"] else 0.0))
@@ -484,3 +503,14 @@ def test_logn_gains_by_protocol_pair_the_seeds():
   assert r["n"] == 5 and r["effect"] == pytest.approx(d.mean()) and r["se"] == pytest.approx(d.std(ddof=1) / 5 ** .5)
   assert rows[("logn/ntk_mixed - ntk_mixed", "all")]["effect"] == pytest.approx(r["effect"] - 2.0)
   assert {p for _, p in rows} == {"all", "tail"}   # "last": the synthetic growing documents have no replicates
+  t = scipy_stats.t.ppf(0.975, 4) * d.std(ddof=1) / 5 ** .5   # 95% t interval, 4 degrees of freedom
+  assert r["ci"] == pytest.approx((d.mean() - t, d.mean() + t))
+  # The report tabulates them: a row per pair, a column per protocol (no tail column when no tail was recorded).
+  section = lambda text: text.split("## Log-n gains at 1024")[1].split("\n## ")[0]
+  text = section(report.write_report(res, str(tmp_path), plots=False))
+  cell = f"{r['effect']:+.2f} ± {r['se']:.2f} ({r['ci'][0]:+.2f} to {r['ci'][1]:+.2f}), n = 5"
+  assert "| pre-trained | `logn/ntk_mixed - ntk_mixed` |" in text and cell in text and "protocol `tail`" in text
+  assert text.count("\n| ") == 1 + len({pr for pr, _ in rows})
+  text = section(report.write_report(no_tail, str(tmp_path), plots=False))
+  assert "protocol `all`" in text and "protocol `tail`" not in text and "did not record tail" in text
+  assert "## Log-n gains" not in report.write_report(_synthetic(True), str(tmp_path), plots=False)
