@@ -72,8 +72,20 @@ def compile_one(config: str, topology: str, timeout: int) -> dict:
   if last.startswith("{"):
     out.update(json.loads(last))
   else:
-    out["error"] = (p.stderr.strip().splitlines() or ["(no output)"])[-1][:300]
+    out["error"] = failure_line(p.returncode, p.stderr)
   return out
+
+
+def failure_line(returncode: int, stderr: str) -> str:
+  """One line for a failed compile: a crash of the process (libtpu inside XLA's compile) names the signal and
+  the innermost Python frame, since the last stderr line is then only faulthandler's module list."""
+  lines = [l.strip() for l in stderr.strip().splitlines() if l.strip()]
+  signum = -returncode if returncode < 0 else returncode - 128 if returncode > 128 else 0
+  fatal = next((l for l in lines if l.startswith("Fatal Python error:")), None)
+  if signum or fatal:
+    frame = next((l for l in lines if l.startswith("File ")), "")
+    return (f"process crashed ({fatal or f'signal {signum}'}, exit {returncode}); innermost frame: {frame}")[:300]
+  return (lines or ["(no output)"])[-1][:300]
 
 
 def migrate_flops(r: dict) -> dict:
@@ -145,6 +157,13 @@ def write_table(rows: dict, order) -> None:
   if stale:
     lines += ["", f"FLOPs/step `stale` ({len(stale)} rows): compiled when FLOPs/step was XLA's per-device count x "
               "devices (short by the splash attention matmuls); `python benchmarks/tpu_aot.py --migrate_flops` updates them."]
+  crashed = [k for k in order if k in rows and rows[k].get("error", "").startswith("process crashed")]
+  if crashed:
+    ok = lambda cfg: sorted(t for c, t in order if c == cfg and (c, t) in rows and "error" not in rows[(c, t)])
+    lines += ["", "Crashed compiles: the compiling process died inside libtpu (`backend_compile_and_load`), "
+              "with this libtpu; no error of ours was raised. "
+              + "; ".join(f"`{c.replace('configs/', '')}` crashes on {t} and compiles on {', '.join(ok(c))}"
+                          for c, t in crashed) + "."]
   missing = [k for k in order if k not in rows]
   if missing:
     lines += ["", f"Not compiled yet ({len(missing)}; `python benchmarks/tpu_aot.py` continues from the cache): "

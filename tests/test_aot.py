@@ -352,3 +352,17 @@ def test_tpu_eval_only_on_v4_8(libtpu):
   assert (r["step"], r["chips"], r["devices"], r["device_kind"]) == ("eval", 4, 4, "TPU v4")
   assert r["hbm_capacity_bytes"] == 32 * 2**30 and r["memory_per_device"]["alias_bytes"] == 0
   assert r["fits"] and r["hbm_bytes_per_chip"] == r["eval_hbm_bytes_per_chip"] and r["flops_per_step"] > 0
+
+
+def test_table_names_a_crashed_compile():
+  """A compile that kills the process (libtpu segfault): the table row names the signal and the frame, not the
+  last line of faulthandler's dump (its module list)."""
+  sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
+  import tpu_aot  # pylint: disable=g-import-not-at-top
+  dump = ("Fatal Python error: Segmentation fault\n\nThread 0x7f (most recent call first):\n"
+          '  File "jax/_src/compiler.py", line 337 in backend_compile_and_load\n  File "x.py", line 1 in f\n\n'
+          "Extension modules: jaxlib.cpu_feature_guard, numpy._core._multiarray_umath")
+  line = tpu_aot.failure_line(-11, dump)
+  assert line.startswith("process crashed (Fatal Python error: Segmentation fault, exit -11)")
+  assert "backend_compile_and_load" in line and "Extension modules" not in line
+  assert tpu_aot.failure_line(1, "Traceback ...\nValueError: bad mesh") == "ValueError: bad mesh"
