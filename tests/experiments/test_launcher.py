@@ -81,6 +81,8 @@ def test_run_cache_overrides_and_report_dir(tmp_path, monkeypatch):
   assert "optimizer.learning_rate=0.002" in report["meta"]["overrides"] and report["meta"]["git"]
   assert os.path.exists(os.path.join(wd, "report", "results.json"))
   assert not any(wd in c for c in report["meta"]["commands"])   # the report calls the workdir "W"
+  published = json.load(open(os.path.join(wd, "report", "results.json")))["runs"]
+  assert published[0]["command"].split("--workdir ")[1].startswith("W/runs/lm")
   # A finished run is never retrained (train.run would fail here), nor evaluated again.
   from kexue_jax import train  # pylint: disable=g-import-not-at-top
   monkeypatch.setattr(train, "run", lambda *a, **k: pytest.fail("retrained a finished run"))
