@@ -276,7 +276,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Runs recorded by a former per-study driver: the report compares its verdicts with that driver's.
     meta["legacy"] = (prev or {}).get("legacy", prev is None)
   # The records as published: their commands name the workdir W too.
-  records = [dict(r, command=run_cmd(portable(r["command"]))) if r.get("command") else r for r in records]
+  records = [dict(r, **{k: run_cmd(portable(r[k])) for k in ("command", "config") if isinstance(r.get(k), str)})
+             for r in records]
   _write_json(os.path.join(out, "results.json"), {"study": a.study, "runs": records, "extras": extras,
                                                    "meta": meta})
   print(f"[{a.study}] wrote {study.write_report(records, extras, out, meta)}")
