@@ -1,7 +1,8 @@
 r"""SimSiam: why it does not collapse (issue #6) -- ablations on MNIST-1D, checkpoint evaluations, claims.
 
 Every run is configs/simsiam/mnist1d.py with one argument string; after training, the untrained initialisation
-(step 0) and every kept checkpoint are evaluated (evaluate.py). The report's prose is report_template.md.
+(step 0) and every kept checkpoint are evaluated (kexue_jax/evals/frozen_features.py). The report's prose is
+report_template.md.
 """
 from __future__ import annotations
 
@@ -60,12 +61,13 @@ _CACHE: dict = {}
 
 def _evaluator(config):
   """One compiled Evaluator per network shape (variants share it) over the cached train/test arrays."""
-  from experiments.simsiam import evaluate  # pylint: disable=g-import-not-at-top
+  from kexue_jax.evals import frozen_features  # pylint: disable=g-import-not-at-top
   if "data" not in _CACHE:
-    _CACHE["data"] = tuple(evaluate.load_split(config, s) for s in (config.data.train_split, config.data.eval_split))
+    _CACHE["data"] = tuple(frozen_features.load_split(config, s)
+                           for s in (config.data.train_split, config.data.eval_split))
   key = json.dumps([config.model.to_dict(), config.task.to_dict()], sort_keys=True, default=str)
   if key not in _CACHE:
-    _CACHE[key] = evaluate.Evaluator(config, *_CACHE["data"])
+    _CACHE[key] = frozen_features.Evaluator(config, *_CACHE["data"])
   return _CACHE[key]
 
 
@@ -99,9 +101,9 @@ def evaluate(run, config, run_dir: str, record: dict) -> dict:
 def extras(workdir: str, scale: str = "default") -> dict:
   """Raw-input kNN and linear probe (the floor every representation should clear)."""
   del workdir, scale
-  from experiments.simsiam import evaluate  # pylint: disable=g-import-not-at-top
+  from kexue_jax.evals import frozen_features as ff  # pylint: disable=g-import-not-at-top
   config = launcher.load_run_config(plan()[0], ())
-  return {"raw": evaluate.raw_baselines(evaluate.load_split(config, "train"), evaluate.load_split(config, "test"))}
+  return {"raw": ff.raw_baselines(ff.load_split(config, "train"), ff.load_split(config, "test"))}
 
 
 def by_variant(records) -> dict[str, list[dict]]:
