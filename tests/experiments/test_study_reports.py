@@ -9,6 +9,7 @@ from experiments.framework import launcher
 from experiments.mlm_dropout import study as mlm
 from experiments.rdrop import study as rdrop
 from experiments.simsiam import study as simsiam
+from kexue_jax.evals import mask_dropout
 
 
 UNTRAINED = dict(knn=0.70, z_std=0.124, z_sv_rank=48.0, z_cov_rank=23.0, z_top3_var=0.39, h_std=0.05,
@@ -173,7 +174,7 @@ def mlm_results(n_files=16, per_file=4):
                        "pretrain": {"mlm": 0.2, "mae": 0.21, "mae@0.75": 0.1, "mlm@0.75": 0.2}},
             "classes": ["a", "b"], "eval_counts": [n // 2, n // 2], "eval_files": np.repeat(np.arange(n_files),
                                                                                           per_file).tolist(),
-            "identity": mlm.measure.mask_identity(), "setup": {"pretrain_steps": 1200, "finetune_steps": 150,
+            "identity": mask_dropout.mask_identity(), "setup": {"pretrain_steps": 1200, "finetune_steps": 150,
                                                                "pool": "mean", "eval_per_file": per_file}}
   return {"study": "mlm_dropout", "runs": records, "extras": extras, "meta": {"trained_on": "synthetic"}}
 
@@ -203,12 +204,6 @@ def test_mlm_pairs_needed_for_a_one_point_ci():
   # t(0.975, 6) / sqrt(7) = 0.925 <= 1 < t(0.975, 5) / sqrt(6) = 1.050 (scipy.stats.t, tabulated values)
   assert mlm.pairs_needed(0.01) == 7
   assert mlm.pairs_needed(0.008) == 5   # 2.776 * 0.8 / sqrt(5) = 0.993; 3.182 * 0.8 / 2 = 1.273
-
-
-def test_mlm_mask_identity_is_exact():
-  ident = mlm.measure.mask_identity(n=6, kept=3)
-  assert ident["bernoulli_masks"] == 64 and ident["subsets"] == 20 and ident["p"] == 0.5
-  assert max(ident["max_dev_bernoulli"], ident["max_dev_subsets"], ident["max_dev_norm"]) < 1e-14
 
 
 def test_mlm_plan_pairs_stages_and_budget():
