@@ -59,15 +59,21 @@ def plan(seeds: int | None = None, scale: str = "default") -> list[launcher.Run]
 _CACHE: dict = {}
 
 
-def _evaluator(config):
-  """One compiled Evaluator per network shape (variants share it) over the cached train/test arrays."""
+def _splits(config):
+  """The (train, test) arrays of the study's data set, loaded once."""
   from kexue_jax.evals import frozen_features  # pylint: disable=g-import-not-at-top
   if "data" not in _CACHE:
     _CACHE["data"] = tuple(frozen_features.load_split(config, s)
                            for s in (config.data.train_split, config.data.eval_split))
+  return _CACHE["data"]
+
+
+def _evaluator(config):
+  """One compiled Evaluator per network shape (variants share it)."""
+  from kexue_jax.evals import frozen_features  # pylint: disable=g-import-not-at-top
   key = json.dumps([config.model.to_dict(), config.task.to_dict()], sort_keys=True, default=str)
   if key not in _CACHE:
-    _CACHE[key] = frozen_features.Evaluator(config, *_CACHE["data"])
+    _CACHE[key] = frozen_features.Evaluator(config, *_splits(config))
   return _CACHE[key]
 
 
@@ -101,9 +107,8 @@ def evaluate(run, config, run_dir: str, record: dict) -> dict:
 def extras(workdir: str, scale: str = "default") -> dict:
   """Raw-input kNN and linear probe (the floor every representation should clear)."""
   del workdir, scale
-  from kexue_jax.evals import frozen_features as ff  # pylint: disable=g-import-not-at-top
-  config = launcher.load_run_config(plan()[0], ())
-  return {"raw": ff.raw_baselines(ff.load_split(config, "train"), ff.load_split(config, "test"))}
+  from kexue_jax.evals import frozen_features  # pylint: disable=g-import-not-at-top
+  return {"raw": frozen_features.raw_baselines(*_splits(launcher.load_run_config(plan()[0], ())))}
 
 
 def by_variant(records) -> dict[str, list[dict]]:
@@ -128,14 +133,10 @@ def _window(r: dict, key: str, lo: float, hi: float) -> list[float]:
   return [v for st, v in zip(tc.get("step", []), values) if lo * r["steps"] < st <= hi * r["steps"] and v is not None]
 
 
-def grad_ratio(r: dict, lo: float, hi: float) -> float:
-  """Mean ||g_predictor|| / ||g_encoder|| over logged steps in (lo·T, hi·T]."""
-  return float(np.mean(_window(r, "ratio", lo, hi) or [np.nan]))
-
-
-def final_loss(r: dict) -> float:
-  """Mean logged train loss over the last 10% of training (also defined for a run resumed at its last step)."""
-  return float(np.mean(_window(r, "loss", 0.9, 1.0) or [np.nan]))
+def window_mean(r: dict, key: str, lo: float, hi: float) -> float:
+  """Mean of ``_window`` (NaN when empty). ("loss", 0.9, 1): the final train loss, also defined for a run resumed
+  at its last step; ("ratio", lo, hi): the mean ||g_predictor|| / ||g_encoder||."""
+  return float(np.mean(_window(r, key, lo, hi) or [np.nan]))
 
 
 FINAL = ("probe", "knn", "z_std", "z_sv_rank", "z_cov_rank", "z_top3_var", "h_cov_rank", "h_sv_rank", "h_top3_var")
@@ -150,13 +151,14 @@ def samples(records) -> dict[str, dict]:
       for k in FINAL:
         put(k, r["final"].get(k, np.nan))
         put(k + "0", r["untrained"].get(k, np.nan))
-      put("loss", final_loss(r))
+      put("loss", window_mean(r, "loss", 0.9, 1.0))
       late = _window(r, "loss", 0.5, 1.0)   # instability: sd of the logged train loss over the second half
       put("loss_sd", np.std(late, ddof=1) if len(late) > 1 else np.nan)
       first = r["train_curves"]["step"][0] / r["steps"] if r.get("train_curves", {}).get("step") else 0
-      put("ratio_first", grad_ratio(r, -1, first))
-      put("ratio_mid", grad_ratio(r, 0.1, 0.2))
-      put("ratio_drop", grad_ratio(r, -1, first) / grad_ratio(r, 0.1, 0.2))
+      ratio_first, ratio_mid = window_mean(r, "ratio", -1, first), window_mean(r, "ratio", 0.1, 0.2)
+      put("ratio_first", ratio_first)
+      put("ratio_mid", ratio_mid)
+      put("ratio_drop", ratio_first / ratio_mid)
   return out
 
 
@@ -247,7 +249,7 @@ COLUMNS = (("probe", 100, 1), ("knn", 100, 1), ("z_cov_rank", 1, 2), ("z_sv_rank
 def table_ablation(g, raw) -> str:
   """The paper's Table 1 / 3 layout: one row per arm, the paper's number beside ours."""
   rows = [[label, published.ABLATION.get(v, ("", "—"))[1]] + [_stat(g[v], k).fmt(sc, dg) for k, sc, dg in COLUMNS]
-          + [stats.Stat([final_loss(r) for r in g[v]]).fmt(1, 3), len(g[v])]
+          + [stats.Stat([window_mean(r, "loss", 0.9, 1.0) for r in g[v]]).fmt(1, 3), len(g[v])]
           for v, (_, label) in VARIANTS.items() if v in g]
   if un := g.get("simsiam", []):
     rows.append(["untrained network (step 0, BN stats of the train set)",
