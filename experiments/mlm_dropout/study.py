@@ -134,21 +134,20 @@ def samples(records, extras_) -> dict:
   """Named samples: "acc:", "loss:", "win:" + key -> {unit: value} (unit "s<pre-training seed>/f<fine-tuning
   seed>", from scratch "f<seed>"; win: each test window's 0/1 outcome); "acc@f:", "loss@f:" -> {f: mean over the
   pre-training seeds}; "dcorr:r<r>" (and "win:dcorr:r<r>") -> accuracy with minus without the correction on the
-  r checkpoints; "drift:r<r>" -> {test file: KL gain, mean over the checkpoints}; "steptime" -> [(p, seconds)].
-  Records of the former design (no rate, one pre-training run) read as rate 0.15, pre-training seed 0."""
+  r checkpoints; "drift:r<r>" -> {test file: KL gain, mean over the checkpoints}; "steptime" -> [(p, seconds)]."""
   out: dict = {}
   for r in records:
     if r.get("error"):
       continue
-    if r.get("kind", "finetune") == "finetune":
-      k = key(r["init"], r.get("rate", CORR_R), r["correction"], r["drop"])
-      unit = f"f{r['seed']}" if r["init"] == "none" else f"s{r.get('pt_seed', 0)}/f{r['seed']}"
+    if r["kind"] == "finetune":
+      k = key(r["init"], r["rate"], r["correction"], r["drop"])
+      unit = f"f{r['seed']}" if r["init"] == "none" else f"s{r['pt_seed']}/f{r['seed']}"
       out.setdefault(f"acc:{k}", {})[unit] = float(r["eval"]["accuracy"])
       out.setdefault(f"loss:{k}", {})[unit] = float(r["eval"]["loss"])
       if r.get("correct"):
         out.setdefault(f"win:{k}", {})[unit] = np.array([c == "1" for c in r["correct"]], float)
     for file, gain in ((r.get("drift") or {}).get("kl_gain_by_file") or {}).items():
-      out.setdefault(f"drift:r{r.get('rate', CORR_R):g}", {}).setdefault(file, []).append(gain)
+      out.setdefault(f"drift:r{r['rate']:g}", {}).setdefault(file, []).append(gain)
   for name in [n for n in out if n.startswith(("acc:", "loss:")) and "/f" in next(iter(out[n]))]:
     by_f: dict = {}
     for unit, v in out[name].items():
@@ -297,9 +296,8 @@ def table_droptoken(data, timing, records) -> str:
   from kexue_jax.tasks import mlm  # pylint: disable=g-import-not-at-top
   tt, rows = (timing or {}).get("droptoken") or {}, []
   for p in DROPS:
-    rates = [r["steps_per_sec"] for r in records if r.get("kind", "finetune") == "finetune" and r["init"] == "mlm"
-            and r.get("rate", CORR_R) == CORR_R and not r["correction"] and float(r["drop"]) == p
-            and r.get("steps_per_sec")]
+    rates = [r["steps_per_sec"] for r in records if r["kind"] == "finetune" and r.get("steps_per_sec")
+             and key(r["init"], r["rate"], r["correction"], r["drop"]) == key("mlm", CORR_R, 0, p)]
     t = tt.get(str(p))
     rows.append([f"{p:g}", f"{mlm.num_kept(64, p)} / 64", _stat(data.get(f"acc:{key('mlm', CORR_R, 0, p)}")).fmt(100),
                  "—" if t is None else f"{t * 1000:.1f}", f"{np.mean(rates):.2f}" if rates else "—"])
@@ -321,9 +319,9 @@ def table_pretrain(records, timing) -> str:
   tp, rows = (timing or {}).get("pretrain") or {}, []
   ms = lambda k: "—" if k not in tp else f"{tp[k] * 1000:.1f}"
   for r in records:
-    if r.get("kind") == "pretrain" and not r.get("error"):
+    if r["kind"] == "pretrain" and not r.get("error"):
       m = r["mode"]
-      rows.append([f"{INITS[m]} r={r.get('rate', CORR_R):g}", r.get("pt_seed", 0), r.get("step"),
+      rows.append([f"{INITS[m]} r={r['rate']:g}", r["pt_seed"], r.get("step"),
                    f"{r['wall_time_s']:.0f}", ms(m), ms(m + "@0.5"), ms(m + "@0.75"), f"{r['eval']['loss']:.3f}",
                    f"{r['eval']['accuracy'] * 100:.1f}"])
   return R.table(["pre-training", "seed", "steps", "wall time (s)", "step 15% (ms)", "step 50%", "step 75%",
