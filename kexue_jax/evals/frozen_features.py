@@ -33,11 +33,14 @@ from kexue_jax.evals import ssl
 KNN_K, KNN_T = 20, 0.1
 
 
-def load_split(config, split: str) -> tuple[np.ndarray, np.ndarray]:
-  """(x [N, ...] float32, labels [N] int64) of a whole split of ``config.data``, in order."""
-  source = pipeline.get_data_source(config.data.name, split, config.data.get("data_dir"))
-  arrays = array_views.load_arrays(source)
-  return arrays["x"].astype(np.float32), arrays["label"].astype(np.int64)
+def load_splits(config) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+  """((x [N, ...] float32, labels [N] int64) of the whole train split, the same of the eval split) of
+  ``config.data``, in order (one bulk read each, see array_views.load_arrays)."""
+  out = []
+  for split in (config.data.train_split, config.data.eval_split):
+    arrays = array_views.load_arrays(pipeline.get_data_source(config.data.name, split, config.data.get("data_dir")))
+    out.append((arrays["x"].astype(np.float32), arrays["label"].astype(np.int64)))
+  return tuple(out)
 
 
 class Evaluator:
