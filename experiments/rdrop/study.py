@@ -7,6 +7,7 @@ report_template.md.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import itertools
 import math
 import os
@@ -117,9 +118,9 @@ def plan(seeds: int | None = None, scale: str = "default") -> list[launcher.Run]
 
 def key(r: dict) -> str:
   """A setting's name (all but the seed): "mlp/n1000/p0.3/a4", "mlp/n1000w1024/p0.3/a0", "cnn/lab100/semi/p0.3/a0",
-  "cnn/lab100/only/p0.3/1pass", "cnn/lab100/semib1/p0.3/a0" (β = 1; no beta label: Su's 4), "cnn/lab100/semialt/p0.3/a0"
-  (Su's alternating steps). Records of the former
-  plan have no passes label: there α = 0 alone was one pass."""
+  "cnn/lab100/only/p0.3/1pass", "cnn/lab100/semib1/p0.3/a0" (β = 1; no beta label: Su's 4),
+  "cnn/lab100/semialt/p0.3/a0" (Su's alternating steps). Records of the former plan have no passes label: there
+  α = 0 alone was one pass."""
   semi = "semi" + (f"b{r['beta']:g}" if r.get("beta") is not None else "") + ("alt" if r.get("semi") else "")
   data = (f"lab{r['labelled']}/{semi if r['unlabelled'] else 'only'}" if r["labelled"] else
           f"n{r['train_size']}" + (f"w{r['width']}" if r.get("width") else ""))
@@ -164,57 +165,74 @@ def alphas(data, s) -> list[float]:
   return sorted(float(k.rsplit("/a", 1)[1]) for k in data if k.startswith(f"acc:{s}/a"))
 
 
+# The claims, as data: (binding, template). A template's id, text, a and b are formatted with each binding of its
+# kind (bindings(): s = a supervised setting, low / o = two of them, lab = a label budget, b = a smaller β,
+# model / width / wide = claim 7's pair, p = Su's dropout, m = the margin in points); a claim is made where both
+# of its samples exist. Margins and directions are declared here, before the run.
+_SEMI = "Semi-supervised ({n} labels)"
+CLAIMS = (
+    ("s", C.Claim("1 {s}", "The consistency gap (½ sym. KL between two dropout passes, test set) shrinks as α grows "
+                  "from 0 to 4 (slope of log10 gap on α) ({s})", "trend", "trend:{s}", direction="<", family="gap",
+                  unit="runs", digits=3)),
+    ("su", C.Claim("2 {s}", "At Su's setting (α = 4, p = {p:g}) R-Drop is not below the two-pass control "
+                   "(non-inferiority, margin {m:g} point) ({s})", "paired", "acc:{s}/a4", "acc:{s}/a0",
+                   margin=-NONINFERIORITY, family="control", scale=100)),
+    ("regime", C.Claim("3 {o}", "The R-Drop gain acc(α = 4) − acc(two-pass control) is larger at low data / high "
+                       "dropout ({low}) than at {o}", "paired", "gain:{low}/a4", "gain:{o}/a4", family="regime",
+                       scale=100)),
+    ("s", C.Claim("4 {s} ce", "Too large an α under-fits: train CE at α = 64 above α = 4 ({s})", "paired",
+                  "ce:{s}/a64", "ce:{s}/a4", family="underfit", digits=3)),
+    ("s", C.Claim("4 {s} acc", "Too large an α under-fits: test accuracy at α = 64 below α = 4 ({s})", "paired",
+                  "acc:{s}/a64", "acc:{s}/a4", direction="<", family="underfit", scale=100)),
+    *(("lab", C.Claim(f"5 {{lab}} {arm}", f"{_SEMI}: the KL term on the unlabelled rest beats labelled-only {text}",
+                      "paired", "acc:cnn/{lab}/semi/p{p:g}/a0", f"acc:cnn/{{lab}}/only/p{{p:g}}/{arm}", family="semi",
+                      scale=100))
+      for arm, text in (("1pass", "plain dropout (Su, 1% labels: +1.44 valid, +0.80 test)"),
+                        ("a0", "two-pass training (the control)"), ("a4", "R-Drop (KL on labelled data)"))),
+    # The explanation of claim 5: β = 4 in one joint step is too large.
+    ("lab b", C.Claim("8 {lab} b{b:g}", f"{_SEMI} at β = {{b:g}}: the KL term on the unlabelled rest beats "
+                      "labelled-only two-pass training (the control)", "paired", "acc:cnn/{lab}/semib{b:g}/p{p:g}/a0",
+                      "acc:cnn/{lab}/only/p{p:g}/a0", family="semi-beta", scale=100)),
+    ("lab b", C.Claim("9 {lab} b{b:g} acc", "Su's β = 4 is too large in one joint step: β = {b:g} beats β = 4 "
+                      "({n} labels, test accuracy)", "paired", "acc:cnn/{lab}/semib{b:g}/p{p:g}/a0",
+                      "acc:cnn/{lab}/semi/p{p:g}/a0", family="semi-beta", scale=100)),
+    ("lab b", C.Claim("9 {lab} b{b:g} ce", "β = 4 under-fits the labelled examples: their train CE at β = 4 is "
+                      "above β = {b:g} ({n} labels)", "paired", "ce:cnn/{lab}/semi/p{p:g}/a0",
+                      "ce:cnn/{lab}/semib{b:g}/p{p:g}/a0", family="semi-beta", digits=3)),
+    ("lab", C.Claim("10 {lab}", f"{_SEMI} in Su's alternating steps (a labelled CE step with one AdamW, then an "
+                    "unlabelled KL step with a second at half the lr): the KL term on the unlabelled rest beats "
+                    "labelled-only two-pass training (the control)", "paired", "acc:cnn/{lab}/semialt/p{p:g}/a0",
+                    "acc:cnn/{lab}/only/p{p:g}/a0", family="semi-alternate", scale=100)),
+    ("su", C.Claim("6 {s}", "Su's cell (α = 4, p = {p:g}): R-Drop beats plain one-pass dropout (Su: +0.9 to +2.4 on "
+                   "CLUE) ({s})", "paired", "acc:{s}/a4", "acc:{s}/1pass", family="su", scale=100)),
+    ("width", C.Claim("7 {model}", "Capacity explains Su's cell: at 4x width ({width}) the gain over the two-pass "
+                      "control is larger than at the default width ({s})", "paired", "gain:{wide}/a4", "gain:{s}/a4",
+                      family="explain", scale=100)),
+)
+
+
+def bindings(data, kind: str) -> list[dict]:
+  """The values a claim template of `kind` is made for (CLAIMS)."""
+  sup = supervised(data)
+  if kind in ("s", "su"):
+    return [dict(s=s) for s in sup if kind == "s" or s.endswith(f"/p{SU}")]
+  if kind == "regime":   # each model's low-data / high-dropout setting against its other default-width ones
+    return [dict(low=f"{s.split('/')[0]}/n1000/p{SU}", o=s) for s in sup
+            if "w" not in s.split("/")[1] and s != f"{s.split('/')[0]}/n1000/p{SU}"]
+  if kind == "width":
+    return [dict(model=m, width=w, s=f"{m}/n1000/p{SU}", wide=f"{m}/n1000w{w}/p{SU}") for m, (w, _) in WIDE.items()]
+  return [dict(lab=lab, n=lab[3:], b=b) for lab in semi_labels(data)
+          for b in (semi_betas(data, lab) if kind == "lab b" else [None])]
+
+
 def claims(data) -> list[C.Claim]:
-  sup, out = supervised(data), []
-  out += [C.Claim(f"1 {s}", f"The consistency gap (½ sym. KL between two dropout passes, test set) shrinks as α "
-                  f"grows from 0 to 4 (slope of log10 gap on α) ({s})", "trend", f"trend:{s}", direction="<",
-                  family="gap", unit="runs", digits=3) for s in sup if f"trend:{s}" in data]
-  out += [C.Claim(f"2 {s}", f"At Su's setting (α = 4, p = {SU}) R-Drop is not below the two-pass control "
-                  f"(non-inferiority, margin {NONINFERIORITY * 100:g} point) ({s})", "paired", f"acc:{s}/a4",
-                  f"acc:{s}/a0", margin=-NONINFERIORITY, family="control", scale=100)
-          for s in sup if s.endswith(f"/p{SU}") and f"acc:{s}/a4" in data]
-  for model in sorted({s.split("/")[0] for s in sup}):
-    low = f"{model}/n1000/p{SU}"
-    out += [C.Claim(f"3 {o}", f"The R-Drop gain acc(α = 4) − acc(two-pass control) is larger at low data / high "
-                    f"dropout ({low}) than at {o}", "paired", f"gain:{low}/a4", f"gain:{o}/a4", family="regime",
-                    scale=100) for o in sup if o.startswith(model + "/n") and "w" not in o.split("/")[1]
-            and o != low and f"gain:{o}/a4" in data and f"gain:{low}/a4" in data]
-  for s in (s for s in sup if f"acc:{s}/a64" in data):
-    out += [C.Claim(f"4 {s} ce", f"Too large an α under-fits: train CE at α = 64 above α = 4 ({s})", "paired",
-                    f"ce:{s}/a64", f"ce:{s}/a4", family="underfit", digits=3),
-            C.Claim(f"4 {s} acc", f"Too large an α under-fits: test accuracy at α = 64 below α = 4 ({s})",
-                    "paired", f"acc:{s}/a64", f"acc:{s}/a4", direction="<", family="underfit", scale=100)]
-  for lab in semi_labels(data):
-    semi, only = f"acc:cnn/{lab}/semi/p{SU}/a0", f"acc:cnn/{lab}/only/p{SU}"
-    out += [C.Claim(f"5 {lab} {arm}", f"Semi-supervised ({lab[3:]} labels): the KL term on the unlabelled rest "
-                    f"beats labelled-only {text}", "paired", semi, f"{only}/{arm}", family="semi", scale=100)
-            for arm, text in (("1pass", "plain dropout (Su, 1% labels: +1.44 valid, +0.80 test)"),
-                              ("a0", "two-pass training (the control)"), ("a4", "R-Drop (KL on labelled data)"))]
-    for b in semi_betas(data, lab):   # the explanation of claim 5: β = 4 in one joint step is too large
-      sb = f"cnn/{lab}/semib{b:g}/p{SU}/a0"
-      out += [C.Claim(f"8 {lab} b{b:g}", f"Semi-supervised ({lab[3:]} labels) at β = {b:g}: the KL term on the "
-                      f"unlabelled rest beats labelled-only two-pass training (the control)", "paired", f"acc:{sb}",
-                      f"{only}/a0", family="semi-beta", scale=100),
-              C.Claim(f"9 {lab} b{b:g} acc", f"Su's β = 4 is too large in one joint step: β = {b:g} beats β = 4 "
-                      f"({lab[3:]} labels, test accuracy)", "paired", f"acc:{sb}", semi, family="semi-beta", scale=100),
-              C.Claim(f"9 {lab} b{b:g} ce", f"β = 4 under-fits the labelled examples: their train CE at β = 4 is "
-                      f"above β = {b:g} ({lab[3:]} labels)", "paired", f"ce:{semi[4:]}", f"ce:{sb}",
-                      family="semi-beta", digits=3)]
-  for lab in (lab for lab in semi_labels(data) if f"acc:cnn/{lab}/semialt/p{SU}/a0" in data):
-    out.append(C.Claim(f"10 {lab}", f"Semi-supervised ({lab[3:]} labels) in Su's alternating steps (a labelled CE step "
-                       f"with one AdamW, then an unlabelled KL step with a second at half the lr): the KL term on the "
-                       f"unlabelled rest beats labelled-only two-pass training (the control)", "paired",
-                       f"acc:cnn/{lab}/semialt/p{SU}/a0", f"acc:cnn/{lab}/only/p{SU}/a0", family="semi-alternate",
-                       scale=100))
-  out += [C.Claim(f"6 {s}", f"Su's cell (α = 4, p = {SU}): R-Drop beats plain one-pass dropout (Su: +0.9 to +2.4 "
-                  f"on CLUE) ({s})", "paired", f"acc:{s}/a4", f"acc:{s}/1pass", family="su", scale=100)
-          for s in sup if s.endswith(f"/p{SU}") and f"acc:{s}/1pass" in data and f"acc:{s}/a4" in data]
-  for model, (width, _) in WIDE.items():
-    s, wide = f"{model}/n1000/p{SU}", f"{model}/n1000w{width}/p{SU}"
-    if f"gain:{wide}/a4" in data and f"gain:{s}/a4" in data:
-      out.append(C.Claim(f"7 {model}", f"Capacity explains Su's cell: at 4x width ({width}) the gain over the "
-                         f"two-pass control is larger than at the default width ({s})", "paired",
-                         f"gain:{wide}/a4", f"gain:{s}/a4", family="explain", scale=100))
+  out = []
+  for kind, t in CLAIMS:
+    for env in bindings(data, kind):
+      fields = {f: getattr(t, f).format(p=SU, m=NONINFERIORITY * 100, **env) for f in ("id", "text", "a", "b")
+                if getattr(t, f) is not None}
+      if fields["a"] in data and fields.get("b", fields["a"]) in data:
+        out.append(dataclasses.replace(t, **fields))
   return out
 
 
