@@ -60,9 +60,9 @@ def settings(scale: str) -> list[Setting]:
   if scale == "tiny":
     return [Setting("grid", "mlp", a) for a in ("1pass", 0, 4)] + [Setting("semi", "cnn", 0, n=0, labelled=100,
                                                                           unlabelled=True)]
-  full = scale == "full"
+  full, ext = scale == "full", scale in ("extended", "full")   # extended: default + the follow-up runs
   seeds = lambda model, k=None: k or (5 if full or model == "mlp" else 3)
-  capacity = lambda model, p, n, a: seeds(model, CAPACITY_SEEDS if (model, p, n, a) in (
+  capacity = lambda model, p, n, a: seeds(model, CAPACITY_SEEDS if ext and (model, p, n, a) in (
       ("mlp", SU, 1000, 0), ("mlp", SU, 1000, 4)) else None)
   out = []
   for model in ("mlp", "cnn"):
@@ -76,9 +76,9 @@ def settings(scale: str) -> list[Setting]:
       out += [Setting("explain", model, a, width=WIDE[model][0], seeds=capacity(model, SU, 1000, a)) for a in (0, 4)]
   for lab in mnist1d.SEMI_LABELLED if full else mnist1d.SEMI_LABELLED[:1]:
     semi = lambda arm, unl, k=None, **kw: Setting("semi", "cnn", arm, SU, 0, lab, unl, seeds=seeds("cnn", k), **kw)
-    out += [semi(a, False, ALTERNATE_SEEDS if a == 0 else None) for a in ("1pass", 0, 4)] + [semi(0, True)]
+    out += [semi(a, False, ALTERNATE_SEEDS if ext and a == 0 else None) for a in ("1pass", 0, 4)] + [semi(0, True)]
     out += [semi(0, True, beta=b) for b in mnist1d.SEMI_BETAS]   # β (default: Su's 4)
-    out.append(semi(0, True, ALTERNATE_SEEDS, semi="alternate"))
+    out += [semi(0, True, ALTERNATE_SEEDS, semi="alternate")] * ext
   return out
 
 
@@ -98,8 +98,8 @@ def est_s(s: Setting) -> float:
 
 def plan(seeds: int | None = None, scale: str = "default") -> list[launcher.Run]:
   """Seed after seed (an interrupted study still covers every setting); --seeds K: K seeds of every part."""
-  if scale not in ("default", "full", "tiny"):
-    raise ValueError(f"rdrop scales are default, full, tiny; got {scale!r}.")
+  if scale not in ("default", "extended", "full", "tiny"):
+    raise ValueError(f"rdrop scales are default, extended, full, tiny; got {scale!r}.")
   todo = settings(scale)
   runs = []
   for seed in range(seeds or (1 if scale == "tiny" else max(s.seeds for s in todo))):

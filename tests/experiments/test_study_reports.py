@@ -77,7 +77,7 @@ def rdrop_records(gain=0.03, gap_slope=-1.0, semi_gain=0.05, seeds=5, std=0.002,
   a smaller β gains 2 semi_gain, at Su's β = 4 semi_gain, with its train CE 2 semi_gain above the smaller β's."""
   rng = np.random.default_rng(0)
   out = []
-  for run in rdrop.plan(seeds=None if scale == "default" else seeds, scale=scale):
+  for run in rdrop.plan(seeds=None if scale in ("default", "extended") else seeds, scale=scale):
     lab, e = run.labels, rng.normal(size=3) * std
     a, semi = lab["alpha"], lab["labelled"] and lab["unlabelled"]
     factor = 1 + (lab["train_size"] == 1000 and lab["dropout"] == 0.3) + 2 * bool(lab["width"])
@@ -109,7 +109,7 @@ def test_rdrop_claims_on_synthetic_records():
 
 
 def test_rdrop_report_and_a_diverged_run(tmp_path):
-  recs = rdrop_records(scale="default")   # fewer plotted lines than the full plan
+  recs = rdrop_records(scale="extended")   # fewer plotted lines than the full plan
   recs.append({**recs[0], "seed": 99, "name": "diverged", "eval": {}, "train": {}, "error": "Non-finite loss"})
   path = tmp_path / "results.json"
   path.write_text(json.dumps({"runs": recs}))
@@ -123,11 +123,13 @@ def test_rdrop_report_and_a_diverged_run(tmp_path):
 
 
 def test_rdrop_plan_and_configs():
-  runs, full = rdrop.plan(), rdrop.plan(scale="full")
+  default, runs, full = rdrop.plan(), rdrop.plan(scale="extended"), rdrop.plan(scale="full")
   assert len({r.name for r in runs}) == len(runs) == 185 and len({r.name for r in full}) == len(full) == 394
-  # #16's 30 minutes (2 processes) held for the first 114 runs; the alternating arm and claim 7's 21 seeds add ~19.
-  assert sum(r.labels["model"] == "cnn" for r in runs) == 31 and sum(r.est_s for r in runs) / 2 <= 50 * 60
-  assert {r.name for r in runs} <= {r.name for r in full}   # full reuses every default run
+  # #16's budget: the default within 30 minutes on 2 processes; extended adds the alternating arm and claim 7's
+  # 21 seeds (~19 min more); full and extended reuse every default run, full every extended one.
+  assert len(default) == 114 and sum(r.est_s for r in default) / 2 <= 30 * 60
+  assert sum(r.labels["model"] == "cnn" for r in runs) == 31
+  assert {r.name for r in default} <= {r.name for r in runs} <= {r.name for r in full}
   seeds = lambda pred: sorted(r.labels["seed"] for r in runs if pred(r.labels))
   assert seeds(lambda l: l["width"]) == sorted(list(range(rdrop.CAPACITY_SEEDS)) * 2)   # claim 7's settings
   assert seeds(lambda l: l.get("semi") == "alternate") == list(range(rdrop.ALTERNATE_SEEDS))
@@ -155,14 +157,15 @@ def test_rdrop_plan_and_configs():
 
 
 def test_rdrop_plan_keeps_the_committed_runs():
-  """Every run of the committed report is in the default plan with its config (cache keys unchanged); the plan
-  adds only the alternating arm, its control's seeds 3-4 and claim 7's seeds 5-20."""
+  """Every run of the committed report is in the extended plan with its config (cache keys unchanged); beyond the
+  default's 114 runs it adds only the alternating arm, its control's seeds 3-4 and claim 7's seeds 5-20."""
   with open(os.path.join(os.path.dirname(rdrop.__file__), "results.json")) as f:
     committed = {r["name"]: r for r in json.load(f)["runs"]}
-  runs = {r.name: r for r in rdrop.plan()}
+  runs = {r.name: r for r in rdrop.plan(scale="extended")}
   assert {n: runs[n].config for n in committed if n in runs} == {n: r["config"] for n, r in committed.items()}
   assert all(runs[n].labels == {k: committed[n][k] for k in runs[n].labels} for n in committed)
-  new = [r.labels for n, r in runs.items() if n not in committed]
+  default = {r.name for r in rdrop.plan()}
+  new = [r.labels for n, r in runs.items() if n not in default]
   assert sum(l.get("semi") == "alternate" for l in new) == 5 and sum(l["seed"] >= 5 for l in new) == 64
   assert len(new) == 5 + 2 + 64
 
