@@ -26,7 +26,7 @@ import re
 import subprocess
 import sys
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from experiments.framework import report as report_lib
 
@@ -49,6 +49,25 @@ class Run:
 
 
 DEFAULTS = dict(scale="default", shard="0/1", processes=1, stage=None)   # flags a command line leaves out
+
+
+def slug(arg: str) -> str:
+  """A run's name from its config argument string: "opt=lion,lr=0.001,seed=0" -> "optlion_lr0.001_seed0"."""
+  return arg.replace(",", "_").replace("=", "")
+
+
+def seed_major(settings: Sequence[tuple[Any, int]], seeds: int | None,
+               make: Callable[[Any, int], Run]) -> list[Run]:
+  """The runs of (setting, seeds) pairs, seed 0 of every setting first, then the further seeds (an interrupted
+  study still covers every setting); ``seeds`` given: that many of every setting. ``make(setting, seed)`` builds
+  a run; a run already planned (same name) is planned once."""
+  runs: dict[str, Run] = {}
+  for seed in range(max((n for _, n in settings), default=0) if seeds is None else seeds):
+    for setting, n in settings:
+      if seeds is not None or seed < n:
+        run = make(setting, seed)
+        runs.setdefault(run.name, run)
+  return list(runs.values())
 
 
 class UsageError(ValueError):
@@ -79,12 +98,9 @@ def load_run_config(run: Run, overrides: Sequence[str], workdir: str | None = No
 
 
 def _write_json(path: str, obj: Any) -> None:
-  """Atomic: a crash never leaves half a file. Keys keep their order (a study's tables follow it, e.g. the
-  methods of a length-extrapolation record; sorting would list them alphabetically)."""
-  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  with open(path + ".tmp", "w") as f:
-    json.dump(obj, f, indent=1, default=float)
-  os.replace(path + ".tmp", path)
+  """Atomic (report.save_text). Keys keep their order (a study's tables follow it, e.g. the methods of a
+  length-extrapolation record; sorting would list them alphabetically)."""
+  report_lib.save_text(os.path.dirname(path) or ".", json.dumps(obj, indent=1, default=float), os.path.basename(path))
 
 
 def _read_json(path: str):
@@ -286,9 +302,9 @@ def report_meta(a: argparse.Namespace, overrides: Sequence[str], records: Sequen
   training one as its invocation recorded it, --processes N included), estimated vs measured wall time."""
   prev = _read_json(a.results) if a.results else None
   prev = prev.get("meta") if isinstance(prev, dict) else None
-  recorded = os.path.join(a.workdir or "", TRAIN_COMMAND)
-  train_cmd = ((prev or {}).get("commands") or [None])[0] if a.results else \
-      _read_json(recorded) if a.report_only and os.path.exists(recorded) else None
+  recorded = os.path.join(a.workdir or "", TRAIN_COMMAND)   # written by the training invocation (main)
+  train_cmd = (((prev or {}).get("commands") or [None])[0] if a.results else
+               _read_json(recorded) if os.path.exists(recorded) else None)
   train_cmd = train_cmd or " ".join(_shell(a, overrides, report_only=False, results=None, out=None, workdir="W"))
   measured = sum(r.get("wall_time_s", 0.0) for r in records)
   meta = dict(report_lib.machine(), overrides=", ".join(f"`--config.{o}`" for o in overrides),
