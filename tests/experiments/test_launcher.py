@@ -184,3 +184,11 @@ def test_a_closed_pipe_ends_quietly(tmp_path):
   finally:
     os.close(write)
   assert p.returncode == 1 and "Traceback" not in p.stderr and "BrokenPipe" not in p.stderr, p.stderr
+
+
+def test_seed_major_orders_seeds_and_plans_a_repeated_run_once():
+  make = lambda setting, seed: launcher.Run(launcher.slug(f"{setting},seed={seed}"), "c.py")
+  settings = [("x=1", 2), ("x=2", 1), ("x=1", 1)]   # the third repeats the first setting
+  assert [r.name for r in launcher.seed_major(settings, None, make)] == ["x1_seed0", "x2_seed0", "x1_seed1"]
+  assert [r.name for r in launcher.seed_major(settings, 2, make)] == ["x1_seed0", "x2_seed0", "x1_seed1",
+                                                                     "x2_seed1"]
