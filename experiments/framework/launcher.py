@@ -287,8 +287,11 @@ def _usage_error(e: ValueError) -> int:
 
 
 def _portable(cmd: str, workdir: str | None) -> str:
-  """The report names the workdir "W": a path on the machine that trained means nothing to a reader."""
-  return cmd.replace(workdir, "W") if workdir else cmd
+  """The report names the workdir "W": a path on the machine that trained means nothing to a reader. Only whole
+  paths are renamed (as given or absolute, e.g. ``init={workdir}/runs/x``): ``--workdir w`` leaves ``wd=0.3``."""
+  for w in sorted({workdir.rstrip("/"), os.path.abspath(workdir)} if workdir else (), key=len, reverse=True):
+    cmd = re.sub(rf"(?<![^\s=:,]){re.escape(w)}(?![^\s/,])", "W", cmd)
+  return cmd
 
 
 def _run_cmd(cmd: str) -> str:

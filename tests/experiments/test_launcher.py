@@ -192,3 +192,13 @@ def test_seed_major_orders_seeds_and_plans_a_repeated_run_once():
   assert [r.name for r in launcher.seed_major(settings, None, make)] == ["x1_seed0", "x2_seed0", "x1_seed1"]
   assert [r.name for r in launcher.seed_major(settings, 2, make)] == ["x1_seed0", "x2_seed0", "x1_seed1",
                                                                      "x2_seed1"]
+
+
+def test_portable_renames_whole_workdir_paths_only():
+  """A short relative --workdir names W where it is a path (given or absolute), never inside other words."""
+  cmd = (f"python -m kexue_jax.main --config c.py:wd=0.3,init={os.path.abspath('w')}/runs/pt --workdir w/runs/x "
+         "--config.w=1")
+  assert launcher._portable(cmd, "w") == (  # pylint: disable=protected-access
+      "python -m kexue_jax.main --config c.py:wd=0.3,init=W/runs/pt --workdir W/runs/x --config.w=1")
+  assert launcher._portable("--workdir /tmp/a/b/runs/x", "/tmp/a/b/") == "--workdir W/runs/x"  # pylint: disable=protected-access
+  assert launcher._portable("--workdir /tmp/a/b", None) == "--workdir /tmp/a/b"  # pylint: disable=protected-access
