@@ -27,6 +27,7 @@ Holm, *A simple sequentially rejective multiple test procedure*, Scand. J. Stati
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -37,6 +38,7 @@ POWER = 0.8
 HOLDS, FAILS, INCONCLUSIVE = "holds", "does not hold", "inconclusive"
 TESTS = ("paired", "welch", "one_sample", "trend")
 DIRECTIONS = (">", "<", "~")
+SIGN = {">": 1.0, "<": -1.0}   # the side of zero a one-sided claim puts its effect on
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,6 +134,12 @@ class _Estimate:
   shifted: Any     # shift -> alternative -> one-sided p of H1 "effect - shift is on that side of 0"
 
 
+_T_TESTS = {  # test: the scipy.stats function, its name in a verdict line
+    "paired": (stats.ttest_rel, "paired t"),
+    "welch": (functools.partial(stats.ttest_ind, equal_var=False), "Welch t"),
+    "one_sample": (stats.ttest_1samp, "one-sample t")}
+
+
 def estimate(claim: Claim, samples: Mapping[str, Any]) -> _Estimate | None:
   """Effect, standard error, degrees of freedom and a one-sided p function; None when a sample is missing."""
   if claim.a not in samples or (claim.b is not None and claim.b not in samples):
@@ -143,39 +151,40 @@ def estimate(claim: Claim, samples: Mapping[str, Any]) -> _Estimate | None:
     r = stats.linregress(x, y)
     p = lambda shift, alt: stats.linregress(x, y - shift * x, alternative=alt).pvalue
     return _Estimate(float(r.slope), float(r.stderr), len(x) - 2, len(x), "linregress slope t", p)
+  test, name = _T_TESTS[claim.test]
   if claim.test == "paired":
     a, b = _pairs(samples[claim.a], samples[claim.b])
     ok = np.isfinite(a) & np.isfinite(b)
-    a, b = a[ok], b[ok]
-    n, name = len(a), "paired t"
-    p = lambda shift, alt: stats.ttest_rel(a - shift, b, alternative=alt).pvalue
-    full = stats.ttest_rel(a, b) if n > 1 else None
+    a, b, n = a[ok], b[ok], int(ok.sum())
   elif claim.test == "welch":
     a, b = _values(samples[claim.a]), _values(samples[claim.b])
-    n, name = min(len(a), len(b)), "Welch t"
-    p = lambda shift, alt: stats.ttest_ind(a - shift, b, equal_var=False, alternative=alt).pvalue
-    full = stats.ttest_ind(a, b, equal_var=False) if n > 1 else None
-  else:
-    a = _values(samples[claim.a])
-    n, name = len(a), f"one-sample t vs {claim.reference * claim.scale:g}"
-    p = lambda shift, alt: stats.ttest_1samp(a, claim.reference + shift, alternative=alt).pvalue
-    full = stats.ttest_1samp(a, claim.reference) if n > 1 else None
-  if full is None:
+    n = min(len(a), len(b))
+  else:   # one_sample: the reference takes b's place; a shifted null moves it (scipy's popmean)
+    a, b, name = _values(samples[claim.a]), claim.reference, f"{name} vs {claim.reference * claim.scale:g}"
+    n = len(a)
+  shifted = lambda shift, alt: (test(a, b + shift, alternative=alt) if claim.test == "one_sample" else
+                                test(a - shift, b, alternative=alt)).pvalue
+  if n < 2:
     return _Estimate(float("nan"), float("nan"), 0, n, name, None)
+  full = test(a, b)
   lo, hi = full.confidence_interval(0.95)
   effect = (lo + hi) / 2 - (claim.reference or 0.0)
   se = (hi - lo) / (2 * stats.t.ppf(0.975, full.df)) if np.isfinite(hi - lo) else float("nan")
-  return _Estimate(float(effect), float(se), float(full.df), n, name, p)
+  return _Estimate(float(effect), float(se), float(full.df), n, name, shifted)
+
+
+def _testable(claim: Claim, est: _Estimate | None) -> bool:
+  """Whether the claim's test can run: its samples exist, n reaches its minimum, the spread is finite."""
+  return est is not None and est.n >= claim.min_n and est.shifted is not None and np.isfinite(est.se)
 
 
 def _side_p(claim: Claim, est: _Estimate) -> tuple[float, float]:
   """(p of the claim, p of its opposite), both one-sided."""
   m, f = claim.margin, est.shifted
-  if claim.direction == ">":
-    return f(m, "greater"), f(m, "less")
-  if claim.direction == "<":
-    return f(-m, "less"), f(-m, "greater")
-  return max(f(-m, "greater"), f(m, "less")), min(f(m, "greater"), f(-m, "less"))
+  if claim.direction == "~":
+    return max(f(-m, "greater"), f(m, "less")), min(f(m, "greater"), f(-m, "less"))
+  shift, side, opposite = (m, "greater", "less") if claim.direction == ">" else (-m, "less", "greater")
+  return f(shift, side), f(shift, opposite)
 
 
 def units_needed(claim: Claim, est: _Estimate, alpha: float = ALPHA, power: float = POWER,
@@ -183,10 +192,8 @@ def units_needed(claim: Claim, est: _Estimate, alpha: float = ALPHA, power: floa
   """Smallest n at which the observed effect would be detected with ``power`` by a one-sided t test at
   ``alpha`` if it and the observed spread were the truth: distance / (se·sqrt(n0/n)) >= t_{1-alpha} + t_{power}
   (df scaled with n). None when the observed effect lies on the wrong side of the margin (no n helps)."""
-  if claim.direction == "~":
-    distance = claim.margin - abs(est.effect)
-  else:
-    distance = (est.effect - claim.margin) if claim.direction == ">" else (-claim.margin - est.effect)
+  distance = (claim.margin - abs(est.effect) if claim.direction == "~" else
+              SIGN[claim.direction] * est.effect - claim.margin)   # how far past the margin, on the claim's side
   if not (distance > 0 and est.se > 0 and est.df > 0):
     return None
   offset = est.n - est.df   # paired/one-sample 1, trend 2; Welch: about n - 2n + 2
@@ -216,7 +223,7 @@ def judge(claim: Claim, samples: Mapping[str, Any], p_adjusted: float | None = N
   if est is None:
     missing = [s for s in (claim.a, claim.b) if s is not None and s not in samples]
     return Verdict(claim, INCONCLUSIVE, note=f"not measured: no data for {', '.join(missing)}")
-  if est.n < claim.min_n or est.shifted is None or not np.isfinite(est.se):
+  if not _testable(claim, est):
     return Verdict(claim, INCONCLUSIVE, n=est.n, effect=est.effect,
                    note=f"n = {est.n} {claim.unit}, below the minimum {claim.min_n}: needs >= {claim.min_n}")
   p, p_opposite = _side_p(claim, est)
@@ -241,14 +248,10 @@ def _margin_text(claim: Claim) -> str:
 
 def judge_all(claims: Sequence[Claim], samples: Mapping[str, Any], alpha: float = ALPHA) -> list[Verdict]:
   """Verdicts of all claims; within each ``family`` of more than one tested claim, Holm-adjusted."""
-  raw = {}
-  for c in claims:
-    est = estimate(c, samples)
-    if est is not None and est.n >= c.min_n and est.shifted is not None and np.isfinite(est.se):
-      raw[c.id] = _side_p(c, est)[0]
+  estimates = {c.id: estimate(c, samples) for c in claims}
+  raw = {c.id: _side_p(c, estimates[c.id])[0] for c in claims if _testable(c, estimates[c.id])}
   adjusted: dict[str, float] = {}
-  families = {c.family for c in claims if c.family}
-  for fam in families:
+  for fam in {c.family for c in claims if c.family}:
     ids = [c.id for c in claims if c.family == fam and c.id in raw]
     if len(ids) > 1:
       adjusted.update(zip(ids, holm([raw[i] for i in ids])))
@@ -276,7 +279,7 @@ def former_verdict(claim: Claim, samples: Mapping[str, Any]) -> str | None:
   spread = 0.0 if claim.test == "one_sample" else max(sd(a), sd(b))
   if claim.direction == "~":
     return HOLDS if abs(d) < claim.margin else FAILS
-  sign = 1.0 if claim.direction == ">" else -1.0
+  sign = SIGN[claim.direction]
   if sign * d > spread:
     return HOLDS
   if sign * d < -spread:

@@ -26,12 +26,13 @@ import re
 import subprocess
 import sys
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from experiments.framework import report as report_lib
 
 EXPERIMENTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REPO = os.path.dirname(EXPERIMENTS)
+TRAIN_COMMAND = "train_command.json"   # in W: the command that trained it (a later --report_only shows it)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +46,28 @@ class Run:
                           # pre-training); "{workdir}" in config is the study's workdir
   overrides: tuple = ()   # the study's own key=value settings of this run (e.g. checkpoint cadence), applied
                           # before the user's --config.* overrides
+
+
+DEFAULTS = dict(scale="default", shard="0/1", processes=1, stage=None)   # flags a command line leaves out
+
+
+def slug(arg: str) -> str:
+  """A run's name from its config argument string: "opt=lion,lr=0.001,seed=0" -> "optlion_lr0.001_seed0"."""
+  return arg.replace(",", "_").replace("=", "")
+
+
+def seed_major(settings: Sequence[tuple[Any, int]], seeds: int | None,
+               make: Callable[[Any, int], Run]) -> list[Run]:
+  """The runs of (setting, seeds) pairs, seed 0 of every setting first, then the further seeds (an interrupted
+  study still covers every setting); ``seeds`` given: that many of every setting. ``make(setting, seed)`` builds
+  a run; a run already planned (same name) is planned once."""
+  runs: dict[str, Run] = {}
+  for seed in range(max((n for _, n in settings), default=0) if seeds is None else seeds):
+    for setting, n in settings:
+      if seeds is not None or seed < n:
+        run = make(setting, seed)
+        runs.setdefault(run.name, run)
+  return list(runs.values())
 
 
 class UsageError(ValueError):
@@ -75,12 +98,9 @@ def load_run_config(run: Run, overrides: Sequence[str], workdir: str | None = No
 
 
 def _write_json(path: str, obj: Any) -> None:
-  """Atomic: a crash never leaves half a file. Keys keep their order (a study's tables follow it, e.g. the
-  methods of a length-extrapolation record; sorting would list them alphabetically)."""
-  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  with open(path + ".tmp", "w") as f:
-    json.dump(obj, f, indent=1, default=float)
-  os.replace(path + ".tmp", path)
+  """Atomic (report.save_text). Keys keep their order (a study's tables follow it, e.g. the methods of a
+  length-extrapolation record; sorting would list them alphabetically)."""
+  report_lib.save_text(os.path.dirname(path) or ".", json.dumps(obj, indent=1, default=float), os.path.basename(path))
 
 
 def _read_json(path: str):
@@ -162,21 +182,17 @@ def parse(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
   p.add_argument("--out", help="report folder (default W/report; experiments/<study> refreshes the committed copy)")
   a, rest = p.parse_known_args(argv)
   bad = [x for x in rest if not (x.startswith("--config.") and "=" in x)]
-  if bad:
-    p.error(f"unrecognised arguments {bad}; config overrides are --config.key=value.")
-  if not a.list and not a.study:
-    p.error("name a study (python -m experiments --list) or pass --list.")
-  if a.study and not a.workdir and not a.results:
-    p.error("--workdir is required (or --report_only --results FILE).")
-  if a.results and not a.report_only:
-    p.error("--results reads recorded runs: pass it with --report_only.")
-  try:
-    i, n = (int(x) for x in a.shard.split("/"))
-    assert 0 <= i < n
-  except (ValueError, AssertionError):
-    p.error(f"--shard must be i/n with 0 <= i < n, got {a.shard!r}.")
-  if a.processes < 1:
-    p.error(f"--processes must be >= 1, got {a.processes}.")
+  shard = re.fullmatch(r"(\d+)/(\d+)", a.shard)
+  errors = {  # message: whether it applies (p.error exits at the first that does)
+      f"unrecognised arguments {bad}; config overrides are --config.key=value.": bad,
+      "name a study (python -m experiments --list) or pass --list.": not a.list and not a.study,
+      "--workdir is required (or --report_only --results FILE).": a.study and not a.workdir and not a.results,
+      "--results reads recorded runs: pass it with --report_only.": a.results and not a.report_only,
+      f"--shard must be i/n with 0 <= i < n, got {a.shard!r}.": not shard or int(shard[1]) >= int(shard[2]),
+      f"--processes must be >= 1, got {a.processes}.": a.processes < 1}
+  for message, applies in errors.items():
+    if applies:
+      p.error(message)
   return a, [x[len("--config."):] for x in rest]
 
 
@@ -184,12 +200,9 @@ def _shell(a: argparse.Namespace, overrides: Sequence[str], **change) -> list[st
   """The command line of this invocation (with ``change`` applied), for subprocesses and the report."""
   d = dict(vars(a), **change)
   cmd = ["python", "-m", "experiments", d["study"]]
-  for k in ("workdir", "results", "seeds", "out"):
-    if d[k] is not None:
-      cmd += [f"--{k}", str(d[k])]
+  cmd += [x for k in ("workdir", "results", "seeds", "out") if d[k] is not None for x in (f"--{k}", str(d[k]))]
   cmd += [f"--{k}" for k in ("dry_run", "report_only") if d[k]]
-  cmd += [f"--scale={d['scale']}"] * (d["scale"] != "default") + [f"--shard={d['shard']}"] * (d["shard"] != "0/1")
-  cmd += [f"--processes={d['processes']}"] * (d["processes"] > 1) + [f"--stage={d['stage']}"] * (d["stage"] is not None)
+  cmd += [f"--{k}={d[k]}" for k, v in DEFAULTS.items() if d[k] != v]
   return cmd + [f"--config.{o}" for o in overrides]
 
 
@@ -224,8 +237,7 @@ def collect(a, study, runs, overrides) -> tuple[list[dict], dict]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-  argv = list(sys.argv[1:] if argv is None else argv)
-  a, overrides = parse(argv)
+  a, overrides = parse(list(sys.argv[1:] if argv is None else argv))
   if a.list:
     for name in list_studies():
       print(f"{name:24s} {(load_study(name).__doc__ or '').strip().splitlines()[0]}")
@@ -237,9 +249,8 @@ def main(argv: Sequence[str] | None = None) -> int:
       for run in runs:  # bad overrides / arguments fail here, before any compute
         load_run_config(run, overrides, a.workdir)
   except ValueError as e:
-    print(f"python -m experiments: error: {e}", file=sys.stderr)
-    return 2
-  est = sum(r.est_s for r in runs) / max(a.processes, 1)
+    return _usage_error(e)
+  est = sum(r.est_s for r in runs) / a.processes
   print(f"[{a.study}] {len(runs)} runs, estimated {est / 60:.1f} min wall", flush=True)
   if a.dry_run:
     for r in runs:
@@ -252,40 +263,62 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
   t0 = time.time()
   try:
+    if not a.report_only:   # the training command as the report shows it, --processes N included
+      _write_json(os.path.join(a.workdir, TRAIN_COMMAND), " ".join(_shell(a, overrides, out=None, workdir="W")))
     if a.processes > 1 and not a.report_only:
       spawn_shards(a, overrides, [r.stage for r in runs])
     records, extras = collect(a, study, runs, overrides)
   except UsageError as e:
-    print(f"python -m experiments: error: {e}", file=sys.stderr)
-    return 2
-  out = a.out or os.path.join(a.workdir, "report")
-  # The report names the workdir "W": a path on the machine that trained means nothing to a reader.
-  portable = lambda cmd: cmd.replace(a.workdir, "W") if a.workdir else cmd
-  # A recorded run's command names the workdir it was trained in (with --results: another machine's path).
-  run_cmd = lambda cmd: re.sub(r"--workdir \S*/runs/", "--workdir W/runs/", cmd)
-  train_cmd = _shell(a, overrides, report_only=False, results=None, out=None, workdir="W")
-  meta = dict(report_lib.machine(), overrides=", ".join(f"`--config.{o}`" for o in overrides),
-              commands=[" ".join(train_cmd)] + [portable(" ".join(_shell(a, overrides)))] * a.report_only,
-              wall=wall_line(records, est, time.time() - t0),
-              example_run=run_cmd(next((r["command"] for r in records if r.get("command")), "")))
-  meta["trained_on"] = meta["machine"]
-  if a.results:  # the report is made here; the runs were trained where the results file says
-    prev = _read_json(a.results)
-    prev = prev.get("meta") if isinstance(prev, dict) else None
-    meta["trained_on"] = (prev or {}).get("trained_on", f"not recorded (runs from {a.results})")
-    # Runs recorded by a former per-study driver: the report compares its verdicts with that driver's.
-    meta["legacy"] = (prev or {}).get("legacy", prev is None)
+    return _usage_error(e)
+  meta = report_meta(a, overrides, records, est, time.time() - t0)
   # The records as published: their commands name the workdir W too.
-  records = [dict(r, **{k: run_cmd(portable(r[k])) for k in ("command", "config") if isinstance(r.get(k), str)})
-             for r in records]
+  records = [dict(r, **{k: _run_cmd(_portable(r[k], a.workdir)) for k in ("command", "config")
+                        if isinstance(r.get(k), str)}) for r in records]
+  out = a.out or os.path.join(a.workdir, "report")
   _write_json(os.path.join(out, "results.json"), {"study": a.study, "runs": records, "extras": extras,
                                                    "meta": meta})
   print(f"[{a.study}] wrote {study.write_report(records, extras, out, meta)}")
   return 0
 
 
-def wall_line(records: Sequence[dict], est_s: float, invocation_s: float) -> str:
+def _usage_error(e: ValueError) -> int:
+  print(f"python -m experiments: error: {e}", file=sys.stderr)
+  return 2
+
+
+def _portable(cmd: str, workdir: str | None) -> str:
+  """The report names the workdir "W": a path on the machine that trained means nothing to a reader. Only whole
+  paths are renamed (as given or absolute, e.g. ``init={workdir}/runs/x``): ``--workdir w`` leaves ``wd=0.3``."""
+  for w in sorted({workdir.rstrip("/"), os.path.abspath(workdir)} if workdir else (), key=len, reverse=True):
+    cmd = re.sub(rf"(?<![^\s=:,]){re.escape(w)}(?![^\s/,])", "W", cmd)
+  return cmd
+
+
+def _run_cmd(cmd: str) -> str:
+  """A recorded run's command names the workdir it was trained in (with --results: another machine's path)."""
+  return re.sub(r"--workdir \S*/runs/", "--workdir W/runs/", cmd)
+
+
+def report_meta(a: argparse.Namespace, overrides: Sequence[str], records: Sequence[dict], est_s: float,
+                invocation_s: float) -> dict:
+  """The footer's facts: machine and versions, where the runs were trained, the overrides, the commands (the
+  training one as its invocation recorded it, --processes N included), estimated vs measured wall time."""
+  prev = _read_json(a.results) if a.results else None
+  prev = prev.get("meta") if isinstance(prev, dict) else None
+  recorded = os.path.join(a.workdir or "", TRAIN_COMMAND)   # written by the training invocation (main)
+  train_cmd = (((prev or {}).get("commands") or [None])[0] if a.results else
+               _read_json(recorded) if os.path.exists(recorded) else None)
+  train_cmd = train_cmd or " ".join(_shell(a, overrides, report_only=False, results=None, out=None, workdir="W"))
   measured = sum(r.get("wall_time_s", 0.0) for r in records)
-  return (f"estimated {est_s / 60:.1f} min before the run (--dry_run); measured {measured / 60:.1f} min summed "
-          f"over {len(records)} runs (training + evaluation); this invocation {invocation_s / 60:.1f} min "
-          "(reused runs cost nothing)")
+  meta = dict(report_lib.machine(), overrides=", ".join(f"`--config.{o}`" for o in overrides),
+              commands=[train_cmd] + [_portable(" ".join(_shell(a, overrides)), a.workdir)] * a.report_only,
+              wall=f"estimated {est_s / 60:.1f} min before the run (--dry_run); measured {measured / 60:.1f} min "
+                   f"summed over {len(records)} runs (training + evaluation); this invocation "
+                   f"{invocation_s / 60:.1f} min (reused runs cost nothing)",
+              example_run=_run_cmd(next((r["command"] for r in records if r.get("command")), "")))
+  meta["trained_on"] = meta["machine"]
+  if a.results:  # the report is made here; the runs were trained where the results file says
+    meta["trained_on"] = (prev or {}).get("trained_on", f"not recorded (runs from {a.results})")
+    # Runs recorded by a former per-study driver: the report compares its verdicts with that driver's.
+    meta["legacy"] = (prev or {}).get("legacy", prev is None)
+  return meta

@@ -41,20 +41,15 @@ def blocks(template_path: str) -> dict[str, string.Template]:
           **{k: string.Template(v.rstrip("\n")) for k, v in zip(parts[1::2], parts[2::2])}}
 
 
-def fill(template_path: str, fields: Mapping[str, Any]) -> str:
-  """The study's template (its "main" part, ``blocks``) with its placeholders filled."""
-  return blocks(template_path)["main"].substitute(fields)
-
-
 def write(study_file: str, out_dir: str, meta: Mapping[str, Any], verdicts, data, records, figs, **fields) -> str:
   """REPORT.md of the study beside ``study_file`` into out_dir (atomically): its report_template.md filled with
   ``fields`` and the shared parts (verdict rules, claim checklist, failed runs, plots, footer); returns the path."""
   failed = [f"- `{r['name']}`: {r['error'][:200]}" for r in records if r.get("error")]
-  text = fill(os.path.join(os.path.dirname(os.path.abspath(study_file)), "report_template.md"), dict(
+  template = blocks(os.path.join(os.path.dirname(os.path.abspath(study_file)), "report_template.md"))["main"]
+  return save_text(out_dir, template.substitute(
       rules=RULES, checklist=checklist(verdicts, data if meta.get("legacy") else None),
       failed="\n".join(failed) or "none", plots="\n\n".join(f"![{p}]({p})" for p in figs), footer=footer(meta),
       **fields))
-  return save_text(out_dir, text)
 
 
 def save_text(out_dir: str, text: str, name: str = "REPORT.md") -> str:

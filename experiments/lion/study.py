@@ -47,37 +47,28 @@ def amos_hp(alpha0: float, width: int = 128) -> tuple[float, float]:
 LABELS = dict(lr=None, wd=None, batch=16, steps=0, untied=False, fix="none", accum=1, amos=0.0, emb=False)
 
 
-def _run(scale: str, kw: dict) -> launcher.Run:
-  """A setting (with its seed) as a run: name and config string from its arguments, the scale's overrides."""
-  tiny, labels = scale == "tiny", dict(LABELS, **kw)
+def _run(scale: str, kw: dict, seed: int) -> launcher.Run:
+  """A setting and seed as a run: name and config string from its arguments, the scale's overrides."""
+  tiny, labels = scale == "tiny", dict(LABELS, **kw, seed=seed)
   if kw.get("task") == "mnist1d":
-    arg = "opt={opt},lr={lr:g},wd={wd:g},seed={seed}".format(**kw) + ",runlocal" * tiny
-    return launcher.Run("mnist1d_" + _slug(arg), f"{CLS}:{arg}", dict(labels, batch=40), 8.0 if tiny else CLS_S)
-  arg, b, steps = SWEEPS.run_arg(**kw) + ",runlocal" * tiny, labels["batch"], labels["steps"]
+    arg = "opt={opt},lr={lr:g},wd={wd:g},seed={seed}".format(**labels) + ",runlocal" * tiny
+    return launcher.Run("mnist1d_" + launcher.slug(arg), f"{CLS}:{arg}", dict(labels, batch=40),
+                        8.0 if tiny else CLS_S)
+  arg, b, steps = SWEEPS.run_arg(**labels) + ",runlocal" * tiny, labels["batch"], labels["steps"]
   ov = (("checkpoint_every_steps=2", "eval_every_steps=4", "num_eval_batches=2") if tiny else
         (f"data.seq_len={SCALES[scale]['seq']}", f"eval_every_steps={steps}", "max_checkpoints_to_keep=0",
          f"checkpoint_every_steps={steps // (EMB_CKPTS if labels['emb'] else 1)}",
          f"num_eval_batches={EVAL_SEQS // b}", f"log_every_steps={max(steps // 20, 1)}"))
   est = (8.0 if tiny else 20.0 + 0.01 * steps * b / 16 if scale == "full" else
          OVERHEAD_S + steps * STEP_S[b] + CKPT_S * EMB_CKPTS * labels["emb"])
-  return launcher.Run(_slug(arg), f"{LM}:{arg}", labels, est, overrides=ov)
-
-
-def _slug(arg: str) -> str:
-  return arg.replace(",", "_").replace("=", "")
+  return launcher.Run(launcher.slug(arg), f"{LM}:{arg}", labels, est, overrides=ov)
 
 
 def plan(seeds: int | None = None, scale: str = "default") -> list[launcher.Run]:
   """Seed 0 of every setting first, then the further seeds (an interrupted study still covers every row)."""
   if scale not in SCALES:
     raise ValueError(f"lion scales are {', '.join(SCALES)}; got {scale!r}.")
-  sets, runs, names = SWEEPS.settings(scale), [], set()
-  for seed in range(max(n for _, n in sets) if seeds is None else seeds):
-    for run in [_run(scale, dict(kw, seed=seed)) for kw, n in sets if seed < n or seeds is not None]:
-      if run.name not in names:
-        names.add(run.name)
-        runs.append(run)
-  return runs
+  return launcher.seed_major(SWEEPS.settings(scale), seeds, lambda kw, seed: _run(scale, kw, seed))
 
 
 def evaluate(run, config, run_dir: str, record: dict) -> dict:
@@ -87,8 +78,8 @@ def evaluate(run, config, run_dir: str, record: dict) -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   from kexue_jax import checkpoint  # pylint: disable=g-import-not-at-top
   from kexue_jax import optim  # pylint: disable=g-import-not-at-top
-  out, ckpts = dict(lr=float(config.optimizer.learning_rate), wd=float(config.optimizer.weight_decay)), \
-      os.path.join(run_dir, "checkpoints")
+  out = dict(lr=float(config.optimizer.learning_rate), wd=float(config.optimizer.weight_decay))
+  ckpts = os.path.join(run_dir, "checkpoints")
   steps = sorted(int(p) for p in os.listdir(ckpts) if p.isdigit()) if os.path.isdir(ckpts) else []
   if run.labels.get("task") or "error" in record or not steps:
     return out
@@ -220,48 +211,53 @@ def claims(batches=(4, 16, 64), scale: str = "default") -> list[C.Claim]:
   """Declared before the runs: test, direction, margin and minimum n of every claim (LM: eval loss in nats/byte;
   MNIST-1D: test error; anomaly: mean |θ| of a byte's input-embedding row at the last checkpoint: a stale row
   moves as a block, every entry toward ±1/λ, while a frequent row's largest entries can grow too)."""
+  ek, lam, small = _emb_keys(scale), SCALES[scale]["emb"]["wd"], min(batches)
   band = dict(direction="~", margin=(LR_BAND[1] - LR_BAND[0]) / 2, reference=sum(LR_BAND) / 2)
-  ek, rows, lam = _emb_keys(scale), dict(family="anomaly", unit="bytes", digits=3), SCALES[scale]["emb"]["wd"]
-  out = [C.Claim("1a", "Lion's best lr is 3-10x smaller than AdamW's (per-seed log10 ratio of the interpolated best "
-                 "lrs within [log 3, log 10])", "one_sample", "ratio_lr", family="transfer", **band),
-         C.Claim("1b", "Lion's best λ is 3-10x larger than AdamW's (log10 ratio within [log 3, log 10])",
-                 "one_sample", "ratio_wd", family="transfer", **band),
-         C.Claim("1c", f"At their best lrs Lion matches or beats AdamW (non-inferiority margin {BEST_MARGIN})",
-                 "paired", "bestloss:lion", "bestloss:adamw", direction="<", margin=-BEST_MARGIN,
-                 family="transfer", digits=3),
-         C.Claim("1d", "MNIST-1D (MLP): Lion's best lr is 3-10x smaller than AdamW's (as 1a)", "one_sample",
-                 "cls_ratio_lr", family="classifier", **band),
-         C.Claim("1e", f"MNIST-1D: at their best lrs Lion's test error is at most {CLS_MARGIN:.0%} above AdamW's",
-                 "paired", "cls_bestloss:lion", "cls_bestloss:adamw", direction="<", margin=-CLS_MARGIN,
-                 family="classifier", digits=3),
-         C.Claim("2a", f"Lion is worse than AdamW at small batch ({min(batches)}): loss Lion − AdamW > 0", "paired",
-                 f"loss:{_at('lion', min(batches))}", f"loss:{_at('adamw', min(batches))}", family="batch", digits=3),
-         C.Claim("2b", "The Lion − AdamW gap closes or reverses as the batch grows (slope on log2 batch < 0, "
-                 "fixed number of examples)", "trend", "gap_trend", direction="<", family="batch", unit="runs",
-                 digits=3),
-         C.Claim("3a", f"Tiger ≈ Lion in loss at the same lr and λ (equivalence ±{TIGER_MARGIN})", "paired",
-                 f"loss:{_at('tiger')}", f"loss:{_at('lion')}", direction="~", margin=TIGER_MARGIN, family="tiger",
-                 digits=3),
-         C.Claim("3b", f"Tiger's in-momentum accumulation (batch 4 x 4) ≈ Tiger at batch 16 (±{TIGER_MARGIN})",
-                 "paired", f"loss:{_at('tiger', 4)}x4", f"loss:{_at('tiger')}", direction="~", margin=TIGER_MARGIN,
-                 family="tiger", digits=3),
-         C.Claim("4a", f"Under Lion (untied, λ {lam:g}) rows of rare bytes end larger than frequent rows (row mean "
-                 "|θ|)", "welch", f"row:{ek['lion']}:rare", f"row:{ek['lion']}:frequent", **rows),
-         C.Claim("4b", "Under Tiger (untied) too", "welch", f"row:{ek['tiger']}:rare",
-                 f"row:{ek['tiger']}:frequent", **rows)]
-  for i, (arm, text) in enumerate((("adamw", "AdamW (untied, its own lr and λ) does not"),
-                                   ("lazy", "Fix (a) lazy row updates"), ("emb_adamw", "Fix (c) AdamW for the "
-                                   "embeddings"), ("tied", "Fix (b) tied embeddings"))):
-    out.append(C.Claim(f"4{'cdef'[i]}", f"{text}: rare rows' mean |θ| below untied Lion's (paired by byte)", "paired",
-                       f"row:{ek[arm]}:rare", f"row:{ek['lion']}:rare", direction="<", **rows))
-  return out + [
-      C.Claim("4g", f"Under Lion the rare rows travel over half way to Su's ±1/λ (row mean |θ| > {0.5 / lam:g})",
-              "one_sample", f"row:{ek['lion']}:rare", reference=0.5 / lam, **rows),
-      C.Claim("5a", f"Su's Amos recipe (α0 = {AMOS_A0:g}: lr = α0·σ, λ = α0/(2σ)) is not worse than Lion at its best "
-              f"lr (non-inferiority {BEST_MARGIN})", "paired", f"loss:lion/amos{AMOS_A0:g}/b16", "bestloss:lion",
-              direction="<", margin=-BEST_MARGIN, family="amos", digits=3),
-      C.Claim("5b", "The Amos λ is within 3x of Lion's measured best λ (log10)", "one_sample", "logwd:lion",
-              direction="~", margin=math.log10(3.0), reference=math.log10(amos_hp(AMOS_A0)[1]), family="amos")]
+  below = lambda margin: dict(direction="<", margin=-margin, digits=3)   # non-inferiority: a - b < margin
+  same, loss = dict(direction="~", margin=TIGER_MARGIN, digits=3), dict(digits=3)
+  rows = dict(unit="bytes", digits=3)
+  row = lambda arm, grp="rare": f"row:{ek[arm]}:{grp}"
+  families = {  # family: [(id, text, test, a, b, options)]
+      "transfer": [
+          ("1a", "Lion's best lr is 3-10x smaller than AdamW's (per-seed log10 ratio of the interpolated best lrs "
+           "within [log 3, log 10])", "one_sample", "ratio_lr", None, band),
+          ("1b", "Lion's best λ is 3-10x larger than AdamW's (log10 ratio within [log 3, log 10])", "one_sample",
+           "ratio_wd", None, band),
+          ("1c", f"At their best lrs Lion matches or beats AdamW (non-inferiority margin {BEST_MARGIN})", "paired",
+           "bestloss:lion", "bestloss:adamw", below(BEST_MARGIN))],
+      "classifier": [
+          ("1d", "MNIST-1D (MLP): Lion's best lr is 3-10x smaller than AdamW's (as 1a)", "one_sample",
+           "cls_ratio_lr", None, band),
+          ("1e", f"MNIST-1D: at their best lrs Lion's test error is at most {CLS_MARGIN:.0%} above AdamW's",
+           "paired", "cls_bestloss:lion", "cls_bestloss:adamw", below(CLS_MARGIN))],
+      "batch": [
+          ("2a", f"Lion is worse than AdamW at small batch ({small}): loss Lion − AdamW > 0", "paired",
+           f"loss:{_at('lion', small)}", f"loss:{_at('adamw', small)}", loss),
+          ("2b", "The Lion − AdamW gap closes or reverses as the batch grows (slope on log2 batch < 0, fixed number "
+           "of examples)", "trend", "gap_trend", None, dict(direction="<", unit="runs", digits=3))],
+      "tiger": [
+          ("3a", f"Tiger ≈ Lion in loss at the same lr and λ (equivalence ±{TIGER_MARGIN})", "paired",
+           f"loss:{_at('tiger')}", f"loss:{_at('lion')}", same),
+          ("3b", f"Tiger's in-momentum accumulation (batch 4 x 4) ≈ Tiger at batch 16 (±{TIGER_MARGIN})", "paired",
+           f"loss:{_at('tiger', 4)}x4", f"loss:{_at('tiger')}", same)],
+      "anomaly": [
+          ("4a", f"Under Lion (untied, λ {lam:g}) rows of rare bytes end larger than frequent rows (row mean |θ|)",
+           "welch", row("lion"), row("lion", "frequent"), rows),
+          ("4b", "Under Tiger (untied) too", "welch", row("tiger"), row("tiger", "frequent"), rows),
+          *[(f"4{i}", f"{text}: rare rows' mean |θ| below untied Lion's (paired by byte)", "paired", row(arm),
+             row("lion"), dict(rows, direction="<")) for i, arm, text in (
+                 ("c", "adamw", "AdamW (untied, its own lr and λ) does not"), ("d", "lazy", "Fix (a) lazy row updates"),
+                 ("e", "emb_adamw", "Fix (c) AdamW for the embeddings"), ("f", "tied", "Fix (b) tied embeddings"))],
+          ("4g", f"Under Lion the rare rows travel over half way to Su's ±1/λ (row mean |θ| > {0.5 / lam:g})",
+           "one_sample", row("lion"), None, dict(rows, reference=0.5 / lam))],
+      "amos": [
+          ("5a", f"Su's Amos recipe (α0 = {AMOS_A0:g}: lr = α0·σ, λ = α0/(2σ)) is not worse than Lion at its best lr "
+           f"(non-inferiority {BEST_MARGIN})", "paired", f"loss:lion/amos{AMOS_A0:g}/b16", "bestloss:lion",
+           below(BEST_MARGIN)),
+          ("5b", "The Amos λ is within 3x of Lion's measured best λ (log10)", "one_sample", "logwd:lion", None,
+           dict(direction="~", margin=math.log10(3.0), reference=math.log10(amos_hp(AMOS_A0)[1])))]}
+  return [C.Claim(i, text, test, a, b, family=family, **options)
+          for family, table in families.items() for i, text, test, a, b, options in table]
 
 
 def _cell(data, name, digits=3) -> str:
@@ -316,7 +312,7 @@ def state_check(records, data) -> tuple[str, str]:
                           ("tiger, accumulating 4", _at("tiger", 4) + "x4"))
           for r in [r for r in _runs(records, untied=False) if key(r) == k and r.get("state_bytes")][:1]]
   ok = len(rows) == 4 and all(abs(float(x[-1]) - (2 if x[0] == "adamw" else 1)) < 1e-3 for x in rows)
-  line = (f"**{'✅ holds' if ok else '❌ does not hold'}** — one parameter-sized buffer for Lion and Tiger (with and "
+  line = (f"**{R.MARK[C.HOLDS if ok else C.FAILS]}** — one parameter-sized buffer for Lion and Tiger (with and "
           "without accumulation), two for AdamW: state / parameter bytes within 0.1% of 1 and 2") if rows else \
       "not measured (no checkpoints)"
   return line, R.table(["optimizer", "eval loss", "state bytes", "parameter bytes", "state / params"], rows)
@@ -376,7 +372,6 @@ def write_report(records, extras_, out_dir: str, meta: dict) -> str:
   batches = sorted({r["batch"] for r in records if r.get("accum", 1) == 1 and not r.get("task")}) or [4]
   steps = max([r["steps"] for r in records if r.get("batch") == 16 and not (r.get("task") or r.get("emb"))] or [0])
   scale = {v["steps"]: k for k, v in SCALES.items()}.get(steps, "default")   # a scale is known by its LM steps
-  os.makedirs(out_dir, exist_ok=True)
   state_line, state_table = state_check(records, data)
   return R.write(__file__, out_dir, meta, C.judge_all(claims(batches, scale), data), data, records,
                  plots(records, data, counts, out_dir) if records else [], runs=len(records),

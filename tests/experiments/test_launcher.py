@@ -150,3 +150,55 @@ def test_extras_are_computed_once_per_scale(tmp_path):
     assert launcher.study_extras(study, str(tmp_path), scale)["scale"] == scale
   assert calls == ["default", "full"]
   assert sorted(os.listdir(tmp_path)) == ["extras.full.json", "extras.json"]
+
+
+def test_report_keeps_the_training_command_with_its_processes(tmp_path, monkeypatch):
+  """--processes N trains, then --report_only (over W, or over the published results.json) reports: every
+  footer's training command still says --processes N."""
+  monkeypatch.setattr(launcher, "load_study", lambda name: _fake_study([]))
+  monkeypatch.setattr(launcher, "spawn_shards", lambda *args: None)
+  def run_one(study, run, workdir, overrides):
+    del study
+    record = dict(run.labels, name=run.name, overrides=list(overrides), wall_time_s=1.0)
+    launcher._write_json(os.path.join(workdir, "runs", run.name, "record.json"), record)  # pylint: disable=protected-access
+    return record
+  monkeypatch.setattr(launcher, "run_one", run_one)
+  wd = str(tmp_path / "w")
+  assert launcher.main(["fake", "--workdir", wd, "--processes", "2"]) == 0
+  assert launcher.main(["fake", "--workdir", wd, "--report_only", "--out", str(tmp_path / "a")]) == 0
+  assert launcher.main(["fake", "--report_only", "--results", str(tmp_path / "a" / "results.json"),
+                        "--out", str(tmp_path / "b")]) == 0
+  for out in (os.path.join(wd, "report"), tmp_path / "a", tmp_path / "b"):
+    meta = json.load(open(os.path.join(out, "REPORT.json")))["meta"]
+    assert meta["commands"][0] == "python -m experiments fake --workdir W --processes=2", out
+    assert len(meta["commands"]) == (1 if out == os.path.join(wd, "report") else 2)
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path):
+  """`python -m experiments STUDY --dry_run | head -3`: the reader leaves early; no BrokenPipe traceback."""
+  read, write = os.pipe()
+  os.close(read)   # the reader is gone before the first line
+  try:
+    p = subprocess.run([sys.executable, "-m", "experiments", "simsiam", "--workdir", str(tmp_path), "--dry_run",
+                        "--scale", "tiny"], cwd=REPO, stdout=write, stderr=subprocess.PIPE, text=True, timeout=300)
+  finally:
+    os.close(write)
+  assert p.returncode == 1 and "Traceback" not in p.stderr and "BrokenPipe" not in p.stderr, p.stderr
+
+
+def test_seed_major_orders_seeds_and_plans_a_repeated_run_once():
+  make = lambda setting, seed: launcher.Run(launcher.slug(f"{setting},seed={seed}"), "c.py")
+  settings = [("x=1", 2), ("x=2", 1), ("x=1", 1)]   # the third repeats the first setting
+  assert [r.name for r in launcher.seed_major(settings, None, make)] == ["x1_seed0", "x2_seed0", "x1_seed1"]
+  assert [r.name for r in launcher.seed_major(settings, 2, make)] == ["x1_seed0", "x2_seed0", "x1_seed1",
+                                                                     "x2_seed1"]
+
+
+def test_portable_renames_whole_workdir_paths_only():
+  """A short relative --workdir names W where it is a path (given or absolute), never inside other words."""
+  cmd = (f"python -m kexue_jax.main --config c.py:wd=0.3,init={os.path.abspath('w')}/runs/pt --workdir w/runs/x "
+         "--config.w=1")
+  assert launcher._portable(cmd, "w") == (  # pylint: disable=protected-access
+      "python -m kexue_jax.main --config c.py:wd=0.3,init=W/runs/pt --workdir W/runs/x --config.w=1")
+  assert launcher._portable("--workdir /tmp/a/b/runs/x", "/tmp/a/b/") == "--workdir W/runs/x"  # pylint: disable=protected-access
+  assert launcher._portable("--workdir /tmp/a/b", None) == "--workdir /tmp/a/b"  # pylint: disable=protected-access
