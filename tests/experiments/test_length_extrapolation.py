@@ -2,6 +2,7 @@
 launcher (the evaluation itself: tests/evals/test_length.py)."""
 import copy
 import os
+import re
 
 import numpy as np
 import pytest
@@ -63,7 +64,7 @@ def test_configs_build_every_variant():
   for v in set(study.VARIANTS) - set(study.MLM_VARIANTS):
     for scale in ("tiny", "default", "medium", "full"):
       c, arg = study.load_config(v, scale)
-      base = v[:-len("_copy")] if v.endswith("_copy") else v   # copy variants: the base config + copy args
+      base = re.sub(r"_(copy|pre2h|2xsteps)$", "", v)   # copy / log-n gap variants: the base config + args
       assert c.study.variant == base and c.study.scale == scale
       if v.endswith("_copy"):
         assert c.data.repeat_frac == 0.25 and c.data.repeat_source == "random"
@@ -372,6 +373,18 @@ def test_extended_plan_has_the_issue_18_variants():
       "hwfa2_w2_f1+rerope", 16)   # windows scale with N: Su's w~ = 64 at 512
   assert published.su_row("qna", 128) == "QNA" and published.su_row("kna_nope", 128) is None
   assert methods["inv_leaky_b8"].attention == dict(position="rope")   # run as RoPE with the trained base 80000
+  # The log-n gap runs: the independent measurement's pre-norm 4-layer 2-head d = 128 model (+ log-n twin) and
+  # the baseline at 2x steps, 5 seeds each, scored with the log-n gains table's methods.
+  gap = {"rope_pre2h": "rope.py:scale=default,arch=prenorm4x2", "rope_2xsteps": "rope.py:scale=default,steps=2400",
+         "rope_logn_pre2h": "rope_logn.py:scale=default,arch=prenorm4x2"}
+  assert {k: runs[k].config for k in gap} == {k: f"{study.CONFIG_DIR}/{v}" for k, v in gap.items()}
+  assert {f"{k}_s4" for k in gap} <= set(runs) and not set(gap) & {r.name for r in study.plan()}
+  m = study.load_config("rope_pre2h", "default")[0].model
+  assert (m.norm, m.num_heads, m.num_layers, m.embed_dim, m.head_dim) == ("pre", 2, 4, 128, 64)
+  assert {m.name for m in study.run_methods("rope_pre2h_s2", "rope_pre2h", 2, 128)} == {
+      f"pre2h/{x}@s2" for x in ("rope", "logn†", "ntk_mixed", "ntk_mixed+logn†", "rerope_w64", "rerope_w64+logn†")}
+  assert {m.name for m in study.run_methods("rope_logn_pre2h", "rope_logn_pre2h", 0, 128)} == {
+      "pre2h-logn/rope", "pre2h-logn/ntk_mixed", "pre2h-logn/rerope_w64"}
 
 
 def test_former_results_round_trip_through_records(tmp_path):
