@@ -403,7 +403,7 @@ def findings_md(n: int, vs) -> str:
   and the claims that test our hypothesis, each with its computed verdict line."""
   T, by_id = _blocks(), {v.claim.id: v for v, _, _ in vs}
   item = lambda cid: (f"  - **{cid}** {by_id[cid].claim.text}: {framework_report.MARK[by_id[cid].verdict]} — "
-                      f"{by_id[cid].line()}" if cid in by_id else f"  - **{cid}**: not in this checklist")
+                      f"{by_id[cid].line()}" if cid in by_id else f"  - **{cid}**: not measured (its runs are not in this plan)")
   return T["findings"].substitute(body="\n\n".join(
       T[block].substitute(su="\n".join(map(item, su)), tests="\n".join(map(item, tests)))
       for block, su, tests in le_claims.findings(n)))
