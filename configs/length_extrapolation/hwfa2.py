@@ -8,7 +8,10 @@ w64-f2). At inference only the full layers switch to ReRoPE with window N/2 (don
 Arguments (besides _common's): w=0 (the window w~ in tokens; 0 = 2 N/L, following data.seq_len), f=2 (1 or 2).
 Su's grid (T7, N = 512, L = 24) is w~ in {32, 64, 128, 256} x f in {1, 2}; as fractions of N that is
 N/16 ... N/2, i.e. w in {8, 16, 32, 64} at our N = 128 (as multiples of N/L: 1.5, 3, 6, 12 -> 48, 96, 192, 384
-at L = 4, which exceed N from w = 192 on). Variant name: hwfa2 for the default, else hwfa2_w{w}_f{f}.
+at L = 4, which exceed N from w = 192 on). The study maps every window to Su's rows by this fraction of N, so the
+default (w = 2 N/L = N/2 at L = 4) is his w256-f2 row and his best w64-f2 is w = N/8 = 16
+(experiments/length_extrapolation/published.py su_row). Variant name: hwfa2 for the default, else
+hwfa2_w{w}_f{f}.
 """
 from kexue_jax import config_lib
 

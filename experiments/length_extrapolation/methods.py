@@ -13,6 +13,9 @@ def all_methods(n: int, variants: tuple[str, ...]) -> list[L.Method]:
   w4, w2 = max(1, n // 4), max(1, n // 2)
   sc, rr, leaky = lambda kind, **kw: L.scaling(kind, n, **kw), L.rerope, L.leaky_rerope
   lt, mixed = "retrofit", sc("ntk_mixed", mixed_b=0.625)
+  gain_methods = [("rope", {}), ("logn†", dict(logn=lt)), ("ntk_mixed", mixed),
+                  ("ntk_mixed+logn†", dict(logn=lt, **mixed)), (f"rerope_w{w2}", rr(w2)),
+                  (f"rerope_w{w2}+logn†", rr(w2, logn=lt))]
   by_ckpt = {  # checkpoint -> its methods: (name, attention changes, core[, note or layer_fn])
       "rope": [("rope", {}, 1, "direct extrapolation"), ("logn†", dict(logn=lt), 1), ("pi", sc("pi"), 1),
                ("ntk_old", sc("ntk_old"), 1), ("ntk_fixed", sc("ntk_fixed"), 0), ("ntk_mixed", mixed, 1),
@@ -40,6 +43,12 @@ def all_methods(n: int, variants: tuple[str, ...]) -> list[L.Method]:
       "hwfa_copy": [("copy/hwfa", {}, 1)],
       **{v: [(v, {}, 1)] for v in ("kna", "cosa", "kna_logn", "cosa_logn", "qna", "kna_nope")},
       "inv_leaky_b8": [("inv_leaky_b8", dict(position="rope"), 1, "trained Leaky k=1/16, base 80000, run as RoPE")],
+      # Issue #18, why our log-n gains are 3-8x smaller than an independent measurement: the log-n gains table's
+      # methods (claims.logn_gains) on that measurement's architecture (pre-norm, 2 heads: arch=prenorm4x2) and its
+      # log-n twin, and on the baseline trained twice as long (1x and 8x only).
+      **{v: [(f"{p}/{x}", a, 0) for x, a in gain_methods]
+         for v, p in (("rope_pre2h", "pre2h"), ("rope_2xsteps", "2xsteps"))},
+      "rope_logn_pre2h": [(f"pre2h-logn/{x}", a, 0) for x, a in gain_methods if "logn" not in x],
       # Su's HWFA2 grid (9731 T7, study.py HWFA2_GRID): the ReRoPE swap, at L_train and 8x only.
       **{v: [(f"{v}+rerope", {}, 0, L.hwfa2_rerope)] for v in variants if re.fullmatch(r"hwfa2_w\d+_f\d", v)},
   }
@@ -56,7 +65,9 @@ def all_methods(n: int, variants: tuple[str, ...]) -> list[L.Method]:
 # Seed replicates (run.py --seeds): the checkpoints retrained with other seeds, and the methods evaluated on
 # them -- those of the claims that compare two checkpoints (log n pre-trained vs not), where one training seed
 # cannot separate the method from seed noise.
-SEED_CKPTS = ("rope", "rope_logn", "hwfa", "rope_logn_copy", "hwfa_copy")
+SEED_CKPTS = ("rope", "rope_logn", "hwfa", "rope_logn_copy", "hwfa_copy", "rope_pre2h", "rope_logn_pre2h",
+              "rope_2xsteps")
+GAP_PREFIXES = ("pre2h/", "pre2h-logn/", "2xsteps/")   # the log-n gap runs' methods (not Su's methods)
 
 
 def seed_method_names(n: int) -> set[str]:
@@ -64,7 +75,9 @@ def seed_method_names(n: int) -> set[str]:
   return {"rope", "ntk_mixed", "ntk_mixed+logn†", f"rerope_w{w2}", f"rerope_w{w2}+logn†", "logn/rope",
           "logn/ntk_mixed", f"logn/rerope_w{w2}",
           "logn†", "pi", "window", "hwfa", f"rerope_w{w4}", f"logn/rerope_w{w4}",   # issue #18: 2, 5a, W, H
-          f"copy-logn/rerope_w{w4}", "copy/hwfa"}
+          f"copy-logn/rerope_w{w4}", "copy/hwfa"} | {
+          p + x for p in GAP_PREFIXES for x in ("rope", "logn†", "ntk_mixed", "ntk_mixed+logn†", f"rerope_w{w2}",
+                                                f"rerope_w{w2}+logn†")}
 
 
 def seed_replicates(methods: list[L.Method], n: int, seeds: int) -> list[L.Method]:

@@ -23,15 +23,19 @@ OURS_TO_SU = {
     "ntk_fixed+logn†": "NTK-RoPE-log n†-fixed", "logn/ntk_fixed": "NTK-RoPE-log n-fixed",
     "ntk_mixed": "NTK-RoPE-mixed", "ntk_mixed+logn†": "NTK-RoPE-log n†-mixed",
     "logn/ntk_mixed": "NTK-RoPE-log n-mixed", "yarn": "Baseline-YaRN", "logn/yarn": "Baseline-log n-YaRN",
-    "hwfa": "HFWA", "inv_leaky": "InvLeaky ReRoPE-w128-log n", "hwfa2+rerope": "HFWA-ReRoPE-w64-f2", "kna": "KNA",
+    "hwfa": "HFWA", "inv_leaky": "InvLeaky ReRoPE-w128-log n", "kna": "KNA",
     "kna_logn": "KNA-log n", "cosa": "CosA", "cosa_logn": "CosA-log n", "kna/yarn": "KNA-YaRN",
     "cosa/yarn": "CosA-YaRN", "qna": "QNA", "inv_leaky_b8": "InvLeaky ReRoPE-w128-b8-log n",
 }
 
 
-def su_row(name: str, n: int) -> str | None:
-  """Su's row for our method `name` at training length n. Windows scale with the training length:
-  our w at N = n is Su's w * 512 / n (so at N = 128, our rerope_w32 is Su's ReRoPE-w128)."""
+def su_row(name: str, n: int, num_layers: int = 4) -> str | None:
+  """Su's row for our method `name` at training length n. One rule for every window, HWFA2's included: windows
+  scale with the training length, our w at N = n is Su's w * 512 / n (so at N = 128, our rerope_w32 is Su's
+  ReRoPE-w128 and hwfa2_w16_f2 is his HFWA-ReRoPE-w64-f2). The default `hwfa2` (w~ = 2 N / num_layers, f = 2)
+  is the grid point of its window: w~ = N/2 at our 4 layers, Su's w256-f2 row, not his best w64-f2."""
+  if name == "hwfa2+rerope":
+    name = f"hwfa2_w{2 * n // num_layers}_f2+rerope"
   if name in OURS_TO_SU:
     return OURS_TO_SU[name]
   m = re.fullmatch(r"(logn/)?(rerope|leaky)_w(\d+)(?:_k(\d+))?(\+logn†)?", name)

@@ -78,7 +78,7 @@ class Results:
 def su_table(R: Results, names) -> str:
   rows = []
   for nm in names:
-    row = published.su_row(nm, R.n) or ""
+    row = published.su_row(nm, R.n, R.meta["model"].get("num_layers", 4)) or ""
     su = published.SU.get(row)
     rows.append([nm, row or "–", R.cell(nm, R.n), R.cell(nm, R.L8, "rep"), R.cell(nm, R.L8),
                  " | ".join(f"{v:.2f}" for v in su) if su else "– | – | –"])
@@ -140,7 +140,7 @@ def logn_gains_md(R: Results, res: dict) -> str:
                                           f"({r['ci'][0]:+.2f} to {r['ci'][1]:+.2f}), n = {r['n']}")
   pairs = list(dict.fromkeys(r["pair"] for r in rows))
   table = _table(["log n", "method - baseline"] + [f"protocol `{p}`" for p in protocols],
-                 [["pre-trained" if pr.startswith("logn/") else "inference-only †", f"`{pr}`"]
+                 [["pre-trained" if "logn/" in pr else "inference-only †", f"`{pr}`"]
                   + [cell(cells.get((pr, p))) for p in protocols] for pr in pairs])
   return _blocks()["logn_gains"].substitute(
       L8=R.L8, n=R.n, table=table, tail="" if _has_tail(res) else _blocks()["logn_no_tail"].substitute()) + "\n\n"
@@ -380,17 +380,33 @@ def _cost_md(R: Results, res: dict) -> str:
 # ------------------------------------------------------------------------------------------------ Report.
 
 
-def checklist_md(res: dict) -> tuple[str, bool]:
-  """The claim table (verdicts of claims.py by the framework's tests) and whether the baseline copies (0a)."""
+def checklist_md(res: dict) -> tuple[str, bool, list]:
+  """The claim table (verdicts of claims.py by the framework's tests), whether the baseline copies (0a) and the
+  verdicts."""
   S, vs = le_claims.samples(res), le_claims.verdicts(res)
-  rows = [[v.claim.id, v.claim.text, su, f"{le_claims.means_text(v, S)}; {v.line()}", framework_report.MARK[v.verdict]
-           + (_blocks()["former"].substitute(old=old) if old and old != v.verdict else "")] for v, su, old in vs]
+  rows = [[v.claim.id, v.claim.text, su, "; ".join(filter(None, (le_claims.means_text(v, S), v.line()))),
+           framework_report.MARK[v.verdict] + (_blocks()["former"].substitute(old=old) if old and old != v.verdict
+                                               else "")] for v, su, old in vs]
   md = _table(["#", "claim", "Su", "ours", "verdict"], rows) + f"\n\n{claims_lib.summary([v for v, _, _ in vs])}.\n"
-  failing = [v for v, _, _ in vs if v.verdict != claims_lib.HOLDS]
+  unmeasured = [v.claim.id for v, _, _ in vs if v.note.startswith("not measured")]
+  failing = [v for v, _, _ in vs if v.verdict != claims_lib.HOLDS and v.claim.id not in unmeasured]
   if failing:
     md += "\n" + _blocks()["failing"].substitute() + "\n\n" + "".join(
         f"- **{v.claim.id}** ({v.verdict}): {_hypothesis(v.claim.id)}\n" for v in failing)
-  return md, next((v.verdict for v, _, _ in vs if v.claim.id == "0a"), None) == claims_lib.HOLDS
+  if unmeasured:
+    md += "\n" + _blocks()["unmeasured"].substitute(ids=", ".join(unmeasured)) + "\n"
+  return md, next((v.verdict for v, _, _ in vs if v.claim.id == "0a"), None) == claims_lib.HOLDS, vs
+
+
+def findings_md(n: int, vs) -> str:
+  """Where our results differ from Su (claims.findings): per finding its prose (report_template.md), Su's claims
+  and the claims that test our hypothesis, each with its computed verdict line."""
+  T, by_id = _blocks(), {v.claim.id: v for v, _, _ in vs}
+  item = lambda cid: (f"  - **{cid}** {by_id[cid].claim.text}: {framework_report.MARK[by_id[cid].verdict]} — "
+                      f"{by_id[cid].line()}" if cid in by_id else f"  - **{cid}**: not measured (its runs are not in this plan)")
+  return T["findings"].substitute(body="\n\n".join(
+      T[block].substitute(su="\n".join(map(item, su)), tests="\n".join(map(item, tests)))
+      for block, su, tests in le_claims.findings(n)))
 
 
 def _hypothesis(cid: str) -> str:
@@ -424,12 +440,13 @@ def _setup(R: Results, res: dict, T: dict) -> dict:
 def write_report(res: dict, out_dir: str, plots: bool = True, footer: str = "") -> str:
   """Writes REPORT.md (report_template.md filled in) and the PNGs into out_dir; returns the markdown."""
   R, T = Results(res), _blocks()
-  checklist, copies = checklist_md(res)
+  checklist, copies, vs = checklist_md(res)
   caution = "" if copies else T["caution"].substitute(
       copy_arm=T["copy_arm"].substitute() if "copy/rope" in R.m else "") + "\n\n"
   names = list(R.m)
   text = T["main"].substitute(
-      _setup(R, res, T), rules=framework_report.RULES, checklist=checklist, caution=caution,
+      _setup(R, res, T), rules=framework_report.RULES, checklist=checklist, findings=findings_md(R.n, vs),
+      caution=caution,
       su_table=su_table(R, names), paired=paired_table(R, [k for k in names if k != "rope"]),
       logn_gains=logn_gains_md(R, res),
       acc_nonrep=lengths_table(R, names), acc_rep=lengths_table(R, names, "rep"),
