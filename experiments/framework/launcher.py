@@ -310,6 +310,8 @@ def report_meta(a: argparse.Namespace, overrides: Sequence[str], records: Sequen
                _read_json(recorded) if os.path.exists(recorded) else None)
   train_cmd = train_cmd or " ".join(_shell(a, overrides, report_only=False, results=None, out=None, workdir="W"))
   measured = sum(r.get("wall_time_s", 0.0) for r in records)
+  trained = re.search(r"--processes[= ](\d+)", train_cmd)   # the estimate for the processes that trained
+  est_s *= a.processes / int(trained.group(1)) if trained else 1
   meta = dict(report_lib.machine(), overrides=", ".join(f"`--config.{o}`" for o in overrides),
               commands=[train_cmd] + [_portable(" ".join(_shell(a, overrides)), a.workdir)] * a.report_only,
               wall=f"estimated {est_s / 60:.1f} min before the run (--dry_run); measured {measured / 60:.1f} min "

@@ -154,7 +154,7 @@ def test_extras_are_computed_once_per_scale(tmp_path):
 
 def test_report_keeps_the_training_command_with_its_processes(tmp_path, monkeypatch):
   """--processes N trains, then --report_only (over W, or over the published results.json) reports: every
-  footer's training command still says --processes N."""
+  footer's training command still says --processes N, and its wall-time estimate is that of N processes."""
   monkeypatch.setattr(launcher, "load_study", lambda name: _fake_study([]))
   monkeypatch.setattr(launcher, "spawn_shards", lambda *args: None)
   def run_one(study, run, workdir, overrides):
@@ -168,10 +168,13 @@ def test_report_keeps_the_training_command_with_its_processes(tmp_path, monkeypa
   assert launcher.main(["fake", "--workdir", wd, "--report_only", "--out", str(tmp_path / "a")]) == 0
   assert launcher.main(["fake", "--report_only", "--results", str(tmp_path / "a" / "results.json"),
                         "--out", str(tmp_path / "b")]) == 0
+  walls = set()
   for out in (os.path.join(wd, "report"), tmp_path / "a", tmp_path / "b"):
     meta = json.load(open(os.path.join(out, "REPORT.json")))["meta"]
     assert meta["commands"][0] == "python -m experiments fake --workdir W --processes=2", out
     assert len(meta["commands"]) == (1 if out == os.path.join(wd, "report") else 2)
+    walls.add(meta["wall"].split(";")[0])
+  assert len(walls) == 1, walls
 
 
 def test_a_closed_pipe_ends_quietly(tmp_path):
