@@ -56,42 +56,64 @@ def _split_microbatches(batch, k: int):
 
 
 def make_train_step(task, tx, lr_schedule, *, rng, microbatches: int, guard_nonfinite: bool):
-  """Returns ``train_step(state, batch) -> (state, metrics)`` (pure; jitted by the caller)."""
+  """Returns ``train_step(state, batch) -> (state, metrics)`` (pure; jitted by the caller).
 
-  def loss_fn(params, extra, batch, step_rng):
-    loss, aux = task.loss({"params": params, **extra}, batch, step_rng)
+  A task with ``phases = n > 1`` objectives (``task.loss(..., phase=i)``) gets n updates per step, in turn on
+  the same batch: phase i's gradient is taken at the parameters phase i - 1 left and goes through ``tx``
+  (``optim.alternate``: one optimizer per phase). Logged: the sum of the phases' losses, the norm of all their
+  gradients together, their task metrics merged; a guarded non-finite step keeps the state of before phase 0.
+  """
+  phases = int(getattr(task, "phases", 1))
+
+  def loss_fn(params, extra, batch, step_rng, phase):
+    kwargs = {"phase": phase} if phases > 1 else {}
+    loss, aux = task.loss({"params": params, **extra}, batch, step_rng, **kwargs)
     return loss, aux
 
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
+  def gradients(params, extra, batch, step_rng, phase):
+    """(loss, grads, updated extra, task metrics) of one objective on the batch."""
+    if microbatches == 1:
+      (loss, aux), grads = grad_fn(params, extra, batch, step_rng, phase)
+      return loss, grads, aux["mutable"] or extra, aux["metrics"]
+
+    # Gradient accumulation: mean of the slices' gradients == gradient of the mean loss.
+    def body(carry, xs):
+      grads_acc, extra = carry
+      i, mb = xs
+      (loss, aux), g = grad_fn(params, extra, mb, jax.random.fold_in(step_rng, i), phase)
+      grads_acc = jax.tree.map(lambda a, b: a + b / microbatches, grads_acc, g)
+      return (grads_acc, aux["mutable"] or extra), (loss, aux["metrics"])
+
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    (grads, extra), (losses, mets) = jax.lax.scan(
+        body, (zeros, extra), (jnp.arange(microbatches), _split_microbatches(batch, microbatches)))
+    return losses.mean(), grads, extra, jax.tree.map(jnp.mean, mets)
+
   def train_step(state, batch):
     step_rng = jax.random.fold_in(rng, state["step"])
-    if microbatches == 1:
-      (loss, aux), grads = grad_fn(state["params"], state["extra"], batch, step_rng)
-      extra, task_metrics = aux["mutable"] or state["extra"], aux["metrics"]
-    else:
-      # Gradient accumulation: mean of the slices' gradients == gradient of the mean loss.
-      def body(carry, xs):
-        grads_acc, extra = carry
-        i, mb = xs
-        (loss, aux), g = grad_fn(state["params"], extra, mb, jax.random.fold_in(step_rng, i))
-        grads_acc = jax.tree.map(lambda a, b: a + b / microbatches, grads_acc, g)
-        return (grads_acc, aux["mutable"] or extra), (loss, aux["metrics"])
-
-      zeros = jax.tree.map(jnp.zeros_like, state["params"])
-      (grads, extra), (losses, mets) = jax.lax.scan(
-          body, (zeros, state["extra"]), (jnp.arange(microbatches), _split_microbatches(batch, microbatches)))
-      loss, task_metrics = losses.mean(), jax.tree.map(jnp.mean, mets)
-
-    grad_norm = optax.global_norm(grads)
+    params, opt_state, extra = state["params"], state["opt_state"], state["extra"]
+    losses, norms, task_metrics = [], [], {}
+    for phase in range(phases):
+      if phase:  # the previous phase's update, unguarded: the guard below restores the state of phase 0
+        updates, opt_state = tx.update(grads, opt_state, params)
+        params, extra = optax.apply_updates(params, updates), new_extra
+      phase_rng = step_rng if phases == 1 else jax.random.fold_in(step_rng, phase)
+      phase_loss, grads, new_extra, phase_metrics = gradients(params, extra, batch, phase_rng, phase)
+      losses.append(phase_loss)
+      norms.append(optax.global_norm(grads))
+      task_metrics.update(phase_metrics)
+    loss, grad_norm = (losses[0], norms[0]) if phases == 1 else (sum(losses), jnp.sqrt(sum(n ** 2 for n in norms)))
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-    # Optional per-group gradient norms: a task may declare `grad_norm_groups = {name: (top-level param keys)}`.
+    # Optional per-group gradient norms (of the last phase): a task may declare `grad_norm_groups = {name:
+    # (top-level param keys)}`.
     group_norms = {f"grad_norm/{name}": optax.global_norm({k: grads[k] for k in keys if k in grads})
                    for name, keys in (getattr(task, "grad_norm_groups", None) or {}).items()}
 
     def apply_update(_):
-      updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
-      return optax.apply_updates(state["params"], updates), opt_state, extra
+      updates, new_opt_state = tx.update(grads, opt_state, params)
+      return optax.apply_updates(params, updates), new_opt_state, new_extra
 
     def keep_state(_):
       return state["params"], state["opt_state"], state["extra"]
@@ -148,6 +170,11 @@ def build_steps(config: ml_collections.ConfigDict, task, batch_spec, mesh, rules
   topology, so both see the same shardings, donation and dtype policy.
   """
   batch_sh, repl = sharding.batch_sharding(mesh), sharding.replicated(mesh)
+  phases, turns = int(getattr(task, "phases", 1)), len(config.optimizer.get("alternate", None) or ())
+  if turns not in (0, phases):
+    raise ValueError(f"config.optimizer.alternate has {turns} optimizers but task {config.task.get('name')!r} "
+                     f"trains {phases} objective(s) in turn per step: give one per objective, or none (one "
+                     f"optimizer for all).")
   tx, lr_schedule = optim.make_optimizer(config.optimizer, config.num_train_steps)
   init_rng, train_rng = jax.random.split(jax.random.key(config.seed))
 

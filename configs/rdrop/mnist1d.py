@@ -22,6 +22,9 @@ Arguments (comma-separated):
   beta=4.0        weight of the unlabelled KL term (same scale as alpha). Su's semi-supervised setup:
                   alpha=0 (plain CE on labelled examples) + the KL term on unlabelled ones. In our joint step
                   beta weighs the KL against the CE directly (Su: two Adam steps), see SEMI_BETAS.
+  semi=joint      with unlabelled data: joint (one step on labelled CE + beta/2 x unlabelled KL, one optimizer) or
+                  alternate (Su's scheme, bojone/r-drop sentiment_ssl.py: a labelled step with one AdamW, then an
+                  unlabelled KL step with a second AdamW at SEMI_KL_LR_RATIO x the learning rate, every step).
   steps=0         training steps; 0 = the measured default for (model, number of labelled examples), STEPS
                   (other sizes: the nearest measured size's count).
   lr=0.0          peak AdamW learning rate; 0 = the model's default, LEARNING_RATE.
@@ -39,6 +42,7 @@ The semi-supervised arm (CNN, labelled = 100 or 200 = SEMI_LABELLED; see there):
   model=cnn,labelled=200,alpha=0,passes=duplicate                    + KL on the 3800 unlabelled (Su, beta=4)
   model=cnn,labelled=200,unlabelled=False,alpha=4,passes=duplicate   labelled-only R-Drop (KL as regulariser)
   model=cnn,labelled=200,alpha=0,passes=duplicate,beta=1             + KL at a smaller weight (SEMI_BETAS)
+  model=cnn,labelled=200,alpha=0,passes=duplicate,semi=alternate     + KL in Su's alternating steps
 
 Batch 40: divides the 1000 test examples exactly (25 evaluation batches) and any 8-device mesh.
 """
@@ -78,6 +82,8 @@ SEMI_LABELLED = (100, 200)
 # (beta = 0 matches the control) and the deficit grows with beta and with training length: the study decides
 # beta = 1 against beta = 4 and against the control (claims 8-9).
 SEMI_BETAS = (1.0,)
+# semi=alternate: the KL optimizer's learning rate relative to the labelled one's (Su: Adam 1e-5 vs 2e-5).
+SEMI_KL_LR_RATIO = 0.5
 
 
 def default_steps(model: str, num_labelled: int) -> int:
@@ -89,9 +95,12 @@ def default_steps(model: str, num_labelled: int) -> int:
 def get_config(arg=None):
   arg = config_lib.parse_arg(arg, runlocal=False, model="mlp", alpha=4.0, dropout=0.3, passes="duplicate",
                              train_size=1000, labelled=0, unlabelled=True, beta=4.0, steps=0, lr=0.0,
-                             width=0, eval_every=0, seed=0)
+                             width=0, eval_every=0, seed=0, semi="joint")
   if arg.model not in ("mlp", "cnn"):
     raise ValueError(f"model must be 'mlp' or 'cnn', got {arg.model!r}.")
+  if arg.semi not in ("joint", "alternate") or (arg.semi == "alternate" and not (arg.labelled and arg.unlabelled)):
+    raise ValueError(f"semi must be 'joint' or 'alternate' (the latter with labelled>0 and unlabelled data), got "
+                     f"semi={arg.semi!r}, labelled={arg.labelled}, unlabelled={arg.unlabelled}.")
   num_labelled = arg.labelled or arg.train_size or 4000
   c = config_lib.base_config()
   c.seed = arg.seed
@@ -138,6 +147,9 @@ def get_config(arg=None):
   c.optimizer.warmup_steps = 1 if arg.runlocal else 100
   c.optimizer.schedule = "cosine"
   c.optimizer.min_lr_ratio = 0.0
+  if arg.semi == "alternate":   # set only here: the other runs' configs stay as they were
+    c.task.semi_schedule = "alternate"
+    c.optimizer.alternate = [{}, {"learning_rate": c.optimizer.learning_rate * SEMI_KL_LR_RATIO}]
 
   c.study = dict(arg=arg.to_dict())
   return c

@@ -1,8 +1,9 @@
 r"""MLM / MAE seen as dropout (issues #8, #17): pre-training, fine-tuning, DropToken, Su's embedding correction.
 
 Stage 0 pre-trains each checkpoint arm (configs/mlm_dropout/pretrain.py), stage 1 fine-tunes from every checkpoint
-with each of its settings (finetune.py), seed-major, paired by (pre-training seed, fine-tuning seed); measure.py
-adds Su's mask identity, the test set and each MLM checkpoint's drift, benchmarks/mlm_step_time.py the step times.
+with each of its settings (finetune.py), seed-major, paired by (pre-training seed, fine-tuning seed); each MLM
+checkpoint's drift and Su's mask identity are kexue_jax/evals/mask_dropout.py, the step times
+benchmarks/mlm_step_time.py.
 The scales are tabled in README.md; the report's prose is report_template.md.
 """
 from __future__ import annotations
@@ -14,10 +15,10 @@ from experiments import stats
 from experiments.framework import claims as C
 from experiments.framework import launcher
 from experiments.framework import report as R
-from experiments.mlm_dropout import measure
 from experiments.mlm_dropout import published
 
-DROPS, CORR_R, HIGH_R = measure.DROPS, measure.CORRECTION_R, 0.4
+DROPS, CORR_R, HIGH_R = (0.0, 0.1, 0.15, 0.25, 0.5), 0.15, 0.4
+FINETUNE = "configs/mlm_dropout/finetune.py"
 PT_ARGS, FT_ARGS = "holdout=0.5", "holdout=0.5,per_file=16"   # test files: never pre-trained on, <= 16 windows each
 INITS = {"mlm": "MLM", "mae": "MAE-style", "none": "from scratch"}
 MLM, MAE, MLM_HIGH = ("mlm", CORR_R), ("mae", CORR_R), ("mlm", HIGH_R)
@@ -61,7 +62,7 @@ def plan(seeds: int | None = None, scale: str = "default") -> list[launcher.Run]
     arg = [f"init={{workdir}}/runs/{pt_name(init, rate, s)}"] * (init != "none") + [
         f"correction={corr:g}", f"drop={drop:g}", f"seed={f}", FT_ARGS]
     est = EST_S["startup"] + EST_S["outcomes"] + EST_S["finetune"] * (0.3 + 0.7 * (1 - drop))
-    return launcher.Run(ft_name(init, rate, s, corr, drop, f), "configs/mlm_dropout/finetune.py:" + ",".join(arg)
+    return launcher.Run(ft_name(init, rate, s, corr, drop, f), f"{FINETUNE}:" + ",".join(arg)
                         + extra, dict(kind="finetune", init=init, rate=rate, pt_seed=s, correction=corr, drop=drop,
                                       seed=f), EST_S["tiny"] if tiny else est, stage=1)
 
@@ -72,9 +73,29 @@ def plan(seeds: int | None = None, scale: str = "default") -> list[launcher.Run]
   return runs
 
 
+def _eval_windows(config, batch: int, num_batches: int | None = None) -> dict[str, np.ndarray]:
+  """The evaluation windows of a config's test split, concatenated in the order of its batches."""
+  from kexue_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  ev = list(pipeline.make_eval_iter(config.data, split=config.data.eval_split, global_batch_size=batch,
+                                    num_batches=num_batches))
+  return {k: np.concatenate([b[k] for b in ev]) for k in ev[0]}
+
+
+def drift(pre_config, run_dir: str, local: bool) -> dict:
+  """kexue_jax/evals/mask_dropout.drift of the MLM checkpoint in run_dir on the study's clean test windows."""
+  from kexue_jax import checkpoint  # pylint: disable=g-import-not-at-top
+  from kexue_jax.evals import mask_dropout  # pylint: disable=g-import-not-at-top
+  from kexue_jax.tasks import mlm  # pylint: disable=g-import-not-at-top
+  kw = dict(mc_draws=2, batch=16) if local else dict(mc_draws=8, batch=64)
+  test = launcher.load_run_config(launcher.Run("test", f"{FINETUNE}:{FT_ARGS}" + ",runlocal" * local), ())
+  windows = _eval_windows(test, kw["batch"])
+  state, _ = checkpoint.load_state(run_dir)
+  return mask_dropout.drift(mlm.MLMTask(pre_config), state["params"], windows["tokens"], windows["file"], **kw)
+
+
 def evaluate(run, config, run_dir: str, record: dict) -> dict:
   """Every run: the training loop's median steps/s. Fine-tuning: the 0/1 outcome of each test window (string, in
-  the evaluation order of measure.eval_set). MLM pre-training: the drift under the correction (measure.py)."""
+  the evaluation order of ``_eval_windows``). MLM pre-training: the drift under the correction."""
   from kexue_jax import metrics as metrics_lib  # pylint: disable=g-import-not-at-top
   rates = [m["steps_per_sec"] for m in metrics_lib.read_metrics(run_dir) if m.get("steps_per_sec")]
   out = {"steps_per_sec": float(np.median(rates)) if rates else None}
@@ -84,21 +105,23 @@ def evaluate(run, config, run_dir: str, record: dict) -> dict:
     from kexue_jax.evals import outcomes  # pylint: disable=g-import-not-at-top
     out["correct"] = "".join("01"[int(c)] for c in outcomes.classification_outcomes(config, run_dir)["correct"])
   elif run.labels["mode"] == "mlm":
-    local = bool(config.study.arg.runlocal)
-    test = measure.load_config("finetune.py", FT_ARGS + ",runlocal" * local)
-    out["drift"] = measure.drift_study(config, run_dir, test, **(dict(mc_draws=2, batch=16) if local else {}))
+    out["drift"] = drift(config, run_dir, bool(config.study.arg.runlocal))
   return out
 
 
 def extras(workdir: str, scale: str = "default") -> dict:
   """Step-time benchmark (not at tiny: 11 compilations; pre-training steps at full only, where MAE-style runs),
-  the test set, Su's mask identity, the setup."""
+  the test set's classes, windows per class and each window's file, Su's mask identity, the setup."""
   from benchmarks import mlm_step_time  # pylint: disable=g-import-not-at-top
+  from kexue_jax.evals import mask_dropout  # pylint: disable=g-import-not-at-top
   runs = plan(scale=scale)
   pre, ft = (launcher.load_run_config(next(r for r in runs if r.labels["kind"] == k), (), workdir)
              for k in ("pretrain", "finetune"))
   timing = {} if scale == "tiny" else mlm_step_time.timing_study(DROPS, pretrain=scale == "full")
-  return {"timing": timing, **measure.eval_set(ft), "identity": measure.mask_identity(),
+  windows = _eval_windows(ft, ft.batch_size, ft.num_eval_batches)
+  return {"timing": timing, "classes": list(ft.data.classes), "eval_files": windows["file"].tolist(),
+          "eval_counts": np.bincount(windows["label"], minlength=len(ft.data.classes)).tolist(),
+          "identity": mask_dropout.mask_identity(),
           "setup": {"pretrain_steps": pre.num_train_steps, "finetune_steps": ft.num_train_steps, "pool": ft.task.pool,
                     "train_per_class": ft.data.train_per_class, "eval_per_file": ft.data.eval_per_file}}
 
@@ -111,21 +134,20 @@ def samples(records, extras_) -> dict:
   """Named samples: "acc:", "loss:", "win:" + key -> {unit: value} (unit "s<pre-training seed>/f<fine-tuning
   seed>", from scratch "f<seed>"; win: each test window's 0/1 outcome); "acc@f:", "loss@f:" -> {f: mean over the
   pre-training seeds}; "dcorr:r<r>" (and "win:dcorr:r<r>") -> accuracy with minus without the correction on the
-  r checkpoints; "drift:r<r>" -> {test file: KL gain, mean over the checkpoints}; "steptime" -> [(p, seconds)].
-  Records of the former design (no rate, one pre-training run) read as rate 0.15, pre-training seed 0."""
+  r checkpoints; "drift:r<r>" -> {test file: KL gain, mean over the checkpoints}; "steptime" -> [(p, seconds)]."""
   out: dict = {}
   for r in records:
     if r.get("error"):
       continue
-    if r.get("kind", "finetune") == "finetune":
-      k = key(r["init"], r.get("rate", CORR_R), r["correction"], r["drop"])
-      unit = f"f{r['seed']}" if r["init"] == "none" else f"s{r.get('pt_seed', 0)}/f{r['seed']}"
+    if r["kind"] == "finetune":
+      k = key(r["init"], r["rate"], r["correction"], r["drop"])
+      unit = f"f{r['seed']}" if r["init"] == "none" else f"s{r['pt_seed']}/f{r['seed']}"
       out.setdefault(f"acc:{k}", {})[unit] = float(r["eval"]["accuracy"])
       out.setdefault(f"loss:{k}", {})[unit] = float(r["eval"]["loss"])
       if r.get("correct"):
         out.setdefault(f"win:{k}", {})[unit] = np.array([c == "1" for c in r["correct"]], float)
     for file, gain in ((r.get("drift") or {}).get("kl_gain_by_file") or {}).items():
-      out.setdefault(f"drift:r{r.get('rate', CORR_R):g}", {}).setdefault(file, []).append(gain)
+      out.setdefault(f"drift:r{r['rate']:g}", {}).setdefault(file, []).append(gain)
   for name in [n for n in out if n.startswith(("acc:", "loss:")) and "/f" in next(iter(out[n]))]:
     by_f: dict = {}
     for unit, v in out[name].items():
@@ -274,9 +296,8 @@ def table_droptoken(data, timing, records) -> str:
   from kexue_jax.tasks import mlm  # pylint: disable=g-import-not-at-top
   tt, rows = (timing or {}).get("droptoken") or {}, []
   for p in DROPS:
-    rates = [r["steps_per_sec"] for r in records if r.get("kind", "finetune") == "finetune" and r["init"] == "mlm"
-            and r.get("rate", CORR_R) == CORR_R and not r["correction"] and float(r["drop"]) == p
-            and r.get("steps_per_sec")]
+    rates = [r["steps_per_sec"] for r in records if r["kind"] == "finetune" and r.get("steps_per_sec")
+             and key(r["init"], r["rate"], r["correction"], r["drop"]) == key("mlm", CORR_R, 0, p)]
     t = tt.get(str(p))
     rows.append([f"{p:g}", f"{mlm.num_kept(64, p)} / 64", _stat(data.get(f"acc:{key('mlm', CORR_R, 0, p)}")).fmt(100),
                  "—" if t is None else f"{t * 1000:.1f}", f"{np.mean(rates):.2f}" if rates else "—"])
@@ -298,9 +319,9 @@ def table_pretrain(records, timing) -> str:
   tp, rows = (timing or {}).get("pretrain") or {}, []
   ms = lambda k: "—" if k not in tp else f"{tp[k] * 1000:.1f}"
   for r in records:
-    if r.get("kind") == "pretrain" and not r.get("error"):
+    if r["kind"] == "pretrain" and not r.get("error"):
       m = r["mode"]
-      rows.append([f"{INITS[m]} r={r.get('rate', CORR_R):g}", r.get("pt_seed", 0), r.get("step"),
+      rows.append([f"{INITS[m]} r={r['rate']:g}", r["pt_seed"], r.get("step"),
                    f"{r['wall_time_s']:.0f}", ms(m), ms(m + "@0.5"), ms(m + "@0.75"), f"{r['eval']['loss']:.3f}",
                    f"{r['eval']['accuracy'] * 100:.1f}"])
   return R.table(["pre-training", "seed", "steps", "wall time (s)", "step 15% (ms)", "step 50%", "step 75%",

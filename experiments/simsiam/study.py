@@ -1,7 +1,8 @@
 r"""SimSiam: why it does not collapse (issue #6) -- ablations on MNIST-1D, checkpoint evaluations, claims.
 
 Every run is configs/simsiam/mnist1d.py with one argument string; after training, the untrained initialisation
-(step 0) and every kept checkpoint are evaluated (evaluate.py). The report's prose is report_template.md.
+(step 0) and every kept checkpoint are evaluated (kexue_jax/evals/frozen_features.py). The report's prose is
+report_template.md.
 """
 from __future__ import annotations
 
@@ -55,17 +56,16 @@ def plan(seeds: int | None = None, scale: str = "default") -> list[launcher.Run]
                                  {"variant": v, "seed": seed}, est))
   return runs
 
+
 _CACHE: dict = {}
 
 
 def _evaluator(config):
-  """One compiled Evaluator per network shape (variants share it) over the cached train/test arrays."""
-  from experiments.simsiam import evaluate  # pylint: disable=g-import-not-at-top
-  if "data" not in _CACHE:
-    _CACHE["data"] = tuple(evaluate.load_split(config, s) for s in (config.data.train_split, config.data.eval_split))
+  """One compiled Evaluator per network shape (variants share it)."""
+  from kexue_jax.evals import frozen_features  # pylint: disable=g-import-not-at-top
   key = json.dumps([config.model.to_dict(), config.task.to_dict()], sort_keys=True, default=str)
   if key not in _CACHE:
-    _CACHE[key] = evaluate.Evaluator(config, *_CACHE["data"])
+    _CACHE[key] = frozen_features.Evaluator(config, *frozen_features.load_splits(config))
   return _CACHE[key]
 
 
@@ -99,9 +99,8 @@ def evaluate(run, config, run_dir: str, record: dict) -> dict:
 def extras(workdir: str, scale: str = "default") -> dict:
   """Raw-input kNN and linear probe (the floor every representation should clear)."""
   del workdir, scale
-  from experiments.simsiam import evaluate  # pylint: disable=g-import-not-at-top
-  config = launcher.load_run_config(plan()[0], ())
-  return {"raw": evaluate.raw_baselines(evaluate.load_split(config, "train"), evaluate.load_split(config, "test"))}
+  from kexue_jax.evals import frozen_features  # pylint: disable=g-import-not-at-top
+  return {"raw": frozen_features.raw_baselines(*frozen_features.load_splits(launcher.load_run_config(plan()[0], ())))}
 
 
 def by_variant(records) -> dict[str, list[dict]]:
@@ -126,14 +125,10 @@ def _window(r: dict, key: str, lo: float, hi: float) -> list[float]:
   return [v for st, v in zip(tc.get("step", []), values) if lo * r["steps"] < st <= hi * r["steps"] and v is not None]
 
 
-def grad_ratio(r: dict, lo: float, hi: float) -> float:
-  """Mean ||g_predictor|| / ||g_encoder|| over logged steps in (lo·T, hi·T]."""
-  return float(np.mean(_window(r, "ratio", lo, hi) or [np.nan]))
-
-
-def final_loss(r: dict) -> float:
-  """Mean logged train loss over the last 10% of training (also defined for a run resumed at its last step)."""
-  return float(np.mean(_window(r, "loss", 0.9, 1.0) or [np.nan]))
+def window_mean(r: dict, key: str, lo: float, hi: float) -> float:
+  """Mean of ``_window`` (NaN when empty). ("loss", 0.9, 1): the final train loss, also defined for a run resumed
+  at its last step; ("ratio", lo, hi): the mean ||g_predictor|| / ||g_encoder||."""
+  return float(np.mean(_window(r, key, lo, hi) or [np.nan]))
 
 
 FINAL = ("probe", "knn", "z_std", "z_sv_rank", "z_cov_rank", "z_top3_var", "h_cov_rank", "h_sv_rank", "h_top3_var")
@@ -148,80 +143,84 @@ def samples(records) -> dict[str, dict]:
       for k in FINAL:
         put(k, r["final"].get(k, np.nan))
         put(k + "0", r["untrained"].get(k, np.nan))
-      put("loss", final_loss(r))
+      put("loss", window_mean(r, "loss", 0.9, 1.0))
       late = _window(r, "loss", 0.5, 1.0)   # instability: sd of the logged train loss over the second half
       put("loss_sd", np.std(late, ddof=1) if len(late) > 1 else np.nan)
       first = r["train_curves"]["step"][0] / r["steps"] if r.get("train_curves", {}).get("step") else 0
-      put("ratio_first", grad_ratio(r, -1, first))
-      put("ratio_mid", grad_ratio(r, 0.1, 0.2))
-      put("ratio_drop", grad_ratio(r, -1, first) / grad_ratio(r, 0.1, 0.2))
+      ratio_first, ratio_mid = window_mean(r, "ratio", -1, first), window_mean(r, "ratio", 0.1, 0.2)
+      put("ratio_first", ratio_first)
+      put("ratio_mid", ratio_mid)
+      put("ratio_drop", ratio_first / ratio_mid)
   return out
 
 
 COLLAPSE_RANK, COLLAPSE_TOP3 = 2.0, 0.95  # declared before the 1000-step study (config docstring: seed-0 pilot)
+# Display (scale, digits) of a metric in claims and tables (default (1, 2)); a claim's family by the first
+# character of its id (claims that share data: Holm within it).
+DISPLAY = {"probe": (100, 1), "knn": (100, 1), "z_top3_var": (1.0, 3), "z_std": (1.0, 4), "z_sv_rank": (1.0, 1),
+           "loss": (1.0, 3), "loss_sd": (1.0, 4), "ratio_first": (1.0, 3)}
+FAMILIES = {"1": "no_stopgrad", "2": "no_predictor", "3": "simsiam", "4": "frozen", "6": "ratio", "7": "headbn",
+            "9": "mean_target"}
 
 
-def _collapse_claims(k: str, v: str, what: str) -> list[C.Claim]:
-  return [C.Claim(f"{k}a", f"{what} z collapses: covariance rank of z < {COLLAPSE_RANK:g}", "one_sample",
-                  f"z_cov_rank/{v}", direction="<", reference=COLLAPSE_RANK, family=v),
-          C.Claim(f"{k}b", f"{what} the top 3 principal components hold > {COLLAPSE_TOP3:.0%} of z's variance",
-                  "one_sample", f"z_top3_var/{v}", reference=COLLAPSE_TOP3, family=v, digits=3),
-          C.Claim(f"{k}c", f"{what} the backbone's kNN accuracy ends below SimSiam's", "welch", f"knn/{v}",
-                  "knn/simsiam", direction="<", family=v, scale=100, digits=1),
-          C.Claim(f"{k}d", f"{what} the backbone's linear probe ends below SimSiam's", "welch", f"probe/{v}",
-                  "probe/simsiam", direction="<", family=v, scale=100, digits=1),
-          C.Claim(f"{k}e", f"{what} the backbone itself does not collapse: its probe ends above the untrained "
-                  "network's", "paired", f"probe/{v}", f"probe0/{v}", family=v, scale=100, digits=1)]
+def claim(id_: str, text: str, a: str, b: str | float, **kw) -> C.Claim:
+  """b a sample "metric/arm": paired over seeds when of a's arm, Welch across arms; b a number: one-sample."""
+  scale, digits = DISPLAY.get(a.split("/")[0], (1.0, 2))
+  if isinstance(b, float):
+    test, b, kw = "one_sample", None, dict(kw, reference=b)
+  else:
+    test = "paired" if a.split("/")[1] == b.split("/")[1] else "welch"
+  return C.Claim(id_, text, test, a, b, family=FAMILIES.get(id_[0]), scale=scale, digits=digits, **kw)
 
 
 def claims(d: int, raw_probe: float | None) -> list[C.Claim]:
   """Declared before the default 1000-step run (tests, margins, minimum n = 3 seeds)."""
-  out = (_collapse_claims("1", "no_stopgrad", "Without stop-gradient")
-         + _collapse_claims("2", "no_predictor", "Without the predictor (stop-gradient kept)"))
-  out += [C.Claim("3a", f"SimSiam does not collapse: covariance rank of z > {COLLAPSE_RANK:g}", "one_sample",
-                  "z_cov_rank/simsiam", reference=COLLAPSE_RANK, family="simsiam", digits=2),
-          C.Claim("3b", f"SimSiam's z_std is nearer 1/√d = {1 / math.sqrt(d):.4f} than without stop-gradient "
-                  "(higher)", "welch", "z_std/simsiam", "z_std/no_stopgrad", family="simsiam", digits=4),
-          C.Claim("3c", "SimSiam: linear probe above the untrained network", "paired", "probe/simsiam",
-                  "probe0/simsiam", family="simsiam", scale=100, digits=1)]
+  rank, top3 = f"covariance rank of z > {COLLAPSE_RANK:g}", f"{COLLAPSE_TOP3:.0%}"
+  out = []
+  for k, v, what in (("1", "no_stopgrad", "Without stop-gradient"),
+                     ("2", "no_predictor", "Without the predictor (stop-gradient kept)")):
+    out += [claim(f"{k}a", f"{what} z collapses: {rank.replace('>', '<')}", f"z_cov_rank/{v}", COLLAPSE_RANK,
+                  direction="<"),
+            claim(f"{k}b", f"{what} the top 3 principal components hold > {top3} of z's variance", f"z_top3_var/{v}",
+                  COLLAPSE_TOP3),
+            claim(f"{k}c", f"{what} the backbone's kNN accuracy ends below SimSiam's", f"knn/{v}", "knn/simsiam",
+                  direction="<"),
+            claim(f"{k}d", f"{what} the backbone's linear probe ends below SimSiam's", f"probe/{v}", "probe/simsiam",
+                  direction="<"),
+            claim(f"{k}e", f"{what} the backbone itself does not collapse: its probe ends above the untrained "
+                  "network's", f"probe/{v}", f"probe0/{v}")]
+  out += [claim("3a", f"SimSiam does not collapse: {rank}", "z_cov_rank/simsiam", COLLAPSE_RANK),
+          claim("3b", f"SimSiam's z_std is nearer 1/√d = {1 / math.sqrt(d):.4f} than without stop-gradient "
+                "(higher)", "z_std/simsiam", "z_std/no_stopgrad"),
+          claim("3c", "SimSiam: linear probe above the untrained network", "probe/simsiam", "probe0/simsiam")]
   if raw_probe is not None:
-    out.append(C.Claim("3d", "SimSiam: linear probe above the raw input signals", "one_sample", "probe/simsiam",
-                       reference=raw_probe, family="simsiam", scale=100, digits=1))
-  out += [C.Claim("4a", "A predictor frozen at random init learns worse: probe below SimSiam", "welch",
-                  "probe/frozen_predictor", "probe/simsiam", direction="<", family="frozen", scale=100, digits=1),
-          C.Claim("4b", "A frozen predictor's training loss stays higher than SimSiam's", "welch",
-                  "loss/frozen_predictor", "loss/simsiam", family="frozen", digits=3),
-          C.Claim("5", "A constant-lr predictor is not worse than a decayed one (non-inferiority, margin 1 point; "
-                  "paper 68.1 vs 67.7)", "welch", "probe/constlr_predictor", "probe/simsiam", margin=-0.01,
-                  scale=100, digits=1),
-          C.Claim("6a", "Su's fast predictor (our operationalisation): ‖∇pred‖/‖∇enc‖ of the first logging window "
-                  "exceeds its mean over 10–20% of training", "paired", "ratio_first/simsiam", "ratio_mid/simsiam",
-                  family="ratio", digits=3),
-          C.Claim("6b", "The same fall of the gradient ratio happens without stop-gradient (if it holds, the "
-                  "ratio does not single out SimSiam)", "paired", "ratio_first/no_stopgrad",
-                  "ratio_mid/no_stopgrad", family="ratio", digits=3),
-          C.Claim("6c", "The ratio falls more (first / 10–20% window) in SimSiam than without stop-gradient",
-                  "welch", "ratio_drop/simsiam", "ratio_drop/no_stopgrad", family="ratio", digits=2),
-          C.Claim("7a", "No BN in the heads learns worse: probe below SimSiam (paper 34.6 vs 68.1)", "welch",
-                  "probe/headbn_none", "probe/simsiam", direction="<", family="headbn", scale=100, digits=1),
-          C.Claim("7b", f"No BN in the heads is not a collapse (paper): covariance rank of z > {COLLAPSE_RANK:g}",
-                  "one_sample", "z_cov_rank/headbn_none", reference=COLLAPSE_RANK, family="headbn"),
-          C.Claim("7c", "BN on the hidden layers only ≈ the default (equivalent within ±1.5 points; paper 67.4 vs "
-                  "68.1)", "welch", "probe/headbn_hidden", "probe/simsiam", direction="~", margin=0.015,
-                  family="headbn", scale=100, digits=1),
-          C.Claim("7d", "BN also on the predictor output is unstable (paper): the train loss's sd over the second "
-                  "half of training exceeds SimSiam's", "welch", "loss_sd/headbn_all", "loss_sd/simsiam",
-                  family="headbn", digits=4),
-          C.Claim("8", "SimSiam is not worse than the SimCLR reference (non-inferiority, margin 1 point; paper "
-                  "ImageNet 68.1 vs 66.5, CIFAR-10 91.8 vs 91.1)", "welch", "probe/simsiam", "probe/simclr",
-                  margin=-0.01, scale=100, digits=1),
-          C.Claim("9a", f"Su's open question: target z(x̄) with stop-gradient and no predictor does not collapse "
-                  f"(covariance rank of z > {COLLAPSE_RANK:g})", "one_sample", "z_cov_rank/mean_target",
-                  reference=COLLAPSE_RANK, family="mean_target"),
-          C.Claim("9b", "Target z(x̄) without stop-gradient (Su's loss as written) collapses: covariance rank of "
-                  f"z < {COLLAPSE_RANK:g}", "one_sample", "z_cov_rank/mean_target_nosg", direction="<",
-                  reference=COLLAPSE_RANK, family="mean_target")]
-  return out
+    out.append(claim("3d", "SimSiam: linear probe above the raw input signals", "probe/simsiam", raw_probe))
+  return out + [
+      claim("4a", "A predictor frozen at random init learns worse: probe below SimSiam", "probe/frozen_predictor",
+            "probe/simsiam", direction="<"),
+      claim("4b", "A frozen predictor's training loss stays higher than SimSiam's", "loss/frozen_predictor",
+            "loss/simsiam"),
+      claim("5", "A constant-lr predictor is not worse than a decayed one (non-inferiority, margin 1 point; paper "
+            "68.1 vs 67.7)", "probe/constlr_predictor", "probe/simsiam", margin=-0.01),
+      claim("6a", "Su's fast predictor (our operationalisation): ‖∇pred‖/‖∇enc‖ of the first logging window exceeds "
+            "its mean over 10–20% of training", "ratio_first/simsiam", "ratio_mid/simsiam"),
+      claim("6b", "The same fall of the gradient ratio happens without stop-gradient (if it holds, the ratio does "
+            "not single out SimSiam)", "ratio_first/no_stopgrad", "ratio_mid/no_stopgrad"),
+      claim("6c", "The ratio falls more (first / 10–20% window) in SimSiam than without stop-gradient",
+            "ratio_drop/simsiam", "ratio_drop/no_stopgrad"),
+      claim("7a", "No BN in the heads learns worse: probe below SimSiam (paper 34.6 vs 68.1)", "probe/headbn_none",
+            "probe/simsiam", direction="<"),
+      claim("7b", f"No BN in the heads is not a collapse (paper): {rank}", "z_cov_rank/headbn_none", COLLAPSE_RANK),
+      claim("7c", "BN on the hidden layers only ≈ the default (equivalent within ±1.5 points; paper 67.4 vs 68.1)",
+            "probe/headbn_hidden", "probe/simsiam", direction="~", margin=0.015),
+      claim("7d", "BN also on the predictor output is unstable (paper): the train loss's sd over the second half of "
+            "training exceeds SimSiam's", "loss_sd/headbn_all", "loss_sd/simsiam"),
+      claim("8", "SimSiam is not worse than the SimCLR reference (non-inferiority, margin 1 point; paper ImageNet "
+            "68.1 vs 66.5, CIFAR-10 91.8 vs 91.1)", "probe/simsiam", "probe/simclr", margin=-0.01),
+      claim("9a", f"Su's open question: target z(x̄) with stop-gradient and no predictor does not collapse "
+            f"({rank})", "z_cov_rank/mean_target", COLLAPSE_RANK),
+      claim("9b", f"Target z(x̄) without stop-gradient (Su's loss as written) collapses: {rank.replace('>', '<')}",
+            "z_cov_rank/mean_target_nosg", COLLAPSE_RANK, direction="<")]
 
 
 def toy_check() -> tuple[bool, str]:
@@ -234,23 +233,23 @@ def toy_check() -> tuple[bool, str]:
               f"φ → {phi_f:.4f}, θ → {th_f:.4f} (Euler, dt = 1e-3, t = 20)")
 
 
-def _stat(rs, key, where="final") -> stats.Stat:
-  return stats.Stat([float(r[where][key]) for r in rs if np.isfinite(r[where].get(key, np.nan))])
+def _fmt(data, metric: str, arm: str, untrained: bool = False) -> str:
+  """Mean ± sd over the seeds of sample metric/arm (its finite values), in the metric's DISPLAY scale."""
+  values = data.get(f"{metric}{'0' * untrained}/{arm}", {}).values()
+  return stats.Stat([x for x in values if np.isfinite(x)]).fmt(*DISPLAY.get(metric, (1.0, 2)))
 
 
-COLUMNS = (("probe", 100, 1), ("knn", 100, 1), ("z_cov_rank", 1, 2), ("z_sv_rank", 1, 1), ("z_top3_var", 1, 3),
-           ("z_std", 1, 4), ("h_cov_rank", 1, 2))
+COLUMNS = ("probe", "knn", "z_cov_rank", "z_sv_rank", "z_top3_var", "z_std", "h_cov_rank")
 
 
-def table_ablation(g, raw) -> str:
+def table_ablation(g, data, raw) -> str:
   """The paper's Table 1 / 3 layout: one row per arm, the paper's number beside ours."""
-  rows = [[label, published.ABLATION.get(v, ("", "—"))[1]] + [_stat(g[v], k).fmt(sc, dg) for k, sc, dg in COLUMNS]
-          + [stats.Stat([final_loss(r) for r in g[v]]).fmt(1, 3), len(g[v])]
-          for v, (_, label) in VARIANTS.items() if v in g]
-  if un := g.get("simsiam", []):
+  rows = [[label, published.ABLATION.get(v, ("", "—"))[1]] + [_fmt(data, k, v) for k in COLUMNS + ("loss",)]
+          + [len(g[v])] for v, (_, label) in VARIANTS.items() if v in g]
+  if "simsiam" in g:
     rows.append(["untrained network (step 0, BN stats of the train set)",
                  f"{published.BYOL_RANDOM_INIT_LINEAR} (BYOL)"]
-                + [_stat(un, k, "untrained").fmt(sc, dg) for k, sc, dg in COLUMNS] + ["—", len(un)])
+                + [_fmt(data, k, "simsiam", untrained=True) for k in COLUMNS] + ["—", len(g["simsiam"])])
   if raw:
     rows.append(["raw input signals", "—", f"{raw['probe'] * 100:.1f}", f"{raw['knn'] * 100:.1f}"] + ["—"] * 7)
   return R.table(["variant", "paper (ImageNet top-1 %)", "linear probe %", "kNN %", "cov rank z", "sv rank z",
@@ -320,6 +319,6 @@ def write_report(records, extras_, out_dir: str, meta: dict) -> str:
   os.makedirs(out_dir, exist_ok=True)
   return R.write(__file__, out_dir, meta, verdicts, data, records, plots(g, raw, out_dir) if g else [], d=d,
                  steps=next(iter(g.values()))[0]["steps"] if g else 0, runs=len(records),
-                 toy=f"**{'✅ holds' if ok else '❌ does not hold'}** — {toy}", ablation=table_ablation(g, raw),
+                 toy=f"**{'✅ holds' if ok else '❌ does not hold'}** — {toy}", ablation=table_ablation(g, data, raw),
                  paper=table_paper(), curve=table_curve(g), curve_knn=table_curve(g, "knn"),
                  curve_rank=table_curve(g, "z_cov_rank", 1, 2))

@@ -1,6 +1,9 @@
 """Optimizers as optax transforms: Lion (drop-in for optax.lion, plus options) and
 Su Jianlin's Tiger, a weight-decay mask helper, a non-finite step guard, and a
-config-driven factory, and Su's Amos-derived lr/wd recipe."""
+config-driven factory, Su's Amos-derived lr/wd recipe, and optimizers used in
+turn (alternate: Su's semi-supervised R-Drop)."""
+from kexue_jax.optim.alternating import AlternateState
+from kexue_jax.optim.alternating import alternate
 from kexue_jax.optim.factory import OPTIMIZERS
 from kexue_jax.optim.factory import SCHEDULES
 from kexue_jax.optim.factory import default_optimizer_config

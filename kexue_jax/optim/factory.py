@@ -23,6 +23,16 @@ embedding anomaly (https://kexue.fm/archives/9736), AdamW for the embeddings:
 His first fix is `lazy_embeddings=True` (lion/tiger); the second, tied input and
 output embeddings, is the model's `tie_embedding` (on by default).
 
+Alternating optimizers (optional key `alternate`, not in the defaults): a list
+of n >= 2 dicts of GROUP_KEYS overrides, e.g. `[{}, {"learning_rate": 5e-4}]`:
+n optimizers, each the main config with its overrides and its own state, used
+in turn, one per update (`alternating.alternate`): the optimizers of a task whose
+train step runs n objectives in turn (the task's `phases`; Su's semi-supervised
+R-Drop, https://kexue.fm/archives/8496: a labelled CE step with one Adam, then an
+unlabelled KL step with another at half the lr). Clipping wraps them all (it
+acts on each update's gradient alone); skip_nonfinite is refused (a skipped
+update would shift the turn); `lr_fn` is the first optimizer's schedule.
+
 Gradient accumulation: ONE mechanism, the train step's `config.microbatches`
 (the batch is split, gradients averaged, one optimizer update per train step,
 so the schedule and the logged lr count updates). The factory has no
@@ -47,6 +57,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from kexue_jax.optim import alternating
 from kexue_jax.optim import guard
 from kexue_jax.optim import masks
 from kexue_jax.optim.lion import canonical_mu_dtype
@@ -58,7 +69,7 @@ from kexue_jax.optim.tiger import tiger
 
 OPTIMIZERS = ("lion", "adamw", "tiger", "sgd")
 SCHEDULES = ("cosine", "constant", "linear", "rsqrt")
-OPTIONAL_KEYS = ("param_groups",)
+OPTIONAL_KEYS = ("param_groups", "alternate")
 # Keys a parameter group may override (the rest act on the whole chain or pick the optimizer).
 GROUP_KEYS = ("name", "learning_rate", "schedule", "warmup_steps", "min_lr_ratio", "weight_decay", "momentum",
               "b1", "b2", "beta", "eps", "rms_lr_scaling", "decay_embeddings", "lazy_embeddings", "mu_dtype")
@@ -141,7 +152,7 @@ def make_optimizer(opt_cfg: ml_collections.ConfigDict, num_train_steps: int):
   """Returns (tx, lr_schedule_fn) from a config like `default_optimizer_config()`.
 
   Missing keys take the defaults; unknown keys, names and schedules raise
-  ValueError listing the valid ones. `param_groups`: see the module docstring.
+  ValueError listing the valid ones. `param_groups`, `alternate`: see the module docstring.
   """
   defaults = default_optimizer_config()
   unknown = sorted(set(opt_cfg.keys()) - set(defaults.keys()) - set(OPTIONAL_KEYS))
@@ -174,6 +185,19 @@ def make_optimizer(opt_cfg: ml_collections.ConfigDict, num_train_steps: int):
   tx, schedule = _core_optimizer(c, num_updates, k, shrink)
   if groups:
     tx = _grouped(tx, c, groups, num_updates, k, shrink)
+  turns = list(opt_cfg.get("alternate", None) or [])
+  if turns:
+    if len(turns) < 2 or c.skip_nonfinite:
+      raise ValueError(f"optimizer.alternate needs >= 2 override dicts (one per objective) and skip_nonfinite=False "
+                       f"(a skipped update would shift the turn); got {len(turns)} and {c.skip_nonfinite}.")
+    txs, schedules = [], []
+    for i, turn in enumerate(turns):
+      turn = turn.to_dict() if isinstance(turn, ml_collections.ConfigDict) else dict(turn)
+      ci = _with_overrides(c, turn, f"optimizer.alternate[{i}]")
+      tx_i, schedule_i = _core_optimizer(ci, num_updates, k, shrink)
+      txs.append(_grouped(tx_i, ci, groups, num_updates, k, shrink) if groups else tx_i)
+      schedules.append(schedule_i)
+    tx, schedule = alternating.alternate(*txs), schedules[0]
 
   if c.clip_grad_norm:
     if not c.clip_grad_norm > 0 or math.isnan(c.clip_grad_norm):
@@ -220,6 +244,17 @@ def _core_optimizer(c: ml_collections.ConfigDict, num_train_steps: int, k: int, 
   return tx, lr_fn
 
 
+def _with_overrides(c: ml_collections.ConfigDict, g: dict, where: str, also=()) -> ml_collections.ConfigDict:
+  """A copy of the resolved config `c` with the overrides `g` (keys among GROUP_KEYS)."""
+  bad = sorted(set(g) - set(GROUP_KEYS))
+  if bad:
+    raise ValueError(f"{where} has keys {bad} it cannot set; allowed: {list(also) + list(GROUP_KEYS)}.")
+  gc = ml_collections.ConfigDict(c.to_dict())
+  gc.update(g)
+  check_choice(f"{where}.name", gc.name, OPTIMIZERS)
+  return gc
+
+
 def _grouped(main_tx, c: ml_collections.ConfigDict, groups, num_train_steps: int, k: int, shrink: bool):
   """optax.multi_transform over the parameter groups (module docstring)."""
   transforms, patterns = {"main": main_tx}, []
@@ -233,19 +268,13 @@ def _grouped(main_tx, c: ml_collections.ConfigDict, groups, num_train_steps: int
     except re.error as e:
       raise ValueError(f"optimizer.param_groups[{i}]: invalid pattern: {e}") from e
     frozen = bool(g.pop("frozen", False))
-    bad = sorted(set(g) - set(GROUP_KEYS))
-    if bad:
-      raise ValueError(f"optimizer.param_groups[{i}] has keys {bad} a group cannot set; allowed: "
-                       f"{['pattern', 'frozen'] + list(GROUP_KEYS)}.")
     if frozen and g:
       raise ValueError(f"optimizer.param_groups[{i}] is frozen; it takes no other keys, got {sorted(g)}.")
     name = f"group{i}"
     if frozen:
       transforms[name] = optax.set_to_zero()
     else:
-      gc = ml_collections.ConfigDict(c.to_dict())
-      gc.update(g)
-      check_choice(f"optimizer.param_groups[{i}].name", gc.name, OPTIMIZERS)
+      gc = _with_overrides(c, g, f"optimizer.param_groups[{i}]", ["pattern", "frozen"])
       transforms[name] = _core_optimizer(gc, num_train_steps, k, shrink)[0]
     patterns.append((rx, name))
 

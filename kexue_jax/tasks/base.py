@@ -17,6 +17,11 @@ Two hooks have defaults here (a task inheriting ``Task`` overrides what it needs
 ``grad_norm_groups = {name: (top-level param keys, ...)}`` makes the loop log the gradient norm of each group
 as ``grad_norm/<name>`` (default: none; tasks/simsiam.py: predictor vs encoder).
 
+A task may train several objectives in turn: ``phases = n`` (default 1) makes the loop call
+``loss(variables, batch, rng, phase=i)`` for i = 0..n-1 inside each step, one update each, phase i's gradient at
+the parameters phase i - 1 left (``train.make_train_step``); ``config.optimizer.alternate`` gives each phase an
+optimizer of its own (``optim.alternate``; tasks/classify.py: Su's alternating semi-supervised R-Drop).
+
 Each task reads ``config.task`` through a frozen dataclass of its own (``task_config``): its fields and
 defaults are the task's options, and an unknown key is an error naming the known ones.
 """
@@ -65,6 +70,7 @@ class Task(Protocol):
 
   # Optional hooks (module docstring), with their defaults.
   grad_norm_groups: Mapping[str, tuple[str, ...]] = types.MappingProxyType({})
+  phases: int = 1
 
   def adapt_init_params(self, params: Any) -> Any:
     """Parameters loaded through ``config.init_from``, transformed before use (default: unchanged)."""

@@ -26,10 +26,15 @@ inputs (`x_unlabelled` / `tokens_unlabelled`), they get the KL term only, with t
 (`task.unlabelled_alpha`):  L += (beta / 2) * mean_unlabelled kl. beta = 4 is exactly Su's unlabelled loss
 mean(KL12 + KL21) = 2 kl. Su alternated a labelled step (plain CE, i.e. alpha = 0) and an unlabelled step with a
 second Adam at half the learning rate; we take one joint step on a batch of B labelled and B unlabelled
-examples (one optimizer). The weighting differs: Adam normalises each of Su's two steps on its own, so his KL
-step stays about half his CE step however small either gradient gets, while in the joint step beta is the ratio
-of the two gradients, and once the few labelled examples are fitted (CE -> 0) the KL gradient takes over. So
-Su's beta = 4 does not carry over to the joint step (experiments/rdrop: the beta arms).
+examples (one optimizer), `task.semi_schedule = "joint"`. The weighting differs: Adam normalises each of Su's
+two steps on its own, so his KL step stays about half his CE step however small either gradient gets, while in
+the joint step beta is the ratio of the two gradients, and once the few labelled examples are fitted (CE -> 0)
+the KL gradient takes over. So Su's beta = 4 does not carry over to the joint step (experiments/rdrop: the beta
+arms). `semi_schedule = "alternate"` is Su's scheme: the task has two phases (tasks/base.py), the train step
+first updates on the labelled loss (phase 0: the loss of `passes` and alpha on the labelled rows alone), then
+on L_u = (beta / 2) * mean_unlabelled kl (phase 1: two passes of the unlabelled rows; "duplicate" when `passes`
+is "single"), each phase with its own optimizer (`config.optimizer.alternate`, e.g. Su's half learning rate
+for the KL step). Adam is invariant to the scale of a loss, so there beta hardly matters.
 
 Two passes in one jitted step (`task.passes`):
   "duplicate"   one forward pass on [x; x] (2B rows, one dropout key): Su's implementation. Dropout draws an
@@ -85,6 +90,7 @@ from kexue_jax.nn import classifiers
 from kexue_jax.tasks import base
 
 PASSES = ("duplicate", "split_keys", "single")
+SEMI_SCHEDULES = ("joint", "alternate")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,6 +99,7 @@ class ClassifyConfig:
   rdrop_alpha: float = 0.0                 # alpha; 0 = no R-Drop term
   passes: str = "duplicate"                # one of PASSES
   unlabelled_alpha: float | None = None    # beta (weight of the unlabelled KL); None = alpha
+  semi_schedule: str = "joint"             # unlabelled data: one joint step or Su's alternating steps
   mc_passes: int = 20                      # K dropout passes of the consistency diagnostic
   eval_seed: int = 0
   # Text models (transformer_encoder) only: the head over the encoder states.
@@ -209,6 +216,9 @@ class ClassifyTask(base.Task):
       raise ValueError(f"unknown task.passes {self.passes!r}; expected one of {PASSES}.")
     if self.passes == "single" and self.alpha:
       raise ValueError(f"task.passes='single' is plain dropout; it needs task.rdrop_alpha=0, got {self.alpha}.")
+    if t.semi_schedule not in SEMI_SCHEDULES:
+      raise ValueError(f"unknown task.semi_schedule {t.semi_schedule!r}; expected one of {SEMI_SCHEDULES}.")
+    self.phases = 2 if t.semi_schedule == "alternate" else 1   # phase 0: labelled loss, 1: unlabelled KL
     if self.mc_passes < 2:
       raise ValueError(f"task.mc_passes must be >= 2 (dropout_kl compares two passes), got {self.mc_passes}.")
     self.model = build_classifier(config)
@@ -235,11 +245,21 @@ class ClassifyTask(base.Task):
     return self.model.init({"params": rng, "dropout": rng}, inputs, train=False)
 
   # -- training
-  def loss(self, variables, batch, rng) -> tuple[jax.Array, dict[str, Any]]:
+  def loss(self, variables, batch, rng, phase: int = 0) -> tuple[jax.Array, dict[str, Any]]:
     key = self._key(batch)
     inputs, labels_B = batch[key], batch["label"]
     unlabelled = batch.get(f"{key}_unlabelled")
     apply_fn = lambda x, r: self._apply(variables, x, train=True, dropout=True, rng=r)
+    if self.phases == 2:   # Su's alternating scheme (module docstring)
+      if unlabelled is None:
+        raise ValueError("task.semi_schedule='alternate' needs unlabelled inputs: data.preprocess="
+                         "'classification_semi' with data.num_labelled > 0.")
+      if phase == 1:
+        z1, z2, mutable = two_pass_logits(apply_fn, unlabelled, rng,
+                                          "duplicate" if self.passes == "single" else self.passes)
+        kl_u = jnp.mean(symmetric_kl_B(z1, z2))
+        return 0.5 * self.beta * kl_u, {"metrics": {"kl_unlabelled": kl_u}, "mutable": mutable}
+      unlabelled = None   # phase 0: the labelled rows alone
     if self.passes == "single":
       if unlabelled is not None:
         raise ValueError("unlabelled data needs the KL term: set task.passes to 'duplicate' or 'split_keys'.")

@@ -224,6 +224,61 @@ def test_semi_supervised_loss_adds_kl_on_unlabelled(beta):
   assert (float(jnp.abs(g).max()) > 0) == (beta > 0)
 
 
+@pytest.mark.parametrize("passes", ["duplicate", "single"])
+def test_alternate_schedule_phases_match_numpy(passes):
+  """Su's alternating scheme: phase 0 is the labelled loss of `passes` on the labelled rows alone, phase 1 is
+  beta/2 x the unlabelled rows' KL between two passes (duplicated even when `passes` is single), against float64
+  NumPy on the logits of the same forward passes; each phase's gradient reaches only its own inputs."""
+  task = tasks.get_task(_mlp_config(alpha=0.0, passes=passes))
+  task.phases = 2   # = task.semi_schedule="alternate" (the config test below builds it from the config)
+  batch, rng, b = _batch(unlabelled=True), jax.random.key(9), 8
+  v = jax.jit(task.init)(jax.random.key(0), batch)
+  y = np.asarray(batch["label"])
+  logits = lambda x: np.asarray(task.model.apply(v, x, train=True, rngs={"dropout": rng})[0], np.float64)
+  loss0, aux0 = task.loss(v, batch, rng, phase=0)
+  if passes == "single":
+    ref0 = np.mean(np_ce(logits(batch["x"]), y))
+  else:
+    z = logits(jnp.concatenate([batch["x"]] * 2))
+    ref0 = np.mean(np_ce(z[:b], y) + np_ce(z[b:], y)) / 2
+  np.testing.assert_allclose(float(loss0), ref0, rtol=1e-6)
+  loss1, aux1 = task.loss(v, batch, rng, phase=1)
+  u = logits(jnp.concatenate([batch["x_unlabelled"]] * 2))
+  kl_u = np.mean(np_kl(u[:b], u[b:]) + np_kl(u[b:], u[:b])) / 2
+  np.testing.assert_allclose(float(aux1["metrics"]["kl_unlabelled"]), kl_u, rtol=1e-4)
+  np.testing.assert_allclose(float(loss1), task.beta / 2 * kl_u, rtol=1e-4)
+  assert set(aux0["metrics"]) & set(aux1["metrics"]) == set()   # merged by the train step
+  for phase, own, other in ((0, "x", "x_unlabelled"), (1, "x_unlabelled", "x")):
+    g = jax.grad(lambda xs: task.loss(v, {**batch, **xs}, rng, phase=phase)[0])(
+        {k: batch[k] for k in ("x", "x_unlabelled")})
+    assert float(jnp.abs(g[own]).max()) > 0 and float(jnp.abs(g[other]).max()) == 0
+
+
+def test_alternate_schedule_from_the_config_trains_in_turn():
+  """semi=alternate: a two-phase task, two AdamW (the KL one at SEMI_KL_LR_RATIO x the lr); one engine train
+  step moves both optimizer states once, phase 0's (labelled) first; the joint arms' configs do not change."""
+  arg = "runlocal,labelled=40,alpha=0,passes=duplicate"
+  c = load_config("configs/rdrop/mnist1d.py", arg + ",semi=alternate")
+  joint = load_config("configs/rdrop/mnist1d.py", arg)
+  assert "semi_schedule" not in joint.task and "alternate" not in joint.optimizer
+  assert c.optimizer.alternate[1]["learning_rate"] == c.optimizer.learning_rate * MNIST1D.SEMI_KL_LR_RATIO
+  c.model.hidden_dims = (16, 16)
+  task = tasks.get_task(c)
+  assert task.phases == 2
+  from kexue_jax import optim, train  # pylint: disable=g-import-not-at-top
+  tx, lr_fn = optim.make_optimizer(c.optimizer, c.num_train_steps)
+  batch = _batch(b=16, unlabelled=True)
+  params = jax.jit(task.init)(jax.random.key(0), batch)["params"]
+  state = {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": tx.init(params), "extra": {}}
+  new, metrics = jax.jit(train.make_train_step(task, tx, lr_fn, rng=jax.random.key(1), microbatches=1,
+                                               guard_nonfinite=True))(state, batch)
+  counts = lambda s: [int(inner[0].count) for inner in s["opt_state"].inner_states]
+  assert counts(state) == [0, 0] and counts(new) == [1, 1] and int(new["opt_state"].phase) == 0
+  assert {"ce", "kl", "kl_unlabelled"} <= set(metrics) and bool(metrics["finite"])
+  with pytest.raises(ValueError, match="semi must be"):
+    load_config("configs/rdrop/mnist1d.py", "labelled=0,semi=alternate")
+
+
 def test_single_pass_is_plain_dropout_and_rejects_alpha():
   task = tasks.get_task(_mlp_config(alpha=0.0, passes="single"))
   batch = _batch()

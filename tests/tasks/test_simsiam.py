@@ -458,8 +458,9 @@ def test_train_run_frozen_predictor_and_grad_norms(tmp_path):
   train.run(c, str(tmp_path))
   state, step = checkpoint.load_state(tmp_path)
   assert step == 2
-  from experiments.simsiam import evaluate  # pylint: disable=g-import-not-at-top
-  ev = evaluate.Evaluator(c, (np.zeros((4, 40), np.float32), np.zeros(4)), (np.zeros((4, 40), np.float32), np.zeros(4)))
+  from kexue_jax.evals import frozen_features  # pylint: disable=g-import-not-at-top
+  zeros = (np.zeros((4, 40), np.float32), np.zeros(4))
+  ev = frozen_features.Evaluator(c, zeros, zeros)
   init = ev.init_variables(c.seed)
   for a, b in zip(jax.tree.leaves(init["params"]["predictor"]), jax.tree.leaves(state["params"]["predictor"])):
     np.testing.assert_array_equal(np.asarray(a), b)
