@@ -169,7 +169,7 @@ def estimate(claim: Claim, samples: Mapping[str, Any]) -> _Estimate | None:
                        "all x values are identical: no slope to test")
     r = stats.linregress(x, y)
     p = lambda shift, alt: stats.linregress(x, y - shift * x, alternative=alt).pvalue
-    flat = _NO_SPREAD if not r.stderr > 0 or _flat(y - r.slope * x) else ""
+    flat = _NO_SPREAD if not r.stderr > 0 or _flat(y - r.slope * x, float(np.max(np.abs(y)))) else ""
     return _Estimate(float(r.slope), float(r.stderr), len(x) - 2, len(x), "linregress slope t", p, dropped, flat)
   test, name = _T_TESTS[claim.test]
   if claim.test == "paired":
@@ -192,7 +192,8 @@ def estimate(claim: Claim, samples: Mapping[str, Any]) -> _Estimate | None:
   lo, hi = full.confidence_interval(0.95)
   effect = (lo + hi) / 2 - (claim.reference or 0.0)
   se = (hi - lo) / (2 * stats.t.ppf(0.975, full.df)) if np.isfinite(hi - lo) else float("nan")
-  if not se > 0 or any(len(v) > 1 and _flat(v) for v in arms):
+  size = float(np.max(np.abs(np.r_[a, b])))   # the data's magnitude: spread below 1e-12 of it is rounding
+  if not se > 0 or any(len(v) > 1 and _flat(v, size) for v in arms):
     return _Estimate(float(np.mean(a) - np.mean(b)), 0.0, float(full.df), n, name, shifted, dropped, _NO_SPREAD)
   return _Estimate(float(effect), float(se), float(full.df), n, name, shifted, dropped)
 
@@ -200,9 +201,9 @@ def estimate(claim: Claim, samples: Mapping[str, Any]) -> _Estimate | None:
 _NO_SPREAD = "no spread (identical or grid-valued units): a t test does not apply"
 
 
-def _flat(v: np.ndarray) -> bool:
-  """All values equal up to float64 rounding (e.g. 1.25 - 1.0 vs 1.35 - 1.1)."""
-  return bool(np.ptp(v) <= 1e-12 * np.max(np.abs(v)))
+def _flat(v: np.ndarray, size: float) -> bool:
+  """All values equal up to float64 rounding of data of magnitude ``size`` (e.g. 1.25 - 1.0 vs 1.35 - 1.1)."""
+  return bool(np.ptp(v) <= 1e-12 * size)
 
 
 def _testable(claim: Claim, est: _Estimate | None) -> bool:

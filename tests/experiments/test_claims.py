@@ -160,7 +160,8 @@ def test_former_rule_is_reproduced_for_marking_changed_verdicts():
 
 
 def test_verdict_reads_off_the_95_ci_before_holm():
-  """One-sided p 0.035 (< 0.05, > 0.025; the reviewer's case): the 95% CI covers 0, so the claim is inconclusive, not 'holds'."""
+  """One-sided p 0.035 (< 0.05, > 0.025; the reviewer's case): the 95% CI covers 0, so the claim is
+  inconclusive, not 'holds'."""
   d = np.array([0.5, 0.2, 0.9, -0.1, 0.6])
   v = C.judge(C.Claim("x", "a > b", "paired", "a", "b"), {"a": dict(enumerate(d)), "b": dict.fromkeys(range(5), 0.0)})
   p_ref = stats.ttest_1samp(d, 0.0, alternative="greater").pvalue
@@ -212,10 +213,11 @@ def test_does_not_hold_uses_the_holm_adjusted_opposite_p():
 
 def test_zero_spread_is_inconclusive_never_p_zero():
   S = {"a": [0.25, 0.25, 0.25], "b": [1.0, 1.1, 0.9], "c": [0.0, 0.0, 0.0], "y": [(0, 1.0), (1, 1.0), (2, 1.0)],
-       "b+": [1.25, 1.35, 1.15]}
+       "b+": [1.25, 1.35, 1.15], "r": [0.0, 0.0, 1.2e-16]}   # r: zero up to the rounding of b's magnitude
   for claim in (C.Claim("o", "", "one_sample", "a", reference=0.0), C.Claim("w", "", "welch", "a", "b"),
                 C.Claim("w0", "", "welch", "a", "c"), C.Claim("p", "", "paired", "a", "c"),
-                C.Claim("pb", "", "paired", "b+", "b"), C.Claim("t", "", "trend", "y")):
+                C.Claim("pb", "", "paired", "b+", "b"), C.Claim("t", "", "trend", "y"),
+                C.Claim("wr", "", "welch", "b", "r")):
     v = C.judge(claim, S)
     assert v.verdict == C.INCONCLUSIVE and "no spread" in v.line(), (claim.id, v.line())
 
