@@ -93,7 +93,8 @@ class Verdict:
   dropped: int = 0                   # units dropped as not finite (NaN / inf)
 
   def line(self) -> str:
-    """"effect +1.23 (95% CI 0.40 to 2.06), paired t, n = 5 seeds, p = 0.012 (Holm 0.024)"."""
+    """"effect +1.23 (95% CI 0.40 to 2.06), paired t, n = 5 seeds, p = 0.012 (Holm 0.024)" (does not hold: also
+    ", opposite side p = ..." that decided it)."""
     c = self.claim
     if not self.test_name:
       return self.note
