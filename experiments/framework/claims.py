@@ -88,7 +88,7 @@ class Verdict:
   test_name: str = ""
   needs: int | None = None           # units needed (inconclusive only); None: not from this effect
   note: str = ""
-  p_opposite: float | None = None    # does not hold: the opposite one-sided p that decided it
+  p_opposite: float | None = None    # does not hold (or inconclusive on that side): the opposite one-sided p
   p_opposite_holm: float | None = None
   dropped: int = 0                   # units dropped as not finite (NaN / inf)
 
@@ -275,8 +275,8 @@ def judge(claim: Claim, samples: Mapping[str, Any], p_adjusted: float | None = N
     missing = [s for s in (claim.a, claim.b) if s is not None and s not in samples]
     return Verdict(claim, INCONCLUSIVE, note=f"not measured: no data for {', '.join(missing)}")
   if not _testable(claim, est):
-    return Verdict(claim, INCONCLUSIVE, n=est.n, effect=est.effect, note=_untestable_note(claim, est),
-                   dropped=est.dropped)
+    return Verdict(claim, INCONCLUSIVE, n=est.n, effect=est.effect, dropped=est.dropped,
+                   note=_untestable_note(claim, est) + (f"; {veto}" if veto else ""))
   p, p_opposite = _side_p(claim, est)
   t = stats.t.ppf(1 - alpha / 2, est.df)
   p_dec = p if p_adjusted is None else p_adjusted
@@ -286,7 +286,7 @@ def judge(claim: Claim, samples: Mapping[str, Any], p_adjusted: float | None = N
   needs = units_needed(claim, est, alpha / 2 / holm_step) if verdict == INCONCLUSIVE and not veto else None
   note = veto or ("" if needs else "the observed effect lies on the other side of the margin: more units would "
                   "not help it" if _distance(claim, est) <= 0 else "more units than the search limit would be needed")
-  fails = verdict == FAILS
+  fails = verdict == FAILS or (verdict == INCONCLUSIVE and _distance(claim, est) <= 0)   # show the other side
   return Verdict(claim, verdict, est.n, est.effect, (est.effect - t * est.se, est.effect + t * est.se), float(p),
                  p_adjusted, est.name + _margin_text(claim),
                  needs, note if verdict == INCONCLUSIVE else "", float(p_opposite) if fails else None,

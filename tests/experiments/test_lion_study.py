@@ -115,6 +115,9 @@ def test_a_best_at_the_grid_edge_makes_the_sweep_claims_inconclusive():
   v = {x.claim.id: x for x in C.judge_all(lion.claims(), data, vetoes=vetoes)}
   assert v["1b"].verdict == v["5b"].verdict == C.INCONCLUSIVE and "extend the grid" in v["5b"].line()
   assert v["1a"].verdict == C.HOLDS
+  data["logwd:lion"] = dict.fromkeys(data["logwd:lion"], -1.5)   # every seed at the grid edge: no spread either
+  v5 = C.judge_all(lion.claims(), data, vetoes=vetoes)[-1]
+  assert v5.claim.id == "5b" and "no spread" in v5.line() and "extend the grid" in v5.line()
 
 
 def test_lion_report(tmp_path):
