@@ -11,14 +11,18 @@ A :class:`Claim` says which sample(s) it reads, how they are compared and in whi
                    before the run, never fitted to the data)
 
 The effect is mean(a) - mean(b) (paired: the mean difference; one_sample: mean(a) - reference; trend: the
-slope). Every verdict is one of three words, decided at alpha = 0.05:
+slope). Every verdict is one of three words, decided at two-sided alpha = 0.05: each one-sided test (the
+claim's, its opposite, each side of TOST) at alpha / 2 = 0.025, so that before Holm a verdict can be read off the
+printed 95% CI (holds: the CI lies on the claim's side of the margin; does not hold: on the other side):
 
   holds          the one-sided test of the claim (TOST for "~") rejects its null; within a ``family`` (claims
                  that share data) its p-value is Holm-adjusted first.
   does not hold  the opposite one-sided test rejects (the effect is significantly on the other side of the
-                 margin; for "~": significantly outside the margin).
-  inconclusive   neither, or fewer than ``min_n`` units: the line says how many units (seeds, windows, ...) a
-                 test at this alpha with 80% power would need if the observed effect and spread are the truth.
+                 margin; for "~": significantly outside the margin); within a family the opposite p-values are
+                 Holm-adjusted too.
+  inconclusive   neither, fewer than ``min_n`` units, or no spread (identical or grid-valued units): the line
+                 says how many units (seeds, windows, ...) a test at the claim's (Holm) level with 80% power would
+                 need if the observed effect and spread are the truth.
 
 Holm's step-down adjustment is written here because scipy.stats offers only FDR control
 (``false_discovery_control``), not family-wise Holm, and statsmodels is not a dependency.
@@ -84,9 +88,13 @@ class Verdict:
   test_name: str = ""
   needs: int | None = None           # units needed (inconclusive only); None: not from this effect
   note: str = ""
+  p_opposite: float | None = None    # does not hold (or inconclusive on that side): the opposite one-sided p
+  p_opposite_holm: float | None = None
+  dropped: int = 0                   # units dropped as not finite (NaN / inf)
 
   def line(self) -> str:
-    """"effect +1.23 (95% CI 0.40 to 2.06), paired t, n = 5 seeds, p = 0.012 (Holm 0.024)"."""
+    """"effect +1.23 (95% CI 0.40 to 2.06), paired t, n = 5 seeds, p = 0.012 (Holm 0.024)" (does not hold: also
+    ", opposite side p = ..." that decided it)."""
     c = self.claim
     if not self.test_name:
       return self.note
@@ -95,6 +103,11 @@ class Verdict:
            f"{self.test_name}, n = {self.n} {c.unit}, p = {_fmt_p(self.p)}")
     if self.p_holm is not None:
       out += f" (Holm {_fmt_p(self.p_holm)})"
+    if self.p_opposite is not None:
+      out += f", opposite side p = {_fmt_p(self.p_opposite)}" + (
+          f" (Holm {_fmt_p(self.p_opposite_holm)})" if self.p_opposite_holm is not None else "")
+    if self.dropped:
+      out += f"; {self.dropped} {c.unit} dropped (not finite)"
     if self.verdict == INCONCLUSIVE:
       out += "; " + (f"needs ~{self.needs} {c.unit} to decide" if self.needs else self.note or "")
     return out
@@ -121,6 +134,7 @@ def _values(x: Any) -> np.ndarray:
 
 def _xy(x: Any) -> tuple[np.ndarray, np.ndarray]:
   pts = np.asarray(sorted(x.items()) if isinstance(x, Mapping) else x, float).reshape(-1, 2)
+  pts = pts[np.isfinite(pts).all(axis=1)]
   return pts[:, 0], pts[:, 1]
 
 
@@ -132,6 +146,8 @@ class _Estimate:
   n: int
   name: str
   shifted: Any     # shift -> alternative -> one-sided p of H1 "effect - shift is on that side of 0"
+  dropped: int = 0     # units dropped as not finite
+  flat: str = ""       # why a t test does not apply though n suffices (no spread), else ""
 
 
 _T_TESTS = {  # test: the scipy.stats function, its name in a verdict line
@@ -146,36 +162,61 @@ def estimate(claim: Claim, samples: Mapping[str, Any]) -> _Estimate | None:
     return None
   if claim.test == "trend":
     x, y = _xy(samples[claim.a])
+    dropped = len(samples[claim.a]) - len(x)
     if len(x) < 3:
-      return _Estimate(float("nan"), float("nan"), 0, len(x), "linregress slope", None)
+      return _Estimate(float("nan"), float("nan"), 0, len(x), "linregress slope", None, dropped)
+    if np.ptp(x) == 0:   # scipy's linregress raises on identical x values
+      return _Estimate(float("nan"), float("nan"), 0, len(x), "linregress slope", None, dropped,
+                       "all x values are identical: no slope to test")
     r = stats.linregress(x, y)
     p = lambda shift, alt: stats.linregress(x, y - shift * x, alternative=alt).pvalue
-    return _Estimate(float(r.slope), float(r.stderr), len(x) - 2, len(x), "linregress slope t", p)
+    flat = _NO_SPREAD if not r.stderr > 0 or _flat(y - r.slope * x, float(np.max(np.abs(y)))) else ""
+    return _Estimate(float(r.slope), float(r.stderr), len(x) - 2, len(x), "linregress slope t", p, dropped, flat)
   test, name = _T_TESTS[claim.test]
   if claim.test == "paired":
     a, b = _pairs(samples[claim.a], samples[claim.b])
     ok = np.isfinite(a) & np.isfinite(b)
-    a, b, n = a[ok], b[ok], int(ok.sum())
+    a, b, n, dropped = a[ok], b[ok], int(ok.sum()), int((~ok).sum())
+    arms = (a - b,)   # the test's sample is the differences
   elif claim.test == "welch":
     a, b = _values(samples[claim.a]), _values(samples[claim.b])
-    n = min(len(a), len(b))
+    n, arms = min(len(a), len(b)), (a, b)
+    dropped = len(samples[claim.a]) + len(samples[claim.b]) - len(a) - len(b)
   else:   # one_sample: the reference takes b's place; a shifted null moves it (scipy's popmean)
     a, b, name = _values(samples[claim.a]), claim.reference, f"{name} vs {claim.reference * claim.scale:g}"
-    n = len(a)
+    n, dropped, arms = len(a), len(samples[claim.a]) - len(a), (a,)
   shifted = lambda shift, alt: (test(a, b + shift, alternative=alt) if claim.test == "one_sample" else
                                 test(a - shift, b, alternative=alt)).pvalue
   if n < 2:
-    return _Estimate(float("nan"), float("nan"), 0, n, name, None)
+    return _Estimate(float("nan"), float("nan"), 0, n, name, None, dropped)
   full = test(a, b)
   lo, hi = full.confidence_interval(0.95)
   effect = (lo + hi) / 2 - (claim.reference or 0.0)
   se = (hi - lo) / (2 * stats.t.ppf(0.975, full.df)) if np.isfinite(hi - lo) else float("nan")
-  return _Estimate(float(effect), float(se), float(full.df), n, name, shifted)
+  size = float(np.max(np.abs(np.r_[a, b])))   # the data's magnitude: spread below 1e-12 of it is rounding
+  if not se > 0 or any(len(v) > 1 and _flat(v, size) for v in arms):
+    return _Estimate(float(np.mean(a) - np.mean(b)), 0.0, float(full.df), n, name, shifted, dropped, _NO_SPREAD)
+  return _Estimate(float(effect), float(se), float(full.df), n, name, shifted, dropped)
+
+
+_NO_SPREAD = "no spread (identical or grid-valued units): a t test does not apply"
+
+
+def _flat(v: np.ndarray, size: float) -> bool:
+  """All values equal up to float64 rounding of data of magnitude ``size`` (e.g. 1.25 - 1.0 vs 1.35 - 1.1)."""
+  return bool(np.ptp(v) <= 1e-12 * size)
 
 
 def _testable(claim: Claim, est: _Estimate | None) -> bool:
-  """Whether the claim's test can run: its samples exist, n reaches its minimum, the spread is finite."""
-  return est is not None and est.n >= claim.min_n and est.shifted is not None and np.isfinite(est.se)
+  """Whether the claim's test can run: its samples exist, n reaches its minimum, the spread is finite and > 0."""
+  return (est is not None and est.n >= claim.min_n and est.shifted is not None and np.isfinite(est.se)
+          and not est.flat)
+
+
+def _untestable_note(claim: Claim, est: _Estimate) -> str:
+  if est.n < claim.min_n:
+    return f"n = {est.n} {claim.unit}, below the minimum {claim.min_n}: needs >= {claim.min_n}"
+  return est.flat or f"n = {est.n} {claim.unit}: no finite spread, a t test does not apply"
 
 
 def _side_p(claim: Claim, est: _Estimate) -> tuple[float, float]:
@@ -187,17 +228,23 @@ def _side_p(claim: Claim, est: _Estimate) -> tuple[float, float]:
   return f(shift, side), f(shift, opposite)
 
 
-def units_needed(claim: Claim, est: _Estimate, alpha: float = ALPHA, power: float = POWER,
+def _distance(claim: Claim, est: _Estimate) -> float:
+  """How far the observed effect lies past the margin, on the claim's side (<= 0: on the other side)."""
+  return (claim.margin - abs(est.effect) if claim.direction == "~" else
+          SIGN[claim.direction] * est.effect - claim.margin)
+
+
+def units_needed(claim: Claim, est: _Estimate, alpha: float = ALPHA / 2, power: float = POWER,
                  limit: int = 10_000) -> int | None:
-  """Smallest n at which the observed effect would be detected with ``power`` by a one-sided t test at
-  ``alpha`` if it and the observed spread were the truth: distance / (se·sqrt(n0/n)) >= t_{1-alpha} + t_{power}
-  (df scaled with n). None when the observed effect lies on the wrong side of the margin (no n helps)."""
-  distance = (claim.margin - abs(est.effect) if claim.direction == "~" else
-              SIGN[claim.direction] * est.effect - claim.margin)   # how far past the margin, on the claim's side
+  """Smallest n above the current one at which the observed effect would be detected with ``power`` by a
+  one-sided t test at level ``alpha`` (the claim's: ALPHA / 2, divided by its Holm step factor in a family) if
+  it and the observed spread were the truth: distance / (se·sqrt(n0/n)) >= t_{1-alpha} + t_{power} (df scaled
+  with n). None when the observed effect lies on the wrong side of the margin (no n helps) or past ``limit``."""
+  distance = _distance(claim, est)
   if not (distance > 0 and est.se > 0 and est.df > 0):
     return None
   offset = est.n - est.df   # paired/one-sample 1, trend 2; Welch: about n - 2n + 2
-  for n in range(max(est.n, 2), limit + 1):
+  for n in range(max(est.n + 1, 2), limit + 1):
     df = max(n - offset, 1.0) if claim.test != "welch" else est.df * n / est.n
     se = est.se * np.sqrt(est.n / n)
     if distance / se >= stats.t.ppf(1 - alpha, df) + stats.t.ppf(power, df):
@@ -217,45 +264,65 @@ def holm(pvalues: Sequence[float]) -> np.ndarray:
 
 
 def judge(claim: Claim, samples: Mapping[str, Any], p_adjusted: float | None = None,
-          alpha: float = ALPHA) -> Verdict:
-  """The verdict of one claim (``p_adjusted``: its Holm-adjusted p, when in a family)."""
+          alpha: float = ALPHA, p_opposite_adjusted: float | None = None, holm_step: int = 1,
+          veto: str | None = None) -> Verdict:
+  """The verdict of one claim at two-sided ``alpha`` (each one-sided test at alpha / 2). In a family:
+  ``p_adjusted`` / ``p_opposite_adjusted`` are the Holm-adjusted p of the claim and of its opposite side, and
+  ``holm_step`` the divisor of alpha / 2 at the claim's Holm step (for the units a decision needs). ``veto``: a
+  reason the data cannot decide the claim (e.g. a best value at a grid edge); the verdict is inconclusive."""
   est = estimate(claim, samples)
   if est is None:
     missing = [s for s in (claim.a, claim.b) if s is not None and s not in samples]
     return Verdict(claim, INCONCLUSIVE, note=f"not measured: no data for {', '.join(missing)}")
   if not _testable(claim, est):
-    return Verdict(claim, INCONCLUSIVE, n=est.n, effect=est.effect,
-                   note=f"n = {est.n} {claim.unit}, below the minimum {claim.min_n}: needs >= {claim.min_n}")
+    return Verdict(claim, INCONCLUSIVE, n=est.n, effect=est.effect, dropped=est.dropped,
+                   note=_untestable_note(claim, est) + (f"; {veto}" if veto else ""))
   p, p_opposite = _side_p(claim, est)
-  t = stats.t.ppf(0.975, est.df)
+  t = stats.t.ppf(1 - alpha / 2, est.df)
   p_dec = p if p_adjusted is None else p_adjusted
-  verdict = HOLDS if p_dec < alpha else FAILS if p_opposite < alpha else INCONCLUSIVE
-  needs = units_needed(claim, est, alpha) if verdict == INCONCLUSIVE else None
-  note = "" if needs else "the observed effect lies on the other side of the margin: more units would not help it"
+  p_opp_dec = p_opposite if p_opposite_adjusted is None else p_opposite_adjusted
+  verdict = (INCONCLUSIVE if veto else HOLDS if p_dec < alpha / 2 else FAILS if p_opp_dec < alpha / 2 else
+             INCONCLUSIVE)
+  needs = units_needed(claim, est, alpha / 2 / holm_step) if verdict == INCONCLUSIVE and not veto else None
+  note = veto or ("" if needs else "the observed effect lies on the other side of the margin: more units would "
+                  "not help it" if _distance(claim, est) <= 0 else "more units than the search limit would be needed")
+  fails = verdict == FAILS or (verdict == INCONCLUSIVE and _distance(claim, est) <= 0)   # show the other side
   return Verdict(claim, verdict, est.n, est.effect, (est.effect - t * est.se, est.effect + t * est.se), float(p),
                  p_adjusted, est.name + _margin_text(claim),
-                 needs, note if verdict == INCONCLUSIVE else "")
+                 needs, note if verdict == INCONCLUSIVE else "", float(p_opposite) if fails else None,
+                 p_opposite_adjusted if fails else None, est.dropped)
 
 
 def _margin_text(claim: Claim) -> str:
   m = claim.margin * claim.scale
   if claim.direction == "~":
     return f" (equivalence margin ±{m:g})"
-  if claim.margin and (claim.margin < 0) == (claim.direction == ">"):
+  if claim.margin < 0:   # ">": effect > -|m|, "<": effect < |m|: both allow a bounded loss
     return f" (non-inferiority margin {abs(m):g})"
   return f" (margin {abs(m):g})" if claim.margin else ""
 
 
-def judge_all(claims: Sequence[Claim], samples: Mapping[str, Any], alpha: float = ALPHA) -> list[Verdict]:
-  """Verdicts of all claims; within each ``family`` of more than one tested claim, Holm-adjusted."""
+def judge_all(claims: Sequence[Claim], samples: Mapping[str, Any], alpha: float = ALPHA,
+              vetoes: Mapping[str, str] | None = None) -> list[Verdict]:
+  """Verdicts of all claims; within each ``family`` of more than one tested claim, the p of each claim and of
+  its opposite side are Holm-adjusted (NaN p not counted). ``vetoes``: {claim id: why the data cannot decide it}
+  (inconclusive, left out of the family)."""
+  vetoes = vetoes or {}
   estimates = {c.id: estimate(c, samples) for c in claims}
-  raw = {c.id: _side_p(c, estimates[c.id])[0] for c in claims if _testable(c, estimates[c.id])}
-  adjusted: dict[str, float] = {}
+  sides = {c.id: _side_p(c, estimates[c.id]) for c in claims
+           if _testable(c, estimates[c.id]) and c.id not in vetoes}
+  adjusted: dict[str, tuple[float, float, int]] = {}
   for fam in {c.family for c in claims if c.family}:
-    ids = [c.id for c in claims if c.family == fam and c.id in raw]
+    ids = [c.id for c in claims if c.family == fam and c.id in sides and np.isfinite(sides[c.id]).all()]
     if len(ids) > 1:
-      adjusted.update(zip(ids, holm([raw[i] for i in ids])))
-  return [judge(c, samples, adjusted.get(c.id), alpha) for c in claims]
+      raw = np.array([sides[i] for i in ids])
+      steps = len(ids) - np.argsort(np.argsort(raw[:, 0], kind="stable"), kind="stable")   # m - rank
+      adjusted.update(zip(ids, zip(holm(raw[:, 0]), holm(raw[:, 1]), steps)))
+  out = []
+  for c in claims:
+    p_adj, p_opp, step = adjusted.get(c.id, (None, None, 1))
+    out.append(judge(c, samples, p_adj, alpha, p_opp, int(step), vetoes.get(c.id)))
+  return out
 
 
 def summary(verdicts: Sequence[Verdict]) -> str:

@@ -229,8 +229,8 @@ def plot_all(R: Results, out_dir: str) -> str:
 def copy_trend(curve, tokens_per_step: float, target: float = 10.0) -> dict | None:
   """Least-squares slope of the copy gap (points) vs tokens over the last half (>= 3 points) of a copy-vs-steps
   curve, its standard error, and the tokens at which that line would reach `target` points. `reach_mtok` is None
-  unless the gap is rising: the framework's one-sided linregress slope test holds at alpha = 0.05 (n - 2 degrees
-  of freedom: three points leave one, where a 2-SE slope has p ~ 0.15).
+  unless the gap is rising: the framework's one-sided linregress slope test holds at alpha / 2 = 0.025 (n - 2
+  degrees of freedom: three points leave one, where a 2-SE slope has p ~ 0.15).
 
   A linear extrapolation of a measured trend, not a prediction: copying typically appears in a phase change,
   so the real budget can be smaller (a sudden jump) or larger (a plateau)."""

@@ -189,7 +189,7 @@ def samples(records, counts=None) -> dict[str, dict]:
   for r in [r for r in ok if r["emb"] and r.get("embedding")] if counts is not None else []:
     g, row_mean = byte_groups(counts, r["tokens"], r.get("seen")), r["embedding"][-1]["mean"]
     for grp in ("rare", "frequent"):
-      out[f"row:{key(r)}:{grp}"] = {f"{r['seed']}/{i}": float(row_mean[i]) for i in g[grp]}
+      out[f"row:{key(r)}:{grp}"].update({f"{r['seed']}/{i}": float(row_mean[i]) for i in g[grp]})
   return {k: dict(v) if isinstance(v, dict) else v for k, v in out.items() if len(v)}
 
 
@@ -258,6 +258,17 @@ def claims(batches=(4, 16, 64), scale: str = "default") -> list[C.Claim]:
            dict(direction="~", margin=math.log10(3.0), reference=math.log10(amos_hp(AMOS_A0)[1])))]}
   return [C.Claim(i, text, test, a, b, family=family, **options)
           for family, table in families.items() for i, text, test, a, b, options in table]
+
+
+EDGE_CLAIMS = {"1a": ("edgelr:lion", "edgelr:adamw"), "1b": ("edgewd:lion", "edgewd:adamw"),
+               "1d": ("cls_edgelr:lion", "cls_edgelr:adamw"), "5b": ("edgewd:lion",)}
+
+
+def edge_vetoes(data) -> dict[str, str]:
+  """The claims on a per-seed best lr or λ are inconclusive when any seed's best sits at a grid edge: there the
+  grid only bounds the optimum (a grid-valued unit, not a measurement)."""
+  return {c: "best at the grid edge: extend the grid" for c, names in EDGE_CLAIMS.items()
+          if any(any(data.get(n, {}).values()) for n in names)}
 
 
 def _cell(data, name, digits=3) -> str:
@@ -373,7 +384,8 @@ def write_report(records, extras_, out_dir: str, meta: dict) -> str:
   steps = max([r["steps"] for r in records if r.get("batch") == 16 and not (r.get("task") or r.get("emb"))] or [0])
   scale = {v["steps"]: k for k, v in SCALES.items()}.get(steps, "default")   # a scale is known by its LM steps
   state_line, state_table = state_check(records, data)
-  return R.write(__file__, out_dir, meta, C.judge_all(claims(batches, scale), data), data, records,
+  return R.write(__file__, out_dir, meta, C.judge_all(claims(batches, scale), data, vetoes=edge_vetoes(data)),
+                 data, records,
                  plots(records, data, counts, out_dir) if records else [], runs=len(records),
                  seeds=sorted({r["seed"] for r in records}), state_check=state_line, state=state_table, steps=steps,
                  sweep=table_sweep(records, data), best=table_best(data), batch=table_batch(records, data),

@@ -190,7 +190,7 @@ def test_claims_are_scipy_tests_on_the_windows():
 def test_former_rule_marks_changed_verdicts():
   # a 3-seed paired difference at 2.5 SE: the former 2-SE rule said holds, the t test (df = 2) does not.
   c = claims_lib.Claim("x", "x", "paired", "a", "b", unit="seeds")
-  S = {"a": {0: 1.0, 1: 2.0, 2: 3.0}, "b": {0: 0.0, 1: 0.0, 2: 0.0}}   # mean 2, SE 0.577: 3.5 SE, p = 0.036
+  S = {"a": {0: 1.5, 1: 2.0, 2: 2.5}, "b": {0: 0.0, 1: 0.0, 2: 0.0}}   # mean 2, SE 0.289: 6.9 SE, p = 0.010
   S2 = {"a": {0: 0.5, 1: 2.0, 2: 3.5}, "b": {0: 0.0, 1: 0.0, 2: 0.0}}  # mean 2, SE 0.866: 2.3 SE, p = 0.074
   assert le_claims.former(c, S) == claims_lib.HOLDS == claims_lib.judge(c, S).verdict
   assert le_claims.former(c, S2) == claims_lib.HOLDS and claims_lib.judge(c, S2).verdict == claims_lib.INCONCLUSIVE

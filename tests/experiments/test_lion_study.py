@@ -96,6 +96,30 @@ def test_lion_claims_on_synthetic_records():
   assert bad["2a"] == bad["2b"] == bad["3a"] == bad["4a"] == bad["4b"] == bad["4g"] == C.FAILS, bad
 
 
+def test_anomaly_samples_keep_every_seed():
+  """Each anomaly run adds its bytes (unit "seed/byte"): seed 1 no longer overwrites seed 0."""
+  records, extras = lion_records()
+  data = lion.samples(records, extras["byte_counts"])
+  rare = data[f"row:{lion._emb_keys()['lion']}:rare"]  # pylint: disable=protected-access
+  seeds = sorted({r["seed"] for r in records if r["emb"]})
+  assert len(seeds) == 2 and rare.keys() == {f"{s}/{i}" for s in seeds for i in range(RARE.start, RARE.stop)}
+
+
+def test_a_best_at_the_grid_edge_makes_the_sweep_claims_inconclusive():
+  records, extras = lion_records()
+  data = lion.samples(records, extras["byte_counts"])
+  assert lion.edge_vetoes(data) == {}
+  data["edgewd:lion"] = {**data["edgewd:lion"], 1: 1.0}
+  vetoes = lion.edge_vetoes(data)
+  assert sorted(vetoes) == ["1b", "5b"]
+  v = {x.claim.id: x for x in C.judge_all(lion.claims(), data, vetoes=vetoes)}
+  assert v["1b"].verdict == v["5b"].verdict == C.INCONCLUSIVE and "extend the grid" in v["5b"].line()
+  assert v["1a"].verdict == C.HOLDS
+  data["logwd:lion"] = dict.fromkeys(data["logwd:lion"], -1.5)   # every seed at the grid edge: no spread either
+  v5 = C.judge_all(lion.claims(), data, vetoes=vetoes)[-1]
+  assert v5.claim.id == "5b" and "no spread" in v5.line() and "extend the grid" in v5.line()
+
+
 def test_lion_report(tmp_path):
   records, extras = lion_records()
   records.append({**records[0], "seed": 9, "name": "diverged", "eval": {}, "error": "Non-finite loss"})

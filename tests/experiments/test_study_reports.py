@@ -3,6 +3,7 @@ import json
 import os
 
 import numpy as np
+import pytest
 
 from experiments.framework import claims as C
 from experiments.framework import launcher
@@ -27,7 +28,7 @@ RATIOS = {"simsiam": (2.0, 0.5), "no_stopgrad": (1.0, 0.8)}  # gradient-ratio (f
 
 def _simsiam_record(variant, seed, d=64, **override):
   e = 0.002 * seed
-  final = {**UNTRAINED, **ARMS["simsiam"], "loss": -0.9, "loss_sd": 0.0, **ARMS[variant], **override}
+  final = {**UNTRAINED, **ARMS["simsiam"], "loss": -0.9, "loss_sd": 0.005, **ARMS[variant], **override}
   final = {k: v + (e if k in ("probe", "knn") else e * v) for k, v in final.items()}
   loss, sd = final.pop("loss"), final.pop("loss_sd")
   curve = [dict(step=0, probe=0.75 + 0.01 * seed, **UNTRAINED), dict(step=100, **final)]
@@ -36,7 +37,8 @@ def _simsiam_record(variant, seed, d=64, **override):
   curves = {k: [final[k]] * 10 for k in ("z_std", "z_sv_rank", "z_cov_rank", "z_top3_var", "h_cov_rank")}
   return dict(name=f"{variant}{seed}", variant=variant, seed=seed, config="c", command=f"python -m x {variant}",
               proj_dim=d, steps=100, curve=curve, final=curve[-1], untrained=curve[0], train={"loss": loss},
-              train_curves={"step": steps, "loss": [loss + sd * (-1) ** i * (1 + seed) for i in range(10)], **curves,
+              train_curves={"step": steps, "loss": [loss + sd * (-1) ** i * (1 + 0.1 * seed) for i in range(10)],
+                            **curves,
                             "grad_norm/encoder": [1.0] * 10,
                             "grad_norm/predictor": [first + 0.1 * seed] + [later + 0.01 * seed] * 9},
               train_time_s=10.0, eval_time_s=2.0, wall_time_s=12.0)
@@ -195,7 +197,7 @@ def mlm_results(n_files=16, per_file=4):
     correct = "".join("01"[int(x)] for x in rng.random(n) < acc)
     records.append(dict(lab, name=r.name, eval={"accuracy": acc, "loss": 1.0 - acc}, correct=correct,
                         wall_time_s=30.0, steps_per_sec=5.0, command="python -m ..."))
-  extras = {"timing": {"droptoken": {str(p): 0.1 * (1 - p) + 0.01 for p in mlm.DROPS},
+  extras = {"timing": {"droptoken": {str(p): 0.1 * (1 - p) + 0.01 + 1e-4 * rng.normal() for p in mlm.DROPS},
                        "pretrain": {"mlm": 0.2, "mae": 0.21, "mae@0.75": 0.1, "mlm@0.75": 0.2}},
             "classes": ["a", "b"], "eval_counts": [n // 2, n // 2], "eval_files": np.repeat(np.arange(n_files),
                                                                                           per_file).tolist(),
@@ -209,8 +211,16 @@ def test_mlm_claims_and_report_on_synthetic_records(tmp_path):
   data = mlm.samples(res["runs"], res["extras"])
   assert len(data[f"acc:{mlm.key('mlm', 0.15, 0, 0)}"]) == 10                      # 2 pre-training x 5 seeds
   assert set(data[f"acc@f:{mlm.key('mlm', 0.15, 0, 0)}"]) == {f"f{f}" for f in range(5)}
-  verdicts = {v.claim.id: v.verdict for v in C.judge_all(mlm.claims(), data)}
-  assert all(verdicts[i] == C.HOLDS for i in ("1", "1b", "2 p0.1", "2 p0.15", "3", "4", "5", "6a", "6b", "7")), verdicts
+  judged = {v.claim.id: v for v in C.judge_all(mlm.claims(), data)}
+  verdicts = {i: v.verdict for i, v in judged.items()}
+  assert all(verdicts[i] == C.HOLDS for i in ("1", "1b", "2 p0.1", "2 p0.15", "3", "4", "6a", "6b")), judged
+  # Between pre-training arms the unit is the pre-training seed (mean over its fine-tuning seeds): 2 < min_n 3.
+  assert data[f"acc@s:{mlm.key('mae', 0.15, 0, 0)}"] == pytest.approx(
+      {s: np.mean([v for u, v in data[f"acc:{mlm.key('mae', 0.15, 0, 0)}"].items() if u.startswith(s + "/")])
+       for s in ("s0", "s1")})
+  for i in ("5", "7"):
+    assert verdicts[i] == C.INCONCLUSIVE and judged[i].n == 2 and "2 pre-training seeds, below the minimum 3" in \
+        judged[i].line(), judged[i].line()
   assert mlm.identity_verdict(res["extras"]["identity"]).verdict == C.HOLDS
   path = tmp_path / "results.json"
   path.write_text(json.dumps(res))
