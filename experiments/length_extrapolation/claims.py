@@ -409,8 +409,8 @@ def former(claim: C.Claim, S: dict) -> str | None:
 
 
 def verdicts(res: dict, protocol: str | None = None) -> list[tuple[C.Verdict, str, str | None]]:
-  """(verdict, Su's numbers, the former rule's verdict) per claim under an evaluation protocol (default: the
-  run's); 5c is inconclusive unless the baseline copies."""
+  """(verdict, Su's numbers, the former rule's verdict: on the former driver's runs only) per claim under an
+  evaluation protocol (default: the run's); 5c is inconclusive unless the baseline copies."""
   S = samples(res, protocol)
   items = checklist(res, S)
   vs = C.judge_all([c for c, _ in items], S)
@@ -420,7 +420,7 @@ def verdicts(res: dict, protocol: str | None = None) -> list[tuple[C.Verdict, st
     if c.id == "5c" and not copies and v.verdict == C.HOLDS:
       v = C.Verdict(c, C.INCONCLUSIVE, note="the baseline does not copy (0a), so the repeated column does not "
                     "measure long-range retrieval: " + v.line())
-    out.append((v, su, former(c, S)))
+    out.append((v, su, former(c, S) if res["meta"].get("former_driver") else None))
   return out
 
 

@@ -608,3 +608,12 @@ def test_logn_gap_claims_compare_the_per_seed_gains_of_two_architectures(tmp_pat
   for cid in ("W1", "W2", "W3", "W4", "H1", "H2", "6b", "R7", "1b", "4a-none", "G1-rope", "G2-rope", "G3-rope"):
     assert f"**{cid}**" in section, cid
   assert "✅ holds — effect" in section and "Not measured in these runs" in text
+
+
+def test_former_rule_marks_only_the_former_drivers_runs():
+  """The '(was ... under the former rule)' mark compares with the discarded 2-SE rule on the former driver's
+  recorded runs only; the launcher's own runs (and claims the former driver never had) carry no mark."""
+  res = _su_windows(["rope", "qna", "kna", "inv_leaky", "inv_leaky_b8"])
+  assert all(old is None for _, _, old in le_claims.verdicts(res))
+  res["meta"]["former_driver"] = True
+  assert any(old is not None for _, _, old in le_claims.verdicts(res))
