@@ -182,22 +182,19 @@ def make_optimizer(opt_cfg: ml_collections.ConfigDict, num_train_steps: int):
         "nonfinite_rule='shrink' is Su's per-variable Tiger rule: it needs name='tiger' (every group) and "
         "clip_grad_norm=0 (a global-norm clip turns one NaN gradient into NaN everywhere).")
   num_updates = max(num_train_steps // k, 1)
-  tx, schedule = _core_optimizer(c, num_updates, k, shrink)
-  if groups:
-    tx = _grouped(tx, c, groups, num_updates, k, shrink)
   turns = list(opt_cfg.get("alternate", None) or [])
-  if turns:
-    if len(turns) < 2 or c.skip_nonfinite:
-      raise ValueError(f"optimizer.alternate needs >= 2 override dicts (one per objective) and skip_nonfinite=False "
-                       f"(a skipped update would shift the turn); got {len(turns)} and {c.skip_nonfinite}.")
-    txs, schedules = [], []
-    for i, turn in enumerate(turns):
-      turn = turn.to_dict() if isinstance(turn, ml_collections.ConfigDict) else dict(turn)
-      ci = _with_overrides(c, turn, f"optimizer.alternate[{i}]")
-      tx_i, schedule_i = _core_optimizer(ci, num_updates, k, shrink)
-      txs.append(_grouped(tx_i, ci, groups, num_updates, k, shrink) if groups else tx_i)
-      schedules.append(schedule_i)
-    tx, schedule = alternating.alternate(*txs), schedules[0]
+  if turns and (len(turns) < 2 or c.skip_nonfinite):
+    raise ValueError(f"optimizer.alternate needs >= 2 override dicts (one per objective) and skip_nonfinite=False "
+                     f"(a skipped update would shift the turn); got {len(turns)} and {c.skip_nonfinite}.")
+  # One optimizer (the config itself), or one per turn (the config with that turn's overrides), each grouped.
+  configs = [_with_overrides(c, t.to_dict() if isinstance(t, ml_collections.ConfigDict) else dict(t),
+                             f"optimizer.alternate[{i}]") for i, t in enumerate(turns)] or [c]
+  txs, schedules = [], []
+  for ci in configs:
+    tx_i, schedule_i = _core_optimizer(ci, num_updates, k, shrink)
+    txs.append(_grouped(tx_i, ci, groups, num_updates, k, shrink) if groups else tx_i)
+    schedules.append(schedule_i)
+  tx, schedule = (alternating.alternate(*txs) if turns else txs[0]), schedules[0]
 
   if c.clip_grad_norm:
     if not c.clip_grad_norm > 0 or math.isnan(c.clip_grad_norm):
