@@ -27,6 +27,7 @@ from experiments.length_extrapolation import published
 SU_SPREAD_GAIN = min(published.SU[f"ReRoPE-w{w}"][2] for w in (64, 128, 256, 384)) - published.SU["Baseline"][2]
 ROBUST_SPREAD = 0.25             # claim 6a: windows within a quarter of that gain of each other
 SEED_MIN_N = 5                   # training seeds a seed-level claim needs (issue #18)
+BY_SEEDS = dict(unit="seeds", min_n=SEED_MIN_N)   # a claim paired over training seeds (seeds/L/x samples)
 PROTOCOLS = ("all", "tail", "last")
 
 
@@ -134,7 +135,6 @@ def checklist(res: dict, S: dict) -> list[tuple[C.Claim, str]]:
   nr, rp = (lambda x, L=L8: f"nonrep/{L}/{x}"), (lambda x, L=L8: f"rep/{L}/{x}")
   win = dict(unit="windows")
   sd = lambda x, L=L8: f"seeds/{L}/{x}"
-  seeds = dict(unit="seeds", min_n=SEED_MIN_N)
   out: list[tuple[C.Claim, str]] = []
 
   def add(su, cid, text, test, a, b=None, **kw):
@@ -155,9 +155,9 @@ def checklist(res: dict, S: dict) -> list[tuple[C.Claim, str]]:
       f"{n}", "welch", nr("rope"), f"0.75x nonrep/{n}/rope", direction="<")
   drop = (_mean(S.get(nr("rope", n))) or 0) - (_mean(S.get(nr("rope"))) or 0)
   add("23.16 -> 24.02", "1b", f"Log-n pre-training alone barely helps at 8x: its gain < 1/4 of the baseline's drop "
-      f"({drop:.2f} points)", "one_sample", "logn gain/rope", direction="<", reference=drop / 4, **seeds)
+      f"({drop:.2f} points)", "one_sample", "logn gain/rope", direction="<", reference=drop / 4, **BY_SEEDS)
   add("13.54 < 23.16", "2", "PI without fine-tuning is worse than the baseline at 8x (paired over training seeds)",
-      "paired", sd("rope"), sd("pi"), **seeds)
+      "paired", sd("rope"), sd("pi"), **BY_SEEDS)
   for v in ("old", "mixed"):
     add("39.27 / 40.12 vs 23.16", f"3a-{v}", f"NTK-RoPE ({v}) beats the baseline at 8x without fine-tuning",
         "paired", nr(f"ntk_{v}"), nr("rope"))
@@ -167,18 +167,18 @@ def checklist(res: dict, S: dict) -> list[tuple[C.Claim, str]]:
   for cid, base, lab, su in (("4a", "ntk_mixed", "NTK-mixed", "45.41 > 42.38 > 40.12"),
                              ("4b", f"rerope_w{w2}", f"ReRoPE w={w2}", "49.07 > 48.85 > 48.48")):
     add(su, f"{cid}-pre", f"Log n helps {lab}: pre-trained log n > none at 8x", "paired", sd("logn/" + base),
-        sd(base), **seeds)
+        sd(base), **BY_SEEDS)
     if f"{base}+logn†" in res["methods"]:
       add(su, f"{cid}-retro", f"{lab}: pre-trained log n > inference-only log n† at 8x", "paired",
-          sd("logn/" + base), sd(base + "+logn†"), **seeds)
+          sd("logn/" + base), sd(base + "+logn†"), **BY_SEEDS)
       add(su, f"{cid}-none", f"{lab}: log n† (retrofit) > none at 8x", "paired", sd(base + "+logn†"), sd(base),
-          **seeds)
+          **BY_SEEDS)
   _rerope_claims(add, nr, rp, n, L8, w4, S)
-  _architecture_claims(add, nr, n, L8, w2, w4, res)
-  _window_hwfa_claims(add, nr, rp, n, L8, w2, w4, S)
+  _architecture_claims(add, nr, sd, n, L8, w2, w4, res)
+  _window_hwfa_claims(add, nr, rp, sd, n, L8, w2, w4, S)
   _context_claims(add, nr, rp, n, L8, w4, res)
   _mlm_claims(add, res)
-  _new_variant_claims(add, nr, n, res)
+  _new_variant_claims(add, nr, sd, n, res)
   _gap_claims(add, n)
   return out
 
@@ -194,35 +194,36 @@ def findings(n: int) -> tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...]
 
 
 def hwfa2_method(res: dict, w: int, f: int) -> str:
-  """The ReRoPE-swap method of the HWFA2 run with window w and f full layers: `hwfa2+rerope` for the default
-  (w = 2 N / L, f = 2: configs/length_extrapolation/hwfa2.py), else the grid's `hwfa2_w<w>_f<f>+rerope`."""
+  """The ReRoPE-swap method of the HWFA2 run with window w and f full layers (methods.hwfa2_ckpt)."""
   n, layers = int(res["meta"]["train_length"]), int((res["meta"].get("model") or {}).get("num_layers", 4))
-  return "hwfa2+rerope" if (w, f) == (2 * n // layers, 2) else f"hwfa2_w{w}_f{f}+rerope"
+  return methods_lib.hwfa2_ckpt(n, layers, w, f) + "+rerope"
 
 
-def _new_variant_claims(add, nr, n, res):
+def _new_variant_claims(add, nr, sd, n, res):
   """Issue #18's variants (extended plan): Su's negative controls QNA and KeyNorm + NoPE (9859: "QNA does not
   extrapolate", "KeyNorm needs RoPE"), InvLeaky with the RoPE base x8 (9728 T6) and the HWFA2 grid (9731 T7:
-  "too large a window hurts")."""
+  "too large a window hurts"). Two checkpoints are compared paired over training seeds (the `seeds` scale trains
+  them); one checkpoint at two lengths, over windows."""
   q = lambda x: f"0.75x nonrep/{n}/{x}"
   add("22.18 vs 0.75 x 49.55", "11c", "QNA does not extrapolate: its accuracy at 8x < 0.75x its L_train accuracy",
       "welch", nr("qna"), q("qna"), direction="<", family="QNA")
-  add("49.55 vs 49.41", "11d", "QNA does not hurt accuracy at L_train (non-inferiority, 1 point)", "paired",
-      nr("qna", n), nr("rope", n), margin=-1.0, family="QNA")
-  add("47.69 vs 22.18", "11e", "The key norm extrapolates, the query norm does not: KNA is above QNA at 8x",
-      "paired", nr("kna"), nr("qna"), family="QNA")
+  add("49.55 vs 49.41", "11d", "QNA does not hurt accuracy at L_train (non-inferiority, 1 point; paired over "
+      "training seeds)", "paired", sd("qna", n), sd("rope", n), margin=-1.0, family="QNA", **BY_SEEDS)
+  add("47.69 vs 22.18", "11e", "The key norm extrapolates, the query norm does not: KNA is above QNA at 8x (paired "
+      "over training seeds)", "paired", sd("kna"), sd("qna"), family="QNA", **BY_SEEDS)
   add("qualitative (9859: KeyNorm needs RoPE)", "11f", "KNA + NoPE does not extrapolate: its accuracy at 8x < 0.75x "
       "its L_train accuracy", "welch", nr("kna_nope"), q("kna_nope"), direction="<", family="NoPE")
-  add("qualitative (9859)", "11g", "KNA with RoPE is above KNA + NoPE at 8x", "paired", nr("kna"), nr("kna_nope"),
-      family="NoPE")
-  add("48.85 vs 48.32", "9b", "InvLeaky with the RoPE base x8 (b8) is above InvLeaky at 8x", "paired",
-      nr("inv_leaky_b8"), nr("inv_leaky"), family="9b")
-  add("48.85 vs 23.16", "9b-far", "InvLeaky b8 extrapolates with no inference change (above the baseline at 8x)",
-      "paired", nr("inv_leaky_b8"), nr("rope"), family="9b")
+  add("qualitative (9859)", "11g", "KNA with RoPE is above KNA + NoPE at 8x (paired over training seeds)", "paired",
+      sd("kna"), sd("kna_nope"), family="NoPE", **BY_SEEDS)
+  add("48.85 vs 48.32", "9b", "InvLeaky with the RoPE base x8 (b8) is above InvLeaky at 8x (paired over training "
+      "seeds)", "paired", sd("inv_leaky_b8"), sd("inv_leaky"), family="9b", **BY_SEEDS)
+  add("48.85 vs 23.16", "9b-far", "InvLeaky b8 extrapolates with no inference change (above the baseline at 8x; "
+      "paired over training seeds)", "paired", sd("inv_leaky_b8"), sd("rope"), family="9b", **BY_SEEDS)
   for f, su in ((1, "47.64 vs 49.37"), (2, "48.42 vs 49.36")):
     big, mid = hwfa2_method(res, max(1, n // 2), f), hwfa2_method(res, max(1, n // 8), f)
     add(su + " (w256 vs w64)", f"10d-f{f}", f"HWFA2 with too large a window: {big} (w~ = N/2) is below {mid} "
-        "(w~ = N/8) at 8x", "paired", nr(big), nr(mid), direction="<", family="10d")
+        "(w~ = N/8) at 8x (paired over training seeds)", "paired", sd(big), sd(mid), direction="<", family="10d",
+        **BY_SEEDS)
 
 
 def _gap_claims(add, n):
@@ -238,15 +239,14 @@ def _gap_claims(add, n):
       rows = [published.su_row(m, n) for m in gain_pairs(n)[f"{kind}/{x}"]]
       su = f"Su {published.SU[rows[0]][2] - published.SU[rows[1]][2]:+.2f}; " if all(rows) else ""
       add(f"{su}independent {ind}", f"{cid}-{x}", f"The {text} than on ours: {x} at 8x (Welch over training "
-          "seeds)", "welch", f"gain/{kind}/{arm}{x}", f"gain/{kind}/{x}", family=cid, unit="seeds",
-          min_n=SEED_MIN_N)
+          "seeds)", "welch", f"gain/{kind}/{arm}{x}", f"gain/{kind}/{x}", family=cid, **BY_SEEDS)
 
 
 def _rerope_claims(add, nr, rp, n, L8, w4, S):
   for cid, x in (("5a", f"logn/rerope_w{w4}"), ("5a'", f"rerope_w{w4}")):
     add("49.07 vs 49.40 (log n, w=256)", cid, f"{x} at 8x stays within 1 point of (or above) its own L_train "
         "accuracy (non-inferiority, paired over training seeds)", "paired", f"seeds/{L8}/{x}", f"seeds/{n}/{x}",
-        margin=-1.0, unit="seeds", min_n=SEED_MIN_N)
+        margin=-1.0, **BY_SEEDS)
   for cid, a, b in (("5b", f"rerope_w{w4}", "ntk_mixed"), ("5b'", f"logn/rerope_w{w4}", "logn/ntk_mixed")):
     add("48.48 vs 40.12; 49.07 vs 45.41", cid, f"{a} is ahead of {b} at 8x", "paired", nr(a), nr(b))
   add("85.12 vs 68.91 (log n)", "5c", "ReRoPE is ahead of NTK on the repeated set at 8x (meaningful only if the "
@@ -267,34 +267,39 @@ def _rerope_claims(add, nr, rp, n, L8, w4, S):
       nr(f"logn/leaky_w{n // 2}_k16"), nr(f"logn/leaky_w{n // 2}_k8"))
 
 
-def _architecture_claims(add, nr, n, L8, w2, w4, res):
-  sd, seeds = (lambda x, L=L8: f"seeds/{L}/{x}"), dict(unit="seeds", min_n=SEED_MIN_N)
+def _architecture_claims(add, nr, sd, n, L8, w2, w4, res):
+  """Checkpoints trained differently (HWFA, InvLeaky, HWFA2, KNA, CosA vs the baseline or each other): paired over
+  training seeds (issue #18: one seed's windows leave the seed-to-seed spread out); inference methods on the
+  baseline's checkpoint (12, 13): paired over its windows."""
   add("48.70 vs 49.41", "8a", "HWFA costs little at L_train (non-inferior to the baseline, margin 3 points; "
-      "paired over training seeds)", "paired", sd("hwfa", n), sd("rope", n), margin=-3.0, **seeds)
+      "paired over training seeds)", "paired", sd("hwfa", n), sd("rope", n), margin=-3.0, **BY_SEEDS)
   add("48.15 vs 23.16", "8b-far", "HWFA extrapolates with no inference change: above the baseline at 8x (paired "
-      "over training seeds)", "paired", sd("hwfa"), sd("rope"), **seeds)
+      "over training seeds)", "paired", sd("hwfa"), sd("rope"), **BY_SEEDS)
   add("48.15 vs 48.70 at 512", "8b-own", "HWFA at 8x is within 2 points of (or above) its L_train accuracy",
       "welch", nr("hwfa"), nr("hwfa", n), margin=-2.0)
-  add("48.15 <= 48.32", "9-hwfa", "InvLeaky is above HWFA at 8x", "paired", nr("inv_leaky"), nr("hwfa"))
-  add("48.32 <= 49.07", "9-rerope", "ReRoPE (log n) is above InvLeaky at 8x", "paired", nr(f"logn/rerope_w{w4}"),
-      nr("inv_leaky"))
+  add("48.15 <= 48.32", "9-hwfa", "InvLeaky is above HWFA at 8x (paired over training seeds)", "paired",
+      sd("inv_leaky"), sd("hwfa"), **BY_SEEDS)
+  add("48.32 <= 49.07", "9-rerope", "ReRoPE (log n) is above InvLeaky at 8x (paired over training seeds)", "paired",
+      sd(f"logn/rerope_w{w4}"), sd("inv_leaky"), **BY_SEEDS)
   best2 = hwfa2_method(res, max(1, n // 8), 2)   # Su's best w64-f2 (published.su_row: windows scale with N)
   add("49.46 vs 49.41", "10a", f"HWFA2 at Su's best setting ({best2}) is not worse than the baseline at L_train "
-      "(non-inferiority, 1 point)", "paired", nr(best2, n), nr("rope", n), margin=-1.0)
+      "(non-inferiority, 1 point; paired over training seeds)", "paired", sd(best2, n), sd("rope", n), margin=-1.0,
+      **BY_SEEDS)
   others = {k: np.mean(m["by_length"][str(L8)]["nonrep"]["acc"]) for k, m in res["methods"].items()
             if "@s" not in k and not k.startswith(("hwfa2",) + methods_lib.GAP_PREFIXES)   # not the grid / gap runs
-            and str(L8) in m.get("by_length", {})}
+            and "nonrep" in m.get("by_length", {}).get(str(L8), {})}
   if others:
     best = max(others, key=others.get)
     add("49.36 (best with w64-f1 49.37)", "10b", f"HWFA2 at Su's best setting ({best2}) is not worse than the best "
-        f"other method at 8x ({best}; non-inferiority, 1 point)", "paired", nr(best2), nr(best), margin=-1.0)
+        f"other method at 8x ({best}, by seed 0; non-inferiority, 1 point; paired over training seeds)", "paired",
+        sd(best2), sd(best), margin=-1.0, **BY_SEEDS)
   add("qualitative", "10c", "HWFA2 does not extrapolate without the ReRoPE swap", "paired", nr("hwfa2+rerope"),
       nr("hwfa2"))
   for v, su1, su8 in (("kna", "49.60", "47.69"), ("cosa", "49.73", "46.98")):
-    add(f"{su1} vs 49.41", f"11a-{v}", f"{v.upper()} does not hurt accuracy at L_train (non-inferiority, 1 point)",
-        "paired", nr(v, n), nr("rope", n), margin=-1.0)
+    add(f"{su1} vs 49.41", f"11a-{v}", f"{v.upper()} does not hurt accuracy at L_train (non-inferiority, 1 point; "
+        "paired over training seeds)", "paired", sd(v, n), sd("rope", n), margin=-1.0, **BY_SEEDS)
     add(f"{su8} vs 23.16", f"11b-{v}", f"{v.upper()} extrapolates with no inference change (above the baseline "
-        "at 8x)", "paired", nr(v), nr("rope"))
+        "at 8x; paired over training seeds)", "paired", sd(v), sd("rope"), **BY_SEEDS)
   add("47.45 vs 42.20", "12a", "YaRN (drop-in) beats NTK at 8x", "paired", nr("yarn"), nr("ntk_old"))
   add("47.45 vs 47.82", "12b", "YaRN is within 1 point of (or above) ReRoPE at 8x", "paired", nr("yarn"),
       nr(f"rerope_w{w4}"), margin=-1.0)
@@ -305,7 +310,7 @@ def _architecture_claims(add, nr, n, L8, w2, w4, res):
       "ntk_old at L_train", "paired", nr(f"rerope_w{w2}", n), nr("ntk_old", n))
 
 
-def _window_hwfa_claims(add, nr, rp, n, L8, w2, w4, S):
+def _window_hwfa_claims(add, nr, rp, sd, n, L8, w2, w4, S):
   """Su's two orderings that our data reverse (issue #18), each with the hypothesis test that follows it:
   W  the sliding window is a very strong baseline on non-repeated text (9431), yet ReRoPE, which keeps the far
      tokens, is the better method (9708): the hypothesis is that non-repeated bytes at this scale carry little
@@ -314,14 +319,13 @@ def _window_hwfa_claims(add, nr, rp, n, L8, w2, w4, S):
   H  ReRoPE is above HWFA at 8x (T5a, 9708); the hypothesis is that HWFA's window layers (locality) suit
      non-repeated byte text, so ReRoPE + log n leads where retrieval matters (H2: the repeated column).
   """
-  sd, seeds = (lambda x, L=L8: f"seeds/{L}/{x}"), dict(unit="seeds", min_n=SEED_MIN_N)
   # The stronger of Su's recommended ReRoPE windows (N/4, N/2) on seed 0 (the hard side for W1, the fair one for W2).
   rr = max((f"rerope_w{w}" for w in (w4, w2)), key=lambda x: _mean(S.get(nr(x))) or -np.inf)
   add("qualitative (9431: a very strong baseline)", "W1", f"The sliding window (N) is within 1 point of (or above) "
       f"{rr} at 8x on non-repeated text (non-inferiority, paired over training seeds)", "paired", sd("window"),
-      sd(rr), margin=-1.0, family="W", **seeds)
+      sd(rr), margin=-1.0, family="W", **BY_SEEDS)
   add("qualitative (9708: ReRoPE keeps the far tokens)", "W2", f"{rr} is above the sliding window (N) at 8x on "
-      "non-repeated text (paired over training seeds)", "paired", sd(rr), sd("window"), family="W", **seeds)
+      "non-repeated text (paired over training seeds)", "paired", sd(rr), sd("window"), family="W", **BY_SEEDS)
   for cid, p in (("W3", ""), ("W3'", "logn/")):
     add("1.4996 -> 1.4267 (LLaMA, ReRoPE)", cid, f"Far context helps ReRoPE, not the window: on the same last {n} "
         f"bytes with {L8} bytes of context, {p}rerope_w{w4}'s loss is below {p}window's", "paired",
@@ -332,10 +336,10 @@ def _window_hwfa_claims(add, nr, rp, n, L8, w2, w4, S):
   for cid, x, su in (("H1", f"rerope_w{w2}", "48.48 vs 48.15 (w=256)"),
                      ("H1'", f"logn/rerope_w{w2}", "49.07 vs 48.15 (log n, w=256)")):
     add(su, cid, f"{x} is above HWFA at 8x on non-repeated text (paired over training seeds)", "paired", sd(x),
-        sd("hwfa"), family="H", **seeds)
+        sd("hwfa"), family="H", **BY_SEEDS)
   add("85.12 vs 80.84 (log n, w=256)", "H2", f"Repeated column at 8x: ReRoPE-log n (w={w4}) is above HWFA "
       "(copy-augmented checkpoints, paired over training seeds)", "paired", f"seeds-rep/{L8}/copy-logn/rerope_w{w4}",
-      f"seeds-rep/{L8}/copy/hwfa", family="H2", **seeds)
+      f"seeds-rep/{L8}/copy/hwfa", family="H2", **BY_SEEDS)
 
 
 def _mlm_claims(add, res):
@@ -345,18 +349,18 @@ def _mlm_claims(add, res):
     return
   n, su = int(runs[0]["train_length"]), runs[0].get("published") or {}
   col = {L: k for k, L in enumerate(su.get("lengths", []))}
-  sd, seeds = (lambda x, L: f"seeds/{L}/mlm/{x}"), dict(unit="seeds", min_n=SEED_MIN_N)
+  sd = lambda x, L: f"seeds/{L}/mlm/{x}"
   for L in sorted(int(x) for x in runs[0]["by_length"]):
     k = col.get(L * su["lengths"][0] // n) if col else None
     nums = f"{su['attention_e'][k]} vs {su['attention_o'][k]} (n={su['lengths'][k]})" if k is not None else "-"
     if L == n:
       add(nums, "T1-N", f"MLM at its training length {n}: Attention-E (log n) is within 1 point of (or above) "
           "Attention-O (non-inferiority, paired over training seeds)", "paired", sd("attention_e", L),
-          sd("attention_o", L), margin=-1.0, **seeds)
+          sd("attention_o", L), margin=-1.0, **BY_SEEDS)
     else:
       add(nums, f"T1-{L // n}x", f"MLM at {L} ({L // n}x its training length): Attention-E (log n) is above "
           "Attention-O (paired over training seeds)", "paired", sd("attention_e", L), sd("attention_o", L),
-          family="T1", **seeds)
+          family="T1", **BY_SEEDS)
 
 
 def _context_claims(add, nr, rp, n, L8, w4, res):
@@ -369,7 +373,8 @@ def _context_claims(add, nr, rp, n, L8, w4, res):
   add("qualitative (LLM perplexity)", "15a", "A sliding window without the first tokens is worse than the "
       "Lambda-mask at 8x (attention sinks)", "paired", nr("lambda"), nr("window"))
   add("qualitative", "15b", "Training with ReRoPE from scratch gives no extrapolation (no training config for "
-      "it at this scale)", "paired", nr("rerope_scratch"), nr("rope"))
+      "it at this scale; paired over training seeds)", "paired", f"seeds/{L8}/rerope_scratch", f"seeds/{L8}/rope",
+      **BY_SEEDS)
   if "copy/rope" not in res["methods"]:
     return
   add("(implicit)", "R0", f"The copy-augmented baseline copies within L_train (repeated > non-repeated by > 10 "
@@ -382,8 +387,11 @@ def _context_claims(add, nr, rp, n, L8, w4, res):
             "ReRoPE is ahead of NTK-mixed (log n)"),
            ("R5", "copy/hwfa", "copy/rope", "80.84 vs 24.17", "HWFA is above the baseline"),
            ("R7", "copy/rope", f"copy/rerope_w{n}", "7.09 vs 24.17", "ReRoPE with w = L_train is below the baseline"))
-  for cid, a, b, su, text in pairs:
-    add(su, cid, f"Repeated column at 8x: {text}", "paired", rp(a), rp(b), family="R")
+  for cid, a, b, su, text in pairs:   # R5 compares two checkpoints: paired over training seeds
+    keys, kw = ((f"seeds-rep/{L8}/{a}", f"seeds-rep/{L8}/{b}"), BY_SEEDS) \
+        if cid == "R5" else ((rp(a), rp(b)), {})
+    add(su, cid, f"Repeated column at 8x: {text}" + " (paired over training seeds)" * (cid == "R5"), "paired",
+        *keys, family="R", **kw)
   add("77.90 vs 48.48 (w=256)", "R3", "ReRoPE retrieves beyond L_train: at 8x its repeated accuracy is above its "
       "non-repeated accuracy", "paired", rp(f"copy/rerope_w{w4}"), nr(f"copy/rerope_w{w4}"), family="R")
   add("85.15 vs 85.47 (log n, w=128)", "R6", "Repeated column: Leaky ReRoPE (k=16) ≈ ReRoPE at 8x (equivalent "

@@ -70,18 +70,40 @@ SEED_CKPTS = ("rope", "rope_logn", "hwfa", "rope_logn_copy", "hwfa_copy", "rope_
 GAP_PREFIXES = ("pre2h/", "pre2h-logn/", "2xsteps/")   # the log-n gap runs' methods (not Su's methods)
 
 
-def seed_method_names(n: int) -> set[str]:
+def hwfa2_ckpt(n: int, num_layers: int, w: int, f: int) -> str:
+  """The HWFA2 run with window w and f full layers: `hwfa2` for the default (w = 2 N / L, f = 2:
+  configs/length_extrapolation/hwfa2.py), else the grid's `hwfa2_w<w>_f<f>` (study.HWFA2_GRID)."""
+  return "hwfa2" if (w, f) == (2 * n // num_layers, 2) else f"hwfa2_w{w}_f{f}"
+
+
+def hwfa2_claim_ckpts(n: int, num_layers: int) -> tuple[str, ...]:
+  """The HWFA2 runs the claims compare (10a, 10b, 10d): w = N/8 and N/2, f = 1 and 2."""
+  return tuple(dict.fromkeys(hwfa2_ckpt(n, num_layers, max(1, n // d), f) for f in (1, 2) for d in (8, 2)))
+
+
+def seed_scale_ckpts(n: int, num_layers: int) -> tuple[str, ...]:
+  """Checkpoints that claims compare with other checkpoints (InvLeaky, QNA, KNA, CosA, HWFA2, the copy-augmented
+  baseline: 9, 9b, 10, 11, R5) beyond SEED_CKPTS: their seeds 1.. are runs of the opt-in `seeds` scale only (the
+  extended plan's runs, and so its cache, stay as they were)."""
+  return ("inv_leaky", "inv_leaky_b8", "qna", "kna", "kna_nope", "cosa", "rope_copy") + hwfa2_claim_ckpts(
+      n, num_layers)
+
+
+def seed_method_names(n: int, num_layers: int = 4) -> set[str]:
   w2, w4 = max(1, n // 2), max(1, n // 4)
   return {"rope", "ntk_mixed", "ntk_mixed+logn†", f"rerope_w{w2}", f"rerope_w{w2}+logn†", "logn/rope",
           "logn/ntk_mixed", f"logn/rerope_w{w2}",
           "logn†", "pi", "window", "hwfa", f"rerope_w{w4}", f"logn/rerope_w{w4}",   # issue #18: 2, 5a, W, H
-          f"copy-logn/rerope_w{w4}", "copy/hwfa"} | {
+          f"copy-logn/rerope_w{w4}", "copy/hwfa",
+          "inv_leaky", "inv_leaky_b8", "qna", "kna", "kna_nope", "cosa", "copy/rope"} | {   # seed_scale_ckpts
+          f"{c}+rerope" for c in hwfa2_claim_ckpts(n, num_layers)} | {
           p + x for p in GAP_PREFIXES for x in ("rope", "logn†", "ntk_mixed", "ntk_mixed+logn†", f"rerope_w{w2}",
                                                 f"rerope_w{w2}+logn†")}
 
 
-def seed_replicates(methods: list[L.Method], n: int, seeds: int) -> list[L.Method]:
-  """For seed s = 1..seeds-1: `name@s<s>` on checkpoint `<ckpt>_s<s>` (1x and 8x only)."""
-  names = seed_method_names(n)
+def seed_replicates(methods: list[L.Method], n: int, seeds: int, num_layers: int = 4) -> list[L.Method]:
+  """For seed s = 1..seeds-1: `name@s<s>` on checkpoint `<ckpt>_s<s>` (1x and 8x only), for the seed-aware
+  methods (seed_method_names) of SEED_CKPTS and seed_scale_ckpts."""
+  names, ckpts = seed_method_names(n, num_layers), SEED_CKPTS + seed_scale_ckpts(n, num_layers)
   return [dataclasses.replace(m, name=f"{m.name}@s{s}", ckpt=f"{m.ckpt}_s{s}", core=False)
-          for s in range(1, seeds) for m in methods if m.ckpt in SEED_CKPTS and m.name in names]
+          for s in range(1, seeds) for m in methods if m.ckpt in ckpts and m.name in names]

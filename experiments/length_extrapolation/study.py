@@ -2,6 +2,7 @@ r"""Length extrapolation (issue #5): pre-training variants, inference-time metho
 
   python -m experiments length_extrapolation --workdir /tmp/le                    # the decisive default (~60 min)
   python -m experiments length_extrapolation --workdir /tmp/le --scale extended   # + every other variant
+  python -m experiments length_extrapolation --workdir /tmp/le --scale seeds      # + 5 seeds of every compared one
   python -m experiments length_extrapolation --workdir /tmp/le --scale tiny       # smoke test (< 2 min)
   python -m experiments length_extrapolation --workdir W --config.data.glob='/my/corpus/**/*.txt'
 
@@ -26,6 +27,9 @@ Plans (issue #18: the default <= 60 min on 2 cores; cross-checkpoint claims need
              than an independent measurement (GAP_VARIANTS, 5 seeds each: the pre-norm 2-head architecture and its
              log-n twin, ~330 / ~315 s a run, and the baseline at 2x steps, ~430 s: 15 runs, ~90 min):
              70 runs, ~5.8 h (--dry_run; the MLM runs guessed at 2x an LM run, h heads at 1 + (h - 1) / 2 x).
+  seeds      extended + training seeds 1-4 of the other checkpoints that cross-checkpoint claims compare (9, 9b,
+             10a/b/d, 11, R5: InvLeaky, InvLeaky b8, QNA, KNA, KNA + NoPE, CosA, rope_copy and the four HWFA2
+             settings; methods.seed_scale_ckpts), after the extended runs: 44 more runs (~2.5 h), 114 runs, ~8.3 h.
   tiny       two checkpoints and a few methods (< 2 min). medium / full: accelerator scales.
 """
 from __future__ import annotations
@@ -84,7 +88,7 @@ CONTROL = ("copy_control", "steps=1000,copy=1,copy_source=random")
 CONTROL_CHECKPOINTS = 10
 TINY = ("rope", "hwfa")   # the smoke test: two checkpoints and a few methods (each method compiles its programs)
 TINY_METHODS = ("rope", "ntk_mixed", "rerope_w4", "hwfa")
-SCALES = ("tiny", "default", "extended", "medium", "full")
+SCALES = ("tiny", "default", "extended", "seeds", "medium", "full")
 WINDOWS = {"tiny": 8, "default": 16, "medium": 32, "full": 64}   # test windows at 8x N (more at shorter lengths)
 COPY_CHECKPOINTS, PROBE_CHECKPOINTS = 4, 6
 # --dry_run estimate, seconds: training per run (default: 1200 steps at the ~6 steps/s the seed replicates of the
@@ -96,7 +100,7 @@ EVAL_S = {"tiny": 1.0, "default": 2.5, "medium": 10.0, "full": 60.0}
 
 
 def _config_scale(scale: str) -> str:
-  return "default" if scale == "extended" else scale
+  return "default" if scale in ("extended", "seeds") else scale
 
 
 def config_spec(variant: str, scale: str, extra: str = "") -> str:
@@ -124,10 +128,10 @@ def probe_name(arg: str) -> str:
   return "copy_probe__" + "".join(ch if ch.isalnum() else "_" for ch in arg)
 
 
-def run_methods(name: str, variant: str, seed: int, n: int, only=None) -> list:
+def run_methods(name: str, variant: str, seed: int, n: int, only=None, num_layers: int = 4) -> list:
   """The methods evaluated on run `name` (seed replicates: the seed-aware ones); `only`: names to keep."""
   ms = methods_lib.all_methods(n, (variant,))
-  ms = methods_lib.seed_replicates(ms, n, seed + 1) if seed else ms
+  ms = methods_lib.seed_replicates(ms, n, seed + 1, num_layers) if seed else ms
   return [m for m in ms if m.ckpt == name and (not only or m.name.split("@")[0] in only)]
 
 
@@ -136,43 +140,52 @@ def _cost(c, ref_steps: int) -> float:
   return c.num_train_steps / ref_steps * (1 + (int(c.model.num_heads) - 1) / 2)
 
 
+def _run(variant: str, seed: int, scale: str, methods, ref_steps: int) -> launcher.Run:
+  """Seed ``seed`` of a variant (``<variant>_s<seed>`` for seed > 0), its labels and its --dry_run estimate."""
+  name = variant + (f"_s{seed}" if seed else "")
+  spec = config_spec(variant, scale, f"seed={seed}" if seed else "")
+  c = launcher.load_run_config(launcher.Run(variant, spec), ())
+  work = (len(c.study.test_lengths) if variant in MLM_VARIANTS else
+          sum(4 if m.core else 2 for m in run_methods(name, variant, seed, int(c.data.seq_len), methods,
+                                                      int(c.model.num_layers))))
+  keep = _keep(spec, COPY_CHECKPOINTS) if variant in ("rope", "rope_copy") and not seed else ()
+  work += 2 * (COPY_CHECKPOINTS + 1) * bool(keep)   # the copy check: 2 evaluations per kept checkpoint
+  train = EST_S[_config_scale(scale)] * (2 if variant in MLM_VARIANTS else _cost(c, ref_steps))
+  labels = dict(scale=scale, methods=list(methods) if methods else None, variant=variant, seed=seed)
+  return launcher.Run(name, spec, labels, train + EVAL_S[_config_scale(scale)] * work, overrides=keep)
+
+
 def plan(seeds: int | None = None, scale: str = "default", variants=None, methods=None) -> list[launcher.Run]:
-  """Every variant at seed 0, then seeds 1.. of methods.SEED_CKPTS and the MLM runs, then the probes (module
-  docstring). ``variants`` / ``methods`` (names) restrict the plan (the notebook, smoke tests)."""
+  """Every variant at seed 0, then seeds 1.. of methods.SEED_CKPTS and the MLM runs, then the probes, then (scale
+  `seeds`) seeds 1.. of methods.seed_scale_ckpts (module docstring). ``variants`` / ``methods`` (names) restrict
+  the plan (the notebook, smoke tests)."""
   if scale not in SCALES:
     raise ValueError(f"length_extrapolation scales are {', '.join(SCALES)}; got {scale!r}.")
   seeds = seeds or {"tiny": 1, "medium": 3, "full": 3}.get(scale, SEEDS)
   full_set = DEFAULT_VARIANTS + EXTRA_VARIANTS
-  variants = tuple(variants or (TINY if scale == "tiny" else full_set if scale == "extended" else DEFAULT_VARIANTS))
+  variants = tuple(variants or (TINY if scale == "tiny" else full_set if scale in ("extended", "seeds") else
+                                DEFAULT_VARIANTS))
   bad = [v for v in variants if v not in VARIANTS]
   if bad:
     raise ValueError(f"unknown variants {bad}; choose from {sorted(VARIANTS)}.")
   methods = methods or (TINY_METHODS if scale == "tiny" else None)
-  train_s, eval_s = EST_S[_config_scale(scale)], EVAL_S[_config_scale(scale)]
-  ref_steps = load_config("rope", scale)[0].num_train_steps
-  labels = dict(scale=scale, methods=list(methods) if methods else None)
+  rope = load_config("rope", scale)[0]
+  ref_steps = rope.num_train_steps
   seeded = methods_lib.SEED_CKPTS + MLM_VARIANTS
-  runs = []
-  for seed in range(seeds):
-    for v in variants if seed == 0 else [v for v in seeded if v in variants]:
-      name = v + (f"_s{seed}" if seed else "")
-      spec = config_spec(v, scale, f"seed={seed}" if seed else "")
-      c = launcher.load_run_config(launcher.Run(v, spec), ())
-      work = (len(c.study.test_lengths) if v in MLM_VARIANTS else
-              sum(4 if m.core else 2 for m in run_methods(name, v, seed, int(c.data.seq_len), methods)))
-      keep = _keep(spec, COPY_CHECKPOINTS) if v in ("rope", "rope_copy") and not seed else ()
-      work += 2 * (COPY_CHECKPOINTS + 1) * bool(keep)   # the copy check: 2 evaluations per kept checkpoint
-      train = train_s * (2 if v in MLM_VARIANTS else _cost(c, ref_steps))
-      runs.append(launcher.Run(name, spec, dict(labels, variant=v, seed=seed), train + eval_s * work,
-                               overrides=keep))
+  runs = [_run(v, seed, scale, methods, ref_steps) for seed in range(seeds)
+          for v in (variants if seed == 0 else [v for v in seeded if v in variants])]
   # The copy probes (3 evaluations per kept checkpoint) and the positive control (1), on the full extended plan.
   extra = [(probe_name(a), a, PROBE_CHECKPOINTS, 3, dict(probe=a)) for a in PROBES] + [
       (*CONTROL, CONTROL_CHECKPOINTS, 1, dict(control=True))]
-  for name, arg, keep, evals, lab in extra if scale == "extended" and variants == full_set else ():
+  labels, train_s, eval_s = dict(scale=scale, methods=None), EST_S["default"], EVAL_S["default"]
+  for name, arg, keep, evals, lab in extra if scale in ("extended", "seeds") and variants == full_set else ():
     spec = config_spec("rope", scale, arg)
     cost = _cost(launcher.load_run_config(launcher.Run(name, spec), ()), ref_steps)
     runs.append(launcher.Run(name, spec, dict(labels, variant="rope", seed=0, **lab),
                              train_s * cost + evals * (keep + 1) * eval_s, overrides=_keep(spec, keep)))
+  if scale == "seeds":   # issue #18 (A5): seeds 1.. of the other checkpoints that claims compare, after the rest
+    more = methods_lib.seed_scale_ckpts(int(rope.data.seq_len), int(rope.model.num_layers))
+    runs += [_run(v, seed, scale, methods, ref_steps) for seed in range(1, seeds) for v in more if v in variants]
   return runs
 
 
@@ -217,7 +230,7 @@ def evaluate(run, config, run_dir: str, record: dict) -> dict:
                                           else [n])
   if lab.get("probe"):
     return out
-  ms = run_methods(run.name, lab["variant"], lab["seed"], n, lab.get("methods"))
+  ms = run_methods(run.name, lab["variant"], lab["seed"], n, lab.get("methods"), int(config.model.num_layers))
   params = checkpoint.load_state(run_dir)[0]["params"] if ms else None
   for m in ms:
     t0 = time.time()

@@ -234,7 +234,7 @@ def test_copy_claims_on_copy_augmented_checkpoints(tmp_path):
                     "rep": {"acc": list(rep + rng.normal(0, 0.01, 40)), "loss": list(1 - non),
                             "copy_acc": list(rep + 0.05 + rng.normal(0, 0.01, 40))}}
     res["methods"][name] = {"ckpt": "rope_copy", "core": False, "note": "", "attention": {}, "by_length": by}
-  v = _verdicts(res)
+  v = _verdicts(_with_seeds(res))   # R5 (copy/hwfa vs copy/rope) compares two checkpoints: over training seeds
   for cid in ("R0", "R1", "R2", "R3", "R4", "R4'", "R5", "R6", "R7"):
     assert v[cid].verdict == claims_lib.HOLDS, (cid, v[cid].line())
   text = report.write_report(res, str(tmp_path), plots=False)
@@ -355,6 +355,23 @@ def test_plan_default_and_tiny():
   assert [r.name for r in study.plan(scale="tiny")] == list(study.TINY)
   with pytest.raises(ValueError, match="scales are"):
     study.plan(scale="huge")
+
+
+def test_seeds_plan_is_the_extended_plan_plus_seeds_of_the_compared_checkpoints():
+  """Scale `seeds` (issue #18, A5): the extended plan's runs unchanged and first (their names and configs are cache
+  keys), then seeds 1-4 of every other checkpoint a cross-checkpoint claim compares, named as `extended` names
+  its seed replicates, each scoring only the replicates of the methods those claims read."""
+  ext, seeds = study.plan(scale="extended"), study.plan(scale="seeds")
+  assert [(r.name, r.config, r.overrides) for r in seeds[:len(ext)]] == [(r.name, r.config, r.overrides) for r in ext]
+  ckpts = methods_lib.seed_scale_ckpts(128, 4)
+  assert set(ckpts) >= {"inv_leaky", "inv_leaky_b8", "qna", "kna", "kna_nope", "cosa", "rope_copy", "hwfa2",
+                        "hwfa2_w16_f1", "hwfa2_w64_f1", "hwfa2_w16_f2"} and not set(ckpts) & set(methods_lib.SEED_CKPTS)
+  more = {r.name: r for r in seeds[len(ext):]}
+  assert set(more) == {f"{v}_s{k}" for v in ckpts for k in range(1, 5)}
+  assert more["rope_copy_s3"].config == study.config_spec("rope_copy", "extended", "seed=3")
+  assert {m.name for m in study.run_methods("rope_copy_s3", "rope_copy", 3, 128)} == {"copy/rope@s3"}
+  assert {m.name for m in study.run_methods("hwfa2_s1", "hwfa2", 1, 128)} == {"hwfa2+rerope@s1"}
+  assert all(r.est_s > 0 for r in more.values())
 
 
 def test_extended_plan_has_the_issue_18_variants():
@@ -532,18 +549,20 @@ def test_logn_gains_by_protocol_pair_the_seeds(tmp_path):
 # ---------------------------------------------------------------------------- issue #18's claims
 
 
-def _su_windows(names, n=128, windows=64, seed=0):
+def _su_windows(names, n=128, windows=64, seed=0, seeds=5):
   """A results dict whose methods score Su's published accuracies (his 512 and 4096 non-repeated columns, at our
   n and 8n; the row of published.su_row) on shared windows: 1 point of per-window noise shared by every method
-  (the window's difficulty) plus 1 point of its own."""
+  (the window's difficulty) plus 1 point of its own; training seeds 1.. are replicates `name@s<k>` on new noise."""
   rng = np.random.default_rng(seed)
-  shared = {L: rng.normal(0, 1, windows) for L in (n, 8 * n)}
   methods = {}
-  for name in names:
-    acc512, _, acc4096 = published.SU[published.su_row(name, n)]
-    by = {str(L): {"nonrep": {"acc": list((v + shared[L] + rng.normal(0, 1, windows)) / 100)}}
-          for L, v in ((n, acc512), (8 * n, acc4096))}
-    methods[name] = dict(ckpt=name.split("+")[0], core=False, by_length=by)
+  for s in range(seeds):
+    shared = {L: rng.normal(0, 1, windows) for L in (n, 8 * n)}
+    for name in names:
+      acc512, _, acc4096 = published.SU[published.su_row(name, n)]
+      by = {str(L): {"nonrep": {"acc": list((v + shared[L] + rng.normal(0, 1, windows)) / 100)}}
+            for L, v in ((n, acc512), (8 * n, acc4096))}
+      tag = f"@s{s}" if s else ""
+      methods[name + tag] = dict(ckpt=name.split("+")[0] + tag.replace("@", "_"), core=False, by_length=by)
   return {"meta": {"train_length": n, "extension": 8, "model": {"num_layers": 4}}, "methods": methods}
 
 
@@ -557,7 +576,7 @@ def test_su_numbers_pass_the_claims_on_the_issue_18_variants():
   v = _verdicts(_su_windows(["rope", "qna", "kna", "inv_leaky", "inv_leaky_b8"] + grid))
   for cid in ("11c", "11d", "11e", "9b", "9b-far", "10d-f1", "10d-f2", "10a", "10b"):
     assert v[cid].verdict == claims_lib.HOLDS, (cid, v[cid].line())
-  assert v["10a"].claim.a == "nonrep/128/hwfa2_w16_f2+rerope"   # Su's best w64-f2, by the rule
+  assert v["10a"].claim.a == "seeds/128/hwfa2_w16_f2+rerope"   # Su's best w64-f2, by the rule
   assert v["11f"].verdict == claims_lib.INCONCLUSIVE and "not measured" in v["11f"].line()
 
 
@@ -565,18 +584,57 @@ def test_kna_nope_claims_on_synthetic_windows():
   res = _su_windows(["rope", "kna"])
   rng = np.random.default_rng(1)
 
-  def nope(shift):   # KNA's windows shifted at 8x, plus their own noise
-    m = copy.deepcopy(res["methods"]["kna"])
-    acc = np.asarray(m["by_length"]["1024"]["nonrep"]["acc"])
-    m["by_length"]["1024"]["nonrep"]["acc"] = list(acc + shift + rng.normal(0, 0.01, len(acc)))
-    return dict(m, ckpt="kna_nope")
+  def nope(shift):   # KNA's windows of each seed shifted at 8x, plus their own noise
+    for tag in ("", "@s1", "@s2", "@s3", "@s4"):
+      m = copy.deepcopy(res["methods"]["kna" + tag])
+      acc = np.asarray(m["by_length"]["1024"]["nonrep"]["acc"])
+      m["by_length"]["1024"]["nonrep"]["acc"] = list(acc + shift + rng.normal(0, 0.01, len(acc)))
+      res["methods"]["kna_nope" + tag] = dict(m, ckpt="kna_nope")
+    return res
 
-  res["methods"]["kna_nope"] = nope(-0.3)   # collapses at 8x: 47.69 - 30 < 0.75 x 49.60
-  v = _verdicts(res)
+  v = _verdicts(nope(-0.3))   # collapses at 8x: 47.69 - 30 < 0.75 x 49.60
   assert v["11f"].verdict == v["11g"].verdict == claims_lib.HOLDS
-  res["methods"]["kna_nope"] = nope(+0.02)   # no collapse, and above KNA
-  v = _verdicts(res)
+  assert v["11g"].n == 5 and v["11g"].claim.unit == "seeds" and v["11f"].claim.unit == "windows"
+  v = _verdicts(nope(+0.02))   # no collapse, and above KNA
   assert v["11f"].verdict == v["11g"].verdict == claims_lib.FAILS, (v["11f"].line(), v["11g"].line())
+
+
+def _two_checkpoints(a: str, b: str, which: str, seed_gaps, n=128, windows=32):
+  """Methods `a` and `b` on two differently trained checkpoints, one entry per training seed (`x@s<k>` for k > 0):
+  at 8n, `a` = `b` + seed_gaps[k] points on every window (+ 0.1 point of its own noise) in the `which` column."""
+  rng = np.random.default_rng(3)
+  methods = {}
+  for k, gap in enumerate(seed_gaps):
+    base = 40 + rng.normal(0, 2, windows)
+    for name, acc in ((b, base), (a, base + gap + rng.normal(0, 0.1, windows))):
+      methods[name + (f"@s{k}" if k else "")] = dict(ckpt="c", core=False,
+                                                    by_length={str(8 * n): {which: {"acc": list(acc / 100)}}})
+  return {"meta": {"train_length": n, "extension": 8, "model": {"num_layers": 4}}, "methods": methods}
+
+
+@pytest.mark.parametrize("cid,a,b,which,side", [
+    ("9-hwfa", "inv_leaky", "hwfa", "nonrep", "greater"), ("11b-kna", "kna", "rope", "nonrep", "greater"),
+    ("9b", "inv_leaky_b8", "inv_leaky", "nonrep", "greater"), ("R5", "copy/hwfa", "copy/rope", "rep", "greater"),
+    ("10d-f1", "hwfa2_w64_f1+rerope", "hwfa2_w16_f1+rerope", "nonrep", "less")])
+def test_cross_checkpoint_claims_pair_over_training_seeds(cid, a, b, which, side):
+  """Issue #18 (finding A5): a claim comparing two training runs is judged on the per-seed mean accuracies, paired
+  over seeds, not on one seed's windows: a large window-level effect on seed 0 does not decide it when the
+  seed-level differences are noisy, and fewer than 5 seeds are inconclusive."""
+  sign = 1.0 if side == "greater" else -1.0   # the claim's side: seed 0 supports it
+  gaps = sign * np.array([3.0, -2.0, 4.0, -3.0, 1.0])   # seed 0: 3 points on every window; seeds: mean 0.6, sd 3
+  res = _two_checkpoints(a, b, which, gaps)
+  acc = lambda name: 100 * np.asarray(res["methods"][name]["by_length"]["1024"][which]["acc"])
+  seed0 = scipy_stats.ttest_rel(acc(a), acc(b), alternative=side)
+  assert seed0.pvalue < 1e-20   # over seed 0's windows the claim would hold
+  tag = lambda k: f"@s{k}" if k else ""
+  x, y = ([acc(m + tag(k)).mean() for k in range(5)] for m in (a, b))
+  v = _verdicts(res)[cid]
+  assert v.claim.unit == "seeds" and v.claim.min_n == 5 and v.n == 5
+  assert v.effect == pytest.approx(np.mean(np.subtract(x, y)))
+  assert v.p == pytest.approx(scipy_stats.ttest_rel(x, y, alternative=side).pvalue)
+  assert v.verdict == claims_lib.INCONCLUSIVE and "needs ~" in v.line()
+  few = _verdicts(_two_checkpoints(a, b, which, sign * np.array([3.0, 3.1, 2.9])))[cid]   # clear, but 3 seeds
+  assert few.verdict == claims_lib.INCONCLUSIVE and few.n == 3 and "below the minimum 5" in few.line()
 
 
 def _gain_runs(gains: dict, n=128, seeds=5, windows=16, seed=0):
