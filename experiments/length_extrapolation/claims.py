@@ -442,7 +442,10 @@ SAMPLE_KINDS = ("nonrep", "rep", "grow", "seeds", "seeds-rep", "mlm")
 
 
 def means_text(v: C.Verdict, S: dict) -> str:
-  """"rope (nonrep @1024) 35.94 vs pi (nonrep @1024) 31.46" from the claim's samples."""
+  """"rope (nonrep @1024) 35.94 vs pi (nonrep @1024) 31.46" from the claim's samples (a paired claim: over the
+  units both samples have, e.g. the seeds both checkpoints were trained with)."""
   c = v.claim
-  parts = [f"{_label(s)} {m:.2f}" for s in (c.a, c.b) if s if (m := _mean(S.get(s))) is not None]
+  shared = set(S[c.a]) & set(S[c.b]) if c.test == "paired" and c.a in S and c.b in S else None
+  pick = lambda x: {k: y for k, y in x.items() if k in shared} if shared and x else x
+  parts = [f"{_label(s)} {m:.2f}" for s in (c.a, c.b) if s if (m := _mean(pick(S.get(s)))) is not None]
   return " vs ".join(parts) + (f" (reference {c.reference:.2f})" if c.reference is not None else "")

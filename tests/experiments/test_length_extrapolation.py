@@ -635,6 +635,13 @@ def test_cross_checkpoint_claims_pair_over_training_seeds(cid, a, b, which, side
   assert v.verdict == claims_lib.INCONCLUSIVE and "needs ~" in v.line()
   few = _verdicts(_two_checkpoints(a, b, which, sign * np.array([3.0, 3.1, 2.9])))[cid]   # clear, but 3 seeds
   assert few.verdict == claims_lib.INCONCLUSIVE and few.n == 3 and "below the minimum 5" in few.line()
+  for k in range(1, 5):   # `a` trained with seed 0 only: its mean beside `b`'s on the same seed
+    del res["methods"][f"{a}@s{k}"]
+  one = _verdicts(res)[cid]
+  assert one.n == 1 and "below the minimum 5" in one.line()
+  kind = "seeds-rep" if which == "rep" else "seeds"
+  expected = f"{a} ({kind} @1024) {x[0]:.2f} vs {b} ({kind} @1024) {y[0]:.2f}"
+  assert le_claims.means_text(one, le_claims.samples(res)) == expected
 
 
 def _gain_runs(gains: dict, n=128, seeds=5, windows=16, seed=0):
