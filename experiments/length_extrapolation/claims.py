@@ -403,22 +403,9 @@ def _context_claims(add, nr, rp, n, L8, w4, res):
         unit="documents", digits=3, family="R8")
 
 
-def former(claim: C.Claim, S: dict) -> str | None:
-  """The discarded rule (kept to mark verdict changes on the recorded runs): the effect beyond its margin by more
-  than 2 SE holds, by less than -2 SE fails, inconclusive in between; equivalence: |effect| <= max(margin, 2 SE).
-  No minimum n, no Holm."""
-  est = C.estimate(claim, S)
-  if est is None or not np.isfinite(est.se) or est.n < 2:
-    return None
-  if claim.direction == "~":
-    return C.HOLDS if abs(est.effect) <= max(claim.margin, 2 * est.se) else C.FAILS
-  d = est.effect - claim.margin if claim.direction == ">" else -claim.margin - est.effect
-  return C.HOLDS if d > 2 * est.se else C.FAILS if d < -2 * est.se else C.INCONCLUSIVE
-
-
-def verdicts(res: dict, protocol: str | None = None) -> list[tuple[C.Verdict, str, str | None]]:
-  """(verdict, Su's numbers, the former rule's verdict: on the former driver's runs only) per claim under an
-  evaluation protocol (default: the run's); 5c is inconclusive unless the baseline copies."""
+def verdicts(res: dict, protocol: str | None = None) -> list[tuple[C.Verdict, str]]:
+  """(verdict, Su's numbers) per claim under an evaluation protocol (default: the run's); 5c is inconclusive
+  unless the baseline copies."""
   S = samples(res, protocol)
   items = checklist(res, S)
   vs = C.judge_all([c for c, _ in items], S)
@@ -428,7 +415,7 @@ def verdicts(res: dict, protocol: str | None = None) -> list[tuple[C.Verdict, st
     if c.id == "5c" and not copies and v.verdict == C.HOLDS:
       v = C.Verdict(c, C.INCONCLUSIVE, note="the baseline does not copy (0a), so the repeated column does not "
                     "measure long-range retrieval: " + v.line())
-    out.append((v, su, former(c, S) if res["meta"].get("former_driver") else None))
+    out.append((v, su))
   return out
 
 

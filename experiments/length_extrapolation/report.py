@@ -385,23 +385,22 @@ def checklist_md(res: dict) -> tuple[str, bool, list]:
   verdicts."""
   S, vs = le_claims.samples(res), le_claims.verdicts(res)
   rows = [[v.claim.id, v.claim.text, su, "; ".join(filter(None, (le_claims.means_text(v, S), v.line()))),
-           framework_report.MARK[v.verdict] + (_blocks()["former"].substitute(old=old) if old and old != v.verdict
-                                               else "")] for v, su, old in vs]
-  md = _table(["#", "claim", "Su", "ours", "verdict"], rows) + f"\n\n{claims_lib.summary([v for v, _, _ in vs])}.\n"
-  unmeasured = [v.claim.id for v, _, _ in vs if v.note.startswith("not measured")]
-  failing = [v for v, _, _ in vs if v.verdict != claims_lib.HOLDS and v.claim.id not in unmeasured]
+           framework_report.MARK[v.verdict]] for v, su in vs]
+  md = _table(["#", "claim", "Su", "ours", "verdict"], rows) + f"\n\n{claims_lib.summary([v for v, _ in vs])}.\n"
+  unmeasured = [v.claim.id for v, _ in vs if v.note.startswith("not measured")]
+  failing = [v for v, _ in vs if v.verdict != claims_lib.HOLDS and v.claim.id not in unmeasured]
   if failing:
     md += "\n" + _blocks()["failing"].substitute() + "\n\n" + "".join(
         f"- **{v.claim.id}** ({v.verdict}): {_hypothesis(v.claim.id)}\n" for v in failing)
   if unmeasured:
     md += "\n" + _blocks()["unmeasured"].substitute(ids=", ".join(unmeasured)) + "\n"
-  return md, next((v.verdict for v, _, _ in vs if v.claim.id == "0a"), None) == claims_lib.HOLDS, vs
+  return md, next((v.verdict for v, _ in vs if v.claim.id == "0a"), None) == claims_lib.HOLDS, vs
 
 
 def findings_md(n: int, vs) -> str:
   """Where our results differ from Su (claims.findings): per finding its prose (report_template.md), Su's claims
   and the claims that test our hypothesis, each with its computed verdict line."""
-  T, by_id = _blocks(), {v.claim.id: v for v, _, _ in vs}
+  T, by_id = _blocks(), {v.claim.id: v for v, _ in vs}
   item = lambda cid: (f"  - **{cid}** {by_id[cid].claim.text}: {framework_report.MARK[by_id[cid].verdict]} — "
                       f"{by_id[cid].line()}" if cid in by_id else f"  - **{cid}**: not measured (its runs are not in this plan)")
   return T["findings"].substitute(body="\n\n".join(

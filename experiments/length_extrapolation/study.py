@@ -275,7 +275,6 @@ def to_results(records, extras: dict, meta: dict) -> dict:
                   date_utc=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                   train_commands={r["name"]: r.get("command", "") for r in records})
   res_meta.update({k: v for k, v in legacy.items() if k not in ("variants", "default_variants", "seeds")})
-  res_meta["former_driver"] = bool(legacy)   # runs of the former driver: verdict changes are marked
   curve = lambda name: next((r.get("copy_curve", []) for r in runs if r["name"] == name), [])
   return {"meta": res_meta, "baselines": first.get("baselines", {}), "invocations": extras.get("invocations"),
           "runs": {r["name"]: _summary(r) for r in runs}, "mlm": {r["name"]: r["mlm"] for r in runs if "mlm" in r},

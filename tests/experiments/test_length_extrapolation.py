@@ -142,7 +142,7 @@ def _synthetic(good: bool, n=128, windows=40, seed=0):
 
 
 def _verdicts(res):
-  return {v.claim.id: v for v, _, _ in le_claims.verdicts(res)}
+  return {v.claim.id: v for v, _ in le_claims.verdicts(res)}
 
 
 def _with_seeds(res, seeds=5, n=128, sd=0.004):
@@ -185,15 +185,6 @@ def test_claims_are_scipy_tests_on_the_windows():
   a, x = b, np.array(res["methods"]["rope"]["by_length"]["128"]["nonrep"]["acc"]) * 100
   v1 = _verdicts(res)["1a"]
   assert v1.p == pytest.approx(scipy_stats.ttest_ind(a, 0.75 * x, equal_var=False, alternative="less").pvalue)
-
-
-def test_former_rule_marks_changed_verdicts():
-  # a 3-seed paired difference at 2.5 SE: the former 2-SE rule said holds, the t test (df = 2) does not.
-  c = claims_lib.Claim("x", "x", "paired", "a", "b", unit="seeds")
-  S = {"a": {0: 1.5, 1: 2.0, 2: 2.5}, "b": {0: 0.0, 1: 0.0, 2: 0.0}}   # mean 2, SE 0.289: 6.9 SE, p = 0.010
-  S2 = {"a": {0: 0.5, 1: 2.0, 2: 3.5}, "b": {0: 0.0, 1: 0.0, 2: 0.0}}  # mean 2, SE 0.866: 2.3 SE, p = 0.074
-  assert le_claims.former(c, S) == claims_lib.HOLDS == claims_lib.judge(c, S).verdict
-  assert le_claims.former(c, S2) == claims_lib.HOLDS and claims_lib.judge(c, S2).verdict == claims_lib.INCONCLUSIVE
 
 
 def test_paired_se_is_the_se_of_differences():
@@ -466,7 +457,7 @@ def test_samples_follow_the_evaluation_protocol():
   np.testing.assert_allclose(vals(S_tail, "nonrep/128/rope"), acc("128"))        # L = N: no tail, all targets
   np.testing.assert_allclose(vals(S_last, "nonrep/1024/rope"),                    # the growing documents
                              100 * np.asarray(res["methods"]["rope"]["growing"]["1024"]["acc"]))
-  v = {v.claim.id: v for v, _, _ in le_claims.verdicts(res, "tail")}["3a-old"]   # the checklist under a protocol
+  v = {v.claim.id: v for v, _ in le_claims.verdicts(res, "tail")}["3a-old"]   # the checklist under a protocol
   tail = lambda x: 100 * np.asarray(res["methods"][x]["by_length"]["1024"]["nonrep"]["tail_acc"])
   assert v.effect == pytest.approx((tail("ntk_old") - tail("rope")).mean())
   res["meta"]["eval_protocol"] = "tail"   # the run's study.eval_protocol is the default
@@ -673,12 +664,3 @@ def test_logn_gap_claims_compare_the_per_seed_gains_of_two_architectures(tmp_pat
   for cid in ("W1", "W2", "W3", "W4", "H1", "H2", "6b", "R7", "1b", "4a-none", "G1-rope", "G2-rope", "G3-rope"):
     assert f"**{cid}**" in section, cid
   assert "✅ holds — effect" in section and "Not measured in these runs" in text
-
-
-def test_former_rule_marks_only_the_former_drivers_runs():
-  """The '(was ... under the former rule)' mark compares with the discarded 2-SE rule on the former driver's
-  recorded runs only; the launcher's own runs (and claims the former driver never had) carry no mark."""
-  res = _su_windows(["rope", "qna", "kna", "inv_leaky", "inv_leaky_b8"])
-  assert all(old is None for _, _, old in le_claims.verdicts(res))
-  res["meta"]["former_driver"] = True
-  assert any(old is not None for _, _, old in le_claims.verdicts(res))
