@@ -173,10 +173,10 @@ def checklist(res: dict, S: dict) -> list[tuple[C.Claim, str]]:
           sd("logn/" + base), sd(base + "+logn†"), **BY_SEEDS)
       add(su, f"{cid}-none", f"{lab}: log n† (retrofit) > none at 8x", "paired", sd(base + "+logn†"), sd(base),
           **BY_SEEDS)
-  _rerope_claims(add, nr, rp, n, L8, w4, S)
+  _rerope_claims(add, nr, rp, sd, n, w4, S)
   _architecture_claims(add, nr, sd, n, L8, w2, w4, res)
   _window_hwfa_claims(add, nr, rp, sd, n, L8, w2, w4, S)
-  _context_claims(add, nr, rp, n, L8, w4, res)
+  _context_claims(add, nr, rp, sd, n, L8, w4, res)
   _mlm_claims(add, res)
   _new_variant_claims(add, nr, sd, n, res)
   _gap_claims(add, n)
@@ -242,10 +242,10 @@ def _gap_claims(add, n):
           "seeds)", "welch", f"gain/{kind}/{arm}{x}", f"gain/{kind}/{x}", family=cid, **BY_SEEDS)
 
 
-def _rerope_claims(add, nr, rp, n, L8, w4, S):
+def _rerope_claims(add, nr, rp, sd, n, w4, S):
   for cid, x in (("5a", f"logn/rerope_w{w4}"), ("5a'", f"rerope_w{w4}")):
     add("49.07 vs 49.40 (log n, w=256)", cid, f"{x} at 8x stays within 1 point of (or above) its own L_train "
-        "accuracy (non-inferiority, paired over training seeds)", "paired", f"seeds/{L8}/{x}", f"seeds/{n}/{x}",
+        "accuracy (non-inferiority, paired over training seeds)", "paired", sd(x), sd(x, n),
         margin=-1.0, **BY_SEEDS)
   for cid, a, b in (("5b", f"rerope_w{w4}", "ntk_mixed"), ("5b'", f"logn/rerope_w{w4}", "logn/ntk_mixed")):
     add("48.48 vs 40.12; 49.07 vs 45.41", cid, f"{a} is ahead of {b} at 8x", "paired", nr(a), nr(b))
@@ -363,7 +363,7 @@ def _mlm_claims(add, res):
           family="T1", **BY_SEEDS)
 
 
-def _context_claims(add, nr, rp, n, L8, w4, res):
+def _context_claims(add, nr, rp, sd, n, L8, w4, res):
   g = lambda x, c: f"grow/{c}/{x}"
   for cid, x in (("14a", f"logn/rerope_w{w4}"), ("14a'", f"rerope_w{w4}")):
     add("1.4996 -> 1.4267 -> 1.4001", cid, f"Longer context, lower loss: {x}'s loss on the same last {n} bytes "
@@ -373,8 +373,7 @@ def _context_claims(add, nr, rp, n, L8, w4, res):
   add("qualitative (LLM perplexity)", "15a", "A sliding window without the first tokens is worse than the "
       "Lambda-mask at 8x (attention sinks)", "paired", nr("lambda"), nr("window"))
   add("qualitative", "15b", "Training with ReRoPE from scratch gives no extrapolation (no training config for "
-      "it at this scale; paired over training seeds)", "paired", f"seeds/{L8}/rerope_scratch", f"seeds/{L8}/rope",
-      **BY_SEEDS)
+      "it at this scale; paired over training seeds)", "paired", sd("rerope_scratch"), sd("rope"), **BY_SEEDS)
   if "copy/rope" not in res["methods"]:
     return
   add("(implicit)", "R0", f"The copy-augmented baseline copies within L_train (repeated > non-repeated by > 10 "
