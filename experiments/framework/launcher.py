@@ -321,6 +321,4 @@ def report_meta(a: argparse.Namespace, overrides: Sequence[str], records: Sequen
   meta["trained_on"] = meta["machine"]
   if a.results:  # the report is made here; the runs were trained where the results file says
     meta["trained_on"] = (prev or {}).get("trained_on", f"not recorded (runs from {a.results})")
-    # Runs recorded by a former per-study driver: the report compares its verdicts with that driver's.
-    meta["legacy"] = (prev or {}).get("legacy", prev is None)
   return meta

@@ -385,7 +385,7 @@ def write_report(records, extras_, out_dir: str, meta: dict) -> str:
   scale = {v["steps"]: k for k, v in SCALES.items()}.get(steps, "default")   # a scale is known by its LM steps
   state_line, state_table = state_check(records, data)
   return R.write(__file__, out_dir, meta, C.judge_all(claims(batches, scale), data, vetoes=edge_vetoes(data)),
-                 data, records,
+                 records,
                  plots(records, data, counts, out_dir) if records else [], runs=len(records),
                  seeds=sorted({r["seed"] for r in records}), state_check=state_line, state=state_table, steps=steps,
                  sweep=table_sweep(records, data), best=table_best(data), batch=table_batch(records, data),

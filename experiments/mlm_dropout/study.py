@@ -380,7 +380,7 @@ def write_report(records, extras_, out_dir: str, meta: dict) -> str:
   counts, files = extras_.get("eval_counts") or [], extras_.get("eval_files")
   power, power_line = table_power(verdicts, data, np.asarray(files) if files else None)
   return R.write(
-      __file__, out_dir, meta, verdicts, data, records, plots(data, timing, out_dir),
+      __file__, out_dir, meta, verdicts, records, plots(data, timing, out_dir),
       pretrain_steps=setup.get("pretrain_steps", "?"), finetune_steps=setup.get("finetune_steps", "?"),
       pool=setup.get("pool", "?"), train_per_class=setup.get("train_per_class", "?"),
       per_file=setup.get("eval_per_file", "?"), n_files=len(set(files)) if files else "?",

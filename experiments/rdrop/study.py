@@ -318,7 +318,7 @@ def plots(data, out_dir) -> list[str]:
 def write_report(records, extras, out_dir: str, meta: dict) -> str:
   del extras
   data = samples(records)
-  return R.write(__file__, out_dir, meta, C.judge_all(claims(data), data), data, records, plots(data, out_dir),
+  return R.write(__file__, out_dir, meta, C.judge_all(claims(data), data), records, plots(data, out_dir),
                  runs=len(records), seeds=sorted({r["seed"] for r in records}), supervised=table_supervised(data),
                  semi=table_semi(data), published=table_published(data), margin=f"{NONINFERIORITY * 100:g}",
                  mean_run_s=f"{np.mean([r.get('wall_time_s', 0) for r in records]):.1f}" if records else "—")

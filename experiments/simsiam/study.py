@@ -317,7 +317,7 @@ def write_report(records, extras_, out_dir: str, meta: dict) -> str:
   verdicts = C.judge_all(claims(d, raw and raw["probe"]), data)
   ok, toy = toy_check()
   os.makedirs(out_dir, exist_ok=True)
-  return R.write(__file__, out_dir, meta, verdicts, data, records, plots(g, raw, out_dir) if g else [], d=d,
+  return R.write(__file__, out_dir, meta, verdicts, records, plots(g, raw, out_dir) if g else [], d=d,
                  steps=next(iter(g.values()))[0]["steps"] if g else 0, runs=len(records),
                  toy=f"**{'✅ holds' if ok else '❌ does not hold'}** — {toy}", ablation=table_ablation(g, data, raw),
                  paper=table_paper(), curve=table_curve(g), curve_knn=table_curve(g, "knn"),

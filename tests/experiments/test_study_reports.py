@@ -67,7 +67,7 @@ def test_simsiam_report_from_a_results_file(tmp_path):
   assert "$" not in text.replace("$$", "")  # every template field filled
   assert os.path.exists(out / "fig_curves.png")
   res = json.loads((out / "results.json").read_text())
-  assert res["meta"]["legacy"] and res["extras"]["raw"]["probe"] == 0.33
+  assert res["extras"]["raw"]["probe"] == 0.33
 
 
 # ------------------------------------------------------------------------------------------------ R-Drop.
