@@ -219,12 +219,10 @@ def spawn_shards(a: argparse.Namespace, overrides: Sequence[str], stages: Sequen
 def collect(a, study, runs, overrides) -> tuple[list[dict], dict]:
   """The records and extras to report: from --results, from W/runs (report_only), or by running the plan."""
   if a.results:
-    res = _read_json(a.results)  # a former driver wrote a bare list of records, or {"runs", "baselines"}
-    if isinstance(res, list):
-      return res, {}
+    res = _read_json(a.results)
     if not isinstance(res.get("runs"), list) and hasattr(study, "from_results"):
-      return study.from_results(res)
-    return res["runs"], res.get("extras", res.get("baselines", {}))
+      return study.from_results(res)   # a former driver's results.json
+    return res["runs"], res.get("extras", {})
   records = []
   for k, run in enumerate(runs):
     rec = cached_record(run, a.workdir, overrides)

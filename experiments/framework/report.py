@@ -36,13 +36,14 @@ def blocks(template_path: str) -> dict[str, string.Template]:
 
 def write(study_file: str, out_dir: str, meta: Mapping[str, Any], verdicts, records, figs, **fields) -> str:
   """REPORT.md of the study beside ``study_file`` into out_dir (atomically): its report_template.md filled with
-  ``fields`` and the shared parts (verdict rules, claim checklist, failed runs, plots, footer); returns the path."""
+  ``fields`` and the shared parts (verdict rules, claim checklist, failed runs, plots, footer, the number of runs
+  and their seeds); returns the path."""
   failed = [f"- `{r['name']}`: {r['error'][:200]}" for r in records if r.get("error")]
   template = blocks(os.path.join(os.path.dirname(os.path.abspath(study_file)), "report_template.md"))["main"]
-  return save_text(out_dir, template.substitute(
-      rules=RULES, checklist=checklist(verdicts),
-      failed="\n".join(failed) or "none", plots="\n\n".join(f"![{p}]({p})" for p in figs), footer=footer(meta),
-      **fields))
+  shared = dict(rules=RULES, checklist=checklist(verdicts), failed="\n".join(failed) or "none",
+                plots="\n\n".join(f"![{p}]({p})" for p in figs), footer=footer(meta), runs=len(records),
+                seeds=sorted({r["seed"] for r in records if "seed" in r}))
+  return save_text(out_dir, template.substitute(shared, **fields))
 
 
 def save_text(out_dir: str, text: str, name: str = "REPORT.md") -> str:

@@ -272,7 +272,7 @@ def edge_vetoes(data) -> dict[str, str]:
 
 
 def _cell(data, name, digits=3) -> str:
-  return stats.Stat([v for v in data.get(name, {}).values() if np.isfinite(v)]).fmt(1, digits)
+  return stats.cell(data.get(name), 1, digits)
 
 
 def _runs(records, **match) -> list[dict]:
@@ -385,10 +385,8 @@ def write_report(records, extras_, out_dir: str, meta: dict) -> str:
   scale = {v["steps"]: k for k, v in SCALES.items()}.get(steps, "default")   # a scale is known by its LM steps
   state_line, state_table = state_check(records, data)
   return R.write(__file__, out_dir, meta, C.judge_all(claims(batches, scale), data, vetoes=edge_vetoes(data)),
-                 records,
-                 plots(records, data, counts, out_dir) if records else [], runs=len(records),
-                 seeds=sorted({r["seed"] for r in records}), state_check=state_line, state=state_table, steps=steps,
-                 sweep=table_sweep(records, data), best=table_best(data), batch=table_batch(records, data),
-                 cls_sweep=table_sweep(records, data, "mnist1d"), cls_best=table_best(data, "cls_"),
-                 amos=table_amos(records, data),
+                 records, plots(records, data, counts, out_dir) if records else [], state_check=state_line,
+                 state=state_table, steps=steps, sweep=table_sweep(records, data), best=table_best(data),
+                 batch=table_batch(records, data), cls_sweep=table_sweep(records, data, "mnist1d"),
+                 cls_best=table_best(data, "cls_"), amos=table_amos(records, data),
                  embedding=table_embedding(records, counts) if counts is not None else "not measured (no byte counts)")
