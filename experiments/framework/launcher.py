@@ -301,22 +301,19 @@ def report_meta(a: argparse.Namespace, overrides: Sequence[str], records: Sequen
                 invocation_s: float) -> dict:
   """The footer's facts: machine and versions, where the runs were trained, the overrides, the commands (the
   training one as its invocation recorded it, --processes N included), estimated vs measured wall time."""
-  prev = _read_json(a.results) if a.results else None
-  prev = prev.get("meta") if isinstance(prev, dict) else None
+  prev = (_read_json(a.results).get("meta") or {}) if a.results else {}
   recorded = os.path.join(a.workdir or "", TRAIN_COMMAND)   # written by the training invocation (main)
-  train_cmd = (((prev or {}).get("commands") or [None])[0] if a.results else
+  train_cmd = ((prev.get("commands") or [None])[0] if a.results else
                _read_json(recorded) if os.path.exists(recorded) else None)
   train_cmd = train_cmd or " ".join(_shell(a, overrides, report_only=False, results=None, out=None, workdir="W"))
   measured = sum(r.get("wall_time_s", 0.0) for r in records)
   trained = re.search(r"--processes[= ](\d+)", train_cmd)   # the estimate for the processes that trained
   est_s *= a.processes / int(trained.group(1)) if trained else 1
-  meta = dict(report_lib.machine(), overrides=", ".join(f"`--config.{o}`" for o in overrides),
+  here = report_lib.machine()   # the report is made here; with --results the runs were trained where it says
+  return dict(here, trained_on=prev.get("trained_on", f"not recorded (runs from {a.results})") if a.results else
+              here["machine"], overrides=", ".join(f"`--config.{o}`" for o in overrides),
               commands=[train_cmd] + [_portable(" ".join(_shell(a, overrides)), a.workdir)] * a.report_only,
               wall=f"estimated {est_s / 60:.1f} min before the run (--dry_run); measured {measured / 60:.1f} min "
                    f"summed over {len(records)} runs (training + evaluation); this invocation "
                    f"{invocation_s / 60:.1f} min (reused runs cost nothing)",
               example_run=_run_cmd(next((r["command"] for r in records if r.get("command")), "")))
-  meta["trained_on"] = meta["machine"]
-  if a.results:  # the report is made here; the runs were trained where the results file says
-    meta["trained_on"] = (prev or {}).get("trained_on", f"not recorded (runs from {a.results})")
-  return meta

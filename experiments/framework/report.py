@@ -24,6 +24,11 @@ def checklist(verdicts: Sequence[claims_lib.Verdict]) -> str:
   return "\n".join(out + ["", f"{claims_lib.summary(verdicts)}."])
 
 
+def finished(records: Sequence[dict], **match) -> list[dict]:
+  """The records of the runs that did not fail whose labels equal ``match`` (e.g. opt="lion", batch=16)."""
+  return [r for r in records if not r.get("error") and all(r.get(k) == v for k, v in match.items())]
+
+
 def blocks(template_path: str) -> dict[str, string.Template]:
   """A study's Markdown template, by part: the text before the first ``<!-- block NAME -->`` line is "main" (the
   report); each such line starts block NAME (prose the report code fills in where it applies; trailing newlines

@@ -130,9 +130,7 @@ def samples(records) -> dict:
   passes on the test set), kl (KL(P̄‖P0)), ce (train CE, last log window); gain:setting/aA = acc(aA) − acc(a0) per
   seed (same seed = same initialisation and data order); trend:setting = [(α, log10 gap)] over the two-pass arms."""
   out: dict = collections.defaultdict(dict)
-  for r in records:
-    if r.get("error"):
-      continue
+  for r in R.finished(records):
     for name, v in (("acc", r["eval"].get("accuracy")), ("gap", r["eval"].get("dropout_kl")),
                     ("kl", r["eval"].get("consistency_kl")), ("ce", r["train"].get("ce"))):
       if v is not None:

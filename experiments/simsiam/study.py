@@ -102,9 +102,8 @@ def extras(workdir: str, scale: str = "default") -> dict:
 
 def by_variant(records) -> dict[str, list[dict]]:
   out = collections.defaultdict(list)
-  for r in records:
-    if not r.get("error") and r.get("final"):
-      out[r["variant"]].append(r)
+  for r in (r for r in R.finished(records) if r.get("final")):
+    out[r["variant"]].append(r)
   return dict(out)
 
 
