@@ -163,11 +163,9 @@ def estimate(claim: Claim, samples: Mapping[str, Any]) -> _Estimate | None:
   if claim.test == "trend":
     x, y = _xy(samples[claim.a])
     dropped = len(samples[claim.a]) - len(x)
-    if len(x) < 3:
-      return _Estimate(float("nan"), float("nan"), 0, len(x), "linregress slope", None, dropped)
-    if np.ptp(x) == 0:   # scipy's linregress raises on identical x values
-      return _Estimate(float("nan"), float("nan"), 0, len(x), "linregress slope", None, dropped,
-                       "all x values are identical: no slope to test")
+    if len(x) < 3 or np.ptp(x) == 0:   # scipy's linregress raises on identical x values
+      why = "all x values are identical: no slope to test" if len(x) >= 3 else ""
+      return _Estimate(float("nan"), float("nan"), 0, len(x), "linregress slope", None, dropped, why)
     r = stats.linregress(x, y)
     p = lambda shift, alt: stats.linregress(x, y - shift * x, alternative=alt).pvalue
     flat = _NO_SPREAD if not r.stderr > 0 or _flat(y - r.slope * x, float(np.max(np.abs(y)))) else ""
