@@ -310,8 +310,8 @@ def report_meta(a: argparse.Namespace, overrides: Sequence[str], records: Sequen
   trained = re.search(r"--processes[= ](\d+)", train_cmd)   # the estimate for the processes that trained
   est_s *= a.processes / int(trained.group(1)) if trained else 1
   here = report_lib.machine()   # the report is made here; with --results the runs were trained where it says
-  return dict(here, trained_on=prev.get("trained_on", f"not recorded (runs from {a.results})") if a.results else
-              here["machine"], overrides=", ".join(f"`--config.{o}`" for o in overrides),
+  trained_on = prev.get("trained_on", f"not recorded (runs from {a.results})") if a.results else here["machine"]
+  return dict(here, trained_on=trained_on, overrides=", ".join(f"`--config.{o}`" for o in overrides),
               commands=[train_cmd] + [_portable(" ".join(_shell(a, overrides)), a.workdir)] * a.report_only,
               wall=f"estimated {est_s / 60:.1f} min before the run (--dry_run); measured {measured / 60:.1f} min "
                    f"summed over {len(records)} runs (training + evaluation); this invocation "
