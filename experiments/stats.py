@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -31,3 +32,8 @@ class Stat:
     if self.n == 1:
       return f"{self.mean * scale:.{digits}f}"
     return f"{self.mean * scale:.{digits}f} ± {self.std * scale:.{digits}f}"
+
+
+def cell(sample: Mapping[Any, float] | None, scale: float = 1.0, digits: int = 1) -> str:
+  """A table cell: ``Stat.fmt`` of the finite values of a sample {unit: value} (None: no values)."""
+  return Stat([v for v in (sample or {}).values() if np.isfinite(v)]).fmt(scale, digits)

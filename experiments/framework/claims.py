@@ -163,11 +163,9 @@ def estimate(claim: Claim, samples: Mapping[str, Any]) -> _Estimate | None:
   if claim.test == "trend":
     x, y = _xy(samples[claim.a])
     dropped = len(samples[claim.a]) - len(x)
-    if len(x) < 3:
-      return _Estimate(float("nan"), float("nan"), 0, len(x), "linregress slope", None, dropped)
-    if np.ptp(x) == 0:   # scipy's linregress raises on identical x values
-      return _Estimate(float("nan"), float("nan"), 0, len(x), "linregress slope", None, dropped,
-                       "all x values are identical: no slope to test")
+    if len(x) < 3 or np.ptp(x) == 0:   # scipy's linregress raises on identical x values
+      why = "all x values are identical: no slope to test" if len(x) >= 3 else ""
+      return _Estimate(float("nan"), float("nan"), 0, len(x), "linregress slope", None, dropped, why)
     r = stats.linregress(x, y)
     p = lambda shift, alt: stats.linregress(x, y - shift * x, alternative=alt).pvalue
     flat = _NO_SPREAD if not r.stderr > 0 or _flat(y - r.slope * x, float(np.max(np.abs(y)))) else ""
@@ -265,15 +263,16 @@ def holm(pvalues: Sequence[float]) -> np.ndarray:
 
 def judge(claim: Claim, samples: Mapping[str, Any], p_adjusted: float | None = None,
           alpha: float = ALPHA, p_opposite_adjusted: float | None = None, holm_step: int = 1,
-          veto: str | None = None) -> Verdict:
+          veto: str | None = None, est: _Estimate | None = None) -> Verdict:
   """The verdict of one claim at two-sided ``alpha`` (each one-sided test at alpha / 2). In a family:
   ``p_adjusted`` / ``p_opposite_adjusted`` are the Holm-adjusted p of the claim and of its opposite side, and
   ``holm_step`` the divisor of alpha / 2 at the claim's Holm step (for the units a decision needs). ``veto``: a
-  reason the data cannot decide the claim (e.g. a best value at a grid edge); the verdict is inconclusive."""
-  est = estimate(claim, samples)
-  if est is None:
-    missing = [s for s in (claim.a, claim.b) if s is not None and s not in samples]
+  reason the data cannot decide the claim (e.g. a best value at a grid edge); the verdict is inconclusive.
+  ``est``: the claim's :func:`estimate` when the caller has computed it already (judge_all)."""
+  missing = [s for s in (claim.a, claim.b) if s is not None and s not in samples]
+  if missing:
     return Verdict(claim, INCONCLUSIVE, note=f"not measured: no data for {', '.join(missing)}")
+  est = estimate(claim, samples) if est is None else est
   if not _testable(claim, est):
     return Verdict(claim, INCONCLUSIVE, n=est.n, effect=est.effect, dropped=est.dropped,
                    note=_untestable_note(claim, est) + (f"; {veto}" if veto else ""))
@@ -321,7 +320,7 @@ def judge_all(claims: Sequence[Claim], samples: Mapping[str, Any], alpha: float 
   out = []
   for c in claims:
     p_adj, p_opp, step = adjusted.get(c.id, (None, None, 1))
-    out.append(judge(c, samples, p_adj, alpha, p_opp, int(step), vetoes.get(c.id)))
+    out.append(judge(c, samples, p_adj, alpha, p_opp, int(step), vetoes.get(c.id), estimates[c.id]))
   return out
 
 
@@ -329,27 +328,4 @@ def summary(verdicts: Sequence[Verdict]) -> str:
   """"5 hold, 1 does not hold, 2 inconclusive"."""
   n = {v: sum(x.verdict == v for x in verdicts) for v in (HOLDS, FAILS, INCONCLUSIVE)}
   return f"{n[HOLDS]} hold, {n[FAILS]} do not hold, {n[INCONCLUSIVE]} inconclusive"
-
-
-def former_verdict(claim: Claim, samples: Mapping[str, Any]) -> str | None:
-  """What the discarded per-study rule said (kept only to mark verdict changes on runs recorded before #14):
-  a difference of means counted when beyond the seed spread max(sd_a, sd_b) (sd 0 for one run), a number
-  against a reference by the mean alone, no test, no minimum n. None for trends and missing data."""
-  if claim.test == "trend" or claim.a not in samples or (claim.b is not None and claim.b not in samples):
-    return None
-  a = _values(samples[claim.a])
-  b = _values(samples[claim.b]) if claim.b is not None else np.array([claim.reference])
-  if not len(a) or not len(b):
-    return None
-  sd = lambda x: float(np.std(x, ddof=1)) if len(x) > 1 else 0.0
-  d = float(a.mean() - b.mean())
-  spread = 0.0 if claim.test == "one_sample" else max(sd(a), sd(b))
-  if claim.direction == "~":
-    return HOLDS if abs(d) < claim.margin else FAILS
-  sign = SIGN[claim.direction]
-  if sign * d > spread:
-    return HOLDS
-  if sign * d < -spread:
-    return FAILS
-  return HOLDS if sign * claim.margin < 0 else FAILS   # "no difference": only a non-inferiority claim held
 

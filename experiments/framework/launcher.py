@@ -219,12 +219,10 @@ def spawn_shards(a: argparse.Namespace, overrides: Sequence[str], stages: Sequen
 def collect(a, study, runs, overrides) -> tuple[list[dict], dict]:
   """The records and extras to report: from --results, from W/runs (report_only), or by running the plan."""
   if a.results:
-    res = _read_json(a.results)  # a former driver wrote a bare list of records, or {"runs", "baselines"}
-    if isinstance(res, list):
-      return res, {}
+    res = _read_json(a.results)
     if not isinstance(res.get("runs"), list) and hasattr(study, "from_results"):
-      return study.from_results(res)
-    return res["runs"], res.get("extras", res.get("baselines", {}))
+      return study.from_results(res)   # a former driver's results.json
+    return res["runs"], res.get("extras", {})
   records = []
   for k, run in enumerate(runs):
     rec = cached_record(run, a.workdir, overrides)
@@ -303,24 +301,19 @@ def report_meta(a: argparse.Namespace, overrides: Sequence[str], records: Sequen
                 invocation_s: float) -> dict:
   """The footer's facts: machine and versions, where the runs were trained, the overrides, the commands (the
   training one as its invocation recorded it, --processes N included), estimated vs measured wall time."""
-  prev = _read_json(a.results) if a.results else None
-  prev = prev.get("meta") if isinstance(prev, dict) else None
+  prev = (_read_json(a.results).get("meta") or {}) if a.results else {}
   recorded = os.path.join(a.workdir or "", TRAIN_COMMAND)   # written by the training invocation (main)
-  train_cmd = (((prev or {}).get("commands") or [None])[0] if a.results else
+  train_cmd = ((prev.get("commands") or [None])[0] if a.results else
                _read_json(recorded) if os.path.exists(recorded) else None)
   train_cmd = train_cmd or " ".join(_shell(a, overrides, report_only=False, results=None, out=None, workdir="W"))
   measured = sum(r.get("wall_time_s", 0.0) for r in records)
   trained = re.search(r"--processes[= ](\d+)", train_cmd)   # the estimate for the processes that trained
   est_s *= a.processes / int(trained.group(1)) if trained else 1
-  meta = dict(report_lib.machine(), overrides=", ".join(f"`--config.{o}`" for o in overrides),
+  here = report_lib.machine()   # the report is made here; with --results the runs were trained where it says
+  trained_on = prev.get("trained_on", f"not recorded (runs from {a.results})") if a.results else here["machine"]
+  return dict(here, trained_on=trained_on, overrides=", ".join(f"`--config.{o}`" for o in overrides),
               commands=[train_cmd] + [_portable(" ".join(_shell(a, overrides)), a.workdir)] * a.report_only,
               wall=f"estimated {est_s / 60:.1f} min before the run (--dry_run); measured {measured / 60:.1f} min "
                    f"summed over {len(records)} runs (training + evaluation); this invocation "
                    f"{invocation_s / 60:.1f} min (reused runs cost nothing)",
               example_run=_run_cmd(next((r["command"] for r in records if r.get("command")), "")))
-  meta["trained_on"] = meta["machine"]
-  if a.results:  # the report is made here; the runs were trained where the results file says
-    meta["trained_on"] = (prev or {}).get("trained_on", f"not recorded (runs from {a.results})")
-    # Runs recorded by a former per-study driver: the report compares its verdicts with that driver's.
-    meta["legacy"] = (prev or {}).get("legacy", prev is None)
-  return meta

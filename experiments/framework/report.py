@@ -16,19 +16,17 @@ with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "rules.md")) 
   RULES = " ".join(_f.read().split())   # the verdict rules: one paragraph of every report
 
 
-def checklist(verdicts: Sequence[claims_lib.Verdict], samples: Mapping[str, Any] | None = None) -> str:
-  """Markdown bullets, one per claim. With ``samples`` (runs recorded by a former per-study driver), a claim
-  whose verdict differs from the former rule's (claims.former_verdict) says so."""
+def checklist(verdicts: Sequence[claims_lib.Verdict]) -> str:
+  """Markdown bullets, one per claim, then the count of each verdict."""
   out = []
   for v in verdicts:
-    out.append(f"- **{MARK[v.verdict]}** ({v.claim.id}) — {v.claim.text}")
-    out.append(f"  - {v.line()}")
-    old = claims_lib.former_verdict(v.claim, samples) if samples is not None else None
-    if old and old != v.verdict:
-      out.append(f"  - *verdict changed*: the former rule (a difference beyond the seed spread max(sd), or a mean "
-                 f"against a threshold; no test, no minimum n) said \"{old}\".")
-  out += ["", f"{claims_lib.summary(verdicts)}."]
-  return "\n".join(out)
+    out += [f"- **{MARK[v.verdict]}** ({v.claim.id}) — {v.claim.text}", f"  - {v.line()}"]
+  return "\n".join(out + ["", f"{claims_lib.summary(verdicts)}."])
+
+
+def finished(records: Sequence[dict], **match) -> list[dict]:
+  """The records of the runs that did not fail whose labels equal ``match`` (e.g. opt="lion", batch=16)."""
+  return [r for r in records if not r.get("error") and all(r.get(k) == v for k, v in match.items())]
 
 
 def blocks(template_path: str) -> dict[str, string.Template]:
@@ -41,15 +39,16 @@ def blocks(template_path: str) -> dict[str, string.Template]:
           **{k: string.Template(v.rstrip("\n")) for k, v in zip(parts[1::2], parts[2::2])}}
 
 
-def write(study_file: str, out_dir: str, meta: Mapping[str, Any], verdicts, data, records, figs, **fields) -> str:
+def write(study_file: str, out_dir: str, meta: Mapping[str, Any], verdicts, records, figs, **fields) -> str:
   """REPORT.md of the study beside ``study_file`` into out_dir (atomically): its report_template.md filled with
-  ``fields`` and the shared parts (verdict rules, claim checklist, failed runs, plots, footer); returns the path."""
+  ``fields`` and the shared parts (verdict rules, claim checklist, failed runs, plots, footer, the number of runs
+  and their seeds); returns the path."""
   failed = [f"- `{r['name']}`: {r['error'][:200]}" for r in records if r.get("error")]
   template = blocks(os.path.join(os.path.dirname(os.path.abspath(study_file)), "report_template.md"))["main"]
-  return save_text(out_dir, template.substitute(
-      rules=RULES, checklist=checklist(verdicts, data if meta.get("legacy") else None),
-      failed="\n".join(failed) or "none", plots="\n\n".join(f"![{p}]({p})" for p in figs), footer=footer(meta),
-      **fields))
+  shared = dict(rules=RULES, checklist=checklist(verdicts), failed="\n".join(failed) or "none",
+                plots="\n\n".join(f"![{p}]({p})" for p in figs), footer=footer(meta), runs=len(records),
+                seeds=sorted({r["seed"] for r in records if "seed" in r}))
+  return save_text(out_dir, template.substitute(shared, **fields))
 
 
 def save_text(out_dir: str, text: str, name: str = "REPORT.md") -> str:

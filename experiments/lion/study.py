@@ -122,9 +122,7 @@ def key(r: dict) -> str:
 
 
 def _loss(r: dict) -> float:
-  """Held-out loss of an LM run; test error (1 - accuracy) of a classifier run; nan if failed."""
-  if r.get("error"):
-    return float("nan")
+  """Held-out loss of an LM run; test error (1 - accuracy) of a classifier run (a run that did not fail)."""
   return 1.0 - float(r["eval"].get("accuracy", np.nan)) if r.get("task") else float(r["eval"].get("loss", np.nan))
 
 
@@ -175,7 +173,7 @@ def samples(records, counts=None) -> dict[str, dict]:
   """{name: {unit: value}}: loss:<setting> by seed; the sweeps' per-seed bests and ratios (LM, "cls_" MNIST-1D);
   the batch gap; per-byte row mean |θ| of the anomaly runs' last checkpoint (unit "seed/byte")."""
   out: dict[str, dict] = collections.defaultdict(dict)
-  ok = [r for r in records if not r.get("error")]
+  ok = R.finished(records)
   for r in ok:
     out[f"loss:{key(r)}"][r["seed"]] = _loss(r)
   _sweeps(out, _sweep_runs(ok), "")
@@ -272,17 +270,13 @@ def edge_vetoes(data) -> dict[str, str]:
 
 
 def _cell(data, name, digits=3) -> str:
-  return stats.Stat([v for v in data.get(name, {}).values() if np.isfinite(v)]).fmt(1, digits)
-
-
-def _runs(records, **match) -> list[dict]:
-  return [r for r in records if not r.get("error") and all(r.get(k) == v for k, v in match.items())]
+  return stats.cell(data.get(name), 1, digits)
 
 
 def _sweep_runs(records, task=None) -> list[dict]:
   """The lr / λ sweeps' runs: batch-16 LM runs of the plain model, or the classifier's."""
-  return _runs(records, task=task) if task else _runs(records, task=None, batch=16, untied=False, emb=False, accum=1,
-                                                      amos=0.0)
+  return R.finished(records, task=task) if task else R.finished(records, task=None, batch=16, untied=False,
+                                                               emb=False, accum=1, amos=0.0)
 
 
 def table_sweep(records, data, task=None) -> str:
@@ -308,9 +302,9 @@ def table_best(data, pre="") -> str:
 
 
 def table_batch(records, data) -> str:
-  rows = [[b, next(r["steps"] for r in _runs(records, batch=b, opt="lion")), _cell(data, f"loss:{_at('lion', b)}"),
+  rows = [[b, next(r["steps"] for r in R.finished(records, batch=b, opt="lion")), _cell(data, f"loss:{_at('lion', b)}"),
            _cell(data, f"loss:{_at('adamw', b)}"), _cell(data, f"gap:b{b}")]
-          for b in sorted({r["batch"] for r in _runs(records, accum=1)}) if f"loss:{_at('lion', b)}" in data]
+          for b in sorted({r["batch"] for r in R.finished(records, accum=1)}) if f"loss:{_at('lion', b)}" in data]
   return R.table(["batch", "steps", "Lion (3e-4, λ 0.3)", "AdamW (1e-3, λ 0.03)", "Lion − AdamW"], rows)
 
 
@@ -321,7 +315,7 @@ def state_check(records, data) -> tuple[str, str]:
            f"{r['state_bytes'] / r['param_bytes']:.4f}"]
           for name, k in (("lion", _at("lion")), ("tiger", _at("tiger")), ("adamw", _at("adamw")),
                           ("tiger, accumulating 4", _at("tiger", 4) + "x4"))
-          for r in [r for r in _runs(records, untied=False) if key(r) == k and r.get("state_bytes")][:1]]
+          for r in [r for r in R.finished(records, untied=False) if key(r) == k and r.get("state_bytes")][:1]]
   ok = len(rows) == 4 and all(abs(float(x[-1]) - (2 if x[0] == "adamw" else 1)) < 1e-3 for x in rows)
   line = (f"**{R.MARK[C.HOLDS if ok else C.FAILS]}** — one parameter-sized buffer for Lion and Tiger (with and "
           "without accumulation), two for AdamW: state / parameter bytes within 0.1% of 1 and 2") if rows else \
@@ -337,7 +331,7 @@ def _group_curve(r, counts, grp, stat="max") -> list[tuple[int, float]]:
 
 def table_embedding(records, counts) -> str:
   rows = []
-  for r in [r for r in _runs(records, emb=True) if r.get("embedding")]:
+  for r in [r for r in R.finished(records, emb=True) if r.get("embedding")]:
     c = {(g, st): _group_curve(r, counts, g, st) for g in ("rare", "frequent", "absent") for st in ("mean", "max")}
     end = lambda g, st, f=1.0: f"{f * c[g, st][-1][1]:.3f}" if c[g, st] else "—"
     rows.append([key(r), r["seed"], r["steps"], f"{r['lr'] * r['wd'] * r['steps']:.1f}",
@@ -351,7 +345,7 @@ def table_embedding(records, counts) -> str:
 
 def table_amos(records, data) -> str:
   rows = [[f"{a:g}", f"{r['lr']:.2g}", f"{r['wd']:.2g}", _cell(data, f"loss:{key(r)}")]
-          for a, r in sorted({r["amos"]: r for r in _runs(records) if r["amos"]}.items())]
+          for a, r in sorted({r["amos"]: r for r in R.finished(records) if r["amos"]}.items())]
   return R.table(["α0", "lr = α0·σ", "λ = α0/(2σ)", "eval loss"],
                  rows + [["Lion's sweep, best lr per seed", "", "", _cell(data, "bestloss:lion")]])
 
@@ -369,7 +363,7 @@ def plots(records, data, counts, out_dir) -> list[str]:
     ax[0, 1].plot([int(b[5:])] * len(data[b]), list(data[b].values()), "o", color="C0")
   ax[0, 1].axhline(0, color="gray", ls=":")
   ax[0, 1].set(xscale="log", xlabel="batch (fixed examples)", ylabel="eval loss Lion − AdamW")
-  for i, r in enumerate(r for r in _runs(records, emb=True, seed=0) if r.get("embedding") and counts is not None):
+  for i, r in enumerate(r for r in R.finished(records, emb=True, seed=0) if r.get("embedding") and counts is not None):
     for grp, ls in (("rare", "-"), ("frequent", ":")):
       if c := _group_curve(r, counts, grp):
         ax[1, 0].plot(*zip(*c), ls, color=f"C{i}", label=f"{key(r)} ({grp})")
@@ -385,10 +379,8 @@ def write_report(records, extras_, out_dir: str, meta: dict) -> str:
   scale = {v["steps"]: k for k, v in SCALES.items()}.get(steps, "default")   # a scale is known by its LM steps
   state_line, state_table = state_check(records, data)
   return R.write(__file__, out_dir, meta, C.judge_all(claims(batches, scale), data, vetoes=edge_vetoes(data)),
-                 data, records,
-                 plots(records, data, counts, out_dir) if records else [], runs=len(records),
-                 seeds=sorted({r["seed"] for r in records}), state_check=state_line, state=state_table, steps=steps,
-                 sweep=table_sweep(records, data), best=table_best(data), batch=table_batch(records, data),
-                 cls_sweep=table_sweep(records, data, "mnist1d"), cls_best=table_best(data, "cls_"),
-                 amos=table_amos(records, data),
+                 records, plots(records, data, counts, out_dir) if records else [], state_check=state_line,
+                 state=state_table, steps=steps, sweep=table_sweep(records, data), best=table_best(data),
+                 batch=table_batch(records, data), cls_sweep=table_sweep(records, data, "mnist1d"),
+                 cls_best=table_best(data, "cls_"), amos=table_amos(records, data),
                  embedding=table_embedding(records, counts) if counts is not None else "not measured (no byte counts)")

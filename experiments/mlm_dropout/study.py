@@ -50,27 +50,24 @@ def plan(seeds: int | None = None, scale: str = "default") -> list[launcher.Run]
   if scale not in SCALES:
     raise ValueError(f"mlm_dropout scales are {', '.join(SCALES)}; got {scale!r}.")
   arms, pt_seeds, ft_seeds, scratch = SCALES[scale]
-  ft_seeds, scratch = seeds or ft_seeds, seeds or scratch
   tiny = scale == "tiny"
-  extra = ",runlocal" if tiny else ""
   runs = [launcher.Run(pt_name(m, r, s), f"configs/mlm_dropout/pretrain.py:mode={m},rate={r:g},seed={s},{PT_ARGS}"
-                       + extra, dict(kind="pretrain", mode=m, rate=r, pt_seed=s),
+                       + ",runlocal" * tiny, dict(kind="pretrain", mode=m, rate=r, pt_seed=s),
                        EST_S["tiny"] if tiny else EST_S[m] + EST_S["drift"] * (m == "mlm"))
           for s in range(pt_seeds) for m, r in arms]
 
-  def finetune(init, rate, s, corr, drop, f):
+  def finetune(setting: tuple, f: int) -> launcher.Run:
+    init, rate, s, corr, drop = setting
     arg = [f"init={{workdir}}/runs/{pt_name(init, rate, s)}"] * (init != "none") + [
         f"correction={corr:g}", f"drop={drop:g}", f"seed={f}", FT_ARGS]
     est = EST_S["startup"] + EST_S["outcomes"] + EST_S["finetune"] * (0.3 + 0.7 * (1 - drop))
-    return launcher.Run(ft_name(init, rate, s, corr, drop, f), f"{FINETUNE}:" + ",".join(arg)
-                        + extra, dict(kind="finetune", init=init, rate=rate, pt_seed=s, correction=corr, drop=drop,
-                                      seed=f), EST_S["tiny"] if tiny else est, stage=1)
+    return launcher.Run(ft_name(init, rate, s, corr, drop, f), f"{FINETUNE}:" + ",".join(arg) + ",runlocal" * tiny,
+                        dict(kind="finetune", init=init, rate=rate, pt_seed=s, correction=corr, drop=drop, seed=f),
+                        EST_S["tiny"] if tiny else est, stage=1)
 
-  for f in range(max(ft_seeds, scratch)):
-    runs += [finetune(m, r, s, c, p, f) for s in range(pt_seeds if f < ft_seeds else 0)
-             for (m, r), settings in arms.items() for c, p in settings]
-    runs += [finetune("none", 0.0, None, 0.0, 0.0, f)] * (f < scratch)
-  return runs
+  tuned = [((m, r, s, c, p), ft_seeds) for s in range(pt_seeds) for (m, r), settings in arms.items()
+           for c, p in settings]
+  return runs + launcher.seed_major(tuned + [(("none", 0.0, None, 0.0, 0.0), scratch)], seeds, finetune)
 
 
 def _eval_windows(config, batch: int, num_batches: int | None = None) -> dict[str, np.ndarray]:
@@ -137,9 +134,7 @@ def samples(records, extras_) -> dict:
   "win:dcorr:r<r>", "dcorr@s:r<r>") -> accuracy with minus without the correction on the r checkpoints;
   "drift:r<r>" -> {test file: KL gain, mean over the checkpoints}; "steptime" -> [(p, seconds)]."""
   out: dict = {}
-  for r in records:
-    if r.get("error"):
-      continue
+  for r in R.finished(records):
     if r["kind"] == "finetune":
       k = key(r["init"], r["rate"], r["correction"], r["drop"])
       unit = f"f{r['seed']}" if r["init"] == "none" else f"s{r['pt_seed']}/f{r['seed']}"
@@ -332,12 +327,10 @@ def table_published(data) -> str:
 def table_pretrain(records, timing) -> str:
   tp, rows = (timing or {}).get("pretrain") or {}, []
   ms = lambda k: "—" if k not in tp else f"{tp[k] * 1000:.1f}"
-  for r in records:
-    if r["kind"] == "pretrain" and not r.get("error"):
-      m = r["mode"]
-      rows.append([f"{INITS[m]} r={r['rate']:g}", r["pt_seed"], r.get("step"),
-                   f"{r['wall_time_s']:.0f}", ms(m), ms(m + "@0.5"), ms(m + "@0.75"), f"{r['eval']['loss']:.3f}",
-                   f"{r['eval']['accuracy'] * 100:.1f}"])
+  for r in R.finished(records, kind="pretrain"):
+    m = r["mode"]
+    rows.append([f"{INITS[m]} r={r['rate']:g}", r["pt_seed"], r.get("step"), f"{r['wall_time_s']:.0f}", ms(m),
+                 ms(m + "@0.5"), ms(m + "@0.75"), f"{r['eval']['loss']:.3f}", f"{r['eval']['accuracy'] * 100:.1f}"])
   return R.table(["pre-training", "seed", "steps", "wall time (s)", "step 15% (ms)", "step 50%", "step 75%",
                   "eval loss (masked bytes)", "eval acc % (masked bytes)"], rows)
 
@@ -380,7 +373,7 @@ def write_report(records, extras_, out_dir: str, meta: dict) -> str:
   counts, files = extras_.get("eval_counts") or [], extras_.get("eval_files")
   power, power_line = table_power(verdicts, data, np.asarray(files) if files else None)
   return R.write(
-      __file__, out_dir, meta, verdicts, data, records, plots(data, timing, out_dir),
+      __file__, out_dir, meta, verdicts, records, plots(data, timing, out_dir),
       pretrain_steps=setup.get("pretrain_steps", "?"), finetune_steps=setup.get("finetune_steps", "?"),
       pool=setup.get("pool", "?"), train_per_class=setup.get("train_per_class", "?"),
       per_file=setup.get("eval_per_file", "?"), n_files=len(set(files)) if files else "?",

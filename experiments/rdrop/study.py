@@ -100,20 +100,17 @@ def plan(seeds: int | None = None, scale: str = "default") -> list[launcher.Run]
   """Seed after seed (an interrupted study still covers every setting); --seeds K: K seeds of every part."""
   if scale not in ("default", "extended", "full", "tiny"):
     raise ValueError(f"rdrop scales are default, extended, full, tiny; got {scale!r}.")
-  todo = settings(scale)
-  runs = []
-  for seed in range(seeds or (1 if scale == "tiny" else max(s.seeds for s in todo))):
-    for s in (s for s in todo if seeds or scale == "tiny" or seed < s.seeds):
-      arg = run_arg(s, seed)
-      labels = dict(part=s.part, model=s.model, alpha=0.0 if s.arm == "1pass" else float(s.arm), dropout=s.p,
-                    passes="single" if s.arm == "1pass" else "duplicate", train_size=s.labelled or s.n,
-                    labelled=s.labelled, unlabelled=s.unlabelled, width=s.width, seed=seed,
-                    **({} if s.beta is None else dict(beta=s.beta)),
-                    **({} if s.semi == "joint" else dict(semi=s.semi)))
-      spec = f"{CONFIG}:{arg}" + (",runlocal" if scale == "tiny" else "")
-      runs.append(launcher.Run(arg.replace(",", "_").replace("=", ""), spec, labels,
-                               10.0 if scale == "tiny" else round(est_s(s), 1)))
-  return runs
+  tiny = scale == "tiny"
+
+  def run(s: Setting, seed: int) -> launcher.Run:
+    labels = dict(part=s.part, model=s.model, alpha=0.0 if s.arm == "1pass" else float(s.arm), dropout=s.p,
+                  passes="single" if s.arm == "1pass" else "duplicate", train_size=s.labelled or s.n,
+                  labelled=s.labelled, unlabelled=s.unlabelled, width=s.width, seed=seed,
+                  **({} if s.beta is None else dict(beta=s.beta)), **({} if s.semi == "joint" else dict(semi=s.semi)))
+    arg = run_arg(s, seed)
+    return launcher.Run(launcher.slug(arg), f"{CONFIG}:{arg}" + ",runlocal" * tiny, labels,
+                        10.0 if tiny else round(est_s(s), 1))
+  return launcher.seed_major([(s, 1 if tiny else s.seeds) for s in settings(scale)], seeds, run)
 
 
 def key(r: dict) -> str:
@@ -133,9 +130,7 @@ def samples(records) -> dict:
   passes on the test set), kl (KL(P̄‖P0)), ce (train CE, last log window); gain:setting/aA = acc(aA) − acc(a0) per
   seed (same seed = same initialisation and data order); trend:setting = [(α, log10 gap)] over the two-pass arms."""
   out: dict = collections.defaultdict(dict)
-  for r in records:
-    if r.get("error"):
-      continue
+  for r in R.finished(records):
     for name, v in (("acc", r["eval"].get("accuracy")), ("gap", r["eval"].get("dropout_kl")),
                     ("kl", r["eval"].get("consistency_kl")), ("ce", r["train"].get("ce"))):
       if v is not None:
@@ -237,7 +232,7 @@ def claims(data) -> list[C.Claim]:
 
 
 def _cell(data, name, scale=100.0, digits=1) -> str:
-  return stats.Stat(list(data.get(name, {}).values())).fmt(scale, digits)
+  return stats.cell(data.get(name), scale, digits)
 
 
 def table_supervised(data) -> str:
@@ -318,7 +313,7 @@ def plots(data, out_dir) -> list[str]:
 def write_report(records, extras, out_dir: str, meta: dict) -> str:
   del extras
   data = samples(records)
-  return R.write(__file__, out_dir, meta, C.judge_all(claims(data), data), data, records, plots(data, out_dir),
-                 runs=len(records), seeds=sorted({r["seed"] for r in records}), supervised=table_supervised(data),
-                 semi=table_semi(data), published=table_published(data), margin=f"{NONINFERIORITY * 100:g}",
+  return R.write(__file__, out_dir, meta, C.judge_all(claims(data), data), records, plots(data, out_dir),
+                 supervised=table_supervised(data), semi=table_semi(data), published=table_published(data),
+                 margin=f"{NONINFERIORITY * 100:g}",
                  mean_run_s=f"{np.mean([r.get('wall_time_s', 0) for r in records]):.1f}" if records else "—")

@@ -44,17 +44,14 @@ def plan(seeds: int | None = None, scale: str = "default") -> list[launcher.Run]
   """Seed 0 of every variant first, then the further seeds (an interrupted study still covers every row)."""
   if scale not in ("default", "tiny"):
     raise ValueError(f"simsiam scales are default, tiny; got {scale!r}.")
-  variants = ("simsiam", "no_predictor") if scale == "tiny" else tuple(VARIANTS)  # tiny: the fast compiles
-  per_variant = {v: seeds or (1 if scale == "tiny" else 5 if v in MAIN else 3) for v in variants}
-  runs = []
-  for seed in range(max(per_variant.values())):
-    for v in variants:
-      if seed < per_variant[v]:
-        arg = VARIANTS[v][0] + f",seed={seed}" + (",runlocal" if scale == "tiny" else "")
-        est = EST_S["tiny" if scale == "tiny" else "mean_view" if "mean_view" in arg else "view"]
-        runs.append(launcher.Run(arg.replace(",", "_").replace("=", ""), f"{CONFIG}:{arg}",
-                                 {"variant": v, "seed": seed}, est))
-  return runs
+  tiny = scale == "tiny"
+  variants = ("simsiam", "no_predictor") if tiny else tuple(VARIANTS)  # tiny: the fast compiles
+
+  def run(v: str, seed: int) -> launcher.Run:
+    arg = VARIANTS[v][0] + f",seed={seed}" + ",runlocal" * tiny
+    est = EST_S["tiny" if tiny else "mean_view" if "mean_view" in arg else "view"]
+    return launcher.Run(launcher.slug(arg), f"{CONFIG}:{arg}", {"variant": v, "seed": seed}, est)
+  return launcher.seed_major([(v, 1 if tiny else 5 if v in MAIN else 3) for v in variants], seeds, run)
 
 
 _CACHE: dict = {}
@@ -105,9 +102,8 @@ def extras(workdir: str, scale: str = "default") -> dict:
 
 def by_variant(records) -> dict[str, list[dict]]:
   out = collections.defaultdict(list)
-  for r in records:
-    if not r.get("error") and r.get("final"):
-      out[r["variant"]].append(r)
+  for r in (r for r in R.finished(records) if r.get("final")):
+    out[r["variant"]].append(r)
   return dict(out)
 
 
@@ -235,8 +231,7 @@ def toy_check() -> tuple[bool, str]:
 
 def _fmt(data, metric: str, arm: str, untrained: bool = False) -> str:
   """Mean ± sd over the seeds of sample metric/arm (its finite values), in the metric's DISPLAY scale."""
-  values = data.get(f"{metric}{'0' * untrained}/{arm}", {}).values()
-  return stats.Stat([x for x in values if np.isfinite(x)]).fmt(*DISPLAY.get(metric, (1.0, 2)))
+  return stats.cell(data.get(f"{metric}{'0' * untrained}/{arm}"), *DISPLAY.get(metric, (1.0, 2)))
 
 
 COLUMNS = ("probe", "knn", "z_cov_rank", "z_sv_rank", "z_top3_var", "z_std", "h_cov_rank")
@@ -314,11 +309,9 @@ def write_report(records, extras_, out_dir: str, meta: dict) -> str:
   d = next(iter(g.values()))[0]["proj_dim"] if g else 64
   raw = extras_.get("raw")
   data = samples(records)
-  verdicts = C.judge_all(claims(d, raw and raw["probe"]), data)
   ok, toy = toy_check()
-  os.makedirs(out_dir, exist_ok=True)
-  return R.write(__file__, out_dir, meta, verdicts, data, records, plots(g, raw, out_dir) if g else [], d=d,
-                 steps=next(iter(g.values()))[0]["steps"] if g else 0, runs=len(records),
-                 toy=f"**{'✅ holds' if ok else '❌ does not hold'}** — {toy}", ablation=table_ablation(g, data, raw),
+  return R.write(__file__, out_dir, meta, C.judge_all(claims(d, raw and raw["probe"]), data), records,
+                 plots(g, raw, out_dir) if g else [], d=d, steps=next(iter(g.values()))[0]["steps"] if g else 0,
+                 toy=f"**{R.MARK[C.HOLDS if ok else C.FAILS]}** — {toy}", ablation=table_ablation(g, data, raw),
                  paper=table_paper(), curve=table_curve(g), curve_knn=table_curve(g, "knn"),
                  curve_rank=table_curve(g, "z_cov_rank", 1, 2))

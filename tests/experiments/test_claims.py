@@ -146,16 +146,6 @@ def test_su_rerope_window_robustness_passes_claim_6a():
   assert C.judge(C.Claim("6a", "", "paired", "hi", "lo", direction="~", margin=margin), S).verdict == C.HOLDS
 
 
-def test_former_rule_is_reproduced_for_marking_changed_verdicts():
-  """The discarded max-sd rule: a 'difference' beyond max(sd) with 3 seeds, which the t test does not accept."""
-  samples = {"a": {0: 1.0, 1: 2.0, 2: 3.0}, "b": {0: 0.0, 1: 0.5, 2: 1.0}}
-  claim = C.Claim("x", "a > b", "paired", "a", "b")
-  assert C.former_verdict(claim, samples) == C.HOLDS   # d = 1.5 > max sd 1.0
-  assert C.former_verdict(C.Claim("y", "a ≥ b - 2", "welch", "a", "b", margin=-2.0),
-                          {"a": [1.0, 1.1], "b": [1.05, 1.0]}) == C.HOLDS   # inside the spread: non-inferior
-  assert C.former_verdict(C.Claim("t", "rising", "trend", "a"), samples) is None
-
-
 # ------------------------------------------------- Review of #14: CI/verdict consistency, Holm, edge cases.
 
 

@@ -58,7 +58,7 @@ def test_simsiam_claims_on_synthetic_records():
 
 def test_simsiam_report_from_a_results_file(tmp_path):
   path = tmp_path / "results.json"
-  path.write_text(json.dumps({"runs": simsiam_records(), "baselines": {"raw": {"knn": 0.5, "probe": 0.33}}}))
+  path.write_text(json.dumps({"runs": simsiam_records(), "extras": {"raw": {"knn": 0.5, "probe": 0.33}}}))
   out = tmp_path / "out"
   assert launcher.main(["simsiam", "--report_only", "--results", str(path), "--out", str(out)]) == 0
   text = (out / "REPORT.md").read_text()
@@ -67,7 +67,7 @@ def test_simsiam_report_from_a_results_file(tmp_path):
   assert "$" not in text.replace("$$", "")  # every template field filled
   assert os.path.exists(out / "fig_curves.png")
   res = json.loads((out / "results.json").read_text())
-  assert res["meta"]["legacy"] and res["extras"]["raw"]["probe"] == 0.33
+  assert res["extras"]["raw"]["probe"] == 0.33
 
 
 # ------------------------------------------------------------------------------------------------ R-Drop.
