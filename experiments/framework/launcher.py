@@ -7,8 +7,8 @@ r"""The one study launcher: plan, run cache, sharding over processes, timing, re
 
 A study is ``experiments/<study>/study.py`` with ``plan(seeds, scale) -> [Run]``, optionally ``evaluate(run,
 config, run_dir, record) -> dict`` (checkpoint evaluations added to the run's record), ``extras(workdir, scale)
--> dict`` (study-level numbers computed once after the runs), ``from_results(results) -> (records, extras)``
-(a former driver's results.json), and ``write_report(records, extras, out_dir, meta) -> path``.
+-> dict`` (study-level numbers computed once after the runs), and ``write_report(records, extras, out_dir, meta)
+-> path``.
 
 Every run is ``kexue_jax.train.run`` on ``run.config`` (``path.py:arg``) with the ``--config.*`` overrides applied
 (recorded in each run and in the report). A run whose ``W/runs/<name>/record.json`` exists is never retrained; an
@@ -220,8 +220,6 @@ def collect(a, study, runs, overrides) -> tuple[list[dict], dict]:
   """The records and extras to report: from --results, from W/runs (report_only), or by running the plan."""
   if a.results:
     res = _read_json(a.results)
-    if not isinstance(res.get("runs"), list) and hasattr(study, "from_results"):
-      return study.from_results(res)   # a former driver's results.json
     return res["runs"], res.get("extras", {})
   records = []
   for k, run in enumerate(runs):

@@ -288,31 +288,6 @@ def to_results(records, extras: dict, meta: dict) -> dict:
                             for r in records if r.get("control_curve")]}
 
 
-def from_results(res: dict) -> tuple[list[dict], dict]:
-  """Records and extras from a results.json of the former driver (experiments/length_extrapolation/run.py)."""
-  setup_keys = ("train_length", "test_lengths", "extension", "windows", "windows_at_8x", "growing_docs", "steps",
-                "batch_size", "model", "optimizer", "segment_rule")
-  base = dict(setup={k: res["meta"][k] for k in setup_keys if k in res["meta"]}, baselines=res.get("baselines", {}),
-              scale=res["meta"].get("scale"))
-  curves = {"rope": res.get("copy_vs_steps") or [], "rope_copy": res.get("copy_vs_steps_copy_aug") or []}
-  records = []
-  for name, r in res["runs"].items():
-    seed = int(name.rsplit("_s", 1)[1]) if "_s" in name and name.rsplit("_s", 1)[1].isdigit() else 0
-    records.append({**base, **r, "name": name, "seed": seed, "variant": r.get("variant", name),
-                    "copy_curve": curves.get(name, []),
-                    "methods": {k: v for k, v in res["methods"].items() if v.get("ckpt") == name}})
-  for p in res.get("copy_probes") or []:
-    records.append({**base, **p["summary"], "name": probe_name(p["arg"]), "probe": p["arg"], "seed": 0,
-                    "variant": "rope", "copy_curve": p["curve"], "methods": {}})
-  for c in res.get("copy_controls") or []:   # the former copy_control.py's copy_control.json
-    records.append(dict(name=c["name"], variant="rope", seed=0, control=True, config=c["config"],
-                        batch_size=c["batch_size"], seq_len=c["train_length"], step=c["steps"],
-                        train_time_s=c["wall_s"], wall_time_s=c["wall_s"], hardware=c["hardware"],
-                        control_curve=c["curve"], methods={}))
-  return records, {"legacy_meta": {k: v for k, v in res["meta"].items() if k not in setup_keys},
-                   "invocations": res.get("invocations")}
-
-
 def write_report(records, extras_, out_dir: str, meta: dict) -> str:
   os.makedirs(out_dir, exist_ok=True)
   if (extras_.get("legacy_meta") or {}).get("hardware") and meta.get("trained_on", "").startswith("not recorded"):

@@ -395,25 +395,6 @@ def test_extended_plan_has_the_issue_18_variants():
       "pre2h-logn/rope", "pre2h-logn/ntk_mixed", "pre2h-logn/rerope_w64"}
 
 
-def test_former_results_round_trip_through_records(tmp_path):
-  res = _synthetic(True)
-  res["runs"]["rope_s1"] = dict(res["runs"]["rope"])
-  res["methods"]["rope@s1"] = dict(res["methods"]["rope"], ckpt="rope_s1")
-  res["copy_probes"] = [res.pop("copy_probe")]
-  ckpts = {m["ckpt"] for m in res["methods"].values()}
-  for ckpt in ckpts:
-    res["runs"].setdefault(ckpt, dict(res["runs"]["rope"]))
-  records, extras = study.from_results(res)
-  assert {r["name"] for r in records} == ckpts | {"copy_probe__heads_4"}
-  back = study.to_results(records, extras, {"trained_on": "cpu"})
-  assert back["methods"] == res["methods"] and back["copy_vs_steps"] == res["copy_vs_steps"]
-  assert back["copy_probes"][0]["curve"] == res["copy_probes"][0]["curve"]
-  assert back["meta"]["seeds"] == 2 and back["meta"]["train_length"] == res["meta"]["train_length"]
-  path = study.write_report(records, extras, str(tmp_path), {"machine": "m", "commands": ["cmd"]})
-  text = open(path).read()
-  assert "## Claim checklist" in text and "## Provenance" in text
-
-
 def test_study_smoke_tiny(tmp_path):
   out = study.run(str(tmp_path / "wd"), "tiny", variants=("rope",), methods=("rope", "rerope_w4"))
   assert set(out["methods"]) == {"rope", "rerope_w4"}
