@@ -35,5 +35,9 @@ class Stat:
 
 
 def cell(sample: Mapping[Any, float] | None, scale: float = 1.0, digits: int = 1) -> str:
-  """A table cell: ``Stat.fmt`` of the finite values of a sample {unit: value} (None: no values)."""
-  return Stat([v for v in (sample or {}).values() if np.isfinite(v)]).fmt(scale, digits)
+  """A table cell: ``Stat.fmt`` of the finite values of a sample {unit: value} (None: no values), with a count of
+  the values left out ("(1 not finite)") so a mean over fewer units says so."""
+  values = list((sample or {}).values())
+  finite = [v for v in values if np.isfinite(v)]
+  dropped = len(values) - len(finite)
+  return Stat(finite).fmt(scale, digits) + (f" ({dropped} not finite)" if dropped else "")

@@ -307,6 +307,9 @@ def judge_all(claims: Sequence[Claim], samples: Mapping[str, Any], alpha: float 
   its opposite side are Holm-adjusted (NaN p not counted). ``vetoes``: {claim id: why the data cannot decide it}
   (inconclusive, left out of the family)."""
   vetoes = vetoes or {}
+  ids = [c.id for c in claims]
+  if len(set(ids)) < len(ids):
+    raise ValueError(f"claim ids must be unique (Holm and the verdicts are keyed by id): {sorted(ids)}")
   estimates = {c.id: estimate(c, samples) for c in claims}
   sides = {c.id: _side_p(c, estimates[c.id]) for c in claims
            if _testable(c, estimates[c.id]) and c.id not in vetoes}

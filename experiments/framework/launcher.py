@@ -189,7 +189,8 @@ def parse(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
       "--workdir is required (or --report_only --results FILE).": a.study and not a.workdir and not a.results,
       "--results reads recorded runs: pass it with --report_only.": a.results and not a.report_only,
       f"--shard must be i/n with 0 <= i < n, got {a.shard!r}.": not shard or int(shard[1]) >= int(shard[2]),
-      f"--processes must be >= 1, got {a.processes}.": a.processes < 1}
+      f"--processes must be >= 1, got {a.processes}.": a.processes < 1,
+      f"--seeds must be >= 1 (omit it for the study's default), got {a.seeds}.": a.seeds is not None and a.seeds < 1}
   for message, applies in errors.items():
     if applies:
       p.error(message)
@@ -220,6 +221,9 @@ def collect(a, study, runs, overrides) -> tuple[list[dict], dict]:
   """The records and extras to report: from --results, from W/runs (report_only), or by running the plan."""
   if a.results:
     res = _read_json(a.results)
+    if not isinstance(res.get("runs"), list):
+      raise UsageError(f"{a.results} is not a launcher results.json (no list of runs); pass one that "
+                       "`python -m experiments STUDY --out DIR` wrote.")
     return res["runs"], res.get("extras", {})
   records = []
   for k, run in enumerate(runs):

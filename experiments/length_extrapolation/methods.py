@@ -62,9 +62,10 @@ def all_methods(n: int, variants: tuple[str, ...]) -> list[L.Method]:
   return out
 
 
-# Seed replicates (run.py --seeds): the checkpoints retrained with other seeds, and the methods evaluated on
-# them -- those of the claims that compare two checkpoints (log n pre-trained vs not), where one training seed
-# cannot separate the method from seed noise.
+# Seed replicates (`<ckpt>_s<k>` runs of the extended plan): the checkpoints retrained with other seeds, and the
+# methods evaluated on them -- those of the claims that compare two checkpoints (log n pre-trained vs not, 2, 5a,
+# W, H, the gap runs), where one training seed cannot separate the method from seed noise; seed_scale_ckpts adds
+# the other compared checkpoints (the opt-in `seeds` scale).
 SEED_CKPTS = ("rope", "rope_logn", "hwfa", "rope_logn_copy", "hwfa_copy", "rope_pre2h", "rope_logn_pre2h",
               "rope_2xsteps")
 GAP_PREFIXES = ("pre2h/", "pre2h-logn/", "2xsteps/")   # the log-n gap runs' methods (not Su's methods)

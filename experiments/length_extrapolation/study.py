@@ -20,8 +20,8 @@ Plans (issue #18: the default <= 60 min on 2 cores; cross-checkpoint claims need
              and length); a shared machine is slower.
   extended   default + the other variants (InvLeaky, KNA, CosA, HWFA2, KNA/CosA-log n), the copy-augmented
              checkpoints (the repeated column, and the runs that test the window / HWFA hypotheses), the copy
-             probes, the positive control and Su's MLM log-n table (Attention-O / -E), 5 seeds of every
-             checkpoint that claims compare, and issue #18's untested variants (QNA, KNA + NoPE, InvLeaky b8, the
+             probes, the positive control and Su's MLM log-n table (Attention-O / -E), 5 seeds of
+             methods.SEED_CKPTS (the other compared checkpoints get theirs from `seeds`), and issue #18's untested variants (QNA, KNA + NoPE, InvLeaky b8, the
              HWFA2 grid: 10 runs, ~34 min by the estimate; their architectures' recorded runs took 209-282 s of
              training each on the shared machine), and the runs that decide why our log-n gains are 3-8x smaller
              than an independent measurement (GAP_VARIANTS, 5 seeds each: the pre-norm 2-head architecture and its

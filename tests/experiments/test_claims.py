@@ -97,6 +97,8 @@ def test_holm_family_is_applied_in_judge_all():
   raw = [C.judge(c, samples).p for c in cl]
   np.testing.assert_allclose([v.p_holm for v in vs], C.holm(raw))
   assert "Holm" in vs[0].line()
+  with pytest.raises(ValueError, match="unique"):   # estimates and Holm are keyed by id
+    C.judge_all(cl + [C.Claim("1", "c > a", "welch", "c", "a")], samples)
 
 
 # ------------------------------------------------------------------- Su's own numbers pass his own claims.

@@ -21,7 +21,8 @@ def test_list_names_the_ported_studies(capsys):
 @pytest.mark.parametrize("argv, match", [
     (["simsiam"], "--workdir is required"), (["simsiam", "--workdir", "W", "--shard", "2/2"], "--shard"),
     (["simsiam", "--workdir", "W", "--bogus"], "unrecognised"), (["--workdir", "W"], "name a study"),
-    (["simsiam", "--results", "x.json"], "--report_only")])
+    (["simsiam", "--results", "x.json"], "--report_only"),
+    (["simsiam", "--workdir", "W", "--seeds", "0"], "--seeds must be >= 1")])
 def test_bad_arguments_exit_2(argv, match, capsys):
   with pytest.raises(SystemExit) as e:
     launcher.main(argv)
@@ -35,6 +36,13 @@ def test_unknown_study_scale_and_override_fail_before_compute(tmp_path, capsys):
   err = capsys.readouterr().err
   assert "unknown study" in err and "huge" in err and "no key 'nope'" in err
   assert not os.listdir(tmp_path)
+
+
+def test_results_not_in_the_launchers_layout_fail_in_one_line(tmp_path, capsys):
+  path = tmp_path / "results.json"
+  path.write_text(json.dumps({"runs": {"rope": {}}, "meta": {}}))   # a former driver's dict of runs
+  assert launcher.main(["simsiam", "--report_only", "--results", str(path), "--out", str(tmp_path / "o")]) == 2
+  assert "is not a launcher results.json" in capsys.readouterr().err and not (tmp_path / "o").exists()
 
 
 def test_dry_run_prints_plan_and_estimate(tmp_path, capsys):

@@ -9,6 +9,7 @@ import pytest
 from scipy import stats as scipy_stats
 
 from experiments.framework import claims as claims_lib
+from experiments.framework import launcher
 from experiments.length_extrapolation import claims as le_claims
 from experiments.length_extrapolation import methods as methods_lib
 from experiments.length_extrapolation import published
@@ -645,3 +646,16 @@ def test_logn_gap_claims_compare_the_per_seed_gains_of_two_architectures(tmp_pat
   for cid in ("W1", "W2", "W3", "W4", "H1", "H2", "6b", "R7", "1b", "4a-none", "G1-rope", "G2-rope", "G3-rope"):
     assert f"**{cid}**" in section, cid
   assert "✅ holds — effect" in section and "Not measured in these runs" in text
+
+
+def test_legacy_results_regenerate_the_committed_verdicts(tmp_path):
+  """The former driver's recorded runs through the launcher (--results): the footer names the hardware they were
+  trained on (extras' legacy_meta) and the verdict count is the committed report's."""
+  folder = os.path.join(os.path.dirname(study.__file__), "legacy_2026-11-22")
+  assert launcher.main(["length_extrapolation", "--report_only", "--results", os.path.join(folder, "results.json"),
+                        "--out", str(tmp_path)]) == 0
+  text = (tmp_path / "REPORT.md").read_text()
+  committed = open(os.path.join(folder, "REPORT.md")).read()
+  summary = lambda t: re.search(r"^\d+ holds?, \d+ do(es)? not hold, \d+ inconclusive\.$", t, re.M)[0]
+  assert "## Claim checklist" in text and "- Runs trained on: 1 x cpu, 2 CPU cores, x86_64" in text
+  assert summary(text) == summary(committed)
