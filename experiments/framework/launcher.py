@@ -97,10 +97,18 @@ def load_run_config(run: Run, overrides: Sequence[str], workdir: str | None = No
   return config
 
 
+# A list of numbers written across lines in indented JSON: "[" then a newline (no JSON string holds a raw newline,
+# so this never matches inside one), numbers / null / NaN / Infinity and commas, "]".
+_NUMBER_LIST = re.compile(r"\[\n[-+0-9.eE,\sNaIfinityul]*?\]")
+
+
 def _write_json(path: str, obj: Any) -> None:
-  """Atomic (report.save_text). Keys keep their order (a study's tables follow it, e.g. the methods of a
-  length-extrapolation record; sorting would list them alphabetically)."""
-  report_lib.save_text(os.path.dirname(path) or ".", json.dumps(obj, indent=1, default=float), os.path.basename(path))
+  """Atomic (report.save_text), indented, with each list of numbers on one line (per-window accuracies would
+  otherwise take a line per number and double the file). Keys keep their order (a study's tables follow it, e.g.
+  the methods of a length-extrapolation record; sorting would list them alphabetically)."""
+  text = _NUMBER_LIST.sub(lambda m: "[" + "".join(m.group(0)[1:-1].split()) + "]",
+                          json.dumps(obj, indent=1, default=float))
+  report_lib.save_text(os.path.dirname(path) or ".", text, os.path.basename(path))
 
 
 def _read_json(path: str):

@@ -213,3 +213,16 @@ def test_portable_renames_whole_workdir_paths_only():
       "python -m kexue_jax.main --config c.py:wd=0.3,init=W/runs/pt --workdir W/runs/x --config.w=1")
   assert launcher._portable("--workdir /tmp/a/b/runs/x", "/tmp/a/b/") == "--workdir W/runs/x"  # pylint: disable=protected-access
   assert launcher._portable("--workdir /tmp/a/b", None) == "--workdir /tmp/a/b"  # pylint: disable=protected-access
+
+
+def test_results_json_puts_number_lists_on_one_line_and_round_trips(tmp_path):
+  nan, inf = float("nan"), float("inf")
+  obj = {"acc": [0.5, 1, -3e-05, None, nan, inf], "nested": [[1, 2], [3]], "runs": [{"q": [0.25]}], "empty": [],
+         "flags": [True, False], "text": "a [\n1] b --x=[1, 2]"}
+  path = str(tmp_path / "results.json")
+  launcher._write_json(path, obj)  # pylint: disable=protected-access
+  text = open(path).read()
+  assert '"acc": [0.5,1,-3e-05,null,NaN,Infinity]' in text and "[1,2]" in text and '"q": [0.25]' in text
+  assert '"text": "a [\\n1] b --x=[1, 2]"' in text   # strings are never rewritten
+  back = json.loads(text)
+  assert json.dumps(back) == json.dumps(obj) and not os.path.exists(path + ".tmp")
