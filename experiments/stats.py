@@ -12,6 +12,11 @@ class Stat:
   """The values of one metric over seeds."""
   values: list[float]
 
+  @classmethod
+  def of(cls, sample: Mapping[Any, float] | None) -> Stat:
+    """The values of a sample {unit: value} (None: none)."""
+    return cls(list((sample or {}).values()))
+
   @property
   def n(self) -> int:
     return len(self.values)
@@ -41,3 +46,8 @@ def cell(sample: Mapping[Any, float] | None, scale: float = 1.0, digits: int = 1
   finite = [v for v in values if np.isfinite(v)]
   dropped = len(values) - len(finite)
   return Stat(finite).fmt(scale, digits) + (f" ({dropped} not finite)" if dropped else "")
+
+
+def diff(a: Mapping[Any, float], b: Mapping[Any, float]) -> dict:
+  """The paired sample a − b: {unit: a[unit] − b[unit]} over the units of a that b has too."""
+  return {u: v - b[u] for u, v in a.items() if u in b}

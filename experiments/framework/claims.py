@@ -232,12 +232,11 @@ def _distance(claim: Claim, est: _Estimate) -> float:
           SIGN[claim.direction] * est.effect - claim.margin)
 
 
-def units_needed(claim: Claim, est: _Estimate, alpha: float = ALPHA / 2, power: float = POWER,
-                 limit: int = 10_000) -> int | None:
-  """Smallest n above the current one at which the observed effect would be detected with ``power`` by a
-  one-sided t test at level ``alpha`` (the claim's: ALPHA / 2, divided by its Holm step factor in a family) if
-  it and the observed spread were the truth: distance / (se·sqrt(n0/n)) >= t_{1-alpha} + t_{power} (df scaled
-  with n). None when the observed effect lies on the wrong side of the margin (no n helps) or past ``limit``."""
+def units_needed(claim: Claim, est: _Estimate, alpha: float, limit: int = 10_000) -> int | None:
+  """Smallest n above the current one at which the observed effect would be detected with POWER by a one-sided
+  t test at level ``alpha`` (the claim's: ALPHA / 2, divided by its Holm step factor in a family) if it and the
+  observed spread were the truth: distance / (se·sqrt(n0/n)) >= t_{1-alpha} + t_{POWER} (df scaled with n).
+  None when the observed effect lies on the wrong side of the margin (no n helps) or past ``limit``."""
   distance = _distance(claim, est)
   if not (distance > 0 and est.se > 0 and est.df > 0):
     return None
@@ -245,7 +244,7 @@ def units_needed(claim: Claim, est: _Estimate, alpha: float = ALPHA / 2, power: 
   for n in range(max(est.n + 1, 2), limit + 1):
     df = max(n - offset, 1.0) if claim.test != "welch" else est.df * n / est.n
     se = est.se * np.sqrt(est.n / n)
-    if distance / se >= stats.t.ppf(1 - alpha, df) + stats.t.ppf(power, df):
+    if distance / se >= stats.t.ppf(1 - alpha, df) + stats.t.ppf(POWER, df):
       return n
   return None
 
@@ -261,35 +260,36 @@ def holm(pvalues: Sequence[float]) -> np.ndarray:
   return out
 
 
-def judge(claim: Claim, samples: Mapping[str, Any], p_adjusted: float | None = None,
-          alpha: float = ALPHA, p_opposite_adjusted: float | None = None, holm_step: int = 1,
-          veto: str | None = None, est: _Estimate | None = None) -> Verdict:
-  """The verdict of one claim at two-sided ``alpha`` (each one-sided test at alpha / 2). In a family:
-  ``p_adjusted`` / ``p_opposite_adjusted`` are the Holm-adjusted p of the claim and of its opposite side, and
-  ``holm_step`` the divisor of alpha / 2 at the claim's Holm step (for the units a decision needs). ``veto``: a
-  reason the data cannot decide the claim (e.g. a best value at a grid edge); the verdict is inconclusive.
-  ``est``: the claim's :func:`estimate` when the caller has computed it already (judge_all)."""
+def _verdict(claim: Claim, samples: Mapping[str, Any], est: _Estimate | None, sides: tuple[float, float] | None,
+             holm_p: tuple[float, float, int] | None, alpha: float, veto: str | None) -> Verdict:
+  """The verdict at two-sided ``alpha`` (each one-sided test at alpha / 2) from the claim's estimate, its one-sided
+  p values ``sides`` (the claim's, its opposite's; None: not testable) and, in a Holm family, ``holm_p``: both
+  adjusted and the claim's Holm step (the divisor of alpha / 2 for the units a decision needs). ``veto``: a reason
+  the data cannot decide the claim (e.g. a best value at a grid edge): inconclusive."""
   missing = [s for s in (claim.a, claim.b) if s is not None and s not in samples]
   if missing:
     return Verdict(claim, INCONCLUSIVE, note=f"not measured: no data for {', '.join(missing)}")
-  est = estimate(claim, samples) if est is None else est
-  if not _testable(claim, est):
+  if sides is None:
     return Verdict(claim, INCONCLUSIVE, n=est.n, effect=est.effect, dropped=est.dropped,
                    note=_untestable_note(claim, est) + (f"; {veto}" if veto else ""))
-  p, p_opposite = _side_p(claim, est)
-  t = stats.t.ppf(1 - alpha / 2, est.df)
+  (p, p_opposite), (p_adjusted, p_opposite_adjusted, step) = sides, holm_p or (None, None, 1)
   p_dec = p if p_adjusted is None else p_adjusted
   p_opp_dec = p_opposite if p_opposite_adjusted is None else p_opposite_adjusted
   verdict = (INCONCLUSIVE if veto else HOLDS if p_dec < alpha / 2 else FAILS if p_opp_dec < alpha / 2 else
              INCONCLUSIVE)
-  needs = units_needed(claim, est, alpha / 2 / holm_step) if verdict == INCONCLUSIVE and not veto else None
+  needs = units_needed(claim, est, alpha / 2 / step) if verdict == INCONCLUSIVE and not veto else None
   note = veto or ("" if needs else "the observed effect lies on the other side of the margin: more units would "
                   "not help it" if _distance(claim, est) <= 0 else "more units than the search limit would be needed")
   fails = verdict == FAILS or (verdict == INCONCLUSIVE and _distance(claim, est) <= 0)   # show the other side
-  return Verdict(claim, verdict, est.n, est.effect, (est.effect - t * est.se, est.effect + t * est.se), float(p),
-                 p_adjusted, est.name + _margin_text(claim),
-                 needs, note if verdict == INCONCLUSIVE else "", float(p_opposite) if fails else None,
-                 p_opposite_adjusted if fails else None, est.dropped)
+  half = stats.t.ppf(1 - alpha / 2, est.df) * est.se
+  return Verdict(claim, verdict, est.n, est.effect, (est.effect - half, est.effect + half), float(p), p_adjusted,
+                 est.name + _margin_text(claim), needs, note if verdict == INCONCLUSIVE else "",
+                 float(p_opposite) if fails else None, p_opposite_adjusted if fails else None, est.dropped)
+
+
+def judge(claim: Claim, samples: Mapping[str, Any], alpha: float = ALPHA) -> Verdict:
+  """The verdict of one claim on its own (no Holm family)."""
+  return judge_all([claim], samples, alpha)[0]
 
 
 def _margin_text(claim: Claim) -> str:
@@ -311,20 +311,17 @@ def judge_all(claims: Sequence[Claim], samples: Mapping[str, Any], alpha: float 
   if len(set(ids)) < len(ids):
     raise ValueError(f"claim ids must be unique (Holm and the verdicts are keyed by id): {sorted(ids)}")
   estimates = {c.id: estimate(c, samples) for c in claims}
-  sides = {c.id: _side_p(c, estimates[c.id]) for c in claims
-           if _testable(c, estimates[c.id]) and c.id not in vetoes}
+  sides = {c.id: _side_p(c, estimates[c.id]) for c in claims if _testable(c, estimates[c.id])}
   adjusted: dict[str, tuple[float, float, int]] = {}
   for fam in {c.family for c in claims if c.family}:
-    ids = [c.id for c in claims if c.family == fam and c.id in sides and np.isfinite(sides[c.id]).all()]
+    ids = [c.id for c in claims if c.family == fam and c.id in sides and c.id not in vetoes
+           and np.isfinite(sides[c.id]).all()]
     if len(ids) > 1:
       raw = np.array([sides[i] for i in ids])
       steps = len(ids) - np.argsort(np.argsort(raw[:, 0], kind="stable"), kind="stable")   # m - rank
-      adjusted.update(zip(ids, zip(holm(raw[:, 0]), holm(raw[:, 1]), steps)))
-  out = []
-  for c in claims:
-    p_adj, p_opp, step = adjusted.get(c.id, (None, None, 1))
-    out.append(judge(c, samples, p_adj, alpha, p_opp, int(step), vetoes.get(c.id), estimates[c.id]))
-  return out
+      adjusted.update(zip(ids, zip(holm(raw[:, 0]), holm(raw[:, 1]), steps.tolist())))
+  return [_verdict(c, samples, estimates[c.id], sides.get(c.id), adjusted.get(c.id), alpha, vetoes.get(c.id))
+          for c in claims]
 
 
 def summary(verdicts: Sequence[Verdict]) -> str:

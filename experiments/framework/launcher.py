@@ -5,10 +5,10 @@ r"""The one study launcher: plan, run cache, sharding over processes, timing, re
                               [--seeds K] [--scale S] [--out DIR] [--config.key=value ...]
   python -m experiments STUDY --report_only --results experiments/STUDY/results.json --out experiments/STUDY
 
-A study is ``experiments/<study>/study.py`` with ``plan(seeds, scale) -> [Run]``, optionally ``evaluate(run,
-config, run_dir, record) -> dict`` (checkpoint evaluations added to the run's record), ``extras(workdir, scale)
--> dict`` (study-level numbers computed once after the runs), and ``write_report(records, extras, out_dir, meta)
--> path``.
+A study is ``experiments/<study>/study.py`` with ``SCALES`` (the --scale names), ``plan(seeds, scale) -> [Run]``,
+optionally ``evaluate(run, config, run_dir, record) -> dict`` (checkpoint evaluations added to the run's record),
+``extras(workdir, scale) -> dict`` (study-level numbers computed once after the runs), and ``write_report(records,
+extras, out_dir, meta) -> path``.
 
 Every run is ``kexue_jax.train.run`` on ``run.config`` (``path.py:arg``) with the ``--config.*`` overrides applied
 (recorded in each run and in the report). A run whose ``W/runs/<name>/record.json`` exists is never retrained; an
@@ -82,6 +82,12 @@ def load_study(name: str):
   if name not in list_studies():
     raise UsageError(f"unknown study {name!r}; choose one of {list_studies()} (python -m experiments --list).")
   return importlib.import_module(f"experiments.{name}.study")
+
+
+def checkpoint_steps(run_dir: str) -> list[int]:
+  """The steps of the checkpoints a run directory keeps, ascending ([] without any)."""
+  ckpts = os.path.join(run_dir, "checkpoints")
+  return sorted(int(p) for p in os.listdir(ckpts) if p.isdigit()) if os.path.isdir(ckpts) else []
 
 
 def config_spec(run: Run, workdir: str | None) -> str:
@@ -252,6 +258,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
   try:
     study = load_study(a.study)
+    if a.scale not in study.SCALES:
+      raise UsageError(f"{a.study} scales are {', '.join(study.SCALES)}; got {a.scale!r}.")
     runs = study.plan(seeds=a.seeds, scale=a.scale)
     if not a.results:
       for run in runs:  # bad overrides / arguments fail here, before any compute

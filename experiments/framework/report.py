@@ -8,6 +8,7 @@ import string
 import subprocess
 from typing import Any, Mapping, Sequence
 
+from experiments import stats
 from experiments.framework import claims as claims_lib
 
 MARK = {claims_lib.HOLDS: "✅ holds", claims_lib.FAILS: "❌ does not hold", claims_lib.INCONCLUSIVE: "➖ inconclusive"}
@@ -77,6 +78,12 @@ def figure(rows: int = 1, cols: int = 1, size: tuple[float, float] | None = None
     ax.grid(alpha=0.3)
     ax.tick_params(labelsize=8)
   return fig, axes
+
+
+def mean_sd(ax, x, samples: Sequence[Mapping[Any, float] | None], scale: float = 1.0, **kw) -> None:
+  """Error bars at x: mean ± sample sd over the units of each sample {unit: value}, times ``scale``."""
+  st = [stats.Stat.of(s) for s in samples]
+  ax.errorbar(x, [s.mean * scale for s in st], yerr=[s.std * scale for s in st], marker="o", **kw)
 
 
 def save(fig, out_dir: str, name: str, ncol: int = 1) -> str:

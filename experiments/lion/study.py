@@ -37,10 +37,10 @@ BEST_MARGIN = 0.02                 # nats: "Lion matches or beats AdamW" (non-in
 CLS_MARGIN = 0.01                  # test error (1 point): the same on MNIST-1D
 
 
-def amos_hp(alpha0: float, width: int = 128) -> tuple[float, float]:
-  """(lr, λ) of Su's recipe for the byte LM's embedding width (σ = 1/√d, as configs/lion/byte_lm.py)."""
+def amos_hp(alpha0: float) -> tuple[float, float]:
+  """(lr, λ) of Su's recipe for the byte LM's embedding width d = 128 (σ = 1/√d, as configs/lion/byte_lm.py)."""
   from kexue_jax import optim  # pylint: disable=g-import-not-at-top
-  hp = optim.amos_lion_hparams(alpha0, width ** -0.5)
+  hp = optim.amos_lion_hparams(alpha0, 128 ** -0.5)
   return hp["learning_rate"], hp["weight_decay"]
 
 
@@ -65,9 +65,6 @@ def _run(scale: str, kw: dict, seed: int) -> launcher.Run:
 
 
 def plan(seeds: int | None = None, scale: str = "default") -> list[launcher.Run]:
-  """Seed 0 of every setting first, then the further seeds (an interrupted study still covers every row)."""
-  if scale not in SCALES:
-    raise ValueError(f"lion scales are {', '.join(SCALES)}; got {scale!r}.")
   return launcher.seed_major(SWEEPS.settings(scale), seeds, lambda kw, seed: _run(scale, kw, seed))
 
 
@@ -79,8 +76,7 @@ def evaluate(run, config, run_dir: str, record: dict) -> dict:
   from kexue_jax import checkpoint  # pylint: disable=g-import-not-at-top
   from kexue_jax import optim  # pylint: disable=g-import-not-at-top
   out = dict(lr=float(config.optimizer.learning_rate), wd=float(config.optimizer.weight_decay))
-  ckpts = os.path.join(run_dir, "checkpoints")
-  steps = sorted(int(p) for p in os.listdir(ckpts) if p.isdigit()) if os.path.isdir(ckpts) else []
+  steps = launcher.checkpoint_steps(run_dir)
   if run.labels.get("task") or "error" in record or not steps:
     return out
   out.update(tokens=int(config.num_train_steps * config.batch_size * config.data.seq_len), embedding=[])
@@ -165,8 +161,7 @@ def _sweeps(out, runs, pre: str) -> None:
           if n == "lr":
             out[f"{pre}bestloss:{o}"][s] = np.nanmin(list(pts.values()))
   for n, (a, b) in (("lr", ("adamw", "lion")), ("wd", ("lion", "adamw"))):
-    pa, pb = out.get(f"{pre}log{n}:{a}", {}), out.get(f"{pre}log{n}:{b}", {})
-    out[f"{pre}ratio_{n}"] = {s: pa[s] - pb[s] for s in pa if s in pb}
+    out[f"{pre}ratio_{n}"] = stats.diff(out.get(f"{pre}log{n}:{a}", {}), out.get(f"{pre}log{n}:{b}", {}))
 
 
 def samples(records, counts=None) -> dict[str, dict]:
@@ -180,8 +175,7 @@ def samples(records, counts=None) -> dict[str, dict]:
   _sweeps(out, _sweep_runs(ok, "mnist1d"), "cls_")
   gaps = []
   for b in sorted({r["batch"] for r in ok if r["accum"] == 1 and not r.get("task")}):
-    lion, adamw = (out.get(f"loss:{_at(o, b)}", {}) for o in ("lion", "adamw"))
-    out[f"gap:b{b}"] = {s: lion[s] - adamw[s] for s in lion if s in adamw}
+    out[f"gap:b{b}"] = stats.diff(out.get(f"loss:{_at('lion', b)}", {}), out.get(f"loss:{_at('adamw', b)}", {}))
     gaps += [(math.log2(b), g) for g in out[f"gap:b{b}"].values()]
   out["gap_trend"] = gaps
   for r in [r for r in ok if r["emb"] and r.get("embedding")] if counts is not None else []:
@@ -205,11 +199,12 @@ def _emb_keys(scale: str = "default") -> dict[str, str]:
               emb_adamw=lion + "/untied/emb_adamw", tied=lion)
 
 
-def claims(batches=(4, 16, 64), scale: str = "default") -> list[C.Claim]:
+def claims(small: int = 4, scale: str = "default") -> list[C.Claim]:
   """Declared before the runs: test, direction, margin and minimum n of every claim (LM: eval loss in nats/byte;
   MNIST-1D: test error; anomaly: mean |θ| of a byte's input-embedding row at the last checkpoint: a stale row
-  moves as a block, every entry toward ±1/λ, while a frequent row's largest entries can grow too)."""
-  ek, lam, small = _emb_keys(scale), SCALES[scale]["emb"]["wd"], min(batches)
+  moves as a block, every entry toward ±1/λ, while a frequent row's largest entries can grow too). ``small``: the
+  smallest batch measured."""
+  ek, lam = _emb_keys(scale), SCALES[scale]["emb"]["wd"]
   band = dict(direction="~", margin=(LR_BAND[1] - LR_BAND[0]) / 2, reference=sum(LR_BAND) / 2)
   below = lambda margin: dict(direction="<", margin=-margin, digits=3)   # non-inferiority: a - b < margin
   same, loss = dict(direction="~", margin=TIGER_MARGIN, digits=3), dict(digits=3)
@@ -292,7 +287,7 @@ def table_best(data, pre="") -> str:
     return "not measured (no lr sweep of 3 or more points)"
   rows = []
   for o in ("lion", "adamw"):
-    best = {n: 10 ** stats.Stat(list(data.get(f"{pre}log{n}:{o}", {}).values())).mean for n in ("lr", "wd")}
+    best = {n: 10 ** stats.Stat.of(data.get(f"{pre}log{n}:{o}")).mean for n in ("lr", "wd")}
     cell = {n: f"{v:.2g}" + (f" (grid edge in {int(sum(e.values()))} of {len(e)} seeds)" if sum(
         (e := data.get(f"{pre}edge{n}:{o}", {})).values()) else "") for n, v in best.items()}
     rows.append([o, cell["lr"], cell["wd"], f"{best['lr'] * best['wd']:.1e}", _cell(data, f"{pre}bestloss:{o}")])
@@ -334,10 +329,11 @@ def table_embedding(records, counts) -> str:
   for r in [r for r in R.finished(records, emb=True) if r.get("embedding")]:
     c = {(g, st): _group_curve(r, counts, g, st) for g in ("rare", "frequent", "absent") for st in ("mean", "max")}
     end = lambda g, st, f=1.0: f"{f * c[g, st][-1][1]:.3f}" if c[g, st] else "—"
+    path = lambda g: " → ".join(f"{v:.2f}" for _, v in c[g, "max"])
     rows.append([key(r), r["seed"], r["steps"], f"{r['lr'] * r['wd'] * r['steps']:.1f}",
                  len(byte_groups(counts, r["tokens"], r.get("seen"))["rare"]), end("rare", "mean"),
                  end("frequent", "mean"), end("absent", "mean"), end("rare", "mean", r["wd"]), end("rare", "max"),
-                 end("frequent", "max"), *(" → ".join(f"{v:.2f}" for _, v in c[g, "max"]) for g in ("rare", "frequent"))])
+                 end("frequent", "max"), path("rare"), path("frequent")])
   return R.table(["run", "seed", "steps", "peak lr·λ·steps", "rare bytes", "mean abs(θ): rare", "frequent", "absent",
                   "λ·mean, rare (1 = ±1/λ)", "max abs(θ): rare", "frequent", "max abs(θ), rare, checkpoint by "
                   "checkpoint", "frequent"], rows)
@@ -374,11 +370,11 @@ def plots(records, data, counts, out_dir) -> list[str]:
 def write_report(records, extras_, out_dir: str, meta: dict) -> str:
   counts = extras_.get("byte_counts")
   data = samples(records, counts)
-  batches = sorted({r["batch"] for r in records if r.get("accum", 1) == 1 and not r.get("task")}) or [4]
-  steps = max([r["steps"] for r in records if r.get("batch") == 16 and not (r.get("task") or r.get("emb"))] or [0])
+  small = min((r["batch"] for r in records if r.get("accum", 1) == 1 and not r.get("task")), default=4)
+  steps = max((r["steps"] for r in records if r.get("batch") == 16 and not (r.get("task") or r.get("emb"))), default=0)
   scale = {v["steps"]: k for k, v in SCALES.items()}.get(steps, "default")   # a scale is known by its LM steps
   state_line, state_table = state_check(records, data)
-  return R.write(__file__, out_dir, meta, C.judge_all(claims(batches, scale), data, vetoes=edge_vetoes(data)),
+  return R.write(__file__, out_dir, meta, C.judge_all(claims(small, scale), data, vetoes=edge_vetoes(data)),
                  records, plots(records, data, counts, out_dir) if records else [], state_check=state_line,
                  state=state_table, steps=steps, sweep=table_sweep(records, data), best=table_best(data),
                  batch=table_batch(records, data), cls_sweep=table_sweep(records, data, "mnist1d"),

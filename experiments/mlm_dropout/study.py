@@ -47,8 +47,6 @@ def ft_name(init: str, rate: float, s, corr: float, drop: float, f: int) -> str:
 
 def plan(seeds: int | None = None, scale: str = "default") -> list[launcher.Run]:
   """Pre-trainings (stage 0), then fine-tuning seed-major (stage 1); ``seeds`` overrides f and scratch seeds."""
-  if scale not in SCALES:
-    raise ValueError(f"mlm_dropout scales are {', '.join(SCALES)}; got {scale!r}.")
   arms, pt_seeds, ft_seeds, scratch = SCALES[scale]
   tiny = scale == "tiny"
   runs = [launcher.Run(pt_name(m, r, s), f"configs/mlm_dropout/pretrain.py:mode={m},rate={r:g},seed={s},{PT_ARGS}"
@@ -153,7 +151,7 @@ def samples(records, extras_) -> dict:
     for kind in ("acc", "win"):
       a, b = out.get(f"{kind}:{key('mlm', r, r, 0)}", {}), out.get(f"{kind}:{key('mlm', r, 0, 0)}", {})
       if a and b:
-        out[f"{kind}:dcorr:r{r:g}" if kind == "win" else f"dcorr:r{r:g}"] = {u: a[u] - b[u] for u in a if u in b}
+        out[f"{kind}:dcorr:r{r:g}" if kind == "win" else f"dcorr:r{r:g}"] = stats.diff(a, b)
     if f"dcorr:r{r:g}" in out:
       out[f"dcorr@s:r{r:g}"] = _mean_by(out[f"dcorr:r{r:g}"], 0)
   if ((extras_ or {}).get("timing") or {}).get("droptoken"):
@@ -350,9 +348,8 @@ def table_drift(records) -> str:
 def plots(data, timing, out_dir) -> list[str]:
   fig, ax = R.figure(1, 2)
   ps = [p for p in DROPS if f"acc:{key('mlm', CORR_R, 0, p)}" in data]
-  st = [_stat(data[f"acc:{key('mlm', CORR_R, 0, p)}"]) for p in ps]
-  ax[0, 0].errorbar(ps, [s.mean * 100 for s in st], yerr=[s.std * 100 for s in st], marker="o", capsize=4,
-                    label="test accuracy (mean ± sd over seed pairs)")
+  R.mean_sd(ax[0, 0], ps, [data[f"acc:{key('mlm', CORR_R, 0, p)}"] for p in ps], 100, capsize=4,
+            label="test accuracy (mean ± sd over seed pairs)")
   ax[0, 0].set(xlabel="DropToken ratio p", ylabel="test accuracy %")
   tt = (timing or {}).get("droptoken") or {}
   if tt:
@@ -374,10 +371,9 @@ def write_report(records, extras_, out_dir: str, meta: dict) -> str:
   power, power_line = table_power(verdicts, data, np.asarray(files) if files else None)
   return R.write(
       __file__, out_dir, meta, verdicts, records, plots(data, timing, out_dir),
-      pretrain_steps=setup.get("pretrain_steps", "?"), finetune_steps=setup.get("finetune_steps", "?"),
-      pool=setup.get("pool", "?"), train_per_class=setup.get("train_per_class", "?"),
-      per_file=setup.get("eval_per_file", "?"), n_files=len(set(files)) if files else "?",
-      classes=", ".join(extras_.get("classes") or []), n_eval=sum(counts),
+      **{k: setup.get(k, "?") for k in ("pretrain_steps", "finetune_steps", "pool", "train_per_class",
+                                        "eval_per_file")},
+      n_files=len(set(files)) if files else "?", classes=", ".join(extras_.get("classes") or []), n_eval=sum(counts),
       majority=f"{max(counts) / sum(counts) * 100:.1f}" if counts else "?", power=power, power_line=power_line,
       measurements="\n".join(f"- {m}" for m in measurements(timing)) or "(not measured)",
       finetune=table_finetune(data), droptoken=table_droptoken(data, timing, records),

@@ -38,6 +38,7 @@ ARMS = ("1pass", 0, 0.5, 1, 2, 4)
 # settings take 21 (~13 min more with 2 processes). Claim 10 (Su's alternating scheme) pairs 5 seeds with the
 # labelled-only two-pass control, which takes 5 as well.
 CAPACITY_SEEDS, ALTERNATE_SEEDS = 21, 5
+SCALES = ("default", "extended", "full", "tiny")
 
 
 class Setting(NamedTuple):
@@ -97,9 +98,6 @@ def est_s(s: Setting) -> float:
 
 
 def plan(seeds: int | None = None, scale: str = "default") -> list[launcher.Run]:
-  """Seed after seed (an interrupted study still covers every setting); --seeds K: K seeds of every part."""
-  if scale not in ("default", "extended", "full", "tiny"):
-    raise ValueError(f"rdrop scales are default, extended, full, tiny; got {scale!r}.")
   tiny = scale == "tiny"
 
   def run(s: Setting, seed: int) -> launcher.Run:
@@ -136,8 +134,7 @@ def samples(records) -> dict:
       if v is not None:
         out[f"{name}:{key(r)}"][r["seed"]] = float(v)
   for k in [k for k in out if k.startswith("acc:") and "/a" in k and not k.endswith("/a0")]:
-    base = out.get(k.rsplit("/a", 1)[0] + "/a0", {})
-    out["gain:" + k[4:]] = {seed: v - base[seed] for seed, v in out[k].items() if seed in base}
+    out["gain:" + k[4:]] = stats.diff(out[k], out.get(k.rsplit("/a", 1)[0] + "/a0", {}))
   for s in supervised(out):
     pts = [(a, math.log10(g)) for a in alphas(out, s) if a <= 4 for g in out.get(f"gap:{s}/a{a:g}", {}).values()
            if g > 0]
@@ -265,8 +262,7 @@ def table_semi(data) -> str:
 
 def _diff(data, a, b) -> str:
   """Mean ± sd over seeds of the per-seed difference a − b, in points."""
-  pa, pb = data.get(a, {}), data.get(b, {})
-  return stats.Stat([v - pb[k] for k, v in pa.items() if k in pb]).fmt(100, 2)
+  return stats.Stat.of(stats.diff(data.get(a, {}), data.get(b, {}))).fmt(100, 2)
 
 
 def table_published(data) -> str:
@@ -297,11 +293,9 @@ def plots(data, out_dir) -> list[str]:
   for i, s in enumerate(sup):
     row, al, color = ax[models.index(s.split("/")[0])], alphas(data, s), f"C{i % 10}"
     for axis, metric, sc in zip(row, ("acc", "gap", "ce"), (100, 1, 1)):
-      st = [stats.Stat(list(data.get(f"{metric}:{s}/a{a:g}", {}).values())) for a in al]
-      axis.errorbar(al, [x.mean * sc for x in st], yerr=[x.std * sc for x in st], marker="o", capsize=3, label=s,
-                    color=color)
+      R.mean_sd(axis, al, [data.get(f"{metric}:{s}/a{a:g}") for a in al], sc, capsize=3, label=s, color=color)
       if f"{metric}:{s}/1pass" in data:   # plain one-pass dropout: a dotted level
-        axis.axhline(stats.Stat(list(data[f"{metric}:{s}/1pass"].values())).mean * sc, color=color, ls=":")
+        axis.axhline(stats.Stat.of(data[f"{metric}:{s}/1pass"]).mean * sc, color=color, ls=":")
   for row in ax:
     for axis, label in zip(row, ("test accuracy %", "gap: ½ sym. KL of two dropout passes", "final train CE")):
       axis.set(xlabel="α (two passes; dotted: plain one-pass dropout)", ylabel=label, xscale="symlog")

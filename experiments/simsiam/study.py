@@ -9,7 +9,6 @@ from __future__ import annotations
 import collections
 import json
 import math
-import os
 
 import numpy as np
 
@@ -34,6 +33,7 @@ VARIANTS = {  # variant -> (config arguments, label)
     "mean_target_nosg": ("stopgrad=False,predictor=none,target=mean_view",
                          "Su: target z(x̄), no stop-grad, no predictor"),
 }
+SCALES = ("default", "tiny")
 MAIN = ("simsiam", "no_stopgrad")  # 5 seeds each (the paper's Fig. 2 has 5 trials); every other arm 3
 # --dry_run seconds per run on 2 idle CPU cores, from 2000-step runs of seed 0 (the config's docstring): ~65 steps/s
 # (view targets), ~45 (mean-view), ~12 s of compiles, ~1.5 s per checkpoint evaluation.
@@ -41,9 +41,6 @@ EST_S = {"view": 32.0, "mean_view": 45.0, "tiny": 12.0}
 
 
 def plan(seeds: int | None = None, scale: str = "default") -> list[launcher.Run]:
-  """Seed 0 of every variant first, then the further seeds (an interrupted study still covers every row)."""
-  if scale not in ("default", "tiny"):
-    raise ValueError(f"simsiam scales are default, tiny; got {scale!r}.")
   tiny = scale == "tiny"
   variants = ("simsiam", "no_predictor") if tiny else tuple(VARIANTS)  # tiny: the fast compiles
 
@@ -84,8 +81,7 @@ def evaluate(run, config, run_dir: str, record: dict) -> dict:
   from kexue_jax import checkpoint  # pylint: disable=g-import-not-at-top
   ev = _evaluator(config)
   curve = [{"step": 0, **ev(ev.init_variables(config.seed), probe=True)}]
-  ckpts = os.path.join(run_dir, "checkpoints")
-  steps = [] if "error" in record else sorted(int(p) for p in os.listdir(ckpts) if p.isdigit())
+  steps = [] if "error" in record else launcher.checkpoint_steps(run_dir)
   for step in steps:
     state, _ = checkpoint.load_state(run_dir, step)
     curve.append({"step": step, **ev({"params": state["params"], **state["extra"]}, probe=True)})
@@ -305,13 +301,11 @@ def plots(g, raw, out_dir) -> list[str]:
 
 
 def write_report(records, extras_, out_dir: str, meta: dict) -> str:
-  g = by_variant(records)
-  d = next(iter(g.values()))[0]["proj_dim"] if g else 64
-  raw = extras_.get("raw")
-  data = samples(records)
+  g, raw, data = by_variant(records), extras_.get("raw"), samples(records)
+  first = next((rs[0] for rs in g.values()), dict(proj_dim=64, steps=0))
   ok, toy = toy_check()
-  return R.write(__file__, out_dir, meta, C.judge_all(claims(d, raw and raw["probe"]), data), records,
-                 plots(g, raw, out_dir) if g else [], d=d, steps=next(iter(g.values()))[0]["steps"] if g else 0,
+  return R.write(__file__, out_dir, meta, C.judge_all(claims(first["proj_dim"], raw and raw["probe"]), data),
+                 records, plots(g, raw, out_dir) if g else [], d=first["proj_dim"], steps=first["steps"],
                  toy=f"**{R.MARK[C.HOLDS if ok else C.FAILS]}** — {toy}", ablation=table_ablation(g, data, raw),
                  paper=table_paper(), curve=table_curve(g), curve_knn=table_curve(g, "knn"),
                  curve_rank=table_curve(g, "z_cov_rank", 1, 2))

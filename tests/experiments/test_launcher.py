@@ -72,7 +72,7 @@ def _fake_study(calls):
       json.dump({"records": records, "meta": meta}, f)
     return out
 
-  study.plan, study.evaluate, study.write_report = plan, evaluate, write_report
+  study.SCALES, study.plan, study.evaluate, study.write_report = ("default",), plan, evaluate, write_report
   return study
 
 
