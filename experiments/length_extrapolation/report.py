@@ -102,8 +102,9 @@ def copy_table(R: Results) -> str:
     row = _su_copy(k, n)
     su, ct = published.SU.get(row) if row else None, R.acc(k, L8, "rep", "copy_acc")
     rows.append([k, row or "–", R.cell(k, n, none="n/a"), R.cell(k, n, "rep", se=False, none="n/a"),
-                 R.cell(k, L8, none="n/a"), R.cell(k, L8, "rep", none="n/a"), "n/a" if ct is None else f"{ct.mean():.2f}",
-                 "–" if su is None else f"{su[1]:.2f}", "–" if su is None else f"{su[2]:.2f}"])
+                 R.cell(k, L8, none="n/a"), R.cell(k, L8, "rep", none="n/a"),
+                 "n/a" if ct is None else f"{ct.mean():.2f}"]
+                + (["–", "–"] if su is None else [f"{x:.2f}" for x in su[1:]]))
   return _table(["method", "Su's row", f"ours {n} non-rep", f"ours {n} rep", f"ours {L8} non-rep", f"ours {L8} rep",
                  f"ours {L8} rep, copy targets", "Su 4096 rep", "Su 4096 non-rep"], rows)
 
@@ -166,8 +167,8 @@ def curve_table(curve, n: int, L8: int, far: bool) -> str:
 # ------------------------------------------------------------------------------------------------ Plots.
 
 
-def _lines(out_dir, name, series, xs, xlabel, ylabel, title, size, vline=None, ylog=False) -> str:
-  """One panel in the house style: a line per (label, ys) over log2-spaced xs (None values skipped)."""
+def _lines(out_dir, name, series, xs, xlabel, ylabel, title, size, vline=None, ylog=False, xlog=True) -> str:
+  """One panel in the house style: a line per (label, ys) over xs (log2-spaced unless xlog=False; None skipped)."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   fig, axes = framework_report.figure(size=size)
   ax = axes[0, 0]
@@ -176,28 +177,16 @@ def _lines(out_dir, name, series, xs, xlabel, ylabel, title, size, vline=None, y
     if pts:
       ax.plot(*zip(*pts), label=label, color=matplotlib.colormaps["tab20"](i % 20), marker="os^vDP*X"[i % 8], ms=4,
               ls=("-", "--", ":")[(i // 8) % 3], lw=1.4)
-  ax.set_xscale("log", base=2)
+  if xlog:
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(xs)
+    ax.set_xticklabels([str(x) for x in xs])
   if ylog:
     ax.set_yscale("log")
-  ax.set_xticks(xs)
-  ax.set_xticklabels([str(x) for x in xs])
   if vline:
     ax.axvline(vline, color="gray", ls=":", lw=1)
   ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
   return framework_report.save(fig, out_dir, name, ncol=2)
-
-
-def _plot_copy(R: Results, out_dir: str) -> list:
-  cc = R.res.get("copy_vs_steps") or []
-  if not cc:
-    return []
-  fig, axes = framework_report.figure(size=(6, 4))
-  for key, label in (("nonrep_acc", "non-repeated"), ("rep_acc", "repeated (all targets)"),
-                     ("rep_copy_acc", "repeated (copy targets)")):
-    axes[0, 0].plot([c["step"] for c in cc], [100 * c[key] for c in cc], marker="o", label=label)
-  axes[0, 0].set(xlabel="training step (baseline RoPE)", ylabel=f"accuracy (%) at L = L_train = {R.n}",
-                 title="Copy check: does the baseline copy within L_train?")
-  return [("copy check vs steps", framework_report.save(fig, out_dir, "copy_vs_steps.png"))]
 
 
 def plot_all(R: Results, out_dir: str) -> str:
@@ -210,17 +199,26 @@ def plot_all(R: Results, out_dir: str) -> str:
       f"next-token accuracy (%), {'repeated' if which == 'rep' else 'non-repeated'} set",
       title + " (± SE in the tables)", (8, 5), vline=R.n)
   grow = [(nm, [R.growing(nm, c) for c in R.contexts]) for nm in R.m if "growing" in R.m[nm]]
-  figs = [("RoPE checkpoint", acc("acc_vs_length_rope.png", [k for k in core if R.m[k]["ckpt"] == "rope"], "nonrep",
+  on_rope = [k for k in core if R.m[k]["ckpt"] == "rope"]
+  trained = [k for k in core if R.m[k]["ckpt"] != "rope"] + ["rope"] * ("rope" in R.m)
+  figs = [("RoPE checkpoint", acc("acc_vs_length_rope.png", on_rope, "nonrep",
                                   "Inference-time methods on the RoPE checkpoint (non-repeated)")),
-          ("log n and pre-training methods", acc(
-              "acc_vs_length_pretrained.png", [k for k in core if R.m[k]["ckpt"] != "rope"] + ["rope"] * ("rope" in R.m),
-              "nonrep", "Log-n checkpoint and pre-training-time methods (non-repeated)")),
+          ("log n and pre-training methods", acc("acc_vs_length_pretrained.png", trained, "nonrep",
+                                                 "Log-n checkpoint and pre-training-time methods (non-repeated)")),
           ("repeated", acc("acc_vs_length_repeated.png", core, "rep", "Repeated set")),
           ("growing context", _lines(
               out_dir, "growing_context.png", [(nm, [None] * len(ys) if None in ys else ys) for nm, ys in grow],
               R.contexts, f"context length C (the same last {R.n} tokens are scored)", "loss (nats/byte)",
               "Growing-context protocol (9948 / bojone/rerope eval_loss.py)", (7.5, 4.8), ylog=True))]
-  return "\n## Plots\n\n" + "\n\n".join(f"![{a}]({b})" for a, b in figs + _plot_copy(R, out_dir)) + "\n"
+  cc = R.res.get("copy_vs_steps") or []
+  if cc:
+    figs.append(("copy check vs steps", _lines(
+        out_dir, "copy_vs_steps.png", [(label, [100 * c[key] for c in cc]) for key, label in (
+            ("nonrep_acc", "non-repeated"), ("rep_acc", "repeated (all targets)"),
+            ("rep_copy_acc", "repeated (copy targets)"))], [c["step"] for c in cc], "training step (baseline RoPE)",
+        f"accuracy (%) at L = L_train = {R.n}", "Copy check: does the baseline copy within L_train?", (6, 4),
+        xlog=False)))
+  return "\n## Plots\n\n" + "\n\n".join(f"![{a}]({b})" for a, b in figs) + "\n"
 
 
 # ------------------------------------------------------------------------------------------------ Copy regime.
@@ -329,7 +327,8 @@ def _copy_md(R: Results, res: dict) -> str:
         wall=f"{ps.get('wall_time_s', 0):.0f}", table=curve_table(c["curve"], n, L8, True), s0=c0["step"],
         s1=c1["step"], n=n, L8=L8, g0=gap(c0), g1=gap(c1), a0=_pct(c0["nonrep_acc"]), a1=_pct(c1["nonrep_acc"]),
         b0=_pct(c0["nonrep_acc_8x"]), b1=_pct(c1["nonrep_acc_8x"]), trend=trend))
-  controls = [T["control_run"].substitute(name=c["name"], body=copy_control_md(c)) for c in res.get("copy_controls") or []]
+  controls = [T["control_run"].substitute(name=c["name"], body=copy_control_md(c))
+              for c in res.get("copy_controls") or []]
   out += [T["controls"].substitute(runs="\n\n".join(controls))] if controls else []
   return "\n".join(s + "\n" for s in out)
 
@@ -402,7 +401,8 @@ def findings_md(n: int, vs) -> str:
   and the claims that test our hypothesis, each with its computed verdict line."""
   T, by_id = _blocks(), {v.claim.id: v for v, _ in vs}
   item = lambda cid: (f"  - **{cid}** {by_id[cid].claim.text}: {framework_report.MARK[by_id[cid].verdict]} — "
-                      f"{by_id[cid].line()}" if cid in by_id else f"  - **{cid}**: not measured (its runs are not in this plan)")
+                      f"{by_id[cid].line()}" if cid in by_id else
+                      f"  - **{cid}**: not measured (its runs are not in this plan)")
   return T["findings"].substitute(body="\n\n".join(
       T[block].substitute(su="\n".join(map(item, su)), tests="\n".join(map(item, tests)))
       for block, su, tests in le_claims.findings(n)))
