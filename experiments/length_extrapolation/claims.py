@@ -184,9 +184,19 @@ def _gap_claims(res: dict, q: dict) -> list[tuple]:
   return out
 
 
+def _seeds(cid: str, su: str, text: str, a: str, b: str, at: str = "{L8}", **kw) -> tuple:
+  """A row comparing two checkpoints, paired over training seeds (issue #18): seeds/<at>/a vs seeds/<at>/b."""
+  return _c(cid, su, text, "paired", f"seeds/{at}/{a}", f"seeds/{at}/{b}", **BY_SEEDS, **kw)
+
+
+def _windows(cid: str, su: str, text: str, a: str, b: str, at: str = "{L8}", which: str = "nonrep", **kw) -> tuple:
+  """A row comparing two methods on the same test windows, paired over them: <which>/<at>/a vs <which>/<at>/b."""
+  return _c(cid, su, text, "paired", f"{which}/{at}/{a}", f"{which}/{at}/{b}", **kw)
+
+
 # Su's claims (kexue.fm/archives/8823-9859) in report order. Texts and sample keys are templates over the run's
-# quantities (_quantities: n = L_train, L8 = 8n, w8/w4/w2 = n/8, n/4, n/2, ...); a row that names a quantity this
-# run lacks (e.g. {bigram} without the n-gram baselines) or whose `needs` method was not evaluated is left out.
+# quantities (_quantities: n = L_train, L8 = 8n, w4 / w2 = n/4, n/2, ...); a row that names a quantity this run
+# lacks (e.g. {bigram} without the n-gram baselines) or whose `needs` method was not evaluated is left out.
 # `reference` names a quantity. Options are framework Claim fields; unit "windows" unless given; family: the id's
 # number ("3a-old" -> "3"). A function stands for rows that depend on the runs (probes, MLM lengths, gap arms).
 CHECKLIST = (
@@ -199,74 +209,67 @@ CHECKLIST = (
        "{n}", "welch", "nonrep/{L8}/rope", "0.75x nonrep/{n}/rope", direction="<"),
     _c("1b", "23.16 -> 24.02", "Log-n pre-training alone barely helps at 8x: its gain < 1/4 of the baseline's drop "
        "({drop:.2f} points)", "one_sample", "logn gain/rope", direction="<", reference="drop4", **BY_SEEDS),
-    _c("2", "13.54 < 23.16", "PI without fine-tuning is worse than the baseline at 8x (paired over training seeds)",
-       "paired", "seeds/{L8}/rope", "seeds/{L8}/pi", **BY_SEEDS),
-    *(_c(f"3a-{v}", "39.27 / 40.12 vs 23.16", f"NTK-RoPE ({v}) beats the baseline at 8x without fine-tuning",
-         "paired", f"nonrep/{{L8}}/ntk_{v}", "nonrep/{L8}/rope") for v in ("old", "mixed")),
-    *(_c(f"3b-{a}", "40.12 >= 39.61 >= 39.27", f"NTK {a} is not worse than NTK {b} at 8x (non-inferiority, 1 "
-         "point)", "paired", f"nonrep/{{L8}}/ntk_{a}", f"nonrep/{{L8}}/ntk_{b}", margin=-1.0)
-      for a, b in (("mixed", "fixed"), ("fixed", "old"))),
+    _seeds("2", "13.54 < 23.16", "PI without fine-tuning is worse than the baseline at 8x (paired over training "
+           "seeds)", "rope", "pi"),
+    *(_windows(f"3a-{v}", "39.27 / 40.12 vs 23.16", f"NTK-RoPE ({v}) beats the baseline at 8x without "
+               "fine-tuning", f"ntk_{v}", "rope") for v in ("old", "mixed")),
+    *(_windows(f"3b-{a}", "40.12 >= 39.61 >= 39.27", f"NTK {a} is not worse than NTK {b} at 8x (non-inferiority, 1 "
+               "point)", f"ntk_{a}", f"ntk_{b}", margin=-1.0) for a, b in (("mixed", "fixed"), ("fixed", "old"))),
     *(row for cid, x, lab, su in (("4a", "ntk_mixed", "NTK-mixed", "45.41 > 42.38 > 40.12"),
                                   ("4b", "rerope_w{w2}", "ReRoPE w={w2}", "49.07 > 48.85 > 48.48")) for row in (
-        _c(f"{cid}-pre", su, f"Log n helps {lab}: pre-trained log n > none at 8x", "paired",
-           f"seeds/{{L8}}/logn/{x}", f"seeds/{{L8}}/{x}", **BY_SEEDS),
-        _c(f"{cid}-retro", su, f"{lab}: pre-trained log n > inference-only log n† at 8x", "paired",
-           f"seeds/{{L8}}/logn/{x}", f"seeds/{{L8}}/{x}+logn†", needs=f"{x}+logn†", **BY_SEEDS),
-        _c(f"{cid}-none", su, f"{lab}: log n† (retrofit) > none at 8x", "paired", f"seeds/{{L8}}/{x}+logn†",
-           f"seeds/{{L8}}/{x}", needs=f"{x}+logn†", **BY_SEEDS))),
+        _seeds(f"{cid}-pre", su, f"Log n helps {lab}: pre-trained log n > none at 8x", f"logn/{x}", x),
+        _seeds(f"{cid}-retro", su, f"{lab}: pre-trained log n > inference-only log n† at 8x", f"logn/{x}",
+               f"{x}+logn†", needs=f"{x}+logn†"),
+        _seeds(f"{cid}-none", su, f"{lab}: log n† (retrofit) > none at 8x", f"{x}+logn†", x,
+               needs=f"{x}+logn†"))),
     *(_c(cid, "49.07 vs 49.40 (log n, w=256)", f"{x} at 8x stays within 1 point of (or above) its own L_train "
          "accuracy (non-inferiority, paired over training seeds)", "paired", f"seeds/{{L8}}/{x}", f"seeds/{{n}}/{x}",
          margin=-1.0, **BY_SEEDS) for cid, x in (("5a", "logn/rerope_w{w4}"), ("5a'", "rerope_w{w4}"))),
-    *(_c(cid, "48.48 vs 40.12; 49.07 vs 45.41", f"{a} is ahead of {b} at 8x", "paired", f"nonrep/{{L8}}/{a}",
-         f"nonrep/{{L8}}/{b}") for cid, a, b in (("5b", "rerope_w{w4}", "ntk_mixed"),
-                                                 ("5b'", "logn/rerope_w{w4}", "logn/ntk_mixed"))),
-    _c("5c", "85.12 vs 68.91 (log n)", "ReRoPE is ahead of NTK on the repeated set at 8x (meaningful only if the "
-       "baseline copies, 0a)", "paired", "rep/{L8}/logn/rerope_w{w4}", "rep/{L8}/logn/ntk_mixed"),
-    _c("6a", "45.19 / 47.82 / 48.48 / 48.15 (w=64..384)", "ReRoPE is robust for w in N/8..3N/4 at 8x: the best "
-       "(w={hi}) and worst (w={lo}) windows are equivalent within {robust:g} x Su's smallest gain over the baseline "
-       "({spread:.1f} points; #14: formerly a ratio of means without a test)", "paired", "nonrep/{L8}/rerope_w{hi}",
-       "nonrep/{L8}/rerope_w{lo}", direction="~", margin=ROBUST_SPREAD * SU_SPREAD_GAIN),
-    _c("6b", "8.25 vs 23.16", "ReRoPE with w = L_train collapses below the baseline at 8x", "paired",
-       "nonrep/{L8}/rope", "nonrep/{L8}/rerope_w{n}"),
-    _c("7a", "49.10 vs 48.87 (w=128)", "Leaky ReRoPE (k=16) ≈ ReRoPE at 8x (equivalent within 1 point)", "paired",
-       "nonrep/{L8}/logn/leaky_w{w4}_k16", "nonrep/{L8}/logn/rerope_w{w4}", direction="~", margin=1.0),
-    _c("7b", "48.87 (k16) > 45.72 (k8), w=256", "Leaky ReRoPE degrades at k=8 (w = N/2)", "paired",
-       "nonrep/{L8}/logn/leaky_w{w2}_k16", "nonrep/{L8}/logn/leaky_w{w2}_k8"),
+    *(_windows(cid, "48.48 vs 40.12; 49.07 vs 45.41", f"{a} is ahead of {b} at 8x", a, b)
+      for cid, a, b in (("5b", "rerope_w{w4}", "ntk_mixed"), ("5b'", "logn/rerope_w{w4}", "logn/ntk_mixed"))),
+    _windows("5c", "85.12 vs 68.91 (log n)", "ReRoPE is ahead of NTK on the repeated set at 8x (meaningful only if "
+             "the baseline copies, 0a)", "logn/rerope_w{w4}", "logn/ntk_mixed", which="rep"),
+    _windows("6a", "45.19 / 47.82 / 48.48 / 48.15 (w=64..384)", "ReRoPE is robust for w in N/8..3N/4 at 8x: the "
+             "best (w={hi}) and worst (w={lo}) windows are equivalent within {robust:g} x Su's smallest gain over the "
+             "baseline ({spread:.1f} points; #14: formerly a ratio of means without a test)", "rerope_w{hi}",
+             "rerope_w{lo}", direction="~", margin=ROBUST_SPREAD * SU_SPREAD_GAIN),
+    _windows("6b", "8.25 vs 23.16", "ReRoPE with w = L_train collapses below the baseline at 8x", "rope",
+             "rerope_w{n}"),
+    _windows("7a", "49.10 vs 48.87 (w=128)", "Leaky ReRoPE (k=16) ≈ ReRoPE at 8x (equivalent within 1 point)",
+             "logn/leaky_w{w4}_k16", "logn/rerope_w{w4}", direction="~", margin=1.0),
+    _windows("7b", "48.87 (k16) > 45.72 (k8), w=256", "Leaky ReRoPE degrades at k=8 (w = N/2)",
+             "logn/leaky_w{w2}_k16", "logn/leaky_w{w2}_k8"),
     # Checkpoints trained differently are compared paired over training seeds (issue #18: one seed's windows leave
     # the seed-to-seed spread out); inference methods on one checkpoint (12, 13) over its windows.
-    _c("8a", "48.70 vs 49.41", "HWFA costs little at L_train (non-inferior to the baseline, margin 3 points; "
-       "paired over training seeds)", "paired", "seeds/{n}/hwfa", "seeds/{n}/rope", margin=-3.0, **BY_SEEDS),
-    _c("8b-far", "48.15 vs 23.16", "HWFA extrapolates with no inference change: above the baseline at 8x (paired "
-       "over training seeds)", "paired", "seeds/{L8}/hwfa", "seeds/{L8}/rope", **BY_SEEDS),
+    _seeds("8a", "48.70 vs 49.41", "HWFA costs little at L_train (non-inferior to the baseline, margin 3 points; "
+           "paired over training seeds)", "hwfa", "rope", at="{n}", margin=-3.0),
+    _seeds("8b-far", "48.15 vs 23.16", "HWFA extrapolates with no inference change: above the baseline at 8x "
+           "(paired over training seeds)", "hwfa", "rope"),
     _c("8b-own", "48.15 vs 48.70 at 512", "HWFA at 8x is within 2 points of (or above) its L_train accuracy",
        "welch", "nonrep/{L8}/hwfa", "nonrep/{n}/hwfa", margin=-2.0),
-    _c("9-hwfa", "48.15 <= 48.32", "InvLeaky is above HWFA at 8x (paired over training seeds)", "paired",
-       "seeds/{L8}/inv_leaky", "seeds/{L8}/hwfa", **BY_SEEDS),
-    _c("9-rerope", "48.32 <= 49.07", "ReRoPE (log n) is above InvLeaky at 8x (paired over training seeds)",
-       "paired", "seeds/{L8}/logn/rerope_w{w4}", "seeds/{L8}/inv_leaky", **BY_SEEDS),
-    _c("10a", "49.46 vs 49.41", "HWFA2 at Su's best setting ({best2}) is not worse than the baseline at L_train "
-       "(non-inferiority, 1 point; paired over training seeds)", "paired", "seeds/{n}/{best2}", "seeds/{n}/rope",
-       margin=-1.0, **BY_SEEDS),
-    _c("10b", "49.36 (best with w64-f1 49.37)", "HWFA2 at Su's best setting ({best2}) is not worse than the best "
-       "other method with seed replicates at 8x ({best}, by seed 0; non-inferiority, 1 point; paired over training "
-       "seeds)", "paired", "seeds/{L8}/{best2}", "seeds/{L8}/{best}", margin=-1.0, **BY_SEEDS),
-    _c("10c", "qualitative", "HWFA2 does not extrapolate without the ReRoPE swap", "paired",
-       "nonrep/{L8}/hwfa2+rerope", "nonrep/{L8}/hwfa2"),
+    _seeds("9-hwfa", "48.15 <= 48.32", "InvLeaky is above HWFA at 8x (paired over training seeds)", "inv_leaky",
+           "hwfa"),
+    _seeds("9-rerope", "48.32 <= 49.07", "ReRoPE (log n) is above InvLeaky at 8x (paired over training seeds)",
+           "logn/rerope_w{w4}", "inv_leaky"),
+    _seeds("10a", "49.46 vs 49.41", "HWFA2 at Su's best setting ({best2}) is not worse than the baseline at "
+           "L_train (non-inferiority, 1 point; paired over training seeds)", "{best2}", "rope", at="{n}",
+           margin=-1.0),
+    _seeds("10b", "49.36 (best with w64-f1 49.37)", "HWFA2 at Su's best setting ({best2}) is not worse than the "
+           "best other method with seed replicates at 8x ({best}, by seed 0; non-inferiority, 1 point; paired over "
+           "training seeds)", "{best2}", "{best}", margin=-1.0),
+    _windows("10c", "qualitative", "HWFA2 does not extrapolate without the ReRoPE swap", "hwfa2+rerope", "hwfa2"),
     *(row for v, su1, su8 in (("kna", "49.60", "47.69"), ("cosa", "49.73", "46.98")) for row in (
-        _c(f"11a-{v}", f"{su1} vs 49.41", f"{v.upper()} does not hurt accuracy at L_train (non-inferiority, 1 "
-           "point; paired over training seeds)", "paired", f"seeds/{{n}}/{v}", "seeds/{n}/rope", margin=-1.0,
-           **BY_SEEDS),
-        _c(f"11b-{v}", f"{su8} vs 23.16", f"{v.upper()} extrapolates with no inference change (above the baseline "
-           "at 8x; paired over training seeds)", "paired", f"seeds/{{L8}}/{v}", "seeds/{L8}/rope", **BY_SEEDS))),
-    _c("12a", "47.45 vs 42.20", "YaRN (drop-in) beats NTK at 8x", "paired", "nonrep/{L8}/yarn",
-       "nonrep/{L8}/ntk_old"),
-    _c("12b", "47.45 vs 47.82", "YaRN is within 1 point of (or above) ReRoPE at 8x", "paired", "nonrep/{L8}/yarn",
-       "nonrep/{L8}/rerope_w{w4}", margin=-1.0),
-    *(_c(f"13a-{k}", "LLaMA loss 1.6081 vs 1.4967 (NTK)", f"{k} costs in-range accuracy (a tax at L_train)",
-         "paired", f"nonrep/{{n}}/{k}", "nonrep/{n}/rope", direction="<")
-      for k in ("pi", "ntk_old", "ntk_mixed", "yarn")),
-    _c("13b", "1.4996 vs 1.6081 (LLaMA loss)", "ReRoPE's tax (w = N/2) is smaller than NTK's: rerope_w{w2} above "
-       "ntk_old at L_train", "paired", "nonrep/{n}/rerope_w{w2}", "nonrep/{n}/ntk_old"),
+        _seeds(f"11a-{v}", f"{su1} vs 49.41", f"{v.upper()} does not hurt accuracy at L_train (non-inferiority, 1 "
+               "point; paired over training seeds)", v, "rope", at="{n}", margin=-1.0),
+        _seeds(f"11b-{v}", f"{su8} vs 23.16", f"{v.upper()} extrapolates with no inference change (above the "
+               "baseline at 8x; paired over training seeds)", v, "rope"))),
+    _windows("12a", "47.45 vs 42.20", "YaRN (drop-in) beats NTK at 8x", "yarn", "ntk_old"),
+    _windows("12b", "47.45 vs 47.82", "YaRN is within 1 point of (or above) ReRoPE at 8x", "yarn", "rerope_w{w4}",
+             margin=-1.0),
+    *(_windows(f"13a-{k}", "LLaMA loss 1.6081 vs 1.4967 (NTK)", f"{k} costs in-range accuracy (a tax at L_train)",
+               k, "rope", at="{n}", direction="<") for k in ("pi", "ntk_old", "ntk_mixed", "yarn")),
+    _windows("13b", "1.4996 vs 1.6081 (LLaMA loss)", "ReRoPE's tax (w = N/2) is smaller than NTK's: rerope_w{w2} "
+             "above ntk_old at L_train", "rerope_w{w2}", "ntk_old", at="{n}"),
     # Su's two orderings that our data reverse (issue #18), each with the test of our hypothesis for it:
     # W  the sliding window is a very strong baseline on non-repeated text (9431), yet ReRoPE, which keeps the far
     #    tokens, is the better method (9708): the hypothesis is that non-repeated bytes at this scale carry little
@@ -275,23 +278,21 @@ CHECKLIST = (
     #    recommended ReRoPE windows (N/4, N/2) on seed 0 (the hard side for W1, the fair one for W2).
     # H  ReRoPE is above HWFA at 8x (T5a, 9708); the hypothesis is that HWFA's window layers (locality) suit
     #    non-repeated byte text, so ReRoPE + log n leads where retrieval matters (H2: the repeated column).
-    _c("W1", "qualitative (9431: a very strong baseline)", "The sliding window (N) is within 1 point of (or above) "
-       "{rr} at 8x on non-repeated text (non-inferiority, paired over training seeds)", "paired",
-       "seeds/{L8}/window", "seeds/{L8}/{rr}", margin=-1.0, family="W", **BY_SEEDS),
-    _c("W2", "qualitative (9708: ReRoPE keeps the far tokens)", "{rr} is above the sliding window (N) at 8x on "
-       "non-repeated text (paired over training seeds)", "paired", "seeds/{L8}/{rr}", "seeds/{L8}/window",
-       family="W", **BY_SEEDS),
-    *(_c(cid, "1.4996 -> 1.4267 (LLaMA, ReRoPE)", "Far context helps ReRoPE, not the window: on the same last {n} "
-         f"bytes with {{L8}} bytes of context, {p}rerope_w{{w4}}'s loss is below {p}window's", "paired",
-         f"grow/{{L8}}/{p}window", f"grow/{{L8}}/{p}rerope_w{{w4}}", family="W3", **DOCS)
+    _seeds("W1", "qualitative (9431: a very strong baseline)", "The sliding window (N) is within 1 point of (or "
+           "above) {rr} at 8x on non-repeated text (non-inferiority, paired over training seeds)", "window", "{rr}",
+           margin=-1.0, family="W"),
+    _seeds("W2", "qualitative (9708: ReRoPE keeps the far tokens)", "{rr} is above the sliding window (N) at 8x on "
+           "non-repeated text (paired over training seeds)", "{rr}", "window", family="W"),
+    *(_windows(cid, "1.4996 -> 1.4267 (LLaMA, ReRoPE)", "Far context helps ReRoPE, not the window: on the same last "
+               f"{{n}} bytes with {{L8}} bytes of context, {p}rerope_w{{w4}}'s loss is below {p}window's",
+               f"{p}window", f"{p}rerope_w{{w4}}", which="grow", family="W3", **DOCS)
       for cid, p in (("W3", ""), ("W3'", "logn/"))),
-    _c("W4", "qualitative (windows lose far tokens)", "Repeated column at 8x: ReRoPE (w={w4}) retrieves beyond N "
-       "where the window cannot (copy-augmented checkpoint)", "paired", "rep/{L8}/copy/rerope_w{w4}",
-       "rep/{L8}/copy/window", family="W4"),
-    *(_c(cid, su, f"{x} is above HWFA at 8x on non-repeated text (paired over training seeds)", "paired",
-         f"seeds/{{L8}}/{x}", "seeds/{L8}/hwfa", family="H", **BY_SEEDS)
-      for cid, x, su in (("H1", "rerope_w{w2}", "48.48 vs 48.15 (w=256)"),
-                         ("H1'", "logn/rerope_w{w2}", "49.07 vs 48.15 (log n, w=256)"))),
+    _windows("W4", "qualitative (windows lose far tokens)", "Repeated column at 8x: ReRoPE (w={w4}) retrieves beyond "
+             "N where the window cannot (copy-augmented checkpoint)", "copy/rerope_w{w4}", "copy/window",
+             which="rep", family="W4"),
+    *(_seeds(cid, su, f"{x} is above HWFA at 8x on non-repeated text (paired over training seeds)", x, "hwfa",
+             family="H") for cid, x, su in (("H1", "rerope_w{w2}", "48.48 vs 48.15 (w=256)"),
+                                            ("H1'", "logn/rerope_w{w2}", "49.07 vs 48.15 (log n, w=256)"))),
     _c("H2", "85.12 vs 80.84 (log n, w=256)", "Repeated column at 8x: ReRoPE-log n (w={w4}) is above HWFA "
        "(copy-augmented checkpoints, paired over training seeds)", "paired",
        "seeds-rep/{L8}/copy-logn/rerope_w{w4}", "seeds-rep/{L8}/copy/hwfa", family="H2", **BY_SEEDS),
@@ -300,33 +301,32 @@ CHECKLIST = (
       for cid, x in (("14a", "logn/rerope_w{w4}"), ("14a'", "rerope_w{w4}"))),
     _c("14b", "1.4967 -> 8.8615", "Baseline RoPE's loss on the same bytes rises with more context", "paired",
        "grow/{L8}/rope", "grow/{n}/rope", **DOCS),
-    _c("15a", "qualitative (LLM perplexity)", "A sliding window without the first tokens is worse than the "
-       "Lambda-mask at 8x (attention sinks)", "paired", "nonrep/{L8}/lambda", "nonrep/{L8}/window"),
-    _c("15b", "qualitative", "Training with ReRoPE from scratch gives no extrapolation (no training config for "
-       "it at this scale; paired over training seeds)", "paired", "seeds/{L8}/rerope_scratch", "seeds/{L8}/rope",
-       **BY_SEEDS),
+    _windows("15a", "qualitative (LLM perplexity)", "A sliding window without the first tokens is worse than the "
+             "Lambda-mask at 8x (attention sinks)", "lambda", "window"),
+    _seeds("15b", "qualitative", "Training with ReRoPE from scratch gives no extrapolation (no training config for "
+           "it at this scale; paired over training seeds)", "rerope_scratch", "rope"),
     # The repeated column on the copy-augmented checkpoints (R5 compares two of them: paired over training seeds).
     _c("R0", "(implicit)", "The copy-augmented baseline copies within L_train (repeated > non-repeated by > 10 "
        "points at {n})", "paired", "rep/{n}/copy/rope", "nonrep/{n}/copy/rope", margin=10.0, needs="copy/rope"),
     _c("R1", "24.17 at 4096 vs 49.41 at 512", "Repeated column: the baseline loses its copying at 8x (repeated "
        "accuracy at {L8} < 0.75x that at {n})", "welch", "rep/{L8}/copy/rope", "0.75x rep/{n}/copy/rope",
        direction="<", needs="copy/rope"),
-    *(_c(cid, su, f"Repeated column at 8x: {text}", "paired", f"rep/{{L8}}/{a}", f"rep/{{L8}}/{b}", family="R",
-         needs="copy/rope") for cid, a, b, su, text in (
-        ("R2", "copy/ntk_mixed", "copy/rope", "53.09 vs 24.17", "NTK-mixed keeps more than the baseline"),
-        ("R4", "copy/rerope_w{w4}", "copy/ntk_mixed", "77.90 vs 53.09", "ReRoPE is ahead of NTK-mixed"),
-        ("R4'", "copy-logn/rerope_w{w4}", "copy-logn/ntk_mixed", "85.12 vs 68.91 (log n)",
-         "ReRoPE is ahead of NTK-mixed (log n)"))),
+    *(_windows(cid, su, f"Repeated column at 8x: {text}", a, b, which="rep", family="R", needs="copy/rope")
+      for cid, a, b, su, text in (
+          ("R2", "copy/ntk_mixed", "copy/rope", "53.09 vs 24.17", "NTK-mixed keeps more than the baseline"),
+          ("R4", "copy/rerope_w{w4}", "copy/ntk_mixed", "77.90 vs 53.09", "ReRoPE is ahead of NTK-mixed"),
+          ("R4'", "copy-logn/rerope_w{w4}", "copy-logn/ntk_mixed", "85.12 vs 68.91 (log n)",
+           "ReRoPE is ahead of NTK-mixed (log n)"))),
     _c("R5", "80.84 vs 24.17", "Repeated column at 8x: HWFA is above the baseline (paired over training seeds)",
        "paired", "seeds-rep/{L8}/copy/hwfa", "seeds-rep/{L8}/copy/rope", family="R", needs="copy/rope", **BY_SEEDS),
-    _c("R7", "7.09 vs 24.17", "Repeated column at 8x: ReRoPE with w = L_train is below the baseline", "paired",
-       "rep/{L8}/copy/rope", "rep/{L8}/copy/rerope_w{n}", family="R", needs="copy/rope"),
+    _windows("R7", "7.09 vs 24.17", "Repeated column at 8x: ReRoPE with w = L_train is below the baseline",
+             "copy/rope", "copy/rerope_w{n}", which="rep", family="R", needs="copy/rope"),
     _c("R3", "77.90 vs 48.48 (w=256)", "ReRoPE retrieves beyond L_train: at 8x its repeated accuracy is above its "
        "non-repeated accuracy", "paired", "rep/{L8}/copy/rerope_w{w4}", "nonrep/{L8}/copy/rerope_w{w4}",
        family="R", needs="copy/rope"),
-    _c("R6", "85.15 vs 85.47 (log n, w=128)", "Repeated column: Leaky ReRoPE (k=16) ≈ ReRoPE at 8x (equivalent "
-       "within 2 points)", "paired", "rep/{L8}/copy/leaky_w{w4}_k16", "rep/{L8}/copy/rerope_w{w4}", direction="~",
-       margin=2.0, family="R", needs="copy/rope"),
+    _windows("R6", "85.15 vs 85.47 (log n, w=128)", "Repeated column: Leaky ReRoPE (k=16) ≈ ReRoPE at 8x "
+             "(equivalent within 2 points)", "copy/leaky_w{w4}_k16", "copy/rerope_w{w4}", which="rep",
+             direction="~", margin=2.0, family="R", needs="copy/rope"),
     *(_c(cid, "1.4996 -> 1.4267 -> 1.4001 (LLaMA)", f"Longer context, lower loss on a model that copies: {x}'s "
          "loss on the same last {n} bytes falls from context {n} to {L8}", "paired", f"grow/{{n}}/{x}",
          f"grow/{{L8}}/{x}", family="R8", needs="copy/rope", **DOCS)
@@ -337,23 +337,22 @@ CHECKLIST = (
     # "too large a window hurts"; {wide_f1} = w~ N/2, {narrow_f1} = w~ N/8 with 1 full layer).
     _c("11c", "22.18 vs 0.75 x 49.55", "QNA does not extrapolate: its accuracy at 8x < 0.75x its L_train accuracy",
        "welch", "nonrep/{L8}/qna", "0.75x nonrep/{n}/qna", direction="<", family="QNA"),
-    _c("11d", "49.55 vs 49.41", "QNA does not hurt accuracy at L_train (non-inferiority, 1 point; paired over "
-       "training seeds)", "paired", "seeds/{n}/qna", "seeds/{n}/rope", margin=-1.0, family="QNA", **BY_SEEDS),
-    _c("11e", "47.69 vs 22.18", "The key norm extrapolates, the query norm does not: KNA is above QNA at 8x (paired "
-       "over training seeds)", "paired", "seeds/{L8}/kna", "seeds/{L8}/qna", family="QNA", **BY_SEEDS),
+    _seeds("11d", "49.55 vs 49.41", "QNA does not hurt accuracy at L_train (non-inferiority, 1 point; paired over "
+           "training seeds)", "qna", "rope", at="{n}", margin=-1.0, family="QNA"),
+    _seeds("11e", "47.69 vs 22.18", "The key norm extrapolates, the query norm does not: KNA is above QNA at 8x "
+           "(paired over training seeds)", "kna", "qna", family="QNA"),
     _c("11f", "qualitative (9859: KeyNorm needs RoPE)", "KNA + NoPE does not extrapolate: its accuracy at 8x < 0.75x "
        "its L_train accuracy", "welch", "nonrep/{L8}/kna_nope", "0.75x nonrep/{n}/kna_nope", direction="<",
        family="NoPE"),
-    _c("11g", "qualitative (9859)", "KNA with RoPE is above KNA + NoPE at 8x (paired over training seeds)", "paired",
-       "seeds/{L8}/kna", "seeds/{L8}/kna_nope", family="NoPE", **BY_SEEDS),
-    _c("9b", "48.85 vs 48.32", "InvLeaky with the RoPE base x8 (b8) is above InvLeaky at 8x (paired over training "
-       "seeds)", "paired", "seeds/{L8}/inv_leaky_b8", "seeds/{L8}/inv_leaky", family="9b", **BY_SEEDS),
-    _c("9b-far", "48.85 vs 23.16", "InvLeaky b8 extrapolates with no inference change (above the baseline at 8x; "
-       "paired over training seeds)", "paired", "seeds/{L8}/inv_leaky_b8", "seeds/{L8}/rope", family="9b",
-       **BY_SEEDS),
-    *(_c(f"10d-f{f}", f"{su} (w256 vs w64)", f"HWFA2 with too large a window: {{wide_f{f}}} (w~ = N/2) is below "
-         f"{{narrow_f{f}}} (w~ = N/8) at 8x (paired over training seeds)", "paired", f"seeds/{{L8}}/{{wide_f{f}}}",
-         f"seeds/{{L8}}/{{narrow_f{f}}}", direction="<", family="10d", **BY_SEEDS)
+    _seeds("11g", "qualitative (9859)", "KNA with RoPE is above KNA + NoPE at 8x (paired over training seeds)",
+           "kna", "kna_nope", family="NoPE"),
+    _seeds("9b", "48.85 vs 48.32", "InvLeaky with the RoPE base x8 (b8) is above InvLeaky at 8x (paired over "
+           "training seeds)", "inv_leaky_b8", "inv_leaky", family="9b"),
+    _seeds("9b-far", "48.85 vs 23.16", "InvLeaky b8 extrapolates with no inference change (above the baseline at "
+           "8x; paired over training seeds)", "inv_leaky_b8", "rope", family="9b"),
+    *(_seeds(f"10d-f{f}", f"{su} (w256 vs w64)", f"HWFA2 with too large a window: {{wide_f{f}}} (w~ = N/2) is "
+             f"below {{narrow_f{f}}} (w~ = N/8) at 8x (paired over training seeds)", f"{{wide_f{f}}}",
+             f"{{narrow_f{f}}}", direction="<", family="10d")
       for f, su in ((1, "47.64 vs 49.37"), (2, "48.42 vs 49.36"))),
     _gap_claims,
 )
