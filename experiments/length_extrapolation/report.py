@@ -46,6 +46,7 @@ class Results:
     self.L8, self.contexts = self.n * self.ext, [self.n * k for k in (1, 2, 4, self.ext)]
     self.m = {k: v for k, v in res["methods"].items() if "@s" not in k}
     self.reps = {k: v for k, v in res["methods"].items() if "@s" in k}
+    self.grown = [k for k, v in self.m.items() if "growing" in v]   # methods scored on the growing documents
 
   def acc(self, name, length, which="nonrep", key="acc"):
     """Per-window values, accuracies in percent (None if absent)."""
@@ -89,10 +90,7 @@ def su_table(R: Results, names) -> str:
 def _su_copy(name: str, n: int) -> str | None:
   """Su's row for a method on a copy-augmented checkpoint ("copy/x" ~ x, "copy-logn/x" ~ logn/x)."""
   m = re.fullmatch(r"copy(-logn)?/(.+)", name)
-  if not m:
-    return None
-  base = ("logn/" if m.group(1) else "") + m.group(2)
-  return {"rope": "Baseline", "logn/rope": "Baseline-log n"}.get(base) or published.su_row(base, n)
+  return published.su_row(("logn/" if m.group(1) else "") + m.group(2), n) if m else None
 
 
 def copy_table(R: Results) -> str:
@@ -109,11 +107,15 @@ def copy_table(R: Results) -> str:
                  f"ours {L8} rep, copy targets", "Su 4096 rep", "Su 4096 non-rep"], rows)
 
 
+def _value_table(names, columns, value, fmt: str = "{:.2f}") -> str:
+  """A row per method, a column per (header, x): value(name, x) formatted, "" where it was not measured."""
+  return _table(["method"] + [h for h, _ in columns],
+                [[nm] + ["" if (v := value(nm, x)) is None else fmt.format(v) for _, x in columns] for nm in names])
+
+
 def lengths_table(R: Results, names, which="nonrep", key="acc") -> str:
-  lens, fmt = R.meta["test_lengths"], "{:.3f}" if key == "loss" else "{:.2f}"
-  return _table(["method"] + [str(L) for L in lens],
-                [[nm] + ["" if (v := R.mean(nm, L, which, key)) is None else fmt.format(v) for L in lens]
-                 for nm in names])
+  return _value_table(names, [(str(L), L) for L in R.meta["test_lengths"]],
+                      lambda nm, L: R.mean(nm, L, which, key), "{:.3f}" if key == "loss" else "{:.2f}")
 
 
 def paired_table(R: Results, names, ref="rope") -> str:
@@ -145,12 +147,6 @@ def logn_gains_md(R: Results, res: dict) -> str:
                   + [cell(cells.get((pr, p))) for p in protocols] for pr in pairs])
   return _blocks()["logn_gains"].substitute(
       L8=R.L8, n=R.n, table=table, tail="" if _has_tail(res) else _blocks()["logn_no_tail"].substitute()) + "\n\n"
-
-
-def growing_table(R: Results) -> str:
-  return _table(["method"] + [f"loss, C={c}" for c in R.contexts],
-                [[nm] + ["" if (g := R.growing(nm, c)) is None else f"{g:.3f}" for c in R.contexts]
-                 for nm in R.m if "growing" in R.m[nm]])
 
 
 def curve_table(curve, n: int, L8: int, far: bool) -> str:
@@ -198,7 +194,7 @@ def plot_all(R: Results, out_dir: str) -> str:
       "test length (tokens); dotted = L_train",
       f"next-token accuracy (%), {'repeated' if which == 'rep' else 'non-repeated'} set",
       title + " (± SE in the tables)", (8, 5), vline=R.n)
-  grow = [(nm, [R.growing(nm, c) for c in R.contexts]) for nm in R.m if "growing" in R.m[nm]]
+  grow = [(nm, [R.growing(nm, c) for c in R.contexts]) for nm in R.grown]
   on_rope = [k for k in core if R.m[k]["ckpt"] == "rope"]
   trained = [k for k in core if R.m[k]["ckpt"] != "rope"] + ["rope"] * ("rope" in R.m)
   figs = [("RoPE checkpoint", acc("acc_vs_length_rope.png", on_rope, "nonrep",
@@ -449,7 +445,8 @@ def write_report(res: dict, out_dir: str, plots: bool = True, footer: str = "") 
       su_table=su_table(R, names), paired=paired_table(R, [k for k in names if k != "rope"]),
       logn_gains=logn_gains_md(R, res),
       acc_nonrep=lengths_table(R, names), acc_rep=lengths_table(R, names, "rep"),
-      loss=lengths_table(R, names, "nonrep", "loss"), growing=growing_table(R),
+      loss=lengths_table(R, names, "nonrep", "loss"),
+      growing=_value_table(R.grown, [(f"loss, C={c}", c) for c in R.contexts], R.growing, "{:.3f}"),
       plots=plot_all(R, out_dir) if plots else "", copy=_copy_md(R, res), cost=_cost_md(R, res), footer=footer)
   framework_report.save_text(out_dir, text)
   return text
