@@ -45,6 +45,7 @@ def _acc(m: dict, which: str, length: str, protocol: str):
 
 
 def samples(res: dict, protocol: str | None = None) -> dict[str, dict]:
+  """The samples the claims read, by key (module docstring), under an evaluation protocol (default: the run's)."""
   n, ext = int(res["meta"]["train_length"]), int(res["meta"].get("extension", 8))
   protocol = protocol or res["meta"].get("eval_protocol", "all")
   if protocol not in PROTOCOLS:
@@ -84,7 +85,7 @@ def samples(res: dict, protocol: str | None = None) -> dict[str, dict]:
   if "gain/pre/rope" in out:
     out["logn gain/rope"] = out["gain/pre/rope"]
   for p in probes(res):
-      out[f"probe gap/{p['arg']}"] = {0: 100 * (p["curve"][-1]["rep_acc"] - p["curve"][-1]["nonrep_acc"])}
+    out[f"probe gap/{p['arg']}"] = {0: 100 * (p["curve"][-1]["rep_acc"] - p["curve"][-1]["nonrep_acc"])}
   return out
 
 
@@ -120,6 +121,7 @@ def logn_gains(res: dict) -> list[dict]:
         rows.append(dict(pair=f"{a} - {b}", protocol=p, effect=est.effect, se=est.se, n=est.n,
                          ci=(est.effect - half, est.effect + half)))
   return rows
+
 
 def probes(res: dict) -> list[dict]:
   """The copy probes with a curve (older results.json files hold a single "copy_probe")."""
@@ -368,6 +370,7 @@ def _quantities(res: dict, S: dict) -> dict:
   ws = [w for w in (w8, w4, w2, max(1, 3 * n // 4)) if f"nonrep/{L8}/rerope_w{w}" in S]
   means = {w: mean8(f"rerope_w{w}") for w in ws} if len(ws) > 1 else {}
   layers = int((res["meta"].get("model") or {}).get("num_layers", 4))
+  hwfa2 = lambda w, f: methods_lib.hwfa2_ckpt(n, layers, w, f) + "+rerope"   # its ReRoPE swap, window w, f full
   seeded = methods_lib.seed_method_names(n, layers)   # methods with seed replicates (the `seeds` scale): testable
   others = {k: np.mean(m["by_length"][str(L8)]["nonrep"]["acc"]) for k, m in res["methods"].items()
             if k in seeded and not k.startswith(("hwfa2",) + methods_lib.GAP_PREFIXES)   # not the grid / gap runs
@@ -377,9 +380,9 @@ def _quantities(res: dict, S: dict) -> dict:
       hi=max(means, key=means.get) if means else None, lo=min(means, key=means.get) if means else None,
       robust=ROBUST_SPREAD, spread=ROBUST_SPREAD * SU_SPREAD_GAIN,
       rr=max((f"rerope_w{w}" for w in (w4, w2)), key=lambda x: mean8(x) or -np.inf),
-      best2=hwfa2_method(res, w8, 2),   # Su's best w64-f2 (published.su_row: windows scale with N)
+      best2=hwfa2(w8, 2),   # Su's best w64-f2 (published.su_row: windows scale with N)
       best=max(others, key=others.get) if others else None,
-      **{f"{size}_f{f}": hwfa2_method(res, w, f) for f in (1, 2) for size, w in (("wide", w2), ("narrow", w8))})
+      **{f"{size}_f{f}": hwfa2(w, f) for f in (1, 2) for size, w in (("wide", w2), ("narrow", w8))})
 
 
 def _claim(row: tuple, q: dict, methods: dict) -> list[tuple[C.Claim, str]]:
@@ -412,12 +415,6 @@ def findings(n: int) -> tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...]
           ("finding_hwfa", ("H1", "H1'"), ("H2",)),
           ("finding_rerope_n", ("6b",), ("R7",)),
           ("finding_logn", ("1b", "4a-none", "4b-none", "4a-pre", "4b-pre"), gap))
-
-
-def hwfa2_method(res: dict, w: int, f: int) -> str:
-  """The ReRoPE-swap method of the HWFA2 run with window w and f full layers (methods.hwfa2_ckpt)."""
-  n, layers = int(res["meta"]["train_length"]), int((res["meta"].get("model") or {}).get("num_layers", 4))
-  return methods_lib.hwfa2_ckpt(n, layers, w, f) + "+rerope"
 
 
 def verdicts(res: dict, protocol: str | None = None) -> list[tuple[C.Verdict, str]]:
