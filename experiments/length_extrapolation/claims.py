@@ -1,4 +1,5 @@
-r"""The length-extrapolation checklist as framework claims (experiments/framework/claims.py).
+r"""The length-extrapolation checklist as framework claims (experiments/framework/claims.py): CHECKLIST, a table
+of claim templates in report order, filled in with each run's quantities.
 
 Samples (accuracies in percent, losses in nats/byte), built from the results dict:
   nonrep/L/x, rep/L/x   {window: accuracy} of method x at test length L (every method sees the same windows,
@@ -10,8 +11,8 @@ Samples (accuracies in percent, losses in nats/byte), built from the results dic
                         they need SEED_MIN_N = 5 seeds (issue #18), else they say how many
   mlm/L/x, seeds/L/mlm/x   Su's MLM log-n table (8823): {window: masked-byte accuracy} of Attention-O / -E
 The accuracy of a window follows the evaluation protocol (``samples(res, protocol)``; default: the run's
-``study.eval_protocol``, kexue_jax/evals/length.py): "all" targets, the "tail" beyond N (at L = N: all), or "last" (the
-non-repeated samples become the growing-context documents' last N bytes with L bytes of context).
+``study.eval_protocol``, kexue_jax/evals/length.py): "all" targets, the "tail" beyond N (at L = N: all), or "last"
+(the non-repeated samples become the growing-context documents' last N bytes with L bytes of context).
 Claims sharing a number (3a-old, 3a-mixed, ...) form a Holm family. Su's numbers: kexue.fm/archives/8823-9859.
 """
 from __future__ import annotations
