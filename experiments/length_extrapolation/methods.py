@@ -7,6 +7,10 @@ import re
 
 from kexue_jax.evals import length_methods as L
 
+# Copy-augmented training (the *_copy runs): a quarter of the windows are random printable bytes tiled with a period
+# of N/4..N/2, so Su's repeated-column claims are tested on a model that copies.
+COPY_ARG = "copy=0.25,copy_source=random,copy_warmup=600"
+
 
 def all_methods(n: int, variants: tuple[str, ...]) -> list[L.Method]:
   """Every method whose checkpoint is among `variants` (names of the configs that are trained)."""

@@ -16,10 +16,10 @@ from scipy import stats as scipy_stats
 from experiments.framework import claims as claims_lib
 from experiments.framework import report as framework_report
 from experiments.length_extrapolation import claims as le_claims
+from experiments.length_extrapolation import methods as methods_lib
 from experiments.length_extrapolation import published
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-COPY_ARG_TEXT = "copy=0.25,copy_source=random,copy_warmup=600"
 _table = functools.partial(framework_report.table, sep="---")
 
 
@@ -263,7 +263,7 @@ def _curves(res: dict) -> list[dict]:
   speed = lambda r: r["tokens"] / r["wall_time_s"] if r.get("tokens") and r.get("wall_time_s") else None
   for key, name, title, run in (
       ("copy_vs_steps", "the baseline (`rope.py`)", "baseline RoPE", "rope"),
-      ("copy_vs_steps_copy_aug", f"the copy-augmented baseline (`rope.py:{COPY_ARG_TEXT}`)",
+      ("copy_vs_steps_copy_aug", f"the copy-augmented baseline (`rope.py:{methods_lib.COPY_ARG}`)",
        "copy-augmented RoPE, `rope_copy`", "rope_copy")):
     if res.get(key):
       out.append(dict(name=name, title=title, curve=res[key], tps=res["meta"].get("batch_size", 0) * n,
@@ -308,7 +308,7 @@ def copy_control_md(c: dict) -> str:
 def _copy_md(R: Results, res: dict) -> str:
   """The copy-augmented checkpoints, the copy regime, copy vs steps, probes, positive controls."""
   T, n, L8, curves = _blocks(), R.n, R.L8, _curves(res)
-  out = [T["copy_aug"].substitute(copy_arg=COPY_ARG_TEXT, L8=L8, n=n, half=L8 // 2, table=copy_table(R))
+  out = [T["copy_aug"].substitute(copy_arg=methods_lib.COPY_ARG, L8=L8, n=n, half=L8 // 2, table=copy_table(R))
          ] if "copy/rope" in R.m else []
   out += [T["regime"].substitute(verdict=copy_regime_verdict(res, curves))] if curves else []
   for c in curves:

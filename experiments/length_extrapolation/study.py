@@ -45,10 +45,8 @@ from kexue_jax.evals import length
 from kexue_jax.evals import length_methods
 
 CONFIG_DIR = "configs/length_extrapolation"
-COPY_ARG = "copy=0.25,copy_source=random,copy_warmup=600"
-# variant -> (config file, extra config argument). Copy-augmented training (*_copy): a quarter of the windows
-# are random printable bytes tiled with a period of N/4..N/2; the plain baseline does not learn to copy at CPU
-# scale (REPORT.md, copy check), so Su's repeated-column claims are tested on those checkpoints.
+COPY_ARG = methods_lib.COPY_ARG   # the *_copy runs: the plain baseline does not copy at CPU scale (REPORT.md)
+# variant -> (config file, extra config argument).
 VARIANTS = {
     "rope": ("rope.py", ""), "rope_logn": ("rope_logn.py", ""), "hwfa": ("hwfa.py", ""),
     "inv_leaky": ("inv_leaky.py", ""), "kna": ("kna.py", ""), "cosa": ("cosa.py", ""),
@@ -71,8 +69,7 @@ GAP_VARIANTS = ("rope_pre2h", "rope_logn_pre2h", "rope_2xsteps")
 HWFA2_GRID = tuple(v for v in VARIANTS if v.startswith("hwfa2_w"))
 MLM_VARIANTS = ("mlm_o", "mlm_e")   # Su's 8823 table: Attention-O / Attention-E (no scale argument)
 DEFAULT_VARIANTS = ("rope", "rope_logn", "hwfa")
-EXTRA_VARIANTS = ("inv_leaky", "kna", "cosa", "hwfa2", "kna_logn", "cosa_logn", "rope_copy", "rope_logn_copy",
-                  "hwfa_copy") + MLM_VARIANTS + ("qna", "kna_nope", "inv_leaky_b8") + HWFA2_GRID + GAP_VARIANTS
+EXTRA_VARIANTS = tuple(v for v in VARIANTS if v not in DEFAULT_VARIANTS)   # the extended plan's, in this order
 SEEDS = 5            # training seeds of the checkpoints that claims compare (methods.SEED_CKPTS, the MLM runs)
 # Copy probes of the committed study: other baselines whose copy gap is followed over 6 checkpoints.
 PROBES = ("heads=4,norm=pre,steps=2400", "copy=0.5,steps=4000")
