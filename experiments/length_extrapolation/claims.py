@@ -273,14 +273,9 @@ CHECKLIST = (
                k, "rope", at="{n}", direction="<") for k in ("pi", "ntk_old", "ntk_mixed", "yarn")),
     _windows("13b", "1.4996 vs 1.6081 (LLaMA loss)", "ReRoPE's tax (w = N/2) is smaller than NTK's: rerope_w{w2} "
              "above ntk_old at L_train", "rerope_w{w2}", "ntk_old", at="{n}"),
-    # Su's two orderings that our data reverse (issue #18), each with the test of our hypothesis for it:
-    # W  the sliding window is a very strong baseline on non-repeated text (9431), yet ReRoPE, which keeps the far
-    #    tokens, is the better method (9708): the hypothesis is that non-repeated bytes at this scale carry little
-    #    beyond N, so ReRoPE's advantage shows only where far context predicts (W3: the same last N bytes with 8N
-    #    of context; W4: the repeated column of the copy-augmented checkpoint). {rr}: the stronger of Su's
-    #    recommended ReRoPE windows (N/4, N/2) on seed 0 (the hard side for W1, the fair one for W2).
-    # H  ReRoPE is above HWFA at 8x (T5a, 9708); the hypothesis is that HWFA's window layers (locality) suit
-    #    non-repeated byte text, so ReRoPE + log n leads where retrieval matters (H2: the repeated column).
+    # W, H: Su's two orderings that our data reverse (issue #18), each with the test of our hypothesis for it
+    # (report_template.md: finding_window, finding_hwfa). {rr}: the stronger of Su's recommended ReRoPE windows
+    # (N/4, N/2) on seed 0 (the hard side for W1, the fair one for W2).
     _seeds("W1", "qualitative (9431: a very strong baseline)", "The sliding window (N) is within 1 point of (or "
            "above) {rr} at 8x on non-repeated text (non-inferiority, paired over training seeds)", "window", "{rr}",
            margin=-1.0, family="W"),
