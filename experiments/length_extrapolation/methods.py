@@ -7,6 +7,10 @@ import re
 
 from kexue_jax.evals import length_methods as L
 
+# Copy-augmented training (the *_copy runs): a quarter of the windows are random printable bytes tiled with a period
+# of N/4..N/2, so Su's repeated-column claims are tested on a model that copies.
+COPY_ARG = "copy=0.25,copy_source=random,copy_warmup=600"
+
 
 def all_methods(n: int, variants: tuple[str, ...]) -> list[L.Method]:
   """Every method whose checkpoint is among `variants` (names of the configs that are trained)."""
@@ -43,9 +47,7 @@ def all_methods(n: int, variants: tuple[str, ...]) -> list[L.Method]:
       "hwfa_copy": [("copy/hwfa", {}, 1)],
       **{v: [(v, {}, 1)] for v in ("kna", "cosa", "kna_logn", "cosa_logn", "qna", "kna_nope")},
       "inv_leaky_b8": [("inv_leaky_b8", dict(position="rope"), 1, "trained Leaky k=1/16, base 80000, run as RoPE")],
-      # Issue #18, why our log-n gains are 3-8x smaller than an independent measurement: the log-n gains table's
-      # methods (claims.logn_gains) on that measurement's architecture (pre-norm, 2 heads: arch=prenorm4x2) and its
-      # log-n twin, and on the baseline trained twice as long (1x and 8x only).
+      # The log-n gap runs (study.GAP_VARIANTS, issue #18): the log-n gains table's methods, at 1x and 8x only.
       **{v: [(f"{p}/{x}", a, 0) for x, a in gain_methods]
          for v, p in (("rope_pre2h", "pre2h"), ("rope_2xsteps", "2xsteps"))},
       "rope_logn_pre2h": [(f"pre2h-logn/{x}", a, 0) for x, a in gain_methods if "logn" not in x],

@@ -16,10 +16,10 @@ from scipy import stats as scipy_stats
 from experiments.framework import claims as claims_lib
 from experiments.framework import report as framework_report
 from experiments.length_extrapolation import claims as le_claims
+from experiments.length_extrapolation import methods as methods_lib
 from experiments.length_extrapolation import published
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-COPY_ARG_TEXT = "copy=0.25,copy_source=random,copy_warmup=600"
 _table = functools.partial(framework_report.table, sep="---")
 
 
@@ -46,6 +46,7 @@ class Results:
     self.L8, self.contexts = self.n * self.ext, [self.n * k for k in (1, 2, 4, self.ext)]
     self.m = {k: v for k, v in res["methods"].items() if "@s" not in k}
     self.reps = {k: v for k, v in res["methods"].items() if "@s" in k}
+    self.grown = [k for k, v in self.m.items() if "growing" in v]   # methods scored on the growing documents
 
   def acc(self, name, length, which="nonrep", key="acc"):
     """Per-window values, accuracies in percent (None if absent)."""
@@ -89,10 +90,7 @@ def su_table(R: Results, names) -> str:
 def _su_copy(name: str, n: int) -> str | None:
   """Su's row for a method on a copy-augmented checkpoint ("copy/x" ~ x, "copy-logn/x" ~ logn/x)."""
   m = re.fullmatch(r"copy(-logn)?/(.+)", name)
-  if not m:
-    return None
-  base = ("logn/" if m.group(1) else "") + m.group(2)
-  return {"rope": "Baseline", "logn/rope": "Baseline-log n"}.get(base) or published.su_row(base, n)
+  return published.su_row(("logn/" if m.group(1) else "") + m.group(2), n) if m else None
 
 
 def copy_table(R: Results) -> str:
@@ -102,17 +100,22 @@ def copy_table(R: Results) -> str:
     row = _su_copy(k, n)
     su, ct = published.SU.get(row) if row else None, R.acc(k, L8, "rep", "copy_acc")
     rows.append([k, row or "–", R.cell(k, n, none="n/a"), R.cell(k, n, "rep", se=False, none="n/a"),
-                 R.cell(k, L8, none="n/a"), R.cell(k, L8, "rep", none="n/a"), "n/a" if ct is None else f"{ct.mean():.2f}",
-                 "–" if su is None else f"{su[1]:.2f}", "–" if su is None else f"{su[2]:.2f}"])
+                 R.cell(k, L8, none="n/a"), R.cell(k, L8, "rep", none="n/a"),
+                 "n/a" if ct is None else f"{ct.mean():.2f}"]
+                + (["–", "–"] if su is None else [f"{x:.2f}" for x in su[1:]]))
   return _table(["method", "Su's row", f"ours {n} non-rep", f"ours {n} rep", f"ours {L8} non-rep", f"ours {L8} rep",
                  f"ours {L8} rep, copy targets", "Su 4096 rep", "Su 4096 non-rep"], rows)
 
 
+def _value_table(names, columns, value, fmt: str = "{:.2f}") -> str:
+  """A row per method, a column per (header, x): value(name, x) formatted, "" where it was not measured."""
+  return _table(["method"] + [h for h, _ in columns],
+                [[nm] + ["" if (v := value(nm, x)) is None else fmt.format(v) for _, x in columns] for nm in names])
+
+
 def lengths_table(R: Results, names, which="nonrep", key="acc") -> str:
-  lens, fmt = R.meta["test_lengths"], "{:.3f}" if key == "loss" else "{:.2f}"
-  return _table(["method"] + [str(L) for L in lens],
-                [[nm] + ["" if (v := R.mean(nm, L, which, key)) is None else fmt.format(v) for L in lens]
-                 for nm in names])
+  return _value_table(names, [(str(L), L) for L in R.meta["test_lengths"]],
+                      lambda nm, L: R.mean(nm, L, which, key), "{:.3f}" if key == "loss" else "{:.2f}")
 
 
 def paired_table(R: Results, names, ref="rope") -> str:
@@ -146,12 +149,6 @@ def logn_gains_md(R: Results, res: dict) -> str:
       L8=R.L8, n=R.n, table=table, tail="" if _has_tail(res) else _blocks()["logn_no_tail"].substitute()) + "\n\n"
 
 
-def growing_table(R: Results) -> str:
-  return _table(["method"] + [f"loss, C={c}" for c in R.contexts],
-                [[nm] + ["" if (g := R.growing(nm, c)) is None else f"{g:.3f}" for c in R.contexts]
-                 for nm in R.m if "growing" in R.m[nm]])
-
-
 def curve_table(curve, n: int, L8: int, far: bool) -> str:
   """Copy check (baseline / probe) per checkpoint: accuracies at L_train (and at 8x for the probes), in %."""
   head = ([f"non-rep {n}", f"rep {n}", f"rep {n} copy targets", f"gap {n}", f"random bytes {n}, copy targets",
@@ -166,8 +163,8 @@ def curve_table(curve, n: int, L8: int, far: bool) -> str:
 # ------------------------------------------------------------------------------------------------ Plots.
 
 
-def _lines(out_dir, name, series, xs, xlabel, ylabel, title, size, vline=None, ylog=False) -> str:
-  """One panel in the house style: a line per (label, ys) over log2-spaced xs (None values skipped)."""
+def _lines(out_dir, name, series, xs, xlabel, ylabel, title, size, vline=None, ylog=False, xlog=True) -> str:
+  """One panel in the house style: a line per (label, ys) over xs (log2-spaced unless xlog=False; None skipped)."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   fig, axes = framework_report.figure(size=size)
   ax = axes[0, 0]
@@ -176,28 +173,16 @@ def _lines(out_dir, name, series, xs, xlabel, ylabel, title, size, vline=None, y
     if pts:
       ax.plot(*zip(*pts), label=label, color=matplotlib.colormaps["tab20"](i % 20), marker="os^vDP*X"[i % 8], ms=4,
               ls=("-", "--", ":")[(i // 8) % 3], lw=1.4)
-  ax.set_xscale("log", base=2)
+  if xlog:
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(xs)
+    ax.set_xticklabels([str(x) for x in xs])
   if ylog:
     ax.set_yscale("log")
-  ax.set_xticks(xs)
-  ax.set_xticklabels([str(x) for x in xs])
   if vline:
     ax.axvline(vline, color="gray", ls=":", lw=1)
   ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
   return framework_report.save(fig, out_dir, name, ncol=2)
-
-
-def _plot_copy(R: Results, out_dir: str) -> list:
-  cc = R.res.get("copy_vs_steps") or []
-  if not cc:
-    return []
-  fig, axes = framework_report.figure(size=(6, 4))
-  for key, label in (("nonrep_acc", "non-repeated"), ("rep_acc", "repeated (all targets)"),
-                     ("rep_copy_acc", "repeated (copy targets)")):
-    axes[0, 0].plot([c["step"] for c in cc], [100 * c[key] for c in cc], marker="o", label=label)
-  axes[0, 0].set(xlabel="training step (baseline RoPE)", ylabel=f"accuracy (%) at L = L_train = {R.n}",
-                 title="Copy check: does the baseline copy within L_train?")
-  return [("copy check vs steps", framework_report.save(fig, out_dir, "copy_vs_steps.png"))]
 
 
 def plot_all(R: Results, out_dir: str) -> str:
@@ -209,18 +194,27 @@ def plot_all(R: Results, out_dir: str) -> str:
       "test length (tokens); dotted = L_train",
       f"next-token accuracy (%), {'repeated' if which == 'rep' else 'non-repeated'} set",
       title + " (± SE in the tables)", (8, 5), vline=R.n)
-  grow = [(nm, [R.growing(nm, c) for c in R.contexts]) for nm in R.m if "growing" in R.m[nm]]
-  figs = [("RoPE checkpoint", acc("acc_vs_length_rope.png", [k for k in core if R.m[k]["ckpt"] == "rope"], "nonrep",
+  grow = [(nm, [R.growing(nm, c) for c in R.contexts]) for nm in R.grown]
+  on_rope = [k for k in core if R.m[k]["ckpt"] == "rope"]
+  trained = [k for k in core if R.m[k]["ckpt"] != "rope"] + ["rope"] * ("rope" in R.m)
+  figs = [("RoPE checkpoint", acc("acc_vs_length_rope.png", on_rope, "nonrep",
                                   "Inference-time methods on the RoPE checkpoint (non-repeated)")),
-          ("log n and pre-training methods", acc(
-              "acc_vs_length_pretrained.png", [k for k in core if R.m[k]["ckpt"] != "rope"] + ["rope"] * ("rope" in R.m),
-              "nonrep", "Log-n checkpoint and pre-training-time methods (non-repeated)")),
+          ("log n and pre-training methods", acc("acc_vs_length_pretrained.png", trained, "nonrep",
+                                                 "Log-n checkpoint and pre-training-time methods (non-repeated)")),
           ("repeated", acc("acc_vs_length_repeated.png", core, "rep", "Repeated set")),
           ("growing context", _lines(
               out_dir, "growing_context.png", [(nm, [None] * len(ys) if None in ys else ys) for nm, ys in grow],
               R.contexts, f"context length C (the same last {R.n} tokens are scored)", "loss (nats/byte)",
               "Growing-context protocol (9948 / bojone/rerope eval_loss.py)", (7.5, 4.8), ylog=True))]
-  return "\n## Plots\n\n" + "\n\n".join(f"![{a}]({b})" for a, b in figs + _plot_copy(R, out_dir)) + "\n"
+  cc = R.res.get("copy_vs_steps") or []
+  if cc:
+    figs.append(("copy check vs steps", _lines(
+        out_dir, "copy_vs_steps.png", [(label, [100 * c[key] for c in cc]) for key, label in (
+            ("nonrep_acc", "non-repeated"), ("rep_acc", "repeated (all targets)"),
+            ("rep_copy_acc", "repeated (copy targets)"))], [c["step"] for c in cc], "training step (baseline RoPE)",
+        f"accuracy (%) at L = L_train = {R.n}", "Copy check: does the baseline copy within L_train?", (6, 4),
+        xlog=False)))
+  return "\n## Plots\n\n" + "\n\n".join(f"![{a}]({b})" for a, b in figs) + "\n"
 
 
 # ------------------------------------------------------------------------------------------------ Copy regime.
@@ -269,7 +263,7 @@ def _curves(res: dict) -> list[dict]:
   speed = lambda r: r["tokens"] / r["wall_time_s"] if r.get("tokens") and r.get("wall_time_s") else None
   for key, name, title, run in (
       ("copy_vs_steps", "the baseline (`rope.py`)", "baseline RoPE", "rope"),
-      ("copy_vs_steps_copy_aug", f"the copy-augmented baseline (`rope.py:{COPY_ARG_TEXT}`)",
+      ("copy_vs_steps_copy_aug", f"the copy-augmented baseline (`rope.py:{methods_lib.COPY_ARG}`)",
        "copy-augmented RoPE, `rope_copy`", "rope_copy")):
     if res.get(key):
       out.append(dict(name=name, title=title, curve=res[key], tps=res["meta"].get("batch_size", 0) * n,
@@ -314,7 +308,7 @@ def copy_control_md(c: dict) -> str:
 def _copy_md(R: Results, res: dict) -> str:
   """The copy-augmented checkpoints, the copy regime, copy vs steps, probes, positive controls."""
   T, n, L8, curves = _blocks(), R.n, R.L8, _curves(res)
-  out = [T["copy_aug"].substitute(copy_arg=COPY_ARG_TEXT, L8=L8, n=n, half=L8 // 2, table=copy_table(R))
+  out = [T["copy_aug"].substitute(copy_arg=methods_lib.COPY_ARG, L8=L8, n=n, half=L8 // 2, table=copy_table(R))
          ] if "copy/rope" in R.m else []
   out += [T["regime"].substitute(verdict=copy_regime_verdict(res, curves))] if curves else []
   for c in curves:
@@ -329,7 +323,8 @@ def _copy_md(R: Results, res: dict) -> str:
         wall=f"{ps.get('wall_time_s', 0):.0f}", table=curve_table(c["curve"], n, L8, True), s0=c0["step"],
         s1=c1["step"], n=n, L8=L8, g0=gap(c0), g1=gap(c1), a0=_pct(c0["nonrep_acc"]), a1=_pct(c1["nonrep_acc"]),
         b0=_pct(c0["nonrep_acc_8x"]), b1=_pct(c1["nonrep_acc_8x"]), trend=trend))
-  controls = [T["control_run"].substitute(name=c["name"], body=copy_control_md(c)) for c in res.get("copy_controls") or []]
+  controls = [T["control_run"].substitute(name=c["name"], body=copy_control_md(c))
+              for c in res.get("copy_controls") or []]
   out += [T["controls"].substitute(runs="\n\n".join(controls))] if controls else []
   return "\n".join(s + "\n" for s in out)
 
@@ -402,7 +397,8 @@ def findings_md(n: int, vs) -> str:
   and the claims that test our hypothesis, each with its computed verdict line."""
   T, by_id = _blocks(), {v.claim.id: v for v, _ in vs}
   item = lambda cid: (f"  - **{cid}** {by_id[cid].claim.text}: {framework_report.MARK[by_id[cid].verdict]} — "
-                      f"{by_id[cid].line()}" if cid in by_id else f"  - **{cid}**: not measured (its runs are not in this plan)")
+                      f"{by_id[cid].line()}" if cid in by_id else
+                      f"  - **{cid}**: not measured (its runs are not in this plan)")
   return T["findings"].substitute(body="\n\n".join(
       T[block].substitute(su="\n".join(map(item, su)), tests="\n".join(map(item, tests)))
       for block, su, tests in le_claims.findings(n)))
@@ -449,7 +445,8 @@ def write_report(res: dict, out_dir: str, plots: bool = True, footer: str = "") 
       su_table=su_table(R, names), paired=paired_table(R, [k for k in names if k != "rope"]),
       logn_gains=logn_gains_md(R, res),
       acc_nonrep=lengths_table(R, names), acc_rep=lengths_table(R, names, "rep"),
-      loss=lengths_table(R, names, "nonrep", "loss"), growing=growing_table(R),
+      loss=lengths_table(R, names, "nonrep", "loss"),
+      growing=_value_table(R.grown, [(f"loss, C={c}", c) for c in R.contexts], R.growing, "{:.3f}"),
       plots=plot_all(R, out_dir) if plots else "", copy=_copy_md(R, res), cost=_cost_md(R, res), footer=footer)
   framework_report.save_text(out_dir, text)
   return text

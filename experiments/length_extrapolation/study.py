@@ -13,23 +13,17 @@ baselines and probes, and the copy-accuracy curve of the positive control (``CON
 run (logn_mlm.py, Su's first log-n table) is scored at 1x..16x its N. The report (report.py, report_template.md)
 is built from the records; ``run`` is the same from Python (the Colab notebook).
 
-Plans (issue #18: the default <= 60 min on 2 cores; cross-checkpoint claims need >= 5 training seeds):
-  default    the decisive subset: rope, rope_logn and hwfa, each with SEEDS = 5 training seeds (window vs
-             ReRoPE, HWFA vs ReRoPE, log n pre-trained vs retrofit vs none, PI, 5a, 8a). --dry_run: 15 runs,
-             59.6 min on an idle 2-core CPU (EST_S: measured per-run training + ~2.5 s per evaluated method
-             and length); a shared machine is slower.
+Plans (issue #18: the default <= 60 min on 2 cores; cross-checkpoint claims need >= 5 training seeds; --dry_run
+prints each plan's runs and wall-time estimate, EST_S):
+  default    the decisive subset: rope, rope_logn and hwfa with SEEDS = 5 training seeds each (window vs ReRoPE,
+             HWFA vs ReRoPE, log n pre-trained vs retrofit vs none, PI, 5a, 8a): 15 runs.
   extended   default + the other variants (InvLeaky, KNA, CosA, HWFA2, KNA/CosA-log n), the copy-augmented
-             checkpoints (the repeated column, and the runs that test the window / HWFA hypotheses), the copy
-             probes, the positive control and Su's MLM log-n table (Attention-O / -E), 5 seeds of
-             methods.SEED_CKPTS (the other compared checkpoints get theirs from `seeds`), and issue #18's untested variants (QNA, KNA + NoPE, InvLeaky b8, the
-             HWFA2 grid: 10 runs, ~34 min by the estimate; their architectures' recorded runs took 209-282 s of
-             training each on the shared machine), and the runs that decide why our log-n gains are 3-8x smaller
-             than an independent measurement (GAP_VARIANTS, 5 seeds each: the pre-norm 2-head architecture and its
-             log-n twin, ~330 / ~315 s a run, and the baseline at 2x steps, ~430 s: 15 runs, ~90 min):
-             70 runs, ~5.8 h (--dry_run; the MLM runs guessed at 2x an LM run, h heads at 1 + (h - 1) / 2 x).
+             checkpoints (the repeated column; the window / HWFA hypotheses), the copy probes, the positive control,
+             Su's MLM log-n table (Attention-O / -E), issue #18's untested variants (QNA, KNA + NoPE, InvLeaky b8,
+             the HWFA2 grid) and the runs that decide why our log-n gains are 3-8x smaller than an independent
+             measurement (GAP_VARIANTS); 5 seeds of methods.SEED_CKPTS and the MLM runs: 70 runs.
   seeds      extended + training seeds 1-4 of the other checkpoints that cross-checkpoint claims compare (9, 9b,
-             10a/b/d, 11, R5: InvLeaky, InvLeaky b8, QNA, KNA, KNA + NoPE, CosA, rope_copy and the four HWFA2
-             settings; methods.seed_scale_ckpts), after the extended runs: 44 more runs (~2.5 h), 114 runs, ~8.3 h.
+             10a/b/d, 11, R5: methods.seed_scale_ckpts), after the extended runs: 114 runs.
   tiny       two checkpoints and a few methods (< 2 min). medium / full: accelerator scales.
 """
 from __future__ import annotations
@@ -51,15 +45,14 @@ from kexue_jax.evals import length
 from kexue_jax.evals import length_methods
 
 CONFIG_DIR = "configs/length_extrapolation"
-COPY_ARG = "copy=0.25,copy_source=random,copy_warmup=600"
-# variant -> (config file, extra config argument). Copy-augmented training (*_copy): a quarter of the windows
-# are random printable bytes tiled with a period of N/4..N/2; the plain baseline does not learn to copy at CPU
-# scale (REPORT.md, copy check), so Su's repeated-column claims are tested on those checkpoints.
+COPY_ARG = methods_lib.COPY_ARG   # the *_copy runs: the plain baseline does not copy at CPU scale (REPORT.md)
+# variant -> (config file, extra config argument).
 VARIANTS = {
     "rope": ("rope.py", ""), "rope_logn": ("rope_logn.py", ""), "hwfa": ("hwfa.py", ""),
     "inv_leaky": ("inv_leaky.py", ""), "kna": ("kna.py", ""), "cosa": ("cosa.py", ""),
     "hwfa2": ("hwfa2.py", ""), "kna_logn": ("kna.py", "logn"), "cosa_logn": ("cosa.py", "logn"),
-    "rope_copy": ("rope.py", COPY_ARG), "rope_logn_copy": ("rope_logn.py", COPY_ARG), "hwfa_copy": ("hwfa.py", COPY_ARG),
+    "rope_copy": ("rope.py", COPY_ARG), "rope_logn_copy": ("rope_logn.py", COPY_ARG),
+    "hwfa_copy": ("hwfa.py", COPY_ARG),
     "mlm_o": ("logn_mlm.py", ""), "mlm_e": ("logn_mlm.py", "logn"),
     # Issue #18: the research note's variants not yet tested (extended plan only). QNA and KeyNorm + NoPE are Su's
     # negative controls (9859); InvLeaky b8 trains with RoPE base 80000 (9728 T6); the HWFA2 grid is Su's T7
@@ -76,8 +69,7 @@ GAP_VARIANTS = ("rope_pre2h", "rope_logn_pre2h", "rope_2xsteps")
 HWFA2_GRID = tuple(v for v in VARIANTS if v.startswith("hwfa2_w"))
 MLM_VARIANTS = ("mlm_o", "mlm_e")   # Su's 8823 table: Attention-O / Attention-E (no scale argument)
 DEFAULT_VARIANTS = ("rope", "rope_logn", "hwfa")
-EXTRA_VARIANTS = ("inv_leaky", "kna", "cosa", "hwfa2", "kna_logn", "cosa_logn", "rope_copy", "rope_logn_copy",
-                  "hwfa_copy") + MLM_VARIANTS + ("qna", "kna_nope", "inv_leaky_b8") + HWFA2_GRID + GAP_VARIANTS
+EXTRA_VARIANTS = tuple(v for v in VARIANTS if v not in DEFAULT_VARIANTS)   # the extended plan's, in this order
 SEEDS = 5            # training seeds of the checkpoints that claims compare (methods.SEED_CKPTS, the MLM runs)
 # Copy probes of the committed study: other baselines whose copy gap is followed over 6 checkpoints.
 PROBES = ("heads=4,norm=pre,steps=2400", "copy=0.5,steps=4000")
@@ -247,7 +239,8 @@ def setup(config, ts: dict) -> dict:
   n = ts["n"]
   return {"train_length": n, "test_lengths": sorted(ts["sets"]), "extension": length_methods.EXTENSION,
           "windows": {str(L): int(len(s[0])) for L, s in sorted(ts["sets"].items())},
-          "windows_at_8x": int(len(ts["sets"][n * length_methods.EXTENSION][0])), "growing_docs": int(len(ts["growing"])),
+          "windows_at_8x": int(len(ts["sets"][n * length_methods.EXTENSION][0])),
+          "growing_docs": int(len(ts["growing"])),
           "steps": int(config.num_train_steps), "batch_size": int(config.batch_size),
           "model": {k: v for k, v in config_lib.to_dict(config.model).items() if k != "layer_attention"},
           "optimizer": dict(config_lib.to_dict(config.optimizer)),
@@ -269,7 +262,8 @@ def to_results(records, extras: dict, meta: dict) -> dict:
   runs = [r for r in records if not r.get("probe") and not r.get("control")]
   first = next((r for r in runs if r["name"] == "rope"), next((r for r in records if "setup" in r), records[0]))
   legacy = extras.get("legacy_meta") or {}
-  res_meta = dict(first.get("setup", {}), scale=first.get("scale"), variants=[r["variant"] for r in runs if not r.get("seed")],
+  res_meta = dict(first.get("setup", {}), scale=first.get("scale"),
+                  variants=[r["variant"] for r in runs if not r.get("seed")],
                   default_variants=list(DEFAULT_VARIANTS), seeds=1 + max((r.get("seed", 0) for r in runs), default=0),
                   hardware=meta.get("trained_on", ""), jax=meta.get("versions", ""),
                   date_utc=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -302,7 +296,8 @@ def run(workdir: str, scale: str = "default", variants=None, methods=None, seeds
   and ``methods``), evaluates them, writes the report into ``out_dir`` (default W/report); returns the results
   dict report.py reads."""
   records = [launcher.run_one(sys.modules[__name__], r, workdir, ()) for r in plan(seeds, scale, variants, methods)]
-  meta = dict(report_lib.machine(), commands=[f"study.run({workdir!r}, {scale!r}, variants={variants}, methods={methods})"])
+  meta = dict(report_lib.machine(),
+              commands=[f"study.run({workdir!r}, {scale!r}, variants={variants}, methods={methods})"])
   meta["trained_on"] = meta["machine"]
   write_report(records, {}, out_dir or os.path.join(workdir, "report"), meta)
   return to_results(records, {}, meta)

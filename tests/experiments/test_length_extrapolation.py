@@ -175,6 +175,20 @@ def test_checklist_holds_on_good_and_fails_on_reversed_results():
   assert good["15b"].verdict == claims_lib.INCONCLUSIVE and "not measured" in good["15b"].line()
 
 
+def test_checklist_rows_fill_their_templates_and_leave_out_what_a_run_lacks():
+  q = dict(n=128, L8=1024, w4=32, bigram=None, drop4=0.5)
+  row = le_claims._c("x", "-", "at {L8}", "paired", "nonrep/{L8}/rerope_w{w4}", "nonrep/{n}/rope", needs="rope")
+  [(c, su)] = le_claims._claim(row, q, {"rope": {}})
+  assert (c.a, c.b, c.text, c.unit, c.family, su) == ("nonrep/1024/rerope_w32", "nonrep/128/rope", "at 1024",
+                                                      "windows", "x", "-")
+  assert le_claims._claim(row, q, {}) == []   # its `needs` method was not evaluated
+  assert le_claims._claim(le_claims._c("0b", "-", "{bigram:.2f}", "one_sample", "s", reference=1.0), q, {}) == []
+  [(c, _)] = le_claims._claim(le_claims._c("1b", "-", "t", "one_sample", "s", reference="drop4"), q, {})
+  assert c.reference == 0.5 and c.family == "1"   # a reference names a quantity; the family is the id's number
+  with pytest.raises(KeyError):                   # a misspelt quantity is an error, not a silently dropped claim
+    le_claims._claim(le_claims._c("y", "-", "{typo}", "paired", "a", "b"), q, {})
+
+
 def test_claims_are_scipy_tests_on_the_windows():
   res = _synthetic(True)
   v = _verdicts(res)["3a-old"]   # ntk_old - rope at 8x, paired over windows, one-sided
