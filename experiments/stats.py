@@ -5,6 +5,7 @@ import dataclasses
 from typing import Any, Mapping
 
 import numpy as np
+import scipy.stats
 
 
 @dataclasses.dataclass
@@ -51,3 +52,10 @@ def cell(sample: Mapping[Any, float] | None, scale: float = 1.0, digits: int = 1
 def diff(a: Mapping[Any, float], b: Mapping[Any, float]) -> dict:
   """The paired sample a − b: {unit: a[unit] − b[unit]} over the units of a that b has too."""
   return {u: v - b[u] for u, v in a.items() if u in b}
+
+
+def slopes(points: Mapping[Any, Mapping[float, float]]) -> dict:
+  """{unit: least-squares slope of y on x} from {unit: {x: y}}, for the units with >= 3 values of x
+  (``scipy.stats.linregress``). A trend over seeds is tested on these (one-sample t of the slopes against 0): one
+  slope per seed keeps the seed blocking that a single fit over every (seed, x) point drops."""
+  return {u: float(scipy.stats.linregress(list(p), list(p.values())).slope) for u, p in points.items() if len(p) >= 3}

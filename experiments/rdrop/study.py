@@ -14,7 +14,6 @@ import os
 from typing import Any, NamedTuple
 
 import numpy as np
-import scipy.stats
 
 from experiments import stats
 from experiments.framework import claims as C
@@ -137,13 +136,12 @@ def samples(records) -> dict:
         out[f"{name}:{key(r)}"][r["seed"]] = float(v)
   for k in [k for k in out if k.startswith("acc:") and "/a" in k and not k.endswith("/a0")]:
     out["gain:" + k[4:]] = stats.diff(out[k], out.get(k.rsplit("/a", 1)[0] + "/a0", {}))
-  for s in supervised(out):   # claim 1, blocked by seed: one least-squares slope per seed (>= 3 values of α)
-    pts = collections.defaultdict(list)
+  for s in supervised(out):   # claim 1, blocked by seed: one slope per seed (stats.slopes)
+    pts = collections.defaultdict(dict)
     for a in (a for a in alphas(out, s) if a <= 4):
       for seed, g in out.get(f"gap:{s}/a{a:g}", {}).items():
-        pts[seed] += [(a, math.log10(g))] if g > 0 else []
-    slopes = {seed: scipy.stats.linregress(*zip(*p)).slope for seed, p in pts.items() if len({a for a, _ in p}) >= 3}
-    if slopes:
+        pts[seed].update({a: math.log10(g)} if g > 0 else {})
+    if slopes := stats.slopes(pts):
       out[f"slope:{s}"] = slopes
   return dict(out)
 
