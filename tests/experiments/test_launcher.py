@@ -226,3 +226,14 @@ def test_results_json_puts_number_lists_on_one_line_and_round_trips(tmp_path):
   assert '"text": "a [\\n1] b --x=[1, 2]"' in text   # strings are never rewritten
   back = json.loads(text)
   assert json.dumps(back) == json.dumps(obj) and not os.path.exists(path + ".tmp")
+
+
+def test_a_preempted_run_writes_no_record_and_stops(tmp_path, monkeypatch):
+  """train.run checkpoints and returns on SIGTERM: the launcher must not record that half-trained run as finished
+  (two R-Drop runs stopped at the end of a session were once reported with an empty evaluation)."""
+  from kexue_jax import train  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(train, "run", lambda config, wd: {"step": 3, "preempted": "SIGTERM", "train": {}, "eval": {}})
+  study, wd = _fake_study([]), str(tmp_path / "w")
+  with pytest.raises(SystemExit, match="stopped by SIGTERM at step 3 of .*rerun the same command to resume"):
+    launcher.run_one(study, study.plan()[0], wd, ())
+  assert not os.path.exists(os.path.join(wd, "runs", "lm", "record.json"))
