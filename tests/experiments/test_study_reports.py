@@ -159,14 +159,17 @@ def test_rdrop_plan_and_configs():
 
 
 def test_rdrop_plan_keeps_the_committed_runs():
-  """Every run of the committed report is in the extended plan with its config (cache keys unchanged); beyond the
-  default's 114 runs it adds only the alternating arm, its control's seeds 3-4 and claim 7's seeds 5-20."""
+  """The committed report is the whole `full` plan, each run with its config and labels (cache keys unchanged);
+  beyond the default's 114 runs `extended` adds only the alternating arm, its control's seeds 3-4 and claim 7's
+  seeds 5-20."""
   with open(os.path.join(os.path.dirname(rdrop.__file__), "results.json")) as f:
     committed = {r["name"]: r for r in json.load(f)["runs"]}
-  runs = {r.name: r for r in rdrop.plan(scale="extended")}
-  assert {n: runs[n].config for n in committed if n in runs} == {n: r["config"] for n, r in committed.items()}
-  assert all(runs[n].labels == {k: committed[n][k] for k in runs[n].labels} for n in committed)
-  default = {r.name for r in rdrop.plan()}
+  full = {r.name: r for r in rdrop.plan(scale="full")}
+  assert set(committed) == set(full) and {n: r.config for n, r in full.items()} == {
+      n: r["config"] for n, r in committed.items()}
+  assert all(full[n].labels == {k: committed[n][k] for k in full[n].labels} for n in committed)
+  assert all(r["eval"].get("accuracy") is not None for r in committed.values())   # every run evaluated at its end
+  default, runs = {r.name for r in rdrop.plan()}, {r.name: r for r in rdrop.plan(scale="extended")}
   new = [r.labels for n, r in runs.items() if n not in default]
   assert sum(l.get("semi") == "alternate" for l in new) == 5 and sum(l["seed"] >= 5 for l in new) == 64
   assert len(new) == 5 + 2 + 64
