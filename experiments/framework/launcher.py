@@ -136,7 +136,8 @@ def cached_record(run: Run, workdir: str, overrides: Sequence[str]) -> dict | No
 def run_one(study, run: Run, workdir: str, overrides: Sequence[str]) -> dict:
   """Trains (resuming from checkpoints) and evaluates one run, unless its record exists; returns the record. A run
   stopped before its last step (a signal: train.run checkpoints and returns) writes no record and ends the process,
-  so the next invocation resumes it instead of reporting a half-trained model."""
+  so the next invocation resumes it instead of reporting a half-trained model; one signalled at its last step has
+  finished (its last evaluation and checkpoint ran) and is recorded."""
   record = cached_record(run, workdir, overrides)
   if record is not None:
     return record
@@ -150,7 +151,7 @@ def run_one(study, run: Run, workdir: str, overrides: Sequence[str]) -> dict:
   t0 = time.time()
   try:
     out = train.run(config, wd)
-    if out.get("preempted") or (out.get("step") or 0) < config.num_train_steps:   # checkpointed, not finished
+    if (out.get("step") or 0) < config.num_train_steps:   # stopped by a signal: checkpointed, not finished
       raise SystemExit(f"[{run.name}] stopped by {out.get('preempted') or 'an interruption'} at step "
                        f"{out.get('step')} of {config.num_train_steps}; no record written: rerun the same command "
                        "to resume it from its checkpoint.")

@@ -127,7 +127,8 @@ def samples(records) -> dict:
   """{metric:setting: {seed: value}} for acc (test accuracy), gap (dropout_kl: ½ symmetric KL between two dropout
   passes on the test set), kl (KL(P̄‖P0)), ce (train CE, last log window); gain:setting/aA = acc(aA) − acc(a0) per
   seed (same seed = same initialisation and data order); slope:setting = {seed: the slope of log10 gap on α over
-  that seed's two-pass arms with α <= 4} (a slope per seed keeps the seed blocking an OLS fit over all points drops)."""
+  that seed's two-pass arms with α <= 4} (a slope per seed keeps the seed blocking that one fit over all points
+  drops; seeds with fewer than 3 values of α, e.g. claim 7's extra seeds, have none)."""
   out: dict = collections.defaultdict(dict)
   for r in R.finished(records):
     for name, v in (("acc", r["eval"].get("accuracy")), ("gap", r["eval"].get("dropout_kl")),

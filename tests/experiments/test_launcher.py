@@ -230,10 +230,20 @@ def test_results_json_puts_number_lists_on_one_line_and_round_trips(tmp_path):
 
 def test_a_preempted_run_writes_no_record_and_stops(tmp_path, monkeypatch):
   """train.run checkpoints and returns on SIGTERM: the launcher must not record that half-trained run as finished
-  (two R-Drop runs stopped at the end of a session were once reported with an empty evaluation)."""
+  (two R-Drop runs stopped at the end of a session were once reported with an empty evaluation); a run signalled
+  at its last step has finished and is recorded."""
   from kexue_jax import train  # pylint: disable=g-import-not-at-top
-  monkeypatch.setattr(train, "run", lambda config, wd: {"step": 3, "preempted": "SIGTERM", "train": {}, "eval": {}})
   study, wd = _fake_study([]), str(tmp_path / "w")
-  with pytest.raises(SystemExit, match="stopped by SIGTERM at step 3 of .*rerun the same command to resume"):
-    launcher.run_one(study, study.plan()[0], wd, ())
-  assert not os.path.exists(os.path.join(wd, "runs", "lm", "record.json"))
+  run = study.plan()[0]
+  total = launcher.load_run_config(run, ()).num_train_steps
+  for preempted in ("SIGTERM", None):   # stopped early, by a signal or not
+    monkeypatch.setattr(train, "run", lambda config, wd, p=preempted: {"step": 3, "preempted": p, "train": {},
+                                                                       "eval": {}})
+    with pytest.raises(SystemExit, match=f"at step 3 of {total}; .*rerun the same command to resume"):
+      launcher.run_one(study, run, wd, ())
+    assert not os.path.exists(os.path.join(wd, "runs", "lm", "record.json"))
+  monkeypatch.setattr(train, "run", lambda config, wd: {"step": total, "preempted": "SIGTERM",
+                                                        "train": {"loss": 1.0}, "eval": {"loss": 1.1}})
+  record = launcher.run_one(study, run, wd, ())
+  assert record["step"] == total and record["train"] == {"loss": 1.0}
+  assert os.path.exists(os.path.join(wd, "runs", "lm", "record.json"))
