@@ -481,6 +481,13 @@ def _quiet_item_metadata_warning():
     logger.removeFilter(f)
 
 
+def saved_steps(workdir) -> list[int]:
+  """The steps of the checkpoints a ``train.run`` directory keeps (its ``checkpoints/<step>`` folders), ascending;
+  [] without any."""
+  directory = epath.Path(workdir) / "checkpoints"
+  return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit()) if directory.is_dir() else []
+
+
 def load_state(workdir: str | epath.Path, step: int | None = None) -> tuple[dict[str, Any], int]:
   """Reads a run's saved train state as host numpy arrays, without knowing its structure in advance.
 
@@ -492,7 +499,7 @@ def load_state(workdir: str | epath.Path, step: int | None = None) -> tuple[dict
     raise FileNotFoundError(f"no checkpoints in {directory}: train the run first (python -m kexue_jax.main "
                             f"--config ... --workdir {workdir}).")
   if step is None:
-    steps = sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit())
+    steps = saved_steps(workdir)
     if not steps:
       raise FileNotFoundError(f"{directory} holds no finished checkpoint.")
     step = steps[-1]

@@ -112,3 +112,10 @@ def test_processes_agree_on_stopping_only_every_k_steps(monkeypatch, every):
   assert not gathers
   with pytest.raises(ValueError, match="preemption_check_every_steps must be >= 1"):
     checkpoint.PreemptionWatcher(check_every_steps=0)
+
+
+def test_saved_steps_lists_the_step_folders_ascending(tmp_path):
+  assert checkpoint.saved_steps(tmp_path) == []   # no checkpoints/ folder
+  for name in ("300", "1200", "600", "tmp_600", "notes.txt"):
+    (tmp_path / "checkpoints" / name).mkdir(parents=True)
+  assert checkpoint.saved_steps(tmp_path) == [300, 600, 1200] and checkpoint.saved_steps(str(tmp_path)) == [300, 600, 1200]

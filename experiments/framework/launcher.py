@@ -84,12 +84,6 @@ def load_study(name: str):
   return importlib.import_module(f"experiments.{name}.study")
 
 
-def checkpoint_steps(run_dir: str) -> list[int]:
-  """The steps of the checkpoints a run directory keeps, ascending ([] without any)."""
-  ckpts = os.path.join(run_dir, "checkpoints")
-  return sorted(int(p) for p in os.listdir(ckpts) if p.isdigit()) if os.path.isdir(ckpts) else []
-
-
 def config_spec(run: Run, workdir: str | None) -> str:
   return run.config.replace("{workdir}", os.path.abspath(workdir or "W"))
 

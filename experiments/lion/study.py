@@ -76,7 +76,7 @@ def evaluate(run, config, run_dir: str, record: dict) -> dict:
   from kexue_jax import checkpoint  # pylint: disable=g-import-not-at-top
   from kexue_jax import optim  # pylint: disable=g-import-not-at-top
   out = dict(lr=float(config.optimizer.learning_rate), wd=float(config.optimizer.weight_decay))
-  steps = launcher.checkpoint_steps(run_dir)
+  steps = checkpoint.saved_steps(run_dir)
   if run.labels.get("task") or "error" in record or not steps:
     return out
   out.update(tokens=int(config.num_train_steps * config.batch_size * config.data.seq_len), embedding=[])

@@ -81,7 +81,7 @@ def evaluate(run, config, run_dir: str, record: dict) -> dict:
   from kexue_jax import checkpoint  # pylint: disable=g-import-not-at-top
   ev = _evaluator(config)
   curve = [{"step": 0, **ev(ev.init_variables(config.seed), probe=True)}]
-  steps = [] if "error" in record else launcher.checkpoint_steps(run_dir)
+  steps = [] if "error" in record else checkpoint.saved_steps(run_dir)
   for step in steps:
     state, _ = checkpoint.load_state(run_dir, step)
     curve.append({"step": step, **ev({"params": state["params"], **state["extra"]}, probe=True)})

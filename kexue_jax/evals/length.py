@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 
 import jax
 import jax.numpy as jnp
@@ -258,8 +257,7 @@ def evaluate_method(model_cfg: dict, params, ts: dict, lengths, by_context: bool
 
 def kept_checkpoints(run_dir: str):
   """(step, params) of every checkpoint kept in a ``train.run`` directory, oldest first."""
-  d = os.path.join(run_dir, "checkpoints")
-  for step in sorted(int(p) for p in os.listdir(d) if p.isdigit()) if os.path.isdir(d) else []:
+  for step in checkpoint.saved_steps(run_dir):
     yield step, checkpoint.load_state(run_dir, step)[0]["params"]
 
 
